@@ -1,0 +1,290 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note OR MIT */
+/*
+ * azbuse.h - the kernel/userspace ABI of azbuse, block devices served from
+ * userspace. This one header is compiled by kmod/azbuse.ko and by libazbuse;
+ * both sides check every struct's size and field offsets at compile time
+ * (AZBUSE_ABI_CHECKS below).
+ *
+ * Control: /dev/azbusectl (root only) adds, starts, removes and describes
+ * devices. Data: a worker process opens /dev/azbusec<N>, ATTACHes to one
+ * queue, mmaps the queue's ring region (AZBUSE_MMAP_RING_OFF) and data area
+ * (AZBUSE_MMAP_DATA_OFF), then loops:
+ *
+ *   1. consume submission entries between sq_head and sq_tail
+ *      (load sq_tail with acquire; store sq_head with release);
+ *   2. serve them; the data of request `tag` is at tag * slot_bytes in the
+ *      data area (write data is there when the entry is posted; read data
+ *      must be there when the completion is committed);
+ *   3. post completions at cq_tail (store cq_tail with release);
+ *   4. ioctl(AZBUSE_IOC_COMMIT, timeout_ms): the kernel completes every
+ *      posted completion and, if timeout_ms != 0 and no new submission is
+ *      pending, sleeps until one arrives, the timeout passes, a KICK, or
+ *      the device goes away (-ENODEV).
+ *
+ * Nothing the worker writes is trusted: the kernel keeps its own copy of
+ * every index and rejects (and counts) completions for tags the worker does
+ * not hold or with a stale sequence number.
+ *
+ * Op codes and flag bits are azbuse's own and stable: the kernel's REQ_*
+ * bit numbers change between versions, so the module translates.
+ */
+#ifndef _UAPI_AZBUSE_H
+#define _UAPI_AZBUSE_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+#define AZBUSE_ABI_VERSION 1
+
+#define AZBUSE_CTL_DEVICE "/dev/azbusectl"
+#define AZBUSE_BLOCK_PREFIX "/dev/azbuse"
+#define AZBUSE_CHAR_PREFIX "/dev/azbusec"
+
+/* Largest device id (and so device count). */
+#define AZBUSE_MAX_DEVICES 1024
+/* ADD with this id takes the lowest free one. */
+#define AZBUSE_DEV_ID_ANY 0xffffffffU
+
+/* Limits that ADD enforces (-EINVAL outside them). */
+#define AZBUSE_MAX_QUEUES 256
+#define AZBUSE_MAX_QUEUE_DEPTH 4096
+#define AZBUSE_MIN_IO_BYTES 4096
+#define AZBUSE_MAX_IO_BYTES (4U << 20)
+#define AZBUSE_DEF_QUEUE_DEPTH 128
+#define AZBUSE_DEF_IO_BYTES (256U << 10)
+#define AZBUSE_DEF_IO_TIMEOUT_MS 30000
+#define AZBUSE_DEF_RECOVERY_TIMEOUT_MS 30000
+
+/* Device features (azbuse_dev_info.features). */
+#define AZBUSE_F_WRITE_CACHE (1ULL << 0) /* volatile cache: FLUSH reaches the engine */
+#define AZBUSE_F_FUA (1ULL << 1)	  /* FUA reaches the engine as a flag */
+#define AZBUSE_F_DISCARD (1ULL << 2)
+#define AZBUSE_F_WRITE_ZEROES (1ULL << 3)
+#define AZBUSE_F_SECURE_ERASE (1ULL << 4)
+#define AZBUSE_F_ROTATIONAL (1ULL << 5)
+#define AZBUSE_F_READ_ONLY (1ULL << 6)
+#define AZBUSE_F_SHARDED (1ULL << 7) /* route by chunk: ring = chunk % nr_queues */
+#define AZBUSE_F_ALL ((1ULL << 8) - 1)
+
+/* Request op codes (azbuse_sqe.op). */
+#define AZBUSE_OP_READ 0
+#define AZBUSE_OP_WRITE 1
+#define AZBUSE_OP_FLUSH 2
+#define AZBUSE_OP_DISCARD 3
+#define AZBUSE_OP_WRITE_ZEROES 4
+#define AZBUSE_OP_SECURE_ERASE 5
+#define AZBUSE_OP_NR 6
+
+/* Request flags (azbuse_sqe.flags): the kernel's request flags, renumbered. */
+#define AZBUSE_RQ_FUA (1ULL << 0)
+#define AZBUSE_RQ_PREFLUSH (1ULL << 1)
+#define AZBUSE_RQ_NOUNMAP (1ULL << 2)
+#define AZBUSE_RQ_SYNC (1ULL << 3)
+#define AZBUSE_RQ_META (1ULL << 4)
+#define AZBUSE_RQ_PRIO (1ULL << 5)
+#define AZBUSE_RQ_RAHEAD (1ULL << 6)
+#define AZBUSE_RQ_BACKGROUND (1ULL << 7)
+#define AZBUSE_RQ_NOWAIT (1ULL << 8)
+#define AZBUSE_RQ_IDLE (1ULL << 9)
+#define AZBUSE_RQ_FAILFAST_DEV (1ULL << 10)
+#define AZBUSE_RQ_FAILFAST_TRANSPORT (1ULL << 11)
+#define AZBUSE_RQ_FAILFAST_DRIVER (1ULL << 12)
+#define AZBUSE_RQ_NOMERGE (1ULL << 13)
+#define AZBUSE_RQ_INTEGRITY (1ULL << 14)
+#define AZBUSE_RQ_POLLED (1ULL << 15)
+#define AZBUSE_RQ_SWAP (1ULL << 16)
+#define AZBUSE_RQ_ATOMIC (1ULL << 17)
+/* Set by the module, not the kernel: the request was re-posted after its worker died. */
+#define AZBUSE_RQ_REQUEUED (1ULL << 63)
+
+/* Device states (azbuse_dev_info.state). */
+#define AZBUSE_DEV_CREATED 0 /* added; workers attach, then START */
+#define AZBUSE_DEV_LIVE 1    /* /dev/azbuse<N> exists */
+#define AZBUSE_DEV_DYING 2   /* being removed */
+
+/* Queue states (azbuse_queue_info.state). */
+#define AZBUSE_QUEUE_NO_WORKER 0  /* never attached */
+#define AZBUSE_QUEUE_ATTACHED 1	  /* a worker serves it */
+#define AZBUSE_QUEUE_RECOVERING 2 /* worker gone, requests kept for a new one */
+#define AZBUSE_QUEUE_FAILED 3	  /* recovery window passed: requests fail fast */
+
+/*
+ * ADD (in: everything but state/owner_pid; 0 means "default" for every
+ * optional field), INFO (out). Reserved fields must be zero.
+ */
+struct azbuse_dev_info {
+	__u32 dev_id;		   /* in: id or AZBUSE_DEV_ID_ANY; out: the id */
+	__u32 state;		   /* out: AZBUSE_DEV_* */
+	__u16 nr_queues;	   /* 0: one per possible CPU */
+	__u16 queue_depth;	   /* per queue; 0: AZBUSE_DEF_QUEUE_DEPTH */
+	__u32 max_io_bytes;	   /* multiple of 4096; 0: AZBUSE_DEF_IO_BYTES */
+	__u64 size_bytes;	   /* multiple of logical_block_size, > 0 */
+	__u64 features;		   /* AZBUSE_F_*; out: what the device has */
+	__u32 logical_block_size;  /* 512..4096, power of 2; 0: 512 */
+	__u32 physical_block_size; /* >= logical, power of 2; 0: logical */
+	__u32 chunk_sectors;	   /* sharded: power of 2, >= max_io; else 0 */
+	__u32 discard_granularity; /* bytes; 0: logical block */
+	__u32 max_discard_sectors; /* 0: chunk (sharded) or UINT_MAX >> 9 */
+	__u32 max_write_zeroes_sectors; /* as above */
+	__u32 io_timeout_ms;		/* 0: AZBUSE_DEF_IO_TIMEOUT_MS */
+	__u32 recovery_timeout_ms;	/* 0: AZBUSE_DEF_RECOVERY_TIMEOUT_MS */
+	__s32 owner_pid;		/* out: process that added the device */
+	__u32 nr_hw_queues;		/* out: blk-mq hardware queues */
+	__u64 reserved[7];
+};
+
+/* START, REMOVE. */
+struct azbuse_dev_cmd {
+	__u32 dev_id;
+	__u32 flags; /* must be 0 */
+	__u64 reserved[3];
+};
+
+/* LIST: ids of existing devices, in ascending order. */
+struct azbuse_dev_list {
+	__u64 ids_ptr;	/* in: user pointer to __u32[capacity] */
+	__u32 capacity; /* in */
+	__u32 count;	/* out: number of devices (may exceed capacity) */
+	__u64 reserved[2];
+};
+
+/* QUEUE_INFO: per-queue state and counters. */
+struct azbuse_queue_info {
+	__u32 dev_id; /* in */
+	__u16 queue;  /* in */
+	__u16 state;  /* out: AZBUSE_QUEUE_* */
+	__s32 worker_pid;
+	__u32 inflight;	 /* requests posted and not yet completed */
+	__u64 requests;	 /* requests completed through this queue */
+	__u64 bytes;	 /* data bytes of those requests */
+	__u64 commits;	 /* COMMIT syscalls that completed at least one request */
+	__u64 waits;	 /* COMMIT syscalls that slept */
+	__u64 wakeups;	 /* wake-ups sent by the submission path */
+	__u64 rejected;	 /* completions rejected as invalid */
+	__u64 requeued;	 /* requests re-posted after a worker died */
+	__u64 failed;	 /* requests failed by the module (no worker, removal) */
+	__u64 reserved[4];
+};
+
+/* VERSION. */
+struct azbuse_version {
+	__u32 abi_version; /* AZBUSE_ABI_VERSION */
+	__u32 max_devices;
+	__u64 features; /* AZBUSE_F_* this module supports */
+	__u64 reserved[6];
+};
+
+/* ATTACH (on /dev/azbusec<N>): in queue; out the ring geometry. */
+struct azbuse_attach {
+	__u16 queue;  /* in */
+	__u16 flags;  /* in: must be 0 */
+	__u32 nr_queues;
+	__u32 sq_entries; /* power of 2 */
+	__u32 cq_entries; /* power of 2 */
+	__u32 sq_offset;  /* byte offset of the SQ in the ring region */
+	__u32 cq_offset;  /* byte offset of the CQ in the ring region */
+	__u32 ring_bytes; /* mmap length at AZBUSE_MMAP_RING_OFF */
+	__u32 slot_bytes; /* data bytes per tag */
+	__u32 nr_slots;	  /* tags: 0 <= tag < nr_slots */
+	__u32 logical_block_size;
+	__u64 data_bytes; /* mmap length at AZBUSE_MMAP_DATA_OFF */
+	__u64 size_bytes;
+	__u64 features;
+	__u64 reserved[4];
+};
+
+/* mmap offsets on /dev/azbusec<N> after ATTACH. */
+#define AZBUSE_MMAP_RING_OFF 0ULL
+#define AZBUSE_MMAP_DATA_OFF (1ULL << 32)
+
+/*
+ * The ring header at offset 0 of the ring region. Each side writes only its
+ * own cache line and keeps a private copy of everything it reads.
+ */
+struct azbuse_ring_header {
+	/* written by the kernel */
+	__u32 sq_tail;	/* next submission slot the kernel fills */
+	__u32 cq_head;	/* next completion the kernel consumes */
+	__u32 kflags;	/* AZBUSE_KF_* */
+	__u32 kpad[13];
+	/* written by the worker */
+	__u32 sq_head;	/* next submission the worker consumes */
+	__u32 cq_tail;	/* next completion slot the worker fills */
+	__u32 wflags;	/* reserved for the worker, ignored by the kernel */
+	__u32 wpad[13];
+};
+
+#define AZBUSE_KF_DEAD (1U << 0) /* device is going away: finish and exit */
+
+struct azbuse_sqe {
+	__u64 sector; /* 512-byte units */
+	__u64 flags;  /* AZBUSE_RQ_* */
+	__u32 len;    /* bytes (0 for FLUSH) */
+	__u32 tag;    /* data slot: tag * slot_bytes in the data area */
+	__u32 seq;    /* echo in the completion */
+	__u8 op;      /* AZBUSE_OP_* */
+	__u8 reserved0;
+	__u16 ioprio; /* IOPRIO_PRIO_VALUE(class, level) */
+};
+
+struct azbuse_cqe {
+	__u32 tag;
+	__u32 seq;
+	__s32 result; /* 0 or -errno */
+	__u32 reserved;
+};
+
+#define AZBUSE_IOC_MAGIC 0xB7
+
+/* /dev/azbusectl */
+#define AZBUSE_CTL_VERSION _IOR(AZBUSE_IOC_MAGIC, 0x00, struct azbuse_version)
+#define AZBUSE_CTL_ADD _IOWR(AZBUSE_IOC_MAGIC, 0x01, struct azbuse_dev_info)
+#define AZBUSE_CTL_START _IOW(AZBUSE_IOC_MAGIC, 0x02, struct azbuse_dev_cmd)
+#define AZBUSE_CTL_REMOVE _IOW(AZBUSE_IOC_MAGIC, 0x03, struct azbuse_dev_cmd)
+#define AZBUSE_CTL_INFO _IOWR(AZBUSE_IOC_MAGIC, 0x04, struct azbuse_dev_info)
+#define AZBUSE_CTL_LIST _IOWR(AZBUSE_IOC_MAGIC, 0x05, struct azbuse_dev_list)
+#define AZBUSE_CTL_QUEUE_INFO _IOWR(AZBUSE_IOC_MAGIC, 0x06, struct azbuse_queue_info)
+
+/* /dev/azbusec<N> */
+#define AZBUSE_IOC_ATTACH _IOWR(AZBUSE_IOC_MAGIC, 0x20, struct azbuse_attach)
+/* argument: timeout in ms (0: do not sleep; AZBUSE_WAIT_FOREVER) */
+#define AZBUSE_IOC_COMMIT _IO(AZBUSE_IOC_MAGIC, 0x21)
+/* wake the worker sleeping in COMMIT on this file's queue */
+#define AZBUSE_IOC_KICK _IO(AZBUSE_IOC_MAGIC, 0x22)
+#define AZBUSE_WAIT_FOREVER 0xffffffffUL
+
+/*
+ * Layout checks, expanded by both sides: the kernel inside a function with
+ * BUILD_BUG_ON, userspace at file scope with _Static_assert.
+ */
+#define AZBUSE_ABI_CHECKS(check)                                                        \
+	check(sizeof(struct azbuse_dev_info) == 128);                                   \
+	check(__builtin_offsetof(struct azbuse_dev_info, size_bytes) == 16);            \
+	check(__builtin_offsetof(struct azbuse_dev_info, features) == 24);              \
+	check(__builtin_offsetof(struct azbuse_dev_info, logical_block_size) == 32);    \
+	check(__builtin_offsetof(struct azbuse_dev_info, recovery_timeout_ms) == 60);   \
+	check(__builtin_offsetof(struct azbuse_dev_info, nr_hw_queues) == 68);          \
+	check(__builtin_offsetof(struct azbuse_dev_info, reserved) == 72);              \
+	check(sizeof(struct azbuse_dev_cmd) == 32);                                     \
+	check(sizeof(struct azbuse_dev_list) == 32);                                    \
+	check(__builtin_offsetof(struct azbuse_dev_list, count) == 12);                 \
+	check(sizeof(struct azbuse_queue_info) == 112);                                 \
+	check(__builtin_offsetof(struct azbuse_queue_info, requests) == 16);            \
+	check(__builtin_offsetof(struct azbuse_queue_info, failed) == 72);              \
+	check(sizeof(struct azbuse_version) == 64);                                     \
+	check(sizeof(struct azbuse_attach) == 96);                                      \
+	check(__builtin_offsetof(struct azbuse_attach, logical_block_size) == 36);      \
+	check(__builtin_offsetof(struct azbuse_attach, data_bytes) == 40);              \
+	check(__builtin_offsetof(struct azbuse_attach, features) == 56);                \
+	check(sizeof(struct azbuse_ring_header) == 128);                                \
+	check(__builtin_offsetof(struct azbuse_ring_header, sq_head) == 64);            \
+	check(__builtin_offsetof(struct azbuse_ring_header, cq_tail) == 68);            \
+	check(sizeof(struct azbuse_sqe) == 32);                                         \
+	check(__builtin_offsetof(struct azbuse_sqe, len) == 16);                        \
+	check(__builtin_offsetof(struct azbuse_sqe, seq) == 24);                        \
+	check(__builtin_offsetof(struct azbuse_sqe, op) == 28);                         \
+	check(__builtin_offsetof(struct azbuse_sqe, ioprio) == 30);                     \
+	check(sizeof(struct azbuse_cqe) == 16);                                         \
+	check(__builtin_offsetof(struct azbuse_cqe, result) == 8)
+
+#endif /* _UAPI_AZBUSE_H */

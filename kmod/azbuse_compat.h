@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * azbuse_compat.h - every kernel API difference between the versions azbuse
+ * builds against (Debian 12's 6.1 and bookworm-backports' 6.12), in one place.
+ */
+#ifndef AZBUSE_COMPAT_H
+#define AZBUSE_COMPAT_H
+
+#include <linux/blk-mq.h>
+#include <linux/blkdev.h>
+#include <linux/mm.h>
+#include <linux/version.h>
+
+/* Block limits the driver asks for, independent of how the kernel takes them. */
+struct azbuse_limits {
+	unsigned int logical_block_size;
+	unsigned int physical_block_size;
+	unsigned int max_hw_sectors;
+	unsigned int max_discard_sectors;
+	unsigned int discard_granularity;
+	unsigned int max_write_zeroes_sectors;
+	unsigned int max_secure_erase_sectors;
+	unsigned int chunk_sectors;
+	bool write_cache;
+	bool fua;
+	bool rotational;
+};
+
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
+/* 6.11+: limits and features go to blk_mq_alloc_disk in a struct queue_limits. */
+static inline struct gendisk *azbuse_alloc_disk(struct blk_mq_tag_set *set,
+						const struct azbuse_limits *al, void *queuedata)
+{
+	struct queue_limits lim = {
+		.logical_block_size = al->logical_block_size,
+		.physical_block_size = al->physical_block_size,
+		.max_hw_sectors = al->max_hw_sectors,
+		.max_segments = USHRT_MAX,
+		.max_segment_size = UINT_MAX,
+		.max_hw_discard_sectors = al->max_discard_sectors,
+		.discard_granularity = al->discard_granularity,
+		.max_write_zeroes_sectors = al->max_write_zeroes_sectors,
+		.max_secure_erase_sectors = al->max_secure_erase_sectors,
+		.chunk_sectors = al->chunk_sectors,
+	};
+
+	if (al->write_cache)
+		lim.features |= BLK_FEAT_WRITE_CACHE;
+	if (al->fua)
+		lim.features |= BLK_FEAT_FUA;
+	if (al->rotational)
+		lim.features |= BLK_FEAT_ROTATIONAL;
+	return blk_mq_alloc_disk(set, &lim, queuedata);
+}
+#else
+/* 6.1: allocate, then set each limit and queue flag on the queue. */
+static inline struct gendisk *azbuse_alloc_disk(struct blk_mq_tag_set *set,
+						const struct azbuse_limits *al, void *queuedata)
+{
+	struct gendisk *disk = blk_mq_alloc_disk(set, queuedata);
+	struct request_queue *q;
+
+	if (IS_ERR(disk))
+		return disk;
+	q = disk->queue;
+	blk_queue_logical_block_size(q, al->logical_block_size);
+	blk_queue_physical_block_size(q, al->physical_block_size);
+	blk_queue_max_hw_sectors(q, al->max_hw_sectors);
+	blk_queue_max_segments(q, USHRT_MAX);
+	blk_queue_max_segment_size(q, UINT_MAX);
+	if (al->max_discard_sectors) {
+		blk_queue_max_discard_sectors(q, al->max_discard_sectors);
+		q->limits.discard_granularity = al->discard_granularity;
+	}
+	blk_queue_max_write_zeroes_sectors(q, al->max_write_zeroes_sectors);
+	if (al->max_secure_erase_sectors)
+		blk_queue_max_secure_erase_sectors(q, al->max_secure_erase_sectors);
+	if (al->chunk_sectors)
+		blk_queue_chunk_sectors(q, al->chunk_sectors);
+	blk_queue_write_cache(q, al->write_cache, al->fua);
+	if (al->rotational)
+		blk_queue_flag_clear(QUEUE_FLAG_NONROT, q);
+	else
+		blk_queue_flag_set(QUEUE_FLAG_NONROT, q);
+	return disk;
+}
+#endif
+
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+static inline void azbuse_vma_set_flags(struct vm_area_struct *vma, unsigned long flags)
+{
+	vm_flags_set(vma, flags);
+}
+#else
+static inline void azbuse_vma_set_flags(struct vm_area_struct *vma, unsigned long flags)
+{
+	vma->vm_flags |= flags;
+}
+#endif
+
+#endif /* AZBUSE_COMPAT_H */

@@ -1,0 +1,618 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * azbuse_dev.c - device lifecycle: validate ADD parameters, build the
+ * tag set, disk, rings and char device; START (add_disk); REMOVE (drain,
+ * abort, tear down in reverse order); and the blk-mq operations.
+ *
+ * A device's memory lives as long as its char device's struct device:
+ * removal drops the registry's reference, each worker's open file holds
+ * one, and the release callback frees rings and slot tables last.
+ */
+#define pr_fmt(fmt) "azbuse: " fmt
+
+#include <linux/blk-mq.h>
+#include <linux/blkdev.h>
+#include <linux/idr.h>
+#include <linux/log2.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/sched.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+
+#include "azbuse_compat.h"
+#include "azbuse_int.h"
+
+#define AZBUSE_PART_MINORS 16
+#define AZBUSE_DRAIN_MS 5000
+#define AZBUSE_MAX_TIMEOUT_MS (3600U * 1000U)
+
+static DEFINE_MUTEX(azbuse_devs_lock); /* the registry */
+static DEFINE_IDR(azbuse_devs);	       /* id -> device; NULL while being built */
+static int azbuse_major;
+static dev_t azbuse_cdev_base;
+static struct class azbuse_class = {
+	.name = "azbuse",
+};
+
+static blk_status_t azbuse_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk_mq_queue_data *bd)
+{
+	struct azbuse_ring *ring = hctx->driver_data;
+
+	if (unlikely(READ_ONCE(ring->dev->dead)))
+		return BLK_STS_IOERR;
+	return azbuse_ring_post(ring, bd->rq, bd->last);
+}
+
+static void azbuse_commit_rqs(struct blk_mq_hw_ctx *hctx)
+{
+	azbuse_ring_wake(hctx->driver_data);
+}
+
+static int azbuse_init_hctx(struct blk_mq_hw_ctx *hctx, void *driver_data, unsigned int index)
+{
+	struct azbuse_dev *dev = driver_data;
+
+	if (WARN_ON_ONCE(index >= dev->nr_rings))
+		return -EINVAL;
+	hctx->driver_data = &dev->rings[index];
+	return 0;
+}
+
+static const struct blk_mq_ops azbuse_mq_ops = {
+	.queue_rq = azbuse_queue_rq,
+	.commit_rqs = azbuse_commit_rqs,
+	.init_hctx = azbuse_init_hctx,
+};
+
+static const struct block_device_operations azbuse_bdev_fops = {
+	.owner = THIS_MODULE,
+};
+
+static bool azbuse_reserved_zero(const struct azbuse_dev_info *info)
+{
+	return !memchr_inv(info->reserved, 0, sizeof(info->reserved));
+}
+
+/* Check every field of an ADD request and fill in the defaults. */
+static int azbuse_validate_info(struct azbuse_dev_info *info)
+{
+	u64 data_total;
+
+	if (!azbuse_reserved_zero(info))
+		return -EINVAL;
+	if (info->features & ~AZBUSE_F_ALL)
+		return -EINVAL;
+	if (info->features & AZBUSE_F_SHARDED)
+		return -EOPNOTSUPP;
+	if (info->dev_id != AZBUSE_DEV_ID_ANY && info->dev_id >= AZBUSE_MAX_DEVICES)
+		return -EINVAL;
+
+	if (!info->nr_queues)
+		info->nr_queues = min_t(u32, num_possible_cpus(), AZBUSE_MAX_QUEUES);
+	if (info->nr_queues > AZBUSE_MAX_QUEUES)
+		return -EINVAL;
+	if (!info->queue_depth)
+		info->queue_depth = AZBUSE_DEF_QUEUE_DEPTH;
+	if (info->queue_depth > AZBUSE_MAX_QUEUE_DEPTH)
+		return -EINVAL;
+	if (!info->max_io_bytes)
+		info->max_io_bytes = AZBUSE_DEF_IO_BYTES;
+	if (info->max_io_bytes < AZBUSE_MIN_IO_BYTES || info->max_io_bytes > AZBUSE_MAX_IO_BYTES ||
+	    !IS_ALIGNED(info->max_io_bytes, PAGE_SIZE))
+		return -EINVAL;
+
+	if (!info->logical_block_size)
+		info->logical_block_size = SECTOR_SIZE;
+	if (!is_power_of_2(info->logical_block_size) || info->logical_block_size < SECTOR_SIZE ||
+	    info->logical_block_size > PAGE_SIZE)
+		return -EINVAL;
+	if (!info->physical_block_size)
+		info->physical_block_size = info->logical_block_size;
+	if (!is_power_of_2(info->physical_block_size) ||
+	    info->physical_block_size < info->logical_block_size ||
+	    info->physical_block_size > SZ_64K)
+		return -EINVAL;
+	if (!info->size_bytes || !IS_ALIGNED(info->size_bytes, info->logical_block_size) ||
+	    info->size_bytes > (U64_MAX >> 1))
+		return -EINVAL;
+	if (info->chunk_sectors)
+		return -EINVAL; /* only with AZBUSE_F_SHARDED */
+
+	if (!info->discard_granularity)
+		info->discard_granularity = info->logical_block_size;
+	if (!is_power_of_2(info->discard_granularity) ||
+	    info->discard_granularity < info->logical_block_size)
+		return -EINVAL;
+	if (!info->max_discard_sectors)
+		info->max_discard_sectors = UINT_MAX >> SECTOR_SHIFT;
+	if (!info->max_write_zeroes_sectors)
+		info->max_write_zeroes_sectors = UINT_MAX >> SECTOR_SHIFT;
+	if (!(info->features & AZBUSE_F_DISCARD) && !(info->features & AZBUSE_F_SECURE_ERASE))
+		info->max_discard_sectors = 0;
+	if (!(info->features & AZBUSE_F_WRITE_ZEROES))
+		info->max_write_zeroes_sectors = 0;
+	/* FUA means nothing without a volatile write cache */
+	if (!(info->features & AZBUSE_F_WRITE_CACHE))
+		info->features &= ~AZBUSE_F_FUA;
+
+	if (!info->io_timeout_ms)
+		info->io_timeout_ms = AZBUSE_DEF_IO_TIMEOUT_MS;
+	if (!info->recovery_timeout_ms)
+		info->recovery_timeout_ms = AZBUSE_DEF_RECOVERY_TIMEOUT_MS;
+	if (info->io_timeout_ms < 100 || info->io_timeout_ms > AZBUSE_MAX_TIMEOUT_MS ||
+	    info->recovery_timeout_ms > AZBUSE_MAX_TIMEOUT_MS)
+		return -EINVAL;
+
+	/* data slots are pinned kernel memory: refuse what would eat half of RAM */
+	data_total = (u64)info->nr_queues * info->queue_depth * info->max_io_bytes;
+	if (data_total > ((u64)totalram_pages() << PAGE_SHIFT) / 2)
+		return -EINVAL;
+
+	info->state = AZBUSE_DEV_CREATED;
+	info->owner_pid = task_tgid_vnr(current);
+	info->nr_hw_queues = info->nr_queues;
+	return 0;
+}
+
+static void azbuse_free_rings(struct azbuse_dev *dev)
+{
+	u32 i;
+
+	if (dev->rings) {
+		for (i = 0; i < dev->nr_rings; i++)
+			azbuse_ring_free(&dev->rings[i]);
+		kfree(dev->rings);
+		dev->rings = NULL;
+	}
+	if (dev->tables) {
+		for (i = 0; i < dev->nr_tables; i++)
+			azbuse_table_free(&dev->tables[i]);
+		kfree(dev->tables);
+		dev->tables = NULL;
+	}
+}
+
+static int azbuse_alloc_rings(struct azbuse_dev *dev)
+{
+	u32 i;
+	int ret;
+
+	dev->nr_rings = dev->info.nr_queues;
+	dev->nr_tables = dev->nr_rings;
+	dev->tables = kcalloc(dev->nr_tables, sizeof(*dev->tables), GFP_KERNEL);
+	dev->rings = kcalloc(dev->nr_rings, sizeof(*dev->rings), GFP_KERNEL);
+	if (!dev->tables || !dev->rings)
+		return -ENOMEM;
+	for (i = 0; i < dev->nr_tables; i++) {
+		ret = azbuse_table_init(&dev->tables[i], dev->info.queue_depth,
+					dev->info.max_io_bytes, NUMA_NO_NODE);
+		if (ret)
+			return ret;
+	}
+	for (i = 0; i < dev->nr_rings; i++) {
+		ret = azbuse_ring_init(&dev->rings[i], dev, i, &dev->tables[i]);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* The last reference is gone: no worker, no registry entry. */
+static void azbuse_dev_release(struct device *d)
+{
+	struct azbuse_dev *dev = container_of(d, struct azbuse_dev, cdev_dev);
+
+	azbuse_free_rings(dev);
+	mutex_destroy(&dev->lock);
+	kfree(dev);
+}
+
+static int azbuse_init_tag_set(struct azbuse_dev *dev)
+{
+	struct blk_mq_tag_set *set = &dev->tag_set;
+	int ret;
+
+	set->ops = &azbuse_mq_ops;
+	set->nr_hw_queues = dev->nr_rings;
+	set->queue_depth = dev->info.queue_depth;
+	set->numa_node = NUMA_NO_NODE;
+	set->flags = BLK_MQ_F_SHOULD_MERGE;
+	set->driver_data = dev;
+	set->timeout = msecs_to_jiffies(dev->info.io_timeout_ms);
+	ret = blk_mq_alloc_tag_set(set);
+	if (ret)
+		return ret;
+	dev->tag_set_ready = true;
+	return 0;
+}
+
+static int azbuse_init_disk(struct azbuse_dev *dev)
+{
+	const struct azbuse_dev_info *info = &dev->info;
+	struct azbuse_limits lim = {
+		.logical_block_size = info->logical_block_size,
+		.physical_block_size = info->physical_block_size,
+		.max_hw_sectors = info->max_io_bytes >> SECTOR_SHIFT,
+		.discard_granularity = info->discard_granularity,
+		.max_discard_sectors =
+			(info->features & AZBUSE_F_DISCARD) ? info->max_discard_sectors : 0,
+		.max_secure_erase_sectors =
+			(info->features & AZBUSE_F_SECURE_ERASE) ? info->max_discard_sectors : 0,
+		.max_write_zeroes_sectors = info->max_write_zeroes_sectors,
+		.write_cache = info->features & AZBUSE_F_WRITE_CACHE,
+		.fua = info->features & AZBUSE_F_FUA,
+		.rotational = info->features & AZBUSE_F_ROTATIONAL,
+	};
+	struct gendisk *disk;
+
+	disk = azbuse_alloc_disk(&dev->tag_set, &lim, dev);
+	if (IS_ERR(disk))
+		return PTR_ERR(disk);
+	disk->major = azbuse_major;
+	disk->first_minor = dev->id * AZBUSE_PART_MINORS;
+	disk->minors = AZBUSE_PART_MINORS;
+	disk->fops = &azbuse_bdev_fops;
+	disk->private_data = dev;
+	snprintf(disk->disk_name, sizeof(disk->disk_name), "azbuse%u", dev->id);
+	set_capacity(disk, info->size_bytes >> SECTOR_SHIFT);
+	if (info->features & AZBUSE_F_READ_ONLY)
+		set_disk_ro(disk, true);
+	dev->disk = disk;
+	return 0;
+}
+
+static void azbuse_free_disk_and_tags(struct azbuse_dev *dev)
+{
+	if (dev->disk) {
+		put_disk(dev->disk);
+		dev->disk = NULL;
+	}
+	if (dev->tag_set_ready) {
+		blk_mq_free_tag_set(&dev->tag_set);
+		dev->tag_set_ready = false;
+	}
+}
+
+/* Reserve an id in the registry (NULL entry until the device is built). */
+static int azbuse_reserve_id(u32 want)
+{
+	int id;
+
+	mutex_lock(&azbuse_devs_lock);
+	if (want == AZBUSE_DEV_ID_ANY)
+		id = idr_alloc(&azbuse_devs, NULL, 0, AZBUSE_MAX_DEVICES, GFP_KERNEL);
+	else
+		id = idr_alloc(&azbuse_devs, NULL, want, want + 1, GFP_KERNEL);
+	mutex_unlock(&azbuse_devs_lock);
+	if (id == -ENOSPC)
+		return want == AZBUSE_DEV_ID_ANY ? -ENOSPC : -EEXIST;
+	return id;
+}
+
+static void azbuse_release_id(u32 id)
+{
+	mutex_lock(&azbuse_devs_lock);
+	idr_remove(&azbuse_devs, id);
+	mutex_unlock(&azbuse_devs_lock);
+}
+
+int azbuse_dev_add(struct azbuse_dev_info *info, struct file *owner)
+{
+	struct azbuse_dev *dev;
+	int ret, id;
+
+	ret = azbuse_validate_info(info);
+	if (ret)
+		return ret;
+	id = azbuse_reserve_id(info->dev_id);
+	if (id < 0)
+		return id;
+	info->dev_id = id;
+
+	dev = kzalloc(sizeof(*dev), GFP_KERNEL);
+	if (!dev) {
+		ret = -ENOMEM;
+		goto out_release_id;
+	}
+	dev->id = id;
+	dev->info = *info;
+	dev->owner_file = owner;
+	dev->state = AZBUSE_DEV_CREATED;
+	mutex_init(&dev->lock);
+	init_waitqueue_head(&dev->drain_wq);
+
+	ret = azbuse_alloc_rings(dev);
+	if (ret)
+		goto out_free_rings;
+	ret = azbuse_init_tag_set(dev);
+	if (ret)
+		goto out_free_rings;
+	ret = azbuse_init_disk(dev);
+	if (ret)
+		goto out_free_tags;
+
+	/* from here on the struct device owns dev; errors put it */
+	device_initialize(&dev->cdev_dev);
+	dev->cdev_dev.class = &azbuse_class;
+	dev->cdev_dev.devt = MKDEV(MAJOR(azbuse_cdev_base), id);
+	dev->cdev_dev.release = azbuse_dev_release;
+	ret = dev_set_name(&dev->cdev_dev, "azbusec%u", id);
+	if (ret)
+		goto out_put_device;
+	cdev_init(&dev->cdev, &azbuse_cdev_fops);
+	dev->cdev.owner = THIS_MODULE;
+	ret = cdev_device_add(&dev->cdev, &dev->cdev_dev);
+	if (ret)
+		goto out_put_device;
+
+	mutex_lock(&azbuse_devs_lock);
+	idr_replace(&azbuse_devs, dev, id);
+	mutex_unlock(&azbuse_devs_lock);
+	return 0;
+
+out_put_device:
+	azbuse_free_disk_and_tags(dev);
+	put_device(&dev->cdev_dev);
+	goto out_release_id;
+out_free_tags:
+	azbuse_free_disk_and_tags(dev);
+out_free_rings:
+	azbuse_free_rings(dev);
+	mutex_destroy(&dev->lock);
+	kfree(dev);
+out_release_id:
+	azbuse_release_id(id);
+	return ret;
+}
+
+struct azbuse_dev *azbuse_dev_get(u32 id)
+{
+	struct azbuse_dev *dev;
+
+	mutex_lock(&azbuse_devs_lock);
+	dev = idr_find(&azbuse_devs, id);
+	if (dev)
+		get_device(&dev->cdev_dev);
+	mutex_unlock(&azbuse_devs_lock);
+	return dev;
+}
+
+void azbuse_dev_put(struct azbuse_dev *dev)
+{
+	put_device(&dev->cdev_dev);
+}
+
+int azbuse_dev_start(u32 id)
+{
+	struct azbuse_dev *dev = azbuse_dev_get(id);
+	int ret = 0;
+	u32 i;
+
+	if (!dev)
+		return -ENOENT;
+	mutex_lock(&dev->lock);
+	if (READ_ONCE(dev->dead)) {
+		ret = -ENODEV;
+	} else if (dev->state != AZBUSE_DEV_CREATED) {
+		ret = -EALREADY;
+	} else {
+		ret = add_disk(dev->disk);
+		if (!ret) {
+			dev->state = AZBUSE_DEV_LIVE;
+			for (i = 0; i < dev->nr_rings; i++)
+				azbuse_ring_arm_recovery(&dev->rings[i]);
+		}
+	}
+	mutex_unlock(&dev->lock);
+	azbuse_dev_put(dev);
+	return ret;
+}
+
+static bool azbuse_drained(struct azbuse_dev *dev)
+{
+	u32 i;
+
+	for (i = 0; i < dev->nr_rings; i++) {
+		struct azbuse_ring *ring = &dev->rings[i];
+
+		if (atomic_read(&ring->inflight) && READ_ONCE(ring->worker))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Tear a device down. The caller has set dev->dead and holds a reference.
+ * Order: tell workers and stop recovery timers; let live workers finish
+ * what they hold (bounded); fail the rest; remove the disk (which waits for
+ * every request to end); free tags; remove the char device.
+ */
+static void azbuse_dev_teardown(struct azbuse_dev *dev)
+{
+	bool was_live;
+	u32 i;
+
+	mutex_lock(&dev->lock);
+	was_live = dev->state == AZBUSE_DEV_LIVE;
+	dev->state = AZBUSE_DEV_DYING;
+	dev->info.state = AZBUSE_DEV_DYING;
+	mutex_unlock(&dev->lock);
+
+	for (i = 0; i < dev->nr_rings; i++)
+		azbuse_ring_mark_dead(&dev->rings[i]);
+	wait_event_timeout(dev->drain_wq, azbuse_drained(dev), msecs_to_jiffies(AZBUSE_DRAIN_MS));
+	for (i = 0; i < dev->nr_rings; i++)
+		azbuse_ring_abort(&dev->rings[i], BLK_STS_IOERR);
+
+	if (was_live)
+		del_gendisk(dev->disk);
+	azbuse_free_disk_and_tags(dev);
+	cdev_device_del(&dev->cdev, &dev->cdev_dev);
+}
+
+/* Take a device out of the registry for removal; NULL if it is not there. */
+static struct azbuse_dev *azbuse_dev_claim_for_removal(u32 id, int *err)
+{
+	struct azbuse_dev *dev;
+
+	mutex_lock(&azbuse_devs_lock);
+	dev = idr_find(&azbuse_devs, id);
+	if (!dev)
+		*err = -ENOENT;
+	else if (READ_ONCE(dev->dead))
+		*err = -EBUSY;
+	else
+		WRITE_ONCE(dev->dead, true);
+	if (dev && !*err)
+		get_device(&dev->cdev_dev);
+	mutex_unlock(&azbuse_devs_lock);
+	return *err ? NULL : dev;
+}
+
+int azbuse_dev_remove(u32 id)
+{
+	struct azbuse_dev *dev;
+	int err = 0;
+
+	dev = azbuse_dev_claim_for_removal(id, &err);
+	if (!dev)
+		return err;
+	azbuse_dev_teardown(dev);
+	azbuse_release_id(id);
+	put_device(&dev->cdev_dev); /* the claim's */
+	put_device(&dev->cdev_dev); /* the registry's */
+	return 0;
+}
+
+int azbuse_dev_get_info(struct azbuse_dev_info *info)
+{
+	struct azbuse_dev *dev = azbuse_dev_get(info->dev_id);
+
+	if (!dev)
+		return -ENOENT;
+	mutex_lock(&dev->lock);
+	*info = dev->info;
+	info->state = dev->state;
+	mutex_unlock(&dev->lock);
+	azbuse_dev_put(dev);
+	return 0;
+}
+
+int azbuse_dev_queue_info(struct azbuse_queue_info *qi)
+{
+	struct azbuse_dev *dev;
+	int ret = 0;
+
+	if (memchr_inv(qi->reserved, 0, sizeof(qi->reserved)))
+		return -EINVAL;
+	dev = azbuse_dev_get(qi->dev_id);
+	if (!dev)
+		return -ENOENT;
+	if (qi->queue >= dev->nr_rings)
+		ret = -EINVAL;
+	else
+		azbuse_ring_fill_info(&dev->rings[qi->queue], qi);
+	azbuse_dev_put(dev);
+	return ret;
+}
+
+int azbuse_dev_list(struct azbuse_dev_list *list)
+{
+	u32 __user *uids = u64_to_user_ptr(list->ids_ptr);
+	struct azbuse_dev *dev;
+	u32 *ids, n = 0;
+	int id, ret = 0;
+
+	if (memchr_inv(list->reserved, 0, sizeof(list->reserved)))
+		return -EINVAL;
+	if (list->capacity > AZBUSE_MAX_DEVICES)
+		list->capacity = AZBUSE_MAX_DEVICES;
+	ids = kcalloc(AZBUSE_MAX_DEVICES, sizeof(*ids), GFP_KERNEL);
+	if (!ids)
+		return -ENOMEM;
+	mutex_lock(&azbuse_devs_lock);
+	idr_for_each_entry(&azbuse_devs, dev, id)
+		ids[n++] = id;
+	mutex_unlock(&azbuse_devs_lock);
+	list->count = n;
+	if (list->capacity &&
+	    copy_to_user(uids, ids, min(n, list->capacity) * sizeof(*ids)))
+		ret = -EFAULT;
+	kfree(ids);
+	return ret;
+}
+
+/* The control file that added devices is closed: remove those never started. */
+void azbuse_dev_owner_gone(struct file *owner)
+{
+	struct azbuse_dev *dev;
+	u32 ids[16];
+	int id, n;
+
+	do {
+		n = 0;
+		mutex_lock(&azbuse_devs_lock);
+		idr_for_each_entry(&azbuse_devs, dev, id) {
+			if (dev->owner_file != owner)
+				continue;
+			if (READ_ONCE(dev->state) == AZBUSE_DEV_CREATED && !READ_ONCE(dev->dead) &&
+			    n < ARRAY_SIZE(ids))
+				ids[n++] = id;
+			else
+				dev->owner_file = NULL;
+		}
+		mutex_unlock(&azbuse_devs_lock);
+		for (id = 0; id < n; id++)
+			azbuse_dev_remove(ids[id]);
+	} while (n == ARRAY_SIZE(ids));
+}
+
+void azbuse_dev_remove_all(void)
+{
+	struct azbuse_dev *dev;
+	int id;
+
+	for (;;) {
+		mutex_lock(&azbuse_devs_lock);
+		id = 0;
+		dev = idr_get_next(&azbuse_devs, &id);
+		mutex_unlock(&azbuse_devs_lock);
+		if (!dev)
+			break;
+		azbuse_dev_remove(id);
+	}
+}
+
+int azbuse_dev_init(void)
+{
+	int ret;
+
+	ret = register_blkdev(0, "azbuse");
+	if (ret < 0)
+		return ret;
+	azbuse_major = ret;
+	ret = alloc_chrdev_region(&azbuse_cdev_base, 0, AZBUSE_MAX_DEVICES, "azbusec");
+	if (ret)
+		goto out_unregister_blkdev;
+	ret = class_register(&azbuse_class);
+	if (ret)
+		goto out_unregister_chrdev;
+	return 0;
+
+out_unregister_chrdev:
+	unregister_chrdev_region(azbuse_cdev_base, AZBUSE_MAX_DEVICES);
+out_unregister_blkdev:
+	unregister_blkdev(azbuse_major, "azbuse");
+	return ret;
+}
+
+void azbuse_dev_exit(void)
+{
+	azbuse_dev_remove_all();
+	class_unregister(&azbuse_class);
+	unregister_chrdev_region(azbuse_cdev_base, AZBUSE_MAX_DEVICES);
+	unregister_blkdev(azbuse_major, "azbuse");
+	idr_destroy(&azbuse_devs);
+}

@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * azbuse_int.h - the module's internal types: devices, their rings and the
+ * per-tag slot state that the block layer, the workers and teardown share.
+ */
+#ifndef AZBUSE_INT_H
+#define AZBUSE_INT_H
+
+#include <linux/atomic.h>
+#include <linux/blk-mq.h>
+#include <linux/cdev.h>
+#include <linux/device.h>
+#include <linux/mutex.h>
+#include <linux/spinlock.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+
+#include "azbuse.h"
+
+/*
+ * One slot per tag. Its 64-bit word packs the tag's state with the ring it
+ * was posted to and a sequence number, so that one cmpxchg decides who owns
+ * the request: the worker completing it, the recovery path failing it, or
+ * teardown aborting it. A completion must name the current sequence number.
+ */
+enum azbuse_slot_state {
+	AZBUSE_SLOT_FREE = 0,	    /* no request, or being ended */
+	AZBUSE_SLOT_INFLIGHT = 1,   /* posted to a ring, owned by its worker */
+	AZBUSE_SLOT_COMPLETING = 2, /* claimed by whoever ends the request */
+};
+
+#define AZBUSE_SLOT_WORD(seq, ring, state) \
+	(((u64)(seq) << 32) | ((u64)(ring) << 8) | (u64)(state))
+#define AZBUSE_SLOT_STATE(w) ((u32)((w) & 0xff))
+#define AZBUSE_SLOT_RING(w) ((u32)(((w) >> 8) & 0xffff))
+#define AZBUSE_SLOT_SEQ(w) ((u32)((w) >> 32))
+
+struct azbuse_slot {
+	atomic64_t word;
+	struct request *rq; /* valid while INFLIGHT or COMPLETING */
+};
+
+/* Tags and their data: one table per ring, or one per device when tags are shared. */
+struct azbuse_slot_table {
+	struct azbuse_slot *slots;
+	void *data; /* nr * slot_bytes, vmalloc'ed, mapped by workers */
+	u32 nr;
+	u32 slot_bytes;
+	u64 data_bytes;
+};
+
+struct azbuse_dev;
+struct azbuse_cfile;
+
+struct azbuse_ring {
+	struct azbuse_dev *dev;
+	u16 index;
+	int node;
+
+	/* shared with the worker (vmalloc'ed, mmaped) */
+	void *region;
+	u32 region_bytes;
+	struct azbuse_ring_header *hdr;
+	struct azbuse_sqe *sq;
+	struct azbuse_cqe *cq;
+	u32 sq_entries;
+	u32 cq_entries;
+	u32 sq_offset;
+	u32 cq_offset;
+
+	struct azbuse_slot_table *table;
+
+	/* submission side: queue_rq and re-posting, under lock */
+	spinlock_t lock;
+	u32 sq_tail;
+	u64 wakeups;
+
+	/* completion side: the attached worker's COMMIT, under commit_mutex */
+	struct mutex commit_mutex;
+	u32 cq_head;
+	u64 requests;
+	u64 bytes;
+	u64 commits;
+	u64 waits;
+	u64 rejected;
+
+	/* attachment: under state_mutex; state is also read under lock */
+	struct mutex state_mutex;
+	int state; /* AZBUSE_QUEUE_* */
+	struct azbuse_cfile *worker;
+	pid_t worker_pid;
+	struct delayed_work recovery_work;
+	u64 requeued;
+	atomic64_t failed;
+
+	atomic_t inflight;
+	atomic_t kicked;
+	wait_queue_head_t wq;
+};
+
+struct azbuse_dev {
+	u32 id;
+	struct azbuse_dev_info info; /* validated parameters, defaults filled */
+
+	/* lifetime: the char device's struct device; release frees the rest */
+	struct device cdev_dev;
+	struct cdev cdev;
+
+	struct mutex lock; /* state, disk */
+	int state;	   /* AZBUSE_DEV_* */
+	bool dead;	   /* set once removal starts; read locklessly */
+	struct file *owner_file;
+
+	struct blk_mq_tag_set tag_set;
+	bool tag_set_ready;
+	struct gendisk *disk;
+
+	struct azbuse_ring *rings;
+	u32 nr_rings;
+	struct azbuse_slot_table *tables;
+	u32 nr_tables;
+
+	wait_queue_head_t drain_wq;
+};
+
+/* azbuse_dev.c */
+int azbuse_dev_add(struct azbuse_dev_info *info, struct file *owner);
+int azbuse_dev_start(u32 id);
+int azbuse_dev_remove(u32 id);
+int azbuse_dev_get_info(struct azbuse_dev_info *info);
+int azbuse_dev_queue_info(struct azbuse_queue_info *qi);
+int azbuse_dev_list(struct azbuse_dev_list *list);
+void azbuse_dev_owner_gone(struct file *owner);
+void azbuse_dev_remove_all(void);
+struct azbuse_dev *azbuse_dev_get(u32 id);
+void azbuse_dev_put(struct azbuse_dev *dev);
+int azbuse_dev_init(void);
+void azbuse_dev_exit(void);
+
+/* azbuse_ring.c */
+int azbuse_ring_init(struct azbuse_ring *ring, struct azbuse_dev *dev, u16 index,
+		     struct azbuse_slot_table *table);
+void azbuse_ring_free(struct azbuse_ring *ring);
+int azbuse_table_init(struct azbuse_slot_table *table, u32 nr, u32 slot_bytes, int node);
+void azbuse_table_free(struct azbuse_slot_table *table);
+blk_status_t azbuse_ring_post(struct azbuse_ring *ring, struct request *rq, bool last);
+void azbuse_ring_wake(struct azbuse_ring *ring);
+void azbuse_ring_mark_dead(struct azbuse_ring *ring);
+void azbuse_ring_abort(struct azbuse_ring *ring, blk_status_t status);
+void azbuse_ring_arm_recovery(struct azbuse_ring *ring);
+void azbuse_ring_fill_info(struct azbuse_ring *ring, struct azbuse_queue_info *qi);
+extern const struct file_operations azbuse_cdev_fops;
+
+#endif /* AZBUSE_INT_H */

@@ -1,0 +1,649 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * azbuse_ring.c - the rings between the block layer and worker processes:
+ * posting requests (queue_rq's side), the worker's char device (ATTACH,
+ * mmap, COMMIT, KICK), completing, re-posting after a worker dies, and
+ * failing requests when no worker comes back or the device goes away.
+ *
+ * Locking: ring->lock (spinlock) serialises the submission side: queue_rq,
+ * re-posting at attach, and the state changes that queue_rq must observe.
+ * ring->commit_mutex serialises COMMIT. ring->state_mutex serialises
+ * attach, detach and the recovery timer. Each slot's 64-bit word decides,
+ * by cmpxchg, who ends its request.
+ */
+#define pr_fmt(fmt) "azbuse: " fmt
+
+#include <linux/fs.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/sched.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+#include <linux/vmalloc.h>
+
+#include "azbuse_compat.h"
+#include "azbuse_int.h"
+
+/* What a worker's open file of /dev/azbusec<N> refers to. */
+struct azbuse_cfile {
+	struct azbuse_dev *dev;
+	struct azbuse_ring *ring; /* set by ATTACH */
+};
+
+static void azbuse_recovery_work(struct work_struct *work);
+
+int azbuse_table_init(struct azbuse_slot_table *table, u32 nr, u32 slot_bytes, int node)
+{
+	table->nr = nr;
+	table->slot_bytes = slot_bytes;
+	table->data_bytes = (u64)nr * slot_bytes;
+	table->slots = kvcalloc_node(nr, sizeof(*table->slots), GFP_KERNEL, node);
+	if (!table->slots)
+		return -ENOMEM;
+	table->data = vzalloc_node(table->data_bytes, node);
+	if (!table->data) {
+		kvfree(table->slots);
+		table->slots = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void azbuse_table_free(struct azbuse_slot_table *table)
+{
+	vfree(table->data);
+	kvfree(table->slots);
+	table->data = NULL;
+	table->slots = NULL;
+}
+
+int azbuse_ring_init(struct azbuse_ring *ring, struct azbuse_dev *dev, u16 index,
+		     struct azbuse_slot_table *table)
+{
+	u32 entries = roundup_pow_of_two(table->nr);
+
+	ring->dev = dev;
+	ring->index = index;
+	ring->node = NUMA_NO_NODE;
+	ring->table = table;
+	ring->sq_entries = entries;
+	ring->cq_entries = entries;
+	ring->sq_offset = PAGE_SIZE;
+	ring->cq_offset = PAGE_ALIGN(ring->sq_offset + entries * sizeof(struct azbuse_sqe));
+	ring->region_bytes = PAGE_ALIGN(ring->cq_offset + entries * sizeof(struct azbuse_cqe));
+	ring->region = vzalloc_node(ring->region_bytes, ring->node);
+	if (!ring->region)
+		return -ENOMEM;
+	ring->hdr = ring->region;
+	ring->sq = ring->region + ring->sq_offset;
+	ring->cq = ring->region + ring->cq_offset;
+
+	spin_lock_init(&ring->lock);
+	mutex_init(&ring->commit_mutex);
+	mutex_init(&ring->state_mutex);
+	ring->state = AZBUSE_QUEUE_NO_WORKER;
+	INIT_DELAYED_WORK(&ring->recovery_work, azbuse_recovery_work);
+	atomic_set(&ring->inflight, 0);
+	atomic_set(&ring->kicked, 0);
+	atomic64_set(&ring->failed, 0);
+	init_waitqueue_head(&ring->wq);
+	return 0;
+}
+
+void azbuse_ring_free(struct azbuse_ring *ring)
+{
+	if (!ring->region)
+		return;
+	cancel_delayed_work_sync(&ring->recovery_work);
+	vfree(ring->region);
+	ring->region = NULL;
+	mutex_destroy(&ring->commit_mutex);
+	mutex_destroy(&ring->state_mutex);
+}
+
+static int azbuse_rq_op(struct request *rq)
+{
+	switch (req_op(rq)) {
+	case REQ_OP_READ:
+		return AZBUSE_OP_READ;
+	case REQ_OP_WRITE:
+		return AZBUSE_OP_WRITE;
+	case REQ_OP_FLUSH:
+		return AZBUSE_OP_FLUSH;
+	case REQ_OP_DISCARD:
+		return AZBUSE_OP_DISCARD;
+	case REQ_OP_WRITE_ZEROES:
+		return AZBUSE_OP_WRITE_ZEROES;
+	case REQ_OP_SECURE_ERASE:
+		return AZBUSE_OP_SECURE_ERASE;
+	default:
+		return -EOPNOTSUPP;
+	}
+}
+
+static u64 azbuse_rq_flags(struct request *rq)
+{
+	static const struct {
+		blk_opf_t req;
+		u64 azbuse;
+	} map[] = {
+		{ REQ_FUA, AZBUSE_RQ_FUA },
+		{ REQ_PREFLUSH, AZBUSE_RQ_PREFLUSH },
+		{ REQ_NOUNMAP, AZBUSE_RQ_NOUNMAP },
+		{ REQ_SYNC, AZBUSE_RQ_SYNC },
+		{ REQ_META, AZBUSE_RQ_META },
+		{ REQ_PRIO, AZBUSE_RQ_PRIO },
+		{ REQ_RAHEAD, AZBUSE_RQ_RAHEAD },
+		{ REQ_BACKGROUND, AZBUSE_RQ_BACKGROUND },
+		{ REQ_NOWAIT, AZBUSE_RQ_NOWAIT },
+		{ REQ_IDLE, AZBUSE_RQ_IDLE },
+		{ REQ_FAILFAST_DEV, AZBUSE_RQ_FAILFAST_DEV },
+		{ REQ_FAILFAST_TRANSPORT, AZBUSE_RQ_FAILFAST_TRANSPORT },
+		{ REQ_FAILFAST_DRIVER, AZBUSE_RQ_FAILFAST_DRIVER },
+		{ REQ_NOMERGE, AZBUSE_RQ_NOMERGE },
+		{ REQ_INTEGRITY, AZBUSE_RQ_INTEGRITY },
+		{ REQ_POLLED, AZBUSE_RQ_POLLED },
+		{ REQ_SWAP, AZBUSE_RQ_SWAP },
+#ifdef REQ_ATOMIC
+		{ REQ_ATOMIC, AZBUSE_RQ_ATOMIC },
+#endif
+	};
+	blk_opf_t opf = rq->cmd_flags;
+	u64 flags = 0;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(map); i++)
+		if (opf & map[i].req)
+			flags |= map[i].azbuse;
+	return flags;
+}
+
+static void *azbuse_slot_data(struct azbuse_slot_table *table, u32 tag)
+{
+	return table->data + (size_t)tag * table->slot_bytes;
+}
+
+static void azbuse_copy_from_rq(void *dst, struct request *rq)
+{
+	struct req_iterator iter;
+	struct bio_vec bv;
+
+	rq_for_each_segment(bv, rq, iter) {
+		memcpy_from_bvec(dst, &bv);
+		dst += bv.bv_len;
+	}
+}
+
+static void azbuse_copy_to_rq(struct request *rq, const void *src)
+{
+	struct req_iterator iter;
+	struct bio_vec bv;
+
+	rq_for_each_segment(bv, rq, iter) {
+		memcpy_to_bvec(&bv, src);
+		src += bv.bv_len;
+	}
+}
+
+static bool azbuse_rq_has_data(struct request *rq)
+{
+	return req_op(rq) == REQ_OP_READ || req_op(rq) == REQ_OP_WRITE;
+}
+
+/* Fill the next submission entry; the caller holds ring->lock. */
+static void azbuse_ring_push(struct azbuse_ring *ring, struct request *rq, u32 seq,
+			     u64 extra_flags)
+{
+	struct azbuse_sqe *sqe = &ring->sq[ring->sq_tail & (ring->sq_entries - 1)];
+
+	WRITE_ONCE(sqe->sector, blk_rq_pos(rq));
+	WRITE_ONCE(sqe->flags, azbuse_rq_flags(rq) | extra_flags);
+	WRITE_ONCE(sqe->len, blk_rq_bytes(rq));
+	WRITE_ONCE(sqe->tag, rq->tag);
+	WRITE_ONCE(sqe->seq, seq);
+	WRITE_ONCE(sqe->op, azbuse_rq_op(rq));
+	WRITE_ONCE(sqe->reserved0, 0);
+	WRITE_ONCE(sqe->ioprio, req_get_ioprio(rq));
+	ring->sq_tail++;
+	/* pairs with the worker's load-acquire of sq_tail */
+	smp_store_release(&ring->hdr->sq_tail, ring->sq_tail);
+}
+
+void azbuse_ring_wake(struct azbuse_ring *ring)
+{
+	/* wq_has_sleeper() orders the sq_tail store before the check */
+	if (wq_has_sleeper(&ring->wq)) {
+		ring->wakeups++;
+		wake_up(&ring->wq);
+	}
+}
+
+/* queue_rq's side: copy write data in, post the request, wake if asked. */
+blk_status_t azbuse_ring_post(struct azbuse_ring *ring, struct request *rq, bool last)
+{
+	struct azbuse_slot_table *table = ring->table;
+	struct azbuse_slot *slot;
+	u32 seq;
+
+	if (unlikely(azbuse_rq_op(rq) < 0))
+		return BLK_STS_NOTSUPP;
+	if (unlikely(rq->tag < 0 || rq->tag >= table->nr)) {
+		WARN_ON_ONCE(1);
+		return BLK_STS_IOERR;
+	}
+	slot = &table->slots[rq->tag];
+
+	blk_mq_start_request(rq);
+	if (req_op(rq) == REQ_OP_WRITE)
+		azbuse_copy_from_rq(azbuse_slot_data(table, rq->tag), rq);
+
+	spin_lock(&ring->lock);
+	if (unlikely(ring->state == AZBUSE_QUEUE_FAILED || READ_ONCE(ring->dev->dead))) {
+		spin_unlock(&ring->lock);
+		atomic64_inc(&ring->failed);
+		return BLK_STS_IOERR;
+	}
+	seq = AZBUSE_SLOT_SEQ(atomic64_read(&slot->word)) + 1;
+	slot->rq = rq;
+	atomic_inc(&ring->inflight);
+	atomic64_set_release(&slot->word, AZBUSE_SLOT_WORD(seq, ring->index, AZBUSE_SLOT_INFLIGHT));
+	azbuse_ring_push(ring, rq, seq, 0);
+	spin_unlock(&ring->lock);
+
+	if (last)
+		azbuse_ring_wake(ring);
+	return BLK_STS_OK;
+}
+
+/* End a request whose slot the caller has moved to COMPLETING. */
+static void azbuse_slot_end(struct azbuse_ring *ring, struct azbuse_slot *slot, u32 seq,
+			    blk_status_t status)
+{
+	struct request *rq = slot->rq;
+
+	slot->rq = NULL;
+	atomic64_set_release(&slot->word, AZBUSE_SLOT_WORD(seq, ring->index, AZBUSE_SLOT_FREE));
+	if (atomic_dec_and_test(&ring->inflight) && READ_ONCE(ring->dev->dead))
+		wake_up_all(&ring->dev->drain_wq);
+	blk_mq_end_request(rq, status);
+}
+
+/* Claim an in-flight slot of this ring for ending; false if someone else has it. */
+static bool azbuse_slot_claim(struct azbuse_ring *ring, struct azbuse_slot *slot, u32 seq)
+{
+	s64 expected = AZBUSE_SLOT_WORD(seq, ring->index, AZBUSE_SLOT_INFLIGHT);
+
+	return atomic64_try_cmpxchg(&slot->word, &expected,
+				    AZBUSE_SLOT_WORD(seq, ring->index, AZBUSE_SLOT_COMPLETING));
+}
+
+/* Fail every request in flight on this ring (no worker, or removal). */
+void azbuse_ring_abort(struct azbuse_ring *ring, blk_status_t status)
+{
+	struct azbuse_slot_table *table = ring->table;
+	u32 i;
+
+	for (i = 0; i < table->nr; i++) {
+		struct azbuse_slot *slot = &table->slots[i];
+		u64 w = atomic64_read_acquire(&slot->word);
+
+		if (AZBUSE_SLOT_STATE(w) != AZBUSE_SLOT_INFLIGHT ||
+		    AZBUSE_SLOT_RING(w) != ring->index)
+			continue;
+		if (!azbuse_slot_claim(ring, slot, AZBUSE_SLOT_SEQ(w)))
+			continue;
+		atomic64_inc(&ring->failed);
+		azbuse_slot_end(ring, slot, AZBUSE_SLOT_SEQ(w), status);
+	}
+}
+
+/* Removal has begun (dev->dead is set): tell the worker, stop the timer. */
+void azbuse_ring_mark_dead(struct azbuse_ring *ring)
+{
+	mutex_lock(&ring->state_mutex);
+	/* after this, queue_rq sees dev->dead and posts nothing more */
+	spin_lock(&ring->lock);
+	WRITE_ONCE(ring->hdr->kflags, READ_ONCE(ring->hdr->kflags) | AZBUSE_KF_DEAD);
+	spin_unlock(&ring->lock);
+	mutex_unlock(&ring->state_mutex);
+	cancel_delayed_work_sync(&ring->recovery_work);
+	wake_up_all(&ring->wq);
+}
+
+static void azbuse_recovery_work(struct work_struct *work)
+{
+	struct azbuse_ring *ring =
+		container_of(to_delayed_work(work), struct azbuse_ring, recovery_work);
+
+	mutex_lock(&ring->state_mutex);
+	if (!ring->worker && ring->state != AZBUSE_QUEUE_FAILED) {
+		spin_lock(&ring->lock);
+		ring->state = AZBUSE_QUEUE_FAILED;
+		spin_unlock(&ring->lock);
+		pr_warn("azbuse%u: queue %u has had no worker for %u ms: failing its I/O\n",
+			ring->dev->id, ring->index, ring->dev->info.recovery_timeout_ms);
+		azbuse_ring_abort(ring, BLK_STS_IOERR);
+	}
+	mutex_unlock(&ring->state_mutex);
+}
+
+/* Start the recovery window of a ring that has no worker. */
+void azbuse_ring_arm_recovery(struct azbuse_ring *ring)
+{
+	mutex_lock(&ring->state_mutex);
+	if (!ring->worker && !READ_ONCE(ring->dev->dead))
+		schedule_delayed_work(&ring->recovery_work,
+				      msecs_to_jiffies(ring->dev->info.recovery_timeout_ms));
+	mutex_unlock(&ring->state_mutex);
+}
+
+void azbuse_ring_fill_info(struct azbuse_ring *ring, struct azbuse_queue_info *qi)
+{
+	qi->state = READ_ONCE(ring->state);
+	qi->worker_pid = READ_ONCE(ring->worker_pid);
+	qi->inflight = atomic_read(&ring->inflight);
+	qi->requests = READ_ONCE(ring->requests);
+	qi->bytes = READ_ONCE(ring->bytes);
+	qi->commits = READ_ONCE(ring->commits);
+	qi->waits = READ_ONCE(ring->waits);
+	qi->wakeups = READ_ONCE(ring->wakeups);
+	qi->rejected = READ_ONCE(ring->rejected);
+	qi->requeued = READ_ONCE(ring->requeued);
+	qi->failed = atomic64_read(&ring->failed);
+}
+
+/*
+ * A new worker takes the ring: start it afresh and post again every request
+ * still in flight on it (those the last worker took but never completed).
+ * Called with state_mutex held and no worker attached.
+ */
+static void azbuse_ring_reset_and_repost(struct azbuse_ring *ring)
+{
+	struct azbuse_slot_table *table = ring->table;
+	u32 i;
+
+	spin_lock(&ring->lock);
+	ring->sq_tail = 0;
+	ring->cq_head = 0;
+	WRITE_ONCE(ring->hdr->sq_tail, 0);
+	WRITE_ONCE(ring->hdr->cq_head, 0);
+	WRITE_ONCE(ring->hdr->sq_head, 0);
+	WRITE_ONCE(ring->hdr->cq_tail, 0);
+	for (i = 0; i < table->nr; i++) {
+		struct azbuse_slot *slot = &table->slots[i];
+		s64 w = atomic64_read_acquire(&slot->word);
+		u32 seq = AZBUSE_SLOT_SEQ(w) + 1;
+
+		if (AZBUSE_SLOT_STATE(w) != AZBUSE_SLOT_INFLIGHT ||
+		    AZBUSE_SLOT_RING(w) != ring->index)
+			continue;
+		/* a new sequence number voids anything the old worker left behind */
+		if (!atomic64_try_cmpxchg(&slot->word, &w,
+					  AZBUSE_SLOT_WORD(seq, ring->index,
+							   AZBUSE_SLOT_INFLIGHT)))
+			continue;
+		azbuse_ring_push(ring, slot->rq, seq, AZBUSE_RQ_REQUEUED);
+		ring->requeued++;
+	}
+	ring->state = AZBUSE_QUEUE_ATTACHED;
+	spin_unlock(&ring->lock);
+}
+
+static int azbuse_cdev_open(struct inode *inode, struct file *file)
+{
+	struct azbuse_dev *dev = container_of(inode->i_cdev, struct azbuse_dev, cdev);
+	struct azbuse_cfile *cf;
+
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
+	cf = kzalloc(sizeof(*cf), GFP_KERNEL);
+	if (!cf)
+		return -ENOMEM;
+	get_device(&dev->cdev_dev);
+	cf->dev = dev;
+	file->private_data = cf;
+	return 0;
+}
+
+static int azbuse_cdev_release(struct inode *inode, struct file *file)
+{
+	struct azbuse_cfile *cf = file->private_data;
+	struct azbuse_ring *ring = cf->ring;
+	struct azbuse_dev *dev = cf->dev;
+
+	if (ring) {
+		mutex_lock(&ring->state_mutex);
+		spin_lock(&ring->lock);
+		ring->worker = NULL;
+		WRITE_ONCE(ring->worker_pid, 0);
+		if (ring->state == AZBUSE_QUEUE_ATTACHED)
+			ring->state = AZBUSE_QUEUE_RECOVERING;
+		spin_unlock(&ring->lock);
+		if (!READ_ONCE(dev->dead))
+			schedule_delayed_work(&ring->recovery_work,
+					      msecs_to_jiffies(dev->info.recovery_timeout_ms));
+		mutex_unlock(&ring->state_mutex);
+		wake_up_all(&dev->drain_wq);
+	}
+	kfree(cf);
+	put_device(&dev->cdev_dev);
+	return 0;
+}
+
+static long azbuse_attach(struct azbuse_cfile *cf, struct azbuse_attach __user *uarg)
+{
+	struct azbuse_dev *dev = cf->dev;
+	struct azbuse_attach a;
+	struct azbuse_ring *ring;
+	int ret = 0;
+
+	if (copy_from_user(&a, uarg, sizeof(a)))
+		return -EFAULT;
+	if (a.flags || memchr_inv(a.reserved, 0, sizeof(a.reserved)))
+		return -EINVAL;
+	if (a.queue >= dev->nr_rings)
+		return -EINVAL;
+	if (cf->ring)
+		return -EBUSY;
+	ring = &dev->rings[a.queue];
+
+	mutex_lock(&ring->state_mutex);
+	if (READ_ONCE(dev->dead)) {
+		ret = -ENODEV;
+		goto out_unlock;
+	}
+	if (ring->worker) {
+		ret = -EBUSY;
+		goto out_unlock;
+	}
+	cancel_delayed_work(&ring->recovery_work);
+	azbuse_ring_reset_and_repost(ring);
+	ring->worker = cf;
+	WRITE_ONCE(ring->worker_pid, task_tgid_vnr(current));
+	cf->ring = ring;
+
+	memset(&a, 0, sizeof(a));
+	a.queue = ring->index;
+	a.nr_queues = dev->nr_rings;
+	a.sq_entries = ring->sq_entries;
+	a.cq_entries = ring->cq_entries;
+	a.sq_offset = ring->sq_offset;
+	a.cq_offset = ring->cq_offset;
+	a.ring_bytes = ring->region_bytes;
+	a.slot_bytes = ring->table->slot_bytes;
+	a.nr_slots = ring->table->nr;
+	a.logical_block_size = dev->info.logical_block_size;
+	a.data_bytes = ring->table->data_bytes;
+	a.size_bytes = dev->info.size_bytes;
+	a.features = dev->info.features;
+out_unlock:
+	mutex_unlock(&ring->state_mutex);
+	if (!ret && copy_to_user(uarg, &a, sizeof(a)))
+		ret = -EFAULT; /* stays attached: the geometry can be asked again by re-opening */
+	/* this ring may have been waiting for a worker to post its requests to */
+	if (!ret)
+		azbuse_ring_wake(ring);
+	return ret;
+}
+
+/* Complete one request the worker says is done; false if the completion is invalid. */
+static bool azbuse_complete_one(struct azbuse_ring *ring, u32 tag, u32 seq, s32 result)
+{
+	struct azbuse_slot_table *table = ring->table;
+	struct azbuse_slot *slot;
+	struct request *rq;
+	blk_status_t status = BLK_STS_OK;
+
+	if (tag >= table->nr)
+		return false;
+	slot = &table->slots[tag];
+	if (!azbuse_slot_claim(ring, slot, seq))
+		return false;
+	rq = slot->rq;
+	if (result) {
+		status = (result < 0 && result >= -MAX_ERRNO) ? errno_to_blk_status(result) :
+								 BLK_STS_IOERR;
+	} else if (req_op(rq) == REQ_OP_READ) {
+		azbuse_copy_to_rq(rq, azbuse_slot_data(table, tag));
+	}
+	ring->requests++;
+	if (azbuse_rq_has_data(rq))
+		ring->bytes += blk_rq_bytes(rq);
+	azbuse_slot_end(ring, slot, seq, status);
+	return true;
+}
+
+/* Consume every completion the worker has posted. */
+static int azbuse_reap(struct azbuse_ring *ring)
+{
+	u32 mask = ring->cq_entries - 1;
+	u32 tail, done = 0;
+
+	/* pairs with the worker's store-release of cq_tail */
+	tail = smp_load_acquire(&ring->hdr->cq_tail);
+	if (tail - ring->cq_head > ring->cq_entries) {
+		ring->rejected++;
+		pr_warn_ratelimited("azbuse%u: queue %u: worker posted an impossible cq_tail\n",
+				    ring->dev->id, ring->index);
+		return -EINVAL;
+	}
+	while (ring->cq_head != tail) {
+		const struct azbuse_cqe *cqe = &ring->cq[ring->cq_head & mask];
+
+		if (azbuse_complete_one(ring, READ_ONCE(cqe->tag), READ_ONCE(cqe->seq),
+					READ_ONCE(cqe->result)))
+			done++;
+		else
+			ring->rejected++;
+		ring->cq_head++;
+	}
+	/* pairs with the worker's load-acquire of cq_head */
+	smp_store_release(&ring->hdr->cq_head, ring->cq_head);
+	if (done)
+		ring->commits++;
+	return 0;
+}
+
+static bool azbuse_should_wake(struct azbuse_ring *ring)
+{
+	return READ_ONCE(ring->hdr->sq_head) != READ_ONCE(ring->sq_tail) ||
+	       atomic_xchg(&ring->kicked, 0) || READ_ONCE(ring->dev->dead);
+}
+
+static long azbuse_commit(struct azbuse_cfile *cf, unsigned long timeout_ms)
+{
+	struct azbuse_ring *ring = cf->ring;
+	long left;
+	int ret;
+
+	if (!ring)
+		return -ENXIO;
+	mutex_lock(&ring->commit_mutex);
+	ret = azbuse_reap(ring);
+	mutex_unlock(&ring->commit_mutex);
+	if (ret)
+		return ret;
+	if (READ_ONCE(cf->dev->dead))
+		return -ENODEV;
+	if (!timeout_ms)
+		return 0;
+
+	ring->waits++;
+	left = wait_event_interruptible_timeout(ring->wq, azbuse_should_wake(ring),
+						timeout_ms == AZBUSE_WAIT_FOREVER ?
+							MAX_SCHEDULE_TIMEOUT :
+							msecs_to_jiffies(timeout_ms));
+	if (left < 0)
+		return -EINTR;
+	if (READ_ONCE(cf->dev->dead))
+		return -ENODEV;
+	return 0;
+}
+
+static long azbuse_cdev_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct azbuse_cfile *cf = file->private_data;
+
+	switch (cmd) {
+	case AZBUSE_IOC_COMMIT:
+		return azbuse_commit(cf, arg);
+	case AZBUSE_IOC_KICK:
+		if (!cf->ring)
+			return -ENXIO;
+		atomic_set(&cf->ring->kicked, 1);
+		wake_up(&cf->ring->wq);
+		return 0;
+	case AZBUSE_IOC_ATTACH:
+		return azbuse_attach(cf, (struct azbuse_attach __user *)arg);
+	default:
+		return -ENOTTY;
+	}
+}
+
+/* Map a vmalloc'ed area into the worker, page by page. */
+static int azbuse_map_vmalloc(struct vm_area_struct *vma, void *base, size_t len)
+{
+	unsigned long addr = vma->vm_start;
+	size_t off;
+	int ret;
+
+	for (off = 0; off < len; off += PAGE_SIZE, addr += PAGE_SIZE) {
+		ret = vm_insert_page(vma, addr, vmalloc_to_page(base + off));
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int azbuse_cdev_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	struct azbuse_cfile *cf = file->private_data;
+	struct azbuse_ring *ring = cf->ring;
+	u64 off = (u64)vma->vm_pgoff << PAGE_SHIFT;
+	size_t len = vma->vm_end - vma->vm_start;
+	void *base;
+
+	if (!ring)
+		return -ENXIO;
+	if (off == AZBUSE_MMAP_RING_OFF && len == ring->region_bytes)
+		base = ring->region;
+	else if (off == AZBUSE_MMAP_DATA_OFF && len == PAGE_ALIGN(ring->table->data_bytes))
+		base = ring->table->data;
+	else
+		return -EINVAL;
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+	azbuse_vma_set_flags(vma, VM_DONTEXPAND | VM_DONTDUMP | VM_DONTCOPY);
+	return azbuse_map_vmalloc(vma, base, len);
+}
+
+const struct file_operations azbuse_cdev_fops = {
+	.owner = THIS_MODULE,
+	.open = azbuse_cdev_open,
+	.release = azbuse_cdev_release,
+	.unlocked_ioctl = azbuse_cdev_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.mmap = azbuse_cdev_mmap,
+	.llseek = noop_llseek,
+};
