@@ -179,7 +179,6 @@ static int azbuse_alloc_rings(struct azbuse_dev *dev)
 	u32 i;
 	int ret;
 
-	dev->nr_rings = dev->info.nr_queues;
 	dev->nr_tables = dev->nr_rings;
 	dev->tables = kcalloc(dev->nr_tables, sizeof(*dev->tables), GFP_KERNEL);
 	dev->rings = kcalloc(dev->nr_rings, sizeof(*dev->rings), GFP_KERNEL);
@@ -187,16 +186,56 @@ static int azbuse_alloc_rings(struct azbuse_dev *dev)
 		return -ENOMEM;
 	for (i = 0; i < dev->nr_tables; i++) {
 		ret = azbuse_table_init(&dev->tables[i], dev->info.queue_depth,
-					dev->info.max_io_bytes, NUMA_NO_NODE);
+					dev->info.max_io_bytes, azbuse_queue_node(dev, i));
 		if (ret)
 			return ret;
 	}
 	for (i = 0; i < dev->nr_rings; i++) {
-		ret = azbuse_ring_init(&dev->rings[i], dev, i, &dev->tables[i]);
+		ret = azbuse_ring_init(&dev->rings[i], dev, i, &dev->tables[i],
+				       azbuse_queue_node(dev, i));
 		if (ret)
 			return ret;
 	}
 	return 0;
+}
+
+/* The NUMA node of the first CPU that blk-mq maps to this queue. */
+int azbuse_queue_node(struct azbuse_dev *dev, u32 queue)
+{
+	const struct blk_mq_queue_map *map = &dev->tag_set.map[HCTX_TYPE_DEFAULT];
+	unsigned int cpu;
+
+	for_each_possible_cpu(cpu)
+		if (map->mq_map[cpu] == queue)
+			return cpu_to_node(cpu);
+	return NUMA_NO_NODE;
+}
+
+/* Copy the bitmap of CPUs that submit to this queue to userspace. */
+int azbuse_queue_cpus(struct azbuse_dev *dev, u32 queue, u8 __user *ubuf, u32 ubytes,
+		      u32 *needed)
+{
+	const struct blk_mq_queue_map *map = &dev->tag_set.map[HCTX_TYPE_DEFAULT];
+	u32 nbytes = DIV_ROUND_UP(nr_cpu_ids, 8);
+	unsigned int cpu;
+	u8 *buf;
+	int ret = 0;
+
+	*needed = nbytes;
+	if (!ubuf || !ubytes)
+		return 0;
+	if (ubytes < nbytes)
+		return -ENOSPC;
+	buf = kzalloc(nbytes, GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	for_each_possible_cpu(cpu)
+		if (map->mq_map[cpu] == queue)
+			buf[cpu / 8] |= 1U << (cpu % 8);
+	if (copy_to_user(ubuf, buf, nbytes))
+		ret = -EFAULT;
+	kfree(buf);
+	return ret;
 }
 
 /* The last reference is gone: no worker, no registry entry. */
@@ -323,15 +362,16 @@ int azbuse_dev_add(struct azbuse_dev_info *info, struct file *owner)
 	mutex_init(&dev->lock);
 	init_waitqueue_head(&dev->drain_wq);
 
-	ret = azbuse_alloc_rings(dev);
-	if (ret)
-		goto out_free_rings;
+	dev->nr_rings = info->nr_queues;
 	ret = azbuse_init_tag_set(dev);
+	if (ret)
+		goto out_free_dev;
+	ret = azbuse_alloc_rings(dev);
 	if (ret)
 		goto out_free_rings;
 	ret = azbuse_init_disk(dev);
 	if (ret)
-		goto out_free_tags;
+		goto out_free_rings;
 
 	/* from here on the struct device owns dev; errors put it */
 	device_initialize(&dev->cdev_dev);
@@ -356,10 +396,10 @@ out_put_device:
 	azbuse_free_disk_and_tags(dev);
 	put_device(&dev->cdev_dev);
 	goto out_release_id;
-out_free_tags:
-	azbuse_free_disk_and_tags(dev);
 out_free_rings:
 	azbuse_free_rings(dev);
+	azbuse_free_disk_and_tags(dev);
+out_free_dev:
 	mutex_destroy(&dev->lock);
 	kfree(dev);
 out_release_id:

@@ -15,7 +15,7 @@
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 
-#include "azbuse.h"
+#include "azbuse/uapi.h"
 
 /*
  * One slot per tag. Its 64-bit word packs the tag's state with the ring it
@@ -134,12 +134,15 @@ void azbuse_dev_owner_gone(struct file *owner);
 void azbuse_dev_remove_all(void);
 struct azbuse_dev *azbuse_dev_get(u32 id);
 void azbuse_dev_put(struct azbuse_dev *dev);
+int azbuse_queue_node(struct azbuse_dev *dev, u32 queue);
+int azbuse_queue_cpus(struct azbuse_dev *dev, u32 queue, u8 __user *ubuf, u32 ubytes,
+		      u32 *needed);
 int azbuse_dev_init(void);
 void azbuse_dev_exit(void);
 
 /* azbuse_ring.c */
 int azbuse_ring_init(struct azbuse_ring *ring, struct azbuse_dev *dev, u16 index,
-		     struct azbuse_slot_table *table);
+		     struct azbuse_slot_table *table, int node);
 void azbuse_ring_free(struct azbuse_ring *ring);
 int azbuse_table_init(struct azbuse_slot_table *table, u32 nr, u32 slot_bytes, int node);
 void azbuse_table_free(struct azbuse_slot_table *table);

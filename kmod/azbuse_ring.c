@@ -59,13 +59,13 @@ void azbuse_table_free(struct azbuse_slot_table *table)
 }
 
 int azbuse_ring_init(struct azbuse_ring *ring, struct azbuse_dev *dev, u16 index,
-		     struct azbuse_slot_table *table)
+		     struct azbuse_slot_table *table, int node)
 {
 	u32 entries = roundup_pow_of_two(table->nr);
 
 	ring->dev = dev;
 	ring->index = index;
-	ring->node = NUMA_NO_NODE;
+	ring->node = node;
 	ring->table = table;
 	ring->sq_entries = entries;
 	ring->cq_entries = entries;
@@ -406,26 +406,35 @@ static int azbuse_cdev_open(struct inode *inode, struct file *file)
 	return 0;
 }
 
+/* The worker is gone: keep its requests for the next one, within the recovery window. */
+static void azbuse_detach(struct azbuse_cfile *cf)
+{
+	struct azbuse_ring *ring = cf->ring;
+	struct azbuse_dev *dev = cf->dev;
+
+	mutex_lock(&ring->state_mutex);
+	spin_lock(&ring->lock);
+	ring->worker = NULL;
+	WRITE_ONCE(ring->worker_pid, 0);
+	if (ring->state == AZBUSE_QUEUE_ATTACHED)
+		ring->state = AZBUSE_QUEUE_RECOVERING;
+	spin_unlock(&ring->lock);
+	if (!READ_ONCE(dev->dead))
+		schedule_delayed_work(&ring->recovery_work,
+				      msecs_to_jiffies(dev->info.recovery_timeout_ms));
+	mutex_unlock(&ring->state_mutex);
+	cf->ring = NULL;
+	wake_up_all(&dev->drain_wq);
+}
+
 static int azbuse_cdev_release(struct inode *inode, struct file *file)
 {
 	struct azbuse_cfile *cf = file->private_data;
 	struct azbuse_ring *ring = cf->ring;
 	struct azbuse_dev *dev = cf->dev;
 
-	if (ring) {
-		mutex_lock(&ring->state_mutex);
-		spin_lock(&ring->lock);
-		ring->worker = NULL;
-		WRITE_ONCE(ring->worker_pid, 0);
-		if (ring->state == AZBUSE_QUEUE_ATTACHED)
-			ring->state = AZBUSE_QUEUE_RECOVERING;
-		spin_unlock(&ring->lock);
-		if (!READ_ONCE(dev->dead))
-			schedule_delayed_work(&ring->recovery_work,
-					      msecs_to_jiffies(dev->info.recovery_timeout_ms));
-		mutex_unlock(&ring->state_mutex);
-		wake_up_all(&dev->drain_wq);
-	}
+	if (ring)
+		azbuse_detach(cf);
 	kfree(cf);
 	put_device(&dev->cdev_dev);
 	return 0;
@@ -436,12 +445,16 @@ static long azbuse_attach(struct azbuse_cfile *cf, struct azbuse_attach __user *
 	struct azbuse_dev *dev = cf->dev;
 	struct azbuse_attach a;
 	struct azbuse_ring *ring;
+	u64 cpus_ptr;
+	u32 cpus_bytes;
 	int ret = 0;
 
 	if (copy_from_user(&a, uarg, sizeof(a)))
 		return -EFAULT;
 	if (a.flags || memchr_inv(a.reserved, 0, sizeof(a.reserved)))
 		return -EINVAL;
+	cpus_ptr = a.cpus_ptr;
+	cpus_bytes = a.cpus_bytes;
 	if (a.queue >= dev->nr_rings)
 		return -EINVAL;
 	if (cf->ring)
@@ -477,10 +490,16 @@ static long azbuse_attach(struct azbuse_cfile *cf, struct azbuse_attach __user *
 	a.data_bytes = ring->table->data_bytes;
 	a.size_bytes = dev->info.size_bytes;
 	a.features = dev->info.features;
+	a.numa_node = ring->node;
 out_unlock:
 	mutex_unlock(&ring->state_mutex);
+	if (!ret)
+		ret = azbuse_queue_cpus(dev, ring->index, u64_to_user_ptr(cpus_ptr), cpus_bytes,
+					&a.cpus_bytes);
 	if (!ret && copy_to_user(uarg, &a, sizeof(a)))
-		ret = -EFAULT; /* stays attached: the geometry can be asked again by re-opening */
+		ret = -EFAULT;
+	if (ret && cf->ring)
+		azbuse_detach(cf);
 	/* this ring may have been waiting for a worker to post its requests to */
 	if (!ret)
 		azbuse_ring_wake(ring);

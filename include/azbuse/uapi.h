@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note OR MIT */
 /*
- * azbuse.h - the kernel/userspace ABI of azbuse, block devices served from
+ * azbuse/uapi.h - the kernel/userspace ABI of azbuse, block devices served from
  * userspace. This one header is compiled by kmod/azbuse.ko and by libazbuse;
  * both sides check every struct's size and field offsets at compile time
  * (AZBUSE_ABI_CHECKS below).
@@ -190,7 +190,10 @@ struct azbuse_attach {
 	__u64 data_bytes; /* mmap length at AZBUSE_MMAP_DATA_OFF */
 	__u64 size_bytes;
 	__u64 features;
-	__u64 reserved[4];
+	__u64 cpus_ptr;	  /* in: buffer for the queue's CPUs (bit n%8 of byte n/8 = CPU n), or 0 */
+	__u32 cpus_bytes; /* in: its size; out: bytes the full map needs */
+	__s32 numa_node;  /* out: NUMA node of the queue's CPUs, -1 if none */
+	__u64 reserved[2];
 };
 
 /* mmap offsets on /dev/azbusec<N> after ATTACH. */
@@ -276,6 +279,8 @@ struct azbuse_cqe {
 	check(__builtin_offsetof(struct azbuse_attach, logical_block_size) == 36);      \
 	check(__builtin_offsetof(struct azbuse_attach, data_bytes) == 40);              \
 	check(__builtin_offsetof(struct azbuse_attach, features) == 56);                \
+	check(__builtin_offsetof(struct azbuse_attach, cpus_ptr) == 64);                \
+	check(__builtin_offsetof(struct azbuse_attach, numa_node) == 76);               \
 	check(sizeof(struct azbuse_ring_header) == 128);                                \
 	check(__builtin_offsetof(struct azbuse_ring_header, sq_head) == 64);            \
 	check(__builtin_offsetof(struct azbuse_ring_header, cq_tail) == 68);            \

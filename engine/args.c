@@ -1,0 +1,306 @@
+/*
+ * args.c - the device command line shared by azbusectl add and every
+ * engine program built with azbuse_main(): parse it into device options,
+ * check the engine's options, and launch the supervisor in the background
+ * (returning once the device is ready) or in the foreground.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define AZB_LOG_DIR "/run/azbuse"
+
+static int azb_parse_u32(const char *text, uint32_t min, uint32_t max, uint32_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!text || !*text || text[0] == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int azb_add_option(struct azbuse_args *a, const char *key, const char *value)
+{
+	if (a->nr_options >= sizeof(a->options) / sizeof(a->options[0])) {
+		snprintf(a->error, sizeof(a->error), "too many options");
+		return -E2BIG;
+	}
+	a->options[a->nr_options].key = key;
+	a->options[a->nr_options].value = value;
+	a->nr_options++;
+	return 0;
+}
+
+/* "--name=value" or "--name value": the value, advancing *i as needed. */
+static const char *azb_arg_value(int argc, char **argv, int *i, const char *name)
+{
+	const char *arg = argv[*i];
+	size_t n = strlen(name);
+
+	if (strncmp(arg, name, n))
+		return NULL;
+	if (arg[n] == '=')
+		return arg + n + 1;
+	if (arg[n] == '\0' && *i + 1 < argc)
+		return argv[++*i];
+	return NULL;
+}
+
+static bool azb_is_flag(const char *arg, const char *name)
+{
+	return !strcmp(arg, name);
+}
+
+struct azb_num_opt {
+	const char *name;
+	uint32_t min, max;
+	uint32_t *dst;
+};
+
+static int azb_parse_one(int argc, char **argv, int *i, struct azbuse_args *a)
+{
+	struct azbuse_device_opts *o = &a->opts;
+	uint32_t queues = 0, depth = 0;
+	const struct azb_num_opt nums[] = {
+		{ "--block-size", 512, 4096, &o->logical_block_size },
+		{ "--io-timeout", 100, 3600000, &o->io_timeout_ms },
+		{ "--recovery-timeout", 1, 3600000, &o->recovery_timeout_ms },
+		{ "--poll-us", 0, 1000000, &o->poll_us },
+		{ "--queues", 1, AZBUSE_MAX_QUEUES, &queues },
+		{ "--depth", 1, AZBUSE_MAX_QUEUE_DEPTH, &depth },
+	};
+	const char *arg = argv[*i], *v;
+	uint64_t bytes;
+	size_t k;
+
+	if (azb_is_flag(arg, "--foreground")) {
+		a->foreground = true;
+		return 0;
+	}
+	if (azb_is_flag(arg, "--json")) {
+		a->json = true;
+		return 0;
+	}
+	if (azb_is_flag(arg, "--read-only")) {
+		o->read_only = true;
+		return 0;
+	}
+	if ((v = azb_arg_value(argc, argv, i, "--engine"))) {
+		a->engine = v;
+		return 0;
+	}
+	if ((v = azb_arg_value(argc, argv, i, "--size"))) {
+		if (azbuse_parse_size(v, &bytes) || !bytes) {
+			snprintf(a->error, sizeof(a->error), "bad --size '%s' (e.g. 512M, 1G)", v);
+			return -EINVAL;
+		}
+		o->size_bytes = bytes;
+		return 0;
+	}
+	if ((v = azb_arg_value(argc, argv, i, "--max-io"))) {
+		if (azbuse_parse_size(v, &bytes) || bytes < AZBUSE_MIN_IO_BYTES ||
+		    bytes > AZBUSE_MAX_IO_BYTES || bytes % 4096) {
+			snprintf(a->error, sizeof(a->error),
+				 "bad --max-io '%s' (4k to 4M, a multiple of 4k)", v);
+			return -EINVAL;
+		}
+		o->max_io_bytes = (uint32_t)bytes;
+		return 0;
+	}
+	for (k = 0; k < sizeof(nums) / sizeof(nums[0]); k++) {
+		if (!(v = azb_arg_value(argc, argv, i, nums[k].name)))
+			continue;
+		if (azb_parse_u32(v, nums[k].min, nums[k].max, nums[k].dst)) {
+			snprintf(a->error, sizeof(a->error), "bad %s '%s' (%u to %u)",
+				 nums[k].name, v, nums[k].min, nums[k].max);
+			return -EINVAL;
+		}
+		if (queues)
+			o->nr_queues = (uint16_t)queues;
+		if (depth)
+			o->queue_depth = (uint16_t)depth;
+		return 0;
+	}
+	if ((v = azb_arg_value(argc, argv, i, "-o"))) {
+		char *eq = strchr(v, '=');
+
+		if (!eq || eq == v) {
+			snprintf(a->error, sizeof(a->error), "bad -o '%s' (want KEY=VALUE)", v);
+			return -EINVAL;
+		}
+		*eq = '\0';
+		return azb_add_option(a, v, eq + 1);
+	}
+	/* --KEY VALUE: an engine option, checked against the engine later */
+	if (!strncmp(arg, "--", 2) && arg[2]) {
+		char *key = argv[*i] + 2;
+		char *eq = strchr(key, '=');
+
+		if (eq) {
+			*eq = '\0';
+			return azb_add_option(a, key, eq + 1);
+		}
+		if (*i + 1 >= argc) {
+			snprintf(a->error, sizeof(a->error), "unknown option '%s'", arg);
+			return -EINVAL;
+		}
+		return azb_add_option(a, key, argv[++*i]);
+	}
+	snprintf(a->error, sizeof(a->error), "unexpected argument '%s'", arg);
+	return -EINVAL;
+}
+
+int azbuse_parse_device_args(int argc, char **argv, struct azbuse_args *a)
+{
+	int i, ret;
+
+	memset(a, 0, sizeof(*a));
+	azbuse_device_opts_init(&a->opts);
+	for (i = 0; i < argc; i++) {
+		const char *arg = argv[i];
+		uint32_t id;
+
+		if (i == 0 && arg[0] != '-') {
+			if (!strcmp(arg, "any"))
+				continue;
+			if (azb_parse_u32(arg, 0, AZBUSE_MAX_DEVICES - 1, &id)) {
+				snprintf(a->error, sizeof(a->error),
+					 "bad device id '%s' (0 to %u, or 'any')", arg,
+					 AZBUSE_MAX_DEVICES - 1);
+				return -EINVAL;
+			}
+			a->opts.dev_id = id;
+			continue;
+		}
+		ret = azb_parse_one(argc, argv, &i, a);
+		if (ret)
+			return ret;
+	}
+	a->opts.options = a->options;
+	a->opts.nr_options = a->nr_options;
+	return 0;
+}
+
+int azbuse_check_engine_options(const struct azbuse_engine_ops *ops, const struct azbuse_args *a,
+				char *err, size_t err_size)
+{
+	size_t i, k;
+
+	for (i = 0; i < a->nr_options; i++) {
+		bool known = false;
+
+		for (k = 0; ops->option_keys && ops->option_keys[k]; k++)
+			known |= !strcmp(ops->option_keys[k], a->options[i].key);
+		if (!known) {
+			snprintf(err, err_size, "engine %s has no option '%s'", ops->name,
+				 a->options[i].key);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* The daemon's stdio: nothing in, its log out. */
+static void azb_daemon_stdio(void)
+{
+	char path[PATH_MAX];
+	int in, log;
+
+	mkdir(AZB_LOG_DIR, 0755);
+	snprintf(path, sizeof(path), AZB_LOG_DIR "/supervisor-%d.log", (int)getpid());
+	in = open("/dev/null", O_RDONLY);
+	log = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (in >= 0) {
+		dup2(in, STDIN_FILENO);
+		close(in);
+	}
+	if (log >= 0) {
+		dup2(log, STDOUT_FILENO);
+		dup2(log, STDERR_FILENO);
+		close(log);
+	}
+}
+
+/* Parent side: wait for "OK <id>" or "ERR <message>" from the daemon. */
+static int azb_wait_ready(int fd, pid_t child, bool json)
+{
+	char buf[600];
+	size_t len = 0;
+	ssize_t n;
+	int status;
+
+	while (len < sizeof(buf) - 1 && (n = read(fd, buf + len, sizeof(buf) - 1 - len)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		len += n;
+		if (memchr(buf, '\n', len))
+			break;
+	}
+	buf[len] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	if (!strncmp(buf, "OK ", 3)) {
+		if (json)
+			printf("{\"device\": \"" AZBUSE_BLOCK_PREFIX "%s\", \"id\": %s, "
+			       "\"supervisor_pid\": %d}\n",
+			       buf + 3, buf + 3, (int)child);
+		else
+			printf(AZBUSE_BLOCK_PREFIX "%s\n", buf + 3);
+		return 0;
+	}
+	if (!strncmp(buf, "ERR ", 4))
+		fprintf(stderr, "azbuse: %s\n", buf + 4);
+	else
+		fprintf(stderr, "azbuse: the supervisor died before the device was ready\n");
+	waitpid(child, &status, 0);
+	return 1;
+}
+
+int azbuse_launch(const struct azbuse_engine_ops *ops, struct azbuse_args *a)
+{
+	int pipefd[2];
+	pid_t pid;
+	int ret;
+
+	if (a->foreground) {
+		ret = azbuse_run(ops, &a->opts);
+		return ret ? 1 : 0;
+	}
+	if (pipe2(pipefd, O_CLOEXEC)) {
+		perror("azbuse: pipe");
+		return 1;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		perror("azbuse: fork");
+		return 1;
+	}
+	if (pid == 0) {
+		close(pipefd[0]);
+		setsid();
+		azb_daemon_stdio();
+		a->opts.ready_fd = pipefd[1];
+		_exit(azbuse_run(ops, &a->opts) ? 1 : 0);
+	}
+	close(pipefd[1]);
+	ret = azb_wait_ready(pipefd[0], pid, a->json);
+	close(pipefd[0]);
+	return ret;
+}

@@ -1,0 +1,60 @@
+/*
+ * cli.c - azbuse_main(): the whole command line of an engine program, so
+ * that an engine author writes the ops table and a one-line main().
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+static void azb_usage(const char *prog, const struct azbuse_engine_ops *ops)
+{
+	size_t k;
+
+	printf("usage: %s [ID|any] --size SIZE [options]\n\n"
+	       "Serves " AZBUSE_BLOCK_PREFIX "ID from the %s engine%s%s.\n\n"
+	       "  --size SIZE           device size (512M, 1G, 1T)\n"
+	       "  --queues N            worker processes (default: one per CPU)\n"
+	       "  --depth N             requests in flight per queue (default %u)\n"
+	       "  --max-io SIZE         largest request (default %uk)\n"
+	       "  --block-size N        logical block size (512 to 4096)\n"
+	       "  --read-only           refuse writes\n"
+	       "  --poll-us N           spin N us for new requests before sleeping\n"
+	       "  --io-timeout MS       request timeout check period\n"
+	       "  --recovery-timeout MS how long requests wait for a restarted worker\n"
+	       "  --foreground          stay attached (for systemd); default: daemonise\n"
+	       "  --json                print the result as JSON\n"
+	       "  -o KEY=VALUE, --KEY VALUE  engine option\n",
+	       prog, ops->name, ops->description ? ": " : "",
+	       ops->description ? ops->description : "", AZBUSE_DEF_QUEUE_DEPTH,
+	       AZBUSE_DEF_IO_BYTES >> 10);
+	if (ops->option_keys && ops->option_keys[0]) {
+		printf("\nengine options:");
+		for (k = 0; ops->option_keys[k]; k++)
+			printf(" %s", ops->option_keys[k]);
+		printf("\n");
+	}
+}
+
+int azbuse_main(int argc, char **argv, const struct azbuse_engine_ops *ops)
+{
+	struct azbuse_args a;
+	char err[256];
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			azb_usage(argv[0], ops);
+			return 0;
+		}
+	}
+	if (azbuse_parse_device_args(argc - 1, argv + 1, &a)) {
+		fprintf(stderr, "%s: %s (see --help)\n", argv[0], a.error);
+		return 2;
+	}
+	if (azbuse_check_engine_options(ops, &a, err, sizeof(err))) {
+		fprintf(stderr, "%s: %s\n", argv[0], err);
+		return 2;
+	}
+	return azbuse_launch(ops, &a);
+}

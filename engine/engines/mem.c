@@ -1,0 +1,178 @@
+/*
+ * mem.c - the mem engine: a RAM disk of --size bytes in one memfd that the
+ * supervisor creates and every worker process maps, so any queue reads what
+ * another wrote and a restarted worker finds the data. Flush is a no-op;
+ * discard and write-zeroes give the pages back (punch a hole), or zero them
+ * in place when NOUNMAP asks to keep them allocated.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <azbuse/engine.h>
+
+#include "engines.h"
+
+struct mem_engine {
+	int fd;
+	uint64_t size;
+};
+
+struct mem_queue {
+	struct mem_engine *engine;
+	char *base;
+};
+
+static int mem_setup(struct azbuse_engine_config *cfg, void **engine)
+{
+	struct mem_engine *m;
+
+	if (!cfg->size_bytes) {
+		snprintf(cfg->error, cfg->error_size, "engine mem needs --size");
+		return -EINVAL;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->size = cfg->size_bytes;
+	m->fd = memfd_create("azbuse-mem", 0);
+	if (m->fd < 0 || ftruncate(m->fd, (off_t)m->size)) {
+		int err = -errno;
+
+		snprintf(cfg->error, cfg->error_size, "engine mem: cannot create %llu bytes: %s",
+			 (unsigned long long)m->size, strerror(errno));
+		if (m->fd >= 0)
+			close(m->fd);
+		free(m);
+		return err;
+	}
+	cfg->caps = AZBUSE_CAP_FLUSH | AZBUSE_CAP_FUA | AZBUSE_CAP_DISCARD |
+		    AZBUSE_CAP_WRITE_ZEROES | AZBUSE_CAP_SECURE_ERASE;
+	*engine = m;
+	return 0;
+}
+
+static void mem_teardown(void *engine)
+{
+	struct mem_engine *m = engine;
+
+	if (!m)
+		return;
+	close(m->fd);
+	free(m);
+}
+
+static int mem_open_queue(void *engine, const struct azbuse_queue_params *p, void **queue)
+{
+	struct mem_engine *m = engine;
+	struct mem_queue *q;
+
+	(void)p;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->engine = m;
+	q->base = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
+	if (q->base == MAP_FAILED) {
+		free(q);
+		return -errno;
+	}
+	*queue = q;
+	return 0;
+}
+
+static void mem_close_queue(void *queue)
+{
+	struct mem_queue *q = queue;
+
+	munmap(q->base, q->engine->size);
+	free(q);
+}
+
+static bool mem_in_range(const struct mem_queue *q, const struct azbuse_io *io)
+{
+	return io->offset <= q->engine->size && io->len <= q->engine->size - io->offset;
+}
+
+static void mem_read(void *queue, struct azbuse_io *io)
+{
+	struct mem_queue *q = queue;
+
+	if (!mem_in_range(q, io)) {
+		azbuse_complete(io, -EIO);
+		return;
+	}
+	memcpy(io->buf, q->base + io->offset, io->len);
+	azbuse_complete(io, 0);
+}
+
+static void mem_write(void *queue, struct azbuse_io *io)
+{
+	struct mem_queue *q = queue;
+
+	if (!mem_in_range(q, io)) {
+		azbuse_complete(io, -EIO);
+		return;
+	}
+	memcpy(q->base + io->offset, io->buf, io->len);
+	azbuse_complete(io, 0);
+}
+
+static void mem_flush(void *queue, struct azbuse_io *io)
+{
+	(void)queue;
+	azbuse_complete(io, 0);
+}
+
+/* Zero a range: punch whole pages out of the memfd, memset the edges. */
+static int mem_zero(struct mem_queue *q, uint64_t off, uint64_t len, bool keep_allocated)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t start = (off + page - 1) & ~(page - 1);
+	uint64_t end = (off + len) & ~(page - 1);
+
+	if (keep_allocated || end <= start) {
+		memset(q->base + off, 0, len);
+		return 0;
+	}
+	memset(q->base + off, 0, start - off);
+	memset(q->base + end, 0, off + len - end);
+	if (fallocate(q->engine->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)start,
+		      (off_t)(end - start)))
+		return -errno;
+	return 0;
+}
+
+static void mem_discard(void *queue, struct azbuse_io *io)
+{
+	struct mem_queue *q = queue;
+
+	if (!mem_in_range(q, io)) {
+		azbuse_complete(io, -EIO);
+		return;
+	}
+	azbuse_complete(io, mem_zero(q, io->offset, io->len,
+				     io->op == AZBUSE_OP_WRITE_ZEROES &&
+					     (io->flags & AZBUSE_RQ_NOUNMAP)));
+}
+
+const struct azbuse_engine_ops azbuse_mem_engine = {
+	AZBUSE_ENGINE_INIT,
+	.name = "mem",
+	.description = "RAM disk shared by all workers",
+	.setup = mem_setup,
+	.teardown = mem_teardown,
+	.open_queue = mem_open_queue,
+	.close_queue = mem_close_queue,
+	.read = mem_read,
+	.write = mem_write,
+	.flush = mem_flush,
+	.discard = mem_discard,
+	.write_zeroes = mem_discard,
+	.secure_erase = mem_discard,
+};

@@ -1,0 +1,85 @@
+/*
+ * internal.h - libazbuse's private declarations: the worker's view of one
+ * queue, logging, the shared-ring memory-ordering helpers and the device
+ * argument parser shared by azbuse_main() and azbusectl.
+ */
+#ifndef AZBUSE_INTERNAL_H
+#define AZBUSE_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <azbuse/azbuse.h>
+#include <azbuse/engine.h>
+
+/* Shared-ring loads and stores; each use names the kernel side it pairs with. */
+#define azb_load_acquire(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define azb_store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define azb_load_relaxed(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+
+/* The worker's side of one attached queue. */
+struct azbuse_queue {
+	int fd;
+	struct azbuse_attach geo;
+	void *ring_map;
+	void *data_map;
+	struct azbuse_ring_header *hdr;
+	struct azbuse_sqe *sq;
+	struct azbuse_cqe *cq;
+	uint32_t sq_head;      /* private copy of what we consumed */
+	uint32_t cq_tail;      /* private copy of what we posted */
+	uint32_t cq_committed; /* cq_tail at the last COMMIT */
+	struct azbuse_io *ios; /* one per tag */
+
+	const struct azbuse_engine_ops *ops;
+	void *engine_queue;
+
+	_Atomic(struct azbuse_io *) remote_done; /* completions from other threads */
+	atomic_int sleeping;
+	uint32_t poll_us;
+
+	/* COMMIT: the ioctl, or a model of the kernel in unit tests */
+	int (*commit)(struct azbuse_queue *q, unsigned long timeout_ms);
+	void (*kick)(struct azbuse_queue *q);
+
+	uint64_t requests;
+	uint64_t commits;
+};
+
+/* worker.c */
+int azbuse_queue_map(struct azbuse_queue *q, int fd, const struct azbuse_attach *geo,
+		     void *ring, void *data);
+void azbuse_queue_unmap(struct azbuse_queue *q);
+/* Consume new submissions and dispatch them; returns how many. */
+uint32_t azbuse_queue_consume(struct azbuse_queue *q);
+/* Move completions made on other threads into the completion ring. */
+uint32_t azbuse_queue_drain_remote(struct azbuse_queue *q);
+/* One turn of the loop: consume, then commit (sleeping if idle). 0, 1 (stop) or -errno. */
+int azbuse_queue_turn(struct azbuse_queue *q);
+int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32_t dev_id,
+		       uint16_t queue, const struct azbuse_device_opts *o);
+
+/* log.c */
+void azb_log_set_prefix(const char *prefix);
+void azb_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* args.c: parse device options (argv without the program/command name). */
+struct azbuse_args {
+	struct azbuse_device_opts opts;
+	struct azbuse_option options[32];
+	size_t nr_options;
+	const char *engine; /* --engine */
+	bool foreground;
+	bool json;
+	char error[256];
+};
+int azbuse_parse_device_args(int argc, char **argv, struct azbuse_args *a);
+int azbuse_check_engine_options(const struct azbuse_engine_ops *ops, const struct azbuse_args *a,
+				char *err, size_t err_size);
+/* Run in the background (fork; the parent waits for readiness) or the foreground. */
+int azbuse_launch(const struct azbuse_engine_ops *ops, struct azbuse_args *a);
+
+#endif /* AZBUSE_INTERNAL_H */

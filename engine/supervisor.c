@@ -1,0 +1,405 @@
+/*
+ * supervisor.c - runs one device: sets the engine up, adds the device,
+ * forks a worker process per queue, starts the device once every queue is
+ * served, restarts workers that crash, and on SIGTERM/SIGINT (or an
+ * external `azbusectl remove`) removes the device, waits for the workers
+ * to flush and exit, and tears the engine down.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define AZB_ATTACH_WAIT_MS 10000
+#define AZB_NODE_WAIT_MS 5000
+#define AZB_MAX_RESTARTS 100
+
+struct azb_supervisor {
+	const struct azbuse_engine_ops *ops;
+	const struct azbuse_device_opts *opts;
+	void *engine;
+	int ctl;
+	uint32_t dev_id;
+	uint16_t nr_queues;
+	pid_t *workers; /* per queue; 0 when not running */
+	unsigned restarts;
+	bool stopping;
+	bool removed;
+	bool ready_closed;
+};
+
+static void azb_sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static void azb_report(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void azb_report(int fd, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	ssize_t n;
+
+	if (fd < 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	n = write(fd, line, strlen(line));
+	(void)n;
+}
+
+static uint64_t azb_caps_to_features(uint32_t caps)
+{
+	uint64_t f = 0;
+
+	if (caps & AZBUSE_CAP_FLUSH)
+		f |= AZBUSE_F_WRITE_CACHE;
+	if (caps & AZBUSE_CAP_FUA)
+		f |= AZBUSE_F_FUA;
+	if (caps & AZBUSE_CAP_DISCARD)
+		f |= AZBUSE_F_DISCARD;
+	if (caps & AZBUSE_CAP_WRITE_ZEROES)
+		f |= AZBUSE_F_WRITE_ZEROES;
+	if (caps & AZBUSE_CAP_SECURE_ERASE)
+		f |= AZBUSE_F_SECURE_ERASE;
+	if (caps & AZBUSE_CAP_READ_ONLY)
+		f |= AZBUSE_F_READ_ONLY;
+	if (caps & AZBUSE_CAP_ROTATIONAL)
+		f |= AZBUSE_F_ROTATIONAL;
+	return f;
+}
+
+/* A capability is real only if the engine also has the callback for it. */
+static uint32_t azb_effective_caps(const struct azbuse_engine_ops *ops, uint32_t caps)
+{
+	if (!ops->flush)
+		caps &= ~(AZBUSE_CAP_FLUSH | AZBUSE_CAP_FUA);
+	if (!ops->discard)
+		caps &= ~AZBUSE_CAP_DISCARD;
+	if (!ops->write_zeroes)
+		caps &= ~AZBUSE_CAP_WRITE_ZEROES;
+	if (!ops->secure_erase)
+		caps &= ~AZBUSE_CAP_SECURE_ERASE;
+	if (!ops->write)
+		caps |= AZBUSE_CAP_READ_ONLY;
+	return caps;
+}
+
+static int azb_setup_engine(struct azb_supervisor *s, struct azbuse_dev_info *info, char *err,
+			    size_t err_size)
+{
+	const struct azbuse_device_opts *o = s->opts;
+	struct azbuse_engine_config cfg;
+	long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+	int ret;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.size_bytes = o->size_bytes;
+	cfg.logical_block_size = o->logical_block_size ? o->logical_block_size : 512;
+	cfg.nr_queues = o->nr_queues ? o->nr_queues : (ncpu > 0 ? (uint32_t)ncpu : 1);
+	cfg.options = o->options;
+	cfg.nr_options = o->nr_options;
+	cfg.error = err;
+	cfg.error_size = err_size;
+	ret = s->ops->setup ? s->ops->setup(&cfg, &s->engine) : 0;
+	if (ret) {
+		if (!err[0])
+			snprintf(err, err_size, "engine %s: %s", s->ops->name, strerror(-ret));
+		return ret;
+	}
+	if (!cfg.size_bytes) {
+		snprintf(err, err_size, "engine %s: no device size (give --size)", s->ops->name);
+		return -EINVAL;
+	}
+
+	memset(info, 0, sizeof(*info));
+	info->dev_id = o->dev_id;
+	info->nr_queues = cfg.nr_queues;
+	info->queue_depth = o->queue_depth;
+	info->max_io_bytes = o->max_io_bytes;
+	info->size_bytes = cfg.size_bytes;
+	info->logical_block_size = cfg.logical_block_size;
+	info->io_timeout_ms = o->io_timeout_ms;
+	info->recovery_timeout_ms = o->recovery_timeout_ms;
+	info->features = azb_caps_to_features(azb_effective_caps(s->ops, cfg.caps));
+	if (o->read_only)
+		info->features |= AZBUSE_F_READ_ONLY;
+	return 0;
+}
+
+static pid_t azb_spawn_worker(struct azb_supervisor *s, uint16_t queue)
+{
+	sigset_t none;
+	pid_t pid = fork();
+
+	if (pid)
+		return pid < 0 ? -errno : pid;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_IGN); /* a terminal's ^C goes to the supervisor, which drains */
+	close(s->ctl);
+	if (s->opts->ready_fd >= 0)
+		close(s->opts->ready_fd);
+	_exit(azbuse_worker_main(s->ops, s->engine, s->dev_id, queue, s->opts) ? 1 : 0);
+}
+
+static int azb_queue_of(const struct azb_supervisor *s, pid_t pid)
+{
+	int q;
+
+	for (q = 0; q < s->nr_queues; q++)
+		if (s->workers[q] == pid)
+			return q;
+	return -1;
+}
+
+/* Reap exited workers; restart the ones that crashed unless we are stopping. */
+static void azb_reap_workers(struct azb_supervisor *s)
+{
+	int status, q;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		q = azb_queue_of(s, pid);
+		if (q < 0)
+			continue;
+		s->workers[q] = 0;
+		if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+			continue; /* the device went away and the worker finished cleanly */
+		if (WIFSIGNALED(status))
+			azb_log("worker %d (queue %d) killed by signal %d", pid, q,
+				WTERMSIG(status));
+		else
+			azb_log("worker %d (queue %d) exited with status %d", pid, q,
+				WEXITSTATUS(status));
+		if (s->stopping || s->removed)
+			continue;
+		if (++s->restarts > AZB_MAX_RESTARTS) {
+			azb_log("too many worker restarts; removing the device");
+			s->stopping = true;
+			continue;
+		}
+		s->workers[q] = azb_spawn_worker(s, q);
+		if (s->workers[q] < 0) {
+			azb_log("cannot restart worker for queue %d: %s", q,
+				strerror(-s->workers[q]));
+			s->workers[q] = 0;
+		} else {
+			azb_log("restarted worker for queue %d as pid %d", q, s->workers[q]);
+		}
+	}
+}
+
+static int azb_running_workers(const struct azb_supervisor *s)
+{
+	int q, n = 0;
+
+	for (q = 0; q < s->nr_queues; q++)
+		n += s->workers[q] > 0;
+	return n;
+}
+
+static int azb_wait_attached(struct azb_supervisor *s, char *err, size_t err_size)
+{
+	struct azbuse_queue_info qi;
+	unsigned waited;
+	int q, ret;
+
+	for (waited = 0; waited < AZB_ATTACH_WAIT_MS; waited += 10) {
+		int attached = 0;
+
+		azb_reap_workers(s);
+		for (q = 0; q < s->nr_queues; q++) {
+			ret = azbuse_ctl_queue_info(s->ctl, s->dev_id, q, &qi);
+			if (ret) {
+				snprintf(err, err_size, "queue info: %s", strerror(-ret));
+				return ret;
+			}
+			attached += qi.state == AZBUSE_QUEUE_ATTACHED;
+		}
+		if (attached == s->nr_queues)
+			return 0;
+		if (s->restarts) {
+			snprintf(err, err_size, "a worker failed to start (see the log)");
+			return -EIO;
+		}
+		azb_sleep_ms(10);
+	}
+	snprintf(err, err_size, "workers did not attach within %u ms", AZB_ATTACH_WAIT_MS);
+	return -ETIMEDOUT;
+}
+
+/* The block device node appears through devtmpfs/udev shortly after START. */
+static void azb_wait_node(uint32_t dev_id)
+{
+	char path[64];
+	struct stat st;
+	unsigned waited;
+
+	snprintf(path, sizeof(path), AZBUSE_BLOCK_PREFIX "%u", dev_id);
+	for (waited = 0; waited < AZB_NODE_WAIT_MS; waited += 10) {
+		if (!stat(path, &st) && S_ISBLK(st.st_mode))
+			return;
+		azb_sleep_ms(10);
+	}
+	azb_log("%s did not appear within %u ms", path, AZB_NODE_WAIT_MS);
+}
+
+static void azb_stop_workers(struct azb_supervisor *s)
+{
+	int q;
+
+	for (q = 0; q < s->nr_queues; q++)
+		if (s->workers[q] > 0)
+			kill(s->workers[q], SIGKILL);
+	while (azb_running_workers(s)) {
+		azb_reap_workers(s);
+		if (azb_running_workers(s))
+			azb_sleep_ms(10);
+	}
+}
+
+/* Wait for signals and dead workers until the device is gone. */
+static void azb_supervise(struct azb_supervisor *s, const sigset_t *signals)
+{
+	struct timespec tick = { .tv_sec = 1 };
+	struct azbuse_dev_info info;
+	siginfo_t si;
+	int sig;
+
+	for (;;) {
+		sig = sigtimedwait(signals, &si, &tick);
+		if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
+			if (!s->stopping)
+				azb_log("signal %d: draining and removing the device", sig);
+			s->stopping = true;
+		}
+		azb_reap_workers(s);
+		if (!s->removed && azbuse_ctl_info(s->ctl, s->dev_id, &info) == -ENOENT)
+			s->removed = true;
+		if (s->stopping && !s->removed) {
+			int ret = azbuse_ctl_remove(s->ctl, s->dev_id);
+
+			if (ret && ret != -ENOENT)
+				azb_log("remove: %s", strerror(-ret));
+			s->removed = true;
+		}
+		if (s->removed && !azb_running_workers(s))
+			return;
+	}
+}
+
+int azbuse_run(const struct azbuse_engine_ops *ops, const struct azbuse_device_opts *o)
+{
+	struct azb_supervisor s = { .ops = ops, .opts = o, .ctl = -1 };
+	struct azbuse_dev_info info;
+	sigset_t signals, old;
+	char err[256] = "";
+	char prefix[64];
+	int q, ret;
+
+	if (ops->struct_size < sizeof(*ops) || ops->api_version != AZBUSE_ENGINE_API_VERSION) {
+		azb_report(o->ready_fd, "ERR engine %s was built for another libazbuse\n",
+			   ops->name);
+		return -EINVAL;
+	}
+	sigemptyset(&signals);
+	sigaddset(&signals, SIGCHLD);
+	sigaddset(&signals, SIGTERM);
+	sigaddset(&signals, SIGINT);
+	sigaddset(&signals, SIGHUP);
+	sigprocmask(SIG_BLOCK, &signals, &old);
+
+	ret = azb_setup_engine(&s, &info, err, sizeof(err));
+	if (ret)
+		goto out_report;
+	s.ctl = azbuse_ctl_open();
+	if (s.ctl < 0) {
+		ret = s.ctl;
+		snprintf(err, sizeof(err), "cannot open %s: %s%s", AZBUSE_CTL_DEVICE,
+			 strerror(-ret), ret == -ENOENT ? " (is azbuse.ko loaded?)" : "");
+		goto out_teardown;
+	}
+	ret = azbuse_ctl_add(s.ctl, &info);
+	if (ret) {
+		snprintf(err, sizeof(err), "cannot add device: %s", strerror(-ret));
+		goto out_close;
+	}
+	s.dev_id = info.dev_id;
+	s.nr_queues = info.nr_queues;
+	snprintf(prefix, sizeof(prefix), "azbuse%u", s.dev_id);
+	azb_log_set_prefix(prefix);
+	s.workers = calloc(s.nr_queues, sizeof(*s.workers));
+	if (!s.workers) {
+		ret = -ENOMEM;
+		snprintf(err, sizeof(err), "out of memory");
+		goto out_remove;
+	}
+	for (q = 0; q < s.nr_queues; q++) {
+		s.workers[q] = azb_spawn_worker(&s, q);
+		if (s.workers[q] < 0) {
+			ret = s.workers[q];
+			s.workers[q] = 0;
+			snprintf(err, sizeof(err), "cannot fork a worker: %s", strerror(-ret));
+			goto out_remove;
+		}
+	}
+	ret = azb_wait_attached(&s, err, sizeof(err));
+	if (ret)
+		goto out_remove;
+	ret = azbuse_ctl_start(s.ctl, s.dev_id);
+	if (ret) {
+		snprintf(err, sizeof(err), "cannot start device: %s", strerror(-ret));
+		goto out_remove;
+	}
+	azb_wait_node(s.dev_id);
+	azb_log("serving " AZBUSE_BLOCK_PREFIX "%u with engine %s, %u queue(s)", s.dev_id,
+		ops->name, s.nr_queues);
+	azb_report(o->ready_fd, "OK %u\n", s.dev_id);
+	if (o->ready_fd >= 0)
+		close(o->ready_fd);
+	s.ready_closed = true;
+
+	azb_supervise(&s, &signals);
+	ret = 0;
+	goto out_free;
+
+out_remove:
+	azbuse_ctl_remove(s.ctl, s.dev_id);
+	if (s.workers)
+		azb_stop_workers(&s);
+out_free:
+	free(s.workers);
+out_close:
+	close(s.ctl);
+out_teardown:
+	if (ops->teardown)
+		ops->teardown(s.engine);
+out_report:
+	if (ret) {
+		azb_log("%s", err);
+		if (!s.ready_closed)
+			azb_report(o->ready_fd, "ERR %s\n", err);
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return ret;
+}
+
+void azbuse_device_opts_init(struct azbuse_device_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->dev_id = AZBUSE_DEV_ID_ANY;
+	o->ready_fd = -1;
+}

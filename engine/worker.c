@@ -1,0 +1,344 @@
+/*
+ * worker.c - the queue worker: one process per hardware queue, pinned to
+ * the queue's CPUs and NUMA node. It takes requests from the mmaped
+ * submission ring, hands them to the engine, posts completions to the
+ * completion ring, and makes one COMMIT syscall per batch, which also
+ * sleeps when there is nothing to do.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <numa.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static _Thread_local struct azbuse_queue *azb_current_queue;
+
+static void azb_post_cqe(struct azbuse_queue *q, const struct azbuse_io *io)
+{
+	struct azbuse_cqe *cqe = &q->cq[q->cq_tail & (q->geo.cq_entries - 1)];
+
+	cqe->tag = io->tag;
+	cqe->seq = io->seq;
+	cqe->result = io->result;
+	cqe->reserved = 0;
+	q->cq_tail++;
+	q->requests++;
+}
+
+void azbuse_complete(struct azbuse_io *io, int result)
+{
+	struct azbuse_queue *q = io->queue;
+	struct azbuse_io *head;
+
+	io->result = result;
+	if (azb_current_queue == q) {
+		azb_post_cqe(q, io);
+		return;
+	}
+	/* another thread: hand it to the worker, and wake the worker if it sleeps */
+	head = atomic_load_explicit(&q->remote_done, memory_order_relaxed);
+	do {
+		io->next_done = head;
+	} while (!atomic_compare_exchange_weak_explicit(&q->remote_done, &head, io,
+							memory_order_release,
+							memory_order_relaxed));
+	if (atomic_load(&q->sleeping))
+		q->kick(q);
+}
+
+uint32_t azbuse_queue_drain_remote(struct azbuse_queue *q)
+{
+	struct azbuse_io *io = atomic_exchange_explicit(&q->remote_done, NULL, memory_order_acquire);
+	uint32_t n = 0;
+
+	for (; io; io = io->next_done, n++)
+		azb_post_cqe(q, io);
+	return n;
+}
+
+static void (*azb_op_handler(const struct azbuse_engine_ops *ops, uint8_t op))(void *,
+									   struct azbuse_io *)
+{
+	switch (op) {
+	case AZBUSE_OP_READ:
+		return ops->read;
+	case AZBUSE_OP_WRITE:
+		return ops->write;
+	case AZBUSE_OP_FLUSH:
+		return ops->flush;
+	case AZBUSE_OP_DISCARD:
+		return ops->discard;
+	case AZBUSE_OP_WRITE_ZEROES:
+		return ops->write_zeroes;
+	case AZBUSE_OP_SECURE_ERASE:
+		return ops->secure_erase;
+	default:
+		return NULL;
+	}
+}
+
+static void azb_dispatch(struct azbuse_queue *q, const struct azbuse_sqe *sqe)
+{
+	void (*handler)(void *, struct azbuse_io *);
+	struct azbuse_io *io;
+
+	if (sqe->tag >= q->geo.nr_slots) {
+		azb_log("queue %u: submission with impossible tag %u ignored", q->geo.queue,
+			sqe->tag);
+		return;
+	}
+	io = &q->ios[sqe->tag];
+	io->op = sqe->op;
+	io->ioprio = sqe->ioprio;
+	io->flags = sqe->flags;
+	io->offset = sqe->sector << 9;
+	io->len = sqe->len;
+	io->tag = sqe->tag;
+	io->seq = sqe->seq;
+	io->queue = q;
+	io->buf = (char *)q->data_map + (size_t)sqe->tag * q->geo.slot_bytes;
+	io->engine_data[0] = io->engine_data[1] = NULL;
+
+	if ((io->op == AZBUSE_OP_READ || io->op == AZBUSE_OP_WRITE) &&
+	    io->len > q->geo.slot_bytes) {
+		azbuse_complete(io, -EIO);
+		return;
+	}
+	handler = azb_op_handler(q->ops, io->op);
+	if (!handler) {
+		azbuse_complete(io, -EOPNOTSUPP);
+		return;
+	}
+	handler(q->engine_queue, io);
+}
+
+uint32_t azbuse_queue_consume(struct azbuse_queue *q)
+{
+	/* pairs with the kernel's store-release of sq_tail in azbuse_ring_push() */
+	uint32_t tail = azb_load_acquire(&q->hdr->sq_tail);
+	uint32_t mask = q->geo.sq_entries - 1;
+	uint32_t n = 0;
+
+	while (q->sq_head != tail) {
+		struct azbuse_sqe sqe = q->sq[q->sq_head & mask];
+
+		q->sq_head++;
+		azb_dispatch(q, &sqe);
+		n++;
+	}
+	/* pairs with the kernel's READ_ONCE of sq_head in azbuse_should_wake() */
+	azb_store_release(&q->hdr->sq_head, q->sq_head);
+	return n;
+}
+
+static bool azb_work_pending(struct azbuse_queue *q)
+{
+	return azb_load_acquire(&q->hdr->sq_tail) != q->sq_head ||
+	       atomic_load_explicit(&q->remote_done, memory_order_relaxed);
+}
+
+static uint64_t azb_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Adaptive polling: spin a little for new work before paying for a sleep. */
+static bool azb_poll_for_work(struct azbuse_queue *q)
+{
+	uint64_t until;
+
+	if (!q->poll_us)
+		return false;
+	until = azb_now_us() + q->poll_us;
+	do {
+		if (azb_work_pending(q))
+			return true;
+		__builtin_ia32_pause();
+	} while (azb_now_us() < until);
+	return false;
+}
+
+int azbuse_queue_turn(struct azbuse_queue *q)
+{
+	unsigned long timeout;
+	int ret;
+
+	azb_current_queue = q;
+	azbuse_queue_consume(q);
+	azbuse_queue_drain_remote(q);
+
+	/* nothing to commit and more work already here: go on without a syscall */
+	if (q->cq_tail == q->cq_committed && (azb_work_pending(q) || azb_poll_for_work(q)))
+		return 0;
+
+	/* pairs with the kernel's load-acquire of cq_tail in azbuse_reap() */
+	azb_store_release(&q->hdr->cq_tail, q->cq_tail);
+	atomic_store(&q->sleeping, 1);
+	/* a completion handed over after the drain above must not wait for the next request */
+	timeout = atomic_load(&q->remote_done) ? 0 : AZBUSE_WAIT_FOREVER;
+	ret = q->commit(q, timeout);
+	atomic_store(&q->sleeping, 0);
+	q->cq_committed = q->cq_tail;
+	q->commits++;
+	if (ret == -ENODEV || (azb_load_acquire(&q->hdr->kflags) & AZBUSE_KF_DEAD))
+		return 1;
+	if (ret == -EINTR)
+		return 0;
+	return ret;
+}
+
+static int azb_ioctl_commit(struct azbuse_queue *q, unsigned long timeout_ms)
+{
+	return ioctl(q->fd, AZBUSE_IOC_COMMIT, timeout_ms) < 0 ? -errno : 0;
+}
+
+static void azb_ioctl_kick(struct azbuse_queue *q)
+{
+	ioctl(q->fd, AZBUSE_IOC_KICK, 0);
+}
+
+int azbuse_queue_map(struct azbuse_queue *q, int fd, const struct azbuse_attach *geo, void *ring,
+		     void *data)
+{
+	memset(q, 0, sizeof(*q));
+	q->fd = fd;
+	q->geo = *geo;
+	if (!geo->sq_entries || (geo->sq_entries & (geo->sq_entries - 1)) || !geo->cq_entries ||
+	    (geo->cq_entries & (geo->cq_entries - 1)) || geo->cq_entries < geo->nr_slots)
+		return -EPROTO;
+	q->ring_map = ring;
+	q->data_map = data;
+	q->hdr = ring;
+	q->sq = (struct azbuse_sqe *)((char *)ring + geo->sq_offset);
+	q->cq = (struct azbuse_cqe *)((char *)ring + geo->cq_offset);
+	q->sq_head = azb_load_acquire(&q->hdr->sq_head);
+	q->cq_tail = azb_load_acquire(&q->hdr->cq_tail);
+	q->cq_committed = q->cq_tail;
+	q->ios = calloc(geo->nr_slots, sizeof(*q->ios));
+	if (!q->ios)
+		return -ENOMEM;
+	atomic_init(&q->remote_done, NULL);
+	atomic_init(&q->sleeping, 0);
+	q->commit = azb_ioctl_commit;
+	q->kick = azb_ioctl_kick;
+	return 0;
+}
+
+void azbuse_queue_unmap(struct azbuse_queue *q)
+{
+	free(q->ios);
+	q->ios = NULL;
+}
+
+/* Run on the queue's CPUs and take memory from their node. */
+static void azb_pin(const struct azbuse_attach *geo, const uint8_t *cpus, uint16_t queue)
+{
+	cpu_set_t set;
+	uint32_t cpu, n = 0;
+
+	CPU_ZERO(&set);
+	for (cpu = 0; cpu < geo->cpus_bytes * 8 && cpu < CPU_SETSIZE; cpu++) {
+		if (cpus[cpu / 8] & (1u << (cpu % 8))) {
+			CPU_SET(cpu, &set);
+			n++;
+		}
+	}
+	if (n && sched_setaffinity(0, sizeof(set), &set))
+		azb_log("queue %u: cannot pin to its CPUs: %s", queue, strerror(errno));
+	if (geo->numa_node >= 0 && numa_available() >= 0)
+		numa_set_preferred(geo->numa_node);
+}
+
+static int azb_attach(int fd, uint16_t queue, struct azbuse_attach *geo, uint8_t *cpus,
+		      size_t cpus_bytes)
+{
+	memset(geo, 0, sizeof(*geo));
+	geo->queue = queue;
+	geo->cpus_ptr = (uintptr_t)cpus;
+	geo->cpus_bytes = cpus_bytes;
+	return ioctl(fd, AZBUSE_IOC_ATTACH, geo) < 0 ? -errno : 0;
+}
+
+int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32_t dev_id,
+		       uint16_t queue, const struct azbuse_device_opts *o)
+{
+	struct azbuse_queue_params params;
+	struct azbuse_queue q;
+	struct azbuse_attach geo;
+	uint8_t cpus[1024];
+	void *ring = MAP_FAILED, *data = MAP_FAILED;
+	char path[64], prefix[64];
+	int fd, ret;
+
+	snprintf(prefix, sizeof(prefix), "azbuse%u worker %u", dev_id, queue);
+	azb_log_set_prefix(prefix);
+	snprintf(path, sizeof(path), AZBUSE_CHAR_PREFIX "%u", dev_id);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		azb_log("cannot open %s: %s", path, strerror(errno));
+		return ret;
+	}
+	memset(cpus, 0, sizeof(cpus));
+	ret = azb_attach(fd, queue, &geo, cpus, sizeof(cpus));
+	if (ret) {
+		azb_log("cannot attach to queue %u: %s", queue, strerror(-ret));
+		goto out_close;
+	}
+	azb_pin(&geo, cpus, queue);
+	ring = mmap(NULL, geo.ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+		    AZBUSE_MMAP_RING_OFF);
+	data = mmap(NULL, geo.data_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+		    AZBUSE_MMAP_DATA_OFF);
+	if (ring == MAP_FAILED || data == MAP_FAILED) {
+		ret = -errno;
+		azb_log("cannot map the rings: %s", strerror(errno));
+		goto out_unmap;
+	}
+	ret = azbuse_queue_map(&q, fd, &geo, ring, data);
+	if (ret)
+		goto out_unmap;
+	q.ops = ops;
+	q.poll_us = o->poll_us;
+
+	memset(&params, 0, sizeof(params));
+	params.queue = queue;
+	params.nr_queues = geo.nr_queues;
+	params.nr_slots = geo.nr_slots;
+	params.size_bytes = geo.size_bytes;
+	params.numa_node = geo.numa_node;
+	ret = ops->open_queue ? ops->open_queue(engine, &params, &q.engine_queue) : 0;
+	if (ret) {
+		azb_log("engine %s cannot open queue %u: %s", ops->name, queue, strerror(-ret));
+		goto out_queue;
+	}
+	while ((ret = azbuse_queue_turn(&q)) == 0)
+		;
+	if (ret == 1)
+		ret = 0;
+	else
+		azb_log("stopping: %s", strerror(-ret));
+	if (ops->close_queue)
+		ops->close_queue(q.engine_queue);
+out_queue:
+	azbuse_queue_unmap(&q);
+out_unmap:
+	if (data != MAP_FAILED)
+		munmap(data, geo.data_bytes);
+	if (ring != MAP_FAILED)
+		munmap(ring, geo.ring_bytes);
+out_close:
+	close(fd);
+	return ret;
+}

@@ -1,0 +1,73 @@
+/*
+ * azbuse/azbuse.h - for programs that create and manage azbuse devices:
+ * the control-device calls, and running a device served by an engine
+ * (a supervisor with one worker process per queue).
+ * Every function returns 0 (or a count) on success and -errno on failure.
+ */
+#ifndef AZBUSE_AZBUSE_H
+#define AZBUSE_AZBUSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <azbuse/engine.h>
+#include <azbuse/uapi.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* /dev/azbusectl */
+int azbuse_ctl_open(void); /* a file descriptor, or -errno */
+int azbuse_ctl_version(int ctl, struct azbuse_version *v);
+int azbuse_ctl_add(int ctl, struct azbuse_dev_info *info);
+int azbuse_ctl_start(int ctl, uint32_t dev_id);
+int azbuse_ctl_remove(int ctl, uint32_t dev_id);
+int azbuse_ctl_info(int ctl, uint32_t dev_id, struct azbuse_dev_info *info);
+int azbuse_ctl_queue_info(int ctl, uint32_t dev_id, uint16_t queue, struct azbuse_queue_info *qi);
+/* Fills ids[0..min(count, capacity)) and returns the number of devices. */
+int azbuse_ctl_list(int ctl, uint32_t *ids, uint32_t capacity);
+
+/* The engines built into libazbuse (null, mem, ...): a NULL-terminated array. */
+const struct azbuse_engine_ops *const *azbuse_builtin_engines(void);
+const struct azbuse_engine_ops *azbuse_find_engine(const char *name);
+
+/* How to run a device. Zero means "default" for every numeric field. */
+struct azbuse_device_opts {
+	uint32_t dev_id; /* AZBUSE_DEV_ID_ANY for the lowest free id */
+	uint64_t size_bytes;
+	uint16_t nr_queues;
+	uint16_t queue_depth;
+	uint32_t max_io_bytes;
+	uint32_t logical_block_size;
+	uint32_t io_timeout_ms;
+	uint32_t recovery_timeout_ms;
+	uint32_t poll_us; /* spin this long for new requests before sleeping */
+	bool read_only;
+	const struct azbuse_option *options;
+	size_t nr_options;
+	int ready_fd; /* -1, or a pipe that gets "OK <id>\n" or "ERR <message>\n", then is closed */
+};
+
+void azbuse_device_opts_init(struct azbuse_device_opts *o);
+
+/*
+ * Set the engine up, add the device, start a worker per queue, start the
+ * device, and supervise (restarting crashed workers) until the device is
+ * removed or SIGTERM/SIGINT arrives, which removes it after draining.
+ */
+int azbuse_run(const struct azbuse_engine_ops *ops, const struct azbuse_device_opts *o);
+
+/*
+ * A complete command line for an engine program:
+ *   PROG [ID] --size SIZE [--queues N] [--depth N] [--foreground] [-o KEY=VALUE] ...
+ * Returns the process exit code.
+ */
+int azbuse_main(int argc, char **argv, const struct azbuse_engine_ops *ops);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AZBUSE_AZBUSE_H */

@@ -1,0 +1,123 @@
+/*
+ * azbuse/engine.h - the API a storage engine implements: one ops table of
+ * callbacks, called in worker processes with requests exactly as the block
+ * layer gave them (op, flags, priority), completed with azbuse_complete()
+ * either inside the callback or later, from any thread.
+ */
+#ifndef AZBUSE_ENGINE_H
+#define AZBUSE_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <azbuse/uapi.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AZBUSE_ENGINE_API_VERSION 1
+
+/* Capabilities an engine declares; they become the device's queue limits. */
+#define AZBUSE_CAP_FLUSH (1u << 0)	  /* volatile cache: FLUSH requests arrive */
+#define AZBUSE_CAP_FUA (1u << 1)	  /* writes may carry AZBUSE_RQ_FUA */
+#define AZBUSE_CAP_DISCARD (1u << 2)
+#define AZBUSE_CAP_WRITE_ZEROES (1u << 3)
+#define AZBUSE_CAP_SECURE_ERASE (1u << 4)
+#define AZBUSE_CAP_READ_ONLY (1u << 5)
+#define AZBUSE_CAP_ROTATIONAL (1u << 6)
+
+/* One request. The engine reads these fields and must not change them. */
+struct azbuse_io {
+	uint8_t op;	 /* AZBUSE_OP_* */
+	uint16_t ioprio; /* IOPRIO_PRIO_VALUE(class, level) */
+	uint64_t flags;	 /* AZBUSE_RQ_* */
+	uint64_t offset; /* bytes */
+	uint32_t len;	 /* bytes */
+	void *buf;	 /* READ: fill len bytes; WRITE: len bytes to store */
+	void *engine_data[2]; /* free for the engine while the request is in flight */
+
+	/* libazbuse's own */
+	struct azbuse_queue *queue;
+	struct azbuse_io *next_done;
+	uint32_t tag;
+	uint32_t seq;
+	int32_t result;
+};
+
+/* Key/value options given to the engine (--size, --path, -o key=value). */
+struct azbuse_option {
+	const char *key;
+	const char *value;
+};
+
+/* What the engine's setup() is told and decides, in the supervisor. */
+struct azbuse_engine_config {
+	uint64_t size_bytes;	      /* in: --size, 0 if not given; out: device size */
+	uint32_t logical_block_size;  /* in/out */
+	uint32_t nr_queues;	      /* in: number of worker processes */
+	uint32_t caps;		      /* out: AZBUSE_CAP_* */
+	uint32_t reserved0;
+	const struct azbuse_option *options;
+	size_t nr_options;
+	char *error;		      /* out: setup() may write a message here */
+	size_t error_size;
+};
+
+/* What a worker is told when it opens its queue. */
+struct azbuse_queue_params {
+	uint16_t queue;
+	uint16_t nr_queues;
+	uint32_t nr_slots;
+	uint64_t size_bytes;
+	int numa_node;
+};
+
+/*
+ * The ops table. Set struct_size to sizeof(struct azbuse_engine_ops) and
+ * api_version to AZBUSE_ENGINE_API_VERSION (AZBUSE_ENGINE_INIT does both);
+ * new callbacks only ever go at the end. Each request callback must lead to
+ * exactly one azbuse_complete() of its io. A NULL request callback means
+ * the op is not supported (and, for flush/discard/write_zeroes/secure_erase,
+ * that the device does not advertise it).
+ */
+struct azbuse_engine_ops {
+	uint32_t struct_size;
+	uint32_t api_version;
+	const char *name;
+	const char *description;
+	const char *const *option_keys; /* NULL-terminated keys the engine accepts */
+
+	/* In the supervisor, before workers start: parse options, decide size and caps. */
+	int (*setup)(struct azbuse_engine_config *cfg, void **engine);
+	/* In the supervisor, after every worker has exited. */
+	void (*teardown)(void *engine);
+	/* In each worker process. close_queue should make acknowledged writes durable. */
+	int (*open_queue)(void *engine, const struct azbuse_queue_params *p, void **queue);
+	void (*close_queue)(void *queue);
+
+	void (*read)(void *queue, struct azbuse_io *io);
+	void (*write)(void *queue, struct azbuse_io *io);
+	void (*flush)(void *queue, struct azbuse_io *io);
+	void (*discard)(void *queue, struct azbuse_io *io);
+	void (*write_zeroes)(void *queue, struct azbuse_io *io);
+	void (*secure_erase)(void *queue, struct azbuse_io *io);
+};
+
+#define AZBUSE_ENGINE_INIT .struct_size = sizeof(struct azbuse_engine_ops), \
+			   .api_version = AZBUSE_ENGINE_API_VERSION
+
+/* Complete a request: result 0 or -errno. Thread-safe; call once per io. */
+void azbuse_complete(struct azbuse_io *io, int result);
+
+/* The value of option key, or NULL. */
+const char *azbuse_config_option(const struct azbuse_engine_config *cfg, const char *key);
+
+/* Parse "512", "4k", "1M", "1G", "1T" (powers of 1024) into bytes: 0 or -EINVAL/-ERANGE. */
+int azbuse_parse_size(const char *text, uint64_t *bytes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AZBUSE_ENGINE_H */

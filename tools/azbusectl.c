@@ -1,0 +1,437 @@
+/*
+ * azbusectl.c - the azbuse command line: add a device served by a built-in
+ * engine, remove, list and describe devices. Tables for people, --json for
+ * scripts; exit 0 on success, 1 on failure, 2 on bad usage.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <azbuse/azbuse.h>
+
+#include "../engine/internal.h"
+
+#define EXIT_USAGE 2
+#define REMOVE_WAIT_MS 15000
+
+static const char *const state_names[] = { "created", "live", "dying" };
+static const char *const queue_state_names[] = { "no-worker", "attached", "recovering",
+						 "failed" };
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: azbusectl COMMAND [ARGS]\n\n"
+		"  add [ID|any] --engine=NAME [--size SIZE] [options]  create /dev/azbuseID\n"
+		"  remove ID                     drain and remove a device\n"
+		"  list                          list devices\n"
+		"  info ID                       parameters, state, workers, counters\n"
+		"  engines                       list the built-in engines\n"
+		"  version                       module ABI version\n\n"
+		"Every command takes --json and --help. 'azbusectl add --help' lists the\n"
+		"device options.\n");
+}
+
+static void add_usage(void)
+{
+	const struct azbuse_engine_ops *const *e;
+
+	printf("usage: azbusectl add [ID|any] --engine=NAME [--size SIZE] [options]\n\n"
+	       "Adds /dev/azbuseID served by engine NAME and returns once it is ready; the\n"
+	       "supervisor stays in the background (--foreground keeps it attached).\n\n"
+	       "  --size SIZE           device size (512M, 1G, 1T)\n"
+	       "  --queues N            worker processes (default: one per CPU)\n"
+	       "  --depth N             requests in flight per queue (default %u)\n"
+	       "  --max-io SIZE         largest request (default %uk)\n"
+	       "  --block-size N        logical block size (512 to 4096)\n"
+	       "  --read-only           refuse writes\n"
+	       "  --poll-us N           spin N us for new requests before sleeping\n"
+	       "  --io-timeout MS       request timeout check period\n"
+	       "  --recovery-timeout MS how long requests wait for a restarted worker\n"
+	       "  --foreground          stay attached (for systemd)\n"
+	       "  --json                print the result as JSON\n"
+	       "  -o KEY=VALUE          engine option\n\nengines:",
+	       AZBUSE_DEF_QUEUE_DEPTH, AZBUSE_DEF_IO_BYTES >> 10);
+	for (e = azbuse_builtin_engines(); *e; e++)
+		printf(" %s", (*e)->name);
+	printf("\n");
+}
+
+static bool has_flag(int argc, char **argv, const char *flag)
+{
+	int i;
+
+	for (i = 0; i < argc; i++)
+		if (!strcmp(argv[i], flag))
+			return true;
+	return false;
+}
+
+static int open_ctl(void)
+{
+	int fd = azbuse_ctl_open();
+
+	if (fd < 0)
+		fprintf(stderr, "azbusectl: cannot open %s: %s%s\n", AZBUSE_CTL_DEVICE,
+			strerror(-fd),
+			fd == -ENOENT ? " (is the azbuse module loaded? modprobe azbuse)" : "");
+	return fd;
+}
+
+static int parse_id(const char *text, uint32_t *id)
+{
+	char *end;
+	unsigned long v;
+
+	if (!text || !*text || text[0] == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(text, &end, 10);
+	if (errno || *end || v >= AZBUSE_MAX_DEVICES)
+		return -EINVAL;
+	*id = (uint32_t)v;
+	return 0;
+}
+
+static const char *human_size(uint64_t bytes, char *buf, size_t len)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	double v = (double)bytes;
+	int u = 0;
+
+	while (v >= 1024 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+	return buf;
+}
+
+static void feature_names(uint64_t f, char *buf, size_t len)
+{
+	static const struct {
+		uint64_t bit;
+		const char *name;
+	} names[] = {
+		{ AZBUSE_F_WRITE_CACHE, "write-cache" }, { AZBUSE_F_FUA, "fua" },
+		{ AZBUSE_F_DISCARD, "discard" },	 { AZBUSE_F_WRITE_ZEROES, "write-zeroes" },
+		{ AZBUSE_F_SECURE_ERASE, "secure-erase" }, { AZBUSE_F_ROTATIONAL, "rotational" },
+		{ AZBUSE_F_READ_ONLY, "read-only" },	 { AZBUSE_F_SHARDED, "sharded" },
+	};
+	size_t i, n = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (f & names[i].bit)
+			n += snprintf(buf + n, n < len ? len - n : 0, "%s%s", n ? " " : "",
+				      names[i].name);
+	if (!n)
+		snprintf(buf, len, "none");
+}
+
+static const char *state_name(uint32_t s)
+{
+	return s < 3 ? state_names[s] : "unknown";
+}
+
+static int cmd_add(int argc, char **argv)
+{
+	const struct azbuse_engine_ops *ops;
+	struct azbuse_args a;
+	char err[256];
+
+	if (has_flag(argc, argv, "--help") || has_flag(argc, argv, "-h")) {
+		add_usage();
+		return 0;
+	}
+	if (azbuse_parse_device_args(argc, argv, &a)) {
+		fprintf(stderr, "azbusectl add: %s (see azbusectl add --help)\n", a.error);
+		return EXIT_USAGE;
+	}
+	if (!a.engine) {
+		fprintf(stderr, "azbusectl add: --engine=NAME is required (see azbusectl engines)\n");
+		return EXIT_USAGE;
+	}
+	ops = azbuse_find_engine(a.engine);
+	if (!ops) {
+		fprintf(stderr, "azbusectl add: no engine '%s' (see azbusectl engines)\n", a.engine);
+		return EXIT_USAGE;
+	}
+	if (azbuse_check_engine_options(ops, &a, err, sizeof(err))) {
+		fprintf(stderr, "azbusectl add: %s\n", err);
+		return EXIT_USAGE;
+	}
+	return azbuse_launch(ops, &a);
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static int cmd_remove(int argc, char **argv)
+{
+	struct azbuse_dev_info info;
+	unsigned waited;
+	uint32_t id;
+	int ctl, ret;
+	bool json = has_flag(argc, argv, "--json");
+
+	if (has_flag(argc, argv, "--help")) {
+		printf("usage: azbusectl remove ID [--json]\n\nRemoves /dev/azbuseID: requests "
+		       "in flight are finished by the workers (or fail after a short drain),\n"
+		       "new ones fail, the supervisor flushes the engine and exits.\n");
+		return 0;
+	}
+	if (argc < 1 || parse_id(argv[0], &id)) {
+		fprintf(stderr, "azbusectl remove: give a device id (0 to %u)\n",
+			AZBUSE_MAX_DEVICES - 1);
+		return EXIT_USAGE;
+	}
+	ctl = open_ctl();
+	if (ctl < 0)
+		return 1;
+	ret = azbuse_ctl_info(ctl, id, &info);
+	if (!ret)
+		ret = azbuse_ctl_remove(ctl, id);
+	close(ctl);
+	if (ret) {
+		fprintf(stderr, "azbusectl remove: azbuse%u: %s\n", id,
+			ret == -ENOENT ? "no such device" : strerror(-ret));
+		return 1;
+	}
+	/* the supervisor flushes the engine and exits once its workers are done */
+	for (waited = 0; info.owner_pid > 0 && waited < REMOVE_WAIT_MS; waited += 10) {
+		if (kill(info.owner_pid, 0) && errno == ESRCH)
+			break;
+		sleep_ms(10);
+	}
+	if (json)
+		printf("{\"removed\": %u}\n", id);
+	return 0;
+}
+
+static int cmd_list(int argc, char **argv)
+{
+	uint32_t ids[AZBUSE_MAX_DEVICES];
+	struct azbuse_dev_info info;
+	bool json = has_flag(argc, argv, "--json");
+	char size[32];
+	int ctl, n, i;
+
+	if (has_flag(argc, argv, "--help")) {
+		printf("usage: azbusectl list [--json]\n");
+		return 0;
+	}
+	ctl = open_ctl();
+	if (ctl < 0)
+		return 1;
+	n = azbuse_ctl_list(ctl, ids, AZBUSE_MAX_DEVICES);
+	if (n < 0) {
+		fprintf(stderr, "azbusectl list: %s\n", strerror(-n));
+		close(ctl);
+		return 1;
+	}
+	if (json)
+		printf("[");
+	else
+		printf("%-12s %-8s %-12s %-7s %s\n", "DEVICE", "STATE", "SIZE", "QUEUES",
+		       "SUPERVISOR");
+	for (i = 0; i < n; i++) {
+		if (azbuse_ctl_info(ctl, ids[i], &info))
+			continue;
+		if (json)
+			printf("%s{\"id\": %u, \"device\": \"" AZBUSE_BLOCK_PREFIX
+			       "%u\", \"state\": \"%s\", \"size_bytes\": %llu, \"queues\": %u, "
+			       "\"supervisor_pid\": %d}",
+			       i ? ", " : "", ids[i], ids[i], state_name(info.state),
+			       (unsigned long long)info.size_bytes, info.nr_queues, info.owner_pid);
+		else
+			printf("azbuse%-6u %-8s %-12s %-7u %d\n", ids[i], state_name(info.state),
+			       human_size(info.size_bytes, size, sizeof(size)), info.nr_queues,
+			       info.owner_pid);
+	}
+	if (json)
+		printf("]\n");
+	close(ctl);
+	return 0;
+}
+
+static double per_syscall(const struct azbuse_queue_info *qi)
+{
+	return qi->commits ? (double)qi->requests / (double)qi->commits : 0.0;
+}
+
+static void print_info_text(uint32_t id, const struct azbuse_dev_info *info,
+			    const struct azbuse_queue_info *qis, int nq)
+{
+	char size[32], io[32], features[160];
+	int q;
+
+	feature_names(info->features, features, sizeof(features));
+	printf("device       " AZBUSE_BLOCK_PREFIX "%u\n", id);
+	printf("state        %s\n", state_name(info->state));
+	printf("size         %s (%llu bytes)\n", human_size(info->size_bytes, size, sizeof(size)),
+	       (unsigned long long)info->size_bytes);
+	printf("queues       %u, depth %u, max I/O %s\n", info->nr_queues, info->queue_depth,
+	       human_size(info->max_io_bytes, io, sizeof(io)));
+	printf("block size   %u logical, %u physical\n", info->logical_block_size,
+	       info->physical_block_size);
+	printf("features     %s\n", features);
+	printf("timeouts     I/O %u ms, recovery %u ms\n", info->io_timeout_ms,
+	       info->recovery_timeout_ms);
+	printf("supervisor   pid %d\n\n", info->owner_pid);
+	printf("%-5s %-7s %-10s %8s %12s %14s %10s %8s %8s %8s\n", "QUEUE", "WORKER", "STATE",
+	       "INFLIGHT", "REQUESTS", "BYTES", "SYSCALLS", "REQ/CALL", "REJECTED", "FAILED");
+	for (q = 0; q < nq; q++) {
+		const struct azbuse_queue_info *qi = &qis[q];
+
+		printf("%-5d %-7d %-10s %8u %12llu %14llu %10llu %8.1f %8llu %8llu\n", q,
+		       qi->worker_pid, qi->state < 4 ? queue_state_names[qi->state] : "?",
+		       qi->inflight, (unsigned long long)qi->requests,
+		       (unsigned long long)qi->bytes, (unsigned long long)qi->commits,
+		       per_syscall(qi), (unsigned long long)qi->rejected,
+		       (unsigned long long)qi->failed);
+	}
+}
+
+static void print_info_json(uint32_t id, const struct azbuse_dev_info *info,
+			    const struct azbuse_queue_info *qis, int nq)
+{
+	char features[160];
+	int q;
+
+	feature_names(info->features, features, sizeof(features));
+	printf("{\"id\": %u, \"device\": \"" AZBUSE_BLOCK_PREFIX "%u\", \"state\": \"%s\", "
+	       "\"size_bytes\": %llu, \"queues\": %u, \"queue_depth\": %u, \"max_io_bytes\": %u, "
+	       "\"logical_block_size\": %u, \"physical_block_size\": %u, \"features\": \"%s\", "
+	       "\"io_timeout_ms\": %u, \"recovery_timeout_ms\": %u, \"supervisor_pid\": %d, "
+	       "\"queue_info\": [",
+	       id, id, state_name(info->state), (unsigned long long)info->size_bytes,
+	       info->nr_queues, info->queue_depth, info->max_io_bytes, info->logical_block_size,
+	       info->physical_block_size, features, info->io_timeout_ms,
+	       info->recovery_timeout_ms, info->owner_pid);
+	for (q = 0; q < nq; q++) {
+		const struct azbuse_queue_info *qi = &qis[q];
+
+		printf("%s{\"queue\": %d, \"worker_pid\": %d, \"state\": \"%s\", \"inflight\": %u, "
+		       "\"requests\": %llu, \"bytes\": %llu, \"syscalls\": %llu, "
+		       "\"requests_per_syscall\": %.2f, \"waits\": %llu, \"wakeups\": %llu, "
+		       "\"rejected\": %llu, \"requeued\": %llu, \"failed\": %llu}",
+		       q ? ", " : "", q, qi->worker_pid,
+		       qi->state < 4 ? queue_state_names[qi->state] : "?", qi->inflight,
+		       (unsigned long long)qi->requests, (unsigned long long)qi->bytes,
+		       (unsigned long long)qi->commits, per_syscall(qi),
+		       (unsigned long long)qi->waits, (unsigned long long)qi->wakeups,
+		       (unsigned long long)qi->rejected, (unsigned long long)qi->requeued,
+		       (unsigned long long)qi->failed);
+	}
+	printf("]}\n");
+}
+
+static int cmd_info(int argc, char **argv)
+{
+	struct azbuse_queue_info qis[AZBUSE_MAX_QUEUES];
+	struct azbuse_dev_info info;
+	bool json = has_flag(argc, argv, "--json");
+	uint32_t id;
+	int ctl, ret, q;
+
+	if (has_flag(argc, argv, "--help")) {
+		printf("usage: azbusectl info ID [--json]\n");
+		return 0;
+	}
+	if (argc < 1 || parse_id(argv[0], &id)) {
+		fprintf(stderr, "azbusectl info: give a device id (0 to %u)\n",
+			AZBUSE_MAX_DEVICES - 1);
+		return EXIT_USAGE;
+	}
+	ctl = open_ctl();
+	if (ctl < 0)
+		return 1;
+	ret = azbuse_ctl_info(ctl, id, &info);
+	for (q = 0; !ret && q < info.nr_queues && q < AZBUSE_MAX_QUEUES; q++)
+		ret = azbuse_ctl_queue_info(ctl, id, q, &qis[q]);
+	close(ctl);
+	if (ret) {
+		fprintf(stderr, "azbusectl info: azbuse%u: %s\n", id,
+			ret == -ENOENT ? "no such device" : strerror(-ret));
+		return 1;
+	}
+	if (json)
+		print_info_json(id, &info, qis, q);
+	else
+		print_info_text(id, &info, qis, q);
+	return 0;
+}
+
+static int cmd_engines(int argc, char **argv)
+{
+	const struct azbuse_engine_ops *const *e;
+	bool json = has_flag(argc, argv, "--json");
+
+	if (json)
+		printf("[");
+	for (e = azbuse_builtin_engines(); *e; e++) {
+		if (json)
+			printf("%s{\"name\": \"%s\", \"description\": \"%s\"}",
+			       e == azbuse_builtin_engines() ? "" : ", ", (*e)->name,
+			       (*e)->description);
+		else
+			printf("%-8s %s\n", (*e)->name, (*e)->description);
+	}
+	if (json)
+		printf("]\n");
+	return 0;
+}
+
+static int cmd_version(int argc, char **argv)
+{
+	struct azbuse_version v;
+	int ctl = open_ctl(), ret;
+
+	if (ctl < 0)
+		return 1;
+	ret = azbuse_ctl_version(ctl, &v);
+	close(ctl);
+	if (ret) {
+		fprintf(stderr, "azbusectl version: %s\n", strerror(-ret));
+		return 1;
+	}
+	if (has_flag(argc, argv, "--json"))
+		printf("{\"abi_version\": %u, \"tool_abi_version\": %u, \"max_devices\": %u}\n",
+		       v.abi_version, AZBUSE_ABI_VERSION, v.max_devices);
+	else
+		printf("module ABI %u, azbusectl ABI %u, up to %u devices\n", v.abi_version,
+		       AZBUSE_ABI_VERSION, v.max_devices);
+	return v.abi_version == AZBUSE_ABI_VERSION ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*run)(int argc, char **argv);
+	} cmds[] = {
+		{ "add", cmd_add },	  { "remove", cmd_remove },   { "list", cmd_list },
+		{ "info", cmd_info },	  { "engines", cmd_engines }, { "version", cmd_version },
+	};
+	size_t i;
+
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_USAGE : 0;
+	}
+	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (!strcmp(argv[1], cmds[i].name))
+			return cmds[i].run(argc - 2, argv + 2);
+	fprintf(stderr, "azbusectl: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return EXIT_USAGE;
+}
