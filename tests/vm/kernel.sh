@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# kernel.sh: prepares a Debian kernel for the test VM without installing it.
+#
+#   tests/vm/kernel.sh [KVER]
+#
+# Downloads linux-image-KVER with `apt-get download`, extracts it with
+# `dpkg-deb -x` into ${AZBUSE_VM_CACHE:-/var/cache/azbuse-vm}/KVER, runs
+# depmod on the extracted tree and prints that directory. KVER defaults to
+# the newest /usr/src/linux-headers-*-amd64, so the VM boots the kernel the
+# module is built against. The result holds boot/vmlinuz-KVER and
+# lib/modules/KVER; a stamp file makes later runs instant.
+set -euo pipefail
+
+die() {
+	echo "kernel.sh: $*" >&2
+	exit 1
+}
+
+kver=${1:-}
+if [ -z "$kver" ]; then
+	hdr=$(find /usr/src -maxdepth 1 -name 'linux-headers-*-amd64' -printf '%f\n' |
+		sed 's/^linux-headers-//' | sort -V | tail -n 1)
+	[ -n "$hdr" ] || die "no /usr/src/linux-headers-*-amd64 found: install linux-headers-amd64 (tests/vm/install-deps.sh) or pass KVER"
+	kver=$hdr
+fi
+
+cache=${AZBUSE_VM_CACHE:-/var/cache/azbuse-vm}
+dir=$cache/$kver
+stamp=$dir/.azbuse-kernel-ready
+
+if [ -f "$stamp" ]; then
+	echo "$dir"
+	exit 0
+fi
+
+for tool in apt-get dpkg-deb depmod flock; do
+	command -v "$tool" >/dev/null || die "$tool not found"
+done
+
+mkdir -p "$cache"
+# Serialise concurrent preparations of the same kernel.
+exec 9>"$cache/.$kver.lock"
+flock 9
+if [ -f "$stamp" ]; then
+	echo "$dir"
+	exit 0
+fi
+
+tmp=$(mktemp -d "$cache/.$kver.tmp.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+mkdir "$tmp/deb" "$tmp/root"
+# apt drops privileges to _apt while downloading: let it write there.
+if id _apt >/dev/null 2>&1; then
+	chmod 755 "$tmp"
+	chown _apt "$tmp/deb"
+fi
+
+pkg=linux-image-$kver
+echo "kernel.sh: downloading $pkg" >&2
+if ! (cd "$tmp/deb" && apt-get download -q "$pkg" >&2); then
+	die "'apt-get download $pkg' failed. If apt said it cannot locate the package, the package lists are probably stale or lack bookworm-backports: run 'apt-get update' (or tests/vm/install-deps.sh) and try again."
+fi
+debs=("$tmp"/deb/*.deb)
+[ -f "${debs[0]}" ] || die "apt-get download $pkg produced no .deb"
+
+echo "kernel.sh: extracting ${debs[0]##*/}" >&2
+dpkg-deb -x "${debs[0]}" "$tmp/root"
+
+# Newer (merged-/usr) packages ship /usr/lib/modules; depmod -b wants lib/modules.
+if [ ! -d "$tmp/root/lib/modules/$kver" ] && [ -d "$tmp/root/usr/lib/modules/$kver" ]; then
+	mkdir -p "$tmp/root/lib/modules"
+	mv "$tmp/root/usr/lib/modules/$kver" "$tmp/root/lib/modules/$kver"
+fi
+[ -f "$tmp/root/boot/vmlinuz-$kver" ] || die "$pkg has no boot/vmlinuz-$kver"
+[ -d "$tmp/root/lib/modules/$kver" ] || die "$pkg has no lib/modules/$kver"
+rm -rf "$tmp/root/usr/share"
+rmdir "$tmp/root/usr" 2>/dev/null || true
+
+depmod -b "$tmp/root" "$kver"
+
+rm -rf "$dir"
+mv "$tmp/root" "$dir"
+touch "$stamp"
+echo "$dir"

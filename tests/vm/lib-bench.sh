@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# lib-bench.sh: fio helpers for block-device benchmarks in the test VM, sourced
+# by bench-baseline.sh and by the azbuse benchmarks.
+#
+#   . tests/vm/lib-bench.sh
+#   bench_device NAME PATH    # 4k randread + randwrite on PATH, prints BENCH lines
+#   bench_table               # table of everything measured so far
+#
+# Each measurement is fio, 4 KiB random I/O, iodepth 32, libaio, O_DIRECT, one
+# job, time-based: ${AZBUSE_BENCH_RUNTIME:-10} seconds (plus 1 s ramp-up).
+# Per measurement it prints one machine-readable line:
+#   BENCH dev=NAME rw=randread iops=12345 lat_us=2.59 bs=4k iodepth=32 runtime=10
+# bench_device WRITES to PATH: only give it scratch devices.
+
+BENCH_RUNTIME=${AZBUSE_BENCH_RUNTIME:-10}
+BENCH_RESULTS=()
+
+# bench_fio PATH RW: runs one fio job, prints "IOPS LAT_US" (mean total latency).
+bench_fio() {
+	local path=$1 rw=$2 terse
+	terse=$(fio --name=bench --filename="$path" --rw="$rw" --bs=4k \
+		--iodepth=32 --ioengine=libaio --direct=1 --numjobs=1 \
+		--time_based --runtime="$BENCH_RUNTIME" --ramp_time=1 \
+		--norandommap --randrepeat=0 --group_reporting \
+		--output-format=terse --terse-version=3) || return 1
+	# Terse v3: field 5 error, 8/40 read iops/mean lat (us), 49/81 write ones.
+	awk -F';' -v rw="$rw" '
+		$5 != 0 { print "fio error " $5 > "/dev/stderr"; exit 1 }
+		rw ~ /read/ { printf "%d %.2f\n", $8, $40; exit }
+		{ printf "%d %.2f\n", $49, $81; exit }' <<<"$terse"
+}
+
+# bench_device NAME PATH: measures 4k randread and randwrite on PATH.
+bench_device() {
+	local name=$1 path=$2 rw res iops lat
+	if [ ! -b "$path" ]; then
+		echo "bench_device: $path is not a block device" >&2
+		return 1
+	fi
+	for rw in randread randwrite; do
+		res=$(bench_fio "$path" "$rw") || {
+			echo "bench_device: fio $rw on $path failed" >&2
+			return 1
+		}
+		read -r iops lat <<<"$res"
+		echo "BENCH dev=$name rw=$rw iops=$iops lat_us=$lat bs=4k iodepth=32 runtime=$BENCH_RUNTIME"
+		BENCH_RESULTS+=("$name $rw $iops $lat")
+	done
+}
+
+# bench_table: prints the results of every bench_device call so far.
+bench_table() {
+	local r
+	printf '%-12s %-10s %10s %10s\n' device rw iops lat_us
+	for r in "${BENCH_RESULTS[@]}"; do
+		# shellcheck disable=SC2086 # split the record on purpose
+		printf '%-12s %-10s %10s %10s\n' $r
+	done
+}
