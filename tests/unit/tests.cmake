@@ -1,0 +1,1 @@
+# Unit tests: one azbuse_add_unit_test() per test file.

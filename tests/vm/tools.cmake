@@ -1,0 +1,1 @@
+# Helper programs for the VM suite, built on the host, run in the guest.
