@@ -111,6 +111,20 @@ static int azb_parse_one(int argc, char **argv, int *i, struct azbuse_args *a)
 		o->size_bytes = bytes;
 		return 0;
 	}
+	if ((v = azb_arg_value(argc, argv, i, "--pin"))) {
+		if (!strcmp(v, "node"))
+			o->pin = AZBUSE_PIN_NODE;
+		else if (!strcmp(v, "cpus"))
+			o->pin = AZBUSE_PIN_CPUS;
+		else if (!strcmp(v, "none"))
+			o->pin = AZBUSE_PIN_NONE;
+		else {
+			snprintf(a->error, sizeof(a->error), "bad --pin '%s' (node, cpus or none)",
+				 v);
+			return -EINVAL;
+		}
+		return 0;
+	}
 	if ((v = azb_arg_value(argc, argv, i, "--max-io"))) {
 		if (azbuse_parse_size(v, &bytes) || bytes < AZBUSE_MIN_IO_BYTES ||
 		    bytes > AZBUSE_MAX_IO_BYTES || bytes % 4096) {
@@ -127,6 +141,12 @@ static int azb_parse_one(int argc, char **argv, int *i, struct azbuse_args *a)
 		if (azb_parse_u32(v, nums[k].min, nums[k].max, nums[k].dst)) {
 			snprintf(a->error, sizeof(a->error), "bad %s '%s' (%u to %u)",
 				 nums[k].name, v, nums[k].min, nums[k].max);
+			return -EINVAL;
+		}
+		if (nums[k].dst == &o->logical_block_size &&
+		    (o->logical_block_size & (o->logical_block_size - 1))) {
+			snprintf(a->error, sizeof(a->error),
+				 "bad --block-size '%s' (512, 1024, 2048 or 4096)", v);
 			return -EINVAL;
 		}
 		if (queues)
@@ -155,7 +175,7 @@ static int azb_parse_one(int argc, char **argv, int *i, struct azbuse_args *a)
 			return azb_add_option(a, key, eq + 1);
 		}
 		if (*i + 1 >= argc) {
-			snprintf(a->error, sizeof(a->error), "unknown option '%s'", arg);
+			snprintf(a->error, sizeof(a->error), "option '%s' needs a value", arg);
 			return -EINVAL;
 		}
 		return azb_add_option(a, key, argv[++*i]);

@@ -47,9 +47,8 @@ void azbuse_complete(struct azbuse_io *io, int result)
 	head = atomic_load_explicit(&q->remote_done, memory_order_relaxed);
 	do {
 		io->next_done = head;
-	} while (!atomic_compare_exchange_weak_explicit(&q->remote_done, &head, io,
-							memory_order_release,
-							memory_order_relaxed));
+	} while (!atomic_compare_exchange_weak(&q->remote_done, &head, io));
+	/* seq_cst on both sides: either the worker sees our io before it sleeps, or we see it asleep */
 	if (atomic_load(&q->sleeping))
 		q->kick(q);
 }
@@ -241,12 +240,30 @@ void azbuse_queue_unmap(struct azbuse_queue *q)
 	q->ios = NULL;
 }
 
-/* Run on the queue's CPUs and take memory from their node. */
-static void azb_pin(const struct azbuse_attach *geo, const uint8_t *cpus, uint16_t queue)
+/*
+ * Place the worker near its queue. AZBUSE_PIN_NODE (the default) lets it run
+ * on any CPU of the queue's NUMA node and takes memory from that node: the
+ * scheduler can then put it beside the submitting CPU rather than on it, which
+ * measured several times faster than AZBUSE_PIN_CPUS (only the queue's own
+ * CPUs, where the worker and the submitter take turns on one CPU).
+ */
+static void azb_pin(const struct azbuse_attach *geo, const uint8_t *cpus, uint16_t queue,
+		    enum azbuse_pin pin)
 {
+	bool numa = numa_available() >= 0 && geo->numa_node >= 0;
 	cpu_set_t set;
 	uint32_t cpu, n = 0;
 
+	if (pin == AZBUSE_PIN_NONE)
+		return;
+	if (numa)
+		numa_set_preferred(geo->numa_node);
+	if (pin == AZBUSE_PIN_NODE) {
+		if (numa && numa_run_on_node(geo->numa_node))
+			azb_log("queue %u: cannot run on node %d: %s", queue, geo->numa_node,
+				strerror(errno));
+		return;
+	}
 	CPU_ZERO(&set);
 	for (cpu = 0; cpu < geo->cpus_bytes * 8 && cpu < CPU_SETSIZE; cpu++) {
 		if (cpus[cpu / 8] & (1u << (cpu % 8))) {
@@ -256,8 +273,6 @@ static void azb_pin(const struct azbuse_attach *geo, const uint8_t *cpus, uint16
 	}
 	if (n && sched_setaffinity(0, sizeof(set), &set))
 		azb_log("queue %u: cannot pin to its CPUs: %s", queue, strerror(errno));
-	if (geo->numa_node >= 0 && numa_available() >= 0)
-		numa_set_preferred(geo->numa_node);
 }
 
 static int azb_attach(int fd, uint16_t queue, struct azbuse_attach *geo, uint8_t *cpus,
@@ -296,7 +311,7 @@ int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32
 		azb_log("cannot attach to queue %u: %s", queue, strerror(-ret));
 		goto out_close;
 	}
-	azb_pin(&geo, cpus, queue);
+	azb_pin(&geo, cpus, queue, o->pin);
 	ring = mmap(NULL, geo.ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
 		    AZBUSE_MMAP_RING_OFF);
 	data = mmap(NULL, geo.data_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd,

@@ -11,7 +11,7 @@
 
 static int null_setup(struct azbuse_engine_config *cfg, void **engine)
 {
-	(void)engine;
+	*engine = NULL;
 	cfg->caps = AZBUSE_CAP_FLUSH | AZBUSE_CAP_FUA | AZBUSE_CAP_DISCARD |
 		    AZBUSE_CAP_WRITE_ZEROES | AZBUSE_CAP_SECURE_ERASE;
 	return 0;

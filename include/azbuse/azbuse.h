@@ -33,6 +33,13 @@ int azbuse_ctl_list(int ctl, uint32_t *ids, uint32_t capacity);
 const struct azbuse_engine_ops *const *azbuse_builtin_engines(void);
 const struct azbuse_engine_ops *azbuse_find_engine(const char *name);
 
+/* Where a worker runs (see worker.c). */
+enum azbuse_pin {
+	AZBUSE_PIN_NODE = 0, /* any CPU of the queue's NUMA node; memory from that node */
+	AZBUSE_PIN_CPUS = 1, /* only the CPUs that submit to the queue */
+	AZBUSE_PIN_NONE = 2, /* anywhere */
+};
+
 /* How to run a device. Zero means "default" for every numeric field. */
 struct azbuse_device_opts {
 	uint32_t dev_id; /* AZBUSE_DEV_ID_ANY for the lowest free id */
@@ -45,6 +52,7 @@ struct azbuse_device_opts {
 	uint32_t recovery_timeout_ms;
 	uint32_t poll_us; /* spin this long for new requests before sleeping */
 	bool read_only;
+	enum azbuse_pin pin;
 	const struct azbuse_option *options;
 	size_t nr_options;
 	int ready_fd; /* -1, or a pipe that gets "OK <id>\n" or "ERR <message>\n", then is closed */

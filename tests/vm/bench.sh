@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# bench.sh: runs INSIDE the test VM. fio 4k random read and write at queue
+# depth 32 on brd and null_blk (the in-kernel limits) and on azbuse's null
+# and mem engines, all in this one VM run, and prints each azbuse figure as
+# a ratio to brd and null_blk, with azbuse's requests per syscall.
+#
+#   tests/vm/vm-run.sh -- tests/vm/bench.sh
+#
+# Env: AZBUSE_BENCH_RUNTIME (seconds per measurement, default 10),
+#      AZBUSE_BUILD_DIR (default ./build), AZBUSE_BENCH_QUEUES (default: CPUs).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+top=$(cd "$here/../.." && pwd)
+build=${AZBUSE_BUILD_DIR:-$top/build}
+ctl=$build/tools/azbusectl
+queues=${AZBUSE_BENCH_QUEUES:-$(nproc)}
+. "$here/lib-bench.sh"
+
+wait_for_dev() {
+	local _
+	for _ in $(seq 50); do
+		[ -b "$1" ] && return 0
+		sleep 0.1
+	done
+	echo "bench.sh: $1 did not appear" >&2
+	return 1
+}
+
+cleanup() {
+	"$ctl" remove 1 >/dev/null 2>&1 || true
+	modprobe -r brd null_blk 2>/dev/null || true
+}
+trap cleanup EXIT
+
+lsmod | grep -q '^azbuse ' || insmod "$top/kmod/azbuse.ko"
+
+modprobe brd rd_nr=1 rd_size=$((512 * 1024)) max_part=0
+wait_for_dev /dev/ram0
+bench_device brd /dev/ram0
+modprobe -r brd
+
+modprobe null_blk nr_devices=1 queue_mode=2 irqmode=0 gb=1 bs=4096
+wait_for_dev /dev/nullb0
+bench_device null_blk /dev/nullb0
+modprobe -r null_blk
+
+declare -A per_call
+for engine in null mem; do
+	"$ctl" add 1 --engine="$engine" --size 512M --queues "$queues" >/dev/null
+	bench_device "azbuse-$engine" /dev/azbuse1
+	per_call[$engine]=$("$ctl" info 1 --json | tr ',' '\n' |
+		awk -F': ' '/"requests"/ { r += $2 } /"syscalls"/ { s += $2 }
+			END { printf "%.1f", s ? r / s : 0 }')
+	"$ctl" remove 1
+done
+trap - EXIT
+
+echo
+bench_table
+echo
+iops() { # NAME RW
+	local r
+	for r in "${BENCH_RESULTS[@]}"; do
+		set -- $r "$1" "$2"
+		[ "$1" = "$5" ] && [ "$2" = "$6" ] && { echo "$3"; return; }
+	done
+}
+printf '%-12s %-10s %10s %12s %12s %10s\n' device rw iops vs_null_blk vs_brd req/syscall
+for engine in null mem; do
+	for rw in randread randwrite; do
+		a=$(iops "azbuse-$engine" "$rw")
+		printf '%-12s %-10s %10s %12s %12s %10s\n' "azbuse-$engine" "$rw" "$a" \
+			"$(awk -v a="$a" -v b="$(iops null_blk "$rw")" 'BEGIN { printf "%.2f", a / b }')" \
+			"$(awk -v a="$a" -v b="$(iops brd "$rw")" 'BEGIN { printf "%.2f", a / b }')" \
+			"${per_call[$engine]}"
+		echo "RATIO dev=azbuse-$engine rw=$rw vs_null_blk=$(awk -v a="$a" -v b="$(iops null_blk "$rw")" 'BEGIN { printf "%.2f", a / b }') vs_brd=$(awk -v a="$a" -v b="$(iops brd "$rw")" 'BEGIN { printf "%.2f", a / b }') req_per_syscall=${per_call[$engine]}"
+	done
+done
