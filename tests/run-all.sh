@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# run-all.sh: every azbuse test, on a fresh Debian 12 machine as root.
+# Installs what is missing, builds, runs the unit tests (also under ASan and
+# UBSan), then boots the 6.12 kernel in QEMU and runs the VM suite against the
+# real module. Ends with one line: "N passed, N failed".
+#
+#   tests/run-all.sh            everything
+#   tests/run-all.sh --unit     unit tests only (no VM)
+set -euo pipefail
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$top"
+unit_only=0
+[ "${1:-}" = "--unit" ] && unit_only=1
+
+step() { printf '\n== %s\n' "$*"; }
+
+# run_logged LOG CMD...: runs CMD with its output on the terminal and in LOG;
+# sets $rc to its exit status instead of stopping the script.
+rc=0
+run_logged() {
+	local log=$1
+	shift
+	rc=0
+	"$@" 2>&1 | tee "$log" || rc=$?
+}
+
+passed=0
+failed=0
+count_ctest() { # LOG: adds ctest's "N tests failed out of M" to the totals
+	local line total bad
+	line=$(grep -E 'tests? failed out of' "$1" | tail -1)
+	[ -n "$line" ] || { failed=$((failed + 1)); return; }
+	bad=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
+	total=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\2/' <<<"$line")
+	passed=$((passed + total - bad))
+	failed=$((failed + bad))
+}
+
+step "dependencies"
+tests/vm/install-deps.sh --if-needed
+
+step "build (userspace + azbuse.ko)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)"
+
+step "unit tests"
+run_logged build/ctest.log ctest --test-dir build --output-on-failure
+count_ctest build/ctest.log
+
+step "unit tests under AddressSanitizer + UndefinedBehaviorSanitizer"
+cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Sanitize -DAZBUSE_BUILD_KMOD=OFF >/dev/null
+cmake --build build-sanitize -j"$(nproc)"
+run_logged build-sanitize/ctest.log ctest --test-dir build-sanitize --output-on-failure
+count_ctest build-sanitize/ctest.log
+
+if [ "$unit_only" = 0 ]; then
+	step "VM suite (Debian 6.12 kernel in QEMU)"
+	vm_log=build/vm-suite.log
+	run_logged "$vm_log" tests/vm/vm-run.sh --timeout 2400 -- tests/vm/run-suite.sh
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$vm_log" | tail -1) || line=
+	vm_failed=0
+	if [ -n "$line" ]; then
+		passed=$((passed + $(sed -E 's/^([0-9]+) passed.*/\1/' <<<"$line")))
+		vm_failed=$(sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/' <<<"$line")
+	fi
+	# a VM that failed (kernel trouble, timeout, no summary) counts even if the cases passed
+	if [ "$rc" -ne 0 ] && [ "$vm_failed" -eq 0 ]; then
+		echo "run-all.sh: the VM run failed (exit $rc)" >&2
+		vm_failed=1
+	fi
+	failed=$((failed + vm_failed))
+fi
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
