@@ -139,8 +139,8 @@ static int azb_parse_one(int argc, char **argv, int *i, struct azbuse_args *a)
 		if (!(v = azb_arg_value(argc, argv, i, nums[k].name)))
 			continue;
 		if (azb_parse_u32(v, nums[k].min, nums[k].max, nums[k].dst)) {
-			snprintf(a->error, sizeof(a->error), "bad %s '%s' (%u to %u)",
-				 nums[k].name, v, nums[k].min, nums[k].max);
+			snprintf(a->error, sizeof(a->error), "bad %s '%s' (%u to %u)", nums[k].name,
+				 v, nums[k].min, nums[k].max);
 			return -EINVAL;
 		}
 		if (nums[k].dst == &o->logical_block_size &&

@@ -50,8 +50,8 @@ struct azbuse_queue {
 };
 
 /* worker.c */
-int azbuse_queue_map(struct azbuse_queue *q, int fd, const struct azbuse_attach *geo,
-		     void *ring, void *data);
+int azbuse_queue_map(struct azbuse_queue *q, int fd, const struct azbuse_attach *geo, void *ring,
+		     void *data);
 void azbuse_queue_unmap(struct azbuse_queue *q);
 /* Consume new submissions and dispatch them; returns how many. */
 uint32_t azbuse_queue_consume(struct azbuse_queue *q);

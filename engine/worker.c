@@ -48,14 +48,16 @@ void azbuse_complete(struct azbuse_io *io, int result)
 	do {
 		io->next_done = head;
 	} while (!atomic_compare_exchange_weak(&q->remote_done, &head, io));
-	/* seq_cst on both sides: either the worker sees our io before it sleeps, or we see it asleep */
+	/* seq_cst on both sides: either the worker sees our io before it sleeps, or we see it
+	 * asleep */
 	if (atomic_load(&q->sleeping))
 		q->kick(q);
 }
 
 uint32_t azbuse_queue_drain_remote(struct azbuse_queue *q)
 {
-	struct azbuse_io *io = atomic_exchange_explicit(&q->remote_done, NULL, memory_order_acquire);
+	struct azbuse_io *io =
+		atomic_exchange_explicit(&q->remote_done, NULL, memory_order_acquire);
 	uint32_t n = 0;
 
 	for (; io; io = io->next_done, n++)
@@ -64,7 +66,7 @@ uint32_t azbuse_queue_drain_remote(struct azbuse_queue *q)
 }
 
 static void (*azb_op_handler(const struct azbuse_engine_ops *ops, uint8_t op))(void *,
-									   struct azbuse_io *)
+									       struct azbuse_io *)
 {
 	switch (op) {
 	case AZBUSE_OP_READ:

@@ -205,15 +205,14 @@ int azbuse_queue_node(struct azbuse_dev *dev, u32 queue)
 	const struct blk_mq_queue_map *map = &dev->tag_set.map[HCTX_TYPE_DEFAULT];
 	unsigned int cpu;
 
-	for_each_possible_cpu(cpu)
+	for_each_possible_cpu (cpu)
 		if (map->mq_map[cpu] == queue)
 			return cpu_to_node(cpu);
 	return NUMA_NO_NODE;
 }
 
 /* Copy the bitmap of CPUs that submit to this queue to userspace. */
-int azbuse_queue_cpus(struct azbuse_dev *dev, u32 queue, u8 __user *ubuf, u32 ubytes,
-		      u32 *needed)
+int azbuse_queue_cpus(struct azbuse_dev *dev, u32 queue, u8 __user *ubuf, u32 ubytes, u32 *needed)
 {
 	const struct blk_mq_queue_map *map = &dev->tag_set.map[HCTX_TYPE_DEFAULT];
 	u32 nbytes = DIV_ROUND_UP(nr_cpu_ids, 8);
@@ -229,7 +228,7 @@ int azbuse_queue_cpus(struct azbuse_dev *dev, u32 queue, u8 __user *ubuf, u32 ub
 	buf = kzalloc(nbytes, GFP_KERNEL);
 	if (!buf)
 		return -ENOMEM;
-	for_each_possible_cpu(cpu)
+	for_each_possible_cpu (cpu)
 		if (map->mq_map[cpu] == queue)
 			buf[cpu / 8] |= 1U << (cpu % 8);
 	if (copy_to_user(ubuf, buf, nbytes))
@@ -573,12 +572,11 @@ int azbuse_dev_list(struct azbuse_dev_list *list)
 	if (!ids)
 		return -ENOMEM;
 	mutex_lock(&azbuse_devs_lock);
-	idr_for_each_entry(&azbuse_devs, dev, id)
+	idr_for_each_entry (&azbuse_devs, dev, id)
 		ids[n++] = id;
 	mutex_unlock(&azbuse_devs_lock);
 	list->count = n;
-	if (list->capacity &&
-	    copy_to_user(uids, ids, min(n, list->capacity) * sizeof(*ids)))
+	if (list->capacity && copy_to_user(uids, ids, min(n, list->capacity) * sizeof(*ids)))
 		ret = -EFAULT;
 	kfree(ids);
 	return ret;
@@ -594,7 +592,7 @@ void azbuse_dev_owner_gone(struct file *owner)
 	do {
 		n = 0;
 		mutex_lock(&azbuse_devs_lock);
-		idr_for_each_entry(&azbuse_devs, dev, id) {
+		idr_for_each_entry (&azbuse_devs, dev, id) {
 			if (dev->owner_file != owner)
 				continue;
 			if (READ_ONCE(dev->state) == AZBUSE_DEV_CREATED && !READ_ONCE(dev->dead) &&

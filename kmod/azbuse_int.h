@@ -29,9 +29,8 @@ enum azbuse_slot_state {
 	AZBUSE_SLOT_COMPLETING = 2, /* claimed by whoever ends the request */
 };
 
-#define AZBUSE_SLOT_WORD(seq, ring, state) \
-	(((u64)(seq) << 32) | ((u64)(ring) << 8) | (u64)(state))
-#define AZBUSE_SLOT_STATE(w) ((u32)((w) & 0xff))
+#define AZBUSE_SLOT_WORD(seq, ring, state) (((u64)(seq) << 32) | ((u64)(ring) << 8) | (u64)(state))
+#define AZBUSE_SLOT_STATE(w) ((u32)((w)&0xff))
 #define AZBUSE_SLOT_RING(w) ((u32)(((w) >> 8) & 0xffff))
 #define AZBUSE_SLOT_SEQ(w) ((u32)((w) >> 32))
 
@@ -135,8 +134,7 @@ void azbuse_dev_remove_all(void);
 struct azbuse_dev *azbuse_dev_get(u32 id);
 void azbuse_dev_put(struct azbuse_dev *dev);
 int azbuse_queue_node(struct azbuse_dev *dev, u32 queue);
-int azbuse_queue_cpus(struct azbuse_dev *dev, u32 queue, u8 __user *ubuf, u32 ubytes,
-		      u32 *needed);
+int azbuse_queue_cpus(struct azbuse_dev *dev, u32 queue, u8 __user *ubuf, u32 ubytes, u32 *needed);
 int azbuse_dev_init(void);
 void azbuse_dev_exit(void);
 

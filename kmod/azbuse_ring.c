@@ -169,7 +169,7 @@ static void azbuse_copy_from_rq(void *dst, struct request *rq)
 	struct req_iterator iter;
 	struct bio_vec bv;
 
-	rq_for_each_segment(bv, rq, iter) {
+	rq_for_each_segment (bv, rq, iter) {
 		memcpy_from_bvec(dst, &bv);
 		dst += bv.bv_len;
 	}
@@ -180,7 +180,7 @@ static void azbuse_copy_to_rq(struct request *rq, const void *src)
 	struct req_iterator iter;
 	struct bio_vec bv;
 
-	rq_for_each_segment(bv, rq, iter) {
+	rq_for_each_segment (bv, rq, iter) {
 		memcpy_to_bvec(&bv, src);
 		src += bv.bv_len;
 	}
@@ -192,8 +192,7 @@ static bool azbuse_rq_has_data(struct request *rq)
 }
 
 /* Fill the next submission entry; the caller holds ring->lock. */
-static void azbuse_ring_push(struct azbuse_ring *ring, struct request *rq, u32 seq,
-			     u64 extra_flags)
+static void azbuse_ring_push(struct azbuse_ring *ring, struct request *rq, u32 seq, u64 extra_flags)
 {
 	struct azbuse_sqe *sqe = &ring->sq[ring->sq_tail & (ring->sq_entries - 1)];
 
@@ -380,8 +379,7 @@ static void azbuse_ring_reset_and_repost(struct azbuse_ring *ring)
 			continue;
 		/* a new sequence number voids anything the old worker left behind */
 		if (!atomic64_try_cmpxchg(&slot->word, &w,
-					  AZBUSE_SLOT_WORD(seq, ring->index,
-							   AZBUSE_SLOT_INFLIGHT)))
+					  AZBUSE_SLOT_WORD(seq, ring->index, AZBUSE_SLOT_INFLIGHT)))
 			continue;
 		azbuse_ring_push(ring, slot->rq, seq, AZBUSE_RQ_REQUEUED);
 		ring->requeued++;
@@ -521,8 +519,8 @@ static bool azbuse_complete_one(struct azbuse_ring *ring, u32 tag, u32 seq, s32 
 		return false;
 	rq = slot->rq;
 	if (result) {
-		status = (result < 0 && result >= -MAX_ERRNO) ? errno_to_blk_status(result) :
-								 BLK_STS_IOERR;
+		status = (result < 0 && result >= -MAX_ERRNO) ? errno_to_blk_status(result)
+							      : BLK_STS_IOERR;
 	} else if (req_op(rq) == REQ_OP_READ) {
 		azbuse_copy_to_rq(rq, azbuse_slot_data(table, tag));
 	}
@@ -537,7 +535,7 @@ static bool azbuse_complete_one(struct azbuse_ring *ring, u32 tag, u32 seq, s32 
 static int azbuse_reap(struct azbuse_ring *ring)
 {
 	u32 mask = ring->cq_entries - 1;
-	u32 tail, done = 0;
+	u32 tail;
 
 	/* pairs with the worker's store-release of cq_tail */
 	tail = smp_load_acquire(&ring->hdr->cq_tail);
@@ -550,17 +548,14 @@ static int azbuse_reap(struct azbuse_ring *ring)
 	while (ring->cq_head != tail) {
 		const struct azbuse_cqe *cqe = &ring->cq[ring->cq_head & mask];
 
-		if (azbuse_complete_one(ring, READ_ONCE(cqe->tag), READ_ONCE(cqe->seq),
-					READ_ONCE(cqe->result)))
-			done++;
-		else
+		if (!azbuse_complete_one(ring, READ_ONCE(cqe->tag), READ_ONCE(cqe->seq),
+					 READ_ONCE(cqe->result)))
 			ring->rejected++;
 		ring->cq_head++;
 	}
 	/* pairs with the worker's load-acquire of cq_head */
 	smp_store_release(&ring->hdr->cq_head, ring->cq_head);
-	if (done)
-		ring->commits++;
+	ring->commits++;
 	return 0;
 }
 
@@ -590,9 +585,9 @@ static long azbuse_commit(struct azbuse_cfile *cf, unsigned long timeout_ms)
 
 	ring->waits++;
 	left = wait_event_interruptible_timeout(ring->wq, azbuse_should_wake(ring),
-						timeout_ms == AZBUSE_WAIT_FOREVER ?
-							MAX_SCHEDULE_TIMEOUT :
-							msecs_to_jiffies(timeout_ms));
+						timeout_ms == AZBUSE_WAIT_FOREVER
+							? MAX_SCHEDULE_TIMEOUT
+							: msecs_to_jiffies(timeout_ms));
 	if (left < 0)
 		return -EINTR;
 	if (READ_ONCE(cf->dev->dead))

@@ -19,21 +19,19 @@
 #define REMOVE_WAIT_MS 15000
 
 static const char *const state_names[] = { "created", "live", "dying" };
-static const char *const queue_state_names[] = { "no-worker", "attached", "recovering",
-						 "failed" };
+static const char *const queue_state_names[] = { "no-worker", "attached", "recovering", "failed" };
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: azbusectl COMMAND [ARGS]\n\n"
-		"  add [ID|any] --engine=NAME [--size SIZE] [options]  create /dev/azbuseID\n"
-		"  remove ID                     drain and remove a device\n"
-		"  list                          list devices\n"
-		"  info ID                       parameters, state, workers, counters\n"
-		"  engines                       list the built-in engines\n"
-		"  version                       module ABI version\n\n"
-		"Every command takes --json and --help. 'azbusectl add --help' lists the\n"
-		"device options.\n");
+	fprintf(out, "usage: azbusectl COMMAND [ARGS]\n\n"
+		     "  add [ID|any] --engine=NAME [--size SIZE] [options]  create /dev/azbuseID\n"
+		     "  remove ID                     drain and remove a device\n"
+		     "  list                          list devices\n"
+		     "  info ID                       parameters, state, workers, counters\n"
+		     "  engines                       list the built-in engines\n"
+		     "  version                       module ABI version\n\n"
+		     "Every command takes --json and --help. 'azbusectl add --help' lists the\n"
+		     "device options.\n");
 }
 
 static void add_usage(void)
@@ -118,10 +116,14 @@ static void feature_names(uint64_t f, char *buf, size_t len)
 		uint64_t bit;
 		const char *name;
 	} names[] = {
-		{ AZBUSE_F_WRITE_CACHE, "write-cache" }, { AZBUSE_F_FUA, "fua" },
-		{ AZBUSE_F_DISCARD, "discard" },	 { AZBUSE_F_WRITE_ZEROES, "write-zeroes" },
-		{ AZBUSE_F_SECURE_ERASE, "secure-erase" }, { AZBUSE_F_ROTATIONAL, "rotational" },
-		{ AZBUSE_F_READ_ONLY, "read-only" },	 { AZBUSE_F_SHARDED, "sharded" },
+		{ AZBUSE_F_WRITE_CACHE, "write-cache" },
+		{ AZBUSE_F_FUA, "fua" },
+		{ AZBUSE_F_DISCARD, "discard" },
+		{ AZBUSE_F_WRITE_ZEROES, "write-zeroes" },
+		{ AZBUSE_F_SECURE_ERASE, "secure-erase" },
+		{ AZBUSE_F_ROTATIONAL, "rotational" },
+		{ AZBUSE_F_READ_ONLY, "read-only" },
+		{ AZBUSE_F_SHARDED, "sharded" },
 	};
 	size_t i, n = 0;
 
@@ -154,12 +156,14 @@ static int cmd_add(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (!a.engine) {
-		fprintf(stderr, "azbusectl add: --engine=NAME is required (see azbusectl engines)\n");
+		fprintf(stderr,
+			"azbusectl add: --engine=NAME is required (see azbusectl engines)\n");
 		return EXIT_USAGE;
 	}
 	ops = azbuse_find_engine(a.engine);
 	if (!ops) {
-		fprintf(stderr, "azbusectl add: no engine '%s' (see azbusectl engines)\n", a.engine);
+		fprintf(stderr, "azbusectl add: no engine '%s' (see azbusectl engines)\n",
+			a.engine);
 		return EXIT_USAGE;
 	}
 	if (azbuse_check_engine_options(ops, &a, err, sizeof(err))) {
@@ -316,8 +320,8 @@ static void print_info_json(uint32_t id, const struct azbuse_dev_info *info,
 	       "\"queue_info\": [",
 	       id, id, state_name(info->state), (unsigned long long)info->size_bytes,
 	       info->nr_queues, info->queue_depth, info->max_io_bytes, info->logical_block_size,
-	       info->physical_block_size, features, info->io_timeout_ms,
-	       info->recovery_timeout_ms, info->owner_pid);
+	       info->physical_block_size, features, info->io_timeout_ms, info->recovery_timeout_ms,
+	       info->owner_pid);
 	for (q = 0; q < nq; q++) {
 		const struct azbuse_queue_info *qi = &qis[q];
 
@@ -420,8 +424,8 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*run)(int argc, char **argv);
 	} cmds[] = {
-		{ "add", cmd_add },	  { "remove", cmd_remove },   { "list", cmd_list },
-		{ "info", cmd_info },	  { "engines", cmd_engines }, { "version", cmd_version },
+		{ "add", cmd_add },   { "remove", cmd_remove },	  { "list", cmd_list },
+		{ "info", cmd_info }, { "engines", cmd_engines }, { "version", cmd_version },
 	};
 	size_t i;
 

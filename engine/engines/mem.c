@@ -156,9 +156,9 @@ static void mem_discard(void *queue, struct azbuse_io *io)
 		azbuse_complete(io, -EIO);
 		return;
 	}
-	azbuse_complete(io, mem_zero(q, io->offset, io->len,
-				     io->op == AZBUSE_OP_WRITE_ZEROES &&
-					     (io->flags & AZBUSE_RQ_NOUNMAP)));
+	azbuse_complete(
+		io, mem_zero(q, io->offset, io->len,
+			     io->op == AZBUSE_OP_WRITE_ZEROES && (io->flags & AZBUSE_RQ_NOUNMAP)));
 }
 
 const struct azbuse_engine_ops azbuse_mem_engine = {

@@ -19,8 +19,8 @@ extern "C" {
 #define AZBUSE_ENGINE_API_VERSION 1
 
 /* Capabilities an engine declares; they become the device's queue limits. */
-#define AZBUSE_CAP_FLUSH (1u << 0)	  /* volatile cache: FLUSH requests arrive */
-#define AZBUSE_CAP_FUA (1u << 1)	  /* writes may carry AZBUSE_RQ_FUA */
+#define AZBUSE_CAP_FLUSH (1u << 0) /* volatile cache: FLUSH requests arrive */
+#define AZBUSE_CAP_FUA (1u << 1)   /* writes may carry AZBUSE_RQ_FUA */
 #define AZBUSE_CAP_DISCARD (1u << 2)
 #define AZBUSE_CAP_WRITE_ZEROES (1u << 3)
 #define AZBUSE_CAP_SECURE_ERASE (1u << 4)
@@ -29,12 +29,12 @@ extern "C" {
 
 /* One request. The engine reads these fields and must not change them. */
 struct azbuse_io {
-	uint8_t op;	 /* AZBUSE_OP_* */
-	uint16_t ioprio; /* IOPRIO_PRIO_VALUE(class, level) */
-	uint64_t flags;	 /* AZBUSE_RQ_* */
-	uint64_t offset; /* bytes */
-	uint32_t len;	 /* bytes */
-	void *buf;	 /* READ: fill len bytes; WRITE: len bytes to store */
+	uint8_t op;	      /* AZBUSE_OP_* */
+	uint16_t ioprio;      /* IOPRIO_PRIO_VALUE(class, level) */
+	uint64_t flags;	      /* AZBUSE_RQ_* */
+	uint64_t offset;      /* bytes */
+	uint32_t len;	      /* bytes */
+	void *buf;	      /* READ: fill len bytes; WRITE: len bytes to store */
 	void *engine_data[2]; /* free for the engine while the request is in flight */
 
 	/* libazbuse's own */
@@ -53,14 +53,14 @@ struct azbuse_option {
 
 /* What the engine's setup() is told and decides, in the supervisor. */
 struct azbuse_engine_config {
-	uint64_t size_bytes;	      /* in: --size, 0 if not given; out: device size */
-	uint32_t logical_block_size;  /* in/out */
-	uint32_t nr_queues;	      /* in: number of worker processes */
-	uint32_t caps;		      /* out: AZBUSE_CAP_* */
+	uint64_t size_bytes;	     /* in: --size, 0 if not given; out: device size */
+	uint32_t logical_block_size; /* in/out */
+	uint32_t nr_queues;	     /* in: number of worker processes */
+	uint32_t caps;		     /* out: AZBUSE_CAP_* */
 	uint32_t reserved0;
 	const struct azbuse_option *options;
 	size_t nr_options;
-	char *error;		      /* out: setup() may write a message here */
+	char *error; /* out: setup() may write a message here */
 	size_t error_size;
 };
 
@@ -104,8 +104,8 @@ struct azbuse_engine_ops {
 	void (*secure_erase)(void *queue, struct azbuse_io *io);
 };
 
-#define AZBUSE_ENGINE_INIT .struct_size = sizeof(struct azbuse_engine_ops), \
-			   .api_version = AZBUSE_ENGINE_API_VERSION
+#define AZBUSE_ENGINE_INIT                                                                         \
+	.struct_size = sizeof(struct azbuse_engine_ops), .api_version = AZBUSE_ENGINE_API_VERSION
 
 /* Complete a request: result 0 or -errno. Thread-safe; call once per io. */
 void azbuse_complete(struct azbuse_io *io, int result);

@@ -57,7 +57,7 @@
 
 /* Device features (azbuse_dev_info.features). */
 #define AZBUSE_F_WRITE_CACHE (1ULL << 0) /* volatile cache: FLUSH reaches the engine */
-#define AZBUSE_F_FUA (1ULL << 1)	  /* FUA reaches the engine as a flag */
+#define AZBUSE_F_FUA (1ULL << 1)	 /* FUA reaches the engine as a flag */
 #define AZBUSE_F_DISCARD (1ULL << 2)
 #define AZBUSE_F_WRITE_ZEROES (1ULL << 3)
 #define AZBUSE_F_SECURE_ERASE (1ULL << 4)
@@ -113,18 +113,18 @@
  * optional field), INFO (out). Reserved fields must be zero.
  */
 struct azbuse_dev_info {
-	__u32 dev_id;		   /* in: id or AZBUSE_DEV_ID_ANY; out: the id */
-	__u32 state;		   /* out: AZBUSE_DEV_* */
-	__u16 nr_queues;	   /* 0: one per possible CPU */
-	__u16 queue_depth;	   /* per queue; 0: AZBUSE_DEF_QUEUE_DEPTH */
-	__u32 max_io_bytes;	   /* multiple of 4096; 0: AZBUSE_DEF_IO_BYTES */
-	__u64 size_bytes;	   /* multiple of logical_block_size, > 0 */
-	__u64 features;		   /* AZBUSE_F_*; out: what the device has */
-	__u32 logical_block_size;  /* 512..4096, power of 2; 0: 512 */
-	__u32 physical_block_size; /* >= logical, power of 2; 0: logical */
-	__u32 chunk_sectors;	   /* sharded: power of 2, >= max_io; else 0 */
-	__u32 discard_granularity; /* bytes; 0: logical block */
-	__u32 max_discard_sectors; /* 0: chunk (sharded) or UINT_MAX >> 9 */
+	__u32 dev_id;			/* in: id or AZBUSE_DEV_ID_ANY; out: the id */
+	__u32 state;			/* out: AZBUSE_DEV_* */
+	__u16 nr_queues;		/* 0: one per possible CPU */
+	__u16 queue_depth;		/* per queue; 0: AZBUSE_DEF_QUEUE_DEPTH */
+	__u32 max_io_bytes;		/* multiple of 4096; 0: AZBUSE_DEF_IO_BYTES */
+	__u64 size_bytes;		/* multiple of logical_block_size, > 0 */
+	__u64 features;			/* AZBUSE_F_*; out: what the device has */
+	__u32 logical_block_size;	/* 512..4096, power of 2; 0: 512 */
+	__u32 physical_block_size;	/* >= logical, power of 2; 0: logical */
+	__u32 chunk_sectors;		/* sharded: power of 2, >= max_io; else 0 */
+	__u32 discard_granularity;	/* bytes; 0: logical block */
+	__u32 max_discard_sectors;	/* 0: chunk (sharded) or UINT_MAX >> 9 */
 	__u32 max_write_zeroes_sectors; /* as above */
 	__u32 io_timeout_ms;		/* 0: AZBUSE_DEF_IO_TIMEOUT_MS */
 	__u32 recovery_timeout_ms;	/* 0: AZBUSE_DEF_RECOVERY_TIMEOUT_MS */
@@ -154,15 +154,15 @@ struct azbuse_queue_info {
 	__u16 queue;  /* in */
 	__u16 state;  /* out: AZBUSE_QUEUE_* */
 	__s32 worker_pid;
-	__u32 inflight;	 /* requests posted and not yet completed */
-	__u64 requests;	 /* requests completed through this queue */
-	__u64 bytes;	 /* data bytes of those requests */
-	__u64 commits;	 /* COMMIT syscalls that completed at least one request */
-	__u64 waits;	 /* COMMIT syscalls that slept */
-	__u64 wakeups;	 /* wake-ups sent by the submission path */
-	__u64 rejected;	 /* completions rejected as invalid */
-	__u64 requeued;	 /* requests re-posted after a worker died */
-	__u64 failed;	 /* requests failed by the module (no worker, removal) */
+	__u32 inflight; /* requests posted and not yet completed */
+	__u64 requests; /* requests completed through this queue */
+	__u64 bytes;	/* data bytes of those requests */
+	__u64 commits;	/* COMMIT syscalls */
+	__u64 waits;	/* COMMIT syscalls that slept */
+	__u64 wakeups;	/* wake-ups sent by the submission path */
+	__u64 rejected; /* completions rejected as invalid */
+	__u64 requeued; /* requests re-posted after a worker died */
+	__u64 failed;	/* requests failed by the module (no worker, removal) */
 	__u64 reserved[4];
 };
 
@@ -176,8 +176,8 @@ struct azbuse_version {
 
 /* ATTACH (on /dev/azbusec<N>): in queue; out the ring geometry. */
 struct azbuse_attach {
-	__u16 queue;  /* in */
-	__u16 flags;  /* in: must be 0 */
+	__u16 queue; /* in */
+	__u16 flags; /* in: must be 0 */
 	__u32 nr_queues;
 	__u32 sq_entries; /* power of 2 */
 	__u32 cq_entries; /* power of 2 */
@@ -206,14 +206,14 @@ struct azbuse_attach {
  */
 struct azbuse_ring_header {
 	/* written by the kernel */
-	__u32 sq_tail;	/* next submission slot the kernel fills */
-	__u32 cq_head;	/* next completion the kernel consumes */
-	__u32 kflags;	/* AZBUSE_KF_* */
+	__u32 sq_tail; /* next submission slot the kernel fills */
+	__u32 cq_head; /* next completion the kernel consumes */
+	__u32 kflags;  /* AZBUSE_KF_* */
 	__u32 kpad[13];
 	/* written by the worker */
-	__u32 sq_head;	/* next submission the worker consumes */
-	__u32 cq_tail;	/* next completion slot the worker fills */
-	__u32 wflags;	/* reserved for the worker, ignored by the kernel */
+	__u32 sq_head; /* next submission the worker consumes */
+	__u32 cq_tail; /* next completion slot the worker fills */
+	__u32 wflags;  /* reserved for the worker, ignored by the kernel */
 	__u32 wpad[13];
 };
 
@@ -260,36 +260,36 @@ struct azbuse_cqe {
  * Layout checks, expanded by both sides: the kernel inside a function with
  * BUILD_BUG_ON, userspace at file scope with _Static_assert.
  */
-#define AZBUSE_ABI_CHECKS(check)                                                        \
-	check(sizeof(struct azbuse_dev_info) == 128);                                   \
-	check(__builtin_offsetof(struct azbuse_dev_info, size_bytes) == 16);            \
-	check(__builtin_offsetof(struct azbuse_dev_info, features) == 24);              \
-	check(__builtin_offsetof(struct azbuse_dev_info, logical_block_size) == 32);    \
-	check(__builtin_offsetof(struct azbuse_dev_info, recovery_timeout_ms) == 60);   \
-	check(__builtin_offsetof(struct azbuse_dev_info, nr_hw_queues) == 68);          \
-	check(__builtin_offsetof(struct azbuse_dev_info, reserved) == 72);              \
-	check(sizeof(struct azbuse_dev_cmd) == 32);                                     \
-	check(sizeof(struct azbuse_dev_list) == 32);                                    \
-	check(__builtin_offsetof(struct azbuse_dev_list, count) == 12);                 \
-	check(sizeof(struct azbuse_queue_info) == 112);                                 \
-	check(__builtin_offsetof(struct azbuse_queue_info, requests) == 16);            \
-	check(__builtin_offsetof(struct azbuse_queue_info, failed) == 72);              \
-	check(sizeof(struct azbuse_version) == 64);                                     \
-	check(sizeof(struct azbuse_attach) == 96);                                      \
-	check(__builtin_offsetof(struct azbuse_attach, logical_block_size) == 36);      \
-	check(__builtin_offsetof(struct azbuse_attach, data_bytes) == 40);              \
-	check(__builtin_offsetof(struct azbuse_attach, features) == 56);                \
-	check(__builtin_offsetof(struct azbuse_attach, cpus_ptr) == 64);                \
-	check(__builtin_offsetof(struct azbuse_attach, numa_node) == 76);               \
-	check(sizeof(struct azbuse_ring_header) == 128);                                \
-	check(__builtin_offsetof(struct azbuse_ring_header, sq_head) == 64);            \
-	check(__builtin_offsetof(struct azbuse_ring_header, cq_tail) == 68);            \
-	check(sizeof(struct azbuse_sqe) == 32);                                         \
-	check(__builtin_offsetof(struct azbuse_sqe, len) == 16);                        \
-	check(__builtin_offsetof(struct azbuse_sqe, seq) == 24);                        \
-	check(__builtin_offsetof(struct azbuse_sqe, op) == 28);                         \
-	check(__builtin_offsetof(struct azbuse_sqe, ioprio) == 30);                     \
-	check(sizeof(struct azbuse_cqe) == 16);                                         \
+#define AZBUSE_ABI_CHECKS(check)                                                                   \
+	check(sizeof(struct azbuse_dev_info) == 128);                                              \
+	check(__builtin_offsetof(struct azbuse_dev_info, size_bytes) == 16);                       \
+	check(__builtin_offsetof(struct azbuse_dev_info, features) == 24);                         \
+	check(__builtin_offsetof(struct azbuse_dev_info, logical_block_size) == 32);               \
+	check(__builtin_offsetof(struct azbuse_dev_info, recovery_timeout_ms) == 60);              \
+	check(__builtin_offsetof(struct azbuse_dev_info, nr_hw_queues) == 68);                     \
+	check(__builtin_offsetof(struct azbuse_dev_info, reserved) == 72);                         \
+	check(sizeof(struct azbuse_dev_cmd) == 32);                                                \
+	check(sizeof(struct azbuse_dev_list) == 32);                                               \
+	check(__builtin_offsetof(struct azbuse_dev_list, count) == 12);                            \
+	check(sizeof(struct azbuse_queue_info) == 112);                                            \
+	check(__builtin_offsetof(struct azbuse_queue_info, requests) == 16);                       \
+	check(__builtin_offsetof(struct azbuse_queue_info, failed) == 72);                         \
+	check(sizeof(struct azbuse_version) == 64);                                                \
+	check(sizeof(struct azbuse_attach) == 96);                                                 \
+	check(__builtin_offsetof(struct azbuse_attach, logical_block_size) == 36);                 \
+	check(__builtin_offsetof(struct azbuse_attach, data_bytes) == 40);                         \
+	check(__builtin_offsetof(struct azbuse_attach, features) == 56);                           \
+	check(__builtin_offsetof(struct azbuse_attach, cpus_ptr) == 64);                           \
+	check(__builtin_offsetof(struct azbuse_attach, numa_node) == 76);                          \
+	check(sizeof(struct azbuse_ring_header) == 128);                                           \
+	check(__builtin_offsetof(struct azbuse_ring_header, sq_head) == 64);                       \
+	check(__builtin_offsetof(struct azbuse_ring_header, cq_tail) == 68);                       \
+	check(sizeof(struct azbuse_sqe) == 32);                                                    \
+	check(__builtin_offsetof(struct azbuse_sqe, len) == 16);                                   \
+	check(__builtin_offsetof(struct azbuse_sqe, seq) == 24);                                   \
+	check(__builtin_offsetof(struct azbuse_sqe, op) == 28);                                    \
+	check(__builtin_offsetof(struct azbuse_sqe, ioprio) == 30);                                \
+	check(sizeof(struct azbuse_cqe) == 16);                                                    \
 	check(__builtin_offsetof(struct azbuse_cqe, result) == 8)
 
 #endif /* _UAPI_AZBUSE_H */

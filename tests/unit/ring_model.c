@@ -37,8 +37,7 @@ static struct ring_model *model_of(struct azbuse_queue *q)
 	return (struct ring_model *)((char *)q - offsetof(struct ring_model, q));
 }
 
-void model_init(struct ring_model *m, uint32_t nr_slots, uint32_t slot_bytes,
-		uint32_t start_index)
+void model_init(struct ring_model *m, uint32_t nr_slots, uint32_t slot_bytes, uint32_t start_index)
 {
 	uint32_t page = (uint32_t)sysconf(_SC_PAGESIZE);
 	uint32_t entries = roundup_pow_of_two(nr_slots);
@@ -245,7 +244,12 @@ int model_io(struct ring_model *m, uint8_t op, uint64_t offset, uint32_t len, ui
 	     void *buf)
 {
 	struct model_rq rq = {
-		.op = op, .flags = flags, .sector = offset >> 9, .len = len, .tag = 0, .buf = buf,
+		.op = op,
+		.flags = flags,
+		.sector = offset >> 9,
+		.len = len,
+		.tag = 0,
+		.buf = buf,
 	};
 	unsigned before = m->slots[0].completions;
 

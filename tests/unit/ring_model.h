@@ -36,8 +36,8 @@ struct model_slot {
 	bool inflight;
 	uint32_t seq;
 	struct model_rq rq;
-	int32_t result;		/* of the last accepted completion */
-	unsigned completions;	/* accepted completions */
+	int32_t result;	      /* of the last accepted completion */
+	unsigned completions; /* accepted completions */
 };
 
 struct ring_model {
@@ -54,14 +54,14 @@ struct ring_model {
 	struct model_slot slots[MODEL_MAX_SLOTS];
 
 	/* what the worker did */
-	unsigned commits;	  /* COMMIT calls */
-	unsigned completed;	  /* completions accepted */
-	unsigned rejected;	  /* completions rejected (bad tag or seq, impossible tail) */
+	unsigned commits;   /* COMMIT calls */
+	unsigned completed; /* completions accepted */
+	unsigned rejected;  /* completions rejected (bad tag or seq, impossible tail) */
 	unsigned long last_timeout;
 	atomic_uint kicks;
 
 	/* how the model behaves */
-	int commit_ret;	/* COMMIT's return value after reaping (e.g. -ENODEV) */
+	int commit_ret; /* COMMIT's return value after reaping (e.g. -ENODEV) */
 	bool blocking;	/* a COMMIT with a timeout sleeps until a new SQE or a KICK */
 	bool timed_out; /* a blocking COMMIT waited MODEL_SLEEP_LIMIT_MS in vain */
 
@@ -71,8 +71,7 @@ struct ring_model {
 };
 
 /* Lay out a ring for nr_slots tags, every index starting at start_index. */
-void model_init(struct ring_model *m, uint32_t nr_slots, uint32_t slot_bytes,
-		uint32_t start_index);
+void model_init(struct ring_model *m, uint32_t nr_slots, uint32_t slot_bytes, uint32_t start_index);
 /* azbuse_queue_map() the worker's side and install the model's commit and kick. */
 void model_attach(struct ring_model *m, const struct azbuse_engine_ops *ops, void *engine_queue);
 void model_fini(struct ring_model *m);

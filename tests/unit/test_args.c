@@ -48,11 +48,11 @@ static void check_parse_error(const char *needle, const char *const *list)
 	if (parse_words(&a, list) == 0)
 		fail_msg("\"%s\" was accepted", line);
 	if (!strstr(a.error, needle))
-		fail_msg("error for \"%s\" is \"%s\", which does not mention \"%s\"", line,
-			 a.error, needle);
+		fail_msg("error for \"%s\" is \"%s\", which does not mention \"%s\"", line, a.error,
+			 needle);
 }
 
-#define assert_parse_error(needle, ...) \
+#define assert_parse_error(needle, ...)                                                            \
 	check_parse_error((needle), (const char *const[]){ __VA_ARGS__, NULL })
 
 static void test_id_engine_and_size(void **state)
@@ -233,7 +233,8 @@ static void test_dash_o_without_value(void **state)
 static void test_check_engine_options_accepts_known_keys(void **state)
 {
 	static const char *const keys[] = { "path", "mode", NULL };
-	const struct azbuse_engine_ops ops = { AZBUSE_ENGINE_INIT, .name = "t", .option_keys = keys };
+	const struct azbuse_engine_ops ops = { AZBUSE_ENGINE_INIT, .name = "t",
+					       .option_keys = keys };
 	struct azbuse_args a;
 	char err[128] = "";
 
@@ -246,7 +247,8 @@ static void test_check_engine_options_accepts_known_keys(void **state)
 static void test_check_engine_options_rejects_unknown_key(void **state)
 {
 	static const char *const keys[] = { "path", NULL };
-	const struct azbuse_engine_ops ops = { AZBUSE_ENGINE_INIT, .name = "t", .option_keys = keys };
+	const struct azbuse_engine_ops ops = { AZBUSE_ENGINE_INIT, .name = "t",
+					       .option_keys = keys };
 	struct azbuse_args a;
 	char err[128] = "";
 

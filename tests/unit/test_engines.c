@@ -51,7 +51,10 @@ static void engine_open(struct engine_fixture *f, const struct azbuse_engine_ops
 static void queue_open(struct engine_fixture *f, const struct azbuse_engine_ops *ops, void *e)
 {
 	const struct azbuse_queue_params p = {
-		.nr_queues = 1, .nr_slots = NR_SLOTS, .size_bytes = DEV_SIZE, .numa_node = -1,
+		.nr_queues = 1,
+		.nr_slots = NR_SLOTS,
+		.size_bytes = DEV_SIZE,
+		.numa_node = -1,
 	};
 
 	f->ops = ops;
@@ -108,8 +111,8 @@ static void fill(unsigned char *buf, size_t len, unsigned seed)
 		buf[i] = (unsigned char)(i * 7 + seed * 31 + 1) | 1; /* never zero */
 }
 
-static int io(struct engine_fixture *f, uint8_t op, uint64_t offset, uint32_t len,
-	      uint64_t flags, void *buf)
+static int io(struct engine_fixture *f, uint8_t op, uint64_t offset, uint32_t len, uint64_t flags,
+	      void *buf)
 {
 	return model_io(&f->m, op, offset, len, flags, buf);
 }
@@ -142,11 +145,13 @@ static void test_mem_setup_needs_size(void **state)
 
 static void test_mem_setup_sets_caps(void **state)
 {
-	const uint32_t want = AZBUSE_CAP_FLUSH | AZBUSE_CAP_FUA | AZBUSE_CAP_DISCARD |
-			      AZBUSE_CAP_WRITE_ZEROES;
+	const uint32_t want =
+		AZBUSE_CAP_FLUSH | AZBUSE_CAP_FUA | AZBUSE_CAP_DISCARD | AZBUSE_CAP_WRITE_ZEROES;
 	char error[128] = "";
 	struct azbuse_engine_config cfg = {
-		.size_bytes = DEV_SIZE, .error = error, .error_size = sizeof(error),
+		.size_bytes = DEV_SIZE,
+		.error = error,
+		.error_size = sizeof(error),
 	};
 	void *engine = NULL;
 

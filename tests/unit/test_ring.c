@@ -38,8 +38,8 @@ struct seen {
 struct test_engine {
 	struct seen seen[4 * NR_SLOTS];
 	unsigned nr_seen;
-	int result;			  /* for synchronous completions */
-	bool defer;			  /* stash requests instead of completing them */
+	int result; /* for synchronous completions */
+	bool defer; /* stash requests instead of completing them */
 	struct azbuse_io *stash[4 * NR_SLOTS];
 	unsigned nr_stash;
 	void (*hook)(struct test_engine *te); /* run at the start of every callback */
@@ -217,8 +217,8 @@ static void test_request_fields_reach_engine_unchanged(void **state)
 static void test_every_op_reaches_its_callback(void **state)
 {
 	struct fixture *f = *state;
-	const uint8_t ops[] = { AZBUSE_OP_READ, AZBUSE_OP_WRITE, AZBUSE_OP_FLUSH,
-				AZBUSE_OP_DISCARD, AZBUSE_OP_WRITE_ZEROES };
+	const uint8_t ops[] = { AZBUSE_OP_READ, AZBUSE_OP_WRITE, AZBUSE_OP_FLUSH, AZBUSE_OP_DISCARD,
+				AZBUSE_OP_WRITE_ZEROES };
 	struct model_rq rq = { .flags = AZBUSE_RQ_NOUNMAP | AZBUSE_RQ_PREFLUSH, .len = 512 };
 
 	for (uint32_t i = 0; i < sizeof(ops); i++) {
@@ -523,10 +523,10 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_indices_wrap_around, setup_near_wrap,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_remote_completion_wakes_sleeping_worker,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_remote_completion_of_awake_worker_does_not_kick,
-						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remote_completion_wakes_sleeping_worker, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(
+			test_remote_completion_of_awake_worker_does_not_kick, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_enodev_stops, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dead_flag_stops, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_eintr_goes_on, setup, teardown),
