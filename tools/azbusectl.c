@@ -381,6 +381,11 @@ static int cmd_engines(int argc, char **argv)
 	const struct azbuse_engine_ops *const *e;
 	bool json = has_flag(argc, argv, "--json");
 
+	if (has_flag(argc, argv, "--help")) {
+		printf("usage: azbusectl engines [--json]\n\nLists the engines built into "
+		       "libazbuse.\n");
+		return 0;
+	}
 	if (json)
 		printf("[");
 	for (e = azbuse_builtin_engines(); *e; e++) {
@@ -399,8 +404,14 @@ static int cmd_engines(int argc, char **argv)
 static int cmd_version(int argc, char **argv)
 {
 	struct azbuse_version v;
-	int ctl = open_ctl(), ret;
+	int ctl, ret;
 
+	if (has_flag(argc, argv, "--help")) {
+		printf("usage: azbusectl version [--json]\n\nPrints the loaded module's ABI "
+		       "version; exits 1 if it differs from azbusectl's.\n");
+		return 0;
+	}
+	ctl = open_ctl();
 	if (ctl < 0)
 		return 1;
 	ret = azbuse_ctl_version(ctl, &v);
