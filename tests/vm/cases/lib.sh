@@ -1,0 +1,157 @@
+# shellcheck shell=bash
+# lib.sh: helpers shared by the VM test cases (sourced, not run). The suite
+# runner (run-suite.sh) sets AZBUSE_CTL, AZBUSE_BUILD_DIR and AZBUSE_TOOLS.
+
+: "${AZBUSE_CTL:?run the cases through tests/vm/run-suite.sh}"
+: "${AZBUSE_TOOLS:?run the cases through tests/vm/run-suite.sh}"
+
+# The module under test (run-suite.sh exports it; default: this checkout's).
+: "${AZBUSE_MODULE:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)/kmod/azbuse.ko}"
+
+# Exit status that makes run-suite.sh report the case as skipped.
+EXIT_SKIP=77
+
+# The case's name, for messages.
+case_name=$(basename "${BASH_SOURCE[1]:-$0}" .sh)
+
+log() {
+	echo "[$case_name] $*"
+}
+
+die() {
+	echo "[$case_name] FAIL: $*" >&2
+	exit 1
+}
+
+skip() {
+	echo "[$case_name] SKIP: $*" >&2
+	exit "$EXIT_SKIP"
+}
+
+# require_cmd CMD...: skip the case unless every CMD is installed.
+require_cmd() {
+	local c
+	for c in "$@"; do
+		command -v "$c" >/dev/null || skip "$c is not installed"
+	done
+}
+
+# wait_for SECONDS CMD [ARGS...]: poll CMD every 0.1 s until it succeeds;
+# fails if it has not within SECONDS.
+wait_for() {
+	local deadline=$((SECONDS + $1))
+	shift
+	until "$@"; do
+		[ "$SECONDS" -lt "$deadline" ] || return 1
+		sleep 0.1
+	done
+}
+
+# azbusectl ARGS...: the CLI under test.
+azbusectl() {
+	"$AZBUSE_CTL" "$@"
+}
+
+# device_ids: the ids of every azbuse device, one per line.
+device_ids() {
+	azbusectl list | awk 'NR > 1 { sub(/^azbuse/, "", $1); print $1 }'
+}
+
+# supervisor_pids: the supervisor pid of every azbuse device, one per line.
+supervisor_pids() {
+	azbusectl list --json | grep -o '"supervisor_pid": [0-9]*' | awk '$2 > 1 { print $2 }'
+}
+
+# add_mem_device ID|any SIZE [OPTIONS...]: add a mem-engine device, print
+# its block device path.
+add_mem_device() {
+	local id=$1 size=$2 dev
+	shift 2
+	dev=$(azbusectl add "$id" --engine=mem --size "$size" "$@") ||
+		die "azbusectl add $id --engine=mem --size $size $* failed"
+	[ -b "$dev" ] || die "azbusectl add printed '$dev', which is not a block device"
+	echo "$dev"
+}
+
+# remove_device ID: remove a device and check that its nodes are gone.
+remove_device() {
+	azbusectl remove "$1" || die "azbusectl remove $1 failed"
+	wait_for 10 test ! -e "/dev/azbuse$1" || die "/dev/azbuse$1 still exists after remove"
+	wait_for 10 test ! -e "/dev/azbusec$1" || die "/dev/azbusec$1 still exists after remove"
+}
+
+# cleanup_devices: unmount and remove every azbuse device, then kill any
+# supervisor left behind. Safe to call when there is nothing to clean.
+cleanup_devices() {
+	local pids mnt id pid
+	[ -e /dev/azbusectl ] || return 0
+	pids=$(supervisor_pids || true)
+	while read -r mnt; do
+		[ -n "$mnt" ] && { umount "$mnt" || umount -l "$mnt"; }
+	done < <(awk '$1 ~ /^\/dev\/azbuse[0-9]/ { print $2 }' /proc/mounts)
+	for id in $(device_ids || true); do
+		azbusectl remove "$id" >/dev/null || echo "cleanup: azbusectl remove $id failed" >&2
+	done
+	for pid in $pids; do
+		kill -0 "$pid" 2>/dev/null || continue
+		echo "cleanup: killing leftover supervisor $pid" >&2
+		# a supervisor leads its own process group, with its workers
+		if [ "$(ps -o pgid= -p "$pid" | tr -d ' ')" = "$pid" ]; then
+			kill -KILL -- "-$pid" 2>/dev/null || true
+		else
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	done
+}
+
+# write_random_files DIR COUNT TOTAL_MB: COUNT files of random sizes (at
+# least 64 KiB each) from /dev/urandom, totalling TOTAL_MB MiB.
+write_random_files() {
+	local dir=$1 count=$2 total_kb=$(($3 * 1024)) i kb left
+	left=$total_kb
+	for ((i = 1; i <= count; i++)); do
+		if [ "$i" -eq "$count" ]; then
+			kb=$left
+		else
+			# random size around the mean, keeping enough for the rest
+			kb=$((64 + RANDOM * 2 * (left / (count - i + 1)) / 32768))
+			[ $((left - kb)) -ge $(((count - i) * 64)) ] || kb=64
+		fi
+		head -c "$((kb * 1024))" /dev/urandom >"$dir/file-$i" ||
+			die "cannot write $dir/file-$i"
+		left=$((left - kb))
+	done
+}
+
+# sha256_record DIR OUT: checksums of every file under DIR, to OUT.
+sha256_record() {
+	(cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) >"$2"
+}
+
+# sha256_verify DIR SUMS: check the files under DIR against SUMS.
+sha256_verify() {
+	(cd "$1" && sha256sum --quiet --strict -c) <"$2"
+}
+
+# run_fio ARGS...: run fio with ARGS; fails (with its output) if fio exits
+# non-zero, any job reports err=N != 0, or a verify failure is logged.
+run_fio() {
+	local out rc=0
+	out=$(fio --output-format=normal "$@" 2>&1) || rc=$?
+	if [ "$rc" -ne 0 ] || grep -Eq 'err= *[1-9]|verify: bad|verify failed|fio: .*error' <<<"$out"; then
+		echo "$out" >&2
+		die "fio failed (exit $rc)"
+	fi
+	grep -E '^ *(read|write): IOPS|err=' <<<"$out" | sed "s/^ */[$case_name] fio: /"
+}
+
+# queue_requests ID: the requests counter of each queue of device ID, one per line.
+queue_requests() {
+	azbusectl info "$1" --json | grep -o '"requests": [0-9]*' | awk '{ print $2 }'
+}
+
+# queue_counter ID QUEUE NAME: one counter of one queue (from info --json).
+queue_counter() {
+	azbusectl info "$1" --json |
+		grep -o "{\"queue\": $2, [^}]*}" | grep -o "\"$3\": [0-9]*" | awk '{ print $2 }'
+}
