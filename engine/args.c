@@ -111,6 +111,10 @@ static int azb_parse_one(int argc, char **argv, int *i, struct azbuse_args *a)
 		o->size_bytes = bytes;
 		return 0;
 	}
+	if ((v = azb_arg_value(argc, argv, i, "--trace"))) {
+		o->trace_path = v;
+		return 0;
+	}
 	if ((v = azb_arg_value(argc, argv, i, "--pin"))) {
 		if (!strcmp(v, "node"))
 			o->pin = AZBUSE_PIN_NODE;

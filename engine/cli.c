@@ -21,6 +21,7 @@ static void azb_usage(const char *prog, const struct azbuse_engine_ops *ops)
 	       "  --read-only           refuse writes\n"
 	       "  --poll-us N           spin N us for new requests before sleeping\n"
 	       "  --pin node|cpus|none  where workers run (default node: the queue's NUMA node)\n"
+	       "  --trace FILE          append one line per request as the engine gets it\n"
 	       "  --io-timeout MS       request timeout check period\n"
 	       "  --recovery-timeout MS how long requests wait for a restarted worker\n"
 	       "  --foreground          stay attached (for systemd); default: daemonise\n"

@@ -45,6 +45,8 @@ struct azbuse_queue {
 	int (*commit)(struct azbuse_queue *q, unsigned long timeout_ms);
 	void (*kick)(struct azbuse_queue *q);
 
+	int trace_fd; /* -1, or where each request is described (--trace) */
+
 	uint64_t requests;
 	uint64_t commits;
 };
@@ -61,6 +63,12 @@ uint32_t azbuse_queue_drain_remote(struct azbuse_queue *q);
 int azbuse_queue_turn(struct azbuse_queue *q);
 int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32_t dev_id,
 		       uint16_t queue, const struct azbuse_device_opts *o);
+
+/* trace.c */
+const char *azbuse_op_name(uint8_t op);
+size_t azbuse_format_flags(uint64_t flags, char *buf, size_t len);
+int azbuse_trace_open(const char *path);
+void azbuse_trace_request(int fd, uint16_t queue, const struct azbuse_io *io);
 
 /* log.c */
 void azb_log_set_prefix(const char *prefix);

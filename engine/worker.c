@@ -113,6 +113,8 @@ static void azb_dispatch(struct azbuse_queue *q, const struct azbuse_sqe *sqe)
 		azbuse_complete(io, -EIO);
 		return;
 	}
+	if (q->trace_fd >= 0)
+		azbuse_trace_request(q->trace_fd, q->geo.queue, io);
 	handler = azb_op_handler(q->ops, io->op);
 	if (!handler) {
 		azbuse_complete(io, -EOPNOTSUPP);
@@ -231,6 +233,7 @@ int azbuse_queue_map(struct azbuse_queue *q, int fd, const struct azbuse_attach 
 		return -ENOMEM;
 	atomic_init(&q->remote_done, NULL);
 	atomic_init(&q->sleeping, 0);
+	q->trace_fd = -1;
 	q->commit = azb_ioctl_commit;
 	q->kick = azb_ioctl_kick;
 	return 0;
@@ -328,6 +331,14 @@ int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32
 		goto out_unmap;
 	q.ops = ops;
 	q.poll_us = o->poll_us;
+	if (o->trace_path) {
+		q.trace_fd = azbuse_trace_open(o->trace_path);
+		if (q.trace_fd < 0) {
+			ret = q.trace_fd;
+			azb_log("cannot open trace file %s: %s", o->trace_path, strerror(-ret));
+			goto out_queue;
+		}
+	}
 
 	memset(&params, 0, sizeof(params));
 	params.queue = queue;
@@ -349,6 +360,8 @@ int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32
 	if (ops->close_queue)
 		ops->close_queue(q.engine_queue);
 out_queue:
+	if (q.trace_fd >= 0)
+		close(q.trace_fd);
 	azbuse_queue_unmap(&q);
 out_unmap:
 	if (data != MAP_FAILED)

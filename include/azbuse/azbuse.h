@@ -53,6 +53,7 @@ struct azbuse_device_opts {
 	uint32_t poll_us; /* spin this long for new requests before sleeping */
 	bool read_only;
 	enum azbuse_pin pin;
+	const char *trace_path; /* NULL, or a file that gets one line per request */
 	const struct azbuse_option *options;
 	size_t nr_options;
 	int ready_fd; /* -1, or a pipe that gets "OK <id>\n" or "ERR <message>\n", then is closed */
