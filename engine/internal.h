@@ -32,6 +32,7 @@ struct azbuse_queue {
 	uint32_t sq_head;      /* private copy of what we consumed */
 	uint32_t cq_tail;      /* private copy of what we posted */
 	uint32_t cq_committed; /* cq_tail at the last COMMIT */
+	uint32_t outstanding;  /* dispatched to the engine, not yet completed */
 	struct azbuse_io *ios; /* one per tag */
 
 	const struct azbuse_engine_ops *ops;

@@ -21,6 +21,7 @@
 #define AZB_ATTACH_WAIT_MS 10000
 #define AZB_NODE_WAIT_MS 5000
 #define AZB_MAX_RESTARTS 100
+#define AZB_WORKER_EXIT_MS 5000
 
 struct azb_supervisor {
 	const struct azbuse_engine_ops *ops;
@@ -272,10 +273,28 @@ static void azb_stop_workers(struct azb_supervisor *s)
 }
 
 /* Wait for signals and dead workers until the device is gone. */
+static uint64_t azb_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Is our device gone (removed, or its id now names someone else's device)? */
+static bool azb_device_gone(struct azb_supervisor *s)
+{
+	struct azbuse_dev_info info;
+	int ret = azbuse_ctl_info(s->ctl, s->dev_id, &info);
+
+	return ret == -ENOENT || (!ret && info.owner_pid != getpid());
+}
+
+/* Wait for signals and dead workers until the device is gone. */
 static void azb_supervise(struct azb_supervisor *s, const sigset_t *signals)
 {
-	struct timespec tick = { .tv_sec = 1 };
-	struct azbuse_dev_info info;
+	struct timespec tick = { .tv_nsec = 200 * 1000000 };
+	uint64_t removed_at = 0;
 	siginfo_t si;
 	int sig;
 
@@ -287,7 +306,7 @@ static void azb_supervise(struct azb_supervisor *s, const sigset_t *signals)
 			s->stopping = true;
 		}
 		azb_reap_workers(s);
-		if (!s->removed && azbuse_ctl_info(s->ctl, s->dev_id, &info) == -ENOENT)
+		if (!s->removed && azb_device_gone(s))
 			s->removed = true;
 		if (s->stopping && !s->removed) {
 			int ret = azbuse_ctl_remove(s->ctl, s->dev_id);
@@ -296,8 +315,18 @@ static void azb_supervise(struct azb_supervisor *s, const sigset_t *signals)
 				azb_log("remove: %s", strerror(-ret));
 			s->removed = true;
 		}
-		if (s->removed && !azb_running_workers(s))
+		if (!s->removed)
+			continue;
+		if (!azb_running_workers(s))
 			return;
+		/* the device is gone; a worker that does not follow is stuck (or stopped) */
+		if (!removed_at)
+			removed_at = azb_now_ms();
+		else if (azb_now_ms() - removed_at > AZB_WORKER_EXIT_MS) {
+			azb_log("workers did not exit %u ms after removal: killing them",
+				AZB_WORKER_EXIT_MS);
+			azb_stop_workers(s);
+		}
 	}
 }
 

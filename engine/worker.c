@@ -19,6 +19,8 @@
 
 #include "internal.h"
 
+#define AZB_OUTSTANDING_WAIT_MS 30000
+
 static _Thread_local struct azbuse_queue *azb_current_queue;
 
 static void azb_post_cqe(struct azbuse_queue *q, const struct azbuse_io *io)
@@ -31,6 +33,7 @@ static void azb_post_cqe(struct azbuse_queue *q, const struct azbuse_io *io)
 	cqe->reserved = 0;
 	q->cq_tail++;
 	q->requests++;
+	q->outstanding--;
 }
 
 void azbuse_complete(struct azbuse_io *io, int result)
@@ -107,6 +110,7 @@ static void azb_dispatch(struct azbuse_queue *q, const struct azbuse_sqe *sqe)
 	io->queue = q;
 	io->buf = (char *)q->data_map + (size_t)sqe->tag * q->geo.slot_bytes;
 	io->engine_data[0] = io->engine_data[1] = NULL;
+	q->outstanding++;
 
 	if ((io->op == AZBUSE_OP_READ || io->op == AZBUSE_OP_WRITE) &&
 	    io->len > q->geo.slot_bytes) {
@@ -199,6 +203,21 @@ int azbuse_queue_turn(struct azbuse_queue *q)
 	if (ret == -EINTR)
 		return 0;
 	return ret;
+}
+
+/* Before the engine closes: let requests it still holds finish (bounded). */
+static void azb_wait_outstanding(struct azbuse_queue *q)
+{
+	struct timespec ms = { .tv_nsec = 1000000 };
+	unsigned waited;
+
+	for (waited = 0; q->outstanding && waited < AZB_OUTSTANDING_WAIT_MS; waited++) {
+		azbuse_queue_drain_remote(q);
+		if (q->outstanding)
+			nanosleep(&ms, NULL);
+	}
+	if (q->outstanding)
+		azb_log("%u request(s) still held by the engine at exit", q->outstanding);
 }
 
 static int azb_ioctl_commit(struct azbuse_queue *q, unsigned long timeout_ms)
@@ -357,6 +376,7 @@ int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32
 		ret = 0;
 	else
 		azb_log("stopping: %s", strerror(-ret));
+	azb_wait_outstanding(&q);
 	if (ops->close_queue)
 		ops->close_queue(q.engine_queue);
 out_queue:

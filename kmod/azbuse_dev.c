@@ -25,7 +25,8 @@
 #include "azbuse_int.h"
 
 #define AZBUSE_PART_MINORS 16
-#define AZBUSE_DRAIN_MS 5000
+/* removal fails what is left once the workers have made no progress for this long */
+#define AZBUSE_REMOVE_STALL_MS 5000
 #define AZBUSE_MAX_TIMEOUT_MS (3600U * 1000U)
 
 static DEFINE_MUTEX(azbuse_devs_lock); /* the registry */
@@ -36,13 +37,36 @@ static struct class azbuse_class = {
 	.name = "azbuse",
 };
 
+static void azbuse_remove_watchdog(struct work_struct *work);
+
 static blk_status_t azbuse_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk_mq_queue_data *bd)
 {
 	struct azbuse_ring *ring = hctx->driver_data;
+	struct azbuse_dev *dev = ring->dev;
 
-	if (unlikely(READ_ONCE(ring->dev->dead)))
+	if (unlikely(READ_ONCE(dev->dead)))
+		return BLK_STS_IOERR;
+	/* the block layer only warns about writes to a read-only disk */
+	if (unlikely((dev->info.features & AZBUSE_F_READ_ONLY) && op_is_write(req_op(bd->rq))))
 		return BLK_STS_IOERR;
 	return azbuse_ring_post(ring, bd->rq, bd->last);
+}
+
+/*
+ * A request outlived io_timeout. Ending it here while a worker holds it would
+ * let the tag (and its data slot) be reused under that worker, so it is only
+ * counted and reported: a worker that is gone is handled by the recovery
+ * window, a wedged one by whoever watches the counter (or by removal).
+ */
+static enum blk_eh_timer_return azbuse_timeout(struct request *rq)
+{
+	struct azbuse_ring *ring = rq->mq_hctx->driver_data;
+
+	atomic64_inc(&ring->timeouts);
+	pr_warn_ratelimited("azbuse%u: queue %u: request %d waited over %u ms (worker pid %d)\n",
+			    ring->dev->id, ring->index, rq->tag, ring->dev->info.io_timeout_ms,
+			    READ_ONCE(ring->worker_pid));
+	return BLK_EH_RESET_TIMER;
 }
 
 static void azbuse_commit_rqs(struct blk_mq_hw_ctx *hctx)
@@ -64,6 +88,7 @@ static const struct blk_mq_ops azbuse_mq_ops = {
 	.queue_rq = azbuse_queue_rq,
 	.commit_rqs = azbuse_commit_rqs,
 	.init_hctx = azbuse_init_hctx,
+	.timeout = azbuse_timeout,
 };
 
 static const struct block_device_operations azbuse_bdev_fops = {
@@ -91,7 +116,8 @@ static int azbuse_validate_info(struct azbuse_dev_info *info)
 
 	if (!info->nr_queues)
 		info->nr_queues = min_t(u32, num_possible_cpus(), AZBUSE_MAX_QUEUES);
-	if (info->nr_queues > AZBUSE_MAX_QUEUES)
+	/* blk-mq would silently cap hardware queues at the CPU count */
+	if (info->nr_queues > AZBUSE_MAX_QUEUES || info->nr_queues > nr_cpu_ids)
 		return -EINVAL;
 	if (!info->queue_depth)
 		info->queue_depth = AZBUSE_DEF_QUEUE_DEPTH;
@@ -174,67 +200,58 @@ static void azbuse_free_rings(struct azbuse_dev *dev)
 	}
 }
 
+/*
+ * The CPUs that blk-mq maps to each queue, as a byte bitmap (bit n%8 of byte
+ * n/8 = CPU n), computed once here: the tag set's map is freed at removal,
+ * while a worker may still ask for its queue's CPUs.
+ */
+static u8 *azbuse_queue_cpu_map(struct azbuse_dev *dev, u32 queue, u32 nbytes, int *node)
+{
+	const struct blk_mq_queue_map *map = &dev->tag_set.map[HCTX_TYPE_DEFAULT];
+	unsigned int cpu;
+	u8 *bits;
+
+	bits = kzalloc(nbytes, GFP_KERNEL);
+	if (!bits)
+		return NULL;
+	*node = NUMA_NO_NODE;
+	for_each_possible_cpu (cpu) {
+		if (map->mq_map[cpu] != queue)
+			continue;
+		bits[cpu / 8] |= 1U << (cpu % 8);
+		if (*node == NUMA_NO_NODE)
+			*node = cpu_to_node(cpu);
+	}
+	return bits;
+}
+
 static int azbuse_alloc_rings(struct azbuse_dev *dev)
 {
+	u32 nbytes = DIV_ROUND_UP(nr_cpu_ids, 8);
+	int node, ret;
 	u32 i;
-	int ret;
+	u8 *cpus;
 
 	dev->nr_tables = dev->nr_rings;
 	dev->tables = kcalloc(dev->nr_tables, sizeof(*dev->tables), GFP_KERNEL);
 	dev->rings = kcalloc(dev->nr_rings, sizeof(*dev->rings), GFP_KERNEL);
 	if (!dev->tables || !dev->rings)
 		return -ENOMEM;
-	for (i = 0; i < dev->nr_tables; i++) {
-		ret = azbuse_table_init(&dev->tables[i], dev->info.queue_depth,
-					dev->info.max_io_bytes, azbuse_queue_node(dev, i));
-		if (ret)
-			return ret;
-	}
 	for (i = 0; i < dev->nr_rings; i++) {
-		ret = azbuse_ring_init(&dev->rings[i], dev, i, &dev->tables[i],
-				       azbuse_queue_node(dev, i));
-		if (ret)
+		cpus = azbuse_queue_cpu_map(dev, i, nbytes, &node);
+		if (!cpus)
+			return -ENOMEM;
+		ret = azbuse_table_init(&dev->tables[i], dev->info.queue_depth,
+					dev->info.max_io_bytes, node);
+		if (!ret)
+			ret = azbuse_ring_init(&dev->rings[i], dev, i, &dev->tables[i], node, cpus,
+					       nbytes);
+		if (ret) {
+			kfree(cpus);
 			return ret;
+		}
 	}
 	return 0;
-}
-
-/* The NUMA node of the first CPU that blk-mq maps to this queue. */
-int azbuse_queue_node(struct azbuse_dev *dev, u32 queue)
-{
-	const struct blk_mq_queue_map *map = &dev->tag_set.map[HCTX_TYPE_DEFAULT];
-	unsigned int cpu;
-
-	for_each_possible_cpu (cpu)
-		if (map->mq_map[cpu] == queue)
-			return cpu_to_node(cpu);
-	return NUMA_NO_NODE;
-}
-
-/* Copy the bitmap of CPUs that submit to this queue to userspace. */
-int azbuse_queue_cpus(struct azbuse_dev *dev, u32 queue, u8 __user *ubuf, u32 ubytes, u32 *needed)
-{
-	const struct blk_mq_queue_map *map = &dev->tag_set.map[HCTX_TYPE_DEFAULT];
-	u32 nbytes = DIV_ROUND_UP(nr_cpu_ids, 8);
-	unsigned int cpu;
-	u8 *buf;
-	int ret = 0;
-
-	*needed = nbytes;
-	if (!ubuf || !ubytes)
-		return 0;
-	if (ubytes < nbytes)
-		return -ENOSPC;
-	buf = kzalloc(nbytes, GFP_KERNEL);
-	if (!buf)
-		return -ENOMEM;
-	for_each_possible_cpu (cpu)
-		if (map->mq_map[cpu] == queue)
-			buf[cpu / 8] |= 1U << (cpu % 8);
-	if (copy_to_user(ubuf, buf, nbytes))
-		ret = -EFAULT;
-	kfree(buf);
-	return ret;
 }
 
 /* The last reference is gone: no worker, no registry entry. */
@@ -359,7 +376,7 @@ int azbuse_dev_add(struct azbuse_dev_info *info, struct file *owner)
 	dev->owner_file = owner;
 	dev->state = AZBUSE_DEV_CREATED;
 	mutex_init(&dev->lock);
-	init_waitqueue_head(&dev->drain_wq);
+	INIT_DELAYED_WORK(&dev->remove_watchdog, azbuse_remove_watchdog);
 
 	dev->nr_rings = info->nr_queues;
 	ret = azbuse_init_tag_set(dev);
@@ -423,70 +440,109 @@ void azbuse_dev_put(struct azbuse_dev *dev)
 	put_device(&dev->cdev_dev);
 }
 
+static bool azbuse_all_attached(struct azbuse_dev *dev)
+{
+	u32 i;
+
+	for (i = 0; i < dev->nr_rings; i++)
+		if (READ_ONCE(dev->rings[i].state) != AZBUSE_QUEUE_ATTACHED)
+			return false;
+	return true;
+}
+
+/*
+ * Make the disk visible. Every queue must have a worker: add_disk reads the
+ * partition table through them. dev->lock is held across add_disk; a removal
+ * meanwhile arms its stall watchdog before waiting for the lock, so a worker
+ * that wedges during the scan cannot block removal for ever.
+ */
 int azbuse_dev_start(u32 id)
 {
 	struct azbuse_dev *dev = azbuse_dev_get(id);
 	int ret = 0;
-	u32 i;
 
 	if (!dev)
 		return -ENOENT;
 	mutex_lock(&dev->lock);
-	if (READ_ONCE(dev->dead)) {
+	if (READ_ONCE(dev->removing))
 		ret = -ENODEV;
-	} else if (dev->state != AZBUSE_DEV_CREATED) {
+	else if (dev->state != AZBUSE_DEV_CREATED)
 		ret = -EALREADY;
-	} else {
+	else if (!azbuse_all_attached(dev))
+		ret = -EBUSY;
+	else
 		ret = add_disk(dev->disk);
-		if (!ret) {
-			dev->state = AZBUSE_DEV_LIVE;
-			for (i = 0; i < dev->nr_rings; i++)
-				azbuse_ring_arm_recovery(&dev->rings[i]);
-		}
-	}
+	if (!ret)
+		WRITE_ONCE(dev->state, AZBUSE_DEV_LIVE);
 	mutex_unlock(&dev->lock);
 	azbuse_dev_put(dev);
 	return ret;
 }
 
-static bool azbuse_drained(struct azbuse_dev *dev)
+static u64 azbuse_progress(struct azbuse_dev *dev)
+{
+	u64 done = 0;
+	u32 i;
+
+	for (i = 0; i < dev->nr_rings; i++)
+		done += READ_ONCE(dev->rings[i].requests) + atomic64_read(&dev->rings[i].failed);
+	return done;
+}
+
+/* No more I/O: tell the workers, fail everything still in flight. */
+static void azbuse_dev_kill(struct azbuse_dev *dev)
 {
 	u32 i;
 
-	for (i = 0; i < dev->nr_rings; i++) {
-		struct azbuse_ring *ring = &dev->rings[i];
+	WRITE_ONCE(dev->dead, true);
+	for (i = 0; i < dev->nr_rings; i++)
+		azbuse_ring_mark_dead(&dev->rings[i]);
+	for (i = 0; i < dev->nr_rings; i++)
+		azbuse_ring_abort(&dev->rings[i], BLK_STS_IOERR);
+}
 
-		if (atomic_read(&ring->inflight) && READ_ONCE(ring->worker))
-			return false;
+/* During removal: if the workers stopped making progress, give up on them. */
+static void azbuse_remove_watchdog(struct work_struct *work)
+{
+	struct azbuse_dev *dev =
+		container_of(to_delayed_work(work), struct azbuse_dev, remove_watchdog);
+	u64 now = azbuse_progress(dev);
+
+	if (now != dev->remove_progress) {
+		dev->remove_progress = now;
+		schedule_delayed_work(&dev->remove_watchdog,
+				      msecs_to_jiffies(AZBUSE_REMOVE_STALL_MS));
+		return;
 	}
-	return true;
+	pr_warn("azbuse%u: workers made no progress for %u ms during removal: failing their I/O\n",
+		dev->id, AZBUSE_REMOVE_STALL_MS);
+	azbuse_dev_kill(dev);
 }
 
 /*
- * Tear a device down. The caller has set dev->dead and holds a reference.
- * Order: tell workers and stop recovery timers; let live workers finish
- * what they hold (bounded); fail the rest; remove the disk (which waits for
- * every request to end); free tags; remove the char device.
+ * Tear a device down; the caller has set dev->removing and holds a reference.
+ * A live disk is deleted first, while the workers still serve: del_gendisk
+ * writes back what filesystems hold and waits for every request, so nothing
+ * acknowledged is lost on a clean removal. The watchdog fails the requests of
+ * workers that stall. Then the workers are told, the rest is failed, the tag
+ * set freed and the char device removed.
  */
 static void azbuse_dev_teardown(struct azbuse_dev *dev)
 {
 	bool was_live;
-	u32 i;
+
+	dev->remove_progress = azbuse_progress(dev);
+	schedule_delayed_work(&dev->remove_watchdog, msecs_to_jiffies(AZBUSE_REMOVE_STALL_MS));
 
 	mutex_lock(&dev->lock);
 	was_live = dev->state == AZBUSE_DEV_LIVE;
-	dev->state = AZBUSE_DEV_DYING;
-	dev->info.state = AZBUSE_DEV_DYING;
+	WRITE_ONCE(dev->state, AZBUSE_DEV_DYING);
 	mutex_unlock(&dev->lock);
-
-	for (i = 0; i < dev->nr_rings; i++)
-		azbuse_ring_mark_dead(&dev->rings[i]);
-	wait_event_timeout(dev->drain_wq, azbuse_drained(dev), msecs_to_jiffies(AZBUSE_DRAIN_MS));
-	for (i = 0; i < dev->nr_rings; i++)
-		azbuse_ring_abort(&dev->rings[i], BLK_STS_IOERR);
 
 	if (was_live)
 		del_gendisk(dev->disk);
+	cancel_delayed_work_sync(&dev->remove_watchdog);
+	azbuse_dev_kill(dev);
 	azbuse_free_disk_and_tags(dev);
 	cdev_device_del(&dev->cdev, &dev->cdev_dev);
 }
@@ -500,14 +556,23 @@ static struct azbuse_dev *azbuse_dev_claim_for_removal(u32 id, int *err)
 	dev = idr_find(&azbuse_devs, id);
 	if (!dev)
 		*err = -ENOENT;
-	else if (READ_ONCE(dev->dead))
+	else if (READ_ONCE(dev->removing))
 		*err = -EBUSY;
 	else
-		WRITE_ONCE(dev->dead, true);
+		WRITE_ONCE(dev->removing, true);
 	if (dev && !*err)
 		get_device(&dev->cdev_dev);
 	mutex_unlock(&azbuse_devs_lock);
 	return *err ? NULL : dev;
+}
+
+/* Remove a device claimed with dev->removing set and a reference held. */
+static void azbuse_dev_remove_claimed(struct azbuse_dev *dev)
+{
+	azbuse_dev_teardown(dev);
+	azbuse_release_id(dev->id);
+	put_device(&dev->cdev_dev); /* the claim's */
+	put_device(&dev->cdev_dev); /* the registry's */
 }
 
 int azbuse_dev_remove(u32 id)
@@ -518,10 +583,7 @@ int azbuse_dev_remove(u32 id)
 	dev = azbuse_dev_claim_for_removal(id, &err);
 	if (!dev)
 		return err;
-	azbuse_dev_teardown(dev);
-	azbuse_release_id(id);
-	put_device(&dev->cdev_dev); /* the claim's */
-	put_device(&dev->cdev_dev); /* the registry's */
+	azbuse_dev_remove_claimed(dev);
 	return 0;
 }
 
@@ -531,10 +593,9 @@ int azbuse_dev_get_info(struct azbuse_dev_info *info)
 
 	if (!dev)
 		return -ENOENT;
-	mutex_lock(&dev->lock);
+	/* no dev->lock: INFO must answer while START sits in add_disk */
 	*info = dev->info;
-	info->state = dev->state;
-	mutex_unlock(&dev->lock);
+	info->state = READ_ONCE(dev->state);
 	azbuse_dev_put(dev);
 	return 0;
 }
@@ -583,28 +644,35 @@ int azbuse_dev_list(struct azbuse_dev_list *list)
 }
 
 /* The control file that added devices is closed: remove those never started. */
+/*
+ * The control file that added devices is closed: remove those it never
+ * started. Each is claimed under the registry lock, so the device removed is
+ * the one that was found, whatever happens to its id meanwhile.
+ */
 void azbuse_dev_owner_gone(struct file *owner)
 {
-	struct azbuse_dev *dev;
-	u32 ids[16];
-	int id, n;
+	struct azbuse_dev *dev, *found;
+	int id;
 
-	do {
-		n = 0;
+	for (;;) {
+		found = NULL;
 		mutex_lock(&azbuse_devs_lock);
 		idr_for_each_entry (&azbuse_devs, dev, id) {
 			if (dev->owner_file != owner)
 				continue;
-			if (READ_ONCE(dev->state) == AZBUSE_DEV_CREATED && !READ_ONCE(dev->dead) &&
-			    n < ARRAY_SIZE(ids))
-				ids[n++] = id;
-			else
-				dev->owner_file = NULL;
+			dev->owner_file = NULL;
+			if (READ_ONCE(dev->state) == AZBUSE_DEV_CREATED && !dev->removing) {
+				WRITE_ONCE(dev->removing, true);
+				get_device(&dev->cdev_dev);
+				found = dev;
+				break;
+			}
 		}
 		mutex_unlock(&azbuse_devs_lock);
-		for (id = 0; id < n; id++)
-			azbuse_dev_remove(ids[id]);
-	} while (n == ARRAY_SIZE(ids));
+		if (!found)
+			return;
+		azbuse_dev_remove_claimed(found);
+	}
 }
 
 void azbuse_dev_remove_all(void)

@@ -55,6 +55,8 @@ struct azbuse_ring {
 	struct azbuse_dev *dev;
 	u16 index;
 	int node;
+	u8 *cpus; /* CPUs mapped to this queue: bit n%8 of byte n/8 */
+	u32 cpus_bytes;
 
 	/* shared with the worker (vmalloc'ed, mmaped) */
 	void *region;
@@ -92,6 +94,7 @@ struct azbuse_ring {
 	u64 requeued;
 	atomic64_t failed;
 
+	atomic64_t timeouts;
 	atomic_t inflight;
 	atomic_t kicked;
 	wait_queue_head_t wq;
@@ -106,8 +109,9 @@ struct azbuse_dev {
 	struct cdev cdev;
 
 	struct mutex lock; /* state, disk */
-	int state;	   /* AZBUSE_DEV_* */
-	bool dead;	   /* set once removal starts; read locklessly */
+	int state;	   /* AZBUSE_DEV_*; written under lock, read locklessly */
+	bool removing;	   /* a removal has claimed the device */
+	bool dead;	   /* no more I/O: queue_rq fails, workers are told */
 	struct file *owner_file;
 
 	struct blk_mq_tag_set tag_set;
@@ -119,7 +123,8 @@ struct azbuse_dev {
 	struct azbuse_slot_table *tables;
 	u32 nr_tables;
 
-	wait_queue_head_t drain_wq;
+	struct delayed_work remove_watchdog;
+	u64 remove_progress;
 };
 
 /* azbuse_dev.c */
@@ -133,14 +138,12 @@ void azbuse_dev_owner_gone(struct file *owner);
 void azbuse_dev_remove_all(void);
 struct azbuse_dev *azbuse_dev_get(u32 id);
 void azbuse_dev_put(struct azbuse_dev *dev);
-int azbuse_queue_node(struct azbuse_dev *dev, u32 queue);
-int azbuse_queue_cpus(struct azbuse_dev *dev, u32 queue, u8 __user *ubuf, u32 ubytes, u32 *needed);
 int azbuse_dev_init(void);
 void azbuse_dev_exit(void);
 
 /* azbuse_ring.c */
 int azbuse_ring_init(struct azbuse_ring *ring, struct azbuse_dev *dev, u16 index,
-		     struct azbuse_slot_table *table, int node);
+		     struct azbuse_slot_table *table, int node, u8 *cpus, u32 cpus_bytes);
 void azbuse_ring_free(struct azbuse_ring *ring);
 int azbuse_table_init(struct azbuse_slot_table *table, u32 nr, u32 slot_bytes, int node);
 void azbuse_table_free(struct azbuse_slot_table *table);
@@ -148,7 +151,6 @@ blk_status_t azbuse_ring_post(struct azbuse_ring *ring, struct request *rq, bool
 void azbuse_ring_wake(struct azbuse_ring *ring);
 void azbuse_ring_mark_dead(struct azbuse_ring *ring);
 void azbuse_ring_abort(struct azbuse_ring *ring, blk_status_t status);
-void azbuse_ring_arm_recovery(struct azbuse_ring *ring);
 void azbuse_ring_fill_info(struct azbuse_ring *ring, struct azbuse_queue_info *qi);
 extern const struct file_operations azbuse_cdev_fops;
 

@@ -38,7 +38,7 @@ int azbuse_table_init(struct azbuse_slot_table *table, u32 nr, u32 slot_bytes, i
 	table->nr = nr;
 	table->slot_bytes = slot_bytes;
 	table->data_bytes = (u64)nr * slot_bytes;
-	table->slots = kvcalloc_node(nr, sizeof(*table->slots), GFP_KERNEL, node);
+	table->slots = kvzalloc_node(array_size(nr, sizeof(*table->slots)), GFP_KERNEL, node);
 	if (!table->slots)
 		return -ENOMEM;
 	table->data = vzalloc_node(table->data_bytes, node);
@@ -59,7 +59,7 @@ void azbuse_table_free(struct azbuse_slot_table *table)
 }
 
 int azbuse_ring_init(struct azbuse_ring *ring, struct azbuse_dev *dev, u16 index,
-		     struct azbuse_slot_table *table, int node)
+		     struct azbuse_slot_table *table, int node, u8 *cpus, u32 cpus_bytes)
 {
 	u32 entries = roundup_pow_of_two(table->nr);
 
@@ -75,6 +75,8 @@ int azbuse_ring_init(struct azbuse_ring *ring, struct azbuse_dev *dev, u16 index
 	ring->region = vzalloc_node(ring->region_bytes, ring->node);
 	if (!ring->region)
 		return -ENOMEM;
+	ring->cpus = cpus; /* ours from here on */
+	ring->cpus_bytes = cpus_bytes;
 	ring->hdr = ring->region;
 	ring->sq = ring->region + ring->sq_offset;
 	ring->cq = ring->region + ring->cq_offset;
@@ -98,6 +100,8 @@ void azbuse_ring_free(struct azbuse_ring *ring)
 	cancel_delayed_work_sync(&ring->recovery_work);
 	vfree(ring->region);
 	ring->region = NULL;
+	kfree(ring->cpus);
+	ring->cpus = NULL;
 	mutex_destroy(&ring->commit_mutex);
 	mutex_destroy(&ring->state_mutex);
 }
@@ -263,8 +267,7 @@ static void azbuse_slot_end(struct azbuse_ring *ring, struct azbuse_slot *slot, 
 
 	slot->rq = NULL;
 	atomic64_set_release(&slot->word, AZBUSE_SLOT_WORD(seq, ring->index, AZBUSE_SLOT_FREE));
-	if (atomic_dec_and_test(&ring->inflight) && READ_ONCE(ring->dev->dead))
-		wake_up_all(&ring->dev->drain_wq);
+	atomic_dec(&ring->inflight);
 	blk_mq_end_request(rq, status);
 }
 
@@ -297,7 +300,7 @@ void azbuse_ring_abort(struct azbuse_ring *ring, blk_status_t status)
 	}
 }
 
-/* Removal has begun (dev->dead is set): tell the worker, stop the timer. */
+/* The device is dead (dev->dead is set): tell the worker, stop the timer. */
 void azbuse_ring_mark_dead(struct azbuse_ring *ring)
 {
 	mutex_lock(&ring->state_mutex);
@@ -327,16 +330,6 @@ static void azbuse_recovery_work(struct work_struct *work)
 	mutex_unlock(&ring->state_mutex);
 }
 
-/* Start the recovery window of a ring that has no worker. */
-void azbuse_ring_arm_recovery(struct azbuse_ring *ring)
-{
-	mutex_lock(&ring->state_mutex);
-	if (!ring->worker && !READ_ONCE(ring->dev->dead))
-		schedule_delayed_work(&ring->recovery_work,
-				      msecs_to_jiffies(ring->dev->info.recovery_timeout_ms));
-	mutex_unlock(&ring->state_mutex);
-}
-
 void azbuse_ring_fill_info(struct azbuse_ring *ring, struct azbuse_queue_info *qi)
 {
 	qi->state = READ_ONCE(ring->state);
@@ -350,6 +343,7 @@ void azbuse_ring_fill_info(struct azbuse_ring *ring, struct azbuse_queue_info *q
 	qi->rejected = READ_ONCE(ring->rejected);
 	qi->requeued = READ_ONCE(ring->requeued);
 	qi->failed = atomic64_read(&ring->failed);
+	qi->timeouts = atomic64_read(&ring->timeouts);
 }
 
 /*
@@ -362,6 +356,8 @@ static void azbuse_ring_reset_and_repost(struct azbuse_ring *ring)
 	struct azbuse_slot_table *table = ring->table;
 	u32 i;
 
+	/* no COMMIT may run on the old indices while they are reset */
+	mutex_lock(&ring->commit_mutex);
 	spin_lock(&ring->lock);
 	ring->sq_tail = 0;
 	ring->cq_head = 0;
@@ -386,6 +382,7 @@ static void azbuse_ring_reset_and_repost(struct azbuse_ring *ring)
 	}
 	ring->state = AZBUSE_QUEUE_ATTACHED;
 	spin_unlock(&ring->lock);
+	mutex_unlock(&ring->commit_mutex);
 }
 
 static int azbuse_cdev_open(struct inode *inode, struct file *file)
@@ -421,8 +418,7 @@ static void azbuse_detach(struct azbuse_cfile *cf)
 		schedule_delayed_work(&ring->recovery_work,
 				      msecs_to_jiffies(dev->info.recovery_timeout_ms));
 	mutex_unlock(&ring->state_mutex);
-	cf->ring = NULL;
-	wake_up_all(&dev->drain_wq);
+	WRITE_ONCE(cf->ring, NULL);
 }
 
 static int azbuse_cdev_release(struct inode *inode, struct file *file)
@@ -443,6 +439,7 @@ static long azbuse_attach(struct azbuse_cfile *cf, struct azbuse_attach __user *
 	struct azbuse_dev *dev = cf->dev;
 	struct azbuse_attach a;
 	struct azbuse_ring *ring;
+	bool attached = false;
 	u64 cpus_ptr;
 	u32 cpus_bytes;
 	int ret = 0;
@@ -455,9 +452,12 @@ static long azbuse_attach(struct azbuse_cfile *cf, struct azbuse_attach __user *
 	cpus_bytes = a.cpus_bytes;
 	if (a.queue >= dev->nr_rings)
 		return -EINVAL;
-	if (cf->ring)
-		return -EBUSY;
+	if (cpus_ptr && cpus_bytes < dev->rings[a.queue].cpus_bytes)
+		return -ENOSPC;
 	ring = &dev->rings[a.queue];
+	/* one queue per file, claimed atomically against a racing ATTACH */
+	if (cmpxchg(&cf->ring, NULL, ring))
+		return -EBUSY;
 
 	mutex_lock(&ring->state_mutex);
 	if (READ_ONCE(dev->dead)) {
@@ -472,7 +472,7 @@ static long azbuse_attach(struct azbuse_cfile *cf, struct azbuse_attach __user *
 	azbuse_ring_reset_and_repost(ring);
 	ring->worker = cf;
 	WRITE_ONCE(ring->worker_pid, task_tgid_vnr(current));
-	cf->ring = ring;
+	attached = true;
 
 	memset(&a, 0, sizeof(a));
 	a.queue = ring->index;
@@ -489,19 +489,55 @@ static long azbuse_attach(struct azbuse_cfile *cf, struct azbuse_attach __user *
 	a.size_bytes = dev->info.size_bytes;
 	a.features = dev->info.features;
 	a.numa_node = ring->node;
+	a.cpus_bytes = ring->cpus_bytes;
 out_unlock:
 	mutex_unlock(&ring->state_mutex);
-	if (!ret)
-		ret = azbuse_queue_cpus(dev, ring->index, u64_to_user_ptr(cpus_ptr), cpus_bytes,
-					&a.cpus_bytes);
+	if (!ret && cpus_ptr &&
+	    copy_to_user(u64_to_user_ptr(cpus_ptr), ring->cpus, ring->cpus_bytes))
+		ret = -EFAULT;
 	if (!ret && copy_to_user(uarg, &a, sizeof(a)))
 		ret = -EFAULT;
-	if (ret && cf->ring)
+	if (ret && attached)
 		azbuse_detach(cf);
+	else if (ret)
+		WRITE_ONCE(cf->ring, NULL);
 	/* this ring may have been waiting for a worker to post its requests to */
 	if (!ret)
 		azbuse_ring_wake(ring);
 	return ret;
+}
+
+/*
+ * A worker's -errno as a block status. Only statuses that mean "this request
+ * failed" are passed on; upper layers treat others (AGAIN, RESOURCE, ...) as
+ * instructions, so anything unexpected becomes an I/O error.
+ */
+static blk_status_t azbuse_result_status(struct request *rq, s32 result)
+{
+	switch (result) {
+	case -ENOSPC:
+		return BLK_STS_NOSPC;
+	case -EOPNOTSUPP:
+		return BLK_STS_NOTSUPP;
+	case -ETIMEDOUT:
+		return BLK_STS_TIMEOUT;
+	case -ENODATA:
+	case -EILSEQ:
+	case -EBADMSG:
+		return BLK_STS_MEDIUM;
+	case -EAGAIN:
+		return (rq->cmd_flags & REQ_NOWAIT) ? BLK_STS_AGAIN : BLK_STS_IOERR;
+	default:
+		return BLK_STS_IOERR;
+	}
+}
+
+/* The ring this file serves, once its ATTACH has completed. */
+static struct azbuse_ring *azbuse_attached_ring(struct azbuse_cfile *cf)
+{
+	struct azbuse_ring *ring = READ_ONCE(cf->ring);
+
+	return ring && READ_ONCE(ring->worker) == cf ? ring : NULL;
 }
 
 /* Complete one request the worker says is done; false if the completion is invalid. */
@@ -519,8 +555,7 @@ static bool azbuse_complete_one(struct azbuse_ring *ring, u32 tag, u32 seq, s32 
 		return false;
 	rq = slot->rq;
 	if (result) {
-		status = (result < 0 && result >= -MAX_ERRNO) ? errno_to_blk_status(result)
-							      : BLK_STS_IOERR;
+		status = azbuse_result_status(rq, result);
 	} else if (req_op(rq) == REQ_OP_READ) {
 		azbuse_copy_to_rq(rq, azbuse_slot_data(table, tag));
 	}
@@ -567,7 +602,7 @@ static bool azbuse_should_wake(struct azbuse_ring *ring)
 
 static long azbuse_commit(struct azbuse_cfile *cf, unsigned long timeout_ms)
 {
-	struct azbuse_ring *ring = cf->ring;
+	struct azbuse_ring *ring = azbuse_attached_ring(cf);
 	long left;
 	int ret;
 
@@ -598,15 +633,17 @@ static long azbuse_commit(struct azbuse_cfile *cf, unsigned long timeout_ms)
 static long azbuse_cdev_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct azbuse_cfile *cf = file->private_data;
+	struct azbuse_ring *ring;
 
 	switch (cmd) {
 	case AZBUSE_IOC_COMMIT:
 		return azbuse_commit(cf, arg);
 	case AZBUSE_IOC_KICK:
-		if (!cf->ring)
+		ring = azbuse_attached_ring(cf);
+		if (!ring)
 			return -ENXIO;
-		atomic_set(&cf->ring->kicked, 1);
-		wake_up(&cf->ring->wq);
+		atomic_set(&ring->kicked, 1);
+		wake_up(&ring->wq);
 		return 0;
 	case AZBUSE_IOC_ATTACH:
 		return azbuse_attach(cf, (struct azbuse_attach __user *)arg);
@@ -626,6 +663,7 @@ static int azbuse_map_vmalloc(struct vm_area_struct *vma, void *base, size_t len
 		ret = vm_insert_page(vma, addr, vmalloc_to_page(base + off));
 		if (ret)
 			return ret;
+		cond_resched();
 	}
 	return 0;
 }
@@ -633,7 +671,7 @@ static int azbuse_map_vmalloc(struct vm_area_struct *vma, void *base, size_t len
 static int azbuse_cdev_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	struct azbuse_cfile *cf = file->private_data;
-	struct azbuse_ring *ring = cf->ring;
+	struct azbuse_ring *ring = azbuse_attached_ring(cf);
 	u64 off = (u64)vma->vm_pgoff << PAGE_SHIFT;
 	size_t len = vma->vm_end - vma->vm_start;
 	void *base;

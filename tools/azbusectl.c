@@ -329,14 +329,15 @@ static void print_info_json(uint32_t id, const struct azbuse_dev_info *info,
 		printf("%s{\"queue\": %d, \"worker_pid\": %d, \"state\": \"%s\", \"inflight\": %u, "
 		       "\"requests\": %llu, \"bytes\": %llu, \"syscalls\": %llu, "
 		       "\"requests_per_syscall\": %.2f, \"waits\": %llu, \"wakeups\": %llu, "
-		       "\"rejected\": %llu, \"requeued\": %llu, \"failed\": %llu}",
+		       "\"rejected\": %llu, \"requeued\": %llu, \"failed\": %llu, \"timeouts\": "
+		       "%llu}",
 		       q ? ", " : "", q, qi->worker_pid,
 		       qi->state < 4 ? queue_state_names[qi->state] : "?", qi->inflight,
 		       (unsigned long long)qi->requests, (unsigned long long)qi->bytes,
 		       (unsigned long long)qi->commits, per_syscall(qi),
 		       (unsigned long long)qi->waits, (unsigned long long)qi->wakeups,
 		       (unsigned long long)qi->rejected, (unsigned long long)qi->requeued,
-		       (unsigned long long)qi->failed);
+		       (unsigned long long)qi->failed, (unsigned long long)qi->timeouts);
 	}
 	printf("]}\n");
 }

@@ -163,7 +163,8 @@ struct azbuse_queue_info {
 	__u64 rejected; /* completions rejected as invalid */
 	__u64 requeued; /* requests re-posted after a worker died */
 	__u64 failed;	/* requests failed by the module (no worker, removal) */
-	__u64 reserved[4];
+	__u64 timeouts; /* times a request outlived io_timeout_ms */
+	__u64 reserved[3];
 };
 
 /* VERSION. */

@@ -308,11 +308,13 @@ static void test_queue_info(int ctl)
 	expect(queue_info(ctl, test_id, 0xffff, &qi), EINVAL, "QUEUE_INFO queue 65535");
 	memset(&qi, 0, sizeof(qi));
 	qi.dev_id = test_id;
-	qi.reserved[3] = 1;
+	qi.reserved[2] = 1;
 	expect(ioctl_ptr(ctl, AZBUSE_CTL_QUEUE_INFO, &qi), EINVAL, "QUEUE_INFO with reserved != 0");
 	expect(queue_info(ctl, test_id, 0, &qi), 0, "QUEUE_INFO queue 0");
 	check(qi.state == AZBUSE_QUEUE_NO_WORKER && qi.worker_pid == 0,
 	      "queue 0 has no worker before ATTACH (state %u, pid %d)", qi.state, qi.worker_pid);
+	expect(dev_cmd(ctl, AZBUSE_CTL_START, test_id), EBUSY,
+	       "START before every queue has a worker");
 }
 
 static void test_list(int ctl)
