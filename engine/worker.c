@@ -146,10 +146,18 @@ uint32_t azbuse_queue_consume(struct azbuse_queue *q)
 	return n;
 }
 
-static bool azb_work_pending(struct azbuse_queue *q)
+/* Work this thread can do without a syscall: fetched submissions, handed-over completions. */
+static bool azb_local_work(struct azbuse_queue *q)
 {
 	return azb_load_acquire(&q->hdr->sq_tail) != q->sq_head ||
 	       atomic_load_explicit(&q->remote_done, memory_order_relaxed);
+}
+
+/* Requests the kernel holds for our next COMMIT to fetch. */
+static bool azb_kernel_work(struct azbuse_queue *q)
+{
+	/* both written by the kernel: posted by queue_rq, fetched by COMMIT */
+	return azb_load_relaxed(&q->hdr->posted) != azb_load_relaxed(&q->hdr->fetched);
 }
 
 static uint64_t azb_now_us(void)
@@ -161,19 +169,15 @@ static uint64_t azb_now_us(void)
 }
 
 /* Adaptive polling: spin a little for new work before paying for a sleep. */
-static bool azb_poll_for_work(struct azbuse_queue *q)
+static void azb_poll_for_work(struct azbuse_queue *q)
 {
-	uint64_t until;
+	uint64_t until = azb_now_us() + q->poll_us;
 
-	if (!q->poll_us)
-		return false;
-	until = azb_now_us() + q->poll_us;
 	do {
-		if (azb_work_pending(q))
-			return true;
+		if (azb_local_work(q) || azb_kernel_work(q))
+			return;
 		__builtin_ia32_pause();
 	} while (azb_now_us() < until);
-	return false;
 }
 
 int azbuse_queue_turn(struct azbuse_queue *q)
@@ -185,14 +189,25 @@ int azbuse_queue_turn(struct azbuse_queue *q)
 	azbuse_queue_consume(q);
 	azbuse_queue_drain_remote(q);
 
-	/* nothing to commit and more work already here: go on without a syscall */
-	if (q->cq_tail == q->cq_committed && (azb_work_pending(q) || azb_poll_for_work(q)))
-		return 0;
+	if (q->cq_tail == q->cq_committed) {
+		/* nothing to commit and more work already here: go on without a syscall */
+		if (azb_local_work(q))
+			return 0;
+		if (q->poll_us && !azb_kernel_work(q)) {
+			azb_poll_for_work(q);
+			if (azb_local_work(q))
+				return 0;
+		}
+	}
 
 	/* pairs with the kernel's load-acquire of cq_tail in azbuse_reap() */
 	azb_store_release(&q->hdr->cq_tail, q->cq_tail);
 	atomic_store(&q->sleeping, 1);
-	/* a completion handed over after the drain above must not wait for the next request */
+	/*
+	 * One syscall completes the batch and fetches new requests; it sleeps
+	 * only if there are none. A completion handed over after the drain
+	 * above must not wait for the next request.
+	 */
 	timeout = atomic_load(&q->remote_done) ? 0 : AZBUSE_WAIT_FOREVER;
 	ret = q->commit(q, timeout);
 	atomic_store(&q->sleeping, 0);

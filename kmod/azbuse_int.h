@@ -10,6 +10,7 @@
 #include <linux/blk-mq.h>
 #include <linux/cdev.h>
 #include <linux/device.h>
+#include <linux/llist.h>
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
 #include <linux/wait.h>
@@ -25,8 +26,9 @@
  */
 enum azbuse_slot_state {
 	AZBUSE_SLOT_FREE = 0,	    /* no request, or being ended */
-	AZBUSE_SLOT_INFLIGHT = 1,   /* posted to a ring, owned by its worker */
+	AZBUSE_SLOT_INFLIGHT = 1,   /* in the submission ring, owned by its worker */
 	AZBUSE_SLOT_COMPLETING = 2, /* claimed by whoever ends the request */
+	AZBUSE_SLOT_PENDING = 3,    /* on the ring's pending list, not yet fetched */
 };
 
 #define AZBUSE_SLOT_WORD(seq, ring, state) (((u64)(seq) << 32) | ((u64)(ring) << 8) | (u64)(state))
@@ -36,7 +38,8 @@ enum azbuse_slot_state {
 
 struct azbuse_slot {
 	atomic64_t word;
-	struct request *rq; /* valid while INFLIGHT or COMPLETING */
+	struct request *rq;	/* valid while PENDING, INFLIGHT or COMPLETING */
+	struct llist_node node; /* on the ring's pending list while PENDING */
 };
 
 /* Tags and their data: one table per ring, or one per device when tags are shared. */
@@ -71,13 +74,14 @@ struct azbuse_ring {
 
 	struct azbuse_slot_table *table;
 
-	/* submission side: queue_rq and re-posting, under lock */
-	spinlock_t lock;
-	u32 sq_tail;
+	/* queue_rq's side: requests wait here for the worker's next COMMIT */
+	spinlock_t lock; /* orders posting against marking the ring failed or dead */
+	struct llist_head pending;
 	u64 wakeups;
 
-	/* completion side: the attached worker's COMMIT, under commit_mutex */
+	/* the worker's COMMIT (and reset, abort), under commit_mutex */
 	struct mutex commit_mutex;
+	u32 sq_tail;
 	u32 cq_head;
 	u64 requests;
 	u64 bytes;

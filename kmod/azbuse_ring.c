@@ -14,6 +14,7 @@
 #define pr_fmt(fmt) "azbuse: " fmt
 
 #include <linux/fs.h>
+#include <linux/llist.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/sched.h>
@@ -90,6 +91,7 @@ int azbuse_ring_init(struct azbuse_ring *ring, struct azbuse_dev *dev, u16 index
 	atomic_set(&ring->kicked, 0);
 	atomic64_set(&ring->failed, 0);
 	init_waitqueue_head(&ring->wq);
+	init_llist_head(&ring->pending);
 	return 0;
 }
 
@@ -195,7 +197,10 @@ static bool azbuse_rq_has_data(struct request *rq)
 	return req_op(rq) == REQ_OP_READ || req_op(rq) == REQ_OP_WRITE;
 }
 
-/* Fill the next submission entry; the caller holds ring->lock. */
+/*
+ * Fill the next submission entry; the caller holds commit_mutex, which makes
+ * it the ring's only producer. The caller publishes sq_tail.
+ */
 static void azbuse_ring_push(struct azbuse_ring *ring, struct request *rq, u32 seq, u64 extra_flags)
 {
 	struct azbuse_sqe *sqe = &ring->sq[ring->sq_tail & (ring->sq_entries - 1)];
@@ -209,20 +214,29 @@ static void azbuse_ring_push(struct azbuse_ring *ring, struct request *rq, u32 s
 	WRITE_ONCE(sqe->reserved0, 0);
 	WRITE_ONCE(sqe->ioprio, req_get_ioprio(rq));
 	ring->sq_tail++;
+}
+
+static void azbuse_ring_publish(struct azbuse_ring *ring)
+{
 	/* pairs with the worker's load-acquire of sq_tail */
 	smp_store_release(&ring->hdr->sq_tail, ring->sq_tail);
 }
 
 void azbuse_ring_wake(struct azbuse_ring *ring)
 {
-	/* wq_has_sleeper() orders the sq_tail store before the check */
+	/* wq_has_sleeper() orders the llist_add before the check */
 	if (wq_has_sleeper(&ring->wq)) {
 		ring->wakeups++;
 		wake_up(&ring->wq);
 	}
 }
 
-/* queue_rq's side: copy write data in, post the request, wake if asked. */
+/*
+ * queue_rq's side: hand the request to the ring's pending list and wake the
+ * worker if it sleeps. Nothing is copied here: the worker's COMMIT copies
+ * write data into the slot on its own CPU (azbuse_ring_fetch), so the
+ * submitting CPU pays only for a list insertion.
+ */
 blk_status_t azbuse_ring_post(struct azbuse_ring *ring, struct request *rq, bool last)
 {
 	struct azbuse_slot_table *table = ring->table;
@@ -238,9 +252,7 @@ blk_status_t azbuse_ring_post(struct azbuse_ring *ring, struct request *rq, bool
 	slot = &table->slots[rq->tag];
 
 	blk_mq_start_request(rq);
-	if (req_op(rq) == REQ_OP_WRITE)
-		azbuse_copy_from_rq(azbuse_slot_data(table, rq->tag), rq);
-
+	/* under ring->lock: a ring marked failed or dead has no request added after */
 	spin_lock(&ring->lock);
 	if (unlikely(ring->state == AZBUSE_QUEUE_FAILED || READ_ONCE(ring->dev->dead))) {
 		spin_unlock(&ring->lock);
@@ -250,13 +262,50 @@ blk_status_t azbuse_ring_post(struct azbuse_ring *ring, struct request *rq, bool
 	seq = AZBUSE_SLOT_SEQ(atomic64_read(&slot->word)) + 1;
 	slot->rq = rq;
 	atomic_inc(&ring->inflight);
-	atomic64_set_release(&slot->word, AZBUSE_SLOT_WORD(seq, ring->index, AZBUSE_SLOT_INFLIGHT));
-	azbuse_ring_push(ring, rq, seq, 0);
+	atomic64_set_release(&slot->word, AZBUSE_SLOT_WORD(seq, ring->index, AZBUSE_SLOT_PENDING));
+	llist_add(&slot->node, &ring->pending);
+	WRITE_ONCE(ring->hdr->posted, READ_ONCE(ring->hdr->posted) + 1);
 	spin_unlock(&ring->lock);
 
 	if (last)
 		azbuse_ring_wake(ring);
 	return BLK_STS_OK;
+}
+
+/*
+ * Move pending requests into the submission ring, copying write data into
+ * their slots, in the worker's COMMIT (commit_mutex held). Returns how many.
+ */
+static u32 azbuse_ring_fetch(struct azbuse_ring *ring)
+{
+	struct azbuse_slot_table *table = ring->table;
+	struct llist_node *list = llist_del_all(&ring->pending);
+	struct azbuse_slot *slot, *next;
+	u32 n = 0;
+
+	if (!list)
+		return 0;
+	llist_for_each_entry_safe(slot, next, llist_reverse_order(list), node)
+	{
+		u64 w = atomic64_read_acquire(&slot->word);
+		struct request *rq = slot->rq;
+		u32 tag = slot - table->slots;
+
+		if (WARN_ON_ONCE(AZBUSE_SLOT_STATE(w) != AZBUSE_SLOT_PENDING))
+			continue;
+		if (req_op(rq) == REQ_OP_WRITE)
+			azbuse_copy_from_rq(azbuse_slot_data(table, tag), rq);
+		azbuse_ring_push(ring, rq, AZBUSE_SLOT_SEQ(w), 0);
+		/* only this path and abort (also under commit_mutex) move a PENDING slot */
+		atomic64_set_release(&slot->word, AZBUSE_SLOT_WORD(AZBUSE_SLOT_SEQ(w), ring->index,
+								   AZBUSE_SLOT_INFLIGHT));
+		n++;
+	}
+	if (n) {
+		azbuse_ring_publish(ring);
+		WRITE_ONCE(ring->hdr->fetched, READ_ONCE(ring->hdr->fetched) + n);
+	}
+	return n;
 }
 
 /* End a request whose slot the caller has moved to COMPLETING. */
@@ -271,33 +320,52 @@ static void azbuse_slot_end(struct azbuse_ring *ring, struct azbuse_slot *slot, 
 	blk_mq_end_request(rq, status);
 }
 
-/* Claim an in-flight slot of this ring for ending; false if someone else has it. */
-static bool azbuse_slot_claim(struct azbuse_ring *ring, struct azbuse_slot *slot, u32 seq)
+/* Claim a slot of this ring in this state for ending; false if it is not so. */
+static bool azbuse_slot_claim(struct azbuse_ring *ring, struct azbuse_slot *slot, u32 seq,
+			      u32 state)
 {
-	s64 expected = AZBUSE_SLOT_WORD(seq, ring->index, AZBUSE_SLOT_INFLIGHT);
+	s64 expected = AZBUSE_SLOT_WORD(seq, ring->index, state);
 
 	return atomic64_try_cmpxchg(&slot->word, &expected,
 				    AZBUSE_SLOT_WORD(seq, ring->index, AZBUSE_SLOT_COMPLETING));
 }
 
-/* Fail every request in flight on this ring (no worker, or removal). */
+/*
+ * Fail every request on this ring: pending ones and those the worker holds.
+ * Callers have stopped new posts first (ring failed, or device dead).
+ */
 void azbuse_ring_abort(struct azbuse_ring *ring, blk_status_t status)
 {
 	struct azbuse_slot_table *table = ring->table;
+	struct llist_node *list;
+	struct azbuse_slot *slot, *next;
 	u32 i;
 
-	for (i = 0; i < table->nr; i++) {
-		struct azbuse_slot *slot = &table->slots[i];
+	mutex_lock(&ring->commit_mutex);
+	list = llist_del_all(&ring->pending);
+	llist_for_each_entry_safe(slot, next, list, node)
+	{
 		u64 w = atomic64_read_acquire(&slot->word);
 
-		if (AZBUSE_SLOT_STATE(w) != AZBUSE_SLOT_INFLIGHT ||
-		    AZBUSE_SLOT_RING(w) != ring->index)
-			continue;
-		if (!azbuse_slot_claim(ring, slot, AZBUSE_SLOT_SEQ(w)))
+		if (!azbuse_slot_claim(ring, slot, AZBUSE_SLOT_SEQ(w), AZBUSE_SLOT_PENDING))
 			continue;
 		atomic64_inc(&ring->failed);
 		azbuse_slot_end(ring, slot, AZBUSE_SLOT_SEQ(w), status);
 	}
+	for (i = 0; i < table->nr; i++) {
+		u64 w;
+
+		slot = &table->slots[i];
+		w = atomic64_read_acquire(&slot->word);
+		if (AZBUSE_SLOT_STATE(w) != AZBUSE_SLOT_INFLIGHT ||
+		    AZBUSE_SLOT_RING(w) != ring->index)
+			continue;
+		if (!azbuse_slot_claim(ring, slot, AZBUSE_SLOT_SEQ(w), AZBUSE_SLOT_INFLIGHT))
+			continue;
+		atomic64_inc(&ring->failed);
+		azbuse_slot_end(ring, slot, AZBUSE_SLOT_SEQ(w), status);
+	}
+	mutex_unlock(&ring->commit_mutex);
 }
 
 /* The device is dead (dev->dead is set): tell the worker, stop the timer. */
@@ -348,8 +416,9 @@ void azbuse_ring_fill_info(struct azbuse_ring *ring, struct azbuse_queue_info *q
 
 /*
  * A new worker takes the ring: start it afresh and post again every request
- * still in flight on it (those the last worker took but never completed).
- * Called with state_mutex held and no worker attached.
+ * the last worker took but never completed (their data is still in their
+ * slots); pending ones stay pending for the next fetch. Called with
+ * state_mutex held and no worker attached.
  */
 static void azbuse_ring_reset_and_repost(struct azbuse_ring *ring)
 {
@@ -358,7 +427,6 @@ static void azbuse_ring_reset_and_repost(struct azbuse_ring *ring)
 
 	/* no COMMIT may run on the old indices while they are reset */
 	mutex_lock(&ring->commit_mutex);
-	spin_lock(&ring->lock);
 	ring->sq_tail = 0;
 	ring->cq_head = 0;
 	WRITE_ONCE(ring->hdr->sq_tail, 0);
@@ -380,6 +448,8 @@ static void azbuse_ring_reset_and_repost(struct azbuse_ring *ring)
 		azbuse_ring_push(ring, slot->rq, seq, AZBUSE_RQ_REQUEUED);
 		ring->requeued++;
 	}
+	azbuse_ring_publish(ring);
+	spin_lock(&ring->lock);
 	ring->state = AZBUSE_QUEUE_ATTACHED;
 	spin_unlock(&ring->lock);
 	mutex_unlock(&ring->commit_mutex);
@@ -551,7 +621,7 @@ static bool azbuse_complete_one(struct azbuse_ring *ring, u32 tag, u32 seq, s32 
 	if (tag >= table->nr)
 		return false;
 	slot = &table->slots[tag];
-	if (!azbuse_slot_claim(ring, slot, seq))
+	if (!azbuse_slot_claim(ring, slot, seq, AZBUSE_SLOT_INFLIGHT))
 		return false;
 	rq = slot->rq;
 	if (result) {
@@ -596,13 +666,19 @@ static int azbuse_reap(struct azbuse_ring *ring)
 
 static bool azbuse_should_wake(struct azbuse_ring *ring)
 {
-	return READ_ONCE(ring->hdr->sq_head) != READ_ONCE(ring->sq_tail) ||
+	return !llist_empty(&ring->pending) ||
+	       READ_ONCE(ring->hdr->sq_head) != READ_ONCE(ring->sq_tail) ||
 	       atomic_xchg(&ring->kicked, 0) || READ_ONCE(ring->dev->dead);
 }
 
+/*
+ * COMMIT: complete what the worker posted, hand it what is pending, and if
+ * there is nothing for it and it asked to wait, sleep until there is.
+ */
 static long azbuse_commit(struct azbuse_cfile *cf, unsigned long timeout_ms)
 {
 	struct azbuse_ring *ring = azbuse_attached_ring(cf);
+	u32 fetched;
 	long left;
 	int ret;
 
@@ -610,12 +686,13 @@ static long azbuse_commit(struct azbuse_cfile *cf, unsigned long timeout_ms)
 		return -ENXIO;
 	mutex_lock(&ring->commit_mutex);
 	ret = azbuse_reap(ring);
+	fetched = azbuse_ring_fetch(ring);
 	mutex_unlock(&ring->commit_mutex);
 	if (ret)
 		return ret;
 	if (READ_ONCE(cf->dev->dead))
 		return -ENODEV;
-	if (!timeout_ms)
+	if (!timeout_ms || fetched)
 		return 0;
 
 	ring->waits++;
@@ -625,6 +702,9 @@ static long azbuse_commit(struct azbuse_cfile *cf, unsigned long timeout_ms)
 							: msecs_to_jiffies(timeout_ms));
 	if (left < 0)
 		return -EINTR;
+	mutex_lock(&ring->commit_mutex);
+	azbuse_ring_fetch(ring);
+	mutex_unlock(&ring->commit_mutex);
 	if (READ_ONCE(cf->dev->dead))
 		return -ENODEV;
 	return 0;

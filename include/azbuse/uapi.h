@@ -17,9 +17,14 @@
  *      must be there when the completion is committed);
  *   3. post completions at cq_tail (store cq_tail with release);
  *   4. ioctl(AZBUSE_IOC_COMMIT, timeout_ms): the kernel completes every
- *      posted completion and, if timeout_ms != 0 and no new submission is
- *      pending, sleeps until one arrives, the timeout passes, a KICK, or
- *      the device goes away (-ENODEV).
+ *      posted completion, moves waiting requests into the submission ring
+ *      and, if there were none and timeout_ms != 0, sleeps until one
+ *      arrives, the timeout passes, a KICK, or the device goes away
+ *      (-ENODEV).
+ *
+ * Requests reach the submission ring in COMMIT: queue_rq only queues them
+ * in the kernel (posted), and COMMIT moves them into the ring (fetched),
+ * copying write data into their slots on the worker's CPU.
  *
  * Nothing the worker writes is trusted: the kernel keeps its own copy of
  * every index and rejects (and counts) completions for tags the worker does
@@ -210,7 +215,9 @@ struct azbuse_ring_header {
 	__u32 sq_tail; /* next submission slot the kernel fills */
 	__u32 cq_head; /* next completion the kernel consumes */
 	__u32 kflags;  /* AZBUSE_KF_* */
-	__u32 kpad[13];
+	__u32 posted;  /* requests queued for this ring so far (mod 2^32) */
+	__u32 fetched; /* of those, moved into the submission ring by COMMIT */
+	__u32 kpad[11];
 	/* written by the worker */
 	__u32 sq_head; /* next submission the worker consumes */
 	__u32 cq_tail; /* next completion slot the worker fills */

@@ -500,6 +500,20 @@ static void test_pending_submissions_skip_commit(void **state)
 	assert_int_equal(f->m.commits, 1);
 }
 
+/*
+ * Requests the kernel still holds (posted, not yet fetched) can only be had
+ * through COMMIT: with nothing to commit the turn must still make the call,
+ * and must not spin without one.
+ */
+static void test_kernel_pending_requests_are_fetched_by_commit(void **state)
+{
+	struct fixture *f = *state;
+
+	f->m.hdr->posted = f->m.hdr->fetched + 3;
+	assert_int_equal(azbuse_queue_turn(&f->m.q), 0);
+	assert_int_equal(f->m.commits, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -535,6 +549,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_pending_submissions_skip_commit, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_kernel_pending_requests_are_fetched_by_commit,
+						setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,7 +7,10 @@
 #   tests/vm/vm-run.sh -- tests/vm/bench.sh
 #
 # Env: AZBUSE_BENCH_RUNTIME (seconds per measurement, default 10),
-#      AZBUSE_BUILD_DIR (default ./build), AZBUSE_BENCH_QUEUES (default: CPUs).
+#      AZBUSE_BUILD_DIR (default ./build), AZBUSE_BENCH_QUEUES (default: CPUs),
+#      AZBUSE_BENCH_ADD_OPTS (extra azbusectl add options, e.g. --poll-us 20).
+# RAM-backed devices (brd, azbuse mem) are written once before they are
+# measured, so both are in steady state.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -37,6 +40,7 @@ lsmod | grep -q '^azbuse ' || insmod "$top/kmod/azbuse.ko"
 
 modprobe brd rd_nr=1 rd_size=$((512 * 1024)) max_part=0
 wait_for_dev /dev/ram0
+fill_device /dev/ram0
 bench_device brd /dev/ram0
 modprobe -r brd
 
@@ -47,7 +51,9 @@ modprobe -r null_blk
 
 declare -A per_call
 for engine in null mem; do
-	"$ctl" add 1 --engine="$engine" --size 512M --queues "$queues" >/dev/null
+	# shellcheck disable=SC2086 # extra options split on purpose
+	"$ctl" add 1 --engine="$engine" --size 512M --queues "$queues" ${AZBUSE_BENCH_ADD_OPTS:-} >/dev/null
+	fill_device /dev/azbuse1
 	bench_device "azbuse-$engine" /dev/azbuse1
 	per_call[$engine]=$("$ctl" info 1 --json | tr ',' '\n' |
 		awk -F': ' '/"requests"/ { r += $2 } /"syscalls"/ { s += $2 }
@@ -59,21 +65,28 @@ trap - EXIT
 echo
 bench_table
 echo
-iops() { # NAME RW
-	local r
+# iops NAME RW: the IOPS measured for NAME and RW in this run
+iops() {
+	local r name rw value lat
 	for r in "${BENCH_RESULTS[@]}"; do
-		set -- $r "$1" "$2"
-		[ "$1" = "$5" ] && [ "$2" = "$6" ] && { echo "$3"; return; }
+		read -r name rw value lat <<<"$r"
+		if [ "$name" = "$1" ] && [ "$rw" = "$2" ]; then
+			echo "$value"
+			return
+		fi
 	done
+	echo 0
 }
-printf '%-12s %-10s %10s %12s %12s %10s\n' device rw iops vs_null_blk vs_brd req/syscall
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b ? a / b : 0 }'; }
+
+printf '%-12s %-10s %10s %12s %8s %12s\n' device rw iops vs_null_blk vs_brd req/syscall
 for engine in null mem; do
 	for rw in randread randwrite; do
 		a=$(iops "azbuse-$engine" "$rw")
-		printf '%-12s %-10s %10s %12s %12s %10s\n' "azbuse-$engine" "$rw" "$a" \
-			"$(awk -v a="$a" -v b="$(iops null_blk "$rw")" 'BEGIN { printf "%.2f", a / b }')" \
-			"$(awk -v a="$a" -v b="$(iops brd "$rw")" 'BEGIN { printf "%.2f", a / b }')" \
+		vn=$(ratio "$a" "$(iops null_blk "$rw")")
+		vb=$(ratio "$a" "$(iops brd "$rw")")
+		printf '%-12s %-10s %10s %12s %8s %12s\n' "azbuse-$engine" "$rw" "$a" "$vn" "$vb" \
 			"${per_call[$engine]}"
-		echo "RATIO dev=azbuse-$engine rw=$rw vs_null_blk=$(awk -v a="$a" -v b="$(iops null_blk "$rw")" 'BEGIN { printf "%.2f", a / b }') vs_brd=$(awk -v a="$a" -v b="$(iops brd "$rw")" 'BEGIN { printf "%.2f", a / b }') req_per_syscall=${per_call[$engine]}"
+		echo "RATIO dev=azbuse-$engine rw=$rw vs_null_blk=$vn vs_brd=$vb req_per_syscall=${per_call[$engine]}"
 	done
 done

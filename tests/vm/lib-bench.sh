@@ -48,6 +48,14 @@ bench_device() {
 	done
 }
 
+# fill_device PATH: writes the whole device once, so that RAM-backed devices
+# (brd, azbuse mem) are measured in steady state rather than while they
+# allocate a page on first touch.
+fill_device() {
+	local mib=$(($(blockdev --getsize64 "$1") >> 20))
+	dd if=/dev/zero of="$1" bs=1M count="$mib" oflag=direct status=none
+}
+
 # bench_table: prints the results of every bench_device call so far.
 bench_table() {
 	local r
