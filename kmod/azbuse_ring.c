@@ -205,7 +205,8 @@ static void azbuse_ring_push(struct azbuse_ring *ring, struct request *rq, u32 s
 {
 	struct azbuse_sqe *sqe = &ring->sq[ring->sq_tail & (ring->sq_entries - 1)];
 
-	WRITE_ONCE(sqe->sector, blk_rq_pos(rq));
+	/* a flush has no position (blk-mq leaves it at -1): say 0 */
+	WRITE_ONCE(sqe->sector, req_op(rq) == REQ_OP_FLUSH ? 0 : blk_rq_pos(rq));
 	WRITE_ONCE(sqe->flags, azbuse_rq_flags(rq) | extra_flags);
 	WRITE_ONCE(sqe->len, blk_rq_bytes(rq));
 	WRITE_ONCE(sqe->tag, rq->tag);
