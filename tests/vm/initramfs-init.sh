@@ -91,6 +91,11 @@ R=/newroot
 for fs in /proc /sys /dev; do
 	mount --move $fs $R$fs || fail "cannot move $fs into the new root"
 done
+# modprobe in the guest finds the extracted kernel's modules (bound before
+# the tmpfs mounts below, which would hide a cache kept under /tmp or /run).
+mkdir -p "$R/lib/modules/$KVER"
+mount --bind "$R$KDIR/lib/modules/$KVER" "$R/lib/modules/$KVER" ||
+	fail "cannot bind $KDIR/lib/modules/$KVER"
 mkdir -p $R/dev/pts $R/dev/shm
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts $R/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs $R/dev/shm
@@ -100,10 +105,6 @@ mkdir -p "$R$OUT"
 mount --move /out "$R$OUT" || fail "cannot move the output share to $OUT"
 mount -t debugfs debugfs $R/sys/kernel/debug 2>/dev/null
 
-# modprobe in the guest finds the extracted kernel's modules.
-mkdir -p "$R/lib/modules/$KVER"
-mount --bind "$R$KDIR/lib/modules/$KVER" "$R/lib/modules/$KVER" ||
-	fail "cannot bind $KDIR/lib/modules/$KVER"
 
 ip link set lo up
 hostname "$VM_HOSTNAME"
