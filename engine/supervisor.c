@@ -339,7 +339,8 @@ int azbuse_run(const struct azbuse_engine_ops *ops, const struct azbuse_device_o
 	char prefix[64];
 	int q, ret;
 
-	if (ops->struct_size < sizeof(*ops) || ops->api_version != AZBUSE_ENGINE_API_VERSION) {
+	if (ops->struct_size < AZBUSE_ENGINE_OPS_MIN_SIZE ||
+	    ops->api_version != AZBUSE_ENGINE_API_VERSION) {
 		azb_report(o->ready_fd, "ERR engine %s was built for another libazbuse\n",
 			   ops->name);
 		return -EINVAL;

@@ -146,6 +146,14 @@ uint32_t azbuse_queue_consume(struct azbuse_queue *q)
 	return n;
 }
 
+/* An engine built against an older, shorter ops table has no batch_end. */
+static bool azb_has_batch_end(const struct azbuse_engine_ops *ops)
+{
+	return ops->struct_size >=
+		       offsetof(struct azbuse_engine_ops, batch_end) + sizeof(ops->batch_end) &&
+	       ops->batch_end;
+}
+
 /* Work this thread can do without a syscall: fetched submissions, handed-over completions. */
 static bool azb_local_work(struct azbuse_queue *q)
 {
@@ -186,7 +194,8 @@ int azbuse_queue_turn(struct azbuse_queue *q)
 	int ret;
 
 	azb_current_queue = q;
-	azbuse_queue_consume(q);
+	if (azbuse_queue_consume(q) && azb_has_batch_end(q->ops))
+		q->ops->batch_end(q->engine_queue);
 	azbuse_queue_drain_remote(q);
 
 	if (q->cq_tail == q->cq_committed) {

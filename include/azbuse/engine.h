@@ -102,7 +102,17 @@ struct azbuse_engine_ops {
 	void (*discard)(void *queue, struct azbuse_io *io);
 	void (*write_zeroes)(void *queue, struct azbuse_io *io);
 	void (*secure_erase)(void *queue, struct azbuse_io *io);
+
+	/*
+	 * Optional: after the worker has handed over a batch of requests, before
+	 * it commits and maybe sleeps: the place to submit what the callbacks
+	 * only prepared (one io_uring_enter for the batch).
+	 */
+	void (*batch_end)(void *queue);
 };
+
+/* The smallest ops table libazbuse accepts; fields past it may be absent. */
+#define AZBUSE_ENGINE_OPS_MIN_SIZE offsetof(struct azbuse_engine_ops, batch_end)
 
 #define AZBUSE_ENGINE_INIT                                                                         \
 	.struct_size = sizeof(struct azbuse_engine_ops), .api_version = AZBUSE_ENGINE_API_VERSION
