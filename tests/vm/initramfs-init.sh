@@ -92,14 +92,15 @@ for fs in /proc /sys /dev; do
 	mount --move $fs $R$fs || fail "cannot move $fs into the new root"
 done
 # modprobe in the guest finds the extracted kernel's modules (bound before
-# the tmpfs mounts below, which would hide a cache kept under /tmp or /run).
+# the tmpfs mounts below, which would hide a cache kept under /run).
 mkdir -p "$R/lib/modules/$KVER"
 mount --bind "$R$KDIR/lib/modules/$KVER" "$R/lib/modules/$KVER" ||
 	fail "cannot bind $KDIR/lib/modules/$KVER"
 mkdir -p $R/dev/pts $R/dev/shm
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts $R/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs $R/dev/shm
-mount -t tmpfs -o mode=1777 tmpfs $R/tmp
+# no tmpfs on /tmp: the overlay already makes it writable, and a tmpfs would
+# hide a checkout or cache that the host keeps under /tmp
 mount -t tmpfs -o mode=0755 tmpfs $R/run
 mkdir -p "$R$OUT"
 mount --move /out "$R$OUT" || fail "cannot move the output share to $OUT"
