@@ -95,6 +95,10 @@ static int azb_parse_one(int argc, char **argv, int *i, struct azbuse_args *a)
 		a->json = true;
 		return 0;
 	}
+	if (azb_is_flag(arg, "--recover")) {
+		o->recover = true;
+		return 0;
+	}
 	if (azb_is_flag(arg, "--read-only")) {
 		o->read_only = true;
 		return 0;
@@ -217,6 +221,28 @@ int azbuse_parse_device_args(int argc, char **argv, struct azbuse_args *a)
 	a->opts.options = a->options;
 	a->opts.nr_options = a->nr_options;
 	return 0;
+}
+
+/*
+ * --recover: the device's saved engine and options replace any given on the
+ * command line; only --foreground and --json are kept.
+ */
+int azbuse_load_recover_args(struct azbuse_args *a)
+{
+	bool foreground = a->foreground, json = a->json;
+	uint32_t id = a->opts.dev_id;
+	int ret;
+
+	if (id == AZBUSE_DEV_ID_ANY) {
+		snprintf(a->error, sizeof(a->error), "--recover needs the device id");
+		return -EINVAL;
+	}
+	memset(a, 0, sizeof(*a));
+	azbuse_device_opts_init(&a->opts);
+	ret = azbuse_conf_load(id, a);
+	a->foreground = foreground;
+	a->json = json;
+	return ret;
 }
 
 int azbuse_check_engine_options(const struct azbuse_engine_ops *ops, const struct azbuse_args *a,

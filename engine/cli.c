@@ -24,6 +24,8 @@ static void azb_usage(const char *prog, const struct azbuse_engine_ops *ops)
 	       "  --trace FILE          append one line per request as the engine gets it\n"
 	       "  --io-timeout MS       request timeout check period\n"
 	       "  --recovery-timeout MS how long requests wait for a restarted worker\n"
+	       "  --recover             take over the live device ID whose supervisor died,\n"
+	       "                        with the engine and options it was added with\n"
 	       "  --foreground          stay attached (for systemd); default: daemonise\n"
 	       "  --json                print the result as JSON\n"
 	       "  -o KEY=VALUE, --KEY VALUE  engine option\n",
@@ -53,6 +55,14 @@ int azbuse_main(int argc, char **argv, const struct azbuse_engine_ops *ops)
 	if (azbuse_parse_device_args(argc - 1, argv + 1, &a)) {
 		fprintf(stderr, "%s: %s (see --help)\n", argv[0], a.error);
 		return 2;
+	}
+	if (a.opts.recover && azbuse_load_recover_args(&a)) {
+		fprintf(stderr, "%s: %s\n", argv[0], a.error);
+		return 1;
+	}
+	if (a.opts.recover && strcmp(a.engine, ops->name)) {
+		fprintf(stderr, "%s: the device was added with engine %s\n", argv[0], a.engine);
+		return 1;
 	}
 	if (azbuse_check_engine_options(ops, &a, err, sizeof(err))) {
 		fprintf(stderr, "%s: %s\n", argv[0], err);

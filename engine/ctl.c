@@ -51,6 +51,11 @@ int azbuse_ctl_start(int ctl, uint32_t dev_id)
 	return azb_dev_cmd(ctl, AZBUSE_CTL_START, dev_id);
 }
 
+int azbuse_ctl_takeover(int ctl, uint32_t dev_id)
+{
+	return azb_dev_cmd(ctl, AZBUSE_CTL_TAKEOVER, dev_id);
+}
+
 int azbuse_ctl_remove(int ctl, uint32_t dev_id)
 {
 	return azb_dev_cmd(ctl, AZBUSE_CTL_REMOVE, dev_id);

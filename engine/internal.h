@@ -84,10 +84,19 @@ struct azbuse_args {
 	bool foreground;
 	bool json;
 	char error[256];
+	char strings[4096]; /* storage for what a saved configuration supplies */
+	size_t strings_used;
 };
 int azbuse_parse_device_args(int argc, char **argv, struct azbuse_args *a);
+int azbuse_load_recover_args(struct azbuse_args *a);
 int azbuse_check_engine_options(const struct azbuse_engine_ops *ops, const struct azbuse_args *a,
 				char *err, size_t err_size);
+/* persist.c: what --recover needs, in /run/azbuse/azbuse<ID>.conf */
+int azbuse_conf_save(uint32_t dev_id, const char *engine, const struct azbuse_device_opts *o,
+		     const char *recover_options);
+int azbuse_conf_load(uint32_t dev_id, struct azbuse_args *a);
+void azbuse_conf_remove(uint32_t dev_id);
+
 /* Run in the background (fork; the parent waits for readiness) or the foreground. */
 int azbuse_launch(const struct azbuse_engine_ops *ops, struct azbuse_args *a);
 

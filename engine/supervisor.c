@@ -35,6 +35,7 @@ struct azb_supervisor {
 	bool stopping;
 	bool removed;
 	bool ready_closed;
+	char recover_options[512]; /* what the engine needs to find its state again */
 };
 
 static void azb_sleep_ms(unsigned ms)
@@ -113,6 +114,9 @@ static int azb_setup_engine(struct azb_supervisor *s, struct azbuse_dev_info *in
 	cfg.nr_options = o->nr_options;
 	cfg.error = err;
 	cfg.error_size = err_size;
+	cfg.recovering = o->recover;
+	cfg.recover_options = s->recover_options;
+	cfg.recover_options_size = sizeof(s->recover_options);
 	ret = s->ops->setup ? s->ops->setup(&cfg, &s->engine) : 0;
 	if (ret) {
 		if (!err[0])
@@ -330,6 +334,38 @@ static void azb_supervise(struct azb_supervisor *s, const sigset_t *signals)
 	}
 }
 
+/* --recover: the device must be live; we become its supervisor. */
+static int azb_take_over(struct azb_supervisor *s, struct azbuse_dev_info *want, char *err,
+			 size_t err_size)
+{
+	struct azbuse_dev_info info;
+	int ret = azbuse_ctl_info(s->ctl, want->dev_id, &info);
+
+	if (ret) {
+		snprintf(err, err_size, "no device azbuse%u to recover: %s", want->dev_id,
+			 strerror(-ret));
+		return ret;
+	}
+	if (info.state != AZBUSE_DEV_LIVE || info.size_bytes != want->size_bytes) {
+		snprintf(err, err_size, "azbuse%u is not the live %llu-byte device that was saved",
+			 want->dev_id, (unsigned long long)want->size_bytes);
+		return -EINVAL;
+	}
+	if (info.owner_pid > 0 && info.owner_pid != getpid() && !kill(info.owner_pid, 0)) {
+		snprintf(err, err_size, "azbuse%u is still served by supervisor %d", want->dev_id,
+			 info.owner_pid);
+		return -EBUSY;
+	}
+	ret = azbuse_ctl_takeover(s->ctl, want->dev_id);
+	if (ret) {
+		snprintf(err, err_size, "cannot take azbuse%u over: %s", want->dev_id,
+			 strerror(-ret));
+		return ret;
+	}
+	*want = info;
+	return 0;
+}
+
 int azbuse_run(const struct azbuse_engine_ops *ops, const struct azbuse_device_opts *o)
 {
 	struct azb_supervisor s = { .ops = ops, .opts = o, .ctl = -1 };
@@ -362,10 +398,16 @@ int azbuse_run(const struct azbuse_engine_ops *ops, const struct azbuse_device_o
 			 strerror(-ret), ret == -ENOENT ? " (is azbuse.ko loaded?)" : "");
 		goto out_teardown;
 	}
-	ret = azbuse_ctl_add(s.ctl, &info);
-	if (ret) {
-		snprintf(err, sizeof(err), "cannot add device: %s", strerror(-ret));
-		goto out_close;
+	if (o->recover) {
+		ret = azb_take_over(&s, &info, err, sizeof(err));
+		if (ret)
+			goto out_close;
+	} else {
+		ret = azbuse_ctl_add(s.ctl, &info);
+		if (ret) {
+			snprintf(err, sizeof(err), "cannot add device: %s", strerror(-ret));
+			goto out_close;
+		}
 	}
 	s.dev_id = info.dev_id;
 	s.nr_queues = info.nr_queues;
@@ -389,25 +431,33 @@ int azbuse_run(const struct azbuse_engine_ops *ops, const struct azbuse_device_o
 	ret = azb_wait_attached(&s, err, sizeof(err));
 	if (ret)
 		goto out_remove;
-	ret = azbuse_ctl_start(s.ctl, s.dev_id);
-	if (ret) {
-		snprintf(err, sizeof(err), "cannot start device: %s", strerror(-ret));
-		goto out_remove;
+	if (!o->recover) {
+		ret = azbuse_ctl_start(s.ctl, s.dev_id);
+		if (ret) {
+			snprintf(err, sizeof(err), "cannot start device: %s", strerror(-ret));
+			goto out_remove;
+		}
 	}
 	azb_wait_node(s.dev_id);
-	azb_log("serving " AZBUSE_BLOCK_PREFIX "%u with engine %s, %u queue(s)", s.dev_id,
-		ops->name, s.nr_queues);
+	ret = azbuse_conf_save(s.dev_id, ops->name, o, s.recover_options);
+	if (ret)
+		azb_log("cannot save the configuration for --recover: %s", strerror(-ret));
+	azb_log("%s " AZBUSE_BLOCK_PREFIX "%u with engine %s, %u queue(s)",
+		o->recover ? "recovered" : "serving", s.dev_id, ops->name, s.nr_queues);
 	azb_report(o->ready_fd, "OK %u\n", s.dev_id);
 	if (o->ready_fd >= 0)
 		close(o->ready_fd);
 	s.ready_closed = true;
 
 	azb_supervise(&s, &signals);
+	azbuse_conf_remove(s.dev_id);
 	ret = 0;
 	goto out_free;
 
 out_remove:
-	azbuse_ctl_remove(s.ctl, s.dev_id);
+	/* a failed takeover leaves the device for another try; a failed add removes it */
+	if (!o->recover)
+		azbuse_ctl_remove(s.ctl, s.dev_id);
 	if (s.workers)
 		azb_stop_workers(&s);
 out_free:

@@ -479,6 +479,30 @@ int azbuse_dev_start(u32 id)
 	return ret;
 }
 
+/*
+ * A new supervisor takes over a live device (its old one died): it becomes
+ * the owner that INFO reports. Its workers then attach to the queues, whose
+ * requests waited within the recovery window.
+ */
+int azbuse_dev_takeover(u32 id)
+{
+	struct azbuse_dev *dev = azbuse_dev_get(id);
+	int ret = 0;
+
+	if (!dev)
+		return -ENOENT;
+	mutex_lock(&dev->lock);
+	if (READ_ONCE(dev->removing))
+		ret = -ENODEV;
+	else if (dev->state != AZBUSE_DEV_LIVE)
+		ret = -EINVAL;
+	else
+		WRITE_ONCE(dev->info.owner_pid, task_tgid_vnr(current));
+	mutex_unlock(&dev->lock);
+	azbuse_dev_put(dev);
+	return ret;
+}
+
 static u64 azbuse_progress(struct azbuse_dev *dev)
 {
 	u64 done = 0;

@@ -134,6 +134,7 @@ struct azbuse_dev {
 /* azbuse_dev.c */
 int azbuse_dev_add(struct azbuse_dev_info *info, struct file *owner);
 int azbuse_dev_start(u32 id);
+int azbuse_dev_takeover(u32 id);
 int azbuse_dev_remove(u32 id);
 int azbuse_dev_get_info(struct azbuse_dev_info *info);
 int azbuse_dev_queue_info(struct azbuse_queue_info *qi);

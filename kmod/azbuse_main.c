@@ -72,7 +72,14 @@ static long azbuse_ctl_dev_cmd(unsigned int cmd, void __user *uarg)
 		return -EINVAL;
 	if (c.dev_id >= AZBUSE_MAX_DEVICES)
 		return -ENOENT;
-	return cmd == AZBUSE_CTL_START ? azbuse_dev_start(c.dev_id) : azbuse_dev_remove(c.dev_id);
+	switch (cmd) {
+	case AZBUSE_CTL_START:
+		return azbuse_dev_start(c.dev_id);
+	case AZBUSE_CTL_TAKEOVER:
+		return azbuse_dev_takeover(c.dev_id);
+	default:
+		return azbuse_dev_remove(c.dev_id);
+	}
 }
 
 static long azbuse_ctl_info(void __user *uarg)
@@ -131,6 +138,7 @@ static long azbuse_ctl_ioctl(struct file *file, unsigned int cmd, unsigned long 
 		return azbuse_ctl_add(file, uarg);
 	case AZBUSE_CTL_START:
 	case AZBUSE_CTL_REMOVE:
+	case AZBUSE_CTL_TAKEOVER:
 		return azbuse_ctl_dev_cmd(cmd, uarg);
 	case AZBUSE_CTL_INFO:
 		return azbuse_ctl_info(uarg);

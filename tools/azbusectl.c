@@ -52,6 +52,8 @@ static void add_usage(void)
 	       "  --trace FILE          append one line per request as the engine gets it\n"
 	       "  --io-timeout MS       request timeout check period\n"
 	       "  --recovery-timeout MS how long requests wait for a restarted worker\n"
+	       "  --recover             take over the live device ID whose supervisor died,\n"
+	       "                        with the engine and options it was added with\n"
 	       "  --foreground          stay attached (for systemd)\n"
 	       "  --json                print the result as JSON\n"
 	       "  -o KEY=VALUE          engine option\n\nengines:",
@@ -156,6 +158,10 @@ static int cmd_add(int argc, char **argv)
 		fprintf(stderr, "azbusectl add: %s (see azbusectl add --help)\n", a.error);
 		return EXIT_USAGE;
 	}
+	if (a.opts.recover && azbuse_load_recover_args(&a)) {
+		fprintf(stderr, "azbusectl add --recover: %s\n", a.error);
+		return 1;
+	}
 	if (!a.engine) {
 		fprintf(stderr,
 			"azbusectl add: --engine=NAME is required (see azbusectl engines)\n");
@@ -179,6 +185,43 @@ static void sleep_ms(unsigned ms)
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
 
 	nanosleep(&ts, NULL);
+}
+
+/*
+ * The device's supervisor is dead (killed, never recovered): let the engine
+ * clean up what it left for a recovery (e.g. the mem engine's shared memory
+ * file) by setting it up in recovery mode and tearing it down.
+ */
+static void clean_up_after_dead_supervisor(uint32_t id)
+{
+	const struct azbuse_engine_ops *ops;
+	struct azbuse_engine_config cfg;
+	struct azbuse_args a;
+	char err[256] = "", recover_options[512];
+	void *engine = NULL;
+
+	memset(&a, 0, sizeof(a));
+	a.opts.dev_id = id;
+	if (azbuse_load_recover_args(&a))
+		return; /* nothing saved */
+	ops = azbuse_find_engine(a.engine);
+	if (ops && ops->setup) {
+		memset(&cfg, 0, sizeof(cfg));
+		cfg.size_bytes = a.opts.size_bytes;
+		cfg.logical_block_size =
+			a.opts.logical_block_size ? a.opts.logical_block_size : 512;
+		cfg.nr_queues = a.opts.nr_queues;
+		cfg.options = a.options;
+		cfg.nr_options = a.nr_options;
+		cfg.error = err;
+		cfg.error_size = sizeof(err);
+		cfg.recovering = 1;
+		cfg.recover_options = recover_options;
+		cfg.recover_options_size = sizeof(recover_options);
+		if (!ops->setup(&cfg, &engine) && ops->teardown)
+			ops->teardown(engine);
+	}
+	azbuse_conf_remove(id);
 }
 
 static int cmd_remove(int argc, char **argv)
@@ -213,6 +256,8 @@ static int cmd_remove(int argc, char **argv)
 		return 1;
 	}
 	/* the supervisor flushes the engine and exits once its workers are done */
+	if (info.owner_pid > 0 && kill(info.owner_pid, 0) && errno == ESRCH)
+		clean_up_after_dead_supervisor(id);
 	for (waited = 0; info.owner_pid > 0 && waited < REMOVE_WAIT_MS; waited += 10) {
 		if (kill(info.owner_pid, 0) && errno == ESRCH)
 			break;

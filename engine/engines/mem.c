@@ -1,7 +1,8 @@
 /*
- * mem.c - the mem engine: a RAM disk of --size bytes in one memfd that the
- * supervisor creates and every worker process maps, so any queue reads what
- * another wrote and a restarted worker finds the data. Flush is a no-op;
+ * mem.c - the mem engine: a RAM disk of --size bytes in one shared memory
+ * file that the supervisor creates and every worker process maps, so any
+ * queue reads what another wrote and a restarted worker (or supervisor)
+ * finds the data. Flush is a no-op;
  * discard and write-zeroes give the pages back (punch a hole), or zero them
  * in place when NOUNMAP asks to keep them allocated.
  */
@@ -12,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <azbuse/engine.h>
@@ -21,6 +24,7 @@
 struct mem_engine {
 	int fd;
 	uint64_t size;
+	char path[256]; /* the shared memory file, removed with the device */
 };
 
 struct mem_queue {
@@ -28,9 +32,52 @@ struct mem_queue {
 	char *base;
 };
 
+static const char *const mem_option_keys[] = { "shm", NULL };
+
+/*
+ * The RAM lives in a file in /dev/shm (tmpfs), not in any process: every
+ * worker maps it, and it outlives the supervisor, so `azbusectl add --recover`
+ * finds the data of a device whose daemon was killed. Its path is recorded
+ * for that (recover_options); it is removed when the device is.
+ */
+static int mem_open_shm(struct mem_engine *m, struct azbuse_engine_config *cfg)
+{
+	const char *path = azbuse_config_option(cfg, "shm");
+	struct stat st;
+
+	if (path)
+		snprintf(m->path, sizeof(m->path), "%s", path);
+	else
+		snprintf(m->path, sizeof(m->path), "/dev/shm/azbuse-mem-%d-%lx", (int)getpid(),
+			 (unsigned long)time(NULL));
+	if (cfg->recovering) {
+		m->fd = open(m->path, O_RDWR | O_CLOEXEC);
+		if (m->fd < 0)
+			return -errno;
+		if (fstat(m->fd, &st) || (uint64_t)st.st_size != m->size) {
+			close(m->fd);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	m->fd = open(m->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (m->fd < 0)
+		return -errno;
+	if (ftruncate(m->fd, (off_t)m->size)) {
+		int err = -errno;
+
+		close(m->fd);
+		unlink(m->path);
+		return err;
+	}
+	snprintf(cfg->recover_options, cfg->recover_options_size, "shm=%s\n", m->path);
+	return 0;
+}
+
 static int mem_setup(struct azbuse_engine_config *cfg, void **engine)
 {
 	struct mem_engine *m;
+	int ret;
 
 	if (!cfg->size_bytes) {
 		snprintf(cfg->error, cfg->error_size, "engine mem needs --size");
@@ -40,16 +87,13 @@ static int mem_setup(struct azbuse_engine_config *cfg, void **engine)
 	if (!m)
 		return -ENOMEM;
 	m->size = cfg->size_bytes;
-	m->fd = memfd_create("azbuse-mem", 0);
-	if (m->fd < 0 || ftruncate(m->fd, (off_t)m->size)) {
-		int err = -errno;
-
-		snprintf(cfg->error, cfg->error_size, "engine mem: cannot create %llu bytes: %s",
-			 (unsigned long long)m->size, strerror(errno));
-		if (m->fd >= 0)
-			close(m->fd);
+	ret = mem_open_shm(m, cfg);
+	if (ret) {
+		snprintf(cfg->error, cfg->error_size, "engine mem: cannot %s %llu bytes at %s: %s",
+			 cfg->recovering ? "reopen" : "create", (unsigned long long)m->size,
+			 m->path, strerror(-ret));
 		free(m);
-		return err;
+		return ret;
 	}
 	cfg->caps = AZBUSE_CAP_FLUSH | AZBUSE_CAP_FUA | AZBUSE_CAP_DISCARD |
 		    AZBUSE_CAP_WRITE_ZEROES | AZBUSE_CAP_SECURE_ERASE;
@@ -64,6 +108,7 @@ static void mem_teardown(void *engine)
 	if (!m)
 		return;
 	close(m->fd);
+	unlink(m->path);
 	free(m);
 }
 
@@ -164,7 +209,8 @@ static void mem_discard(void *queue, struct azbuse_io *io)
 const struct azbuse_engine_ops azbuse_mem_engine = {
 	AZBUSE_ENGINE_INIT,
 	.name = "mem",
-	.description = "RAM disk shared by all workers",
+	.description = "RAM disk shared by all workers (in /dev/shm)",
+	.option_keys = mem_option_keys,
 	.setup = mem_setup,
 	.teardown = mem_teardown,
 	.open_queue = mem_open_queue,

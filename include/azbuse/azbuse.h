@@ -23,6 +23,7 @@ int azbuse_ctl_open(void); /* a file descriptor, or -errno */
 int azbuse_ctl_version(int ctl, struct azbuse_version *v);
 int azbuse_ctl_add(int ctl, struct azbuse_dev_info *info);
 int azbuse_ctl_start(int ctl, uint32_t dev_id);
+int azbuse_ctl_takeover(int ctl, uint32_t dev_id);
 int azbuse_ctl_remove(int ctl, uint32_t dev_id);
 int azbuse_ctl_info(int ctl, uint32_t dev_id, struct azbuse_dev_info *info);
 int azbuse_ctl_queue_info(int ctl, uint32_t dev_id, uint16_t queue, struct azbuse_queue_info *qi);
@@ -54,6 +55,7 @@ struct azbuse_device_opts {
 	bool read_only;
 	enum azbuse_pin pin;
 	const char *trace_path; /* NULL, or a file that gets one line per request */
+	bool recover;		/* take over the live device dev_id instead of adding one */
 	const struct azbuse_option *options;
 	size_t nr_options;
 	int ready_fd; /* -1, or a pipe that gets "OK <id>\n" or "ERR <message>\n", then is closed */

@@ -62,6 +62,16 @@ struct azbuse_engine_config {
 	size_t nr_options;
 	char *error; /* out: setup() may write a message here */
 	size_t error_size;
+
+	/*
+	 * Taking over a live device whose supervisor died (azbusectl add --recover):
+	 * setup() must reopen the state it made before (named by the options it
+	 * recorded in recover_options) and create nothing.
+	 */
+	int recovering;
+	/* out: "KEY=VALUE" lines to add to the options when recovering */
+	char *recover_options;
+	size_t recover_options_size;
 };
 
 /* What a worker is told when it opens its queue. */

@@ -255,6 +255,8 @@ struct azbuse_cqe {
 #define AZBUSE_CTL_INFO _IOWR(AZBUSE_IOC_MAGIC, 0x04, struct azbuse_dev_info)
 #define AZBUSE_CTL_LIST _IOWR(AZBUSE_IOC_MAGIC, 0x05, struct azbuse_dev_list)
 #define AZBUSE_CTL_QUEUE_INFO _IOWR(AZBUSE_IOC_MAGIC, 0x06, struct azbuse_queue_info)
+/* a new supervisor takes over a live device whose supervisor died (owner_pid := caller) */
+#define AZBUSE_CTL_TAKEOVER _IOW(AZBUSE_IOC_MAGIC, 0x07, struct azbuse_dev_cmd)
 
 /* /dev/azbusec<N> */
 #define AZBUSE_IOC_ATTACH _IOWR(AZBUSE_IOC_MAGIC, 0x20, struct azbuse_attach)
