@@ -259,7 +259,10 @@ static void azb_wait_node(uint32_t dev_id)
 			return;
 		azb_sleep_ms(10);
 	}
-	azb_log("%s did not appear within %u ms", path, AZB_NODE_WAIT_MS);
+	if (!stat(path, &st))
+		azb_log("%s is in the way: it exists and is not a block device", path);
+	else
+		azb_log("%s did not appear within %u ms", path, AZB_NODE_WAIT_MS);
 }
 
 static void azb_stop_workers(struct azb_supervisor *s)

@@ -92,6 +92,14 @@ cleanup_devices() {
 	for id in $(device_ids || true); do
 		azbusectl remove "$id" >/dev/null || echo "cleanup: azbusectl remove $id failed" >&2
 	done
+	# processes still holding a device (e.g. an fio a failed case left running)
+	for pid in $(find /proc/[0-9]*/fd -lname '/dev/azbuse*' 2>/dev/null | cut -d/ -f3 | sort -u); do
+		if [ "$pid" -gt 1 ] && [ "$pid" != $$ ]; then
+			kill -KILL "$pid" 2>/dev/null || echo "cleanup: $pid already gone" >&2
+		fi
+	done
+	# a program that reopened a removed device's path may have created a file there
+	find /dev -maxdepth 1 -name 'azbuse*' -type f -delete
 	for pid in $pids; do
 		kill -0 "$pid" 2>/dev/null || continue
 		echo "cleanup: killing leftover supervisor $pid" >&2
