@@ -37,6 +37,33 @@ count_ctest() { # LOG: adds ctest's "N tests failed out of M" to the totals
 	failed=$((failed + bad))
 }
 
+# run_vm_suite TITLE LOG [VM-OPTIONS...] [-- CASES...]: one VM boot running
+# run-suite.sh; adds its summary line to the totals (a VM that failed counts
+# as a failure even if every case passed).
+run_vm_suite() {
+	local title=$1 log=$2 line vm_failed=0
+	local vm_opts=() cases=()
+	shift 2
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do
+		vm_opts+=("$1")
+		shift
+	done
+	[ $# -gt 0 ] && shift && cases=("$@")
+	step "$title"
+	run_logged "$log" tests/vm/vm-run.sh --timeout 2400 "${vm_opts[@]}" -- \
+		tests/vm/run-suite.sh "${cases[@]}"
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1) || line=
+	if [ -n "$line" ]; then
+		passed=$((passed + $(sed -E 's/^([0-9]+) passed.*/\1/' <<<"$line")))
+		vm_failed=$(sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/' <<<"$line")
+	fi
+	if [ "$rc" -ne 0 ] && [ "$vm_failed" -eq 0 ]; then
+		echo "run-all.sh: the VM run failed (exit $rc)" >&2
+		vm_failed=1
+	fi
+	failed=$((failed + vm_failed))
+}
+
 step "dependencies"
 tests/vm/install-deps.sh --if-needed
 
@@ -55,21 +82,8 @@ run_logged build-sanitize/ctest.log ctest --test-dir build-sanitize --output-on-
 count_ctest build-sanitize/ctest.log
 
 if [ "$unit_only" = 0 ]; then
-	step "VM suite (Debian 6.12 kernel in QEMU)"
-	vm_log=build/vm-suite.log
-	run_logged "$vm_log" tests/vm/vm-run.sh --timeout 2400 -- tests/vm/run-suite.sh
-	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$vm_log" | tail -1) || line=
-	vm_failed=0
-	if [ -n "$line" ]; then
-		passed=$((passed + $(sed -E 's/^([0-9]+) passed.*/\1/' <<<"$line")))
-		vm_failed=$(sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/' <<<"$line")
-	fi
-	# a VM that failed (kernel trouble, timeout, no summary) counts even if the cases passed
-	if [ "$rc" -ne 0 ] && [ "$vm_failed" -eq 0 ]; then
-		echo "run-all.sh: the VM run failed (exit $rc)" >&2
-		vm_failed=1
-	fi
-	failed=$((failed + vm_failed))
+	run_vm_suite "VM suite (Debian 6.12 kernel in QEMU)" build/vm-suite.log
+	run_vm_suite "NUMA (two emulated nodes)" build/vm-numa.log --numa -- 58-numa
 fi
 
 echo
