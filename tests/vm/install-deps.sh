@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # install-deps.sh: installs, on a Debian 12 host, everything azbuse needs to build
 # and to run its tests (userspace build deps, QEMU, Debian's 6.12 kernel headers
-# from bookworm-backports). With --if-needed it does nothing when all of it is
-# already there; otherwise it runs apt-get update and installs what is missing.
+# from bookworm-backports, and Debian 12's own 6.1 kernel headers, the newest
+# linux-headers-6.1.0-N-amd64, for tests/vm/run-6.1.sh). With --if-needed it
+# does nothing when all of it is already there; otherwise it runs apt-get
+# update and installs what is missing.
 set -euo pipefail
 
 packages=(
@@ -19,7 +21,28 @@ all_installed() {
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || return 1
 	done
 	# the headers must be the 6.12 ones from backports, not Debian 12's 6.1
-	compgen -G '/usr/src/linux-headers-6.1[2-9]*-amd64' >/dev/null
+	compgen -G '/usr/src/linux-headers-6.1[2-9]*-amd64' >/dev/null || return 1
+	# and Debian 12's 6.1 ones too (any ABI: no package lists needed here)
+	dpkg-query -W -f='${Status} ${Package}\n' 'linux-headers-6.1.0-*-amd64' 2>/dev/null |
+		grep -Eq '^install ok installed linux-headers-6\.1\.0-[0-9]+-amd64$' || return 1
+	compgen -G '/usr/src/linux-headers-6.1.0-*-amd64' >/dev/null
+}
+
+# headers_61_package: Debian 12's current 6.1 headers package, e.g.
+# linux-headers-6.1.0-56-amd64: what the highest 6.1 version of the
+# linux-headers-amd64 metapackage (bookworm or bookworm-security; backports
+# has 6.12) depends on. Fails if the package lists have none.
+headers_61_package() {
+	local v best=
+	while read -r v; do
+		case $v in 6.1.*) ;; *) continue ;; esac
+		if [ -z "$best" ] || dpkg --compare-versions "$v" gt "$best"; then
+			best=$v
+		fi
+	done < <(apt-cache madison linux-headers-amd64 | awk -F'|' '{ gsub(/ /, "", $2); print $2 }')
+	[ -n "$best" ] || return 1
+	apt-cache show "linux-headers-amd64=$best" | sed -n 's/^Depends: //p' |
+		grep -Eo 'linux-headers-6\.1\.0-[0-9]+-amd64' | sort -V | tail -n 1 | grep .
 }
 
 if [ "${1:-}" = "--if-needed" ] && all_installed; then
@@ -39,3 +62,8 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${packages[@]}"
 apt-get install -y -q --no-install-recommends -t bookworm-backports "${backports_packages[@]}"
+if ! headers_61=$(headers_61_package); then
+	echo "install-deps.sh: the package lists have no 6.1 linux-headers-amd64 (is bookworm itself in the apt sources?)" >&2
+	exit 1
+fi
+apt-get install -y -q --no-install-recommends "$headers_61"

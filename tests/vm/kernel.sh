@@ -7,7 +7,9 @@
 # `dpkg-deb -x` into ${AZBUSE_VM_CACHE:-/var/cache/azbuse-vm}/KVER, runs
 # depmod on the extracted tree and prints that directory. KVER defaults to
 # the newest /usr/src/linux-headers-*-amd64, so the VM boots the kernel the
-# module is built against. The result holds boot/vmlinuz-KVER and
+# module is built against (the backports 6.12 one when Debian 12's 6.1 headers
+# are installed too; pass e.g. 6.1.0-56-amd64 for 6.1, as run-6.1.sh does).
+# The result holds boot/vmlinuz-KVER and
 # lib/modules/KVER; a stamp file makes later runs instant.
 set -euo pipefail
 
@@ -58,7 +60,7 @@ fi
 pkg=linux-image-$kver
 echo "kernel.sh: downloading $pkg" >&2
 if ! (cd "$tmp/deb" && apt-get download -q "$pkg" >&2); then
-	die "'apt-get download $pkg' failed. If apt said it cannot locate the package, the package lists are probably stale or lack bookworm-backports: run 'apt-get update' (or tests/vm/install-deps.sh) and try again."
+	die "'apt-get download $pkg' failed. If apt said it cannot locate the package, the package lists are probably stale (Debian keeps only the newest ABI of each kernel: see 'apt-cache search --names-only ^linux-image-' for what is there) or lack the suite that has it (bookworm-backports for 6.12, bookworm and bookworm-security for Debian 12's 6.1): run 'apt-get update' (or tests/vm/install-deps.sh) and try again."
 fi
 debs=("$tmp"/deb/*.deb)
 [ -f "${debs[0]}" ] || die "apt-get download $pkg produced no .deb"

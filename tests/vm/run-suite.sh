@@ -29,7 +29,7 @@ build=$(cd "$build" 2>/dev/null && pwd) || {
 	exit 2
 }
 case_timeout=${AZBUSE_CASE_TIMEOUT:-300}
-module=$root/kmod/azbuse.ko
+module=${AZBUSE_MODULE:-$root/kmod/azbuse.ko}
 export AZBUSE_MODULE=$module
 export AZBUSE_BUILD_DIR=$build
 export AZBUSE_CTL=$build/tools/azbusectl
