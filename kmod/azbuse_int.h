@@ -77,12 +77,15 @@ struct azbuse_ring {
 	/* queue_rq's side: requests wait here for the worker's next COMMIT */
 	spinlock_t lock; /* orders posting against marking the ring failed or dead */
 	struct llist_head pending;
+	u32 posted; /* the kernel's own copies of what it shows in the header */
+	u32 kflags;
 	u64 wakeups;
 
 	/* the worker's COMMIT (and reset, abort), under commit_mutex */
 	struct mutex commit_mutex;
 	u32 sq_tail;
 	u32 cq_head;
+	u32 fetched;
 	u64 requests;
 	u64 bytes;
 	u64 commits;

@@ -265,7 +265,7 @@ blk_status_t azbuse_ring_post(struct azbuse_ring *ring, struct request *rq, bool
 	atomic_inc(&ring->inflight);
 	atomic64_set_release(&slot->word, AZBUSE_SLOT_WORD(seq, ring->index, AZBUSE_SLOT_PENDING));
 	llist_add(&slot->node, &ring->pending);
-	WRITE_ONCE(ring->hdr->posted, READ_ONCE(ring->hdr->posted) + 1);
+	WRITE_ONCE(ring->hdr->posted, ++ring->posted);
 	spin_unlock(&ring->lock);
 
 	if (last)
@@ -304,7 +304,8 @@ static u32 azbuse_ring_fetch(struct azbuse_ring *ring)
 	}
 	if (n) {
 		azbuse_ring_publish(ring);
-		WRITE_ONCE(ring->hdr->fetched, READ_ONCE(ring->hdr->fetched) + n);
+		ring->fetched += n;
+		WRITE_ONCE(ring->hdr->fetched, ring->fetched);
 	}
 	return n;
 }
@@ -375,7 +376,8 @@ void azbuse_ring_mark_dead(struct azbuse_ring *ring)
 	mutex_lock(&ring->state_mutex);
 	/* after this, queue_rq sees dev->dead and posts nothing more */
 	spin_lock(&ring->lock);
-	WRITE_ONCE(ring->hdr->kflags, READ_ONCE(ring->hdr->kflags) | AZBUSE_KF_DEAD);
+	ring->kflags |= AZBUSE_KF_DEAD;
+	WRITE_ONCE(ring->hdr->kflags, ring->kflags);
 	spin_unlock(&ring->lock);
 	mutex_unlock(&ring->state_mutex);
 	cancel_delayed_work_sync(&ring->recovery_work);
@@ -450,7 +452,11 @@ static void azbuse_ring_reset_and_repost(struct azbuse_ring *ring)
 		ring->requeued++;
 	}
 	azbuse_ring_publish(ring);
+	WRITE_ONCE(ring->hdr->fetched, ring->fetched);
 	spin_lock(&ring->lock);
+	/* whatever the last worker scribbled over the kernel's fields */
+	WRITE_ONCE(ring->hdr->posted, ring->posted);
+	WRITE_ONCE(ring->hdr->kflags, ring->kflags);
 	ring->state = AZBUSE_QUEUE_ATTACHED;
 	spin_unlock(&ring->lock);
 	mutex_unlock(&ring->commit_mutex);

@@ -3,3 +3,11 @@
 # ioctl_abuse.c: malformed, unprivileged and hostile ioctls and rings (40-ioctl-abuse.sh).
 add_executable(azbuse-ioctl-abuse vm/tools/ioctl_abuse.c)
 target_include_directories(azbuse-ioctl-abuse PRIVATE ${PROJECT_SOURCE_DIR}/include)
+
+# fuzz_ioctl.c: seeded random ioctls, mmaps and ring garbage on both devices (60-ioctl-fuzz.sh).
+add_executable(azbuse-fuzz-ioctl vm/tools/fuzz_ioctl.c)
+target_include_directories(azbuse-fuzz-ioctl PRIVATE ${PROJECT_SOURCE_DIR}/include)
+
+# ring_garbage.c: a worker writing garbage into its rings under verified I/O (61-ring-garbage.sh).
+add_executable(azbuse-ring-garbage vm/tools/ring_garbage.c)
+target_include_directories(azbuse-ring-garbage PRIVATE ${PROJECT_SOURCE_DIR}/include)
