@@ -192,6 +192,28 @@ static int azb_parse_one(int argc, char **argv, int *i, struct azbuse_args *a)
 	return -EINVAL;
 }
 
+void azbuse_print_device_options(FILE *out)
+{
+	fprintf(out,
+		"  --size SIZE           device size (512M, 1G, 1T)\n"
+		"  --queues N            worker processes (default: one per CPU)\n"
+		"  --depth N             requests in flight per queue (default %u)\n"
+		"  --max-io SIZE         largest request (default %uk)\n"
+		"  --block-size N        logical block size (512, 1024, 2048 or 4096)\n"
+		"  --read-only           refuse writes\n"
+		"  --poll-us N           spin N us for new requests before sleeping\n"
+		"  --pin node|cpus|none  where workers run (default node: the queue's NUMA node)\n"
+		"  --trace FILE          append one line per request as the engine gets it\n"
+		"  --io-timeout MS       report requests held longer than this\n"
+		"  --recovery-timeout MS how long requests wait for a restarted worker\n"
+		"  --recover             take over the live device ID whose supervisor died,\n"
+		"                        with the engine and options it was added with\n"
+		"  --foreground          stay attached (for systemd); default: daemonise\n"
+		"  --json                print the result as JSON\n"
+		"  -o KEY=VALUE, --KEY VALUE  engine option\n",
+		AZBUSE_DEF_QUEUE_DEPTH, AZBUSE_DEF_IO_BYTES >> 10);
+}
+
 int azbuse_parse_device_args(int argc, char **argv, struct azbuse_args *a)
 {
 	int i, ret;

@@ -12,26 +12,10 @@ static void azb_usage(const char *prog, const struct azbuse_engine_ops *ops)
 	size_t k;
 
 	printf("usage: %s [ID|any] --size SIZE [options]\n\n"
-	       "Serves " AZBUSE_BLOCK_PREFIX "ID from the %s engine%s%s.\n\n"
-	       "  --size SIZE           device size (512M, 1G, 1T)\n"
-	       "  --queues N            worker processes (default: one per CPU)\n"
-	       "  --depth N             requests in flight per queue (default %u)\n"
-	       "  --max-io SIZE         largest request (default %uk)\n"
-	       "  --block-size N        logical block size (512 to 4096)\n"
-	       "  --read-only           refuse writes\n"
-	       "  --poll-us N           spin N us for new requests before sleeping\n"
-	       "  --pin node|cpus|none  where workers run (default node: the queue's NUMA node)\n"
-	       "  --trace FILE          append one line per request as the engine gets it\n"
-	       "  --io-timeout MS       request timeout check period\n"
-	       "  --recovery-timeout MS how long requests wait for a restarted worker\n"
-	       "  --recover             take over the live device ID whose supervisor died,\n"
-	       "                        with the engine and options it was added with\n"
-	       "  --foreground          stay attached (for systemd); default: daemonise\n"
-	       "  --json                print the result as JSON\n"
-	       "  -o KEY=VALUE, --KEY VALUE  engine option\n",
+	       "Serves " AZBUSE_BLOCK_PREFIX "ID from the %s engine%s%s.\n\n",
 	       prog, ops->name, ops->description ? ": " : "",
-	       ops->description ? ops->description : "", AZBUSE_DEF_QUEUE_DEPTH,
-	       AZBUSE_DEF_IO_BYTES >> 10);
+	       ops->description ? ops->description : "");
+	azbuse_print_device_options(stdout);
 	if (ops->option_keys && ops->option_keys[0]) {
 		printf("\nengine options:");
 		for (k = 0; ops->option_keys[k]; k++)

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include <azbuse/azbuse.h>
@@ -88,6 +89,7 @@ struct azbuse_args {
 	size_t strings_used;
 };
 int azbuse_parse_device_args(int argc, char **argv, struct azbuse_args *a);
+void azbuse_print_device_options(FILE *out);
 int azbuse_load_recover_args(struct azbuse_args *a);
 int azbuse_check_engine_options(const struct azbuse_engine_ops *ops, const struct azbuse_args *a,
 				char *err, size_t err_size);

@@ -40,24 +40,9 @@ static void add_usage(void)
 
 	printf("usage: azbusectl add [ID|any] --engine=NAME [--size SIZE] [options]\n\n"
 	       "Adds /dev/azbuseID served by engine NAME and returns once it is ready; the\n"
-	       "supervisor stays in the background (--foreground keeps it attached).\n\n"
-	       "  --size SIZE           device size (512M, 1G, 1T)\n"
-	       "  --queues N            worker processes (default: one per CPU)\n"
-	       "  --depth N             requests in flight per queue (default %u)\n"
-	       "  --max-io SIZE         largest request (default %uk)\n"
-	       "  --block-size N        logical block size (512 to 4096)\n"
-	       "  --read-only           refuse writes\n"
-	       "  --poll-us N           spin N us for new requests before sleeping\n"
-	       "  --pin node|cpus|none  where workers run (default node: the queue's NUMA node)\n"
-	       "  --trace FILE          append one line per request as the engine gets it\n"
-	       "  --io-timeout MS       request timeout check period\n"
-	       "  --recovery-timeout MS how long requests wait for a restarted worker\n"
-	       "  --recover             take over the live device ID whose supervisor died,\n"
-	       "                        with the engine and options it was added with\n"
-	       "  --foreground          stay attached (for systemd)\n"
-	       "  --json                print the result as JSON\n"
-	       "  -o KEY=VALUE          engine option\n\nengines:",
-	       AZBUSE_DEF_QUEUE_DEPTH, AZBUSE_DEF_IO_BYTES >> 10);
+	       "supervisor stays in the background (--foreground keeps it attached).\n\n");
+	azbuse_print_device_options(stdout);
+	printf("\nengines:");
 	for (e = azbuse_builtin_engines(); *e; e++)
 		printf(" %s", (*e)->name);
 	printf("\n");
