@@ -468,7 +468,12 @@ out_free:
 out_close:
 	close(s.ctl);
 out_teardown:
-	if (ops->teardown)
+	/*
+	 * Teardown destroys the engine's state (the mem engine's RAM): only
+	 * for a device that is gone, never after a failed --recover, whose
+	 * device is left live and needs that state for the next try.
+	 */
+	if (ops->teardown && (!o->recover || !ret))
 		ops->teardown(s.engine);
 out_report:
 	if (ret) {

@@ -52,6 +52,16 @@ trap - EXIT
 fsck.ext4 -f -n "$dev" >/dev/null || die "fsck found errors after the restart"
 log "ok   fsck clean"
 
+# a --recover while a daemon serves the device is refused and harms nothing
+if azbusectl add 1 --recover 2>/tmp/recover-refused.log; then
+	die "a second --recover of a served device succeeded"
+fi
+log "ok   refused: $(cat /tmp/recover-refused.log)"
+ls /dev/shm/azbuse-mem-* >/dev/null 2>&1 || die "the refused --recover destroyed the device's memory"
+mount "$dev" "$mnt"
+[ -n "$(ls "$mnt")" ] || die "the filesystem is empty after the refused --recover"
+umount "$mnt"
+
 # a device whose daemon is dead can still be removed, and leaves nothing behind
 kill -KILL -- "-$(supervisor_pids | head -1)"
 sleep 1
