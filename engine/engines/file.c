@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <azbuse/engine.h>
@@ -270,6 +271,32 @@ static bool file_in_range(const struct file_queue *q, const struct azbuse_io *io
 	return io->offset <= q->engine->size && io->len <= q->engine->size - io->offset;
 }
 
+/*
+ * Buffered I/O that need not wait is cheaper done right here than handed to
+ * io_uring, which sends buffered writes (and uncached reads) to its worker
+ * threads: a read the page cache holds (RWF_NOWAIT), and a plain buffered
+ * write, which only copies into the page cache (and may be throttled, as a
+ * loop device's would). True if the request was completed here.
+ */
+static bool file_try_inline(struct file_queue *q, struct azbuse_io *io)
+{
+	struct iovec iov = { .iov_base = io->buf, .iov_len = io->len };
+	ssize_t n;
+
+	if (q->engine->direct || (io->flags & AZBUSE_RQ_FUA))
+		return false;
+	if (io->op == AZBUSE_OP_READ)
+		n = preadv2(q->fd, &iov, 1, (off_t)io->offset, RWF_NOWAIT);
+	else
+		n = pwritev2(q->fd, &iov, 1, (off_t)io->offset, 0);
+	if (n < 0 && (errno == EAGAIN || errno == EOPNOTSUPP))
+		return false;
+	if (n >= 0 && (size_t)n < io->len)
+		return false; /* partly cached: io_uring does it whole */
+	azbuse_complete(io, n < 0 ? -errno : 0);
+	return true;
+}
+
 static void file_rw(void *queue, struct azbuse_io *io)
 {
 	struct file_queue *q = queue;
@@ -279,6 +306,8 @@ static void file_rw(void *queue, struct azbuse_io *io)
 		azbuse_complete(io, -EIO);
 		return;
 	}
+	if (file_try_inline(q, io))
+		return;
 	sqe = file_sqe(q, io);
 	if (!sqe) {
 		azbuse_complete(io, -EAGAIN);
