@@ -23,6 +23,13 @@
 #define AZB_MAX_RESTARTS 100
 #define AZB_WORKER_EXIT_MS 5000
 
+/* What the watchdog last saw of a queue. */
+struct azb_progress {
+	uint64_t requests; /* completed requests at the last progress */
+	uint64_t timeouts; /* the queue's timeouts counter then */
+	uint64_t since_ms; /* when requests last moved */
+};
+
 struct azb_supervisor {
 	const struct azbuse_engine_ops *ops;
 	const struct azbuse_device_opts *opts;
@@ -30,7 +37,9 @@ struct azb_supervisor {
 	int ctl;
 	uint32_t dev_id;
 	uint16_t nr_queues;
-	pid_t *workers; /* per queue; 0 when not running */
+	pid_t *workers;		       /* per queue; 0 when not running */
+	struct azb_progress *progress; /* per queue: is its worker getting anywhere? */
+	uint32_t io_timeout_ms;
 	unsigned restarts;
 	bool stopping;
 	bool removed;
@@ -279,7 +288,6 @@ static void azb_stop_workers(struct azb_supervisor *s)
 	}
 }
 
-/* Wait for signals and dead workers until the device is gone. */
 static uint64_t azb_now_ms(void)
 {
 	struct timespec ts;
@@ -295,6 +303,41 @@ static bool azb_device_gone(struct azb_supervisor *s)
 	int ret = azbuse_ctl_info(s->ctl, s->dev_id, &info);
 
 	return ret == -ENOENT || (!ret && info.owner_pid != getpid());
+}
+
+/*
+ * A worker that holds requests, completes none for io_timeout and has let a
+ * request time out meanwhile is wedged (an engine deadlock, a hung backend):
+ * kill it. The module re-posts its requests to the worker started in its
+ * place, exactly as after a crash. A slow worker that still completes
+ * requests is left alone.
+ */
+static void azb_watch_progress(struct azb_supervisor *s, uint64_t now)
+{
+	struct azbuse_queue_info qi;
+	int q;
+
+	for (q = 0; q < s->nr_queues; q++) {
+		struct azb_progress *p = &s->progress[q];
+
+		if (azbuse_ctl_queue_info(s->ctl, s->dev_id, q, &qi))
+			return;
+		if (qi.requests != p->requests || !qi.inflight || !p->since_ms) {
+			p->requests = qi.requests;
+			p->timeouts = qi.timeouts;
+			p->since_ms = now;
+			continue;
+		}
+		if (now - p->since_ms < s->io_timeout_ms || qi.timeouts == p->timeouts ||
+		    s->workers[q] <= 0)
+			continue;
+		azb_log("worker %d (queue %d) completed nothing in %u ms with %u request(s) "
+			"waiting: killing it",
+			s->workers[q], q, (unsigned)(now - p->since_ms), qi.inflight);
+		kill(s->workers[q], SIGKILL);
+		p->timeouts = qi.timeouts;
+		p->since_ms = now;
+	}
 }
 
 /* Wait for signals and dead workers until the device is gone. */
@@ -315,6 +358,8 @@ static void azb_supervise(struct azb_supervisor *s, const sigset_t *signals)
 		azb_reap_workers(s);
 		if (!s->removed && azb_device_gone(s))
 			s->removed = true;
+		if (!s->removed && !s->stopping)
+			azb_watch_progress(s, azb_now_ms());
 		if (s->stopping && !s->removed) {
 			int ret = azbuse_ctl_remove(s->ctl, s->dev_id);
 
@@ -414,10 +459,12 @@ int azbuse_run(const struct azbuse_engine_ops *ops, const struct azbuse_device_o
 	}
 	s.dev_id = info.dev_id;
 	s.nr_queues = info.nr_queues;
+	s.io_timeout_ms = info.io_timeout_ms;
 	snprintf(prefix, sizeof(prefix), "azbuse%u", s.dev_id);
 	azb_log_set_prefix(prefix);
 	s.workers = calloc(s.nr_queues, sizeof(*s.workers));
-	if (!s.workers) {
+	s.progress = calloc(s.nr_queues, sizeof(*s.progress));
+	if (!s.workers || !s.progress) {
 		ret = -ENOMEM;
 		snprintf(err, sizeof(err), "out of memory");
 		goto out_remove;
@@ -464,6 +511,7 @@ out_remove:
 	if (s.workers)
 		azb_stop_workers(&s);
 out_free:
+	free(s.progress);
 	free(s.workers);
 out_close:
 	close(s.ctl);
