@@ -45,6 +45,8 @@
 
 #include <azbuse/uapi.h>
 
+#include "testlib.h"
+
 #define STATIC_CHECK(cond) _Static_assert(cond, #cond)
 AZBUSE_ABI_CHECKS(STATIC_CHECK);
 
@@ -62,28 +64,6 @@ AZBUSE_ABI_CHECKS(STATIC_CHECK);
 #define MAX_REPORTED 40 /* unexpected outcomes printed in full */
 
 /* ---- random numbers ---------------------------------------------------------- */
-
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-	/* splitmix64: tiny, and good enough to pick cases */
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static uint64_t below(uint64_t n)
-{
-	return n ? rnd() % n : 0;
-}
-
-static bool chance(unsigned pct)
-{
-	return below(100) < pct;
-}
 
 /* A value of a `bits`-wide field, biased to the boundaries. */
 static uint64_t boundary(unsigned bits)
@@ -185,8 +165,8 @@ static const int allowed[NR_KINDS][10] = {
 };
 
 static unsigned long counts[NR_KINDS][MAX_ERRNO + 1];
-static char start_desc[256]; /* what the kernel said before the last START */
-static unsigned long failures;
+static char start_desc[256];	 /* what the kernel said before the last START */
+static unsigned long unexpected; /* outcomes the ABI does not allow */
 
 /* Shared with the parent: where the child is, for crash and hang reports. */
 struct progress {
@@ -200,7 +180,7 @@ static void fail(const char *fmt, ...)
 {
 	va_list ap;
 
-	if (++failures > MAX_REPORTED)
+	if (++unexpected > MAX_REPORTED)
 		return;
 	printf("FAIL call %" PRIu64 " (%s): ", progress->call, progress->what);
 	va_start(ap, fmt);
@@ -1278,9 +1258,9 @@ static int run(uint64_t seed, uint64_t calls)
 	       "%lu times, %lu mmaps, %lu interrupted waits\n",
 	       calls, (double)(now_ms() - start) / 1000, nr_adds_ok, nr_removes_ok,
 	       nr_target_removed, nr_maps_ok, nr_eintr);
-	printf("%lu unexpected outcomes\n", failures);
+	printf("%lu unexpected outcomes\n", unexpected);
 	fflush(stdout);
-	return failures ? 1 : 0;
+	return unexpected ? 1 : 0;
 }
 
 /* ---- the parent: crash and hang reports, leaks -------------------------------------- */

@@ -32,6 +32,8 @@
 
 #include <azbuse/uapi.h>
 
+#include "testlib.h"
+
 #define STATIC_CHECK(cond) _Static_assert(cond, #cond)
 AZBUSE_ABI_CHECKS(STATIC_CHECK);
 
@@ -53,24 +55,7 @@ static const struct {
 };
 #define NR_BAD_PTRS (sizeof(bad_ptrs) / sizeof(bad_ptrs[0]))
 
-static unsigned checks, failures;
 static uint32_t test_id = 900;
-
-static void check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(bool ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	checks++;
-	if (!ok)
-		failures++;
-	printf("%s ", ok ? "ok  " : "FAIL");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-}
 
 static const char *err_name(int err)
 {

@@ -42,6 +42,8 @@
 
 #include <azbuse/uapi.h>
 
+#include "testlib.h"
+
 #define STATIC_CHECK(cond) _Static_assert(cond, #cond)
 AZBUSE_ABI_CHECKS(STATIC_CHECK);
 
@@ -64,24 +66,6 @@ AZBUSE_ABI_CHECKS(STATIC_CHECK);
 #define REMOVE_MAX_MS 30000
 
 /* ---- reporting --------------------------------------------------------------- */
-
-static unsigned checks, failures;
-
-static void check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(bool ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	checks++;
-	if (!ok)
-		failures++;
-	printf("%s ", ok ? "ok  " : "FAIL");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-}
 
 /* A failed check inside a loop: reported (the first few times) and counted. */
 static unsigned loop_failures;
@@ -124,27 +108,6 @@ static void sleep_ms(unsigned ms)
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
 
 	nanosleep(&ts, NULL);
-}
-
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static uint64_t below(uint64_t n)
-{
-	return n ? rnd() % n : 0;
-}
-
-static bool chance(unsigned pct)
-{
-	return below(100) < pct;
 }
 
 /* ---- data and poison: what the store holds, what the children expect ------------- */
