@@ -23,16 +23,4 @@ log "ok   $calls calls with seed $seed in $((SECONDS - start)) s"
 log "ok   no device left"
 
 # the module still works
-dev=$(add_mem_device 1 64M --queues 2)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-head -c 8M /dev/urandom >"$work/in"
-dd if="$work/in" of="$dev" bs=1M oflag=direct status=none || die "write to $dev failed"
-dd if="$dev" of="$work/out" bs=1M count=8 iflag=direct status=none || die "read from $dev failed"
-cmp "$work/in" "$work/out" || die "data read back from $dev differs"
-for q in 0 1; do
-	[ "$(queue_counter 1 "$q" rejected)" = 0 ] || die "queue $q of $dev rejected completions"
-done
-remove_device 1
-[ -z "$(device_ids)" ] || die "devices left: $(device_ids)"
-log "ok   a mem device still works after the fuzzing"
+module_still_works 2 "the fuzzing"

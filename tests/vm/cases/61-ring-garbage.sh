@@ -23,14 +23,4 @@ if [ -e /dev/azbuse910 ] || [ -e /dev/azbusec910 ]; then die "device 910 still h
 [ -z "$(device_ids)" ] || die "devices left: $(device_ids)"
 
 # the module still works
-dev=$(add_mem_device 1 64M --queues 1)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-head -c 8M /dev/urandom >"$work/in"
-dd if="$work/in" of="$dev" bs=1M oflag=direct status=none || die "write to $dev failed"
-dd if="$dev" of="$work/out" bs=1M count=8 iflag=direct status=none || die "read from $dev failed"
-cmp "$work/in" "$work/out" || die "data read back from $dev differs"
-[ "$(queue_counter 1 0 rejected)" = 0 ] || die "queue 0 of $dev rejected completions"
-remove_device 1
-[ -z "$(device_ids)" ] || die "devices left: $(device_ids)"
-log "ok   a mem device still works after the malicious worker"
+module_still_works 1 "the malicious worker"

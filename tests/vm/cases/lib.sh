@@ -163,3 +163,24 @@ queue_counter() {
 	azbusectl info "$1" --json |
 		grep -o "{\"queue\": $2, [^}]*}" | grep -o "\"$3\": [0-9]*" | awk '{ print $2 }'
 }
+
+# module_still_works QUEUES WHAT: after abuse, a new mem device (id 1) takes
+# 8 MiB of O_DIRECT I/O and reads it back intact with no completion rejected,
+# and removing it leaves no device behind.
+module_still_works() {
+	local queues=$1 what=$2 dev work q
+	dev=$(add_mem_device 1 64M --queues "$queues")
+	work=$(mktemp -d)
+	head -c 8M /dev/urandom >"$work/in"
+	dd if="$work/in" of="$dev" bs=1M oflag=direct status=none || die "write to $dev failed"
+	dd if="$dev" of="$work/out" bs=1M count=8 iflag=direct status=none ||
+		die "read from $dev failed"
+	cmp "$work/in" "$work/out" || die "data read back from $dev differs"
+	rm -rf "$work"
+	for ((q = 0; q < queues; q++)); do
+		[ "$(queue_counter 1 "$q" rejected)" = 0 ] || die "queue $q of $dev rejected completions"
+	done
+	remove_device 1
+	[ -z "$(device_ids)" ] || die "devices left: $(device_ids)"
+	log "ok   a mem device still works after $what"
+}
