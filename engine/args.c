@@ -74,13 +74,14 @@ struct azb_num_opt {
 static int azb_parse_one(int argc, char **argv, int *i, struct azbuse_args *a)
 {
 	struct azbuse_device_opts *o = &a->opts;
-	uint32_t queues = 0, depth = 0;
+	uint32_t queues = 0, depth = 0, shards = 0;
 	const struct azb_num_opt nums[] = {
 		{ "--block-size", 512, 4096, &o->logical_block_size },
 		{ "--io-timeout", 100, 3600000, &o->io_timeout_ms },
 		{ "--recovery-timeout", 1, 3600000, &o->recovery_timeout_ms },
 		{ "--poll-us", 0, 1000000, &o->poll_us },
 		{ "--queues", 1, AZBUSE_MAX_QUEUES, &queues },
+		{ "--shards", 1, AZBUSE_MAX_QUEUES, &shards },
 		{ "--depth", 1, AZBUSE_MAX_QUEUE_DEPTH, &depth },
 	};
 	const char *arg = argv[*i], *v;
@@ -133,6 +134,16 @@ static int azb_parse_one(int argc, char **argv, int *i, struct azbuse_args *a)
 		}
 		return 0;
 	}
+	if ((v = azb_arg_value(argc, argv, i, "--shard-chunk"))) {
+		if (azbuse_parse_size(v, &bytes) || bytes < 4096 || bytes > (1ULL << 31) ||
+		    (bytes & (bytes - 1))) {
+			snprintf(a->error, sizeof(a->error),
+				 "bad --shard-chunk '%s' (a power of two, 4k to 2G)", v);
+			return -EINVAL;
+		}
+		o->shard_chunk_bytes = (uint32_t)bytes;
+		return 0;
+	}
 	if ((v = azb_arg_value(argc, argv, i, "--max-io"))) {
 		if (azbuse_parse_size(v, &bytes) || bytes < AZBUSE_MIN_IO_BYTES ||
 		    bytes > AZBUSE_MAX_IO_BYTES || bytes % 4096) {
@@ -159,6 +170,8 @@ static int azb_parse_one(int argc, char **argv, int *i, struct azbuse_args *a)
 		}
 		if (queues)
 			o->nr_queues = (uint16_t)queues;
+		if (shards)
+			o->nr_shards = (uint16_t)shards;
 		if (depth)
 			o->queue_depth = (uint16_t)depth;
 		return 0;
@@ -198,6 +211,9 @@ void azbuse_print_device_options(FILE *out)
 		"  --size SIZE           device size (512M, 1G, 1T)\n"
 		"  --queues N            worker processes (default: one per CPU)\n"
 		"  --depth N             requests in flight per queue (default %u)\n"
+		"  --shards N            sharded: N workers, worker i owns every chunk c\n"
+		"                        with c %% N == i, whichever CPU submits\n"
+		"  --shard-chunk SIZE    sharded mode's chunk (default 1M, power of two)\n"
 		"  --max-io SIZE         largest request (default %uk)\n"
 		"  --block-size N        logical block size (512, 1024, 2048 or 4096)\n"
 		"  --read-only           refuse writes\n"

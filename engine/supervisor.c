@@ -107,6 +107,18 @@ static uint32_t azb_effective_caps(const struct azbuse_engine_ops *ops, uint32_t
 	return caps;
 }
 
+/*
+ * The engine was set up but the device cannot be added: tear it down again,
+ * except when recovering, where its state belongs to the live device.
+ */
+static int azb_setup_undo(struct azb_supervisor *s, int ret)
+{
+	if (s->ops->teardown && !s->opts->recover)
+		s->ops->teardown(s->engine);
+	s->engine = NULL;
+	return ret;
+}
+
 static int azb_setup_engine(struct azb_supervisor *s, struct azbuse_dev_info *info, char *err,
 			    size_t err_size)
 {
@@ -119,6 +131,19 @@ static int azb_setup_engine(struct azb_supervisor *s, struct azbuse_dev_info *in
 	cfg.size_bytes = o->size_bytes;
 	cfg.logical_block_size = o->logical_block_size ? o->logical_block_size : 512;
 	cfg.nr_queues = o->nr_queues ? o->nr_queues : (ncpu > 0 ? (uint32_t)ncpu : 1);
+	if (o->nr_shards) {
+		if (o->nr_queues && o->nr_queues != o->nr_shards) {
+			snprintf(err, err_size,
+				 "--queues and --shards disagree (sharded: a worker per shard)");
+			return -EINVAL;
+		}
+		cfg.nr_queues = o->nr_shards;
+		cfg.shard_chunk_bytes =
+			o->shard_chunk_bytes ? o->shard_chunk_bytes : AZBUSE_DEF_SHARD_CHUNK_BYTES;
+	} else if (o->shard_chunk_bytes) {
+		snprintf(err, err_size, "--shard-chunk needs --shards");
+		return -EINVAL;
+	}
 	cfg.options = o->options;
 	cfg.nr_options = o->nr_options;
 	cfg.error = err;
@@ -134,7 +159,7 @@ static int azb_setup_engine(struct azb_supervisor *s, struct azbuse_dev_info *in
 	}
 	if (!cfg.size_bytes) {
 		snprintf(err, err_size, "engine %s: no device size (give --size)", s->ops->name);
-		return -EINVAL;
+		return azb_setup_undo(s, -EINVAL);
 	}
 
 	memset(info, 0, sizeof(*info));
@@ -149,6 +174,18 @@ static int azb_setup_engine(struct azb_supervisor *s, struct azbuse_dev_info *in
 	info->features = azb_caps_to_features(azb_effective_caps(s->ops, cfg.caps));
 	if (o->read_only)
 		info->features |= AZBUSE_F_READ_ONLY;
+	if (cfg.shard_chunk_bytes) {
+		if (cfg.shard_chunk_bytes < 4096 ||
+		    (cfg.shard_chunk_bytes & (cfg.shard_chunk_bytes - 1)) || !cfg.nr_queues ||
+		    cfg.nr_queues > AZBUSE_MAX_QUEUES) {
+			snprintf(err, err_size, "engine %s: bad shard chunk %u or shard count %u",
+				 s->ops->name, cfg.shard_chunk_bytes, cfg.nr_queues);
+			return azb_setup_undo(s, -EINVAL);
+		}
+		info->features |= AZBUSE_F_SHARDED;
+		info->nr_queues = cfg.nr_queues;
+		info->chunk_sectors = cfg.shard_chunk_bytes >> 9;
+	}
 	return 0;
 }
 

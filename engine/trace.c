@@ -40,6 +40,7 @@ static const struct {
 	{ AZBUSE_RQ_SWAP, "SWAP" },
 	{ AZBUSE_RQ_ATOMIC, "ATOMIC" },
 	{ AZBUSE_RQ_REQUEUED, "REQUEUED" },
+	{ AZBUSE_RQ_SHARD_PART, "SHARD_PART" },
 };
 
 const char *azbuse_op_name(uint8_t op)

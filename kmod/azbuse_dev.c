@@ -28,6 +28,8 @@
 /* removal fails what is left once the workers have made no progress for this long */
 #define AZBUSE_REMOVE_STALL_MS 5000
 #define AZBUSE_MAX_TIMEOUT_MS (3600U * 1000U)
+/* sharded mode's device-wide tags (blk-mq allows at most 10240) */
+#define AZBUSE_MAX_SHARED_TAGS 8192
 
 static DEFINE_MUTEX(azbuse_devs_lock); /* the registry */
 static DEFINE_IDR(azbuse_devs);	       /* id -> device; NULL while being built */
@@ -41,15 +43,16 @@ static void azbuse_remove_watchdog(struct work_struct *work);
 
 static blk_status_t azbuse_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk_mq_queue_data *bd)
 {
-	struct azbuse_ring *ring = hctx->driver_data;
-	struct azbuse_dev *dev = ring->dev;
+	struct azbuse_dev *dev = hctx->queue->queuedata;
 
 	if (unlikely(READ_ONCE(dev->dead)))
 		return BLK_STS_IOERR;
 	/* the block layer only warns about writes to a read-only disk */
 	if (unlikely((dev->info.features & AZBUSE_F_READ_ONLY) && op_is_write(req_op(bd->rq))))
 		return BLK_STS_IOERR;
-	return azbuse_ring_post(ring, bd->rq, bd->last);
+	if (dev->sharded)
+		return azbuse_shard_post(dev, bd->rq);
+	return azbuse_ring_post(hctx->driver_data, bd->rq, bd->last);
 }
 
 /*
@@ -60,7 +63,7 @@ static blk_status_t azbuse_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk
  */
 static enum blk_eh_timer_return azbuse_timeout(struct request *rq)
 {
-	struct azbuse_ring *ring = rq->mq_hctx->driver_data;
+	struct azbuse_ring *ring = azbuse_rq_ring(rq->q->queuedata, rq);
 
 	atomic64_inc(&ring->timeouts);
 	pr_warn_ratelimited("azbuse%u: queue %u: request %d waited over %u ms (worker pid %d)\n",
@@ -71,13 +74,20 @@ static enum blk_eh_timer_return azbuse_timeout(struct request *rq)
 
 static void azbuse_commit_rqs(struct blk_mq_hw_ctx *hctx)
 {
-	azbuse_ring_wake(hctx->driver_data);
+	/* sharded mode wakes each request's shard as it posts it */
+	if (hctx->driver_data)
+		azbuse_ring_wake(hctx->driver_data);
 }
 
+/* A hardware queue is its ring, except in sharded mode, where queue_rq routes. */
 static int azbuse_init_hctx(struct blk_mq_hw_ctx *hctx, void *driver_data, unsigned int index)
 {
 	struct azbuse_dev *dev = driver_data;
 
+	if (dev->sharded) {
+		hctx->driver_data = NULL;
+		return 0;
+	}
 	if (WARN_ON_ONCE(index >= dev->nr_rings))
 		return -EINVAL;
 	hctx->driver_data = &dev->rings[index];
@@ -100,24 +110,44 @@ static bool azbuse_reserved_zero(const struct azbuse_dev_info *info)
 	return !memchr_inv(info->reserved, 0, sizeof(info->reserved));
 }
 
+/*
+ * Sharded mode's chunk: a power of two from 4 KiB up to 2 GiB (a part must
+ * fit a submission entry's 32-bit length); without sharding, none.
+ */
+static int azbuse_validate_shards(struct azbuse_dev_info *info)
+{
+	if (!(info->features & AZBUSE_F_SHARDED))
+		return info->chunk_sectors ? -EINVAL : 0;
+	if (!is_power_of_2(info->chunk_sectors) ||
+	    info->chunk_sectors < (PAGE_SIZE >> SECTOR_SHIFT) ||
+	    info->chunk_sectors < (info->logical_block_size >> SECTOR_SHIFT) ||
+	    info->chunk_sectors > (SZ_2G >> SECTOR_SHIFT))
+		return -EINVAL;
+	/* shared tags: every shard may have queue_depth requests */
+	if ((u32)info->queue_depth * info->nr_queues > AZBUSE_MAX_SHARED_TAGS)
+		return -EINVAL;
+	return 0;
+}
+
 /* Check every field of an ADD request and fill in the defaults. */
 static int azbuse_validate_info(struct azbuse_dev_info *info)
 {
 	u64 data_total;
+	int ret;
 
 	if (!azbuse_reserved_zero(info))
 		return -EINVAL;
 	if (info->features & ~AZBUSE_F_ALL)
 		return -EINVAL;
-	if (info->features & AZBUSE_F_SHARDED)
-		return -EOPNOTSUPP;
 	if (info->dev_id != AZBUSE_DEV_ID_ANY && info->dev_id >= AZBUSE_MAX_DEVICES)
 		return -EINVAL;
 
 	if (!info->nr_queues)
 		info->nr_queues = min_t(u32, num_possible_cpus(), AZBUSE_MAX_QUEUES);
-	/* blk-mq would silently cap hardware queues at the CPU count */
-	if (info->nr_queues > AZBUSE_MAX_QUEUES || info->nr_queues > nr_cpu_ids)
+	if (info->nr_queues > AZBUSE_MAX_QUEUES)
+		return -EINVAL;
+	/* blk-mq would silently cap hardware queues at the CPU count; shards are not CPUs */
+	if (!(info->features & AZBUSE_F_SHARDED) && info->nr_queues > nr_cpu_ids)
 		return -EINVAL;
 	if (!info->queue_depth)
 		info->queue_depth = AZBUSE_DEF_QUEUE_DEPTH;
@@ -143,18 +173,20 @@ static int azbuse_validate_info(struct azbuse_dev_info *info)
 	if (!info->size_bytes || !IS_ALIGNED(info->size_bytes, info->logical_block_size) ||
 	    info->size_bytes > (U64_MAX >> 1))
 		return -EINVAL;
-	if (info->chunk_sectors)
-		return -EINVAL; /* only with AZBUSE_F_SHARDED */
+	ret = azbuse_validate_shards(info);
+	if (ret)
+		return ret;
 
 	if (!info->discard_granularity)
 		info->discard_granularity = info->logical_block_size;
 	if (!is_power_of_2(info->discard_granularity) ||
 	    info->discard_granularity < info->logical_block_size)
 		return -EINVAL;
+	/* sharded: a discard bigger than a chunk would only be cut into parts */
 	if (!info->max_discard_sectors)
-		info->max_discard_sectors = UINT_MAX >> SECTOR_SHIFT;
+		info->max_discard_sectors = info->chunk_sectors ?: UINT_MAX >> SECTOR_SHIFT;
 	if (!info->max_write_zeroes_sectors)
-		info->max_write_zeroes_sectors = UINT_MAX >> SECTOR_SHIFT;
+		info->max_write_zeroes_sectors = info->chunk_sectors ?: UINT_MAX >> SECTOR_SHIFT;
 	if (!(info->features & AZBUSE_F_DISCARD) && !(info->features & AZBUSE_F_SECURE_ERASE))
 		info->max_discard_sectors = 0;
 	if (!(info->features & AZBUSE_F_WRITE_ZEROES))
@@ -179,6 +211,8 @@ static int azbuse_validate_info(struct azbuse_dev_info *info)
 	info->state = AZBUSE_DEV_CREATED;
 	info->owner_pid = task_tgid_vnr(current);
 	info->nr_hw_queues = info->nr_queues;
+	if (info->features & AZBUSE_F_SHARDED)
+		info->nr_hw_queues = min_t(u32, num_possible_cpus(), AZBUSE_MAX_QUEUES);
 	return 0;
 }
 
@@ -225,27 +259,71 @@ static u8 *azbuse_queue_cpu_map(struct azbuse_dev *dev, u32 queue, u32 nbytes, i
 	return bits;
 }
 
+/*
+ * Sharded mode: shards are spread over the online NUMA nodes in turn, and
+ * each shard's worker may run on any CPU of its node.
+ */
+static u8 *azbuse_shard_cpu_map(u32 shard, u32 nbytes, int *node)
+{
+	u32 nth = shard % num_online_nodes();
+	unsigned int cpu;
+	int n;
+	u8 *bits;
+
+	bits = kzalloc(nbytes, GFP_KERNEL);
+	if (!bits)
+		return NULL;
+	*node = first_online_node;
+	for_each_online_node(n)
+	{
+		if (!nth--) {
+			*node = n;
+			break;
+		}
+	}
+	for_each_cpu(cpu, cpumask_of_node(*node)) bits[cpu / 8] |= 1U << (cpu % 8);
+	return bits;
+}
+
+/* Tags per slot table: a queue's depth, or in sharded mode the whole device's. */
+static u32 azbuse_table_depth(const struct azbuse_dev *dev)
+{
+	return dev->sharded ? dev->info.queue_depth * dev->nr_rings : dev->info.queue_depth;
+}
+
 static int azbuse_alloc_rings(struct azbuse_dev *dev)
 {
 	u32 nbytes = DIV_ROUND_UP(nr_cpu_ids, 8);
+	struct azbuse_slot_table *table;
 	int node, ret;
 	u32 i;
 	u8 *cpus;
 
-	dev->nr_tables = dev->nr_rings;
+	dev->nr_tables = dev->sharded ? 1 : dev->nr_rings;
 	dev->tables = kcalloc(dev->nr_tables, sizeof(*dev->tables), GFP_KERNEL);
 	dev->rings = kcalloc(dev->nr_rings, sizeof(*dev->rings), GFP_KERNEL);
 	if (!dev->tables || !dev->rings)
 		return -ENOMEM;
+	if (dev->sharded) {
+		ret = azbuse_table_init(&dev->tables[0], azbuse_table_depth(dev),
+					dev->info.max_io_bytes, NUMA_NO_NODE);
+		if (ret)
+			return ret;
+	}
 	for (i = 0; i < dev->nr_rings; i++) {
-		cpus = azbuse_queue_cpu_map(dev, i, nbytes, &node);
+		if (dev->sharded)
+			cpus = azbuse_shard_cpu_map(i, nbytes, &node);
+		else
+			cpus = azbuse_queue_cpu_map(dev, i, nbytes, &node);
 		if (!cpus)
 			return -ENOMEM;
-		ret = azbuse_table_init(&dev->tables[i], dev->info.queue_depth,
-					dev->info.max_io_bytes, node);
+		table = dev->sharded ? &dev->tables[0] : &dev->tables[i];
+		ret = 0;
+		if (!dev->sharded)
+			ret = azbuse_table_init(table, azbuse_table_depth(dev),
+						dev->info.max_io_bytes, node);
 		if (!ret)
-			ret = azbuse_ring_init(&dev->rings[i], dev, i, &dev->tables[i], node, cpus,
-					       nbytes);
+			ret = azbuse_ring_init(&dev->rings[i], dev, i, table, node, cpus, nbytes);
 		if (ret) {
 			kfree(cpus);
 			return ret;
@@ -270,10 +348,13 @@ static int azbuse_init_tag_set(struct azbuse_dev *dev)
 	int ret;
 
 	set->ops = &azbuse_mq_ops;
-	set->nr_hw_queues = dev->nr_rings;
-	set->queue_depth = dev->info.queue_depth;
+	set->nr_hw_queues = dev->info.nr_hw_queues;
+	set->queue_depth = azbuse_table_depth(dev);
 	set->numa_node = NUMA_NO_NODE;
 	set->flags = BLK_MQ_F_SHOULD_MERGE;
+	/* sharded: one tag space for all hardware queues, so data slots are unique */
+	if (dev->sharded)
+		set->flags |= BLK_MQ_F_TAG_HCTX_SHARED;
 	set->driver_data = dev;
 	set->timeout = msecs_to_jiffies(dev->info.io_timeout_ms);
 	ret = blk_mq_alloc_tag_set(set);
@@ -296,6 +377,7 @@ static int azbuse_init_disk(struct azbuse_dev *dev)
 		.max_secure_erase_sectors =
 			(info->features & AZBUSE_F_SECURE_ERASE) ? info->max_discard_sectors : 0,
 		.max_write_zeroes_sectors = info->max_write_zeroes_sectors,
+		.chunk_sectors = info->chunk_sectors,
 		.write_cache = info->features & AZBUSE_F_WRITE_CACHE,
 		.fua = info->features & AZBUSE_F_FUA,
 		.rotational = info->features & AZBUSE_F_ROTATIONAL,
@@ -379,6 +461,9 @@ int azbuse_dev_add(struct azbuse_dev_info *info, struct file *owner)
 	INIT_DELAYED_WORK(&dev->remove_watchdog, azbuse_remove_watchdog);
 
 	dev->nr_rings = info->nr_queues;
+	dev->sharded = info->features & AZBUSE_F_SHARDED;
+	if (dev->sharded)
+		dev->chunk_shift = ilog2(info->chunk_sectors);
 	ret = azbuse_init_tag_set(dev);
 	if (ret)
 		goto out_free_dev;

@@ -40,6 +40,10 @@ struct azbuse_slot {
 	atomic64_t word;
 	struct request *rq;	/* valid while PENDING, INFLIGHT or COMPLETING */
 	struct llist_node node; /* on the ring's pending list while PENDING */
+	/* what the ring's worker is asked to do: the request, or one shard's part of it */
+	u64 sector;
+	u32 bytes;
+	bool part;
 };
 
 /* Tags and their data: one table per ring, or one per device when tags are shared. */
@@ -127,6 +131,8 @@ struct azbuse_dev {
 
 	struct azbuse_ring *rings;
 	u32 nr_rings;
+	bool sharded;	 /* rings are shards: route by chunk, tags shared */
+	u32 chunk_shift; /* sharded: log2(chunk_sectors) */
 	struct azbuse_slot_table *tables;
 	u32 nr_tables;
 
@@ -156,6 +162,8 @@ void azbuse_ring_free(struct azbuse_ring *ring);
 int azbuse_table_init(struct azbuse_slot_table *table, u32 nr, u32 slot_bytes, int node);
 void azbuse_table_free(struct azbuse_slot_table *table);
 blk_status_t azbuse_ring_post(struct azbuse_ring *ring, struct request *rq, bool last);
+blk_status_t azbuse_shard_post(struct azbuse_dev *dev, struct request *rq);
+struct azbuse_ring *azbuse_rq_ring(struct azbuse_dev *dev, struct request *rq);
 void azbuse_ring_wake(struct azbuse_ring *ring);
 void azbuse_ring_mark_dead(struct azbuse_ring *ring);
 void azbuse_ring_abort(struct azbuse_ring *ring, blk_status_t status);

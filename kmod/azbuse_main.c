@@ -39,7 +39,7 @@ static long azbuse_ctl_version(void __user *uarg)
 	struct azbuse_version v = {
 		.abi_version = AZBUSE_ABI_VERSION,
 		.max_devices = AZBUSE_MAX_DEVICES,
-		.features = AZBUSE_F_ALL & ~AZBUSE_F_SHARDED,
+		.features = AZBUSE_F_ALL,
 	};
 
 	return copy_to_user(uarg, &v, sizeof(v)) ? -EFAULT : 0;

@@ -198,17 +198,21 @@ static bool azbuse_rq_has_data(struct request *rq)
 }
 
 /*
- * Fill the next submission entry; the caller holds commit_mutex, which makes
- * it the ring's only producer. The caller publishes sq_tail.
+ * Fill the next submission entry for a slot's request (or its part); the
+ * caller holds commit_mutex, which makes it the ring's only producer. The
+ * caller publishes sq_tail.
  */
-static void azbuse_ring_push(struct azbuse_ring *ring, struct request *rq, u32 seq, u64 extra_flags)
+static void azbuse_ring_push(struct azbuse_ring *ring, struct azbuse_slot *slot, u32 seq,
+			     u64 extra_flags)
 {
 	struct azbuse_sqe *sqe = &ring->sq[ring->sq_tail & (ring->sq_entries - 1)];
+	struct request *rq = slot->rq;
 
-	/* a flush has no position (blk-mq leaves it at -1): say 0 */
-	WRITE_ONCE(sqe->sector, req_op(rq) == REQ_OP_FLUSH ? 0 : blk_rq_pos(rq));
+	if (slot->part)
+		extra_flags |= AZBUSE_RQ_SHARD_PART;
+	WRITE_ONCE(sqe->sector, slot->sector);
 	WRITE_ONCE(sqe->flags, azbuse_rq_flags(rq) | extra_flags);
-	WRITE_ONCE(sqe->len, blk_rq_bytes(rq));
+	WRITE_ONCE(sqe->len, slot->bytes);
 	WRITE_ONCE(sqe->tag, rq->tag);
 	WRITE_ONCE(sqe->seq, seq);
 	WRITE_ONCE(sqe->op, azbuse_rq_op(rq));
@@ -233,32 +237,20 @@ void azbuse_ring_wake(struct azbuse_ring *ring)
 }
 
 /*
- * queue_rq's side: hand the request to the ring's pending list and wake the
- * worker if it sleeps. Nothing is copied here: the worker's COMMIT copies
- * write data into the slot on its own CPU (azbuse_ring_fetch), so the
- * submitting CPU pays only for a list insertion.
+ * Put a slot on the ring's pending list for the worker's next COMMIT.
+ * False if the ring takes no more requests (failed, or the device is dead):
+ * then the slot is left as it was.
  */
-blk_status_t azbuse_ring_post(struct azbuse_ring *ring, struct request *rq, bool last)
+static bool azbuse_slot_post(struct azbuse_ring *ring, struct azbuse_slot *slot, struct request *rq)
 {
-	struct azbuse_slot_table *table = ring->table;
-	struct azbuse_slot *slot;
 	u32 seq;
 
-	if (unlikely(azbuse_rq_op(rq) < 0))
-		return BLK_STS_NOTSUPP;
-	if (unlikely(rq->tag < 0 || rq->tag >= table->nr)) {
-		WARN_ON_ONCE(1);
-		return BLK_STS_IOERR;
-	}
-	slot = &table->slots[rq->tag];
-
-	blk_mq_start_request(rq);
 	/* under ring->lock: a ring marked failed or dead has no request added after */
 	spin_lock(&ring->lock);
 	if (unlikely(ring->state == AZBUSE_QUEUE_FAILED || READ_ONCE(ring->dev->dead))) {
 		spin_unlock(&ring->lock);
 		atomic64_inc(&ring->failed);
-		return BLK_STS_IOERR;
+		return false;
 	}
 	seq = AZBUSE_SLOT_SEQ(atomic64_read(&slot->word)) + 1;
 	slot->rq = rq;
@@ -267,10 +259,151 @@ blk_status_t azbuse_ring_post(struct azbuse_ring *ring, struct request *rq, bool
 	llist_add(&slot->node, &ring->pending);
 	WRITE_ONCE(ring->hdr->posted, ++ring->posted);
 	spin_unlock(&ring->lock);
+	return true;
+}
 
+/* The request's slot in a table, or NULL (with a warning) if its tag is not one of ours. */
+static struct azbuse_slot *azbuse_rq_slot(struct azbuse_slot_table *table, struct request *rq)
+{
+	if (unlikely(rq->tag < 0 || rq->tag >= table->nr)) {
+		WARN_ON_ONCE(1);
+		return NULL;
+	}
+	return &table->slots[rq->tag];
+}
+
+/*
+ * queue_rq's side: hand the request to the ring's pending list and wake the
+ * worker if it sleeps. Nothing is copied here: the worker's COMMIT copies
+ * write data into the slot on its own CPU (azbuse_ring_fetch), so the
+ * submitting CPU pays only for a list insertion.
+ */
+blk_status_t azbuse_ring_post(struct azbuse_ring *ring, struct request *rq, bool last)
+{
+	struct azbuse_slot *slot;
+
+	if (unlikely(azbuse_rq_op(rq) < 0))
+		return BLK_STS_NOTSUPP;
+	slot = azbuse_rq_slot(ring->table, rq);
+	if (!slot)
+		return BLK_STS_IOERR;
+	/* a flush has no position (blk-mq leaves it at -1): say 0 */
+	slot->sector = req_op(rq) == REQ_OP_FLUSH ? 0 : blk_rq_pos(rq);
+	slot->bytes = blk_rq_bytes(rq);
+	slot->part = false;
+
+	blk_mq_start_request(rq);
+	if (!azbuse_slot_post(ring, slot, rq))
+		return BLK_STS_IOERR;
 	if (last)
 		azbuse_ring_wake(ring);
 	return BLK_STS_OK;
+}
+
+/* Sharded mode: the ring (shard) that owns a sector. */
+static struct azbuse_ring *azbuse_shard_of(struct azbuse_dev *dev, u64 sector)
+{
+	u32 shard;
+
+	div_u64_rem(sector >> dev->chunk_shift, dev->nr_rings, &shard);
+	return &dev->rings[shard];
+}
+
+/* Sharded mode: the first sector past the chunk that holds this one. */
+static u64 azbuse_chunk_end(struct azbuse_dev *dev, u64 sector)
+{
+	return ((sector >> dev->chunk_shift) + 1) << dev->chunk_shift;
+}
+
+/*
+ * Sharded mode: set the slot to the part of its request that starts at
+ * `sector` and ends at the chunk boundary or the request's end; returns
+ * the ring that owns it. A FLUSH has one part per ring, `sector` being the
+ * ring's index.
+ */
+static struct azbuse_ring *azbuse_shard_part(struct azbuse_dev *dev, struct azbuse_slot *slot,
+					     struct request *rq, u64 sector)
+{
+	u64 end;
+
+	if (req_op(rq) == REQ_OP_FLUSH) {
+		slot->sector = 0;
+		slot->bytes = 0;
+		slot->part = dev->nr_rings > 1;
+		return &dev->rings[sector];
+	}
+	end = min_t(u64, blk_rq_pos(rq) + blk_rq_sectors(rq), azbuse_chunk_end(dev, sector));
+	slot->sector = sector;
+	slot->bytes = (end - sector) << SECTOR_SHIFT;
+	slot->part = slot->bytes != blk_rq_bytes(rq);
+	return azbuse_shard_of(dev, sector);
+}
+
+/*
+ * Sharded mode, after one part completed: move the slot to the next part
+ * and return its ring, or NULL when the request is done.
+ */
+static struct azbuse_ring *azbuse_shard_next_part(struct azbuse_dev *dev, struct azbuse_slot *slot,
+						  struct request *rq, struct azbuse_ring *done)
+{
+	u64 next;
+
+	if (!dev->sharded)
+		return NULL;
+	if (req_op(rq) == REQ_OP_FLUSH)
+		return done->index + 1 < dev->nr_rings
+			       ? azbuse_shard_part(dev, slot, rq, done->index + 1)
+			       : NULL;
+	next = slot->sector + (slot->bytes >> SECTOR_SHIFT);
+	if (next >= blk_rq_pos(rq) + blk_rq_sectors(rq))
+		return NULL;
+	return azbuse_shard_part(dev, slot, rq, next);
+}
+
+/*
+ * Sharded mode's queue_rq: the request goes to the shard that owns its
+ * first sector, whichever hardware queue it came through. Reads and writes
+ * never cross a chunk (chunk_sectors); discard, write-zeroes and secure
+ * erase may, and then go to each shard in turn, one part at a time.
+ */
+blk_status_t azbuse_shard_post(struct azbuse_dev *dev, struct request *rq)
+{
+	struct azbuse_slot *slot;
+	struct azbuse_ring *ring;
+
+	if (unlikely(azbuse_rq_op(rq) < 0))
+		return BLK_STS_NOTSUPP;
+	slot = azbuse_rq_slot(&dev->tables[0], rq);
+	if (!slot)
+		return BLK_STS_IOERR;
+	ring = azbuse_shard_part(dev, slot, rq, req_op(rq) == REQ_OP_FLUSH ? 0 : blk_rq_pos(rq));
+	if (unlikely(azbuse_rq_has_data(rq) && slot->part)) {
+		/* chunk_sectors should have prevented this */
+		WARN_ON_ONCE(1);
+		return BLK_STS_IOERR;
+	}
+
+	blk_mq_start_request(rq);
+	if (!azbuse_slot_post(ring, slot, rq))
+		return BLK_STS_IOERR;
+	/* this request's ring is not the hardware queue's: no commit_rqs for it */
+	azbuse_ring_wake(ring);
+	return BLK_STS_OK;
+}
+
+/* The ring a started request was posted to (for the timeout handler). */
+struct azbuse_ring *azbuse_rq_ring(struct azbuse_dev *dev, struct request *rq)
+{
+	struct azbuse_slot_table *table;
+	u32 ring;
+
+	if (!dev->sharded)
+		return rq->mq_hctx->driver_data;
+	table = &dev->tables[0];
+	if (rq->tag < 0 || rq->tag >= table->nr)
+		return &dev->rings[0];
+	ring = AZBUSE_SLOT_RING(atomic64_read(&table->slots[rq->tag].word));
+	return &dev->rings[ring < dev->nr_rings ? ring : 0];
 }
 
 /*
@@ -296,7 +429,7 @@ static u32 azbuse_ring_fetch(struct azbuse_ring *ring)
 			continue;
 		if (req_op(rq) == REQ_OP_WRITE)
 			azbuse_copy_from_rq(azbuse_slot_data(table, tag), rq);
-		azbuse_ring_push(ring, rq, AZBUSE_SLOT_SEQ(w), 0);
+		azbuse_ring_push(ring, slot, AZBUSE_SLOT_SEQ(w), 0);
 		/* only this path and abort (also under commit_mutex) move a PENDING slot */
 		atomic64_set_release(&slot->word, AZBUSE_SLOT_WORD(AZBUSE_SLOT_SEQ(w), ring->index,
 								   AZBUSE_SLOT_INFLIGHT));
@@ -448,7 +581,7 @@ static void azbuse_ring_reset_and_repost(struct azbuse_ring *ring)
 		if (!atomic64_try_cmpxchg(&slot->word, &w,
 					  AZBUSE_SLOT_WORD(seq, ring->index, AZBUSE_SLOT_INFLIGHT)))
 			continue;
-		azbuse_ring_push(ring, slot->rq, seq, AZBUSE_RQ_REQUEUED);
+		azbuse_ring_push(ring, slot, seq, AZBUSE_RQ_REQUEUED);
 		ring->requeued++;
 	}
 	azbuse_ring_publish(ring);
@@ -617,6 +750,27 @@ static struct azbuse_ring *azbuse_attached_ring(struct azbuse_cfile *cf)
 	return ring && READ_ONCE(ring->worker) == cf ? ring : NULL;
 }
 
+/*
+ * Sharded mode: one part of a request is done (its slot is COMPLETING on
+ * this ring); post the next part to its shard. False if there is none, or
+ * its shard takes no more requests: then the caller ends the request.
+ */
+static bool azbuse_shard_continue(struct azbuse_ring *ring, struct azbuse_slot *slot,
+				  struct request *rq)
+{
+	struct azbuse_ring *next = azbuse_shard_next_part(ring->dev, slot, rq, ring);
+
+	if (!next)
+		return false;
+	atomic_dec(&ring->inflight);
+	if (!azbuse_slot_post(next, slot, rq)) {
+		atomic_inc(&ring->inflight); /* azbuse_slot_end() takes it back */
+		return false;
+	}
+	azbuse_ring_wake(next);
+	return true;
+}
+
 /* Complete one request the worker says is done; false if the completion is invalid. */
 static bool azbuse_complete_one(struct azbuse_ring *ring, u32 tag, u32 seq, s32 result)
 {
@@ -631,14 +785,16 @@ static bool azbuse_complete_one(struct azbuse_ring *ring, u32 tag, u32 seq, s32 
 	if (!azbuse_slot_claim(ring, slot, seq, AZBUSE_SLOT_INFLIGHT))
 		return false;
 	rq = slot->rq;
+	ring->requests++;
 	if (result) {
 		status = azbuse_result_status(rq, result);
 	} else if (req_op(rq) == REQ_OP_READ) {
 		azbuse_copy_to_rq(rq, azbuse_slot_data(table, tag));
 	}
-	ring->requests++;
 	if (azbuse_rq_has_data(rq))
 		ring->bytes += blk_rq_bytes(rq);
+	else if (!result && azbuse_shard_continue(ring, slot, rq))
+		return true;
 	azbuse_slot_end(ring, slot, seq, status);
 	return true;
 }

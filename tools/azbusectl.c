@@ -317,6 +317,13 @@ static void print_info_text(uint32_t id, const struct azbuse_dev_info *info,
 	       (unsigned long long)info->size_bytes);
 	printf("queues       %u, depth %u, max I/O %s\n", info->nr_queues, info->queue_depth,
 	       human_size(info->max_io_bytes, io, sizeof(io)));
+	if (info->features & AZBUSE_F_SHARDED) {
+		char chunk[32];
+
+		printf("shards       %u, chunk %s, over %u hardware queues\n", info->nr_queues,
+		       human_size((uint64_t)info->chunk_sectors << 9, chunk, sizeof(chunk)),
+		       info->nr_hw_queues);
+	}
 	printf("block size   %u logical, %u physical\n", info->logical_block_size,
 	       info->physical_block_size);
 	printf("features     %s\n", features);
@@ -348,11 +355,11 @@ static void print_info_json(uint32_t id, const struct azbuse_dev_info *info,
 	       "\"size_bytes\": %llu, \"queues\": %u, \"queue_depth\": %u, \"max_io_bytes\": %u, "
 	       "\"logical_block_size\": %u, \"physical_block_size\": %u, \"features\": \"%s\", "
 	       "\"io_timeout_ms\": %u, \"recovery_timeout_ms\": %u, \"supervisor_pid\": %d, "
-	       "\"queue_info\": [",
+	       "\"chunk_bytes\": %llu, \"hw_queues\": %u, \"queue_info\": [",
 	       id, id, state_name(info->state), (unsigned long long)info->size_bytes,
 	       info->nr_queues, info->queue_depth, info->max_io_bytes, info->logical_block_size,
 	       info->physical_block_size, features, info->io_timeout_ms, info->recovery_timeout_ms,
-	       info->owner_pid);
+	       info->owner_pid, (unsigned long long)info->chunk_sectors << 9, info->nr_hw_queues);
 	for (q = 0; q < nq; q++) {
 		const struct azbuse_queue_info *qi = &qis[q];
 

@@ -59,7 +59,16 @@ struct azbuse_device_opts {
 	const struct azbuse_option *options;
 	size_t nr_options;
 	int ready_fd; /* -1, or a pipe that gets "OK <id>\n" or "ERR <message>\n", then is closed */
+	/*
+	 * Sharded mode: nr_shards workers, each owning every nr_shards-th chunk
+	 * of shard_chunk_bytes (0: AZBUSE_DEF_SHARD_CHUNK_BYTES) whatever CPU
+	 * submits; 0 for one worker per CPU queue. An engine may ask for it.
+	 */
+	uint16_t nr_shards;
+	uint32_t shard_chunk_bytes;
 };
+
+#define AZBUSE_DEF_SHARD_CHUNK_BYTES (1U << 20)
 
 void azbuse_device_opts_init(struct azbuse_device_opts *o);
 

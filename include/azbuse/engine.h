@@ -72,6 +72,15 @@ struct azbuse_engine_config {
 	/* out: "KEY=VALUE" lines to add to the options when recovering */
 	char *recover_options;
 	size_t recover_options_size;
+
+	/*
+	 * in/out: sharded mode's chunk (--shards), 0 if not sharded. An engine
+	 * that needs each worker to own a fixed part of the address space sets
+	 * it (a power of two, >= 4 KiB) and nr_queues (the shard count); the
+	 * worker of queue q then gets exactly the chunks c with c % nr_queues == q.
+	 */
+	uint32_t shard_chunk_bytes;
+	uint32_t reserved1;
 };
 
 /* What a worker is told when it opens its queue. */

@@ -68,7 +68,16 @@
 #define AZBUSE_F_SECURE_ERASE (1ULL << 4)
 #define AZBUSE_F_ROTATIONAL (1ULL << 5)
 #define AZBUSE_F_READ_ONLY (1ULL << 6)
-#define AZBUSE_F_SHARDED (1ULL << 7) /* route by chunk: ring = chunk % nr_queues */
+/*
+ * Sharded: nr_queues rings (shards), each request goes to ring
+ * (sector / chunk_sectors) % nr_queues, whatever CPU sent it. No request
+ * reaches two rings: reads and writes are kept inside a chunk by the block
+ * layer; the module cuts discard, write-zeroes and secure erase at chunk
+ * boundaries and hands the parts to their shards one after the other, and
+ * sends a FLUSH to every shard in turn. Tags (and data slots) are shared by
+ * the whole device: queue_depth * nr_queues of them.
+ */
+#define AZBUSE_F_SHARDED (1ULL << 7)
 #define AZBUSE_F_ALL ((1ULL << 8) - 1)
 
 /* Request op codes (azbuse_sqe.op). */
@@ -101,6 +110,8 @@
 #define AZBUSE_RQ_ATOMIC (1ULL << 17)
 /* Set by the module, not the kernel: the request was re-posted after its worker died. */
 #define AZBUSE_RQ_REQUEUED (1ULL << 63)
+/* Set by the module: one part of a request it cut at a shard's chunk boundary (or a FLUSH sent to each shard). */
+#define AZBUSE_RQ_SHARD_PART (1ULL << 62)
 
 /* Device states (azbuse_dev_info.state). */
 #define AZBUSE_DEV_CREATED 0 /* added; workers attach, then START */
@@ -120,21 +131,21 @@
 struct azbuse_dev_info {
 	__u32 dev_id;			/* in: id or AZBUSE_DEV_ID_ANY; out: the id */
 	__u32 state;			/* out: AZBUSE_DEV_* */
-	__u16 nr_queues;		/* 0: one per possible CPU */
+	__u16 nr_queues;		/* worker rings (sharded: shards); 0: one per possible CPU */
 	__u16 queue_depth;		/* per queue; 0: AZBUSE_DEF_QUEUE_DEPTH */
 	__u32 max_io_bytes;		/* multiple of 4096; 0: AZBUSE_DEF_IO_BYTES */
 	__u64 size_bytes;		/* multiple of logical_block_size, > 0 */
 	__u64 features;			/* AZBUSE_F_*; out: what the device has */
 	__u32 logical_block_size;	/* 512..4096, power of 2; 0: 512 */
 	__u32 physical_block_size;	/* >= logical, power of 2; 0: logical */
-	__u32 chunk_sectors;		/* sharded: power of 2, >= max_io; else 0 */
+	__u32 chunk_sectors;		/* sharded: power of 2, >= 8 (4 KiB); else 0 */
 	__u32 discard_granularity;	/* bytes; 0: logical block */
 	__u32 max_discard_sectors;	/* 0: chunk (sharded) or UINT_MAX >> 9 */
 	__u32 max_write_zeroes_sectors; /* as above */
 	__u32 io_timeout_ms;		/* 0: AZBUSE_DEF_IO_TIMEOUT_MS */
 	__u32 recovery_timeout_ms;	/* 0: AZBUSE_DEF_RECOVERY_TIMEOUT_MS */
 	__s32 owner_pid;		/* out: process that added the device */
-	__u32 nr_hw_queues;		/* out: blk-mq hardware queues */
+	__u32 nr_hw_queues;		/* out: blk-mq hardware queues (sharded: per CPU) */
 	__u64 reserved[7];
 };
 

@@ -193,6 +193,30 @@ static void test_bad_queues(void **state)
 	assert_parse_error("--queues", "--queues", "4x");
 }
 
+static void test_shards(void **state)
+{
+	struct azbuse_args a;
+
+	(void)state;
+	assert_int_equal(PARSE(&a, "3", "--shards", "4", "--shard-chunk", "64k"), 0);
+	assert_int_equal(a.opts.nr_shards, 4);
+	assert_int_equal(a.opts.shard_chunk_bytes, 64 << 10);
+	assert_int_equal(a.opts.nr_queues, 0);
+	assert_int_equal(PARSE(&a, "--shards=2"), 0);
+	assert_int_equal(a.opts.nr_shards, 2);
+	assert_int_equal(a.opts.shard_chunk_bytes, 0); /* the default, chosen later */
+}
+
+static void test_bad_shards(void **state)
+{
+	(void)state;
+	assert_parse_error("--shards", "--shards", "0");
+	assert_parse_error("--shards", "--shards", "300");
+	assert_parse_error("--shard-chunk", "--shard-chunk", "48k");
+	assert_parse_error("--shard-chunk", "--shard-chunk", "2k");
+	assert_parse_error("--shard-chunk", "--shard-chunk", "4G");
+}
+
 static void test_bad_depth(void **state)
 {
 	(void)state;
@@ -289,6 +313,8 @@ int main(void)
 		cmocka_unit_test(test_bad_size),
 		cmocka_unit_test(test_size_without_value),
 		cmocka_unit_test(test_bad_queues),
+		cmocka_unit_test(test_shards),
+		cmocka_unit_test(test_bad_shards),
 		cmocka_unit_test(test_bad_depth),
 		cmocka_unit_test(test_bad_max_io),
 		cmocka_unit_test(test_block_size_out_of_range),

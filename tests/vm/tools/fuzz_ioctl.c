@@ -402,7 +402,9 @@ static void target_create(void)
 	info.queue_depth = (uint16_t)(1U << below(5));
 	info.max_io_bytes = 4096U << below(3);
 	info.size_bytes = (1 + below(64)) << 20;
-	info.features = rnd() & AZBUSE_F_ALL & ~AZBUSE_F_SHARDED;
+	info.features = rnd() & AZBUSE_F_ALL;
+	if (info.features & AZBUSE_F_SHARDED)
+		info.chunk_sectors = 8U << below(8);
 	/* the recovery timer then fires between the fuzzer's calls */
 	info.recovery_timeout_ms = chance(70) ? (uint32_t)(1 + below(100)) : 0;
 	ret = xioctl(ctl[0], AZBUSE_CTL_ADD, (unsigned long)&info);
@@ -524,7 +526,9 @@ static void gen_dev_info(struct azbuse_dev_info *i)
 		i->max_io_bytes = 4096U << below(3);
 		i->logical_block_size = 512U << below(4);
 		i->size_bytes = (1 + below(1024)) * i->logical_block_size * 8;
-		i->features = rnd() & AZBUSE_F_ALL & ~AZBUSE_F_SHARDED;
+		i->features = rnd() & AZBUSE_F_ALL;
+		if (i->features & AZBUSE_F_SHARDED)
+			i->chunk_sectors = 8U << below(8);
 		if (chance(30))
 			i->io_timeout_ms = (uint32_t)(100 + below(100000));
 		if (chance(30))

@@ -213,6 +213,7 @@ static void test_add_validation(int ctl)
 {
 	const uint32_t id = test_id + 1;
 	struct azbuse_dev_info i;
+	int ret;
 
 #define BAD_ADD(field_setup, want, what)                                                           \
 	do {                                                                                       \
@@ -239,7 +240,16 @@ static void test_add_validation(int ctl)
 	BAD_ADD(i.max_io_bytes = 8U << 20, EINVAL, "max_io_bytes 8 MiB");
 	BAD_ADD(i.features = 1ULL << 8, EINVAL, "unknown feature bit 8");
 	BAD_ADD(i.features = 1ULL << 63, EINVAL, "unknown feature bit 63");
-	BAD_ADD(i.features = AZBUSE_F_SHARDED, EOPNOTSUPP, "AZBUSE_F_SHARDED (unsupported)");
+	BAD_ADD(i.features = AZBUSE_F_SHARDED, EINVAL, "sharded without chunk_sectors");
+	BAD_ADD((i.features = AZBUSE_F_SHARDED, i.chunk_sectors = 24), EINVAL,
+		"sharded, chunk_sectors 24 (not a power of 2)");
+	BAD_ADD((i.features = AZBUSE_F_SHARDED, i.chunk_sectors = 4), EINVAL,
+		"sharded, chunk_sectors 4 (below 4 KiB)");
+	BAD_ADD((i.features = AZBUSE_F_SHARDED, i.chunk_sectors = 1U << 23), EINVAL,
+		"sharded, chunk_sectors 2^23 (4 GiB)");
+	BAD_ADD((i.features = AZBUSE_F_SHARDED, i.chunk_sectors = 8, i.nr_queues = 64,
+		 i.queue_depth = 256),
+		EINVAL, "sharded, 64 shards x depth 256 (over 8192 shared tags)");
 	BAD_ADD(i.chunk_sectors = 8, EINVAL, "chunk_sectors without sharding");
 	BAD_ADD(i.reserved[0] = 1, EINVAL, "reserved[0] != 0");
 	BAD_ADD(i.reserved[6] = 1ULL << 63, EINVAL, "reserved[6] != 0");
@@ -250,6 +260,22 @@ static void test_add_validation(int ctl)
 		 i.max_io_bytes = AZBUSE_MAX_IO_BYTES),
 		EINVAL, "256 queues x depth 4096 x 4 MiB (4 TiB of slots)");
 #undef BAD_ADD
+
+	/* sharded: more shards than CPUs is fine, and the device says what it got */
+	i = valid_info(id);
+	i.features = AZBUSE_F_SHARDED | AZBUSE_F_DISCARD;
+	i.chunk_sectors = 128;
+	i.nr_queues = 4;
+	ret = ioctl_ptr(ctl, AZBUSE_CTL_ADD, &i);
+	expect(ret, 0, "ADD sharded, 4 shards of 64 KiB");
+	if (!ret) {
+		check(i.nr_queues == 4 && i.chunk_sectors == 128 && (i.features & AZBUSE_F_SHARDED),
+		      "sharded ADD returns 4 shards of 128 sectors (got %u, %u)", i.nr_queues,
+		      i.chunk_sectors);
+		check(i.max_discard_sectors == 128, "sharded discards capped at a chunk (got %u)",
+		      i.max_discard_sectors);
+		dev_cmd(ctl, AZBUSE_CTL_REMOVE, i.dev_id);
+	}
 }
 
 static void test_unknown_ids(int ctl)
