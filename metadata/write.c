@@ -1,0 +1,124 @@
+/*
+ * write.c - the write path decision for one logical chunk: overwrite the
+ * volume's own chunk in place when no snapshot or clone can see it, else
+ * allocate a new chunk (also over a tombstone), and record its mapping once
+ * the data is written.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "meta_internal.h"
+
+/* The volume's own newest entry for `chunk`, if it may be overwritten in place. */
+static int own_entry_in_place(struct azb_shard *sh, const struct azb_view *view, uint64_t chunk,
+			      uint64_t *epoch, uint64_t *phys)
+{
+	const struct azb_view_link *l = &view->links[0];
+	int ret = azb_map_find(sh, view->write_ns, chunk, AZB_EPOCH_HEAD, epoch, phys);
+
+	if (ret)
+		return ret;
+	if (*phys == AZB_TOMBSTONE || *epoch < azb_link_cut(view, l, chunk) ||
+	    *epoch <= view->write_max_hold)
+		return -ENOENT;
+	return 0;
+}
+
+int azb_shard_plan_write(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk,
+			 struct azb_write_plan *plan)
+{
+	uint64_t e, p;
+	int ret = azb_shard_writable(shard);
+
+	memset(plan, 0, sizeof(*plan));
+	if (ret)
+		return ret;
+	if (!view->write_ns || !view->nr_links || view->links[0].ns != view->write_ns) {
+		azb_seterr(shard->err, sizeof(shard->err), "%s: write to a read-only view",
+			   shard->what);
+		return -EROFS;
+	}
+	if (chunk >= azb_view_chunks(view, shard->s.chunk_size)) {
+		azb_seterr(shard->err, sizeof(shard->err), "%s: chunk %llu is beyond the end",
+			   shard->what, (unsigned long long)chunk);
+		return -EINVAL;
+	}
+	plan->chunk = chunk;
+	plan->ns = view->write_ns;
+	ret = own_entry_in_place(shard, view, chunk, &e, &p);
+	if (!ret) {
+		plan->phys = plan->old_phys = p;
+		plan->epoch = e;
+		plan->in_place = 1;
+		return 0;
+	}
+	if (ret != -ENOENT)
+		return ret;
+	ret = azb_shard_lookup(shard, view, chunk, &plan->old_phys);
+	if (!ret)
+		ret = azb_alloc_reserve(shard, &plan->phys);
+	plan->epoch = view->write_epoch;
+	return ret;
+}
+
+/* Add the entry to the batch: a new one, or replacing a tombstone or (and
+ * freeing) a stale entry of the same epoch. */
+static int batch_put_entry(struct azb_shard *sh, rocksdb_writebatch_t *b,
+			   const struct azb_write_plan *plan)
+{
+	char k[AZB_MAP_KEY_LEN], v[9];
+	uint64_t e, old;
+	int ret = azb_map_find(sh, plan->ns, plan->chunk, plan->epoch, &e, &old);
+
+	if (!ret && e == plan->epoch) {
+		if (old == AZB_TOMBSTONE) {
+			sh->tombstones--; /* (the counters go in the batch later) */
+		} else if (old != plan->phys) {
+			/* Two plans for one chunk were not serialized: keep the last. */
+			ret = azb_alloc_free_unsynced(sh, b, old);
+		}
+	} else if (!ret || ret == -ENOENT) {
+		ret = azb_shard_ns_count_add(sh, b, plan->ns, 1);
+		if (!ret)
+			sh->entries++;
+	}
+	if (ret)
+		return ret;
+	azb_map_key_encode(k, plan->ns, plan->chunk, plan->epoch);
+	azb_phys_value_encode(v, plan->phys);
+	rocksdb_writebatch_put(b, k, sizeof(k), v, sizeof(v));
+	azb_map_note_put(sh, plan->ns, plan->chunk, plan->epoch, plan->phys);
+	return 0;
+}
+
+int azb_shard_commit_write(struct azb_shard *shard, const struct azb_write_plan *plan)
+{
+	rocksdb_writebatch_t *b;
+	int ret = azb_shard_writable(shard);
+
+	if (ret || plan->in_place)
+		return ret;
+	if (!azb_alloc_is_inflight(shard, plan->phys)) {
+		azb_seterr(shard->err, sizeof(shard->err), "%s: chunk %llu was not planned",
+			   shard->what, (unsigned long long)plan->phys);
+		return -EINVAL;
+	}
+	b = rocksdb_writebatch_create();
+	ret = batch_put_entry(shard, b, plan);
+	if (!ret) {
+		azb_alloc_commit(shard, b, plan->phys);
+		azb_batch_put_alloc_counters(shard, b);
+		ret = azb_shard_write(shard, b);
+	}
+	rocksdb_writebatch_destroy(b);
+	return ret;
+}
+
+int azb_shard_abort_write(struct azb_shard *shard, const struct azb_write_plan *plan)
+{
+	int ret = azb_shard_writable(shard);
+
+	if (ret || plan->in_place)
+		return ret;
+	return azb_alloc_abort(shard, plan->phys);
+}
