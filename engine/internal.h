@@ -48,6 +48,7 @@ struct azbuse_queue {
 	void (*kick)(struct azbuse_queue *q);
 
 	int trace_fd; /* -1, or where each request is described (--trace) */
+	int chan_fd;  /* -1, or the channel from the supervisor (control.c) */
 
 	uint64_t requests;
 	uint64_t commits;
@@ -64,7 +65,28 @@ uint32_t azbuse_queue_drain_remote(struct azbuse_queue *q);
 /* One turn of the loop: consume, then commit (sleeping if idle). 0, 1 (stop) or -errno. */
 int azbuse_queue_turn(struct azbuse_queue *q);
 int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32_t dev_id,
-		       uint16_t queue, const struct azbuse_device_opts *o);
+		       uint16_t queue, const struct azbuse_device_opts *o, int chan_fd);
+
+/* Finish what the engine holds and commit every completion (without taking new requests). */
+void azbuse_queue_quiesce(struct azbuse_queue *q);
+
+/* control.c */
+struct azbuse_control {
+	uint16_t nr_queues;
+	pid_t *workers; /* per queue; 0 when not running */
+	int *chans;	/* per queue: the supervisor's end of the worker channel, or -1 */
+	bool paused;
+};
+void azb_control_path(uint32_t dev_id, char *path, size_t len);
+int azb_control_listen(uint32_t dev_id);
+void azb_control_close(uint32_t dev_id, int fd);
+/* Answer every client waiting on the control socket (non-blocking accept). */
+void azb_control_serve(int listen_fd, const struct azbuse_engine_ops *ops, void *engine,
+		       struct azbuse_control *c);
+int azb_worker_control_init(void);
+bool azb_worker_control_pending(void);
+/* In the worker loop when signalled: handle the supervisor's messages. */
+void azb_worker_control(struct azbuse_queue *q);
 
 /* trace.c */
 const char *azbuse_op_name(uint8_t op);

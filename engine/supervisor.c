@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -38,6 +39,9 @@ struct azb_supervisor {
 	uint32_t dev_id;
 	uint16_t nr_queues;
 	pid_t *workers;		       /* per queue; 0 when not running */
+	int *chans;		       /* per queue: our end of its worker's channel, or -1 */
+	struct azbuse_control control; /* what an engine's control() works on */
+	int control_fd;		       /* the listening control socket, or -1 */
 	struct azb_progress *progress; /* per queue: is its worker getting anywhere? */
 	uint32_t io_timeout_ms;
 	unsigned restarts;
@@ -189,13 +193,43 @@ static int azb_setup_engine(struct azb_supervisor *s, struct azbuse_dev_info *in
 	return 0;
 }
 
+/* Our end of a worker's channel, when it has gone. */
+static void azb_close_chan(struct azb_supervisor *s, uint16_t queue)
+{
+	if (s->chans[queue] >= 0)
+		close(s->chans[queue]);
+	s->chans[queue] = -1;
+}
+
 static pid_t azb_spawn_worker(struct azb_supervisor *s, uint16_t queue)
 {
+	int sv[2] = { -1, -1 };
 	sigset_t none;
-	pid_t pid = fork();
+	pid_t pid;
+	uint16_t q;
 
-	if (pid)
-		return pid < 0 ? -errno : pid;
+	azb_close_chan(s, queue);
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+		azb_log("queue %u: no control channel: %s", queue, strerror(errno));
+	pid = fork();
+	if (pid) {
+		if (sv[1] >= 0)
+			close(sv[1]);
+		if (pid < 0) {
+			if (sv[0] >= 0)
+				close(sv[0]);
+			return -errno;
+		}
+		s->chans[queue] = sv[0];
+		return pid;
+	}
+	if (sv[0] >= 0)
+		close(sv[0]);
+	for (q = 0; q < s->nr_queues; q++)
+		if (s->chans[q] >= 0)
+			close(s->chans[q]);
+	if (s->control_fd >= 0)
+		close(s->control_fd);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	signal(SIGTERM, SIG_DFL);
@@ -203,7 +237,7 @@ static pid_t azb_spawn_worker(struct azb_supervisor *s, uint16_t queue)
 	close(s->ctl);
 	if (s->opts->ready_fd >= 0)
 		close(s->opts->ready_fd);
-	_exit(azbuse_worker_main(s->ops, s->engine, s->dev_id, queue, s->opts) ? 1 : 0);
+	_exit(azbuse_worker_main(s->ops, s->engine, s->dev_id, queue, s->opts, sv[1]) ? 1 : 0);
 }
 
 static int azb_queue_of(const struct azb_supervisor *s, pid_t pid)
@@ -227,6 +261,7 @@ static void azb_reap_workers(struct azb_supervisor *s)
 		if (q < 0)
 			continue;
 		s->workers[q] = 0;
+		azb_close_chan(s, (uint16_t)q);
 		if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 			continue; /* the device went away and the worker finished cleanly */
 		if (WIFSIGNALED(status))
@@ -393,6 +428,8 @@ static void azb_supervise(struct azb_supervisor *s, const sigset_t *signals)
 			s->stopping = true;
 		}
 		azb_reap_workers(s);
+		if (s->control_fd >= 0 && !s->stopping && !s->removed)
+			azb_control_serve(s->control_fd, s->ops, s->engine, &s->control);
 		if (!s->removed && azb_device_gone(s))
 			s->removed = true;
 		if (!s->removed && !s->stopping)
@@ -453,7 +490,7 @@ static int azb_take_over(struct azb_supervisor *s, struct azbuse_dev_info *want,
 
 int azbuse_run(const struct azbuse_engine_ops *ops, const struct azbuse_device_opts *o)
 {
-	struct azb_supervisor s = { .ops = ops, .opts = o, .ctl = -1 };
+	struct azb_supervisor s = { .ops = ops, .opts = o, .ctl = -1, .control_fd = -1 };
 	struct azbuse_dev_info info;
 	sigset_t signals, old;
 	char err[256] = "";
@@ -501,11 +538,17 @@ int azbuse_run(const struct azbuse_engine_ops *ops, const struct azbuse_device_o
 	azb_log_set_prefix(prefix);
 	s.workers = calloc(s.nr_queues, sizeof(*s.workers));
 	s.progress = calloc(s.nr_queues, sizeof(*s.progress));
-	if (!s.workers || !s.progress) {
+	s.chans = malloc(s.nr_queues * sizeof(*s.chans));
+	if (!s.workers || !s.progress || !s.chans) {
 		ret = -ENOMEM;
 		snprintf(err, sizeof(err), "out of memory");
 		goto out_remove;
 	}
+	for (q = 0; q < s.nr_queues; q++)
+		s.chans[q] = -1;
+	s.control = (struct azbuse_control){ .nr_queues = s.nr_queues,
+					     .workers = s.workers,
+					     .chans = s.chans };
 	for (q = 0; q < s.nr_queues; q++) {
 		s.workers[q] = azb_spawn_worker(&s, q);
 		if (s.workers[q] < 0) {
@@ -526,6 +569,9 @@ int azbuse_run(const struct azbuse_engine_ops *ops, const struct azbuse_device_o
 		}
 	}
 	azb_wait_node(s.dev_id);
+	s.control_fd = azb_control_listen(s.dev_id);
+	if (s.control_fd < 0)
+		azb_log("no control socket: %s", strerror(-s.control_fd));
 	ret = azbuse_conf_save(s.dev_id, ops->name, o, s.recover_options);
 	if (ret)
 		azb_log("cannot save the configuration for --recover: %s", strerror(-ret));
@@ -548,6 +594,11 @@ out_remove:
 	if (s.workers)
 		azb_stop_workers(&s);
 out_free:
+	azb_control_close(s.dev_id, s.control_fd);
+	if (s.chans)
+		for (q = 0; q < s.nr_queues; q++)
+			azb_close_chan(&s, (uint16_t)q);
+	free(s.chans);
 	free(s.progress);
 	free(s.workers);
 out_close:

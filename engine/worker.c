@@ -194,6 +194,8 @@ int azbuse_queue_turn(struct azbuse_queue *q)
 	int ret;
 
 	azb_current_queue = q;
+	if (azb_worker_control_pending())
+		azb_worker_control(q);
 	if (azbuse_queue_consume(q) && azb_has_batch_end(q->ops))
 		q->ops->batch_end(q->engine_queue);
 	azbuse_queue_drain_remote(q);
@@ -229,7 +231,7 @@ int azbuse_queue_turn(struct azbuse_queue *q)
 	return ret;
 }
 
-/* Before the engine closes: let requests it still holds finish (bounded). */
+/* Before the engine closes or pauses: let requests it still holds finish (bounded). */
 static void azb_wait_outstanding(struct azbuse_queue *q)
 {
 	struct timespec ms = { .tv_nsec = 1000000 };
@@ -242,6 +244,25 @@ static void azb_wait_outstanding(struct azbuse_queue *q)
 	}
 	if (q->outstanding)
 		azb_log("%u request(s) still held by the engine at exit", q->outstanding);
+}
+
+void azbuse_queue_quiesce(struct azbuse_queue *q)
+{
+	int ret;
+
+	azb_current_queue = q;
+	if (azb_has_batch_end(q->ops))
+		q->ops->batch_end(q->engine_queue);
+	azb_wait_outstanding(q);
+	azbuse_queue_drain_remote(q);
+	if (q->cq_tail == q->cq_committed)
+		return;
+	azb_store_release(&q->hdr->cq_tail, q->cq_tail);
+	ret = q->commit(q, 0);
+	if (ret && ret != -EINTR)
+		azb_log("commit while pausing: %s", strerror(-ret));
+	q->cq_committed = q->cq_tail;
+	q->commits++;
 }
 
 static int azb_ioctl_commit(struct azbuse_queue *q, unsigned long timeout_ms)
@@ -277,6 +298,7 @@ int azbuse_queue_map(struct azbuse_queue *q, int fd, const struct azbuse_attach 
 	atomic_init(&q->remote_done, NULL);
 	atomic_init(&q->sleeping, 0);
 	q->trace_fd = -1;
+	q->chan_fd = -1;
 	q->commit = azb_ioctl_commit;
 	q->kick = azb_ioctl_kick;
 	return 0;
@@ -334,7 +356,7 @@ static int azb_attach(int fd, uint16_t queue, struct azbuse_attach *geo, uint8_t
 }
 
 int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32_t dev_id,
-		       uint16_t queue, const struct azbuse_device_opts *o)
+		       uint16_t queue, const struct azbuse_device_opts *o, int chan_fd)
 {
 	struct azbuse_queue_params params;
 	struct azbuse_queue q;
@@ -374,6 +396,7 @@ int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32
 		goto out_unmap;
 	q.ops = ops;
 	q.poll_us = o->poll_us;
+	q.chan_fd = chan_fd;
 	if (o->trace_path) {
 		q.trace_fd = azbuse_trace_open(o->trace_path);
 		if (q.trace_fd < 0) {
@@ -394,6 +417,8 @@ int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32
 		azb_log("engine %s cannot open queue %u: %s", ops->name, queue, strerror(-ret));
 		goto out_queue;
 	}
+	if (chan_fd >= 0 && azb_worker_control_init())
+		azb_log("no control channel: %s", strerror(errno));
 	while ((ret = azbuse_queue_turn(&q)) == 0)
 		;
 	if (ret == 1)

@@ -9,5 +9,6 @@
 extern const struct azbuse_engine_ops azbuse_null_engine;
 extern const struct azbuse_engine_ops azbuse_mem_engine;
 extern const struct azbuse_engine_ops azbuse_file_engine;
+extern const struct azbuse_engine_ops azbuse_thin_engine;
 
 #endif /* AZBUSE_ENGINES_H */

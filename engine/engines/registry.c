@@ -11,6 +11,7 @@ static const struct azbuse_engine_ops *const azb_builtin[] = {
 	&azbuse_null_engine,
 	&azbuse_mem_engine,
 	&azbuse_file_engine,
+	&azbuse_thin_engine,
 	NULL,
 };
 

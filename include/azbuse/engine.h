@@ -18,6 +18,9 @@ extern "C" {
 
 #define AZBUSE_ENGINE_API_VERSION 1
 
+/* The supervisor's side of an engine control request (see ops->control). */
+struct azbuse_control;
+
 /* Capabilities an engine declares; they become the device's queue limits. */
 #define AZBUSE_CAP_FLUSH (1u << 0) /* volatile cache: FLUSH requests arrive */
 #define AZBUSE_CAP_FUA (1u << 1)   /* writes may carry AZBUSE_RQ_FUA */
@@ -128,6 +131,27 @@ struct azbuse_engine_ops {
 	 * only prepared (one io_uring_enter for the batch).
 	 */
 	void (*batch_end)(void *queue);
+
+	/*
+	 * Optional, in the supervisor: a request that arrived on the device's
+	 * control socket (AZBUSE_CONTROL_DIR/azbuse<N>.sock, one line, see
+	 * azbusectl's `control` command) whose first word is the engine's
+	 * name; `request` is the rest of the line. Write any output (lines) to
+	 * `reply`; return 0 or -errno (then `reply` holds the message). Within
+	 * it, azbuse_control_pause() stops every worker at a request boundary
+	 * and azbuse_control_broadcast() runs queue_control in each. The
+	 * supervisor's memory is what restarted workers are forked from: keep
+	 * the engine's state there up to date too.
+	 */
+	int (*control)(void *engine, struct azbuse_control *ctl, const char *request, char *reply,
+		       size_t reply_size);
+	/*
+	 * Optional, in each worker: a message from the supervisor's control()
+	 * (azbuse_control_broadcast). May write up to *reply_len bytes to
+	 * `reply` and set *reply_len. Returns 0 or -errno.
+	 */
+	int (*queue_control)(void *queue, const void *msg, size_t len, void *reply,
+			     size_t *reply_len);
 };
 
 /* The smallest ops table libazbuse accepts; fields past it may be absent. */
@@ -135,6 +159,30 @@ struct azbuse_engine_ops {
 
 #define AZBUSE_ENGINE_INIT                                                                         \
 	.struct_size = sizeof(struct azbuse_engine_ops), .api_version = AZBUSE_ENGINE_API_VERSION
+
+#define AZBUSE_CONTROL_DIR "/run/azbuse"
+#define AZBUSE_CONTROL_MSG_MAX 65536
+
+/*
+ * Every running worker finishes and completes the requests its engine
+ * holds, then takes no new ones until azbuse_control_resume(): nothing is
+ * acknowledged in between, so whatever the engine does meanwhile sits at
+ * one point in the order of completions on every queue. 0 or -errno (then
+ * nothing is paused).
+ */
+int azbuse_control_pause(struct azbuse_control *ctl);
+/*
+ * Run queue_control(msg) in every running worker (paused or not). reply_fn,
+ * if given, gets each worker's reply. Returns 0 or the first -errno a worker
+ * returned. A worker that does not answer at all is killed, and its
+ * successor is forked from the supervisor's memory: update the engine's
+ * state there before broadcasting.
+ */
+int azbuse_control_broadcast(struct azbuse_control *ctl, const void *msg, size_t len,
+			     void (*reply_fn)(uint16_t queue, int result, const void *reply,
+					      size_t len, void *arg),
+			     void *arg);
+void azbuse_control_resume(struct azbuse_control *ctl);
 
 /* Complete a request: result 0 or -errno. Thread-safe; call once per io. */
 void azbuse_complete(struct azbuse_io *io, int result);

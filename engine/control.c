@@ -1,0 +1,406 @@
+/*
+ * control.c - talking to a running device: the supervisor's control socket
+ * (AZBUSE_CONTROL_DIR/azbuse<N>.sock: one request line in, output lines and
+ * "OK" or "ERR <message>" out), and the channel from the supervisor to each
+ * worker (a SOCK_SEQPACKET pair plus SIGUSR1) that pauses workers at a
+ * request boundary and runs an engine's queue_control in them.
+ *
+ * Worker channel messages: one type byte, then the payload. Replies: an
+ * int32 result, then the payload.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define AZB_CHAN_PAUSE 'P'
+#define AZB_CHAN_RESUME 'R'
+#define AZB_CHAN_ENGINE 'E'
+#define AZB_CHAN_REPLY_MS 10000 /* a worker that does not answer in this long has failed */
+#define AZB_CHAN_RESIGNAL_MS 50 /* the signal may land just before the worker sleeps */
+#define AZB_REQUEST_MS 2000	/* a client has this long to send its request line */
+
+/* ---- the supervisor's side of the worker channels ---- */
+
+static uint64_t azb_clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool azb_chan_live(const struct azbuse_control *c, uint16_t q)
+{
+	return c->workers[q] > 0 && c->chans[q] >= 0;
+}
+
+static int azb_chan_send(struct azbuse_control *c, uint16_t q, char type, const void *msg,
+			 size_t len)
+{
+	struct iovec iov[2] = { { &type, 1 }, { (void *)msg, len } };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = msg ? 2 : 1 };
+
+	if (sendmsg(c->chans[q], &mh, MSG_NOSIGNAL) < 0)
+		return -errno;
+	kill(c->workers[q], SIGUSR1);
+	return 0;
+}
+
+/* Wait for queue q's reply, signalling the worker again while it does not come. */
+static int azb_chan_reply(struct azbuse_control *c, uint16_t q, int *result, void *reply,
+			  size_t *len)
+{
+	uint64_t deadline = azb_clock_ms() + AZB_CHAN_REPLY_MS;
+	char buf[sizeof(int32_t) + AZBUSE_CONTROL_MSG_MAX];
+	struct pollfd pfd = { .fd = c->chans[q], .events = POLLIN };
+	int32_t res;
+	ssize_t n;
+
+	while (poll(&pfd, 1, AZB_CHAN_RESIGNAL_MS) == 0) {
+		if (azb_clock_ms() > deadline)
+			return -ETIMEDOUT;
+		kill(c->workers[q], SIGUSR1);
+	}
+	n = recv(c->chans[q], buf, sizeof(buf), 0);
+	if (n < (ssize_t)sizeof(res))
+		return n < 0 ? -errno : -EPIPE; /* the worker died */
+	memcpy(&res, buf, sizeof(res));
+	*result = res;
+	if (reply && len) {
+		size_t got = (size_t)n - sizeof(res);
+
+		if (got > *len)
+			got = *len;
+		memcpy(reply, buf + sizeof(res), got);
+		*len = got;
+	}
+	return 0;
+}
+
+int azbuse_control_pause(struct azbuse_control *c)
+{
+	int ret = 0, result;
+	uint16_t q;
+
+	if (c->paused)
+		return 0;
+	for (q = 0; q < c->nr_queues && !ret; q++)
+		if (azb_chan_live(c, q))
+			ret = azb_chan_send(c, q, AZB_CHAN_PAUSE, NULL, 0);
+	for (q = 0; q < c->nr_queues; q++) {
+		int err;
+
+		if (!azb_chan_live(c, q))
+			continue;
+		err = azb_chan_reply(c, q, &result, NULL, NULL);
+		/* a worker that died meanwhile is not running: the restarted one starts afresh */
+		if (err && err != -EPIPE && !ret) {
+			azb_log("queue %u did not pause: %s", q, strerror(-err));
+			ret = err;
+		}
+	}
+	c->paused = true;
+	if (ret)
+		azbuse_control_resume(c);
+	return ret;
+}
+
+void azbuse_control_resume(struct azbuse_control *c)
+{
+	int result;
+	uint16_t q;
+
+	if (!c->paused)
+		return;
+	for (q = 0; q < c->nr_queues; q++)
+		if (azb_chan_live(c, q) && !azb_chan_send(c, q, AZB_CHAN_RESUME, NULL, 0))
+			azb_chan_reply(c, q, &result, NULL, NULL);
+	c->paused = false;
+}
+
+int azbuse_control_broadcast(struct azbuse_control *c, const void *msg, size_t len,
+			     void (*reply_fn)(uint16_t queue, int result, const void *reply,
+					      size_t len, void *arg),
+			     void *arg)
+{
+	static char reply[AZBUSE_CONTROL_MSG_MAX];
+	int ret = 0, result, err;
+	size_t rlen;
+	uint16_t q;
+
+	if (len > AZBUSE_CONTROL_MSG_MAX - 1)
+		return -EMSGSIZE;
+	for (q = 0; q < c->nr_queues; q++) {
+		if (!azb_chan_live(c, q))
+			continue;
+		err = azb_chan_send(c, q, AZB_CHAN_ENGINE, msg, len);
+		if (!err) {
+			rlen = sizeof(reply);
+			err = azb_chan_reply(c, q, &result, reply, &rlen);
+		}
+		if (err == -EPIPE)
+			continue; /* died: its successor is forked from the supervisor's state */
+		if (err) {
+			/* it would go on with stale state: replace it (the engine updated ours
+			 * first) */
+			azb_log("queue %u: control message: %s; restarting its worker", q,
+				strerror(-err));
+			kill(c->workers[q], SIGKILL);
+			continue;
+		}
+		if (reply_fn)
+			reply_fn(q, result, reply, rlen, arg);
+		if (result && !ret)
+			ret = result;
+	}
+	return ret;
+}
+
+/* ---- the control socket ---- */
+
+void azb_control_path(uint32_t dev_id, char *path, size_t len)
+{
+	snprintf(path, len, AZBUSE_CONTROL_DIR "/azbuse%u.sock", dev_id);
+}
+
+int azb_control_listen(uint32_t dev_id)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, ret;
+
+	mkdir(AZBUSE_CONTROL_DIR, 0755);
+	azb_control_path(dev_id, sa.sun_path, sizeof(sa.sun_path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(sa.sun_path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || chmod(sa.sun_path, 0600) ||
+	    listen(fd, 8)) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+void azb_control_close(uint32_t dev_id, int fd)
+{
+	char path[108];
+
+	if (fd < 0)
+		return;
+	close(fd);
+	azb_control_path(dev_id, path, sizeof(path));
+	unlink(path);
+}
+
+/* Read one request line (without its newline) within AZB_REQUEST_MS. */
+static int azb_read_request(int fd, char *line, size_t size)
+{
+	uint64_t deadline = azb_clock_ms() + AZB_REQUEST_MS;
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	size_t used = 0;
+	ssize_t n;
+
+	while (used + 1 < size) {
+		uint64_t now = azb_clock_ms();
+
+		if (now >= deadline || poll(&pfd, 1, (int)(deadline - now)) <= 0)
+			return -ETIMEDOUT;
+		n = read(fd, line + used, size - 1 - used);
+		if (n <= 0)
+			return n < 0 ? -errno : -EPIPE;
+		used += (size_t)n;
+		line[used] = '\0';
+		if (strchr(line, '\n')) {
+			*strchr(line, '\n') = '\0';
+			return 0;
+		}
+	}
+	return -E2BIG;
+}
+
+static void azb_write_all(int fd, const char *text)
+{
+	size_t len = strlen(text);
+	ssize_t n;
+
+	while (len) {
+		n = write(fd, text, len);
+		if (n <= 0)
+			return;
+		text += n;
+		len -= (size_t)n;
+	}
+}
+
+static bool azb_has_control(const struct azbuse_engine_ops *ops)
+{
+	return ops->struct_size >=
+		       offsetof(struct azbuse_engine_ops, control) + sizeof(ops->control) &&
+	       ops->control;
+}
+
+/* Run one request: "<engine> <args>" goes to the engine's control(). */
+static int azb_dispatch(const struct azbuse_engine_ops *ops, void *engine, struct azbuse_control *c,
+			const char *line, char *out, size_t out_size)
+{
+	size_t n = strcspn(line, " ");
+
+	if (n == strlen(ops->name) && !strncmp(line, ops->name, n) && azb_has_control(ops)) {
+		line += n + (line[n] == ' ');
+		return ops->control(engine, c, line, out, out_size);
+	}
+	snprintf(out, out_size, "this device (engine %s) has no control command '%.*s'", ops->name,
+		 (int)n, line);
+	return -EOPNOTSUPP;
+}
+
+void azb_control_serve(int listen_fd, const struct azbuse_engine_ops *ops, void *engine,
+		       struct azbuse_control *c)
+{
+	static char out[AZBUSE_CONTROL_MSG_MAX];
+	char line[4096];
+	int fd, ret;
+
+	while ((fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+		out[0] = '\0';
+		ret = azb_read_request(fd, line, sizeof(line));
+		if (ret)
+			snprintf(out, sizeof(out), "bad request: %s", strerror(-ret));
+		else
+			ret = azb_dispatch(ops, engine, c, line, out, sizeof(out));
+		azbuse_control_resume(c); /* an engine that forgot leaves no worker paused */
+		if (ret) {
+			char *nl;
+
+			/* the message is one line: its last if the engine wrote several */
+			while ((nl = strrchr(out, '\n')) && !nl[1])
+				*nl = '\0';
+			azb_write_all(fd, "ERR ");
+			azb_write_all(fd, out[0] ? out : strerror(-ret));
+			azb_write_all(fd, "\n");
+		} else {
+			azb_write_all(fd, out);
+			if (out[0] && out[strlen(out) - 1] != '\n')
+				azb_write_all(fd, "\n");
+			azb_write_all(fd, "OK\n");
+		}
+		close(fd);
+		if (ret)
+			azb_log("control '%s': %s", line, out);
+	}
+}
+
+/* ---- the worker's side ---- */
+
+static volatile sig_atomic_t azb_control_signalled;
+
+static void azb_on_sigusr1(int sig)
+{
+	(void)sig;
+	azb_control_signalled = 1;
+}
+
+/* SIGUSR1 interrupts a COMMIT that sleeps (no SA_RESTART), so the worker looks. */
+int azb_worker_control_init(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = azb_on_sigusr1;
+	sigemptyset(&sa.sa_mask);
+	return sigaction(SIGUSR1, &sa, NULL) ? -errno : 0;
+}
+
+bool azb_worker_control_pending(void)
+{
+	return azb_control_signalled;
+}
+
+static void azb_chan_answer(int fd, int32_t result, const void *payload, size_t len)
+{
+	static char buf[sizeof(int32_t) + AZBUSE_CONTROL_MSG_MAX];
+
+	memcpy(buf, &result, sizeof(result));
+	if (len)
+		memcpy(buf + sizeof(result), payload, len);
+	if (send(fd, buf, sizeof(result) + len, MSG_NOSIGNAL) < 0)
+		azb_log("cannot answer the supervisor: %s", strerror(errno));
+}
+
+static bool azb_has_queue_control(const struct azbuse_engine_ops *ops)
+{
+	return ops->struct_size >= offsetof(struct azbuse_engine_ops, queue_control) +
+					   sizeof(ops->queue_control) &&
+	       ops->queue_control;
+}
+
+static void azb_run_queue_control(struct azbuse_queue *q, const char *msg, size_t len)
+{
+	static char reply[AZBUSE_CONTROL_MSG_MAX - 8];
+	size_t rlen = sizeof(reply);
+	int ret = -EOPNOTSUPP;
+
+	if (azb_has_queue_control(q->ops))
+		ret = q->ops->queue_control(q->engine_queue, msg, len, reply, &rlen);
+	else
+		rlen = 0;
+	azb_chan_answer(q->chan_fd, ret, reply, ret ? 0 : rlen);
+}
+
+/* Paused: answer messages until RESUME (or the supervisor is gone). */
+static void azb_paused(struct azbuse_queue *q)
+{
+	static char msg[AZBUSE_CONTROL_MSG_MAX];
+	ssize_t n;
+
+	azbuse_queue_quiesce(q);
+	azb_chan_answer(q->chan_fd, 0, NULL, 0);
+	for (;;) {
+		n = recv(q->chan_fd, msg, sizeof(msg), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		if (msg[0] == AZB_CHAN_RESUME) {
+			azb_chan_answer(q->chan_fd, 0, NULL, 0);
+			return;
+		}
+		if (msg[0] == AZB_CHAN_ENGINE)
+			azb_run_queue_control(q, msg + 1, (size_t)n - 1);
+		else
+			azb_chan_answer(q->chan_fd, msg[0] == AZB_CHAN_PAUSE ? 0 : -EINVAL, NULL,
+					0);
+	}
+}
+
+void azb_worker_control(struct azbuse_queue *q)
+{
+	static char msg[AZBUSE_CONTROL_MSG_MAX];
+	ssize_t n;
+
+	azb_control_signalled = 0;
+	if (q->chan_fd < 0)
+		return;
+	while ((n = recv(q->chan_fd, msg, sizeof(msg), MSG_DONTWAIT)) > 0) {
+		if (msg[0] == AZB_CHAN_PAUSE)
+			azb_paused(q);
+		else if (msg[0] == AZB_CHAN_ENGINE)
+			azb_run_queue_control(q, msg + 1, (size_t)n - 1);
+		else
+			azb_chan_answer(q->chan_fd, msg[0] == AZB_CHAN_RESUME ? 0 : -EINVAL, NULL,
+					0);
+	}
+}

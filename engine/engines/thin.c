@@ -1,0 +1,226 @@
+/*
+ * thin.c - the thin engine: serves a volume, snapshot (read-only) or clone
+ * of a thin pool (metadata/: RocksDB, sparse backing files per shard).
+ *
+ *   azbusectl add 1 --engine=thin --volume vol1 [--pool DIR]
+ *
+ * setup() runs in the supervisor: it takes the pool's daemon lock (one
+ * serving process per pool), reads the volume's view and the pool's GC
+ * holds from pool.db and closes it again, so that azbuse-thin can still
+ * manage the pool; it asks for sharded mode with one worker per pool shard
+ * and the pool's stripe as chunk. Each worker then opens only its own
+ * shard's RocksDB and data file (open_queue).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engines.h"
+#include "thin.h"
+
+#define THIN_POOL_OPEN_WAIT_MS 5000
+
+static const char *const thin_option_keys[] = { "pool", "volume", NULL };
+
+int thin_pool_open(const char *dir, struct azb_pool **pool, char *err, size_t errlen)
+{
+	struct timespec pause = { .tv_nsec = 20 * 1000000 };
+	int ret, waited;
+
+	for (waited = 0;; waited += 20) {
+		ret = azb_pool_open(dir, pool, err, errlen);
+		if (ret != -EBUSY || waited >= THIN_POOL_OPEN_WAIT_MS)
+			return ret;
+		nanosleep(&pause, NULL);
+	}
+}
+
+/* Read what the device needs from pool.db: settings, the view, GC holds. */
+static int thin_read_pool(struct thin_engine *e, char *err, size_t errlen)
+{
+	struct azb_volume vol;
+	struct azb_pool *pool;
+	int ret;
+
+	ret = thin_pool_open(e->pool_dir, &pool, err, errlen);
+	if (ret)
+		return ret;
+	e->settings = *azb_pool_get_settings(pool);
+	ret = azb_pool_get_volume(pool, e->volume, &vol, err, errlen);
+	if (!ret)
+		ret = azb_pool_get_view(pool, e->volume, &e->view, err, errlen);
+	if (!ret) {
+		ret = azb_pool_get_holds(pool, &e->holds, err, errlen);
+		if (ret)
+			azb_view_free(&e->view);
+	}
+	e->gc_generation = azb_pool_gc_generation(pool);
+	e->read_only = vol.kind == AZB_VOL_SNAPSHOT;
+	azb_pool_close(pool);
+	return ret;
+}
+
+static void thin_free(struct thin_engine *e)
+{
+	if (e->lock_fd >= 0)
+		azb_pool_release(e->lock_fd);
+	azb_view_free(&e->view);
+	azb_holds_free(&e->holds);
+	free(e);
+}
+
+static int thin_take_options(struct thin_engine *e, struct azbuse_engine_config *cfg)
+{
+	const char *pool = azbuse_config_option(cfg, "pool");
+	const char *volume = azbuse_config_option(cfg, "volume");
+
+	if (!volume || azb_name_check(volume)) {
+		snprintf(cfg->error, cfg->error_size,
+			 volume ? "engine thin: bad volume name '%s'"
+				: "engine thin: which volume? (--volume NAME)",
+			 volume);
+		return -EINVAL;
+	}
+	if (!pool)
+		pool = azb_pool_default_dir();
+	if (strlen(pool) >= sizeof(e->pool_dir)) {
+		snprintf(cfg->error, cfg->error_size, "engine thin: pool path too long");
+		return -ENAMETOOLONG;
+	}
+	snprintf(e->pool_dir, sizeof(e->pool_dir), "%s", pool);
+	snprintf(e->volume, sizeof(e->volume), "%s", volume);
+	return 0;
+}
+
+static int thin_hold_pool(struct thin_engine *e, struct azbuse_engine_config *cfg)
+{
+	pid_t holder = 0;
+	int ret;
+
+	ret = azb_pool_hold(e->pool_dir, getpid(), &e->lock_fd, &holder, cfg->error,
+			    cfg->error_size);
+	if (ret == -EBUSY)
+		snprintf(cfg->error, cfg->error_size,
+			 "engine thin: pool %s is held by another daemon (pid %d); "
+			 "one device serves a pool at a time",
+			 e->pool_dir, (int)holder);
+	return ret;
+}
+
+static int thin_setup(struct azbuse_engine_config *cfg, void **engine)
+{
+	struct thin_engine *e = calloc(1, sizeof(*e));
+	int ret;
+
+	if (!e)
+		return -ENOMEM;
+	e->lock_fd = -1;
+	ret = thin_take_options(e, cfg);
+	if (!ret)
+		ret = thin_hold_pool(e, cfg);
+	if (!ret)
+		ret = thin_read_pool(e, cfg->error, cfg->error_size);
+	if (ret) {
+		thin_free(e);
+		return ret;
+	}
+	if (cfg->size_bytes && cfg->size_bytes != e->view.size_bytes) {
+		snprintf(cfg->error, cfg->error_size,
+			 "engine thin: volume %s is %llu bytes; --size says %llu (resize it with "
+			 "azbuse-thin resize)",
+			 e->volume, (unsigned long long)e->view.size_bytes,
+			 (unsigned long long)cfg->size_bytes);
+		thin_free(e);
+		return -EINVAL;
+	}
+	cfg->size_bytes = e->view.size_bytes;
+	cfg->nr_queues = e->settings.nr_shards;
+	cfg->shard_chunk_bytes = (uint32_t)e->settings.stripe_size;
+	cfg->caps = AZBUSE_CAP_FLUSH | AZBUSE_CAP_FUA;
+	if (e->read_only)
+		cfg->caps |= AZBUSE_CAP_READ_ONLY;
+	else
+		cfg->caps |= AZBUSE_CAP_DISCARD | AZBUSE_CAP_WRITE_ZEROES;
+	/* --recover must find the same pool even if the default moves */
+	if (cfg->recover_options)
+		snprintf(cfg->recover_options, cfg->recover_options_size, "pool=%s\n", e->pool_dir);
+	*engine = e;
+	return 0;
+}
+
+static void thin_teardown(void *engine)
+{
+	thin_free(engine);
+}
+
+static int thin_open_queue(void *engine, const struct azbuse_queue_params *p, void **queue)
+{
+	struct thin_engine *e = engine;
+	struct thin_queue *tq = calloc(1, sizeof(*tq));
+	char err[256];
+	int ret;
+
+	if (!tq)
+		return -ENOMEM;
+	tq->engine = e;
+	tq->chunk_size = e->settings.chunk_size;
+	if (p->queue >= e->settings.nr_shards ||
+	    posix_memalign((void **)&tq->chunk_buf, 4096, tq->chunk_size)) {
+		free(tq);
+		return p->queue >= e->settings.nr_shards ? -EINVAL : -ENOMEM;
+	}
+	ret = azb_shard_open(e->pool_dir, &e->settings, p->queue, &tq->shard, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "engine thin: %s\n", err);
+		goto out_free;
+	}
+	tq->data_fd = azb_shard_data_fd(tq->shard);
+	ret = thin_queue_gc(tq, &e->holds);
+	if (ret)
+		goto out_close;
+	*queue = tq;
+	return 0;
+
+out_close:
+	azb_shard_close(tq->shard);
+out_free:
+	free(tq->chunk_buf);
+	free(tq);
+	return ret;
+}
+
+/* Acknowledged writes become durable: the data file, then the mapping's WAL. */
+static void thin_close_queue(void *queue)
+{
+	struct thin_queue *tq = queue;
+
+	if (fdatasync(tq->data_fd) || azb_shard_sync(tq->shard))
+		fprintf(stderr, "engine thin: shard %u: final sync failed\n",
+			azb_shard_index(tq->shard));
+	azb_shard_close(tq->shard);
+	free(tq->chunk_buf);
+	free(tq);
+}
+
+const struct azbuse_engine_ops azbuse_thin_engine = {
+	AZBUSE_ENGINE_INIT,
+	.name = "thin",
+	.description = "thin-provisioned volumes, snapshots and clones of a pool "
+		       "(--volume NAME [--pool DIR]; see azbuse-thin)",
+	.option_keys = thin_option_keys,
+	.setup = thin_setup,
+	.teardown = thin_teardown,
+	.open_queue = thin_open_queue,
+	.close_queue = thin_close_queue,
+	.read = thin_read,
+	.write = thin_write,
+	.flush = thin_flush,
+	.discard = thin_discard,
+	.write_zeroes = thin_write_zeroes,
+	.control = thin_control,
+	.queue_control = thin_queue_control,
+};

@@ -1,0 +1,53 @@
+/*
+ * thin.h - the thin engine's shared types: the engine (set up in the
+ * supervisor, inherited by every worker it forks) and a worker's queue,
+ * which owns one shard of the pool (sharded mode: worker q serves exactly
+ * the chunks that metadata/ places in shard q).
+ */
+#ifndef AZBUSE_THIN_H
+#define AZBUSE_THIN_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <azbuse/engine.h>
+
+#include "meta.h"
+
+struct thin_engine {
+	char pool_dir[PATH_MAX];
+	char volume[AZB_NAME_MAX + 1];
+	struct azb_pool_settings settings;
+	struct azb_view view;	/* what the device reads and writes; kept current by control */
+	uint64_t gc_generation; /* the pool's, when the view was read */
+	struct azb_holds holds; /* as of gc_generation: for a shard whose GC is behind */
+	bool read_only;		/* a snapshot */
+	int lock_fd;		/* DIR/daemon.lock, held while the device lives */
+};
+
+struct thin_queue {
+	struct thin_engine *engine;
+	struct azb_shard *shard;
+	int data_fd;
+	uint64_t chunk_size;
+	uint8_t *chunk_buf; /* one chunk, for copy-on-write of a partial write */
+};
+
+/* thin_io.c: the request callbacks */
+void thin_read(void *queue, struct azbuse_io *io);
+void thin_write(void *queue, struct azbuse_io *io);
+void thin_flush(void *queue, struct azbuse_io *io);
+void thin_discard(void *queue, struct azbuse_io *io);
+void thin_write_zeroes(void *queue, struct azbuse_io *io);
+
+/* thin_control.c: live snapshots and GC while the device is served */
+int thin_control(void *engine, struct azbuse_control *ctl, const char *request, char *reply,
+		 size_t reply_size);
+int thin_queue_control(void *queue, const void *msg, size_t len, void *reply, size_t *reply_len);
+/* Run GC on the queue's shard if the pool's generation is ahead of it. */
+int thin_queue_gc(struct thin_queue *tq, const struct azb_holds *holds);
+/* Open pool.db, retrying for a while if another process has it open. */
+int thin_pool_open(const char *dir, struct azb_pool **pool, char *err, size_t errlen);
+
+#endif /* AZBUSE_THIN_H */

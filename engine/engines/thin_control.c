@@ -1,0 +1,179 @@
+/*
+ * thin_control.c - managing a pool while one of its volumes is served.
+ * The supervisor gets requests on the device's control socket (from
+ * azbuse-thin): "thin snapshot SRC NAME" pauses every worker at a request
+ * boundary, makes what they acknowledged durable, records the snapshot in
+ * pool.db, hands the workers the volume's new epoch and resumes them, so
+ * the snapshot holds exactly the writes completed before it on every
+ * shard. "thin gc" makes every worker collect its shard's garbage after a
+ * delete. Workers get messages (struct thin_msg) through queue_control.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "thin.h"
+
+enum thin_msg_type {
+	THIN_MSG_SYNC = 1,  /* make acknowledged writes durable */
+	THIN_MSG_EPOCH = 2, /* the volume's write epoch and snapshot hold changed */
+	THIN_MSG_GC = 3,    /* collect garbage up to the pool's generation */
+};
+
+struct thin_msg {
+	uint32_t type;
+	uint32_t pad0;
+	uint64_t write_epoch;
+	uint64_t write_max_hold;
+};
+
+int thin_queue_gc(struct thin_queue *tq, const struct azb_holds *holds)
+{
+	struct azb_gc_stats st;
+	int ret;
+
+	if (azb_shard_gc_generation(tq->shard) >= holds->gc_generation)
+		return 0;
+	ret = azb_shard_gc(tq->shard, holds, &st);
+	if (ret)
+		fprintf(stderr, "engine thin: shard %u: gc: %s\n", azb_shard_index(tq->shard),
+			azb_shard_error(tq->shard));
+	return ret;
+}
+
+/* In a worker: read the pool's current holds (read-only) and collect. */
+static int thin_queue_gc_now(struct thin_queue *tq)
+{
+	struct azb_holds holds;
+	struct azb_pool *pool;
+	char err[256];
+	int ret;
+
+	ret = azb_pool_open_readonly(tq->engine->pool_dir, &pool, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "engine thin: gc: %s\n", err);
+		return ret;
+	}
+	ret = azb_pool_get_holds(pool, &holds, err, sizeof(err));
+	azb_pool_close(pool);
+	if (ret)
+		return ret;
+	ret = thin_queue_gc(tq, &holds);
+	azb_holds_free(&holds);
+	return ret;
+}
+
+int thin_queue_control(void *queue, const void *msg, size_t len, void *reply, size_t *reply_len)
+{
+	struct thin_queue *tq = queue;
+	struct thin_msg m;
+
+	(void)reply;
+	*reply_len = 0;
+	if (len != sizeof(m))
+		return -EINVAL;
+	memcpy(&m, msg, sizeof(m));
+	switch (m.type) {
+	case THIN_MSG_SYNC:
+		if (fdatasync(tq->data_fd))
+			return -errno;
+		return azb_shard_sync(tq->shard) ? -EIO : 0;
+	case THIN_MSG_EPOCH:
+		tq->engine->view.write_epoch = m.write_epoch;
+		tq->engine->view.write_max_hold = m.write_max_hold;
+		return 0;
+	case THIN_MSG_GC:
+		return thin_queue_gc_now(tq);
+	default:
+		return -EINVAL;
+	}
+}
+
+static int thin_broadcast(struct azbuse_control *ctl, const struct thin_engine *e, uint32_t type)
+{
+	struct thin_msg m = {
+		.type = type,
+		.write_epoch = e->view.write_epoch,
+		.write_max_hold = e->view.write_max_hold,
+	};
+
+	return azbuse_control_broadcast(ctl, &m, sizeof(m), NULL, NULL);
+}
+
+/* Record the snapshot and take the served volume's new view (workers paused). */
+static int thin_record_snapshot(struct thin_engine *e, const char *src, const char *name,
+				char *reply, size_t reply_size)
+{
+	struct azb_pool *pool;
+	struct azb_view view;
+	int ret;
+
+	ret = thin_pool_open(e->pool_dir, &pool, reply, reply_size);
+	if (ret)
+		return ret;
+	ret = azb_pool_snapshot(pool, src, name, reply, reply_size);
+	if (!ret && !strcmp(src, e->volume)) {
+		ret = azb_pool_get_view(pool, e->volume, &view, reply, reply_size);
+		if (!ret) {
+			azb_view_free(&e->view);
+			e->view = view;
+		}
+	}
+	azb_pool_close(pool);
+	return ret;
+}
+
+static int thin_snapshot(struct thin_engine *e, struct azbuse_control *ctl, const char *src,
+			 const char *name, char *reply, size_t reply_size)
+{
+	bool live = !strcmp(src, e->volume) && !e->read_only;
+	int ret;
+
+	if (!live)
+		return thin_record_snapshot(e, src, name, reply, reply_size);
+	ret = azbuse_control_pause(ctl);
+	if (ret) {
+		snprintf(reply, reply_size, "cannot pause the workers: %s", strerror(-ret));
+		return ret;
+	}
+	ret = thin_broadcast(ctl, e, THIN_MSG_SYNC);
+	if (ret)
+		snprintf(reply, reply_size, "cannot make the volume durable: %s", strerror(-ret));
+	else
+		ret = thin_record_snapshot(e, src, name, reply, reply_size);
+	/* our view is updated first: a worker restarted from now on has the new epoch */
+	if (!ret)
+		ret = thin_broadcast(ctl, e, THIN_MSG_EPOCH);
+	azbuse_control_resume(ctl);
+	if (!ret)
+		snprintf(reply, reply_size, "snapshot %s of %s taken (live, epoch %llu)\n", name,
+			 src, (unsigned long long)e->view.write_epoch - 1);
+	return ret;
+}
+
+int thin_control(void *engine, struct azbuse_control *ctl, const char *request, char *reply,
+		 size_t reply_size)
+{
+	struct thin_engine *e = engine;
+	char src[AZB_NAME_MAX + 2], name[AZB_NAME_MAX + 2], extra[2];
+	int n = sscanf(request, "snapshot %64s %64s %1s", src, name, extra);
+
+	if (n == 2) {
+		if (azb_name_check(src) || azb_name_check(name)) {
+			snprintf(reply, reply_size, "bad volume name");
+			return -EINVAL;
+		}
+		return thin_snapshot(e, ctl, src, name, reply, reply_size);
+	}
+	if (!strcmp(request, "gc"))
+		return thin_broadcast(ctl, e, THIN_MSG_GC);
+	if (!strcmp(request, "status")) {
+		snprintf(reply, reply_size, "pool %s\nvolume %s\nepoch %llu\n", e->pool_dir,
+			 e->volume, (unsigned long long)e->view.write_epoch);
+		return 0;
+	}
+	snprintf(reply, reply_size, "unknown thin request '%s' (snapshot SRC NAME, gc, status)",
+		 request);
+	return -EINVAL;
+}

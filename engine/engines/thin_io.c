@@ -1,0 +1,290 @@
+/*
+ * thin_io.c - the thin engine's data path, in the worker that owns the
+ * shard. A request is cut into pieces, one per thin chunk; each piece is
+ * looked up (read) or planned (write) in the shard's metadata, then served
+ * from the shard's sparse data file with pread/pwrite.
+ *
+ * Writes: a chunk this volume owns alone is overwritten in place; a new
+ * chunk (unmapped, or shared with a snapshot or a clone's origin) gets a
+ * fresh physical chunk, which is a hole in the data file and so reads as
+ * zeros: a partial write to an unmapped chunk writes only its bytes, a
+ * partial write to a shared chunk copies the old chunk first. The mapping
+ * is committed (RocksDB, not synced) after the data is written.
+ *
+ * Durability: FLUSH and FUA fdatasync the data file, then sync the shard's
+ * WAL, so a mapping is never durable before the data it points to.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../internal.h"
+#include "thin.h"
+
+/* One piece of a request: the part that falls in one thin chunk. */
+struct thin_piece {
+	uint64_t chunk;	 /* logical chunk */
+	uint32_t within; /* byte offset in the chunk */
+	uint32_t len;
+	uint8_t *buf;
+};
+
+/* Complete a request, logging a failure other than a full pool. */
+static void thin_complete(struct thin_queue *tq, struct azbuse_io *io, int ret)
+{
+	if (ret && ret != -ENOSPC)
+		azb_log("shard %u: %s of %u bytes at %llu failed: %s", azb_shard_index(tq->shard),
+			azbuse_op_name(io->op), io->len, (unsigned long long)io->offset,
+			strerror(-ret));
+	azbuse_complete(io, ret);
+}
+
+static bool thin_next_piece(const struct thin_queue *tq, const struct azbuse_io *io, uint64_t *done,
+			    struct thin_piece *p)
+{
+	uint64_t off = io->offset + *done;
+
+	if (*done >= io->len)
+		return false;
+	p->chunk = off / tq->chunk_size;
+	p->within = (uint32_t)(off % tq->chunk_size);
+	p->len = (uint32_t)(tq->chunk_size - p->within);
+	if (p->len > io->len - *done)
+		p->len = (uint32_t)(io->len - *done);
+	p->buf = io->buf ? (uint8_t *)io->buf + *done : NULL;
+	*done += p->len;
+	return true;
+}
+
+static uint64_t thin_phys_offset(const struct thin_queue *tq, uint64_t phys, uint32_t within)
+{
+	return phys * tq->chunk_size + within;
+}
+
+static int thin_pread_all(int fd, uint8_t *buf, size_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t n = pread(fd, buf, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0) { /* past the end of the sparse file: zeros */
+			memset(buf, 0, len);
+			return 0;
+		}
+		buf += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int thin_pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t n = pwrite(fd, buf, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		buf += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* A metadata error as a request result: keep ENOSPC/EROFS, the rest is EIO (and logged). */
+static int thin_meta_error(struct thin_queue *tq, int ret)
+{
+	if (!ret || ret == -ENOSPC || ret == -EROFS)
+		return ret;
+	azb_log("shard %u: %s (%s)", azb_shard_index(tq->shard), azb_shard_error(tq->shard),
+		strerror(-ret));
+	return -EIO;
+}
+
+static int thin_read_piece(struct thin_queue *tq, const struct thin_piece *p)
+{
+	uint64_t phys;
+	int ret;
+
+	ret = azb_shard_lookup(tq->shard, &tq->engine->view, p->chunk, &phys);
+	if (ret)
+		return thin_meta_error(tq, ret);
+	if (phys == AZB_PHYS_NONE) {
+		memset(p->buf, 0, p->len);
+		return 0;
+	}
+	return thin_pread_all(tq->data_fd, p->buf, p->len, thin_phys_offset(tq, phys, p->within));
+}
+
+void thin_read(void *queue, struct azbuse_io *io)
+{
+	struct thin_queue *tq = queue;
+	struct thin_piece p;
+	uint64_t done = 0;
+	int ret = 0;
+
+	while (!ret && thin_next_piece(tq, io, &done, &p))
+		ret = thin_read_piece(tq, &p);
+	thin_complete(tq, io, ret);
+}
+
+/*
+ * Put a piece into a chunk that is not yet this volume's (plan.phys is a
+ * fresh hole): all of it, or the old chunk's content with the piece (or
+ * zeros, data == NULL) laid over it.
+ */
+static int thin_fill_new_chunk(struct thin_queue *tq, const struct azb_write_plan *plan,
+			       const struct thin_piece *p, const uint8_t *data)
+{
+	uint64_t base = thin_phys_offset(tq, plan->phys, 0);
+	int ret;
+
+	if (p->len == tq->chunk_size && data)
+		return thin_pwrite_all(tq->data_fd, data, p->len, base);
+	if (plan->old_phys == AZB_PHYS_NONE) {
+		/* the rest of the fresh chunk already reads as zeros */
+		if (data)
+			return thin_pwrite_all(tq->data_fd, data, p->len, base + p->within);
+		/* zeros that stay allocated (NOUNMAP) */
+		return fallocate(tq->data_fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+				 (off_t)(base + p->within), (off_t)p->len)
+			       ? -errno
+			       : 0;
+	}
+	ret = thin_pread_all(tq->data_fd, tq->chunk_buf, tq->chunk_size,
+			     thin_phys_offset(tq, plan->old_phys, 0));
+	if (ret)
+		return ret;
+	if (data)
+		memcpy(tq->chunk_buf + p->within, data, p->len);
+	else
+		memset(tq->chunk_buf + p->within, 0, p->len);
+	return thin_pwrite_all(tq->data_fd, tq->chunk_buf, tq->chunk_size, base);
+}
+
+/* A chunk given back unused must read as zeros when it is handed out again. */
+static void thin_abort_plan(struct thin_queue *tq, const struct azb_write_plan *plan)
+{
+	if (!plan->in_place)
+		fallocate(tq->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)thin_phys_offset(tq, plan->phys, 0), (off_t)tq->chunk_size);
+	azb_shard_abort_write(tq->shard, plan);
+}
+
+/* Write a piece (data, or zeros when data is NULL) through copy-on-write. */
+static int thin_write_piece(struct thin_queue *tq, const struct thin_piece *p, const uint8_t *data)
+{
+	struct azb_write_plan plan;
+	int ret;
+
+	ret = azb_shard_plan_write(tq->shard, &tq->engine->view, p->chunk, &plan);
+	if (ret)
+		return thin_meta_error(tq, ret);
+	if (plan.in_place) {
+		if (data)
+			return thin_pwrite_all(tq->data_fd, data, p->len,
+					       thin_phys_offset(tq, plan.phys, p->within));
+		return fallocate(tq->data_fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+				 (off_t)thin_phys_offset(tq, plan.phys, p->within), (off_t)p->len)
+			       ? -errno
+			       : 0;
+	}
+	ret = thin_fill_new_chunk(tq, &plan, p, data);
+	if (!ret)
+		ret = thin_meta_error(tq, azb_shard_commit_write(tq->shard, &plan));
+	else
+		thin_abort_plan(tq, &plan);
+	return ret;
+}
+
+static int thin_make_durable(struct thin_queue *tq)
+{
+	if (fdatasync(tq->data_fd))
+		return -errno;
+	return azb_shard_sync(tq->shard) ? -EIO : 0;
+}
+
+void thin_write(void *queue, struct azbuse_io *io)
+{
+	struct thin_queue *tq = queue;
+	struct thin_piece p;
+	uint64_t done = 0;
+	int ret = 0;
+
+	while (!ret && thin_next_piece(tq, io, &done, &p))
+		ret = thin_write_piece(tq, &p, p.buf);
+	if (!ret && (io->flags & AZBUSE_RQ_FUA))
+		ret = thin_make_durable(tq);
+	thin_complete(tq, io, ret);
+}
+
+void thin_flush(void *queue, struct azbuse_io *io)
+{
+	thin_complete(queue, io, thin_make_durable(queue));
+}
+
+/* Is anything mapped at this chunk in the view? (Zeroing an unmapped part is free.) */
+static int thin_mapped(struct thin_queue *tq, uint64_t chunk, bool *mapped)
+{
+	uint64_t phys;
+	int ret = azb_shard_lookup(tq->shard, &tq->engine->view, chunk, &phys);
+
+	*mapped = !ret && phys != AZB_PHYS_NONE;
+	return ret;
+}
+
+/*
+ * Discard: whole chunks are unmapped (their space returns unless a snapshot
+ * still sees them); the partial chunks at either end are left as they are,
+ * which a discard allows.
+ */
+void thin_discard(void *queue, struct azbuse_io *io)
+{
+	struct thin_queue *tq = queue;
+	struct thin_piece p;
+	uint64_t done = 0;
+	int ret = 0;
+
+	while (!ret && thin_next_piece(tq, io, &done, &p))
+		if (p.len == tq->chunk_size)
+			ret = thin_meta_error(
+				tq, azb_shard_discard(tq->shard, &tq->engine->view, p.chunk));
+	thin_complete(tq, io, ret);
+}
+
+/*
+ * Write-zeroes: whole chunks are unmapped, or under NOUNMAP zeroed in
+ * place and kept allocated; partial chunks are zeroed if mapped.
+ */
+void thin_write_zeroes(void *queue, struct azbuse_io *io)
+{
+	struct thin_queue *tq = queue;
+	bool unmap = !(io->flags & AZBUSE_RQ_NOUNMAP);
+	struct thin_piece p;
+	uint64_t done = 0;
+	bool mapped;
+	int ret = 0;
+
+	while (!ret && thin_next_piece(tq, io, &done, &p)) {
+		if (p.len == tq->chunk_size && unmap) {
+			ret = thin_meta_error(
+				tq, azb_shard_discard(tq->shard, &tq->engine->view, p.chunk));
+			continue;
+		}
+		ret = thin_mapped(tq, p.chunk, &mapped);
+		if (ret)
+			ret = thin_meta_error(tq, ret);
+		else if (mapped || !unmap)
+			ret = thin_write_piece(tq, &p, NULL);
+	}
+	if (!ret && (io->flags & AZBUSE_RQ_FUA))
+		ret = thin_make_durable(tq);
+	thin_complete(tq, io, ret);
+}
