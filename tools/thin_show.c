@@ -1,0 +1,467 @@
+/*
+ * thin_show.c - the commands that only read a pool: list, info and usage.
+ * They open pool.db and the shards read-only, so they work the same whether
+ * or not a daemon serves the pool, and show which device serves what.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+#include <azbuse/azbuse.h>
+
+#include "thin_tool.h"
+
+/* ---- list, info: volumes and their space ---- */
+
+struct vol_list {
+	struct azb_volume *v;
+	uint32_t nr, cap;
+};
+
+static int collect_volume(const struct azb_volume *vol, void *arg)
+{
+	struct vol_list *l = arg;
+
+	if (l->nr == l->cap) {
+		uint32_t cap = l->cap ? l->cap * 2 : 32;
+		struct azb_volume *q = realloc(l->v, cap * sizeof(*q));
+
+		if (!q)
+			return -ENOMEM;
+		l->v = q;
+		l->cap = cap;
+	}
+	l->v[l->nr++] = *vol;
+	return 0;
+}
+
+static int load_volumes(const struct thin_ctx *c, struct azb_pool *pool, struct vol_list *l)
+{
+	char err[512] = "out of memory";
+
+	if (azb_pool_list(pool, collect_volume, l, err, sizeof(err)))
+		return thin_fail(c, "cannot list the volumes: %s", err);
+	return 0;
+}
+
+static void free_views(struct azb_view *views, uint32_t nr)
+{
+	for (uint32_t i = 0; views && i < nr; i++)
+		azb_view_free(&views[i]);
+	free(views);
+}
+
+/* The view of every volume of the list (what GC and accounting see). */
+static int load_views(const struct thin_ctx *c, struct azb_pool *pool, const struct vol_list *l,
+		      struct azb_view **views)
+{
+	char err[512];
+
+	*views = calloc(l->nr ? l->nr : 1, sizeof(**views));
+	if (!*views)
+		return thin_fail(c, "out of memory");
+	for (uint32_t i = 0; i < l->nr; i++) {
+		if (azb_pool_get_view(pool, l->v[i].name, &(*views)[i], err, sizeof(err))) {
+			free_views(*views, i);
+			*views = NULL;
+			return thin_fail(c, "cannot read the view of %s: %s", l->v[i].name, err);
+		}
+	}
+	return 0;
+}
+
+/* Chunks each view maps, summed over shards; exclusivity is relative to all views. */
+static int measure_views(const struct thin_ctx *c, const struct azb_pool_settings *s,
+			 const struct azb_view *views, uint32_t nr, struct azb_view_usage *total)
+{
+	struct azb_shard *shards[AZB_SHARDS_MAX];
+	struct azb_view_usage *u = calloc(nr ? nr : 1, sizeof(*u));
+	int ret = 0;
+
+	memset(total, 0, nr * sizeof(*total));
+	if (!u)
+		return thin_fail(c, "out of memory");
+	if (thin_shards_open(c, s, true, shards)) {
+		free(u);
+		return 1;
+	}
+	for (uint32_t k = 0; k < s->nr_shards && !ret; k++) {
+		if (azb_shard_view_usage(shards[k], views, nr, u)) {
+			ret = thin_fail(c, "cannot measure space use: %s",
+					azb_shard_error(shards[k]));
+			break;
+		}
+		for (uint32_t i = 0; i < nr; i++) {
+			total[i].mapped += u[i].mapped;
+			total[i].exclusive += u[i].exclusive;
+			total[i].shared += u[i].shared;
+		}
+	}
+	thin_shards_close(shards, s->nr_shards);
+	free(u);
+	return ret;
+}
+
+/*
+ * Volumes of the pool, which of them are served, and with `measure` what each
+ * maps. Read-only opens: it works alongside a daemon serving the pool and
+ * shows the state of the moment.
+ */
+struct pool_listing {
+	struct thin_claim cl;
+	struct vol_list vols;
+	struct azb_pool_settings s;
+	struct azb_view_usage *usage; /* per volume, in chunks; NULL: not measured */
+};
+
+static void listing_free(struct pool_listing *pl)
+{
+	free(pl->vols.v);
+	free(pl->usage);
+}
+
+static int listing_load(const struct thin_ctx *c, bool measure, struct pool_listing *pl)
+{
+	struct azb_view *views = NULL;
+	struct azb_pool *pool;
+	int ret;
+
+	memset(pl, 0, sizeof(*pl));
+	thin_probe(c, &pl->cl);
+	ret = thin_pool_open_ro(c, &pool);
+	if (!ret) {
+		pl->s = *azb_pool_get_settings(pool);
+		ret = load_volumes(c, pool, &pl->vols);
+		if (!ret && measure)
+			ret = load_views(c, pool, &pl->vols, &views);
+		azb_pool_close(pool);
+	}
+	if (!ret && measure) {
+		pl->usage = calloc(pl->vols.nr ? pl->vols.nr : 1, sizeof(*pl->usage));
+		ret = pl->usage ? measure_views(c, &pl->s, views, pl->vols.nr, pl->usage)
+				: thin_fail(c, "out of memory");
+	}
+	free_views(views, pl->vols.nr);
+	if (ret)
+		listing_free(pl);
+	return ret;
+}
+
+static int name_width(const struct vol_list *l, bool parent)
+{
+	int w = parent ? 6 : 4;
+
+	for (uint32_t i = 0; i < l->nr; i++) {
+		int n = (int)strlen(parent ? l->v[i].parent : l->v[i].name);
+
+		w = n > w ? n : w;
+	}
+	return w;
+}
+
+static void list_text(const struct pool_listing *pl, bool mapped)
+{
+	int nw = name_width(&pl->vols, false), pw = name_width(&pl->vols, true);
+	bool devices = pl->cl.held && pl->cl.served.nr;
+	char size[32], when[32], used[32], dev[32];
+
+	printf("%-*s %-8s %10s  %-*s %-*s", nw, "NAME", "KIND", "SIZE", pw, "PARENT",
+	       mapped || devices ? 19 : 0, "CREATED");
+	printf("%s%s\n", mapped ? "      MAPPED" : "", devices ? "  DEVICE" : "");
+	for (uint32_t i = 0; i < pl->vols.nr; i++) {
+		const struct azb_volume *v = &pl->vols.v[i];
+
+		printf("%-*s %-8s %10s  %-*s %-19s", nw, v->name, azb_vol_kind_name(v->kind),
+		       thin_human_size(v->size_bytes, size, sizeof(size)), pw,
+		       v->parent[0] ? v->parent : "-", thin_time(v->created, when, sizeof(when)));
+		if (mapped)
+			printf("  %10s", thin_human_size(pl->usage[i].mapped * pl->s.chunk_size,
+							 used, sizeof(used)));
+		if (devices)
+			printf("  %s", thin_served_device(&pl->cl, v->name, dev, sizeof(dev)));
+		printf("\n");
+	}
+}
+
+static void list_json(const struct pool_listing *pl)
+{
+	printf("[");
+	for (uint32_t i = 0; i < pl->vols.nr; i++) {
+		const struct azb_volume *v = &pl->vols.v[i];
+
+		printf("%s{", i ? ", " : "");
+		thin_json_volume_fields(v);
+		if (pl->usage)
+			printf(", \"mapped_bytes\": %llu, \"exclusive_bytes\": %llu",
+			       (unsigned long long)(pl->usage[i].mapped * pl->s.chunk_size),
+			       (unsigned long long)(pl->usage[i].exclusive * pl->s.chunk_size));
+		else
+			printf(", \"mapped_bytes\": null, \"exclusive_bytes\": null");
+		printf(", ");
+		thin_json_served_by(&pl->cl, v->name);
+		printf("}");
+	}
+	printf("]\n");
+}
+
+int thin_cmd_list(struct thin_ctx *c, const struct thin_args *a)
+{
+	bool mapped = thin_arg(a, "--mapped") != NULL;
+	struct pool_listing pl;
+
+	if (listing_load(c, mapped, &pl))
+		return 1;
+	if (c->json)
+		list_json(&pl);
+	else
+		list_text(&pl, mapped);
+	listing_free(&pl);
+	return 0;
+}
+
+/* The epoch shown for a volume: a snapshot's own, a head's current one. */
+static int volume_epoch(const struct thin_ctx *c, const struct azb_volume *v, uint64_t *epoch)
+{
+	struct azb_pool *pool;
+	struct azb_ns ns;
+	char err[512];
+	int ret;
+
+	if (v->kind == AZB_VOL_SNAPSHOT) {
+		*epoch = v->epoch;
+		return 0;
+	}
+	if (thin_pool_open_ro(c, &pool))
+		return 1;
+	ret = azb_pool_get_ns(pool, v->ns, &ns, err, sizeof(err));
+	azb_pool_close(pool);
+	if (ret)
+		return thin_fail(c, "cannot read %s's namespace: %s", v->name, err);
+	*epoch = ns.epoch;
+	return 0;
+}
+
+static void info_space_text(const char *what, const struct pool_listing *pl, uint64_t chunks)
+{
+	char size[32], chunk[32];
+
+	printf("%-12s %s (%llu chunks of %s)\n", what,
+	       thin_human_size(chunks * pl->s.chunk_size, size, sizeof(size)),
+	       (unsigned long long)chunks, thin_human_size(pl->s.chunk_size, chunk, sizeof(chunk)));
+}
+
+static void info_text(const struct thin_ctx *c, const struct pool_listing *pl, uint32_t i,
+		      uint64_t epoch)
+{
+	const struct azb_volume *v = &pl->vols.v[i];
+	const struct azb_view_usage *u = &pl->usage[i];
+	const struct thin_device *d =
+		pl->cl.held ? thin_served_volume(&pl->cl.served, v->name) : NULL;
+	char size[32], when[32];
+
+	printf("%-12s %s\n%-12s %s\n%-12s %s\n", "name", v->name, "pool", c->dir, "kind",
+	       azb_vol_kind_name(v->kind));
+	printf("%-12s %s (%llu bytes)\n", "size",
+	       thin_human_size(v->size_bytes, size, sizeof(size)),
+	       (unsigned long long)v->size_bytes);
+	printf("%-12s %s\n%-12s %s\n", "parent", v->parent[0] ? v->parent : "-", "created",
+	       thin_time(v->created, when, sizeof(when)));
+	printf("%-12s %llu, %s %llu\n", "namespace", (unsigned long long)v->ns,
+	       v->kind == AZB_VOL_SNAPSHOT ? "epoch" : "head epoch", (unsigned long long)epoch);
+	info_space_text("mapped", pl, u->mapped);
+	info_space_text("exclusive", pl, u->exclusive);
+	info_space_text("shared", pl, u->shared);
+	if (d)
+		printf("%-12s " AZBUSE_BLOCK_PREFIX "%u (pid %d)\n", "served by", d->id,
+		       (int)(d->pid ? d->pid : pl->cl.served.holder));
+}
+
+static void info_json(const struct thin_ctx *c, const struct pool_listing *pl, uint32_t i,
+		      uint64_t epoch)
+{
+	const struct azb_volume *v = &pl->vols.v[i];
+	const struct azb_view_usage *u = &pl->usage[i];
+	uint64_t cs = pl->s.chunk_size;
+
+	printf("{\"pool\": ");
+	thin_json_str(stdout, c->dir);
+	printf(", ");
+	thin_json_volume_fields(v);
+	printf(", \"ns\": %llu, \"epoch\": %llu, \"chunk_size\": %llu, \"mapped_bytes\": %llu, "
+	       "\"exclusive_bytes\": %llu, \"shared_bytes\": %llu, ",
+	       (unsigned long long)v->ns, (unsigned long long)epoch, (unsigned long long)cs,
+	       (unsigned long long)(u->mapped * cs), (unsigned long long)(u->exclusive * cs),
+	       (unsigned long long)(u->shared * cs));
+	thin_json_served_by(&pl->cl, v->name);
+	printf("}\n");
+}
+
+int thin_cmd_info(struct thin_ctx *c, const struct thin_args *a)
+{
+	const char *name = a->pos[0];
+	struct pool_listing pl;
+	uint64_t epoch = 0;
+	uint32_t i;
+	int ret = thin_check_name(c, "volume", name);
+
+	if (ret)
+		return ret;
+	if (listing_load(c, true, &pl))
+		return 1;
+	for (i = 0; i < pl.vols.nr && strcmp(pl.vols.v[i].name, name); i++)
+		;
+	if (i == pl.vols.nr)
+		ret = thin_fail(c, "no volume or snapshot named \"%s\" in pool %s", name, c->dir);
+	if (!ret)
+		ret = volume_epoch(c, &pl.vols.v[i], &epoch);
+	if (!ret && c->json)
+		info_json(c, &pl, i, epoch);
+	else if (!ret)
+		info_text(c, &pl, i, epoch);
+	listing_free(&pl);
+	return ret;
+}
+
+/* ---- usage ---- */
+
+/* The pool's space, read alongside a daemon if one serves it. */
+struct pool_space {
+	struct azb_pool_settings s;
+	uint64_t used_chunks; /* allocated (mapped or in flight) over all shards */
+	uint64_t used_bytes;
+	uint64_t quota_bytes; /* 0: no limit */
+	uint64_t fs_free_bytes;
+	bool shard_low; /* a shard reached the threshold of its quota */
+	bool gc_pending;
+	struct thin_claim cl;
+};
+
+static int space_from_shards(const struct thin_ctx *c, struct pool_space *ps,
+			     uint64_t pool_gc_generation)
+{
+	struct azb_shard *shards[AZB_SHARDS_MAX];
+	struct azb_shard_usage u;
+	int ret = 0;
+
+	if (thin_shards_open(c, &ps->s, true, shards))
+		return 1;
+	for (uint32_t k = 0; k < ps->s.nr_shards && !ret; k++) {
+		if (azb_shard_usage(shards[k], &u)) {
+			ret = thin_fail(c, "%s", azb_shard_error(shards[k]));
+			break;
+		}
+		ps->used_chunks += u.allocated_chunks;
+		ps->quota_bytes += u.quota_chunks * ps->s.chunk_size;
+		ps->shard_low |= u.low_space;
+		ps->gc_pending |= azb_shard_gc_generation(shards[k]) < pool_gc_generation;
+	}
+	thin_shards_close(shards, ps->s.nr_shards);
+	ps->used_bytes = ps->used_chunks * ps->s.chunk_size;
+	return ret;
+}
+
+static int space_load(const struct thin_ctx *c, struct pool_space *ps)
+{
+	struct azb_pool *pool;
+	struct statvfs fs;
+	uint64_t gen;
+
+	memset(ps, 0, sizeof(*ps));
+	thin_probe(c, &ps->cl);
+	if (thin_pool_open_ro(c, &pool))
+		return 1;
+	ps->s = *azb_pool_get_settings(pool);
+	gen = azb_pool_gc_generation(pool);
+	azb_pool_close(pool);
+	if (space_from_shards(c, ps, gen))
+		return 1;
+	if (statvfs(c->dir, &fs))
+		return thin_fail(c, "statvfs %s: %s", c->dir, strerror(errno));
+	ps->fs_free_bytes = (uint64_t)fs.f_bavail * fs.f_frsize;
+	return 0;
+}
+
+static uint64_t space_free(const struct pool_space *ps)
+{
+	uint64_t quota_left;
+
+	if (!ps->quota_bytes)
+		return ps->fs_free_bytes;
+	quota_left = ps->quota_bytes > ps->used_bytes ? ps->quota_bytes - ps->used_bytes : 0;
+	return quota_left < ps->fs_free_bytes ? quota_left : ps->fs_free_bytes;
+}
+
+/* Use in percent of what the pool could hold: used / (used + free). */
+static double space_use_percent(const struct pool_space *ps)
+{
+	uint64_t total = ps->used_bytes + space_free(ps);
+
+	return total ? 100.0 * (double)ps->used_bytes / (double)total : 0.0;
+}
+
+static bool space_low(const struct pool_space *ps)
+{
+	return ps->shard_low || space_use_percent(ps) >= ps->s.low_space_percent;
+}
+
+static void usage_json(const struct thin_ctx *c, const struct pool_space *ps)
+{
+	printf("{\"pool\": ");
+	thin_json_str(stdout, c->dir);
+	printf(", \"chunk_size\": %llu, \"used_bytes\": %llu, \"used_chunks\": %llu, "
+	       "\"free_bytes\": %llu, \"limit_bytes\": %llu, \"fs_free_bytes\": %llu, "
+	       "\"use_percent\": %.1f, \"low_space_percent\": %u, \"low_space\": %s, "
+	       "\"gc_pending\": %s, \"served_by\": [",
+	       (unsigned long long)ps->s.chunk_size, (unsigned long long)ps->used_bytes,
+	       (unsigned long long)ps->used_chunks, (unsigned long long)space_free(ps),
+	       (unsigned long long)ps->s.limit_bytes, (unsigned long long)ps->fs_free_bytes,
+	       space_use_percent(ps), ps->s.low_space_percent, space_low(ps) ? "true" : "false",
+	       ps->gc_pending ? "true" : "false");
+	for (uint32_t i = 0; ps->cl.held && i < ps->cl.served.nr; i++)
+		printf("%s\"" AZBUSE_BLOCK_PREFIX "%u\"", i ? ", " : "", ps->cl.served.dev[i].id);
+	printf("]}\n");
+}
+
+static void usage_text(const struct thin_ctx *c, const struct pool_space *ps)
+{
+	char used[32], chunk[32], avail[32], quota[32], holder[256];
+
+	printf("%-12s %s\n", "pool", c->dir);
+	printf("%-12s %s (%llu chunks of %s)\n", "used",
+	       thin_human_size(ps->used_bytes, used, sizeof(used)),
+	       (unsigned long long)ps->used_chunks,
+	       thin_human_size(ps->s.chunk_size, chunk, sizeof(chunk)));
+	thin_human_size(space_free(ps), avail, sizeof(avail));
+	if (ps->s.limit_bytes)
+		printf("%-12s %s (limit %s, or the filesystem's free space if less)\n", "free",
+		       avail, thin_human_size(ps->s.limit_bytes, quota, sizeof(quota)));
+	else
+		printf("%-12s %s (no limit: the filesystem's free space)\n", "free", avail);
+	printf("%-12s warn at %u%% use (now %.1f%%)\n", "low space", ps->s.low_space_percent,
+	       space_use_percent(ps));
+	if (ps->gc_pending)
+		printf("%-12s pending: freed space is not reclaimed yet (azbuse-thin gc)\n", "gc");
+	if (ps->cl.held) {
+		thin_holder_text(&ps->cl, holder, sizeof(holder));
+		printf("%-12s %s (figures as of now)\n", "served by", holder);
+	}
+	if (space_low(ps))
+		printf("WARNING: pool %s is low on space: %.1f%% used, threshold %u%%; %s left\n",
+		       c->dir, space_use_percent(ps), ps->s.low_space_percent, avail);
+}
+
+int thin_cmd_usage(struct thin_ctx *c, const struct thin_args *a)
+{
+	struct pool_space ps;
+
+	(void)a;
+	if (space_load(c, &ps))
+		return 1;
+	if (c->json)
+		usage_json(c, &ps);
+	else
+		usage_text(c, &ps);
+	return 0;
+}
