@@ -285,9 +285,9 @@ void azb_control_serve(int listen_fd, const struct azbuse_engine_ops *ops, void 
 		if (ret) {
 			char *nl;
 
-			/* the message is one line: its last if the engine wrote several */
-			while ((nl = strrchr(out, '\n')) && !nl[1])
-				*nl = '\0';
+			/* the message is one line */
+			while ((nl = strchr(out, '\n')))
+				*nl = nl[1] ? ' ' : '\0';
 			azb_write_all(fd, "ERR ");
 			azb_write_all(fd, out[0] ? out : strerror(-ret));
 			azb_write_all(fd, "\n");

@@ -1,20 +1,17 @@
 /*
  * azbuse-thin.c - the command line of thin pools: create a pool, and create,
  * list, describe, snapshot, clone, roll back, delete and resize its volumes;
- * show space use, check the metadata, reclaim space. Works on pool.db
- * directly, and goes through the daemon serving a volume where a change
- * would otherwise race with it. Tables for people, --json for scripts;
- * exit 0 on success, 1 on failure, 2 on bad usage.
+ * show space use, check the metadata, reclaim space. This file parses the
+ * command line and runs the commands that change a pool; thin_show.c (list,
+ * info, usage) and thin_check.c read it, thin_pool.c and thin_daemon.c deal
+ * with the lock and the daemon serving a pool. Changes go to pool.db directly,
+ * or through the daemon where they would otherwise race with it. Tables for
+ * people, --json for scripts; exit 0 on success, 1 on failure, 2 on bad usage.
  */
 #include <errno.h>
-#include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
 
 #include <azbuse/azbuse.h>
 

@@ -1,7 +1,9 @@
 /*
  * thin_tool.h - what the parts of azbuse-thin (the thin pool command line)
- * share: the command context, output helpers, pool and shard access with the
- * daemon lock, and talking to the daemon that serves a pool.
+ * share: the command context and arguments (azbuse-thin.c), the reading
+ * commands (thin_show.c, thin_check.c), output helpers (thin_out.c), pool and
+ * shard access with the daemon lock (thin_pool.c), and talking to the daemon
+ * that serves a pool (thin_daemon.c).
  */
 #ifndef AZBUSE_THIN_TOOL_H
 #define AZBUSE_THIN_TOOL_H
@@ -64,6 +66,10 @@ void thin_warn(const struct thin_ctx *c, const char *fmt, ...)
 /* Local time "YYYY-MM-DD HH:MM:SS". */
 const char *thin_time(int64_t t, char *buf, size_t len);
 
+/* Print daemon output lines (text), or as a JSON array of strings. */
+void thin_print_lines(FILE *out, const char *text);
+void thin_json_lines(FILE *out, const char *text);
+
 /* ---- thin_daemon.c: the daemon serving a pool ---- */
 
 /* An azbuse device served by the thin engine from our pool. */
@@ -104,8 +110,8 @@ struct thin_claim {
 /*
  * Take DIR/daemon.lock for the length of a command, so that no daemon starts
  * serving the pool meanwhile. 0: taken, or held by someone else (cl->held,
- * cl->served); 1 on failure (printed). Waits a few seconds for another
- * azbuse-thin to finish.
+ * cl->served); 1 on failure (printed). A holder with no device found is
+ * waited for a few seconds (another azbuse-thin, a daemon starting).
  */
 int thin_claim(const struct thin_ctx *c, struct thin_claim *cl);
 /* Only look whether the pool is held (and by whom), without taking it. */
@@ -162,9 +168,5 @@ void thin_gc_daemon(const struct thin_claim *cl, struct thin_gc_result *r);
 /* Print the outcome (a line, or JSON members ', "gc": ...' inside an object). */
 void thin_gc_print(const struct thin_ctx *c, const struct thin_gc_result *r);
 void thin_gc_result_free(struct thin_gc_result *r);
-
-/* Print daemon output lines (text), or as a JSON array of strings. */
-void thin_print_lines(FILE *out, const char *text);
-void thin_json_lines(FILE *out, const char *text);
 
 #endif /* AZBUSE_THIN_TOOL_H */

@@ -96,13 +96,23 @@ static int thin_take_options(struct thin_engine *e, struct azbuse_engine_config 
 	return 0;
 }
 
+/*
+ * One daemon per pool. azbuse-thin also holds the lock for the few moments a
+ * change takes: wait that long before saying the pool is taken.
+ */
 static int thin_hold_pool(struct thin_engine *e, struct azbuse_engine_config *cfg)
 {
+	struct timespec pause = { .tv_nsec = 50 * 1000000 };
 	pid_t holder = 0;
-	int ret;
+	int ret, waited;
 
-	ret = azb_pool_hold(e->pool_dir, getpid(), &e->lock_fd, &holder, cfg->error,
-			    cfg->error_size);
+	for (waited = 0;; waited += 50) {
+		ret = azb_pool_hold(e->pool_dir, getpid(), &e->lock_fd, &holder, cfg->error,
+				    cfg->error_size);
+		if (ret != -EBUSY || waited >= THIN_POOL_OPEN_WAIT_MS)
+			break;
+		nanosleep(&pause, NULL);
+	}
 	if (ret == -EBUSY)
 		snprintf(cfg->error, cfg->error_size,
 			 "engine thin: pool %s is held by another daemon (pid %d); "
