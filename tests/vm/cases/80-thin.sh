@@ -146,6 +146,10 @@ serve vol1
 mount /dev/azbuse1 "$fs"
 sha256_verify "$fs/files" /tmp/thin-files.sha || die "vol1's files changed"
 athin snapshot vol1 snap-fs || die "snapshot of the mounted volume failed"
+# overwrite files in place: their old chunks are then the snapshot's alone
+for f in "$fs"/files/file-{1..6}; do
+	head -c "$(stat -c %s "$f")" /dev/urandom | dd of="$f" conv=notrunc,fsync status=none
+done
 rm -rf "$fs/files"
 sync
 used_snap=$(pool_used)
