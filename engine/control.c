@@ -9,6 +9,7 @@
  * int32 result, then the payload.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -185,8 +186,10 @@ int azb_control_listen(uint32_t dev_id)
 	if (fd < 0)
 		return -errno;
 	unlink(sa.sun_path);
+	/* a connecting client raises SIGIO, which wakes the supervisor's sigtimedwait */
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || chmod(sa.sun_path, 0600) ||
-	    listen(fd, 8)) {
+	    listen(fd, 8) || fcntl(fd, F_SETOWN, getpid()) ||
+	    fcntl(fd, F_SETFL, O_NONBLOCK | O_ASYNC)) {
 		ret = -errno;
 		close(fd);
 		return ret;

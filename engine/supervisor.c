@@ -488,6 +488,18 @@ static int azb_take_over(struct azb_supervisor *s, struct azbuse_dev_info *want,
 	return 0;
 }
 
+/* A SIGIO left pending by a late control client must not reach the caller. */
+static void azb_discard_sigio(void)
+{
+	struct timespec zero = { 0 };
+	sigset_t sigio;
+
+	sigemptyset(&sigio);
+	sigaddset(&sigio, SIGIO);
+	while (sigtimedwait(&sigio, NULL, &zero) > 0)
+		;
+}
+
 int azbuse_run(const struct azbuse_engine_ops *ops, const struct azbuse_device_opts *o)
 {
 	struct azb_supervisor s = { .ops = ops, .opts = o, .ctl = -1, .control_fd = -1 };
@@ -508,6 +520,7 @@ int azbuse_run(const struct azbuse_engine_ops *ops, const struct azbuse_device_o
 	sigaddset(&signals, SIGTERM);
 	sigaddset(&signals, SIGINT);
 	sigaddset(&signals, SIGHUP);
+	sigaddset(&signals, SIGIO); /* a client on the control socket */
 	sigprocmask(SIG_BLOCK, &signals, &old);
 
 	ret = azb_setup_engine(&s, &info, err, sizeof(err));
@@ -617,6 +630,7 @@ out_report:
 		if (!s.ready_closed)
 			azb_report(o->ready_fd, "ERR %s\n", err);
 	}
+	azb_discard_sigio();
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	return ret;
 }

@@ -95,13 +95,17 @@ static int take_free(struct azb_shard *sh, uint64_t *phys)
 	return iret ? iret : ret;
 }
 
-/* Make the data file cover chunks 0..chunks-1. */
+/* Make the data file cover chunks 0..chunks-1, growing it by DATA_GROW
+ * (sparse) so that not every new chunk costs an ftruncate. */
+#define DATA_GROW (64ULL << 20) /* a multiple of every chunk size */
+
 static int data_cover(struct azb_shard *sh, uint64_t chunks)
 {
 	uint64_t need = chunks * sh->s.chunk_size;
 
 	if (need <= sh->data_size)
 		return 0;
+	need = (need + DATA_GROW - 1) / DATA_GROW * DATA_GROW;
 	if (ftruncate(sh->data_fd, (off_t)need) != 0) {
 		int ret = -errno;
 
@@ -125,6 +129,10 @@ int azb_alloc_reserve(struct azb_shard *sh, uint64_t *phys)
 	ret = -ENOENT;
 	if (sh->free_count > inflight_from_free(sh) + sh->nr_unsynced)
 		ret = take_free(sh, phys);
+	/* A free chunk was punched when freed, but one written by a plan whose
+	 * commit a crash lost was not: punch it again, a new chunk reads zeros. */
+	if (!ret)
+		ret = azb_punch_chunk(sh, *phys);
 	if (!ret)
 		return inflight_add(sh, *phys, 1);
 	if (ret != -ENOENT)
@@ -254,18 +262,19 @@ int azb_alloc_abort(struct azb_shard *sh, uint64_t phys)
 	if (!f)
 		return -EINVAL;
 	if (f->from_free) {
-		inflight_remove(sh, phys);
+		inflight_remove(sh, phys); /* (punched when next taken) */
 		return 0;
 	}
+	/* It may hold data: the next plan to get it must find zeros. */
+	ret = azb_punch_chunk(sh, phys);
+	if (ret)
+		return ret;
 	if (phys + 1 == sh->next_high_water) {
 		sh->next_high_water--;
 		inflight_remove(sh, phys);
 		return 0;
 	}
 	/* A reserved chunk in the middle: record it (and those below) as free. */
-	ret = azb_punch_chunk(sh, phys);
-	if (ret)
-		return ret;
 	inflight_remove(sh, phys);
 	b = rocksdb_writebatch_create();
 	raise_high_water(sh, b, phys);

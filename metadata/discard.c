@@ -5,7 +5,6 @@
  * would otherwise show through.
  */
 #include <errno.h>
-#include <string.h>
 
 #include "meta_internal.h"
 
@@ -48,13 +47,8 @@ static int shows_through(struct azb_shard *sh, const struct azb_view *view, uint
 	return ret;
 }
 
-static void batch_put_counters(struct azb_shard *sh, rocksdb_writebatch_t *b)
-{
-	azb_batch_put_alloc_counters(sh, b);
-}
-
 static void batch_put_tombstone(struct azb_shard *sh, rocksdb_writebatch_t *b, uint64_t ns,
-				uint64_t chunk, uint64_t epoch)
+				uint64_t chunk, uint64_t epoch, int was_empty)
 {
 	char k[AZB_MAP_KEY_LEN], v[9];
 
@@ -62,7 +56,7 @@ static void batch_put_tombstone(struct azb_shard *sh, rocksdb_writebatch_t *b, u
 	azb_phys_value_encode(v, AZB_TOMBSTONE);
 	rocksdb_writebatch_put(b, k, sizeof(k), v, sizeof(v));
 	sh->tombstones++;
-	azb_map_note_put(sh, ns, chunk, epoch, AZB_TOMBSTONE);
+	azb_map_note_put(sh, ns, chunk, epoch, AZB_TOMBSTONE, was_empty);
 }
 
 /* The head's own entry (epoch, phys) is seen by nothing else: free its chunk;
@@ -79,11 +73,11 @@ static int discard_own(struct azb_shard *sh, const struct azb_view *view, uint64
 	b = rocksdb_writebatch_create();
 	ret = azb_alloc_free_unsynced(sh, b, phys); /* punches the hole first */
 	if (!ret && shows) {
-		batch_put_tombstone(sh, b, ns, chunk, epoch);
+		batch_put_tombstone(sh, b, ns, chunk, epoch, 0);
 	} else if (!ret) {
 		char k[AZB_MAP_KEY_LEN];
 
-		ret = azb_shard_ns_count_add(sh, b, ns, -1);
+		ret = azb_shard_ns_count_add(sh, b, ns, chunk, -1);
 		azb_map_key_encode(k, ns, chunk, epoch);
 		rocksdb_writebatch_delete(b, k, sizeof(k));
 		if (sh->entries)
@@ -91,7 +85,7 @@ static int discard_own(struct azb_shard *sh, const struct azb_view *view, uint64
 		azb_map_note_delete(sh, ns, chunk, epoch);
 	}
 	if (!ret) {
-		batch_put_counters(sh, b);
+		azb_batch_put_alloc_counters(sh, b);
 		ret = azb_shard_write(sh, b);
 	}
 	rocksdb_writebatch_destroy(b);
@@ -101,13 +95,14 @@ static int discard_own(struct azb_shard *sh, const struct azb_view *view, uint64
 /* A new tombstone at the head's epoch hides what it saw. */
 static int discard_hide(struct azb_shard *sh, const struct azb_view *view, uint64_t chunk)
 {
+	int was_empty = azb_shard_ns_empty(sh, view->write_ns, chunk);
 	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
-	int ret = azb_shard_ns_count_add(sh, b, view->write_ns, 1);
+	int ret = azb_shard_ns_count_add(sh, b, view->write_ns, chunk, 1);
 
 	if (!ret) {
 		sh->entries++;
-		batch_put_tombstone(sh, b, view->write_ns, chunk, view->write_epoch);
-		batch_put_counters(sh, b);
+		batch_put_tombstone(sh, b, view->write_ns, chunk, view->write_epoch, was_empty);
+		azb_batch_put_alloc_counters(sh, b);
 		ret = azb_shard_write(sh, b);
 	}
 	rocksdb_writebatch_destroy(b);
@@ -133,8 +128,9 @@ int azb_shard_discard(struct azb_shard *shard, const struct azb_view *view, uint
 		if (e >= view->write_epoch) {
 			/* held at or after the head's epoch: the view is out of date */
 			azb_seterr(shard->err, sizeof(shard->err),
-				   "%s: stale view (entry epoch %llu, head epoch %llu)", shard->what,
-				   (unsigned long long)e, (unsigned long long)view->write_epoch);
+				   "%s: stale view (entry epoch %llu, head epoch %llu)",
+				   shard->what, (unsigned long long)e,
+				   (unsigned long long)view->write_epoch);
 			return -ESTALE;
 		}
 		return discard_hide(shard, view, chunk); /* a snapshot or clone sees it */

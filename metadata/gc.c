@@ -79,7 +79,7 @@ static int gc_delete(struct gc_ctx *c, uint64_t epoch, uint64_t phys)
 		if (ret)
 			return ret;
 	}
-	ret = azb_shard_ns_count_add(c->sh, c->b, c->ns, -1);
+	ret = azb_shard_ns_count_add(c->sh, c->b, c->ns, c->chunk, -1);
 	if (ret)
 		return ret;
 	azb_map_key_encode(k, c->ns, c->chunk, epoch);

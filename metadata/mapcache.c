@@ -246,8 +246,7 @@ int azb_map_find(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max
 	struct azb_map_node *n;
 	int ret, fresh = 0;
 
-	/* (A broken shard's counts may be ahead of its DB.) */
-	if (!sh->broken && !azb_shard_ns_count(sh, ns))
+	if (azb_shard_ns_empty(sh, ns, chunk))
 		return -ENOENT;
 	if (!mc->nodes)
 		return azb_shard_find_entry(sh, ns, chunk, max_epoch, epoch, phys);
@@ -287,11 +286,20 @@ int azb_map_find(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max
 }
 
 void azb_map_note_put(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t epoch,
-		      uint64_t phys)
+		      uint64_t phys, int was_empty)
 {
-	struct azb_map_node *n = sh->mc.nodes ? node_get(&sh->mc, ns, chunk) : NULL;
+	struct azb_map_cache *mc = &sh->mc;
+	struct azb_map_node *n = mc->nodes ? node_get(mc, ns, chunk) : NULL;
 	uint32_t pos = 0;
 
+	if (!n && was_empty && mc->nodes) {
+		/* all there is: what a read after the write will want */
+		n = node_alloc(mc);
+		n->ns = ns;
+		n->chunk = chunk;
+		n->complete = 1;
+		node_link(mc, n);
+	}
 	if (!n)
 		return; /* a later miss reads it from the DB */
 	for (uint32_t i = 0; i < n->n; i++) {

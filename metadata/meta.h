@@ -279,7 +279,9 @@ int azb_shard_open(const char *dir, const struct azb_pool_settings *s, uint32_t 
 /* Open shard `index` read-only, alongside the process serving it (see
  * azb_pool_open_readonly): it sees the mappings as of the open, including
  * those not yet synced, and its data fd is O_RDONLY. Lookups, usage, view
- * usage and check work; plan/commit/abort/discard/GC/sync return -EROFS. */
+ * usage and check work; plan/commit/abort/discard/GC/sync return -EROFS. It
+ * keeps all of its DB's files open (the writer may delete those it compacts);
+ * a tool that reads once may pass settings with map_cache_bytes 0. */
 int azb_shard_open_readonly(const char *dir, const struct azb_pool_settings *s, uint32_t index,
 			    struct azb_shard **shard, char *err, size_t errlen);
 void azb_shard_close(struct azb_shard *shard);
@@ -301,10 +303,13 @@ int azb_shard_lookup(struct azb_shard *shard, const struct azb_view *view, uint6
 		     uint64_t *phys);
 
 /* Writing a chunk: plan, write the data at plan.phys (for a partial write of a
- * new chunk, first copy old_phys's data, or zeros if AZB_PHYS_NONE: a new
- * chunk may hold stale data after a crash), then commit (or abort). The caller
- * serializes writes and discards of the same chunk. A tombstoned chunk is
- * written like an unmapped one (a new chunk, old_phys AZB_PHYS_NONE). */
+ * new chunk, first copy old_phys's data unless it is AZB_PHYS_NONE), then
+ * commit (or abort). A new chunk (!in_place) reads as zeros: chunks are
+ * punched when freed, aborted or reused from the free set, and a read-write
+ * open cuts the data file back to high water, so what a plan wrote before a
+ * crash lost its commit is gone. The caller serializes writes and discards of
+ * the same chunk. A tombstoned chunk is written like an unmapped one (a new
+ * chunk, old_phys AZB_PHYS_NONE). */
 struct azb_write_plan {
 	uint64_t chunk;	   /* logical chunk */
 	uint64_t phys;	   /* where the data goes */

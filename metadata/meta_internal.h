@@ -204,10 +204,13 @@ struct azb_inflight {
 	uint32_t pad0;
 };
 
-/* Entries of one namespace in the shard (the 'n' records, kept in memory). */
+/* Entries of one namespace in the shard (the 'n' records, kept in memory),
+ * and a bound on their chunks: no entry has L >= top (read at open, raised by
+ * every new entry), so a write beyond it needs no DB read. */
 struct azb_ns_count {
 	uint64_t ns;
 	uint64_t count;
+	uint64_t top;
 };
 
 /*
@@ -278,7 +281,7 @@ struct azb_shard {
 	uint32_t nr_unsynced;
 	/* The lookup iterator (see the map cache). */
 	int lit_open;
-	int pad1;
+	int nsc_suspect; /* the counts do not add up to `entries`: not used to skip reads */
 	struct azb_iter lit;
 	struct azb_map_cache mc;
 	char what[PATH_MAX + 32];
@@ -305,16 +308,19 @@ uint64_t azb_link_cut(const struct azb_view *v, const struct azb_view_link *l, u
 uint64_t azb_truncs_cut(const struct azb_trunc *t, uint32_t nr, uint64_t max_epoch, uint64_t chunk);
 /* Write the batch; on failure the shard is broken and its map cache emptied. */
 int azb_shard_write(struct azb_shard *sh, rocksdb_writebatch_t *b);
-/* Entries of ns in the shard (in memory). */
-uint64_t azb_shard_ns_count(const struct azb_shard *sh, uint64_t ns);
-/* Add `delta` (+1/-1) to ns's entry count, in memory and in the batch. */
+/* 1 if the shard surely has no entry of (ns, chunk) (from the counts). */
+int azb_shard_ns_empty(const struct azb_shard *sh, uint64_t ns, uint64_t chunk);
+/* Add `delta` (+1: an entry for `chunk`, -1) to ns's entry count, in memory
+ * and in the batch. */
 int azb_shard_ns_count_add(struct azb_shard *sh, rocksdb_writebatch_t *b, uint64_t ns,
-			   int64_t delta);
+			   uint64_t chunk, int64_t delta);
 void azb_batch_put_ns_count(rocksdb_writebatch_t *b, uint64_t ns, uint64_t count);
 /* WAL sync without the read-only check (GC, discard). */
 int azb_shard_sync_wal(struct azb_shard *sh);
 
 /* mapcache.c */
+/* (Re)make the cache of about `bytes` (0: none; at least 16 nodes otherwise,
+ * which tests use to force evictions). */
 int azb_map_cache_init(struct azb_shard *sh, uint64_t bytes);
 void azb_map_cache_destroy(struct azb_shard *sh);
 /* Forget every node and drop the iterator: the cache then knows nothing. */
@@ -322,9 +328,10 @@ void azb_map_cache_clear(struct azb_shard *sh);
 /* Like azb_shard_find_entry, through the cache. */
 int azb_map_find(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max_epoch,
 		 uint64_t *epoch, uint64_t *phys);
-/* The shard wrote entry (ns, chunk, epoch) -> phys / deleted it. */
+/* The shard wrote entry (ns, chunk, epoch) -> phys (was_empty: the first
+ * entry of (ns, chunk), the cache may learn it) / deleted it. */
 void azb_map_note_put(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t epoch,
-		      uint64_t phys);
+		      uint64_t phys, int was_empty);
 void azb_map_note_delete(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t epoch);
 
 /* alloc.c */

@@ -83,8 +83,8 @@ static void rdb_set_options(struct azb_rdb *r, uint64_t cache_bytes, int create)
 	rocksdb_options_set_max_log_file_size(o, 1 << 20);
 }
 
-static int rdb_prepare(struct azb_rdb *r, const char *path, const char *what,
-		       uint64_t cache_bytes, int create, int sync, char *err, size_t errlen)
+static int rdb_prepare(struct azb_rdb *r, const char *path, const char *what, uint64_t cache_bytes,
+		       int create, int sync, char *err, size_t errlen)
 {
 	struct stat st;
 

@@ -204,14 +204,45 @@ static int shard_load_ns_counts(struct azb_shard *sh, char *err, size_t errlen)
 			continue; /* check reports it */
 		ret = nsc_grow(sh);
 		if (!ret)
-			sh->nsc[sh->nr_nsc++] = (struct azb_ns_count){ azb_get_be64(k + 1), n };
+			sh->nsc[sh->nr_nsc++] =
+				(struct azb_ns_count){ azb_get_be64(k + 1), n, UINT64_MAX };
 	}
 	iret = azb_iter_close(&i, sh->what, err, errlen);
 	return ret ? ret : iret;
 }
 
+/* Each namespace's top: 1 + its last entry's chunk. */
+static int shard_load_ns_tops(struct azb_shard *sh, char *err, size_t errlen)
+{
+	uint64_t sum = 0;
+	struct azb_iter i;
+
+	for (uint32_t j = 0; j < sh->nr_nsc; j++)
+		sum += sh->nsc[j].count;
+	sh->nsc_suspect = sum != sh->entries;
+	azb_iter_prefix(&i, &sh->rdb, AZB_K_MAP);
+	for (uint32_t j = 0; j < sh->nr_nsc; j++) {
+		char target[AZB_MAP_KEY_LEN];
+		struct azb_map_key mk;
+		size_t klen;
+
+		azb_map_key_encode(target, sh->nsc[j].ns, UINT64_MAX, UINT64_MAX);
+		rocksdb_iter_seek_for_prev(i.it, target, sizeof(target));
+		if (!rocksdb_iter_valid(i.it))
+			continue; /* (UINT64_MAX: no bound) */
+		if (!azb_map_key_decode(rocksdb_iter_key(i.it, &klen), klen, &mk) &&
+		    mk.ns == sh->nsc[j].ns && mk.chunk < UINT64_MAX)
+			sh->nsc[j].top = mk.chunk + 1;
+	}
+	return azb_iter_close(&i, sh->what, err, errlen);
+}
+
+/* Open the data file. Read-write: cut it back to high water, so that chunks
+ * beyond it (the file grows ahead of it, and plans whose commit a crash lost
+ * wrote there) are holes again when they are handed out. */
 static int shard_open_data(struct azb_shard *sh, const char *path, char *err, size_t errlen)
 {
+	uint64_t used = sh->high_water * sh->s.chunk_size;
 	struct stat st;
 	int ret;
 
@@ -222,6 +253,15 @@ static int shard_open_data(struct azb_shard *sh, const char *path, char *err, si
 		return ret;
 	}
 	sh->data_size = (uint64_t)st.st_size;
+	if (sh->readonly || sh->data_size <= used)
+		return 0;
+	if (ftruncate(sh->data_fd, (off_t)used) != 0) {
+		ret = -errno;
+		azb_seterr(err, errlen, "%s: cannot cut %s back to high water: %s", sh->what, path,
+			   strerror(errno));
+		return ret;
+	}
+	sh->data_size = used;
 	return 0;
 }
 
@@ -259,6 +299,8 @@ static int shard_open(const char *dir, const struct azb_pool_settings *s, uint32
 		ret = shard_read_counters(sh, err, errlen);
 	if (!ret)
 		ret = shard_load_ns_counts(sh, err, errlen);
+	if (!ret)
+		ret = shard_load_ns_tops(sh, err, errlen);
 	if (!ret)
 		ret = shard_open_data(sh, data, err, errlen);
 	if (!ret)
@@ -383,16 +425,19 @@ static struct azb_ns_count *nsc_find(const struct azb_shard *sh, uint64_t ns, ui
 	return NULL;
 }
 
-uint64_t azb_shard_ns_count(const struct azb_shard *sh, uint64_t ns)
+int azb_shard_ns_empty(const struct azb_shard *sh, uint64_t ns, uint64_t chunk)
 {
 	uint32_t pos;
-	const struct azb_ns_count *c = nsc_find(sh, ns, &pos);
+	const struct azb_ns_count *c;
 
-	return c ? c->count : 0;
+	if (sh->broken || sh->nsc_suspect)
+		return 0; /* its counts may be ahead of its DB / wrong (check says) */
+	c = nsc_find(sh, ns, &pos);
+	return !c || !c->count || chunk >= c->top;
 }
 
 int azb_shard_ns_count_add(struct azb_shard *sh, rocksdb_writebatch_t *b, uint64_t ns,
-			   int64_t delta)
+			   uint64_t chunk, int64_t delta)
 {
 	uint32_t pos;
 	struct azb_ns_count *c = nsc_find(sh, ns, &pos);
@@ -404,12 +449,16 @@ int azb_shard_ns_count_add(struct azb_shard *sh, rocksdb_writebatch_t *b, uint64
 		memmove(&sh->nsc[pos + 1], &sh->nsc[pos], (sh->nr_nsc - pos) * sizeof(*c));
 		sh->nr_nsc++;
 		c = &sh->nsc[pos];
-		*c = (struct azb_ns_count){ ns, 0 };
+		*c = (struct azb_ns_count){ ns, 0, 0 };
 	}
 	if (delta < 0 && c->count < (uint64_t)-delta)
 		count = 0;
 	else
 		count = c->count + (uint64_t)delta;
+	if (delta > 0 && chunk >= c->top)
+		c->top = chunk + 1;
+	if (!count)
+		c->top = 0;
 	c->count = count;
 	azb_batch_put_ns_count(b, ns, count);
 	return 0;

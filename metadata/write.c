@@ -67,6 +67,7 @@ static int batch_put_entry(struct azb_shard *sh, rocksdb_writebatch_t *b,
 			   const struct azb_write_plan *plan)
 {
 	char k[AZB_MAP_KEY_LEN], v[9];
+	int was_empty = azb_shard_ns_empty(sh, plan->ns, plan->chunk);
 	uint64_t e, old;
 	int ret = azb_map_find(sh, plan->ns, plan->chunk, plan->epoch, &e, &old);
 
@@ -78,7 +79,7 @@ static int batch_put_entry(struct azb_shard *sh, rocksdb_writebatch_t *b,
 			ret = azb_alloc_free_unsynced(sh, b, old);
 		}
 	} else if (!ret || ret == -ENOENT) {
-		ret = azb_shard_ns_count_add(sh, b, plan->ns, 1);
+		ret = azb_shard_ns_count_add(sh, b, plan->ns, plan->chunk, 1);
 		if (!ret)
 			sh->entries++;
 	}
@@ -87,7 +88,7 @@ static int batch_put_entry(struct azb_shard *sh, rocksdb_writebatch_t *b,
 	azb_map_key_encode(k, plan->ns, plan->chunk, plan->epoch);
 	azb_phys_value_encode(v, plan->phys);
 	rocksdb_writebatch_put(b, k, sizeof(k), v, sizeof(v));
-	azb_map_note_put(sh, plan->ns, plan->chunk, plan->epoch, plan->phys);
+	azb_map_note_put(sh, plan->ns, plan->chunk, plan->epoch, plan->phys, was_empty);
 	return 0;
 }
 

@@ -12,7 +12,11 @@
  * is committed (RocksDB, not synced) after the data is written.
  *
  * Durability: FLUSH and FUA fdatasync the data file, then sync the shard's
- * WAL, so a mapping is never durable before the data it points to.
+ * WAL, so every write acknowledged before a completed FLUSH is durable with
+ * its mapping. A write not covered by one may, after a power loss, read as
+ * zeros or half written (RocksDB may persist its mapping first), never as
+ * another volume's data: metadata/ punches chunks before reusing them and
+ * cuts the data file back to its high water on open.
  */
 #include <errno.h>
 #include <fcntl.h>

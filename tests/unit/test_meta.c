@@ -4,7 +4,9 @@
  * management, lookups through views (volume, snapshot, snapshot of snapshot,
  * clone), write-path decisions, allocation, quota, free reuse, GC after
  * delete/rollback/shrink, accounting, check (clean and with an injected
- * inconsistency), sync, locking, missing and corrupt pools.
+ * inconsistency), sync, locking, missing and corrupt pools; discard and its
+ * tombstones, read-only opens beside a writer, the map cache (against a model
+ * of every volume's content, with and without evictions), old on-disk formats.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -33,6 +35,9 @@ struct fixture {
 	struct azb_pool *pool;
 	struct azb_shard *sh[2];
 	char err[256];
+	int map_cache_set; /* open_all gives the shards map_cache_bytes */
+	uint64_t map_cache_bytes;
+	uint64_t evictions; /* map cache evictions of the shards closed so far */
 };
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -59,14 +64,29 @@ static void open_all(struct fixture *f)
 
 	assert_int_equal(azb_pool_open(f->dir, &f->pool, f->err, sizeof(f->err)), 0);
 	s = azb_pool_get_settings(f->pool);
-	for (uint32_t k = 0; k < s->nr_shards; k++)
+	for (uint32_t k = 0; k < s->nr_shards; k++) {
 		assert_int_equal(azb_shard_open(f->dir, s, k, &f->sh[k], f->err, sizeof(f->err)),
 				 0);
+		if (f->map_cache_set)
+			assert_int_equal(azb_map_cache_init(f->sh[k], f->map_cache_bytes), 0);
+	}
+}
+
+/* Reopen shard 0 (closed by the caller) with the fixture's cache size. */
+static void open_all_shards(struct fixture *f)
+{
+	assert_int_equal(azb_shard_open(f->dir, azb_pool_get_settings(f->pool), 0, &f->sh[0],
+					f->err, sizeof(f->err)),
+			 0);
+	if (f->map_cache_set)
+		assert_int_equal(azb_map_cache_init(f->sh[0], f->map_cache_bytes), 0);
 }
 
 static void close_all(struct fixture *f)
 {
 	for (int k = 0; k < 2; k++) {
+		if (f->sh[k])
+			f->evictions += f->sh[k]->mc.evictions;
 		azb_shard_close(f->sh[k]);
 		f->sh[k] = NULL;
 	}
@@ -1012,6 +1032,815 @@ static void test_two_shards(void **state)
 	assert_clean(f);
 }
 
+/* ---- discard and tombstones ---- */
+
+static int discard(struct fixture *f, const char *name, uint64_t chunk)
+{
+	struct azb_view v;
+	int ret;
+
+	view_of(f, name, &v);
+	ret = azb_shard_discard(shard_of(f, chunk), &v, chunk);
+	azb_view_free(&v);
+	return ret;
+}
+
+static struct azb_shard_usage usage0(struct fixture *f)
+{
+	struct azb_shard_usage u;
+
+	assert_int_equal(azb_shard_usage(f->sh[0], &u), 0);
+	return u;
+}
+
+static void test_discard_own_chunk_frees_it(void **state)
+{
+	struct fixture *f = *state;
+	struct azb_write_plan p;
+	uint64_t p0;
+
+	create(f, "v", 8);
+	write_chunk(f, "v", 0, 1);
+	write_chunk(f, "v", 1, 2);
+	p0 = phys_of(f, "v", 0);
+	assert_int_equal(discard(f, "v", 0), 0);
+	assert_int_equal(read_chunk(f, "v", 0), 0);
+	assert_int_equal(read_chunk(f, "v", 1), 2);
+	assert_true(chunk_is_hole(f, p0));
+	assert_int_equal(usage0(f).allocated_chunks, 1);
+	assert_int_equal(usage0(f).entries, 1);
+	assert_int_equal(usage0(f).tombstones, 0);
+	assert_clean(f);
+	/* already zeros, never written, beyond the end, read-only view */
+	assert_int_equal(discard(f, "v", 0), 0);
+	assert_int_equal(discard(f, "v", 5), 0);
+	assert_int_equal(usage0(f).entries, 1);
+	assert_int_equal(discard(f, "v", 8), -EINVAL);
+	assert_non_null(strstr(azb_shard_error(f->sh[0]), "beyond the end"));
+	snapshot(f, "v", "s");
+	assert_int_equal(discard(f, "s", 1), -EROFS);
+	assert_int_equal(read_chunk(f, "s", 1), 2);
+	/* the freed chunk is not reused before a sync made its freeing durable */
+	p = write_chunk(f, "v", 2, 3);
+	assert_int_not_equal(p.phys, p0);
+	assert_int_equal(azb_shard_sync(f->sh[0]), 0);
+	p = write_chunk(f, "v", 3, 4);
+	assert_int_equal(p.phys, p0);
+	assert_int_equal(read_chunk(f, "v", 3), 4);
+	assert_clean(f);
+}
+
+static void test_discard_many_syncs_itself(void **state)
+{
+	struct fixture *f = *state;
+	struct azb_write_plan p;
+	const uint64_t n = AZB_UNSYNCED_FREES_MAX + 1;
+
+	create(f, "v", n + 1);
+	for (uint64_t l = 0; l < n; l++)
+		write_chunk(f, "v", l, 100 + l);
+	for (uint64_t l = 0; l < n; l++)
+		assert_int_equal(discard(f, "v", l), 0);
+	/* the 65th freeing synced the first 64: chunk 0 is free to reuse */
+	assert_int_equal(f->sh[0]->nr_unsynced, 1);
+	p = write_chunk(f, "v", n, 7);
+	assert_int_equal(p.phys, 0);
+	assert_int_equal(usage0(f).allocated_chunks, 1);
+	assert_clean(f);
+	/* (the close syncs what waits; a reopen reuses lowest first) */
+	close_all(f);
+	open_all(f);
+	p = write_chunk(f, "v", 0, 8);
+	assert_int_equal(p.phys, 1);
+	assert_clean(f);
+}
+
+static void test_discard_shared_writes_tombstone(void **state)
+{
+	struct fixture *f = *state;
+	struct azb_view views[2];
+	struct azb_view_usage vu[2];
+	struct azb_write_plan p;
+	uint64_t p0, p1;
+
+	create(f, "v", 8);
+	write_chunk(f, "v", 0, 1);
+	p0 = phys_of(f, "v", 0);
+	snapshot(f, "v", "s");
+	assert_int_equal(discard(f, "v", 0), 0);
+	assert_int_equal(read_chunk(f, "v", 0), 0);
+	assert_int_equal(read_chunk(f, "s", 0), 1);
+	assert_int_equal(usage0(f).entries, 2);
+	assert_int_equal(usage0(f).tombstones, 1);
+	assert_int_equal(usage0(f).allocated_chunks, 1);
+	view_of(f, "v", &views[0]);
+	view_of(f, "s", &views[1]);
+	assert_int_equal(azb_shard_view_usage(f->sh[0], views, 2, vu), 0);
+	assert_int_equal(vu[0].mapped, 0);
+	assert_int_equal(vu[1].mapped, 1);
+	assert_int_equal(vu[1].exclusive, 1);
+	azb_view_free(&views[0]);
+	azb_view_free(&views[1]);
+	assert_int_equal(discard(f, "v", 0), 0); /* a tombstone reads zeros: nothing to do */
+	assert_int_equal(usage0(f).entries, 2);
+	assert_int_equal(gc_all(f), 0);
+	assert_clean(f);
+	/* writing over the tombstone: a new chunk, nothing to copy; it replaces it */
+	p = write_chunk(f, "v", 0, 2);
+	assert_false(p.in_place);
+	assert_int_equal(p.old_phys, AZB_PHYS_NONE);
+	p1 = p.phys;
+	assert_int_equal(read_chunk(f, "v", 0), 2);
+	assert_int_equal(usage0(f).tombstones, 0);
+	assert_int_equal(usage0(f).entries, 2);
+	/* that chunk is the head's own: freed, and a tombstone keeps s's hidden */
+	assert_int_equal(discard(f, "v", 0), 0);
+	assert_true(chunk_is_hole(f, p1));
+	assert_int_equal(read_chunk(f, "v", 0), 0);
+	assert_int_equal(read_chunk(f, "s", 0), 1);
+	assert_int_equal(usage0(f).tombstones, 1);
+	assert_int_equal(usage0(f).allocated_chunks, 1);
+	assert_clean(f);
+	/* without s, its entry is garbage, and so is the tombstone that hid it */
+	del(f, "s");
+	assert_int_equal(gc_all(f), 2);
+	assert_true(chunk_is_hole(f, p0));
+	assert_int_equal(usage0(f).entries, 0);
+	assert_int_equal(usage0(f).tombstones, 0);
+	assert_int_equal(usage0(f).allocated_chunks, 0);
+	assert_int_equal(read_chunk(f, "v", 0), 0);
+	assert_clean(f);
+}
+
+static void test_discard_in_clone_hides_parent(void **state)
+{
+	struct fixture *f = *state;
+	struct azb_write_plan p;
+
+	create(f, "v", 8);
+	write_chunk(f, "v", 0, 1);
+	write_chunk(f, "v", 1, 2);
+	snapshot(f, "v", "s");
+	assert_int_equal(azb_pool_clone(f->pool, "s", "c", f->err, sizeof(f->err)), 0);
+	assert_int_equal(discard(f, "c", 0), 0);
+	assert_int_equal(discard(f, "c", 2), 0); /* nothing there */
+	assert_int_equal(usage0(f).tombstones, 1);
+	assert_int_equal(read_chunk(f, "c", 0), 0);
+	assert_int_equal(read_chunk(f, "c", 1), 2);
+	assert_int_equal(read_chunk(f, "s", 0), 1);
+	assert_int_equal(read_chunk(f, "v", 0), 1);
+	/* the parent's data stays, the tombstone stays (it hides the parent's) */
+	assert_int_equal(gc_all(f), 0);
+	del(f, "s");
+	del(f, "v");
+	assert_int_equal(gc_all(f), 0);
+	assert_int_equal(read_chunk(f, "c", 0), 0);
+	assert_int_equal(read_chunk(f, "c", 1), 2);
+	assert_int_equal(usage0(f).tombstones, 1);
+	assert_clean(f);
+	p = write_chunk(f, "c", 0, 3);
+	assert_int_equal(p.old_phys, AZB_PHYS_NONE);
+	assert_int_equal(read_chunk(f, "c", 0), 3);
+	/* the clone's own chunk over a parent's: freed, a tombstone in its place */
+	assert_int_equal(discard(f, "c", 0), 0);
+	assert_int_equal(read_chunk(f, "c", 0), 0);
+	assert_int_equal(usage0(f).tombstones, 1);
+	assert_int_equal(usage0(f).allocated_chunks, 2);
+	assert_clean(f);
+	del(f, "c");
+	assert_int_equal(gc_all(f), 3);
+	assert_int_equal(usage0(f).entries, 0);
+	assert_int_equal(usage0(f).allocated_chunks, 0);
+	assert_clean(f);
+}
+
+static void test_discard_own_over_snapshot_entry(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t p1;
+
+	create(f, "v", 8);
+	write_chunk(f, "v", 0, 1);
+	snapshot(f, "v", "s");
+	write_chunk(f, "v", 0, 2);
+	p1 = phys_of(f, "v", 0);
+	assert_int_equal(discard(f, "v", 0), 0);
+	assert_true(chunk_is_hole(f, p1));
+	assert_int_equal(read_chunk(f, "v", 0), 0);
+	assert_int_equal(read_chunk(f, "s", 0), 1);
+	assert_int_equal(usage0(f).entries, 2); /* s's, and the tombstone that replaced v's */
+	assert_int_equal(usage0(f).tombstones, 1);
+	assert_int_equal(usage0(f).allocated_chunks, 1);
+	assert_clean(f);
+}
+
+static void test_discard_after_shrink_is_noop(void **state)
+{
+	struct fixture *f = *state;
+
+	create(f, "v", 8);
+	write_chunk(f, "v", 6, 1);
+	snapshot(f, "v", "s");
+	assert_int_equal(azb_pool_resize(f->pool, "v", 4 * CS, f->err, sizeof(f->err)), 0);
+	assert_int_equal(azb_pool_resize(f->pool, "v", 8 * CS, f->err, sizeof(f->err)), 0);
+	assert_int_equal(read_chunk(f, "v", 6), 0);
+	assert_int_equal(discard(f, "v", 6), 0);
+	assert_int_equal(usage0(f).entries, 1);
+	assert_int_equal(usage0(f).tombstones, 0);
+	assert_int_equal(read_chunk(f, "s", 6), 1);
+	assert_clean(f);
+}
+
+static void test_gc_deletes_unseen_tombstone(void **state)
+{
+	struct fixture *f = *state;
+
+	create(f, "v", 8);
+	write_chunk(f, "v", 0, 1);
+	snapshot(f, "v", "s1");
+	assert_int_equal(discard(f, "v", 0), 0); /* tombstone at epoch 2 */
+	snapshot(f, "v", "s2");			 /* sees it */
+	write_chunk(f, "v", 0, 2);		 /* epoch 3 */
+	assert_int_equal(usage0(f).tombstones, 1);
+	assert_int_equal(gc_all(f), 0);
+	assert_int_equal(read_chunk(f, "s2", 0), 0);
+	del(f, "s2");
+	assert_int_equal(gc_all(f), 1);
+	assert_int_equal(usage0(f).tombstones, 0);
+	assert_int_equal(usage0(f).entries, 2);
+	assert_int_equal(usage0(f).allocated_chunks, 2);
+	assert_int_equal(read_chunk(f, "s1", 0), 1);
+	assert_int_equal(read_chunk(f, "v", 0), 2);
+	assert_clean(f);
+}
+
+static void test_check_counts_tombstones(void **state)
+{
+	struct fixture *f = *state;
+	struct azb_volume v;
+	char buf[4096];
+
+	create(f, "v", 8);
+	write_chunk(f, "v", 0, 1);
+	assert_int_equal(azb_pool_get_volume(f->pool, "v", &v, f->err, sizeof(f->err)), 0);
+	azb_shard_close(f->sh[0]);
+	f->sh[0] = NULL;
+	inject_entry(f, v.ns, 3, 1, AZB_TOMBSTONE);
+	open_all_shards(f);
+	assert_int_equal(check_all(f, buf), 3);
+	assert_non_null(strstr(buf, "tombstone counter 0, recount 1"));
+	assert_non_null(strstr(buf, "entry counter 1, recount 2"));
+	assert_null(strstr(buf, "high water"));
+}
+
+/* A view kept across calls whose epochs move under it (as a daemon keeps
+ * its volume's view): the cache holds facts, the view makes the decisions. */
+static void test_live_view_epochs_move(void **state)
+{
+	struct fixture *f = *state;
+	struct azb_write_plan p;
+	struct azb_view live, fresh;
+	uint64_t p0, p1, phys;
+
+	create(f, "v", 8);
+	view_of(f, "v", &live);
+	assert_int_equal(azb_shard_plan_write(f->sh[0], &live, 0, &p), 0);
+	assert_int_equal(azb_shard_commit_write(f->sh[0], &p), 0);
+	p0 = p.phys;
+	assert_int_equal(azb_shard_plan_write(f->sh[0], &live, 0, &p), 0);
+	assert_true(p.in_place);
+	snapshot(f, "v", "s");
+	view_of(f, "v", &fresh);
+	live.write_epoch = fresh.write_epoch; /* what the daemon does on a snapshot */
+	live.write_max_hold = fresh.write_max_hold;
+	azb_view_free(&fresh);
+	assert_int_equal(azb_shard_plan_write(f->sh[0], &live, 0, &p), 0);
+	assert_false(p.in_place);
+	assert_int_equal(p.old_phys, p0);
+	assert_int_equal(azb_shard_commit_write(f->sh[0], &p), 0);
+	p1 = p.phys;
+	assert_int_equal(azb_shard_lookup(f->sh[0], &live, 0, &phys), 0);
+	assert_int_equal(phys, p1);
+	assert_int_equal(phys_of(f, "s", 0), p0);
+	/* the snapshot goes: its entry is no hold's, the head's is its own */
+	del(f, "s");
+	live.write_max_hold = 0;
+	assert_int_equal(azb_shard_plan_write(f->sh[0], &live, 1, &p), 0);
+	assert_int_equal(azb_shard_abort_write(f->sh[0], &p), 0);
+	assert_int_equal(azb_shard_discard(f->sh[0], &live, 0), 0);
+	/* p0's entry (epoch 1) shows through if nothing hides it: a tombstone */
+	assert_int_equal(azb_shard_lookup(f->sh[0], &live, 0, &phys), 0);
+	assert_int_equal(phys, AZB_PHYS_NONE);
+	assert_int_equal(usage0(f).tombstones, 1);
+	assert_int_equal(gc_all(f), 2);
+	assert_int_equal(usage0(f).entries, 0);
+	assert_int_equal(usage0(f).allocated_chunks, 0);
+	azb_view_free(&live);
+	assert_clean(f);
+}
+
+/* Plan `name`:`chunk`, scribble over the whole new chunk, return the plan. */
+static struct azb_write_plan plan_and_scribble(struct fixture *f, const char *name, uint64_t chunk)
+{
+	static char junk[CS];
+	struct azb_write_plan plan;
+	struct azb_view v;
+
+	memset(junk, 0xEE, sizeof(junk));
+	view_of(f, name, &v);
+	assert_int_equal(azb_shard_plan_write(f->sh[0], &v, chunk, &plan), 0);
+	assert_false(plan.in_place);
+	assert_true(chunk_is_hole(f, plan.phys));
+	assert_int_equal(pwrite(azb_shard_data_fd(f->sh[0]), junk, CS, (off_t)(plan.phys * CS)),
+			 CS);
+	azb_view_free(&v);
+	return plan;
+}
+
+/* What the engine relies on: a new chunk reads as zeros, even one that a plan
+ * wrote before its commit was lost (a crash: the handle closes without it). */
+static void test_new_chunks_read_zeros(void **state)
+{
+	struct fixture *f = *state;
+	struct azb_write_plan p, q;
+
+	create(f, "v", 8);
+	write_chunk(f, "v", 0, 1);
+	/* from high water, given back by abort */
+	p = plan_and_scribble(f, "v", 1);
+	assert_int_equal(azb_shard_abort_write(f->sh[0], &p), 0);
+	q = plan_and_scribble(f, "v", 1);
+	assert_int_equal(q.phys, p.phys);
+	/* from high water, the commit lost */
+	close_all(f);
+	open_all(f);
+	q = plan_and_scribble(f, "v", 1);
+	assert_int_equal(q.phys, p.phys);
+	close_all(f);
+	open_all(f);
+	/* from the free set, the commit lost */
+	assert_int_equal(discard(f, "v", 0), 0);
+	assert_int_equal(azb_shard_sync(f->sh[0]), 0);
+	p = plan_and_scribble(f, "v", 2);
+	assert_int_equal(p.phys, 0);
+	close_all(f);
+	open_all(f);
+	q = plan_and_scribble(f, "v", 2);
+	assert_int_equal(q.phys, 0);
+	assert_int_equal(azb_shard_commit_write(f->sh[0], &q), 0);
+	assert_clean(f);
+}
+
+/* ---- read-only opens beside a writer ---- */
+
+static void test_readonly_beside_writer(void **state)
+{
+	struct fixture *f = *state;
+	struct azb_pool *rp = NULL;
+	struct azb_shard *rs = NULL;
+	struct azb_shard_usage wu, ru;
+	struct azb_view rv[2];
+	struct azb_view_usage vu[2];
+	struct azb_write_plan p;
+	struct azb_holds holds;
+	struct azb_gc_stats st;
+	uint64_t phys, marker;
+	char err[256];
+
+	create(f, "v", 8);
+	write_chunk(f, "v", 0, 0xA);
+	write_chunk(f, "v", 1, 0xB);
+	snapshot(f, "v", "s");
+	write_chunk(f, "v", 0, 0xC);
+	assert_int_equal(azb_shard_sync(f->sh[0]), 0);
+	assert_int_equal(azb_pool_open_readonly(f->dir, &rp, err, sizeof(err)), 0);
+	assert_int_equal(azb_shard_open_readonly(f->dir, azb_pool_get_settings(rp), 0, &rs, err,
+						 sizeof(err)),
+			 0);
+	/* it sees what the writer wrote */
+	assert_int_equal(azb_pool_get_view(rp, "v", &rv[0], err, sizeof(err)), 0);
+	assert_int_equal(azb_pool_get_view(rp, "s", &rv[1], err, sizeof(err)), 0);
+	assert_int_equal(azb_shard_lookup(rs, &rv[0], 0, &phys), 0);
+	assert_int_equal(phys, phys_of(f, "v", 0));
+	assert_int_equal(pread(azb_shard_data_fd(rs), &marker, sizeof(marker), (off_t)(phys * CS)),
+			 sizeof(marker));
+	assert_int_equal(marker, 0xC);
+	assert_int_equal(azb_shard_lookup(rs, &rv[1], 0, &phys), 0);
+	assert_int_equal(phys, phys_of(f, "s", 0));
+	assert_int_equal(azb_shard_usage(rs, &ru), 0);
+	assert_int_equal(azb_shard_usage(f->sh[0], &wu), 0);
+	assert_memory_equal(&ru, &wu, sizeof(ru));
+	assert_int_equal(azb_shard_view_usage(rs, rv, 2, vu), 0);
+	assert_int_equal(vu[0].mapped, 2);
+	assert_int_equal(vu[0].exclusive, 1);
+	assert_int_equal(vu[1].mapped, 2);
+	assert_int_equal(azb_pool_get_holds(rp, &holds, err, sizeof(err)), 0);
+	assert_int_equal(azb_shard_check(rs, &holds, NULL, NULL), 0);
+	/* nothing on it writes */
+	assert_int_equal(azb_shard_plan_write(rs, &rv[0], 2, &p), -EROFS);
+	assert_non_null(strstr(azb_shard_error(rs), "read-only"));
+	assert_int_equal(azb_shard_discard(rs, &rv[0], 0), -EROFS);
+	assert_int_equal(azb_shard_gc(rs, &holds, &st), -EROFS);
+	assert_int_equal(azb_shard_sync(rs), -EROFS);
+	memset(&p, 0, sizeof(p));
+	assert_int_equal(azb_shard_commit_write(rs, &p), -EROFS);
+	assert_int_equal(azb_shard_abort_write(rs, &p), -EROFS);
+	assert_int_equal(azb_pool_create_volume(rp, "w", CS, err, sizeof(err)), -EROFS);
+	assert_non_null(strstr(err, "read-only"));
+	assert_int_equal(azb_pool_snapshot(rp, "v", "s2", err, sizeof(err)), -EROFS);
+	assert_int_equal(azb_pool_clone(rp, "s", "c", err, sizeof(err)), -EROFS);
+	assert_int_equal(azb_pool_rollback(rp, "v", "s", err, sizeof(err)), -EROFS);
+	assert_int_equal(azb_pool_resize(rp, "v", 16 * CS, err, sizeof(err)), -EROFS);
+	assert_int_equal(azb_pool_delete(rp, "s", err, sizeof(err)), -EROFS);
+	azb_holds_free(&holds);
+	/* what the writer does later is not seen: the state is as of the open */
+	write_chunk(f, "v", 2, 0xD);
+	assert_int_equal(azb_shard_lookup(rs, &rv[0], 2, &phys), 0);
+	assert_int_equal(phys, AZB_PHYS_NONE);
+	azb_view_free(&rv[0]);
+	azb_view_free(&rv[1]);
+	azb_shard_close(rs);
+	azb_pool_close(rp);
+	/* the writer goes on; a new read-only open sees its latest (synced) state */
+	write_chunk(f, "v", 3, 0xE);
+	assert_int_equal(azb_shard_sync(f->sh[0]), 0);
+	assert_int_equal(azb_pool_open_readonly(f->dir, &rp, err, sizeof(err)), 0);
+	assert_int_equal(azb_shard_open_readonly(f->dir, azb_pool_get_settings(rp), 0, &rs, err,
+						 sizeof(err)),
+			 0);
+	assert_int_equal(azb_pool_get_view(rp, "v", &rv[0], err, sizeof(err)), 0);
+	assert_int_equal(azb_shard_lookup(rs, &rv[0], 3, &phys), 0);
+	assert_int_equal(phys, phys_of(f, "v", 3));
+	azb_view_free(&rv[0]);
+	azb_shard_close(rs);
+	azb_pool_close(rp);
+	assert_clean(f);
+	close_all(f);
+	open_all(f);
+	assert_int_equal(read_chunk(f, "v", 3), 0xE);
+}
+
+static void test_readonly_missing_pool(void **state)
+{
+	struct fixture *f = *state;
+	struct azb_pool_settings s;
+	struct azb_shard *sh = NULL;
+	struct azb_pool *p = NULL;
+
+	assert_int_equal(azb_pool_open_readonly(f->dir, &p, f->err, sizeof(f->err)), -ENOENT);
+	assert_null(p);
+	settings_small(&s, 1, 0);
+	assert_int_equal(azb_shard_open_readonly(f->dir, &s, 0, &sh, f->err, sizeof(f->err)),
+			 -ENOENT);
+	assert_null(sh);
+}
+
+static void test_default_dir(void **state)
+{
+	(void)state;
+	unsetenv("AZBUSE_THIN_POOL");
+	assert_string_equal(azb_pool_default_dir(), "/var/lib/azbuse/pool");
+	setenv("AZBUSE_THIN_POOL", "", 1);
+	assert_string_equal(azb_pool_default_dir(), "/var/lib/azbuse/pool");
+	setenv("AZBUSE_THIN_POOL", "/srv/thin", 1);
+	assert_string_equal(azb_pool_default_dir(), "/srv/thin");
+	unsetenv("AZBUSE_THIN_POOL");
+}
+
+/* ---- the map cache ---- */
+
+static void test_map_cache_hits_and_db_changes(void **state)
+{
+	struct fixture *f = *state;
+	struct azb_map_cache *mc;
+	struct azb_view v;
+	uint64_t phys, reads;
+	char *rerr = NULL;
+
+	create(f, "v", 64);
+	for (uint64_t l = 0; l < 64; l++)
+		write_chunk(f, "v", l, 1000 + l);
+	mc = &f->sh[0]->mc;
+	reads = mc->db_reads;
+	view_of(f, "v", &v);
+	for (uint64_t l = 0; l < 64; l++)
+		assert_int_equal(azb_shard_lookup(f->sh[0], &v, l, &phys), 0);
+	assert_int_equal(mc->db_reads, reads); /* the writes left what the reads want */
+	azb_view_free(&v);
+	/* the DB flushes and compacts under the iterator; a small cache evicts */
+	rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+	rocksdb_flush(f->sh[0]->rdb.db, fo, &rerr);
+	rocksdb_flushoptions_destroy(fo);
+	assert_null(rerr);
+	snapshot(f, "v", "s");
+	for (uint64_t l = 0; l < 64; l += 2)
+		write_chunk(f, "v", l, 2000 + l);
+	rocksdb_compact_range(f->sh[0]->rdb.db, NULL, 0, NULL, 0);
+	assert_int_equal(azb_map_cache_init(f->sh[0], 1), 0); /* 16 nodes */
+	for (int round = 0; round < 2; round++) {
+		for (uint64_t l = 0; l < 64; l++) {
+			assert_int_equal(read_chunk(f, "v", l), (l % 2 ? 1000 : 2000) + l);
+			assert_int_equal(read_chunk(f, "s", l), 1000 + l);
+		}
+	}
+	assert_true(f->sh[0]->mc.evictions > 0);
+	assert_clean(f);
+}
+
+/* A model of every volume's content (two words per chunk: the last marker
+ * written and the one before, as a partial write would keep) checked after
+ * random writes, discards, snapshots, clones, deletes, rollbacks, resizes,
+ * GCs and reopens. */
+#define MODEL_CHUNKS 24
+#define MODEL_OBJS 24
+
+struct model_obj {
+	char name[16];
+	int alive, snap;
+	uint64_t chunks;
+	uint64_t cur[MODEL_CHUNKS], prev[MODEL_CHUNKS];
+};
+
+struct model {
+	struct model_obj o[MODEL_OBJS];
+	uint32_t nr;
+	uint64_t marker;
+	unsigned seed;
+};
+
+static void model_write(struct fixture *f, struct model_obj *o, uint64_t chunk, uint64_t marker)
+{
+	struct azb_shard *sh = shard_of(f, chunk);
+	static char buf[CS];
+	uint64_t words[2];
+	struct azb_write_plan plan;
+	struct azb_view v;
+	int fd = azb_shard_data_fd(sh);
+
+	view_of(f, o->name, &v);
+	if (azb_shard_plan_write(sh, &v, chunk, &plan))
+		fail_msg("plan %s:%llu: %s", o->name, (unsigned long long)chunk,
+			 azb_shard_error(sh));
+	if (!plan.in_place) {
+		memset(buf, 0, sizeof(buf));
+		if (plan.old_phys != AZB_PHYS_NONE)
+			assert_int_equal(pread(fd, buf, CS, (off_t)(plan.old_phys * CS)), CS);
+		assert_int_equal(pwrite(fd, buf, CS, (off_t)(plan.phys * CS)), CS);
+	}
+	assert_int_equal(pread(fd, words, sizeof(words), (off_t)(plan.phys * CS)), sizeof(words));
+	words[1] = words[0];
+	words[0] = marker;
+	assert_int_equal(pwrite(fd, words, sizeof(words), (off_t)(plan.phys * CS)), sizeof(words));
+	assert_int_equal(azb_shard_commit_write(sh, &plan), 0);
+	azb_view_free(&v);
+	o->prev[chunk] = o->cur[chunk];
+	o->cur[chunk] = marker;
+}
+
+static void model_verify(struct fixture *f, struct model *m)
+{
+	for (uint32_t i = 0; i < m->nr; i++) {
+		struct model_obj *o = &m->o[i];
+
+		for (uint64_t l = 0; o->alive && l < o->chunks; l++) {
+			uint64_t p = phys_of(f, o->name, l), words[2] = { 0, 0 };
+
+			if (p != AZB_PHYS_NONE)
+				assert_int_equal(pread(azb_shard_data_fd(shard_of(f, l)), words,
+						       sizeof(words), (off_t)(p * CS)),
+						 sizeof(words));
+			if (words[0] != o->cur[l] || words[1] != o->prev[l])
+				fail_msg("%s chunk %llu: reads %llu/%llu, model %llu/%llu", o->name,
+					 (unsigned long long)l, (unsigned long long)words[0],
+					 (unsigned long long)words[1],
+					 (unsigned long long)o->cur[l],
+					 (unsigned long long)o->prev[l]);
+		}
+	}
+}
+
+static struct model_obj *model_pick(struct model *m, int want_snap)
+{
+	for (int tries = 0; tries < 64; tries++) {
+		struct model_obj *o = &m->o[rand_r(&m->seed) % m->nr];
+
+		if (o->alive && (want_snap < 0 || o->snap == want_snap))
+			return o;
+	}
+	return NULL;
+}
+
+static struct model_obj *model_new(struct model *m, const struct model_obj *from, int snap)
+{
+	struct model_obj *o;
+
+	if (m->nr == MODEL_OBJS)
+		return NULL;
+	o = &m->o[m->nr];
+	if (from)
+		*o = *from;
+	else
+		memset(o, 0, sizeof(*o));
+	snprintf(o->name, sizeof(o->name), "o%u", m->nr);
+	o->alive = 1;
+	o->snap = snap;
+	m->nr++;
+	return o;
+}
+
+static void model_step(struct fixture *f, struct model *m)
+{
+	int op = rand_r(&m->seed) % 100;
+	struct model_obj *o = model_pick(m, 0), *s;
+	uint64_t l, size;
+
+	if (!o)
+		return;
+	l = rand_r(&m->seed) % o->chunks;
+	if (op < 45) {
+		model_write(f, o, l, ++m->marker);
+	} else if (op < 65) {
+		assert_int_equal(discard(f, o->name, l), 0);
+		o->cur[l] = o->prev[l] = 0;
+	} else if (op < 72) {
+		s = model_new(m, o, 1);
+		if (s)
+			snapshot(f, o->name, s->name);
+	} else if (op < 77) {
+		s = model_pick(m, 1);
+		o = s ? model_new(m, s, 0) : NULL;
+		if (o)
+			assert_int_equal(
+				azb_pool_clone(f->pool, s->name, o->name, f->err, sizeof(f->err)),
+				0);
+	} else if (op < 83) {
+		s = model_pick(m, 1);
+		if (s && rand_r(&m->seed) % 2) {
+			del(f, s->name);
+			s->alive = 0;
+		} else if (o != &m->o[0]) {
+			del(f, o->name);
+			o->alive = 0;
+		}
+	} else if (op < 87) {
+		s = model_pick(m, 1);
+		if (s && !azb_pool_rollback(f->pool, o->name, s->name, f->err, sizeof(f->err))) {
+			memcpy(o->cur, s->cur, sizeof(o->cur));
+			memcpy(o->prev, s->prev, sizeof(o->prev));
+			o->chunks = s->chunks;
+		}
+	} else if (op < 92) {
+		size = 4 + rand_r(&m->seed) % (MODEL_CHUNKS - 3);
+		assert_int_equal(
+			azb_pool_resize(f->pool, o->name, size * CS, f->err, sizeof(f->err)), 0);
+		for (l = size; l < MODEL_CHUNKS; l++)
+			o->cur[l] = o->prev[l] = 0;
+		o->chunks = size;
+	} else if (op < 96) {
+		gc_all(f);
+		assert_clean(f);
+	} else if (op < 99) {
+		model_write(f, o, l, ++m->marker);
+	} else {
+		if (rand_r(&m->seed) % 2)
+			assert_int_equal(azb_shard_sync(f->sh[0]), 0);
+		close_all(f);
+		open_all(f);
+	}
+}
+
+static void run_model(struct fixture *f, unsigned seed, int steps)
+{
+	struct model *m = calloc(1, sizeof(*m));
+
+	assert_non_null(m);
+	m->seed = seed;
+	model_new(m, NULL, 0)->chunks = MODEL_CHUNKS;
+	create(f, m->o[0].name, MODEL_CHUNKS);
+	for (int i = 0; i < steps; i++) {
+		model_step(f, m);
+		if (i % 25 == 24)
+			model_verify(f, m);
+	}
+	model_verify(f, m);
+	gc_all(f);
+	assert_clean(f);
+	model_verify(f, m);
+	free(m);
+}
+
+static void test_model_default_cache(void **state)
+{
+	run_model(*state, 1, 800);
+}
+
+static void test_model_tiny_cache(void **state)
+{
+	struct fixture *f = *state;
+
+	f->map_cache_set = 1;
+	f->map_cache_bytes = 1; /* 16 nodes: evictions all the time */
+	close_all(f);
+	open_all(f);
+	run_model(f, 2, 800);
+	assert_true(f->evictions > 0);
+}
+
+static void test_model_no_cache(void **state)
+{
+	struct fixture *f = *state;
+
+	f->map_cache_set = 1;
+	f->map_cache_bytes = 0;
+	close_all(f);
+	open_all(f);
+	run_model(f, 3, 400);
+}
+
+/* ---- older on-disk formats ---- */
+
+static rocksdb_t *raw_open(struct fixture *f, const char *db)
+{
+	char path[256], *rerr = NULL;
+	rocksdb_options_t *o = rocksdb_options_create();
+	rocksdb_t *r;
+
+	snprintf(path, sizeof(path), "%s/%s", f->dir, db);
+	r = rocksdb_open(o, path, &rerr);
+	assert_null(rerr);
+	rocksdb_options_destroy(o);
+	return r;
+}
+
+static void raw_put(rocksdb_t *db, const char *k, size_t klen, const char *v, size_t vlen)
+{
+	rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+	char *rerr = NULL;
+
+	if (v)
+		rocksdb_put(db, wo, k, klen, v, vlen, &rerr);
+	else
+		rocksdb_delete(db, wo, k, klen, &rerr);
+	assert_null(rerr);
+	rocksdb_writeoptions_destroy(wo);
+}
+
+static void test_old_formats_are_read(void **state)
+{
+	struct fixture *f = *state;
+	struct azb_pool_settings s = *azb_pool_get_settings(f->pool);
+	char k[2], v[AZB_SETTINGS_VALUE_LEN];
+	rocksdb_t *db;
+	struct azb_shard_usage u;
+
+	create(f, "v", 8);
+	write_chunk(f, "v", 0, 1);
+	write_chunk(f, "v", 1, 2);
+	assert_int_equal(discard(f, "v", 1), 0);
+	close_all(f);
+	/* pool settings without map_cache_bytes */
+	db = raw_open(f, "pool.db");
+	k[0] = AZB_K_SETTINGS;
+	azb_settings_encode(v, &s);
+	raw_put(db, k, 1, v, AZB_SETTINGS_VALUE_LEN_V0);
+	rocksdb_close(db);
+	/* shard counters one key each: allocated 1, high water 2, free 1, entries 1 */
+	db = raw_open(f, "shard-0/meta.db");
+	azb_counter_key_encode(k, AZB_SC_STATE);
+	raw_put(db, k, 2, NULL, 0);
+	{
+		static const char ids[] = { AZB_SC_OLD_ALLOCATED, AZB_SC_OLD_HIGH_WATER,
+					    AZB_SC_OLD_FREE, AZB_SC_OLD_ENTRIES };
+		static const uint64_t vals[] = { 1, 2, 1, 1 };
+
+		for (int i = 0; i < 4; i++) {
+			char cv[9];
+
+			azb_counter_key_encode(k, ids[i]);
+			azb_u64_value_encode(cv, vals[i]);
+			raw_put(db, k, 2, cv, sizeof(cv));
+		}
+	}
+	rocksdb_close(db);
+	open_all(f);
+	assert_int_equal(azb_pool_get_settings(f->pool)->map_cache_bytes, AZB_MAP_CACHE_DEFAULT);
+	assert_int_equal(azb_shard_usage(f->sh[0], &u), 0);
+	assert_int_equal(u.allocated_chunks, 1);
+	assert_int_equal(u.high_water, 2);
+	assert_int_equal(u.free_chunks, 1);
+	assert_int_equal(u.entries, 1);
+	assert_int_equal(read_chunk(f, "v", 0), 1);
+	assert_clean(f);
+	/* the counters moved into their record: a second open reads that */
+	write_chunk(f, "v", 2, 3);
+	close_all(f);
+	open_all(f);
+	assert_int_equal(azb_shard_usage(f->sh[0], &u), 0);
+	assert_int_equal(u.allocated_chunks, 2);
+	assert_int_equal(u.entries, 2);
+	assert_clean(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1046,7 +1875,32 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_missing_pool_is_enoent, setup_empty, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_db_is_an_error, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_two_shards, setup2, teardown),
+		cmocka_unit_test_setup_teardown(test_discard_own_chunk_frees_it, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_discard_many_syncs_itself, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_discard_shared_writes_tombstone, setup1,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_discard_in_clone_hides_parent, setup1,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_discard_own_over_snapshot_entry, setup1,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_discard_after_shrink_is_noop, setup1,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_gc_deletes_unseen_tombstone, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_check_counts_tombstones, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_live_view_epochs_move, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_new_chunks_read_zeros, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_readonly_beside_writer, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_readonly_missing_pool, setup_empty, teardown),
+		cmocka_unit_test(test_default_dir),
+		cmocka_unit_test_setup_teardown(test_map_cache_hits_and_db_changes, setup1,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_model_default_cache, setup2, teardown),
+		cmocka_unit_test_setup_teardown(test_model_tiny_cache, setup2, teardown),
+		cmocka_unit_test_setup_teardown(test_model_no_cache, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_old_formats_are_read, setup1, teardown),
 	};
 
+	if (getenv("AZB_TEST_FILTER")) /* e.g. AZB_TEST_FILTER='test_discard*' */
+		cmocka_set_test_filter(getenv("AZB_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
