@@ -278,6 +278,8 @@ void azb_control_serve(int listen_fd, const struct azbuse_engine_ops *ops, void 
 	int fd, ret;
 
 	while ((fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+		uint64_t start = azb_clock_ms();
+
 		out[0] = '\0';
 		ret = azb_read_request(fd, line, sizeof(line));
 		if (ret)
@@ -301,8 +303,8 @@ void azb_control_serve(int listen_fd, const struct azbuse_engine_ops *ops, void 
 			azb_write_all(fd, "OK\n");
 		}
 		close(fd);
-		if (ret)
-			azb_log("control '%s': %s", line, out);
+		azb_log("control '%s': %s (%llu ms)", line, ret ? out : "ok",
+			(unsigned long long)(azb_clock_ms() - start));
 	}
 }
 

@@ -344,6 +344,41 @@ static int snapshot_print(const struct thin_ctx *c, const char *snap, const stru
 	return 0;
 }
 
+/*
+ * The served volume's snapshot: its daemon checks the names, quiesces the
+ * device and records it; pool.db is not opened here at all (each RocksDB
+ * open costs a lot on a slow machine, and the daemon opens it anyway).
+ */
+static int snapshot_served(const struct thin_ctx *c, const struct thin_device *dev, const char *src,
+			   const char *snap)
+{
+	char *output = NULL;
+	int ret = snapshot_by_daemon(c, dev, src, snap, &output);
+
+	if (ret) {
+		free(output);
+		return ret;
+	}
+	if (c->json) {
+		printf("{\"pool\": ");
+		thin_json_str(stdout, c->dir);
+		printf(", \"name\": ");
+		thin_json_str(stdout, snap);
+		printf(", \"kind\": \"snapshot\", \"parent\": ");
+		thin_json_str(stdout, src);
+		printf(", \"taken_by\": \"" AZBUSE_BLOCK_PREFIX "%u\", \"daemon_output\": ",
+		       dev->id);
+		thin_json_lines(stdout, output);
+		printf("}\n");
+	} else {
+		thin_print_lines(stdout, output);
+		printf("(taken by " AZBUSE_BLOCK_PREFIX "%u, which serves %s, in pool %s)\n",
+		       dev->id, src, c->dir);
+	}
+	free(output);
+	return 0;
+}
+
 static int cmd_snapshot(struct thin_ctx *c, const struct thin_args *a)
 {
 	const char *src = a->pos[0], *snap = a->pos[1];
@@ -360,13 +395,25 @@ static int cmd_snapshot(struct thin_ctx *c, const struct thin_args *a)
 		return ret;
 	if (thin_claim(c, &cl))
 		return 1;
-	ret = thin_pool_open(c, &pool);
+	dev = cl.held ? thin_served_volume(&cl.served, src) : NULL;
+	if (dev) {
+		ret = snapshot_served(c, dev, src, snap);
+		thin_unclaim(&cl);
+		return ret;
+	}
+	/* a served pool, another volume: look with a cheaper read-only open first */
+	ret = cl.held ? thin_pool_open_ro(c, &pool) : thin_pool_open(c, &pool);
 	if (!ret && (ret = azb_pool_get_volume(pool, src, &v, err, sizeof(err))))
 		ret = thin_fail(c, "%s", err);
 	if (!ret)
 		ret = check_free_name(c, pool, snap);
 	if (!ret)
 		ret = snapshot_route(c, &cl, &v, &dev);
+	if (!ret && !dev && cl.held) {
+		azb_pool_close(pool);
+		pool = NULL;
+		ret = thin_pool_open(c, &pool);
+	}
 	if (!ret && !dev && azb_pool_snapshot(pool, src, snap, err, sizeof(err)))
 		ret = thin_fail(c, "cannot snapshot %s as %s: %s", src, snap, err);
 	if (pool)
