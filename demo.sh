@@ -2,7 +2,8 @@
 # demo.sh: the azbuse demo, on a fresh Debian 12 machine as root. Installs what
 # is missing, builds azbuse, boots Debian's 6.12 kernel in QEMU (this machine's
 # own kernel is not touched), and there creates /dev/azbuse1 on the mem engine,
-# makes an ext4 filesystem, writes and reads files, and says what happened.
+# makes an ext4 filesystem, writes and reads files, then serves a thin volume
+# and snapshots it while mounted, and says what happened.
 set -euo pipefail
 cd "$(dirname "$0")"
 
