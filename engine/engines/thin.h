@@ -31,8 +31,18 @@ struct thin_queue {
 	struct azb_shard *shard;
 	int data_fd;
 	uint64_t chunk_size;
-	uint8_t *chunk_buf; /* one chunk, for copy-on-write of a partial write */
+	uint8_t *chunk_buf;	   /* one chunk, for copy-on-write of a partial write */
+	uint32_t allocs_unchecked; /* new chunks since the backing filesystem's space was checked */
+	bool disk_low;		   /* it had less than THIN_DISK_RESERVE free then */
 };
+
+/*
+ * New chunks fail with ENOSPC while the backing filesystem has less than
+ * this free, so that RocksDB always has room to record what was written
+ * (a metadata write failing on a full disk would stop the shard).
+ */
+#define THIN_DISK_RESERVE (64ULL << 20)
+#define THIN_DISK_CHECK_EVERY 16
 
 /* thin_io.c: the request callbacks */
 void thin_read(void *queue, struct azbuse_io *io);

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "../internal.h"
@@ -182,6 +183,19 @@ static void thin_abort_plan(struct thin_queue *tq, const struct azb_write_plan *
 	azb_shard_abort_write(tq->shard, plan);
 }
 
+/* Is the backing filesystem about to fill up? Checked every few new chunks. */
+static bool thin_disk_low(struct thin_queue *tq)
+{
+	struct statvfs st;
+
+	if (tq->allocs_unchecked++ % THIN_DISK_CHECK_EVERY)
+		return tq->disk_low;
+	if (!fstatvfs(tq->data_fd, &st))
+		tq->disk_low = (uint64_t)st.f_bavail * st.f_frsize <
+			       THIN_DISK_RESERVE + THIN_DISK_CHECK_EVERY * tq->chunk_size;
+	return tq->disk_low;
+}
+
 /* Write a piece (data, or zeros when data is NULL) through copy-on-write. */
 static int thin_write_piece(struct thin_queue *tq, const struct thin_piece *p, const uint8_t *data)
 {
@@ -199,6 +213,10 @@ static int thin_write_piece(struct thin_queue *tq, const struct thin_piece *p, c
 				 (off_t)thin_phys_offset(tq, plan.phys, p->within), (off_t)p->len)
 			       ? -errno
 			       : 0;
+	}
+	if (thin_disk_low(tq)) {
+		thin_abort_plan(tq, &plan);
+		return -ENOSPC;
 	}
 	ret = thin_fill_new_chunk(tq, &plan, p, data);
 	if (!ret)
