@@ -91,6 +91,8 @@ if [ "$unit_only" = 0 ]; then
 	run_vm_suite "NUMA (two emulated nodes)" build/vm-numa.log --numa -- 58-numa
 	run_vm_suite "Debian 12's own 6.1 kernel: smoke test" build/vm-6.1.log \
 		--runner tests/vm/run-6.1.sh -- 05-smoke 22-sharded
+	run_vm_suite "thin volumes across hard power-offs (one VM boot per round)" \
+		build/vm-thin-hard-stop.log --runner tests/vm/thin-hard-stop.sh
 fi
 
 echo

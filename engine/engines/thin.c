@@ -178,10 +178,17 @@ static int thin_open_queue(void *engine, const struct azbuse_queue_params *p, vo
 		return -ENOMEM;
 	tq->engine = e;
 	tq->chunk_size = e->settings.chunk_size;
-	if (p->queue >= e->settings.nr_shards ||
-	    posix_memalign((void **)&tq->chunk_buf, 4096, tq->chunk_size)) {
+	if (p->queue >= e->settings.nr_shards) {
 		free(tq);
-		return p->queue >= e->settings.nr_shards ? -EINVAL : -ENOMEM;
+		return -EINVAL;
+	}
+	tq->max_cow_ios = p->nr_slots;
+	tq->cow_plans = calloc(THIN_COW_PLANS_MAX, sizeof(*tq->cow_plans));
+	tq->cow_ios = calloc(p->nr_slots ? p->nr_slots : 1, sizeof(*tq->cow_ios));
+	if (!tq->cow_plans || !tq->cow_ios ||
+	    posix_memalign((void **)&tq->chunk_buf, 4096, tq->chunk_size)) {
+		ret = -ENOMEM;
+		goto out_free;
 	}
 	ret = azb_shard_open(e->pool_dir, &e->settings, p->queue, &tq->shard, err, sizeof(err));
 	if (ret) {
@@ -198,6 +205,8 @@ static int thin_open_queue(void *engine, const struct azbuse_queue_params *p, vo
 out_close:
 	azb_shard_close(tq->shard);
 out_free:
+	free(tq->cow_ios);
+	free(tq->cow_plans);
 	free(tq->chunk_buf);
 	free(tq);
 	return ret;
@@ -208,10 +217,12 @@ static void thin_close_queue(void *queue)
 {
 	struct thin_queue *tq = queue;
 
-	if (fdatasync(tq->data_fd) || azb_shard_sync(tq->shard))
+	if (thin_commit_cow(tq) || fdatasync(tq->data_fd) || azb_shard_sync(tq->shard))
 		fprintf(stderr, "engine thin: shard %u: final sync failed\n",
 			azb_shard_index(tq->shard));
 	azb_shard_close(tq->shard);
+	free(tq->cow_ios);
+	free(tq->cow_plans);
 	free(tq->chunk_buf);
 	free(tq);
 }
@@ -231,6 +242,7 @@ const struct azbuse_engine_ops azbuse_thin_engine = {
 	.flush = thin_flush,
 	.discard = thin_discard,
 	.write_zeroes = thin_write_zeroes,
+	.batch_end = thin_batch_end,
 	.control = thin_control,
 	.queue_control = thin_queue_control,
 };

@@ -31,7 +31,18 @@ struct thin_queue {
 	struct azb_shard *shard;
 	int data_fd;
 	uint64_t chunk_size;
-	uint8_t *chunk_buf;	   /* one chunk, for copy-on-write of a partial write */
+	uint8_t *chunk_buf; /* one chunk, for copy-on-write of a partial write */
+	/*
+	 * Copy-on-write mappings wait here until their chunks' data is on disk
+	 * (one fdatasync per batch): a mapping RocksDB persisted first would,
+	 * after a power loss, point at a chunk that lost the old data it copied.
+	 * Their requests complete when they are committed.
+	 */
+	struct azb_write_plan *cow_plans;
+	uint32_t nr_cow_plans;
+	struct azbuse_io **cow_ios;
+	uint32_t nr_cow_ios;
+	uint32_t max_cow_ios;	   /* the queue's slots */
 	uint32_t allocs_unchecked; /* new chunks since the backing filesystem's space was checked */
 	bool disk_low;		   /* it had less than THIN_DISK_RESERVE free then */
 };
@@ -43,6 +54,11 @@ struct thin_queue {
  */
 #define THIN_DISK_RESERVE (64ULL << 20)
 #define THIN_DISK_CHECK_EVERY 16
+#define THIN_COW_PLANS_MAX 256
+
+/* thin_io.c: commit the waiting copy-on-write mappings (data synced first), end their requests */
+int thin_commit_cow(struct thin_queue *tq);
+void thin_batch_end(void *queue);
 
 /* thin_io.c: the request callbacks */
 void thin_read(void *queue, struct azbuse_io *io);

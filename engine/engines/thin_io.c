@@ -196,12 +196,79 @@ static bool thin_disk_low(struct thin_queue *tq)
 	return tq->disk_low;
 }
 
+int thin_commit_cow(struct thin_queue *tq)
+{
+	int ret = 0, err;
+	uint32_t i;
+
+	if (!tq->nr_cow_plans && !tq->nr_cow_ios)
+		return 0;
+	if (fdatasync(tq->data_fd))
+		ret = -errno;
+	for (i = 0; i < tq->nr_cow_plans; i++) {
+		if (ret) {
+			thin_abort_plan(tq, &tq->cow_plans[i]);
+			continue;
+		}
+		err = azb_shard_commit_write(tq->shard, &tq->cow_plans[i]);
+		if (err)
+			ret = thin_meta_error(tq, err);
+	}
+	tq->nr_cow_plans = 0;
+	for (i = 0; i < tq->nr_cow_ios; i++)
+		thin_complete(tq, tq->cow_ios[i], ret ? -EIO : tq->cow_ios[i]->result);
+	tq->nr_cow_ios = 0;
+	return ret;
+}
+
+void thin_batch_end(void *queue)
+{
+	thin_commit_cow(queue);
+}
+
+/* A chunk with a copy-on-write mapping still waiting: commit it before touching the chunk again. */
+static int thin_settle_chunk(struct thin_queue *tq, uint64_t chunk)
+{
+	uint32_t i;
+
+	for (i = 0; i < tq->nr_cow_plans; i++)
+		if (tq->cow_plans[i].chunk == chunk)
+			return thin_commit_cow(tq);
+	return 0;
+}
+
+/*
+ * Record a new chunk's mapping: at once for a chunk that was unmapped (if
+ * its data is lost, it reads as zeros, as before the write), after the
+ * batch's fdatasync for a copy (*deferred set).
+ */
+static int thin_record_new_chunk(struct thin_queue *tq, const struct azb_write_plan *plan,
+				 bool *deferred)
+{
+	int ret;
+
+	if (plan->old_phys == AZB_PHYS_NONE)
+		return thin_meta_error(tq, azb_shard_commit_write(tq->shard, plan));
+	if (tq->nr_cow_plans == THIN_COW_PLANS_MAX) {
+		ret = thin_commit_cow(tq);
+		if (ret)
+			return ret;
+	}
+	tq->cow_plans[tq->nr_cow_plans++] = *plan;
+	*deferred = true;
+	return 0;
+}
+
 /* Write a piece (data, or zeros when data is NULL) through copy-on-write. */
-static int thin_write_piece(struct thin_queue *tq, const struct thin_piece *p, const uint8_t *data)
+static int thin_write_piece(struct thin_queue *tq, const struct thin_piece *p, const uint8_t *data,
+			    bool *deferred)
 {
 	struct azb_write_plan plan;
 	int ret;
 
+	ret = thin_settle_chunk(tq, p->chunk);
+	if (ret)
+		return ret;
 	ret = azb_shard_plan_write(tq->shard, &tq->engine->view, p->chunk, &plan);
 	if (ret)
 		return thin_meta_error(tq, ret);
@@ -220,7 +287,7 @@ static int thin_write_piece(struct thin_queue *tq, const struct thin_piece *p, c
 	}
 	ret = thin_fill_new_chunk(tq, &plan, p, data);
 	if (!ret)
-		ret = thin_meta_error(tq, azb_shard_commit_write(tq->shard, &plan));
+		ret = thin_record_new_chunk(tq, &plan, deferred);
 	else
 		thin_abort_plan(tq, &plan);
 	return ret;
@@ -228,23 +295,39 @@ static int thin_write_piece(struct thin_queue *tq, const struct thin_piece *p, c
 
 static int thin_make_durable(struct thin_queue *tq)
 {
+	int ret = thin_commit_cow(tq);
+
+	if (ret)
+		return ret;
 	if (fdatasync(tq->data_fd))
 		return -errno;
 	return azb_shard_sync(tq->shard) ? -EIO : 0;
 }
 
+/* End a write: now, or with its copy-on-write mappings at the batch's end. */
+static void thin_end_write(struct thin_queue *tq, struct azbuse_io *io, int ret, bool deferred)
+{
+	if (!ret && (io->flags & AZBUSE_RQ_FUA))
+		ret = thin_make_durable(tq);
+	else if (deferred && !ret) {
+		io->result = 0;
+		tq->cow_ios[tq->nr_cow_ios++] = io;
+		return;
+	}
+	thin_complete(tq, io, ret);
+}
+
 void thin_write(void *queue, struct azbuse_io *io)
 {
 	struct thin_queue *tq = queue;
+	bool deferred = false;
 	struct thin_piece p;
 	uint64_t done = 0;
 	int ret = 0;
 
 	while (!ret && thin_next_piece(tq, io, &done, &p))
-		ret = thin_write_piece(tq, &p, p.buf);
-	if (!ret && (io->flags & AZBUSE_RQ_FUA))
-		ret = thin_make_durable(tq);
-	thin_complete(tq, io, ret);
+		ret = thin_write_piece(tq, &p, p.buf, &deferred);
+	thin_end_write(tq, io, ret, deferred);
 }
 
 void thin_flush(void *queue, struct azbuse_io *io)
@@ -262,6 +345,16 @@ static int thin_mapped(struct thin_queue *tq, uint64_t chunk, bool *mapped)
 	return ret;
 }
 
+/* Unmap a whole chunk (after committing any copy of it still waiting). */
+static int thin_unmap_chunk(struct thin_queue *tq, uint64_t chunk)
+{
+	int ret = thin_settle_chunk(tq, chunk);
+
+	if (ret)
+		return ret;
+	return thin_meta_error(tq, azb_shard_discard(tq->shard, &tq->engine->view, chunk));
+}
+
 /*
  * Discard: whole chunks are unmapped (their space returns unless a snapshot
  * still sees them); the partial chunks at either end are left as they are,
@@ -276,8 +369,7 @@ void thin_discard(void *queue, struct azbuse_io *io)
 
 	while (!ret && thin_next_piece(tq, io, &done, &p))
 		if (p.len == tq->chunk_size)
-			ret = thin_meta_error(
-				tq, azb_shard_discard(tq->shard, &tq->engine->view, p.chunk));
+			ret = thin_unmap_chunk(tq, p.chunk);
 	thin_complete(tq, io, ret);
 }
 
@@ -289,24 +381,23 @@ void thin_write_zeroes(void *queue, struct azbuse_io *io)
 {
 	struct thin_queue *tq = queue;
 	bool unmap = !(io->flags & AZBUSE_RQ_NOUNMAP);
+	bool mapped, deferred = false;
 	struct thin_piece p;
 	uint64_t done = 0;
-	bool mapped;
 	int ret = 0;
 
 	while (!ret && thin_next_piece(tq, io, &done, &p)) {
 		if (p.len == tq->chunk_size && unmap) {
-			ret = thin_meta_error(
-				tq, azb_shard_discard(tq->shard, &tq->engine->view, p.chunk));
+			ret = thin_unmap_chunk(tq, p.chunk);
 			continue;
 		}
-		ret = thin_mapped(tq, p.chunk, &mapped);
+		ret = thin_settle_chunk(tq, p.chunk);
+		if (!ret)
+			ret = thin_mapped(tq, p.chunk, &mapped);
 		if (ret)
 			ret = thin_meta_error(tq, ret);
 		else if (mapped || !unmap)
-			ret = thin_write_piece(tq, &p, NULL);
+			ret = thin_write_piece(tq, &p, NULL, &deferred);
 	}
-	if (!ret && (io->flags & AZBUSE_RQ_FUA))
-		ret = thin_make_durable(tq);
-	thin_complete(tq, io, ret);
+	thin_end_write(tq, io, ret, deferred);
 }

@@ -88,10 +88,13 @@ with open(log, 'w') as out:
         os.pwrite(fd, buf, b * 65536)
         end = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         out.write(f"{b} {start} {end}\n")
+        out.flush()
         time.sleep(0.002)
 EOF
 writer=$!
-sleep 1.5
+# the snapshot once the writer is well under way (a fixed delay is not enough on a busy machine)
+wait_for 60 sh -c '[ "$(wc -l </tmp/thin-writes 2>/dev/null || echo 0)" -ge 100 ]' ||
+	die "the writer did not get going"
 snap_start=$(python3 -c 'import time; print(time.clock_gettime_ns(time.CLOCK_MONOTONIC))')
 athin snapshot raw1 snap-live || die "live snapshot failed"
 snap_end=$(python3 -c 'import time; print(time.clock_gettime_ns(time.CLOCK_MONOTONIC))')
