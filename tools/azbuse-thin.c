@@ -372,8 +372,8 @@ static int snapshot_served(const struct thin_ctx *c, const struct thin_device *d
 		printf("}\n");
 	} else {
 		thin_print_lines(stdout, output);
-		printf("(taken by " AZBUSE_BLOCK_PREFIX "%u, which serves %s, in pool %s)\n",
-		       dev->id, src, c->dir);
+		printf("created snapshot %s of %s in pool %s\n", snap, src, c->dir);
+		printf("(taken by " AZBUSE_BLOCK_PREFIX "%u, which serves %s)\n", dev->id, src);
 	}
 	free(output);
 	return 0;
