@@ -46,7 +46,12 @@ static int thin_read_pool(struct thin_engine *e, char *err, size_t errlen)
 	struct azb_pool *pool;
 	int ret;
 
-	ret = thin_pool_open(e->pool_dir, &pool, err, errlen);
+	/*
+	 * Read-only: a read-write open would start RocksDB's background threads
+	 * here, and the workers forked from this process would inherit a thread
+	 * pool without its threads (their flushes would never run).
+	 */
+	ret = azb_pool_open_readonly(e->pool_dir, &pool, err, errlen);
 	if (ret)
 		return ret;
 	e->settings = *azb_pool_get_settings(pool);
