@@ -77,6 +77,8 @@ struct azbuse_control {
 	int *chans;	/* per queue: the supervisor's end of the worker channel, or -1 */
 	bool paused;
 };
+/* CLOCK_MONOTONIC in milliseconds. */
+uint64_t azb_clock_ms(void);
 void azb_control_path(uint32_t dev_id, char *path, size_t len);
 int azb_control_listen(uint32_t dev_id);
 void azb_control_close(uint32_t dev_id, int fd);

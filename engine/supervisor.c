@@ -360,14 +360,6 @@ static void azb_stop_workers(struct azb_supervisor *s)
 	}
 }
 
-static uint64_t azb_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Is our device gone (removed, or its id now names someone else's device)? */
 static bool azb_device_gone(struct azb_supervisor *s)
 {
@@ -433,7 +425,7 @@ static void azb_supervise(struct azb_supervisor *s, const sigset_t *signals)
 		if (!s->removed && azb_device_gone(s))
 			s->removed = true;
 		if (!s->removed && !s->stopping)
-			azb_watch_progress(s, azb_now_ms());
+			azb_watch_progress(s, azb_clock_ms());
 		if (s->stopping && !s->removed) {
 			int ret = azbuse_ctl_remove(s->ctl, s->dev_id);
 
@@ -447,8 +439,8 @@ static void azb_supervise(struct azb_supervisor *s, const sigset_t *signals)
 			return;
 		/* the device is gone; a worker that does not follow is stuck (or stopped) */
 		if (!removed_at)
-			removed_at = azb_now_ms();
-		else if (azb_now_ms() - removed_at > AZB_WORKER_EXIT_MS) {
+			removed_at = azb_clock_ms();
+		else if (azb_clock_ms() - removed_at > AZB_WORKER_EXIT_MS) {
 			azb_log("workers did not exit %u ms after removal: killing them",
 				AZB_WORKER_EXIT_MS);
 			azb_stop_workers(s);
