@@ -51,7 +51,7 @@ static blk_status_t azbuse_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk
 	if (unlikely((dev->info.features & AZBUSE_F_READ_ONLY) && op_is_write(req_op(bd->rq))))
 		return BLK_STS_IOERR;
 	if (dev->sharded)
-		return azbuse_shard_post(dev, bd->rq);
+		return azbuse_shard_post(dev, hctx->driver_data, bd->rq, bd->last);
 	return azbuse_ring_post(hctx->driver_data, bd->rq, bd->last);
 }
 
@@ -74,19 +74,26 @@ static enum blk_eh_timer_return azbuse_timeout(struct request *rq)
 
 static void azbuse_commit_rqs(struct blk_mq_hw_ctx *hctx)
 {
-	/* sharded mode wakes each request's shard as it posts it */
-	if (hctx->driver_data)
+	struct azbuse_dev *dev = hctx->queue->queuedata;
+
+	if (dev->sharded)
+		azbuse_shard_wake(dev, hctx->driver_data);
+	else
 		azbuse_ring_wake(hctx->driver_data);
 }
 
-/* A hardware queue is its ring, except in sharded mode, where queue_rq routes. */
+/*
+ * A hardware queue is its ring, except in sharded mode, where queue_rq
+ * routes: there it has a bitmap of the shards it posted to since it last
+ * woke them (at the batch's last request or commit_rqs).
+ */
 static int azbuse_init_hctx(struct blk_mq_hw_ctx *hctx, void *driver_data, unsigned int index)
 {
 	struct azbuse_dev *dev = driver_data;
 
 	if (dev->sharded) {
-		hctx->driver_data = NULL;
-		return 0;
+		hctx->driver_data = bitmap_zalloc_node(dev->nr_rings, GFP_KERNEL, hctx->numa_node);
+		return hctx->driver_data ? 0 : -ENOMEM;
 	}
 	if (WARN_ON_ONCE(index >= dev->nr_rings))
 		return -EINVAL;
@@ -94,10 +101,21 @@ static int azbuse_init_hctx(struct blk_mq_hw_ctx *hctx, void *driver_data, unsig
 	return 0;
 }
 
+static void azbuse_exit_hctx(struct blk_mq_hw_ctx *hctx, unsigned int index)
+{
+	/* the tag set lives in dev, so dev outlives its hardware queues */
+	struct azbuse_dev *dev = hctx->queue->tag_set->driver_data;
+
+	if (dev->sharded)
+		bitmap_free(hctx->driver_data);
+	hctx->driver_data = NULL;
+}
+
 static const struct blk_mq_ops azbuse_mq_ops = {
 	.queue_rq = azbuse_queue_rq,
 	.commit_rqs = azbuse_commit_rqs,
 	.init_hctx = azbuse_init_hctx,
+	.exit_hctx = azbuse_exit_hctx,
 	.timeout = azbuse_timeout,
 };
 

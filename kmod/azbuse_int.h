@@ -162,7 +162,9 @@ void azbuse_ring_free(struct azbuse_ring *ring);
 int azbuse_table_init(struct azbuse_slot_table *table, u32 nr, u32 slot_bytes, int node);
 void azbuse_table_free(struct azbuse_slot_table *table);
 blk_status_t azbuse_ring_post(struct azbuse_ring *ring, struct request *rq, bool last);
-blk_status_t azbuse_shard_post(struct azbuse_dev *dev, struct request *rq);
+blk_status_t azbuse_shard_post(struct azbuse_dev *dev, unsigned long *posted, struct request *rq,
+			       bool last);
+void azbuse_shard_wake(struct azbuse_dev *dev, unsigned long *posted);
 struct azbuse_ring *azbuse_rq_ring(struct azbuse_dev *dev, struct request *rq);
 void azbuse_ring_wake(struct azbuse_ring *ring);
 void azbuse_ring_mark_dead(struct azbuse_ring *ring);

@@ -360,13 +360,27 @@ static struct azbuse_ring *azbuse_shard_next_part(struct azbuse_dev *dev, struct
 	return azbuse_shard_part(dev, slot, rq, next);
 }
 
+/* Sharded mode: wake the shards a hardware queue posted to since it last did. */
+void azbuse_shard_wake(struct azbuse_dev *dev, unsigned long *posted)
+{
+	unsigned int i;
+
+	for_each_set_bit(i, posted, dev->nr_rings)
+		if (test_and_clear_bit(i, posted))
+			azbuse_ring_wake(&dev->rings[i]);
+}
+
 /*
  * Sharded mode's queue_rq: the request goes to the shard that owns its
  * first sector, whichever hardware queue it came through. Reads and writes
  * never cross a chunk (chunk_sectors); discard, write-zeroes and secure
  * erase may, and then go to each shard in turn, one part at a time.
+ * Shards are woken once per batch (`last`, or commit_rqs), as in the
+ * unsharded case: a worker woken for a batch's first request would
+ * otherwise often take it alone.
  */
-blk_status_t azbuse_shard_post(struct azbuse_dev *dev, struct request *rq)
+blk_status_t azbuse_shard_post(struct azbuse_dev *dev, unsigned long *posted, struct request *rq,
+			       bool last)
 {
 	struct azbuse_slot *slot;
 	struct azbuse_ring *ring;
@@ -386,8 +400,10 @@ blk_status_t azbuse_shard_post(struct azbuse_dev *dev, struct request *rq)
 	blk_mq_start_request(rq);
 	if (!azbuse_slot_post(ring, slot, rq))
 		return BLK_STS_IOERR;
-	/* this request's ring is not the hardware queue's: no commit_rqs for it */
-	azbuse_ring_wake(ring);
+	/* after the post: whoever clears the bit wakes a ring that has the request */
+	set_bit(ring->index, posted);
+	if (last)
+		azbuse_shard_wake(dev, posted);
 	return BLK_STS_OK;
 }
 
