@@ -284,7 +284,19 @@ int azb_shard_open(const char *dir, const struct azb_pool_settings *s, uint32_t 
  * a tool that reads once may pass settings with map_cache_bytes 0. */
 int azb_shard_open_readonly(const char *dir, const struct azb_pool_settings *s, uint32_t index,
 			    struct azb_shard **shard, char *err, size_t errlen);
+/* Open shard `index` read-write with its mapping changes kept in memory (and
+ * seen by this process) until azb_shard_flush_wal, azb_shard_sync or close
+ * writes them to the WAL file: one write per batch of requests instead of
+ * one per change. For the worker serving the shard, which flushes before it
+ * acknowledges the batch's requests; a process killed before that loses the
+ * batch, and the kernel gives its requests to the next worker. */
+int azb_shard_open_buffered(const char *dir, const struct azb_pool_settings *s, uint32_t index,
+			    struct azb_shard **shard, char *err, size_t errlen);
 void azb_shard_close(struct azb_shard *shard);
+/* A buffered shard: write the mapping changes made so far to the WAL file
+ * (not synced: they survive this process, not a power loss). A failure
+ * leaves the shard broken (every later change fails with -EIO). */
+int azb_shard_flush_wal(struct azb_shard *shard);
 /* Last error message of a shard call. */
 const char *azb_shard_error(const struct azb_shard *shard);
 /* fd of DIR/shard-K/data (O_RDWR; O_RDONLY for a read-only shard), owned by the shard. */

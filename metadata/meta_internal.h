@@ -79,10 +79,14 @@ struct azb_rdb {
 	char path[PATH_MAX];
 };
 
-/* Open (create: must not exist yet) the DB at path. sync: every write synced.
+/* azb_rdb_open flags */
+#define AZB_RDB_SYNC 1	       /* every write synced */
+#define AZB_RDB_BUFFERED_WAL 2 /* writes reach the WAL file only on a flush (manual_wal_flush) */
+
+/* Open (create: must not exist yet) the DB at path, with AZB_RDB_* flags.
  * `what` names it in messages ("pool /x", "shard 3 of /x"). */
 int azb_rdb_open(struct azb_rdb *r, const char *path, const char *what, uint64_t cache_bytes,
-		 int create, int sync, char *err, size_t errlen);
+		 int create, unsigned flags, char *err, size_t errlen);
 /* Open the existing DB at path read-only, without its lock (a writer may have
  * it open): the state as of now, WAL included. All its files stay open. */
 int azb_rdb_open_readonly(struct azb_rdb *r, const char *path, const char *what,
@@ -269,6 +273,8 @@ struct azb_shard {
 	uint64_t quota_chunks;
 	int broken; /* a write failed: the in-memory counters may be ahead of the DB */
 	int readonly;
+	int wal_buffered; /* azb_shard_open_buffered: writes wait in memory for a WAL flush */
+	int wal_dirty;	  /* ... and some do */
 	struct azb_inflight *inflight;
 	uint32_t nr_inflight;
 	uint32_t cap_inflight;

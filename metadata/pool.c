@@ -46,7 +46,7 @@ static int pool_db_create(const char *dir, const struct azb_pool_settings *s, ch
 
 	snprintf(path, sizeof(path), "%s/pool.db", dir);
 	snprintf(what, sizeof(what), "pool %s", dir);
-	ret = azb_rdb_open(&r, path, what, AZB_POOL_DB_CACHE_BYTES, 1, 1, err, errlen);
+	ret = azb_rdb_open(&r, path, what, AZB_POOL_DB_CACHE_BYTES, 1, AZB_RDB_SYNC, err, errlen);
 	if (ret)
 		return ret;
 	b = rocksdb_writebatch_create();
@@ -143,7 +143,7 @@ static int pool_open(const char *dir, int readonly, struct azb_pool **pool, char
 		ret = azb_rdb_open_readonly(&p->rdb, path, what, AZB_POOL_DB_CACHE_BYTES, err,
 					    errlen);
 	else
-		ret = azb_rdb_open(&p->rdb, path, what, AZB_POOL_DB_CACHE_BYTES, 0, 1, err, errlen);
+		ret = azb_rdb_open(&p->rdb, path, what, AZB_POOL_DB_CACHE_BYTES, 0, AZB_RDB_SYNC, err, errlen);
 	if (!ret)
 		ret = pool_read_settings(p, err, errlen);
 	if (!ret)

@@ -62,7 +62,7 @@ int azb_rdb_error(char *rerr, const char *what, const char *doing, char *err, si
 	return ret;
 }
 
-static void rdb_set_options(struct azb_rdb *r, uint64_t cache_bytes, int create)
+static void rdb_set_options(struct azb_rdb *r, uint64_t cache_bytes, int create, unsigned flags)
 {
 	rocksdb_options_t *o = r->opts;
 
@@ -81,10 +81,11 @@ static void rdb_set_options(struct azb_rdb *r, uint64_t cache_bytes, int create)
 	rocksdb_options_set_info_log_level(o, 2 /* WARN */);
 	rocksdb_options_set_keep_log_file_num(o, 2);
 	rocksdb_options_set_max_log_file_size(o, 1 << 20);
+	rocksdb_options_set_manual_wal_flush(o, !!(flags & AZB_RDB_BUFFERED_WAL));
 }
 
 static int rdb_prepare(struct azb_rdb *r, const char *path, const char *what, uint64_t cache_bytes,
-		       int create, int sync, char *err, size_t errlen)
+		       int create, unsigned flags, char *err, size_t errlen)
 {
 	struct stat st;
 
@@ -97,18 +98,18 @@ static int rdb_prepare(struct azb_rdb *r, const char *path, const char *what, ui
 		return ret;
 	}
 	r->opts = rocksdb_options_create();
-	rdb_set_options(r, cache_bytes, create);
+	rdb_set_options(r, cache_bytes, create, flags);
 	r->wopts = rocksdb_writeoptions_create();
-	rocksdb_writeoptions_set_sync(r->wopts, sync);
+	rocksdb_writeoptions_set_sync(r->wopts, !!(flags & AZB_RDB_SYNC));
 	r->ropts = rocksdb_readoptions_create();
 	return 0;
 }
 
 int azb_rdb_open(struct azb_rdb *r, const char *path, const char *what, uint64_t cache_bytes,
-		 int create, int sync, char *err, size_t errlen)
+		 int create, unsigned flags, char *err, size_t errlen)
 {
 	char *rerr = NULL;
-	int ret = rdb_prepare(r, path, what, cache_bytes, create, sync, err, errlen);
+	int ret = rdb_prepare(r, path, what, cache_bytes, create, flags, err, errlen);
 
 	if (ret)
 		return ret;

@@ -265,8 +265,11 @@ static int shard_open_data(struct azb_shard *sh, const char *path, char *err, si
 	return 0;
 }
 
+/* shard_open modes */
+enum shard_mode { SHARD_RW, SHARD_READONLY, SHARD_RW_BUFFERED };
+
 static int shard_open(const char *dir, const struct azb_pool_settings *s, uint32_t index,
-		      int readonly, struct azb_shard **shard, char *err, size_t errlen)
+		      enum shard_mode mode, struct azb_shard **shard, char *err, size_t errlen)
 {
 	char db[PATH_MAX], data[PATH_MAX];
 	struct azb_shard *sh;
@@ -282,17 +285,19 @@ static int shard_open(const char *dir, const struct azb_pool_settings *s, uint32
 		return -ENOMEM;
 	sh->s = *s;
 	sh->index = index;
-	sh->readonly = readonly;
+	sh->readonly = mode == SHARD_READONLY;
+	sh->wal_buffered = mode == SHARD_RW_BUFFERED;
 	sh->data_fd = -1;
 	if (s->limit_bytes)
 		sh->quota_chunks = s->limit_bytes / s->nr_shards / s->chunk_size;
 	snprintf(sh->what, sizeof(sh->what), "pool %s shard %u", dir, index);
 	shard_paths(dir, index, db, data, sizeof(db));
-	if (readonly)
+	if (sh->readonly)
 		ret = azb_rdb_open_readonly(&sh->rdb, db, sh->what, s->meta_cache_bytes, err,
 					    errlen);
 	else
-		ret = azb_rdb_open(&sh->rdb, db, sh->what, s->meta_cache_bytes, 0, 0, err, errlen);
+		ret = azb_rdb_open(&sh->rdb, db, sh->what, s->meta_cache_bytes, 0,
+				   sh->wal_buffered ? AZB_RDB_BUFFERED_WAL : 0, err, errlen);
 	if (!ret)
 		ret = shard_check_settings(sh, err, errlen);
 	if (!ret)
@@ -318,13 +323,19 @@ static int shard_open(const char *dir, const struct azb_pool_settings *s, uint32
 int azb_shard_open(const char *dir, const struct azb_pool_settings *s, uint32_t index,
 		   struct azb_shard **shard, char *err, size_t errlen)
 {
-	return shard_open(dir, s, index, 0, shard, err, errlen);
+	return shard_open(dir, s, index, SHARD_RW, shard, err, errlen);
+}
+
+int azb_shard_open_buffered(const char *dir, const struct azb_pool_settings *s, uint32_t index,
+			    struct azb_shard **shard, char *err, size_t errlen)
+{
+	return shard_open(dir, s, index, SHARD_RW_BUFFERED, shard, err, errlen);
 }
 
 int azb_shard_open_readonly(const char *dir, const struct azb_pool_settings *s, uint32_t index,
 			    struct azb_shard **shard, char *err, size_t errlen)
 {
-	return shard_open(dir, s, index, 1, shard, err, errlen);
+	return shard_open(dir, s, index, SHARD_READONLY, shard, err, errlen);
 }
 
 void azb_shard_close(struct azb_shard *shard)
@@ -334,6 +345,8 @@ void azb_shard_close(struct azb_shard *shard)
 	/* Make what discards freed durable before a later open may reuse it. */
 	if (shard->nr_unsynced && !shard->broken && !shard->readonly)
 		azb_shard_sync_wal(shard);
+	else if (shard->wal_dirty && !shard->broken)
+		azb_shard_flush_wal(shard);
 	azb_map_cache_destroy(shard); /* its iterator first, then the DB */
 	azb_rdb_close(&shard->rdb);
 	if (shard->data_fd >= 0)
@@ -381,6 +394,23 @@ int azb_shard_sync_wal(struct azb_shard *sh)
 	if (rerr)
 		return azb_rdb_error(rerr, sh->what, "sync", sh->err, sizeof(sh->err));
 	sh->nr_unsynced = 0; /* their freeing is durable: they may be reused */
+	sh->wal_dirty = 0;
+	return 0;
+}
+
+int azb_shard_flush_wal(struct azb_shard *sh)
+{
+	char *rerr = NULL;
+
+	if (!sh->wal_dirty)
+		return 0;
+	rocksdb_flush_wal(sh->rdb.db, 0, &rerr);
+	if (rerr) {
+		sh->broken = 1;
+		azb_map_cache_clear(sh);
+		return azb_rdb_error(rerr, sh->what, "WAL write", sh->err, sizeof(sh->err));
+	}
+	sh->wal_dirty = 0;
 	return 0;
 }
 
@@ -397,6 +427,7 @@ int azb_shard_write(struct azb_shard *sh, rocksdb_writebatch_t *b)
 {
 	int ret = azb_rdb_write(&sh->rdb, b, sh->err, sizeof(sh->err));
 
+	sh->wal_dirty = sh->wal_buffered;
 	if (ret) {
 		/* The cache may hold what the DB does not: forget it all. */
 		sh->broken = 1;

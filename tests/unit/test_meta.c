@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -879,6 +880,63 @@ static void test_sync_and_reopen(void **state)
 	close_all(f);
 	open_all(f);
 	assert_int_equal(read_chunk(f, "v", 3), 33);
+	assert_int_equal(allocated(f), 1);
+	assert_clean(f);
+}
+
+/*
+ * In a child process: open shard 0 buffered, map chunk 0 of "v" to a new
+ * chunk holding `marker`, flush the WAL or not, and die without closing.
+ */
+static void buffered_write_and_die(struct fixture *f, uint64_t marker, int flush)
+{
+	struct azb_write_plan plan;
+	struct azb_shard *sh = NULL;
+	struct azb_view v;
+	pid_t pid = fork();
+	int status;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (azb_shard_open_buffered(f->dir, azb_pool_get_settings(f->pool), 0, &sh, f->err,
+					    sizeof(f->err)) ||
+		    azb_pool_get_view(f->pool, "v", &v, f->err, sizeof(f->err)) ||
+		    azb_shard_plan_write(sh, &v, 0, &plan) ||
+		    pwrite(azb_shard_data_fd(sh), &marker, sizeof(marker),
+			   (off_t)(plan.phys * CS)) != sizeof(marker) ||
+		    azb_shard_commit_write(sh, &plan))
+			_exit(2);
+		/* the change is there for this process before any flush */
+		if (azb_shard_lookup(sh, &v, 0, &plan.old_phys) || plan.old_phys != plan.phys)
+			_exit(3);
+		if (flush && azb_shard_flush_wal(sh))
+			_exit(4);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* A buffered shard's changes survive its process only once flushed. */
+static void test_buffered_wal_flush(void **state)
+{
+	struct fixture *f = *state;
+
+	create(f, "v", 8);
+	azb_shard_close(f->sh[0]);
+	f->sh[0] = NULL;
+	buffered_write_and_die(f, 41, 0);
+	open_all_shards(f);
+	assert_int_equal(read_chunk(f, "v", 0), 0);
+	assert_int_equal(allocated(f), 0);
+	assert_clean(f);
+
+	azb_shard_close(f->sh[0]);
+	f->sh[0] = NULL;
+	buffered_write_and_die(f, 42, 1);
+	open_all_shards(f);
+	assert_int_equal(read_chunk(f, "v", 0), 42);
 	assert_int_equal(allocated(f), 1);
 	assert_clean(f);
 }
@@ -1870,6 +1928,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_check_finds_leak_and_beyond_high_water, setup1,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_sync_and_reopen, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_buffered_wal_flush, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_second_open_is_ebusy, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_daemon_hold, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_pool_is_enoent, setup_empty, teardown),
