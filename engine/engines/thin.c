@@ -2,14 +2,16 @@
  * thin.c - the thin engine: serves a volume, snapshot (read-only) or clone
  * of a thin pool (metadata/: RocksDB, sparse backing files per shard).
  *
- *   azbusectl add 1 --engine=thin --volume vol1 [--pool DIR]
+ *   azbusectl add 1 --engine=thin --volume vol1 [--pool DIR] [--direct 0|1]
  *
  * setup() runs in the supervisor: it takes the pool's daemon lock (one
- * serving process per pool), reads the volume's view and the pool's GC
- * holds from pool.db and closes it again, so that azbuse-thin can still
- * manage the pool; it asks for sharded mode with one worker per pool shard
- * and the pool's stripe as chunk. Each worker then opens only its own
- * shard's RocksDB and data file (open_queue).
+ * serving process per pool), learns the pool's settings and the volume's
+ * size from pool.db (through a child process: thin_pool.c), and asks for
+ * sharded mode with one worker per pool shard and the pool's stripe as
+ * chunk. Each worker then reads the volume's view and the GC holds from
+ * pool.db (read-only, closed again, so that azbuse-thin can still manage
+ * the pool) and opens only its own shard's RocksDB and data file
+ * (open_queue).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,12 +21,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../internal.h"
 #include "engines.h"
 #include "thin.h"
 
 #define THIN_POOL_OPEN_WAIT_MS 5000
 
-static const char *const thin_option_keys[] = { "pool", "volume", NULL };
+static const char *const thin_option_keys[] = { "pool", "volume", "direct", NULL };
 
 int thin_pool_open(const char *dir, struct azb_pool **pool, char *err, size_t errlen)
 {
@@ -39,34 +42,22 @@ int thin_pool_open(const char *dir, struct azb_pool **pool, char *err, size_t er
 	}
 }
 
-/* Read what the device needs from pool.db: settings, the view, GC holds. */
+/* Read what the supervisor needs from pool.db (in a child: see thin_pool.c). */
 static int thin_read_pool(struct thin_engine *e, char *err, size_t errlen)
 {
-	struct azb_volume vol;
-	struct azb_pool *pool;
-	int ret;
+	struct thin_pool_facts f;
+	int ret = thin_pool_query(e, NULL, NULL, &f);
 
-	/*
-	 * Read-only: a read-write open would start RocksDB's background threads
-	 * here, and the workers forked from this process would inherit a thread
-	 * pool without its threads (their flushes would never run).
-	 */
-	ret = azb_pool_open_readonly(e->pool_dir, &pool, err, errlen);
-	if (ret)
+	if (ret) {
+		snprintf(err, errlen, "engine thin: %s", f.msg);
 		return ret;
-	e->settings = *azb_pool_get_settings(pool);
-	ret = azb_pool_get_volume(pool, e->volume, &vol, err, errlen);
-	if (!ret)
-		ret = azb_pool_get_view(pool, e->volume, &e->view, err, errlen);
-	if (!ret) {
-		ret = azb_pool_get_holds(pool, &e->holds, err, errlen);
-		if (ret)
-			azb_view_free(&e->view);
 	}
-	e->gc_generation = azb_pool_gc_generation(pool);
-	e->read_only = vol.kind == AZB_VOL_SNAPSHOT;
-	azb_pool_close(pool);
-	return ret;
+	e->settings = f.settings;
+	e->view.size_bytes = f.size_bytes;
+	e->view.write_epoch = f.write_epoch;
+	e->view.write_max_hold = f.write_max_hold;
+	e->read_only = f.read_only;
+	return 0;
 }
 
 static void thin_free(struct thin_engine *e)
@@ -74,7 +65,6 @@ static void thin_free(struct thin_engine *e)
 	if (e->lock_fd >= 0)
 		azb_pool_release(e->lock_fd);
 	azb_view_free(&e->view);
-	azb_holds_free(&e->holds);
 	free(e);
 }
 
@@ -82,6 +72,7 @@ static int thin_take_options(struct thin_engine *e, struct azbuse_engine_config 
 {
 	const char *pool = azbuse_config_option(cfg, "pool");
 	const char *volume = azbuse_config_option(cfg, "volume");
+	const char *direct = azbuse_config_option(cfg, "direct");
 
 	if (!volume || azb_name_check(volume)) {
 		snprintf(cfg->error, cfg->error_size,
@@ -90,6 +81,11 @@ static int thin_take_options(struct thin_engine *e, struct azbuse_engine_config 
 			 volume);
 		return -EINVAL;
 	}
+	if (direct && strcmp(direct, "0") && strcmp(direct, "1")) {
+		snprintf(cfg->error, cfg->error_size, "engine thin: direct is 0 or 1");
+		return -EINVAL;
+	}
+	e->direct = !direct || !strcmp(direct, "1");
 	if (!pool)
 		pool = azb_pool_default_dir();
 	if (strlen(pool) >= sizeof(e->pool_dir)) {
@@ -172,16 +168,37 @@ static void thin_teardown(void *engine)
 	thin_free(engine);
 }
 
+/*
+ * The shard's data file opened again with O_DIRECT, or -1 (logged) where the
+ * backing filesystem does not support it: then all data goes through the
+ * page cache.
+ */
+static int thin_open_direct(int data_fd, uint32_t queue)
+{
+	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", data_fd);
+	fd = open(path, O_RDWR | O_DIRECT | O_CLOEXEC);
+	if (fd < 0)
+		azb_log("shard %u: no O_DIRECT on the backing filesystem (%s): data goes "
+			"through the page cache",
+			queue, strerror(errno));
+	return fd;
+}
+
 static int thin_open_queue(void *engine, const struct azbuse_queue_params *p, void **queue)
 {
 	struct thin_engine *e = engine;
 	struct thin_queue *tq = calloc(1, sizeof(*tq));
+	struct azb_holds holds;
 	char err[256];
 	int ret;
 
 	if (!tq)
 		return -ENOMEM;
 	tq->engine = e;
+	tq->direct_fd = -1;
 	tq->chunk_size = e->settings.chunk_size;
 	if (p->queue >= e->settings.nr_shards) {
 		free(tq);
@@ -195,20 +212,33 @@ static int thin_open_queue(void *engine, const struct azbuse_queue_params *p, vo
 		ret = -ENOMEM;
 		goto out_free;
 	}
-	ret = azb_shard_open(e->pool_dir, &e->settings, p->queue, &tq->shard, err, sizeof(err));
+	ret = thin_read_view(e, &holds, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "engine thin: %s\n", err);
 		goto out_free;
 	}
+	ret = azb_shard_open_buffered(e->pool_dir, &e->settings, p->queue, &tq->shard, err,
+				      sizeof(err));
+	if (ret) {
+		fprintf(stderr, "engine thin: %s\n", err);
+		goto out_holds;
+	}
 	tq->data_fd = azb_shard_data_fd(tq->shard);
-	ret = thin_queue_gc(tq, &e->holds);
+	tq->direct_fd = e->direct ? thin_open_direct(tq->data_fd, p->queue) : -1;
+	/* a shard whose GC is behind the pool's (a delete while it was closed) catches up */
+	ret = thin_queue_gc(tq, &holds);
 	if (ret)
 		goto out_close;
+	azb_holds_free(&holds);
 	*queue = tq;
 	return 0;
 
 out_close:
+	if (tq->direct_fd >= 0)
+		close(tq->direct_fd);
 	azb_shard_close(tq->shard);
+out_holds:
+	azb_holds_free(&holds);
 out_free:
 	free(tq->cow_ios);
 	free(tq->cow_plans);
@@ -225,6 +255,8 @@ static void thin_close_queue(void *queue)
 	if (thin_commit_cow(tq) || fdatasync(tq->data_fd) || azb_shard_sync(tq->shard))
 		fprintf(stderr, "engine thin: shard %u: final sync failed\n",
 			azb_shard_index(tq->shard));
+	if (tq->direct_fd >= 0)
+		close(tq->direct_fd);
 	azb_shard_close(tq->shard);
 	free(tq->cow_ios);
 	free(tq->cow_plans);
@@ -236,7 +268,7 @@ const struct azbuse_engine_ops azbuse_thin_engine = {
 	AZBUSE_ENGINE_INIT,
 	.name = "thin",
 	.description = "thin-provisioned volumes, snapshots and clones of a pool "
-		       "(--volume NAME [--pool DIR]; see azbuse-thin)",
+		       "(--volume NAME [--pool DIR] [--direct 0|1]; see azbuse-thin)",
 	.option_keys = thin_option_keys,
 	.setup = thin_setup,
 	.teardown = thin_teardown,

@@ -19,17 +19,23 @@ struct thin_engine {
 	char pool_dir[PATH_MAX];
 	char volume[AZB_NAME_MAX + 1];
 	struct azb_pool_settings settings;
-	struct azb_view view;	/* what the device reads and writes; kept current by control */
-	uint64_t gc_generation; /* the pool's, when the view was read */
-	struct azb_holds holds; /* as of gc_generation: for a shard whose GC is behind */
-	bool read_only;		/* a snapshot */
-	int lock_fd;		/* DIR/daemon.lock, held while the device lives */
+	/*
+	 * What the device reads and writes, kept current by control. A worker
+	 * reads it whole from pool.db when it opens its queue; the supervisor
+	 * has only its size, write_epoch and write_max_hold (thin_pool.c).
+	 */
+	struct azb_view view;
+	bool read_only; /* a snapshot */
+	bool direct;	/* data I/O with O_DIRECT where aligned (option direct, default 1) */
+	int lock_fd;	/* DIR/daemon.lock, held while the device lives */
 };
 
 struct thin_queue {
 	struct thin_engine *engine;
 	struct azb_shard *shard;
 	int data_fd;
+	int direct_fd; /* the data file again, O_DIRECT (-1: none): aligned I/O bypasses the page
+			  cache */
 	uint64_t chunk_size;
 	uint8_t *chunk_buf; /* one chunk, for copy-on-write of a partial write */
 	/*
@@ -55,6 +61,29 @@ struct thin_queue {
 #define THIN_DISK_RESERVE (64ULL << 20)
 #define THIN_DISK_CHECK_EVERY 16
 #define THIN_COW_PLANS_MAX 256
+/* O_DIRECT is used for offsets, lengths and buffers aligned to this */
+#define THIN_DIRECT_ALIGN 4096
+
+/* What the supervisor learns of pool.db, from a child process (plain data). */
+struct thin_pool_facts {
+	struct azb_pool_settings settings;
+	uint64_t size_bytes; /* of the volume served */
+	uint64_t write_epoch;
+	uint64_t write_max_hold;
+	int32_t read_only; /* the volume is a snapshot */
+	int32_t ret;
+	char msg[512]; /* the error, if ret */
+};
+
+/*
+ * thin_pool.c: in a child process, take snapshot SNAP_NAME of SNAP_SRC (if
+ * SNAP_SRC is not NULL), then read the served volume's facts. 0 or -errno,
+ * with the reason in f->msg.
+ */
+int thin_pool_query(const struct thin_engine *e, const char *snap_src, const char *snap_name,
+		    struct thin_pool_facts *f);
+/* thin_pool.c, in a worker: read the volume's whole view into e and the pool's GC holds. */
+int thin_read_view(struct thin_engine *e, struct azb_holds *holds, char *err, size_t errlen);
 
 /* thin_io.c: commit the waiting copy-on-write mappings (data synced first), end their requests */
 int thin_commit_cow(struct thin_queue *tq);

@@ -101,27 +101,25 @@ static int thin_broadcast(struct azbuse_control *ctl, const struct thin_engine *
 	return azbuse_control_broadcast(ctl, &m, sizeof(m), NULL, NULL);
 }
 
-/* Record the snapshot and take the served volume's new view (workers paused). */
+/*
+ * Record the snapshot (in a child process: see thin_pool.c) and, if it is of
+ * the served volume, take its new write epoch (workers paused).
+ */
 static int thin_record_snapshot(struct thin_engine *e, const char *src, const char *name,
 				char *reply, size_t reply_size)
 {
-	struct azb_pool *pool;
-	struct azb_view view;
-	int ret;
+	struct thin_pool_facts f;
+	int ret = thin_pool_query(e, src, name, &f);
 
-	ret = thin_pool_open(e->pool_dir, &pool, reply, reply_size);
-	if (ret)
+	if (ret) {
+		snprintf(reply, reply_size, "%s", f.msg);
 		return ret;
-	ret = azb_pool_snapshot(pool, src, name, reply, reply_size);
-	if (!ret && !strcmp(src, e->volume)) {
-		ret = azb_pool_get_view(pool, e->volume, &view, reply, reply_size);
-		if (!ret) {
-			azb_view_free(&e->view);
-			e->view = view;
-		}
 	}
-	azb_pool_close(pool);
-	return ret;
+	if (!strcmp(src, e->volume)) {
+		e->view.write_epoch = f.write_epoch;
+		e->view.write_max_hold = f.write_max_hold;
+	}
+	return 0;
 }
 
 static int thin_snapshot(struct thin_engine *e, struct azbuse_control *ctl, const char *src,

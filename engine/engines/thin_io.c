@@ -2,14 +2,20 @@
  * thin_io.c - the thin engine's data path, in the worker that owns the
  * shard. A request is cut into pieces, one per thin chunk; each piece is
  * looked up (read) or planned (write) in the shard's metadata, then served
- * from the shard's sparse data file with pread/pwrite.
+ * from the shard's sparse data file with pread/pwrite: through O_DIRECT
+ * when 4 KiB aligned (the usual case), so that the data goes straight to
+ * the backing disk and a FLUSH or snapshot has little to write back; the
+ * rare unaligned piece goes through the page cache (the kernel keeps the
+ * two coherent).
  *
  * Writes: a chunk this volume owns alone is overwritten in place; a new
  * chunk (unmapped, or shared with a snapshot or a clone's origin) gets a
  * fresh physical chunk, which is a hole in the data file and so reads as
  * zeros: a partial write to an unmapped chunk writes only its bytes, a
  * partial write to a shared chunk copies the old chunk first. The mapping
- * is committed (RocksDB, not synced) after the data is written.
+ * is committed (RocksDB, not synced) after the data is written; the
+ * batch's commits reach the WAL file in one write at its end, before any of
+ * its requests is acknowledged (thin_batch_end).
  *
  * Durability: FLUSH and FUA fdatasync the data file, then sync the shard's
  * WAL, so every write acknowledged before a completed FLUSH is durable with
@@ -20,6 +26,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -67,8 +74,19 @@ static uint64_t thin_phys_offset(const struct thin_queue *tq, uint64_t phys, uin
 	return phys * tq->chunk_size + within;
 }
 
-static int thin_pread_all(int fd, uint8_t *buf, size_t len, uint64_t off)
+/* The data file descriptor for this transfer: O_DIRECT if it is aligned. */
+static int thin_data_fd(const struct thin_queue *tq, const void *buf, size_t len, uint64_t off)
 {
+	if (tq->direct_fd >= 0 && !((uintptr_t)buf % THIN_DIRECT_ALIGN) &&
+	    !(len % THIN_DIRECT_ALIGN) && !(off % THIN_DIRECT_ALIGN))
+		return tq->direct_fd;
+	return tq->data_fd;
+}
+
+static int thin_pread_all(const struct thin_queue *tq, uint8_t *buf, size_t len, uint64_t off)
+{
+	int fd = thin_data_fd(tq, buf, len, off);
+
 	while (len) {
 		ssize_t n = pread(fd, buf, len, (off_t)off);
 
@@ -87,8 +105,11 @@ static int thin_pread_all(int fd, uint8_t *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-static int thin_pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
+static int thin_pwrite_all(const struct thin_queue *tq, const uint8_t *buf, size_t len,
+			   uint64_t off)
 {
+	int fd = thin_data_fd(tq, buf, len, off);
+
 	while (len) {
 		ssize_t n = pwrite(fd, buf, len, (off_t)off);
 
@@ -125,7 +146,7 @@ static int thin_read_piece(struct thin_queue *tq, const struct thin_piece *p)
 		memset(p->buf, 0, p->len);
 		return 0;
 	}
-	return thin_pread_all(tq->data_fd, p->buf, p->len, thin_phys_offset(tq, phys, p->within));
+	return thin_pread_all(tq, p->buf, p->len, thin_phys_offset(tq, phys, p->within));
 }
 
 void thin_read(void *queue, struct azbuse_io *io)
@@ -152,18 +173,18 @@ static int thin_fill_new_chunk(struct thin_queue *tq, const struct azb_write_pla
 	int ret;
 
 	if (p->len == tq->chunk_size && data)
-		return thin_pwrite_all(tq->data_fd, data, p->len, base);
+		return thin_pwrite_all(tq, data, p->len, base);
 	if (plan->old_phys == AZB_PHYS_NONE) {
 		/* the rest of the fresh chunk already reads as zeros */
 		if (data)
-			return thin_pwrite_all(tq->data_fd, data, p->len, base + p->within);
+			return thin_pwrite_all(tq, data, p->len, base + p->within);
 		/* zeros that stay allocated (NOUNMAP) */
 		return fallocate(tq->data_fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
 				 (off_t)(base + p->within), (off_t)p->len)
 			       ? -errno
 			       : 0;
 	}
-	ret = thin_pread_all(tq->data_fd, tq->chunk_buf, tq->chunk_size,
+	ret = thin_pread_all(tq, tq->chunk_buf, tq->chunk_size,
 			     thin_phys_offset(tq, plan->old_phys, 0));
 	if (ret)
 		return ret;
@@ -171,7 +192,7 @@ static int thin_fill_new_chunk(struct thin_queue *tq, const struct azb_write_pla
 		memcpy(tq->chunk_buf + p->within, data, p->len);
 	else
 		memset(tq->chunk_buf + p->within, 0, p->len);
-	return thin_pwrite_all(tq->data_fd, tq->chunk_buf, tq->chunk_size, base);
+	return thin_pwrite_all(tq, tq->chunk_buf, tq->chunk_size, base);
 }
 
 /* A chunk given back unused must read as zeros when it is handed out again. */
@@ -221,9 +242,22 @@ int thin_commit_cow(struct thin_queue *tq)
 	return ret;
 }
 
+/*
+ * The batch's mapping changes reach the WAL file before its requests are
+ * acknowledged (the worker publishes completions after batch_end). If they
+ * cannot be written, the worker must not acknowledge them: it exits, and
+ * the kernel gives every request it held to the restarted worker.
+ */
 void thin_batch_end(void *queue)
 {
-	thin_commit_cow(queue);
+	struct thin_queue *tq = queue;
+
+	thin_commit_cow(tq);
+	if (azb_shard_flush_wal(tq->shard)) {
+		azb_log("shard %u: %s: exiting without acknowledging the batch",
+			azb_shard_index(tq->shard), azb_shard_error(tq->shard));
+		_exit(EXIT_FAILURE);
+	}
 }
 
 /* A chunk with a copy-on-write mapping still waiting: commit it before touching the chunk again. */
@@ -274,7 +308,7 @@ static int thin_write_piece(struct thin_queue *tq, const struct thin_piece *p, c
 		return thin_meta_error(tq, ret);
 	if (plan.in_place) {
 		if (data)
-			return thin_pwrite_all(tq->data_fd, data, p->len,
+			return thin_pwrite_all(tq, data, p->len,
 					       thin_phys_offset(tq, plan.phys, p->within));
 		return fallocate(tq->data_fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
 				 (off_t)thin_phys_offset(tq, plan.phys, p->within), (off_t)p->len)

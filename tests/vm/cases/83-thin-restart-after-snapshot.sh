@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# 83-thin-restart-after-snapshot: a worker restarted after a live snapshot
+# keeps working. The snapshot writes pool.db read-write; if the supervisor
+# did that itself, RocksDB's background threads would start in it and a
+# worker forked afterwards would inherit the thread pool without its threads:
+# its shard's memtables would never be flushed and it would stop for good
+# after some 20k new chunks. So: live snapshot, SIGKILL every worker, then
+# the restarted workers must have RocksDB threads of their own and write
+# 24k+ new chunks each with no request failing and no watchdog kill;
+# azbuse-thin check stays clean.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+require_cmd fio
+
+thin="$AZBUSE_BUILD_DIR/tools/azbuse-thin"
+back=/mnt/thin-restart-back
+pool=$back/pool
+cleanup_restart() {
+	cleanup_devices
+	mountpoint -q "$back" && umount "$back"
+	modprobe -r brd 2>/dev/null || true
+}
+trap cleanup_restart EXIT
+
+athin() { "$thin" --pool "$pool" "$@"; }
+worker_pids() { azbusectl info 1 --json | grep -o '"worker_pid": [0-9]*' | awk '{ print $2 }'; }
+rocksdb_threads() { cat /proc/"$1"/task/*/comm 2>/dev/null | grep -c '^rocksdb:' || true; }
+
+modprobe brd rd_nr=1 rd_size=$((1024 * 1024)) max_part=0
+wait_for 5 test -b /dev/ram0 || die "no /dev/ram0"
+mkfs.ext4 -q -F /dev/ram0
+mkdir -p "$back"
+mount /dev/ram0 "$back"
+athin init --chunk-size 64k --shards 2 >/dev/null || die "init failed"
+athin create vol1 --size 8G >/dev/null || die "create failed"
+azbusectl add 1 --engine=thin --pool "$pool" --volume vol1 >/dev/null || die "serving vol1 failed"
+
+run_fio --name=before --filename=/dev/azbuse1 --rw=write --bs=64k --size=64M --direct=1 \
+	--ioengine=libaio --iodepth=8
+athin snapshot vol1 snap1 >/dev/null || die "live snapshot failed"
+
+mapfile -t old < <(worker_pids)
+for p in "${old[@]}"; do
+	[ "$p" -gt 1 ] || die "a queue has no worker (${old[*]})"
+	[ "$(rocksdb_threads "$p")" -gt 0 ] || die "worker $p has no RocksDB threads before the kill"
+done
+kill -KILL "${old[@]}"
+wait_for 20 sh -c 'for p in $(azbusectl info 1 --json | grep -o "\"worker_pid\": [0-9]*" | awk "{ print \$2 }"); do
+	[ "$p" -gt 1 ] || exit 1
+	for o in '"${old[*]}"'; do [ "$p" != "$o" ] || exit 1; done
+done' || die "the workers were not restarted"
+sleep 0.5
+for p in $(worker_pids); do
+	n=$(rocksdb_threads "$p")
+	log "restarted worker $p has $n RocksDB threads"
+	[ "$n" -gt 0 ] || die "restarted worker $p has no RocksDB threads: its flushes would never run"
+done
+
+# 2 x 24576 new chunks (4k at the start of each 64k chunk), past the old stall
+start=$SECONDS
+run_fio --name=new-chunks --filename=/dev/azbuse1 --rw=write:60k --bs=4k --numjobs=2 \
+	--size=1536M --offset=64M --offset_increment=1536M --direct=1 --ioengine=libaio --iodepth=32
+log "49152 new chunks written in $((SECONDS - start)) s after the restart"
+failed=$(($(queue_counter 1 0 failed) + $(queue_counter 1 1 failed)))
+[ "$failed" = 0 ] || die "$failed request(s) failed"
+if grep -h 'killing it' /run/azbuse/supervisor-*.log >&2; then
+	die "the watchdog killed a worker that completed nothing"
+fi
+remove_device 1
+athin check >/tmp/thin-restart-check.log 2>&1 || { cat /tmp/thin-restart-check.log >&2; die "azbuse-thin check found problems"; }
+log "ok"
