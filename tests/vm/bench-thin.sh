@@ -14,6 +14,8 @@
 #      AZBUSE_THIN_BENCH_FIRST_CHUNKS chunks written by the first-write test (default 32768)
 #      AZBUSE_THIN_BENCH_REGION_MB   volume of the fill/overwrite/read/snapshot/CoW
 #                                    tests (default 1024)
+#      AZBUSE_THIN_BENCH_ADD_OPTS    more `azbusectl add` options for the thin
+#                                    device (e.g. "-o direct=0")
 # Without azbuse-thin or the thin engine, only dm-thin is measured.
 #
 # Storage: every test starts from a fresh brd (rd_nr=1, same size every time,
@@ -204,7 +206,8 @@ azbuse_up() {
 	fi
 	"$thin" --pool "$pool" create vol1 --size "$1" >/dev/null ||
 		die "azbuse-thin create vol1 --size $1 failed"
-	"$ctl" add 1 --engine=thin --pool "$pool" --volume vol1 >/dev/null ||
+	# shellcheck disable=SC2086 # options, split on purpose
+	"$ctl" add 1 --engine=thin --pool "$pool" --volume vol1 ${AZBUSE_THIN_BENCH_ADD_OPTS:-} >/dev/null ||
 		die "azbusectl add --engine=thin failed (supervisor log: $out/bench-thin-logs)"
 	dev=/dev/azbuse1
 	wait_for_dev "$dev"

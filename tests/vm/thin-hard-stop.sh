@@ -6,7 +6,8 @@
 #
 # Round 1 makes ext4 on /dev/vda with two thin pools on it (one device serves
 # one pool): pool-raw with volume "raw", pool-fs with volume "fsvol" (ext4).
-# Each round R (1..N) serves both volumes and runs two writers at once:
+# Each round R (1..N) serves both volumes, takes a live snapshot of each (so
+# that the round's overwrites copy on write), and runs two writers at once:
 #   raw: 16 KiB blocks written in order from block 0 (buffered), every 4 KiB
 #        page stamped with (round, block, page) and content derived from them;
 #        an fdatasync every few blocks, then "SYNCED <n>" (blocks 0..n-1 are
@@ -190,7 +191,13 @@ EOF
 		exit 0
 	fi
 
-	# --- the writers, then the hard stop ---
+	# --- a snapshot of each volume, the writers, then the hard stop ---
+	# Live snapshots first: every chunk written before them is shared, so
+	# this round's overwrites copy on write, and a copy's mapping must not
+	# become durable before its data.
+	athin pool-raw snapshot raw "raw-s$round" >/dev/null || fail "live snapshot of raw"
+	athin pool-fs snapshot fsvol "fsvol-s$round" >/dev/null || fail "live snapshot of fsvol"
+	say "live snapshots raw-s$round and fsvol-s$round taken"
 	mount -o discard /dev/azbuse2 "$FSMNT"
 	find "$FSMNT" -mindepth 1 -maxdepth 1 -name 'r*' -exec rm -rf {} +
 	python3 - /dev/azbuse1 "$round" $BS <<'EOF' &
