@@ -924,21 +924,15 @@ static void test_buffered_wal_flush(void **state)
 	struct fixture *f = *state;
 
 	create(f, "v", 8);
-	azb_shard_close(f->sh[0]);
-	f->sh[0] = NULL;
-	buffered_write_and_die(f, 41, 0);
-	open_all_shards(f);
-	assert_int_equal(read_chunk(f, "v", 0), 0);
-	assert_int_equal(allocated(f), 0);
-	assert_clean(f);
-
-	azb_shard_close(f->sh[0]);
-	f->sh[0] = NULL;
-	buffered_write_and_die(f, 42, 1);
-	open_all_shards(f);
-	assert_int_equal(read_chunk(f, "v", 0), 42);
-	assert_int_equal(allocated(f), 1);
-	assert_clean(f);
+	for (int flush = 0; flush < 2; flush++) {
+		azb_shard_close(f->sh[0]);
+		f->sh[0] = NULL;
+		buffered_write_and_die(f, 42, flush);
+		open_all_shards(f);
+		assert_int_equal(read_chunk(f, "v", 0), flush ? 42 : 0);
+		assert_int_equal(allocated(f), flush);
+		assert_clean(f);
+	}
 }
 
 static void test_second_open_is_ebusy(void **state)
