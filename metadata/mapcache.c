@@ -51,6 +51,14 @@ int azb_map_cache_init(struct azb_shard *sh, uint64_t bytes)
 	return 0;
 }
 
+uint64_t azb_map_cache_bytes(const struct azb_shard *sh)
+{
+	if (!sh->mc.nodes)
+		return 0;
+	return (uint64_t)sh->mc.cap * sizeof(*sh->mc.nodes) +
+	       ((uint64_t)sh->mc.mask + 1) * sizeof(*sh->mc.buckets);
+}
+
 static void map_iter_drop(struct azb_shard *sh)
 {
 	if (!sh->lit_open)

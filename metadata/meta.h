@@ -378,6 +378,17 @@ struct azb_shard_usage {
 
 int azb_shard_usage(struct azb_shard *shard, struct azb_shard_usage *u);
 
+/* Where a shard's metadata memory is (bytes), by RocksDB's own count. */
+struct azb_shard_mem {
+	uint64_t block_cache;	     /* block cache in use (capacity: meta_cache_bytes) */
+	uint64_t block_cache_pinned; /* of it, pinned by iterators */
+	uint64_t memtables;	     /* active and immutable, not yet flushed */
+	uint64_t table_readers;	     /* table readers outside the block cache */
+	uint64_t map_cache;	     /* the map cache's arena (map_cache_bytes) */
+};
+
+int azb_shard_mem(struct azb_shard *shard, struct azb_shard_mem *m);
+
 struct azb_view_usage {
 	uint64_t mapped;    /* chunks of this shard visible in the view (tombstones are not) */
 	uint64_t exclusive; /* of those, seen by no other of the given views */

@@ -328,6 +328,8 @@ int azb_shard_sync_wal(struct azb_shard *sh);
 /* (Re)make the cache of about `bytes` (0: none; at least 16 nodes otherwise,
  * which tests use to force evictions). */
 int azb_map_cache_init(struct azb_shard *sh, uint64_t bytes);
+/* Bytes the map cache's arena takes (nodes and buckets). */
+uint64_t azb_map_cache_bytes(const struct azb_shard *sh);
 void azb_map_cache_destroy(struct azb_shard *sh);
 /* Forget every node and drop the iterator: the cache then knows nothing. */
 void azb_map_cache_clear(struct azb_shard *sh);

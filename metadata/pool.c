@@ -143,7 +143,8 @@ static int pool_open(const char *dir, int readonly, struct azb_pool **pool, char
 		ret = azb_rdb_open_readonly(&p->rdb, path, what, AZB_POOL_DB_CACHE_BYTES, err,
 					    errlen);
 	else
-		ret = azb_rdb_open(&p->rdb, path, what, AZB_POOL_DB_CACHE_BYTES, 0, AZB_RDB_SYNC, err, errlen);
+		ret = azb_rdb_open(&p->rdb, path, what, AZB_POOL_DB_CACHE_BYTES, 0, AZB_RDB_SYNC,
+				   err, errlen);
 	if (!ret)
 		ret = pool_read_settings(p, err, errlen);
 	if (!ret)

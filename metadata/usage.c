@@ -182,3 +182,21 @@ int azb_shard_view_usage(struct azb_shard *shard, const struct azb_view *views, 
 	free(seen.a);
 	return ret;
 }
+
+static uint64_t rdb_property(struct azb_shard *sh, const char *name)
+{
+	uint64_t v = 0;
+
+	return rocksdb_property_int(sh->rdb.db, name, &v) ? 0 : v;
+}
+
+int azb_shard_mem(struct azb_shard *sh, struct azb_shard_mem *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->block_cache = rdb_property(sh, "rocksdb.block-cache-usage");
+	m->block_cache_pinned = rdb_property(sh, "rocksdb.block-cache-pinned-usage");
+	m->memtables = rdb_property(sh, "rocksdb.cur-size-all-mem-tables");
+	m->table_readers = rdb_property(sh, "rocksdb.estimate-table-readers-mem");
+	m->map_cache = azb_map_cache_bytes(sh);
+	return 0;
+}

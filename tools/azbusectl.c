@@ -15,6 +15,14 @@
 
 #include "../engine/internal.h"
 
+/*
+ * jemalloc (linked in): give freed pages back to the system at once instead
+ * of keeping them for 10 s, so that a daemon's resident memory follows what
+ * it holds. Measured on the thin engine: 4 MiB less resident per 2 workers
+ * with 24 GiB mapped, no change in IOPS.
+ */
+const char *malloc_conf = "dirty_decay_ms:0,muzzy_decay_ms:0";
+
 #define EXIT_USAGE 2
 #define REMOVE_WAIT_MS 15000
 

@@ -16,9 +16,17 @@
 #include "thin.h"
 
 enum thin_msg_type {
-	THIN_MSG_SYNC = 1,  /* make acknowledged writes durable */
-	THIN_MSG_EPOCH = 2, /* the volume's write epoch and snapshot hold changed */
-	THIN_MSG_GC = 3,    /* collect garbage up to the pool's generation */
+	THIN_MSG_SYNC = 1,   /* make acknowledged writes durable */
+	THIN_MSG_EPOCH = 2,  /* the volume's write epoch and snapshot hold changed */
+	THIN_MSG_GC = 3,     /* collect garbage up to the pool's generation */
+	THIN_MSG_STATUS = 4, /* reply: struct thin_status */
+};
+
+/* A worker's answer to THIN_MSG_STATUS. */
+struct thin_status {
+	uint32_t shard;
+	uint32_t pad0;
+	struct azb_shard_mem mem;
 };
 
 struct thin_msg {
@@ -69,7 +77,8 @@ int thin_queue_control(void *queue, const void *msg, size_t len, void *reply, si
 	struct thin_queue *tq = queue;
 	struct thin_msg m;
 
-	(void)reply;
+	size_t reply_room = *reply_len;
+
 	*reply_len = 0;
 	if (len != sizeof(m))
 		return -EINVAL;
@@ -85,6 +94,16 @@ int thin_queue_control(void *queue, const void *msg, size_t len, void *reply, si
 		return 0;
 	case THIN_MSG_GC:
 		return thin_queue_gc_now(tq);
+	case THIN_MSG_STATUS: {
+		struct thin_status st = { .shard = azb_shard_index(tq->shard) };
+
+		if (reply_room < sizeof(st))
+			return -ENOSPC;
+		azb_shard_mem(tq->shard, &st.mem);
+		memcpy(reply, &st, sizeof(st));
+		*reply_len = sizeof(st);
+		return 0;
+	}
 	default:
 		return -EINVAL;
 	}
@@ -150,6 +169,51 @@ static int thin_snapshot(struct thin_engine *e, struct azbuse_control *ctl, cons
 	return ret;
 }
 
+struct thin_status_out {
+	char *buf;
+	size_t size, used;
+};
+
+/* One line per shard: where its metadata memory is, in KiB. */
+static void thin_status_line(uint16_t queue, int result, const void *reply, size_t len, void *arg)
+{
+	struct thin_status_out *out = arg;
+	struct thin_status st;
+	int n;
+
+	if (out->used >= out->size)
+		return;
+	if (result || len != sizeof(st)) {
+		n = snprintf(out->buf + out->used, out->size - out->used,
+			     "shard %u: no status (%d)\n", queue, result);
+	} else {
+		memcpy(&st, reply, sizeof(st));
+		n = snprintf(out->buf + out->used, out->size - out->used,
+			     "shard %u: block_cache_kib %llu pinned_kib %llu memtables_kib %llu "
+			     "table_readers_kib %llu map_cache_kib %llu\n",
+			     st.shard, (unsigned long long)st.mem.block_cache >> 10,
+			     (unsigned long long)st.mem.block_cache_pinned >> 10,
+			     (unsigned long long)st.mem.memtables >> 10,
+			     (unsigned long long)st.mem.table_readers >> 10,
+			     (unsigned long long)st.mem.map_cache >> 10);
+	}
+	if (n > 0)
+		out->used += (size_t)n;
+}
+
+/* "thin status": the served volume, then each shard's metadata memory. */
+static int thin_status(struct thin_engine *e, struct azbuse_control *ctl, char *reply,
+		       size_t reply_size)
+{
+	struct thin_msg m = { .type = THIN_MSG_STATUS };
+	struct thin_status_out out = { .buf = reply, .size = reply_size };
+	int n = snprintf(reply, reply_size, "pool %s\nvolume %s\nepoch %llu\n", e->pool_dir,
+			 e->volume, (unsigned long long)e->view.write_epoch);
+
+	out.used = n > 0 && (size_t)n < reply_size ? (size_t)n : 0;
+	return azbuse_control_broadcast(ctl, &m, sizeof(m), thin_status_line, &out);
+}
+
 int thin_control(void *engine, struct azbuse_control *ctl, const char *request, char *reply,
 		 size_t reply_size)
 {
@@ -166,11 +230,8 @@ int thin_control(void *engine, struct azbuse_control *ctl, const char *request, 
 	}
 	if (!strcmp(request, "gc"))
 		return thin_broadcast(ctl, e, THIN_MSG_GC);
-	if (!strcmp(request, "status")) {
-		snprintf(reply, reply_size, "pool %s\nvolume %s\nepoch %llu\n", e->pool_dir,
-			 e->volume, (unsigned long long)e->view.write_epoch);
-		return 0;
-	}
+	if (!strcmp(request, "status"))
+		return thin_status(e, ctl, reply, reply_size);
 	snprintf(reply, reply_size, "unknown thin request '%s' (snapshot SRC NAME, gc, status)",
 		 request);
 	return -EINVAL;

@@ -14,6 +14,7 @@
 #      AZBUSE_THIN_BENCH_FIRST_CHUNKS chunks written by the first-write test (default 32768)
 #      AZBUSE_THIN_BENCH_REGION_MB   volume of the fill/overwrite/read/snapshot/CoW
 #                                    tests (default 1024)
+#      AZBUSE_THIN_BENCH_SHARDS      shards of the azbuse pool (default 2)
 #      AZBUSE_THIN_BENCH_ADD_OPTS    more `azbusectl add` options for the thin
 #                                    device (e.g. "-o direct=0")
 # Without azbuse-thin or the thin engine, only dm-thin is measured.
@@ -23,7 +24,8 @@
 #   dm-thin: bt-meta (256 MiB) and bt-data (the rest) -> thin-pool, 64 KiB
 #            blocks (data_block_size 128), one thin device;
 #   azbuse:  ba-back (all of it) -> ext4 -> pool directory, init --chunk-size
-#            64k --shards 2, one volume served as /dev/azbuse1.
+#            64k --shards 2 (AZBUSE_THIN_BENCH_SHARDS), one volume served as
+#            /dev/azbuse1.
 # Both sides thus see one dm-linear layer over the same brd.
 #
 # Measurements (fio 4k, iodepth 32, numjobs 2 with group_reporting, libaio,
@@ -64,6 +66,7 @@
 #   BENCH_TIME what=fill|snapshot dev=NAME ms=N
 #   BENCH_TIME what=snapshot_in_daemon dev=azbuse-thin ms=N   (the supervisor's log)
 #   BENCH_MEM dev=azbuse-thin volume_gb=1024 mapped_gb=N kb=VMRSS_SUM anon_kb=N pss_kb=N hwm_kb=N procs=N
+#   BENCH_META_MEM mapped_gb=N shard K block_cache_kib=N pinned_kib=N memtables_kib=N table_readers_kib=N map_cache_kib=N
 #   BENCH_MEM_PROC dev=azbuse-thin mapped_gb=N pid=N role=supervisor|worker kb=VMRSS anon_kb= file_kb= shmem_kb= pss_kb= hwm_kb=
 # then a table with both sides, ratios and targets, RATIO lines, and WARNING
 # lines if azbuse workers were killed by the supervisor's watchdog or requests
@@ -197,7 +200,7 @@ azbuse_up() {
 	mkfs.ext4 -q -F -m 0 -i $MIB -E lazy_itable_init=0,lazy_journal_init=0 /dev/mapper/ba-back
 	mkdir -p "$mnt"
 	mount /dev/mapper/ba-back "$mnt"
-	msg=$("$thin" --pool "$pool" --json init --chunk-size 64k --shards 2) ||
+	msg=$("$thin" --pool "$pool" --json init --chunk-size 64k --shards "${AZBUSE_THIN_BENCH_SHARDS:-2}") ||
 		die "azbuse-thin init failed"
 	if [ -z "${init_json:-}" ]; then
 		init_json=$msg
@@ -385,6 +388,22 @@ mem_sample() {
 	echo "BENCH_MEM dev=azbuse-thin volume_gb=1024 mapped_gb=$1 kb=$rss anon_kb=$anon pss_kb=$pss hwm_kb=$hwm procs=$n"
 	KB[$1]="$rss $anon $pss $hwm"
 	MEM_POINTS+=("$1")
+	meta_mem "$1"
+}
+
+# meta_mem MAPPED_GB: each shard's metadata memory by RocksDB's count ("thin
+# status" on the device's control socket)
+meta_mem() {
+	python3 - "$1" <<'EOF' || echo "bench-thin: no thin status from the daemon" >&2
+import re, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect("/run/azbuse/azbuse1.sock")
+s.sendall(b"thin status\n")
+for line in s.makefile():
+    if line.startswith("shard "):
+        kv = re.sub(r"(\w+_kib) (\d+)", r"\1=\2", line.strip().replace(":", ""))
+        print(f"BENCH_META_MEM mapped_gb={sys.argv[1]} {kv}")
+EOF
 }
 
 # map_range FROM_GB TO_GB: maps every chunk in [FROM, TO) GiB with one 4 KiB write
