@@ -74,6 +74,13 @@ extern "C" {
 #define AZB_MAP_CACHE_MAX (64ULL << 30)
 #define AZB_META_MEMTABLE_BYTES (2ULL << 20) /* write_buffer_size of every DB */
 #define AZB_META_MEMTABLES 2		     /* max_write_buffer_number of every DB */
+/*
+ * New chunks fail with ENOSPC while the pool's filesystem has less than this
+ * free, so that RocksDB always has room to record what was written (a
+ * metadata write failing on a full disk would stop the shard); `usage`
+ * counts it as used.
+ */
+#define AZB_DISK_RESERVE (64ULL << 20)
 #define AZB_POOL_DB_CACHE_BYTES (1ULL << 20) /* block cache of pool.db */
 #define AZB_META_MAX_OPEN_FILES 64
 #define AZB_UNSYNCED_FREES_MAX 64 /* chunks freed by discards before a shard syncs itself */

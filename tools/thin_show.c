@@ -383,14 +383,17 @@ static int space_load(const struct thin_ctx *c, struct pool_space *ps)
 	return 0;
 }
 
+/* Room for new chunks: the filesystem's free space less the reserve, within any limit. */
 static uint64_t space_free(const struct pool_space *ps)
 {
+	uint64_t fs_room =
+		ps->fs_free_bytes > AZB_DISK_RESERVE ? ps->fs_free_bytes - AZB_DISK_RESERVE : 0;
 	uint64_t quota_left;
 
 	if (!ps->quota_bytes)
-		return ps->fs_free_bytes;
+		return fs_room;
 	quota_left = ps->quota_bytes > ps->used_bytes ? ps->quota_bytes - ps->used_bytes : 0;
-	return quota_left < ps->fs_free_bytes ? quota_left : ps->fs_free_bytes;
+	return quota_left < fs_room ? quota_left : fs_room;
 }
 
 /* Use in percent of what the pool could hold: used / (used + free). */
@@ -435,10 +438,13 @@ static void usage_text(const struct thin_ctx *c, const struct pool_space *ps)
 	       thin_human_size(ps->s.chunk_size, chunk, sizeof(chunk)));
 	thin_human_size(space_free(ps), avail, sizeof(avail));
 	if (ps->s.limit_bytes)
-		printf("%-12s %s (limit %s, or the filesystem's free space if less)\n", "free",
-		       avail, thin_human_size(ps->s.limit_bytes, quota, sizeof(quota)));
+		printf("%-12s %s (limit %s, or the filesystem's free space less 64 MiB kept "
+		       "for metadata, if less)\n",
+		       "free", avail, thin_human_size(ps->s.limit_bytes, quota, sizeof(quota)));
 	else
-		printf("%-12s %s (no limit: the filesystem's free space)\n", "free", avail);
+		printf("%-12s %s (no limit: the filesystem's free space less 64 MiB kept for "
+		       "metadata)\n",
+		       "free", avail);
 	printf("%-12s warn at %u%% use (now %.1f%%)\n", "low space", ps->s.low_space_percent,
 	       space_use_percent(ps));
 	if (ps->gc_pending)

@@ -50,15 +50,9 @@ struct thin_queue {
 	uint32_t nr_cow_ios;
 	uint32_t max_cow_ios;	   /* the queue's slots */
 	uint32_t allocs_unchecked; /* new chunks since the backing filesystem's space was checked */
-	bool disk_low;		   /* it had less than THIN_DISK_RESERVE free then */
+	bool disk_low;		   /* it had less than AZB_DISK_RESERVE free then */
 };
 
-/*
- * New chunks fail with ENOSPC while the backing filesystem has less than
- * this free, so that RocksDB always has room to record what was written
- * (a metadata write failing on a full disk would stop the shard).
- */
-#define THIN_DISK_RESERVE (64ULL << 20)
 #define THIN_DISK_CHECK_EVERY 16
 #define THIN_COW_PLANS_MAX 256
 /* O_DIRECT is used for offsets, lengths and buffers aligned to this */

@@ -213,7 +213,7 @@ static bool thin_disk_low(struct thin_queue *tq)
 		return tq->disk_low;
 	if (!fstatvfs(tq->data_fd, &st))
 		tq->disk_low = (uint64_t)st.f_bavail * st.f_frsize <
-			       THIN_DISK_RESERVE + THIN_DISK_CHECK_EVERY * tq->chunk_size;
+			       AZB_DISK_RESERVE + THIN_DISK_CHECK_EVERY * tq->chunk_size;
 	return tq->disk_low;
 }
 
