@@ -21,14 +21,49 @@ static int path_exists(const char *dir, const char *name)
 	return stat(path, &st) == 0;
 }
 
-static int pool_dir_prepare(const char *dir, char *err, size_t errlen)
+/*
+ * Make every missing parent of `dir` (like mkdir -p; they get 0755, as
+ * /var/lib/azbuse would from a package), then `dir` itself with 0700: a pool
+ * holds every volume's data, which is for root alone. An existing directory
+ * keeps its mode.
+ */
+static int pool_dir_make(const char *dir, char *err, size_t errlen)
 {
-	if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+	char path[PATH_MAX];
+	size_t len = strlen(dir);
+
+	if (len == 0 || len >= sizeof(path)) {
+		azb_seterr(err, errlen, "bad pool directory '%s'", dir);
+		return -EINVAL;
+	}
+	memcpy(path, dir, len + 1);
+	for (char *p = path + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+			int ret = -errno;
+
+			azb_seterr(err, errlen, "cannot create %s: %s", path, strerror(errno));
+			return ret;
+		}
+		*p = '/';
+	}
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		int ret = -errno;
 
 		azb_seterr(err, errlen, "cannot create %s: %s", dir, strerror(errno));
 		return ret;
 	}
+	return 0;
+}
+
+static int pool_dir_prepare(const char *dir, char *err, size_t errlen)
+{
+	int ret = pool_dir_make(dir, err, errlen);
+
+	if (ret)
+		return ret;
 	if (path_exists(dir, "pool.db") || path_exists(dir, "shard-0")) {
 		azb_seterr(err, errlen, "%s is already a pool", dir);
 		return -EEXIST;

@@ -57,7 +57,7 @@ int azb_shard_create(const char *dir, const struct azb_pool_settings *s, uint32_
 	int fd, ret;
 
 	snprintf(path, sizeof(path), "%s/shard-%u", dir, index);
-	if (mkdir(path, 0755) != 0) {
+	if (mkdir(path, 0700) != 0) {
 		ret = errno == EEXIST ? -EEXIST : -errno;
 		azb_seterr(err, errlen, "cannot create %s: %s", path, strerror(errno));
 		return ret;
