@@ -134,6 +134,18 @@ static int azb_parse_one(int argc, char **argv, int *i, struct azbuse_args *a)
 		}
 		return 0;
 	}
+	if ((v = azb_arg_value(argc, argv, i, "--sched"))) {
+		if (!strcmp(v, "batch"))
+			o->sched = AZBUSE_SCHED_BATCH;
+		else if (!strcmp(v, "normal"))
+			o->sched = AZBUSE_SCHED_NORMAL;
+		else {
+			snprintf(a->error, sizeof(a->error), "bad --sched '%s' (batch or normal)",
+				 v);
+			return -EINVAL;
+		}
+		return 0;
+	}
 	if ((v = azb_arg_value(argc, argv, i, "--shard-chunk"))) {
 		if (azbuse_parse_size(v, &bytes) || bytes < 4096 || bytes > (1ULL << 31) ||
 		    (bytes & (bytes - 1))) {
@@ -217,8 +229,12 @@ void azbuse_print_device_options(FILE *out)
 		"  --max-io SIZE         largest request (default %uk)\n"
 		"  --block-size N        logical block size (512, 1024, 2048 or 4096)\n"
 		"  --read-only           refuse writes\n"
-		"  --poll-us N           spin N us for new requests before sleeping\n"
+		"  --poll-us N           poll up to N us (in COMMIT) for new requests before\n"
+		"                        sleeping, while they come that fast (default 0)\n"
 		"  --pin node|cpus|none  where workers run (default node: the queue's NUMA node)\n"
+		"  --sched batch|normal  worker scheduling (default batch: a worker woken by\n"
+		"                        a request does not preempt the submitter, so it\n"
+		"                        takes the whole batch when the submitter waits)\n"
 		"  --trace FILE          append one line per request as the engine gets it\n"
 		"  --io-timeout MS       report requests held longer than this\n"
 		"  --recovery-timeout MS how long requests wait for a restarted worker\n"

@@ -41,7 +41,6 @@ struct azbuse_queue {
 
 	_Atomic(struct azbuse_io *) remote_done; /* completions from other threads */
 	atomic_int sleeping;
-	uint32_t poll_us;
 
 	/* COMMIT: the ioctl, or a model of the kernel in unit tests */
 	int (*commit)(struct azbuse_queue *q, unsigned long timeout_ms);

@@ -41,8 +41,10 @@ int azbuse_conf_save(uint32_t dev_id, const char *engine, const struct azbuse_de
 	fprintf(f, "queues=%u\ndepth=%u\nmax_io=%u\nblock_size=%u\n", o->nr_queues, o->queue_depth,
 		o->max_io_bytes, o->logical_block_size);
 	fprintf(f, "shards=%u\nshard_chunk=%u\n", o->nr_shards, o->shard_chunk_bytes);
-	fprintf(f, "io_timeout=%u\nrecovery_timeout=%u\npoll_us=%u\npin=%d\nread_only=%d\n",
-		o->io_timeout_ms, o->recovery_timeout_ms, o->poll_us, (int)o->pin, o->read_only);
+	fprintf(f,
+		"io_timeout=%u\nrecovery_timeout=%u\npoll_us=%u\npin=%d\nsched=%d\nread_only=%d\n",
+		o->io_timeout_ms, o->recovery_timeout_ms, o->poll_us, (int)o->pin, (int)o->sched,
+		o->read_only);
 	if (o->trace_path)
 		fprintf(f, "trace=%s\n", o->trace_path);
 	for (i = 0; i < o->nr_options; i++)
@@ -144,6 +146,8 @@ static int azb_conf_apply(struct azbuse_args *a, const char *key, const char *va
 		o->poll_us = (uint32_t)v;
 	else if (!strcmp(key, "pin") && v <= AZBUSE_PIN_NONE)
 		o->pin = (enum azbuse_pin)v;
+	else if (!strcmp(key, "sched") && v <= AZBUSE_SCHED_NORMAL)
+		o->sched = (enum azbuse_sched)v;
 	else if (!strcmp(key, "read_only") && v <= 1)
 		o->read_only = v;
 	else

@@ -92,6 +92,8 @@ static uint64_t azb_caps_to_features(uint32_t caps)
 		f |= AZBUSE_F_READ_ONLY;
 	if (caps & AZBUSE_CAP_ROTATIONAL)
 		f |= AZBUSE_F_ROTATIONAL;
+	if (caps & AZBUSE_CAP_USER_COPY)
+		f |= AZBUSE_F_USER_COPY;
 	return f;
 }
 

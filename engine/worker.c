@@ -30,13 +30,16 @@ static void azb_post_cqe(struct azbuse_queue *q, const struct azbuse_io *io)
 	cqe->tag = io->tag;
 	cqe->seq = io->seq;
 	cqe->result = io->result;
+	cqe->flags = io->result ? 0 : io->cqe_flags;
+	cqe->addr = (uintptr_t)io->copy_buf;
 	cqe->reserved = 0;
 	q->cq_tail++;
 	q->requests++;
 	q->outstanding--;
 }
 
-void azbuse_complete(struct azbuse_io *io, int result)
+/* Post a completion now (the worker's thread) or hand it to the worker. */
+static void azb_complete(struct azbuse_io *io, int result)
 {
 	struct azbuse_queue *q = io->queue;
 	struct azbuse_io *head;
@@ -55,6 +58,25 @@ void azbuse_complete(struct azbuse_io *io, int result)
 	 * asleep */
 	if (atomic_load(&q->sleeping))
 		q->kick(q);
+}
+
+void azbuse_complete(struct azbuse_io *io, int result)
+{
+	io->cqe_flags = 0;
+	azb_complete(io, result);
+}
+
+void azbuse_complete_copy(struct azbuse_io *io, void *buf)
+{
+	io->cqe_flags = AZBUSE_CQE_F_COPY;
+	io->copy_buf = buf;
+	azb_complete(io, 0);
+}
+
+void azbuse_complete_zeroes(struct azbuse_io *io)
+{
+	io->cqe_flags = AZBUSE_CQE_F_ZERO;
+	azb_complete(io, 0);
 }
 
 uint32_t azbuse_queue_drain_remote(struct azbuse_queue *q)
@@ -109,7 +131,12 @@ static void azb_dispatch(struct azbuse_queue *q, const struct azbuse_sqe *sqe)
 	io->seq = sqe->seq;
 	io->queue = q;
 	io->buf = (char *)q->data_map + (size_t)sqe->tag * q->geo.slot_bytes;
+	/* user copy: a write's data reaches the engine only through azbuse_complete_copy() */
+	if (io->op == AZBUSE_OP_WRITE && (q->geo.features & AZBUSE_F_USER_COPY))
+		io->buf = NULL;
 	io->engine_data[0] = io->engine_data[1] = NULL;
+	io->cqe_flags = 0;
+	io->copy_buf = NULL;
 	q->outstanding++;
 
 	if ((io->op == AZBUSE_OP_READ || io->op == AZBUSE_OP_WRITE) &&
@@ -161,33 +188,6 @@ static bool azb_local_work(struct azbuse_queue *q)
 	       atomic_load_explicit(&q->remote_done, memory_order_relaxed);
 }
 
-/* Requests the kernel holds for our next COMMIT to fetch. */
-static bool azb_kernel_work(struct azbuse_queue *q)
-{
-	/* both written by the kernel: posted by queue_rq, fetched by COMMIT */
-	return azb_load_relaxed(&q->hdr->posted) != azb_load_relaxed(&q->hdr->fetched);
-}
-
-static uint64_t azb_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* Adaptive polling: spin a little for new work before paying for a sleep. */
-static void azb_poll_for_work(struct azbuse_queue *q)
-{
-	uint64_t until = azb_now_us() + q->poll_us;
-
-	do {
-		if (azb_local_work(q) || azb_kernel_work(q))
-			return;
-		__builtin_ia32_pause();
-	} while (azb_now_us() < until);
-}
-
 int azbuse_queue_turn(struct azbuse_queue *q)
 {
 	unsigned long timeout;
@@ -200,24 +200,18 @@ int azbuse_queue_turn(struct azbuse_queue *q)
 		q->ops->batch_end(q->engine_queue);
 	azbuse_queue_drain_remote(q);
 
-	if (q->cq_tail == q->cq_committed) {
-		/* nothing to commit and more work already here: go on without a syscall */
-		if (azb_local_work(q))
-			return 0;
-		if (q->poll_us && !azb_kernel_work(q)) {
-			azb_poll_for_work(q);
-			if (azb_local_work(q))
-				return 0;
-		}
-	}
+	/* nothing to commit and more work already here: go on without a syscall */
+	if (q->cq_tail == q->cq_committed && azb_local_work(q))
+		return 0;
 
 	/* pairs with the kernel's load-acquire of cq_tail in azbuse_reap() */
 	azb_store_release(&q->hdr->cq_tail, q->cq_tail);
 	atomic_store(&q->sleeping, 1);
 	/*
-	 * One syscall completes the batch and fetches new requests; it sleeps
-	 * only if there are none. A completion handed over after the drain
-	 * above must not wait for the next request.
+	 * One syscall completes the batch and fetches new requests; it polls
+	 * (--poll-us, in the kernel) and then sleeps only if there are none. A
+	 * completion handed over after the drain above must not wait for the
+	 * next request.
 	 */
 	timeout = atomic_load(&q->remote_done) ? 0 : AZBUSE_WAIT_FOREVER;
 	ret = q->commit(q, timeout);
@@ -345,13 +339,29 @@ static void azb_pin(const struct azbuse_attach *geo, const uint8_t *cpus, uint16
 		azb_log("queue %u: cannot pin to its CPUs: %s", queue, strerror(errno));
 }
 
+/*
+ * SCHED_BATCH (the default) keeps a worker woken by a new request from
+ * preempting the task that submitted it: the submitter goes on queueing
+ * until it waits, and the worker then takes the whole batch in one COMMIT
+ * (on a busy CPU, instead of one or two requests per context switch). An
+ * idle CPU still runs the worker at once.
+ */
+static void azb_set_sched(uint16_t queue, enum azbuse_sched sched)
+{
+	struct sched_param sp = { .sched_priority = 0 };
+
+	if (sched == AZBUSE_SCHED_BATCH && sched_setscheduler(0, SCHED_BATCH, &sp))
+		azb_log("queue %u: cannot use SCHED_BATCH: %s", queue, strerror(errno));
+}
+
 static int azb_attach(int fd, uint16_t queue, struct azbuse_attach *geo, uint8_t *cpus,
-		      size_t cpus_bytes)
+		      size_t cpus_bytes, uint32_t poll_us)
 {
 	memset(geo, 0, sizeof(*geo));
 	geo->queue = queue;
 	geo->cpus_ptr = (uintptr_t)cpus;
 	geo->cpus_bytes = cpus_bytes;
+	geo->poll_us = poll_us;
 	return ioctl(fd, AZBUSE_IOC_ATTACH, geo) < 0 ? -errno : 0;
 }
 
@@ -376,12 +386,13 @@ int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32
 		return ret;
 	}
 	memset(cpus, 0, sizeof(cpus));
-	ret = azb_attach(fd, queue, &geo, cpus, sizeof(cpus));
+	ret = azb_attach(fd, queue, &geo, cpus, sizeof(cpus), o->poll_us);
 	if (ret) {
 		azb_log("cannot attach to queue %u: %s", queue, strerror(-ret));
 		goto out_close;
 	}
 	azb_pin(&geo, cpus, queue, o->pin);
+	azb_set_sched(queue, o->sched);
 	ring = mmap(NULL, geo.ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
 		    AZBUSE_MMAP_RING_OFF);
 	data = mmap(NULL, geo.data_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
@@ -395,7 +406,6 @@ int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32
 	if (ret)
 		goto out_unmap;
 	q.ops = ops;
-	q.poll_us = o->poll_us;
 	q.chan_fd = chan_fd;
 	if (o->trace_path) {
 		q.trace_fd = azbuse_trace_open(o->trace_path);

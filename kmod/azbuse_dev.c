@@ -732,8 +732,6 @@ int azbuse_dev_queue_info(struct azbuse_queue_info *qi)
 	struct azbuse_dev *dev;
 	int ret = 0;
 
-	if (memchr_inv(qi->reserved, 0, sizeof(qi->reserved)))
-		return -EINVAL;
 	dev = azbuse_dev_get(qi->dev_id);
 	if (!dev)
 		return -ENOENT;

@@ -44,6 +44,7 @@ struct azbuse_slot {
 	u64 sector;
 	u32 bytes;
 	bool part;
+	u64 posted_ns; /* when it went on the pending list (ktime_get_ns) */
 };
 
 /* Tags and their data: one table per ring, or one per device when tags are shared. */
@@ -95,6 +96,11 @@ struct azbuse_ring {
 	u64 commits;
 	u64 waits;
 	u64 rejected;
+	u64 wait_ns;	  /* summed time requests were pending before a fetch */
+	u64 poll_ns;	  /* time spent polling in COMMIT */
+	u64 poll_hits;	  /* polls that found a request */
+	u64 poll_max_ns;  /* the worker's poll limit (ATTACH), 0: never poll */
+	u64 idle_ewma_ns; /* moving average of how long COMMIT waited for work */
 
 	/* attachment: under state_mutex; state is also read under lock */
 	struct mutex state_mutex;

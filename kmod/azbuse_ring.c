@@ -192,6 +192,45 @@ static void azbuse_copy_to_rq(struct request *rq, const void *src)
 	}
 }
 
+/*
+ * AZBUSE_CQE_F_COPY: copy between the request's pages and a buffer of the
+ * worker's (READ: from it; WRITE: into it). Runs in the worker's COMMIT, so
+ * the address is the worker's; it is not trusted: a fault is -EFAULT.
+ */
+static int azbuse_copy_user(struct request *rq, u64 addr)
+{
+	bool read = req_op(rq) == REQ_OP_READ;
+	void __user *ubuf = u64_to_user_ptr(addr);
+	struct req_iterator iter;
+	struct bio_vec bv;
+
+	rq_for_each_segment (bv, rq, iter) {
+		void *p = bvec_kmap_local(&bv);
+		unsigned long left;
+
+		if (read) {
+			left = copy_from_user(p, ubuf, bv.bv_len);
+			flush_dcache_page(bv.bv_page);
+		} else {
+			left = copy_to_user(ubuf, p, bv.bv_len);
+		}
+		kunmap_local(p);
+		if (left)
+			return -EFAULT;
+		ubuf += bv.bv_len;
+	}
+	return 0;
+}
+
+static void azbuse_zero_rq(struct request *rq)
+{
+	struct req_iterator iter;
+	struct bio_vec bv;
+
+	rq_for_each_segment (bv, rq, iter)
+		memzero_bvec(&bv);
+}
+
 static bool azbuse_rq_has_data(struct request *rq)
 {
 	return req_op(rq) == REQ_OP_READ || req_op(rq) == REQ_OP_WRITE;
@@ -254,6 +293,7 @@ static bool azbuse_slot_post(struct azbuse_ring *ring, struct azbuse_slot *slot,
 	}
 	seq = AZBUSE_SLOT_SEQ(atomic64_read(&slot->word)) + 1;
 	slot->rq = rq;
+	slot->posted_ns = ktime_get_ns();
 	atomic_inc(&ring->inflight);
 	atomic64_set_release(&slot->word, AZBUSE_SLOT_WORD(seq, ring->index, AZBUSE_SLOT_PENDING));
 	llist_add(&slot->node, &ring->pending);
@@ -365,9 +405,8 @@ void azbuse_shard_wake(struct azbuse_dev *dev, unsigned long *posted)
 {
 	unsigned int i;
 
-	for_each_set_bit(i, posted, dev->nr_rings)
-		if (test_and_clear_bit(i, posted))
-			azbuse_ring_wake(&dev->rings[i]);
+	for_each_set_bit(i, posted, dev->nr_rings) if (test_and_clear_bit(i, posted))
+		azbuse_ring_wake(&dev->rings[i]);
 }
 
 /*
@@ -430,11 +469,14 @@ static u32 azbuse_ring_fetch(struct azbuse_ring *ring)
 {
 	struct azbuse_slot_table *table = ring->table;
 	struct llist_node *list = llist_del_all(&ring->pending);
+	bool user_copy = ring->dev->info.features & AZBUSE_F_USER_COPY;
 	struct azbuse_slot *slot, *next;
 	u32 n = 0;
+	u64 now;
 
 	if (!list)
 		return 0;
+	now = ktime_get_ns();
 	llist_for_each_entry_safe(slot, next, llist_reverse_order(list), node)
 	{
 		u64 w = atomic64_read_acquire(&slot->word);
@@ -443,7 +485,9 @@ static u32 azbuse_ring_fetch(struct azbuse_ring *ring)
 
 		if (WARN_ON_ONCE(AZBUSE_SLOT_STATE(w) != AZBUSE_SLOT_PENDING))
 			continue;
-		if (req_op(rq) == REQ_OP_WRITE)
+		ring->wait_ns += now - slot->posted_ns;
+		/* user copy: the worker names where the data goes when it completes */
+		if (req_op(rq) == REQ_OP_WRITE && !user_copy)
 			azbuse_copy_from_rq(azbuse_slot_data(table, tag), rq);
 		azbuse_ring_push(ring, slot, AZBUSE_SLOT_SEQ(w), 0);
 		/* only this path and abort (also under commit_mutex) move a PENDING slot */
@@ -564,6 +608,9 @@ void azbuse_ring_fill_info(struct azbuse_ring *ring, struct azbuse_queue_info *q
 	qi->requeued = READ_ONCE(ring->requeued);
 	qi->failed = atomic64_read(&ring->failed);
 	qi->timeouts = atomic64_read(&ring->timeouts);
+	qi->wait_ns = READ_ONCE(ring->wait_ns);
+	qi->poll_ns = READ_ONCE(ring->poll_ns);
+	qi->poll_hits = READ_ONCE(ring->poll_hits);
 }
 
 /*
@@ -672,7 +719,9 @@ static long azbuse_attach(struct azbuse_cfile *cf, struct azbuse_attach __user *
 
 	if (copy_from_user(&a, uarg, sizeof(a)))
 		return -EFAULT;
-	if (a.flags || memchr_inv(a.reserved, 0, sizeof(a.reserved)))
+	if (a.flags || a.reserved0 || memchr_inv(a.reserved, 0, sizeof(a.reserved)))
+		return -EINVAL;
+	if (a.poll_us > AZBUSE_MAX_POLL_US)
 		return -EINVAL;
 	cpus_ptr = a.cpus_ptr;
 	cpus_bytes = a.cpus_bytes;
@@ -696,6 +745,8 @@ static long azbuse_attach(struct azbuse_cfile *cf, struct azbuse_attach __user *
 	}
 	cancel_delayed_work(&ring->recovery_work);
 	azbuse_ring_reset_and_repost(ring);
+	WRITE_ONCE(ring->poll_max_ns, (u64)a.poll_us * NSEC_PER_USEC);
+	ring->idle_ewma_ns = 0;
 	ring->worker = cf;
 	WRITE_ONCE(ring->worker_pid, task_tgid_vnr(current));
 	attached = true;
@@ -787,29 +838,67 @@ static bool azbuse_shard_continue(struct azbuse_ring *ring, struct azbuse_slot *
 	return true;
 }
 
+/*
+ * Move a successful request's data as its completion says: from the data
+ * slot (a READ, by default), from or to the worker's buffer (COPY), or
+ * zeros (ZERO, reads only). BLK_STS_IOERR if the flags make no sense for
+ * the request (counted as rejected) or the worker's buffer faults.
+ */
+static blk_status_t azbuse_complete_data(struct azbuse_ring *ring, struct request *rq, u32 tag,
+					 u32 flags, u64 addr)
+{
+	bool read = req_op(rq) == REQ_OP_READ;
+
+	switch (flags) {
+	case 0:
+		if (read)
+			azbuse_copy_to_rq(rq, azbuse_slot_data(ring->table, tag));
+		return BLK_STS_OK;
+	case AZBUSE_CQE_F_COPY:
+		if (!azbuse_rq_has_data(rq))
+			break;
+		if (azbuse_copy_user(rq, addr)) {
+			pr_warn_ratelimited("azbuse%u: queue %u: worker buffer %llx faulted\n",
+					    ring->dev->id, ring->index, addr);
+			return BLK_STS_IOERR;
+		}
+		return BLK_STS_OK;
+	case AZBUSE_CQE_F_ZERO:
+		if (!read)
+			break;
+		azbuse_zero_rq(rq);
+		return BLK_STS_OK;
+	}
+	ring->rejected++;
+	pr_warn_ratelimited("azbuse%u: queue %u: completion flags %x do not fit op %u\n",
+			    ring->dev->id, ring->index, flags, req_op(rq));
+	return BLK_STS_IOERR;
+}
+
 /* Complete one request the worker says is done; false if the completion is invalid. */
-static bool azbuse_complete_one(struct azbuse_ring *ring, u32 tag, u32 seq, s32 result)
+static bool azbuse_complete_one(struct azbuse_ring *ring, const struct azbuse_cqe *cqe)
 {
 	struct azbuse_slot_table *table = ring->table;
+	u32 tag = READ_ONCE(cqe->tag), seq = READ_ONCE(cqe->seq), flags = READ_ONCE(cqe->flags);
+	s32 result = READ_ONCE(cqe->result);
 	struct azbuse_slot *slot;
 	struct request *rq;
 	blk_status_t status = BLK_STS_OK;
 
-	if (tag >= table->nr)
+	if (tag >= table->nr || (flags & ~AZBUSE_CQE_F_ALL) || READ_ONCE(cqe->reserved))
 		return false;
 	slot = &table->slots[tag];
 	if (!azbuse_slot_claim(ring, slot, seq, AZBUSE_SLOT_INFLIGHT))
 		return false;
 	rq = slot->rq;
 	ring->requests++;
-	if (result) {
+	if (result)
 		status = azbuse_result_status(rq, result);
-	} else if (req_op(rq) == REQ_OP_READ) {
-		azbuse_copy_to_rq(rq, azbuse_slot_data(table, tag));
-	}
+	else
+		status = azbuse_complete_data(ring, rq, tag, flags, READ_ONCE(cqe->addr));
 	if (azbuse_rq_has_data(rq))
 		ring->bytes += blk_rq_bytes(rq);
-	else if (!result && azbuse_shard_continue(ring, slot, rq))
+	else if (!status && azbuse_shard_continue(ring, slot, rq))
 		return true;
 	azbuse_slot_end(ring, slot, seq, status);
 	return true;
@@ -830,10 +919,7 @@ static int azbuse_reap(struct azbuse_ring *ring)
 		return -EINVAL;
 	}
 	while (ring->cq_head != tail) {
-		const struct azbuse_cqe *cqe = &ring->cq[ring->cq_head & mask];
-
-		if (!azbuse_complete_one(ring, READ_ONCE(cqe->tag), READ_ONCE(cqe->seq),
-					 READ_ONCE(cqe->result)))
+		if (!azbuse_complete_one(ring, &ring->cq[ring->cq_head & mask]))
 			ring->rejected++;
 		ring->cq_head++;
 	}
@@ -851,12 +937,61 @@ static bool azbuse_should_wake(struct azbuse_ring *ring)
 }
 
 /*
+ * Adaptive polling, before COMMIT sleeps: spin for a new request while the
+ * waits for work seen lately (idle_ewma_ns) are shorter than the worker's
+ * poll limit, giving up at once when another task wants this CPU, a signal
+ * or KICK arrives, or the device dies. Saves the sleep and the wake-up
+ * (an IPI when the worker's CPU went idle) when requests come back to back,
+ * and costs nothing once the device is idle. Returns true if a request came;
+ * *spent gets the time polled.
+ */
+static bool azbuse_poll_pending(struct azbuse_ring *ring, u64 start, u64 *spent)
+{
+	u64 limit = READ_ONCE(ring->poll_max_ns), now = start;
+	bool found = false;
+
+	*spent = 0;
+	if (!limit || READ_ONCE(ring->idle_ewma_ns) > limit)
+		return false;
+	do {
+		if (!llist_empty(&ring->pending)) {
+			found = true;
+			break;
+		}
+		if (need_resched() || signal_pending(current) || atomic_read(&ring->kicked) ||
+		    READ_ONCE(ring->dev->dead))
+			break;
+		cpu_relax();
+		now = ktime_get_ns();
+	} while (now - start < limit);
+	*spent = now - start;
+	return found;
+}
+
+/* After a wait for work (polled or slept): the poll counters and the idle average. */
+static void azbuse_poll_account(struct azbuse_ring *ring, u64 start, u64 polled_ns, bool hit)
+{
+	u64 waited = ktime_get_ns() - start;
+	/* one long idle spell must not keep polling off for long once work is back */
+	u64 sample = min(waited, 2 * ring->poll_max_ns);
+
+	ring->poll_ns += polled_ns;
+	if (hit)
+		ring->poll_hits++;
+	WRITE_ONCE(ring->idle_ewma_ns,
+		   ring->idle_ewma_ns - (ring->idle_ewma_ns >> 3) + (sample >> 3));
+}
+
+/*
  * COMMIT: complete what the worker posted, hand it what is pending, and if
- * there is nothing for it and it asked to wait, sleep until there is.
+ * there is nothing for it and it asked to wait, poll a little (see
+ * azbuse_poll_pending), then sleep until there is.
  */
 static long azbuse_commit(struct azbuse_cfile *cf, unsigned long timeout_ms)
 {
 	struct azbuse_ring *ring = azbuse_attached_ring(cf);
+	u64 start = 0, polled_ns = 0;
+	bool polled = false;
 	u32 fetched;
 	long left;
 	int ret;
@@ -874,15 +1009,23 @@ static long azbuse_commit(struct azbuse_cfile *cf, unsigned long timeout_ms)
 	if (!timeout_ms || fetched)
 		return 0;
 
-	ring->waits++;
-	left = wait_event_interruptible_timeout(ring->wq, azbuse_should_wake(ring),
-						timeout_ms == AZBUSE_WAIT_FOREVER
-							? MAX_SCHEDULE_TIMEOUT
-							: msecs_to_jiffies(timeout_ms));
-	if (left < 0)
-		return -EINTR;
+	if (READ_ONCE(ring->poll_max_ns)) {
+		start = ktime_get_ns();
+		polled = azbuse_poll_pending(ring, start, &polled_ns);
+	}
+	if (!polled) {
+		ring->waits++;
+		left = wait_event_interruptible_timeout(ring->wq, azbuse_should_wake(ring),
+							timeout_ms == AZBUSE_WAIT_FOREVER
+								? MAX_SCHEDULE_TIMEOUT
+								: msecs_to_jiffies(timeout_ms));
+		if (left < 0)
+			return -EINTR;
+	}
 	mutex_lock(&ring->commit_mutex);
 	azbuse_ring_fetch(ring);
+	if (start)
+		azbuse_poll_account(ring, start, polled_ns, polled);
 	mutex_unlock(&ring->commit_mutex);
 	if (READ_ONCE(cf->dev->dead))
 		return -ENODEV;

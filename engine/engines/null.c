@@ -12,16 +12,16 @@
 static int null_setup(struct azbuse_engine_config *cfg, void **engine)
 {
 	*engine = NULL;
+	/* user copy: write data is never copied anywhere, reads are zeroed by the module */
 	cfg->caps = AZBUSE_CAP_FLUSH | AZBUSE_CAP_FUA | AZBUSE_CAP_DISCARD |
-		    AZBUSE_CAP_WRITE_ZEROES | AZBUSE_CAP_SECURE_ERASE;
+		    AZBUSE_CAP_WRITE_ZEROES | AZBUSE_CAP_SECURE_ERASE | AZBUSE_CAP_USER_COPY;
 	return 0;
 }
 
 static void null_read(void *queue, struct azbuse_io *io)
 {
 	(void)queue;
-	memset(io->buf, 0, io->len);
-	azbuse_complete(io, 0);
+	azbuse_complete_zeroes(io);
 }
 
 static void null_done(void *queue, struct azbuse_io *io)

@@ -41,6 +41,12 @@ enum azbuse_pin {
 	AZBUSE_PIN_NONE = 2, /* anywhere */
 };
 
+/* How a worker is scheduled (see worker.c). */
+enum azbuse_sched {
+	AZBUSE_SCHED_BATCH = 0,	 /* SCHED_BATCH: a new request never preempts its submitter */
+	AZBUSE_SCHED_NORMAL = 1, /* SCHED_OTHER: woken workers may preempt at once */
+};
+
 /* How to run a device. Zero means "default" for every numeric field. */
 struct azbuse_device_opts {
 	uint32_t dev_id; /* AZBUSE_DEV_ID_ANY for the lowest free id */
@@ -66,6 +72,7 @@ struct azbuse_device_opts {
 	 */
 	uint16_t nr_shards;
 	uint32_t shard_chunk_bytes;
+	enum azbuse_sched sched;
 };
 
 #define AZBUSE_DEF_SHARD_CHUNK_BYTES (1U << 20)

@@ -29,6 +29,14 @@ struct azbuse_control;
 #define AZBUSE_CAP_SECURE_ERASE (1u << 4)
 #define AZBUSE_CAP_READ_ONLY (1u << 5)
 #define AZBUSE_CAP_ROTATIONAL (1u << 6)
+/*
+ * User copy: a WRITE's data is not in io->buf (it is NULL). The engine
+ * completes each write with azbuse_complete_copy(io, where_it_goes), and the
+ * module copies the data there straight from the request, once: for an
+ * engine whose data lives in its own memory (mem), that halves the copying.
+ * azbuse_complete(io, 0) on such a write drops its data.
+ */
+#define AZBUSE_CAP_USER_COPY (1u << 7)
 
 /* One request. The engine reads these fields and must not change them. */
 struct azbuse_io {
@@ -46,6 +54,8 @@ struct azbuse_io {
 	uint32_t tag;
 	uint32_t seq;
 	int32_t result;
+	uint32_t cqe_flags; /* AZBUSE_CQE_F_* */
+	void *copy_buf;	    /* AZBUSE_CQE_F_COPY */
 };
 
 /* Key/value options given to the engine (--size, --path, -o key=value). */
@@ -186,6 +196,16 @@ void azbuse_control_resume(struct azbuse_control *ctl);
 
 /* Complete a request: result 0 or -errno. Thread-safe; call once per io. */
 void azbuse_complete(struct azbuse_io *io, int result);
+/*
+ * Complete a READ or WRITE successfully, the module moving its data between
+ * the request and buf, the engine's own memory (READ: len bytes from buf;
+ * WRITE: len bytes into buf), instead of through io->buf: one copy fewer.
+ * buf must stay valid, and for a READ unchanged, until the worker's next
+ * COMMIT, which happens after the current batch. Thread-safe.
+ */
+void azbuse_complete_copy(struct azbuse_io *io, void *buf);
+/* Complete a READ successfully as zeros, filled by the module. Thread-safe. */
+void azbuse_complete_zeroes(struct azbuse_io *io);
 
 /* The value of option key, or NULL. */
 const char *azbuse_config_option(const struct azbuse_engine_config *cfg, const char *key);

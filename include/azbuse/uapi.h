@@ -39,7 +39,7 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-#define AZBUSE_ABI_VERSION 1
+#define AZBUSE_ABI_VERSION 2
 
 #define AZBUSE_CTL_DEVICE "/dev/azbusectl"
 #define AZBUSE_BLOCK_PREFIX "/dev/azbuse"
@@ -78,7 +78,14 @@
  * the whole device: queue_depth * nr_queues of them.
  */
 #define AZBUSE_F_SHARDED (1ULL << 7)
-#define AZBUSE_F_ALL ((1ULL << 8) - 1)
+/*
+ * User copy: COMMIT does not copy write data into the data slot. The worker
+ * completes each WRITE with AZBUSE_CQE_F_COPY naming its own buffer, and
+ * the kernel copies the data there (once, straight from the request's
+ * pages), or without it to drop the data. Reads may use either way.
+ */
+#define AZBUSE_F_USER_COPY (1ULL << 8)
+#define AZBUSE_F_ALL ((1ULL << 9) - 1)
 
 /* Request op codes (azbuse_sqe.op). */
 #define AZBUSE_OP_READ 0
@@ -110,7 +117,8 @@
 #define AZBUSE_RQ_ATOMIC (1ULL << 17)
 /* Set by the module, not the kernel: the request was re-posted after its worker died. */
 #define AZBUSE_RQ_REQUEUED (1ULL << 63)
-/* Set by the module: one part of a request it cut at a shard's chunk boundary (or a FLUSH sent to each shard). */
+/* Set by the module: one part of a request it cut at a shard's chunk boundary (or a FLUSH sent to
+ * each shard). */
 #define AZBUSE_RQ_SHARD_PART (1ULL << 62)
 
 /* Device states (azbuse_dev_info.state). */
@@ -129,18 +137,18 @@
  * optional field), INFO (out). Reserved fields must be zero.
  */
 struct azbuse_dev_info {
-	__u32 dev_id;			/* in: id or AZBUSE_DEV_ID_ANY; out: the id */
-	__u32 state;			/* out: AZBUSE_DEV_* */
-	__u16 nr_queues;		/* worker rings (sharded: shards); 0: one per possible CPU */
-	__u16 queue_depth;		/* per queue; 0: AZBUSE_DEF_QUEUE_DEPTH */
-	__u32 max_io_bytes;		/* multiple of 4096; 0: AZBUSE_DEF_IO_BYTES */
-	__u64 size_bytes;		/* multiple of logical_block_size, > 0 */
-	__u64 features;			/* AZBUSE_F_*; out: what the device has */
-	__u32 logical_block_size;	/* 512..4096, power of 2; 0: 512 */
-	__u32 physical_block_size;	/* >= logical, power of 2; 0: logical */
-	__u32 chunk_sectors;		/* sharded: power of 2, >= 8 (4 KiB); else 0 */
-	__u32 discard_granularity;	/* bytes; 0: logical block */
-	__u32 max_discard_sectors;	/* 0: chunk (sharded) or UINT_MAX >> 9 */
+	__u32 dev_id;		   /* in: id or AZBUSE_DEV_ID_ANY; out: the id */
+	__u32 state;		   /* out: AZBUSE_DEV_* */
+	__u16 nr_queues;	   /* worker rings (sharded: shards); 0: one per possible CPU */
+	__u16 queue_depth;	   /* per queue; 0: AZBUSE_DEF_QUEUE_DEPTH */
+	__u32 max_io_bytes;	   /* multiple of 4096; 0: AZBUSE_DEF_IO_BYTES */
+	__u64 size_bytes;	   /* multiple of logical_block_size, > 0 */
+	__u64 features;		   /* AZBUSE_F_*; out: what the device has */
+	__u32 logical_block_size;  /* 512..4096, power of 2; 0: 512 */
+	__u32 physical_block_size; /* >= logical, power of 2; 0: logical */
+	__u32 chunk_sectors;	   /* sharded: power of 2, >= 8 (4 KiB); else 0 */
+	__u32 discard_granularity; /* bytes; 0: logical block */
+	__u32 max_discard_sectors; /* 0: chunk (sharded) or UINT_MAX >> 9 */
 	__u32 max_write_zeroes_sectors; /* as above */
 	__u32 io_timeout_ms;		/* 0: AZBUSE_DEF_IO_TIMEOUT_MS */
 	__u32 recovery_timeout_ms;	/* 0: AZBUSE_DEF_RECOVERY_TIMEOUT_MS */
@@ -170,17 +178,19 @@ struct azbuse_queue_info {
 	__u16 queue;  /* in */
 	__u16 state;  /* out: AZBUSE_QUEUE_* */
 	__s32 worker_pid;
-	__u32 inflight; /* requests posted and not yet completed */
-	__u64 requests; /* requests completed through this queue */
-	__u64 bytes;	/* data bytes of those requests */
-	__u64 commits;	/* COMMIT syscalls */
-	__u64 waits;	/* COMMIT syscalls that slept */
-	__u64 wakeups;	/* wake-ups sent by the submission path */
-	__u64 rejected; /* completions rejected as invalid */
-	__u64 requeued; /* requests re-posted after a worker died */
-	__u64 failed;	/* requests failed by the module (no worker, removal) */
-	__u64 timeouts; /* times a request outlived io_timeout_ms */
-	__u64 reserved[3];
+	__u32 inflight;	 /* requests posted and not yet completed */
+	__u64 requests;	 /* requests completed through this queue */
+	__u64 bytes;	 /* data bytes of those requests */
+	__u64 commits;	 /* COMMIT syscalls */
+	__u64 waits;	 /* COMMIT syscalls that slept */
+	__u64 wakeups;	 /* wake-ups sent by the submission path */
+	__u64 rejected;	 /* completions rejected as invalid */
+	__u64 requeued;	 /* requests re-posted after a worker died */
+	__u64 failed;	 /* requests failed by the module (no worker, removal) */
+	__u64 timeouts;	 /* times a request outlived io_timeout_ms */
+	__u64 wait_ns;	 /* summed over requests: time from queue_rq until a COMMIT fetched it */
+	__u64 poll_ns;	 /* time COMMIT spent polling for new requests instead of sleeping */
+	__u64 poll_hits; /* polls that found a request (each saved a sleep and a wake-up) */
 };
 
 /* VERSION. */
@@ -210,8 +220,17 @@ struct azbuse_attach {
 	__u64 cpus_ptr;	  /* in: buffer for the queue's CPUs (bit n%8 of byte n/8 = CPU n), or 0 */
 	__u32 cpus_bytes; /* in: its size; out: bytes the full map needs */
 	__s32 numa_node;  /* out: NUMA node of the queue's CPUs, -1 if none */
-	__u64 reserved[2];
+	/*
+	 * in: before sleeping, COMMIT polls up to this long for new requests
+	 * (at most AZBUSE_MAX_POLL_US), while the idle gaps it has seen are that
+	 * short and no other task wants the CPU; 0: never poll.
+	 */
+	__u32 poll_us;
+	__u32 reserved0;
+	__u64 reserved[1];
 };
+
+#define AZBUSE_MAX_POLL_US 1000000
 
 /* mmap offsets on /dev/azbusec<N> after ATTACH. */
 #define AZBUSE_MMAP_RING_OFF 0ULL
@@ -252,9 +271,22 @@ struct azbuse_sqe {
 struct azbuse_cqe {
 	__u32 tag;
 	__u32 seq;
-	__s32 result; /* 0 or -errno */
-	__u32 reserved;
+	__s32 result;	/* 0 or -errno */
+	__u32 flags;	/* AZBUSE_CQE_F_*, with result 0 only */
+	__u64 addr;	/* AZBUSE_CQE_F_COPY: a buffer of the request's length in the worker */
+	__u64 reserved; /* must be 0 */
 };
+
+/*
+ * Completion flags. COPY: the kernel copies between the request's pages and
+ * the worker's buffer at addr (READ: from it; WRITE: into it), in the
+ * COMMIT that consumes the completion (so in the worker's address space); a
+ * fault fails the request with EIO. ZERO (READ): the kernel zero-fills the
+ * request. Either saves the copy through the data slot.
+ */
+#define AZBUSE_CQE_F_COPY (1U << 0)
+#define AZBUSE_CQE_F_ZERO (1U << 1)
+#define AZBUSE_CQE_F_ALL ((1U << 2) - 1)
 
 #define AZBUSE_IOC_MAGIC 0xB7
 
@@ -295,8 +327,10 @@ struct azbuse_cqe {
 	check(sizeof(struct azbuse_queue_info) == 112);                                            \
 	check(__builtin_offsetof(struct azbuse_queue_info, requests) == 16);                       \
 	check(__builtin_offsetof(struct azbuse_queue_info, failed) == 72);                         \
+	check(__builtin_offsetof(struct azbuse_queue_info, wait_ns) == 88);                        \
 	check(sizeof(struct azbuse_version) == 64);                                                \
 	check(sizeof(struct azbuse_attach) == 96);                                                 \
+	check(__builtin_offsetof(struct azbuse_attach, poll_us) == 80);                            \
 	check(__builtin_offsetof(struct azbuse_attach, logical_block_size) == 36);                 \
 	check(__builtin_offsetof(struct azbuse_attach, data_bytes) == 40);                         \
 	check(__builtin_offsetof(struct azbuse_attach, features) == 56);                           \
@@ -310,7 +344,9 @@ struct azbuse_cqe {
 	check(__builtin_offsetof(struct azbuse_sqe, seq) == 24);                                   \
 	check(__builtin_offsetof(struct azbuse_sqe, op) == 28);                                    \
 	check(__builtin_offsetof(struct azbuse_sqe, ioprio) == 30);                                \
-	check(sizeof(struct azbuse_cqe) == 16);                                                    \
-	check(__builtin_offsetof(struct azbuse_cqe, result) == 8)
+	check(sizeof(struct azbuse_cqe) == 32);                                                    \
+	check(__builtin_offsetof(struct azbuse_cqe, result) == 8);                                 \
+	check(__builtin_offsetof(struct azbuse_cqe, flags) == 12);                                 \
+	check(__builtin_offsetof(struct azbuse_cqe, addr) == 16)
 
 #endif /* _UAPI_AZBUSE_H */

@@ -81,21 +81,57 @@ void model_init(struct ring_model *m, uint32_t nr_slots, uint32_t slot_bytes, ui
 	pthread_condattr_destroy(&attr);
 }
 
-/* azbuse_complete_one(): accept a completion only for a tag in flight with that seq. */
-static bool model_complete_one(struct ring_model *m, uint32_t tag, uint32_t seq, int32_t result)
+/*
+ * azbuse_complete_data(): a READ's data from the slot, from or to the
+ * worker's buffer (COPY), or zeros (ZERO). False if the flags do not fit.
+ */
+static bool model_complete_data(struct ring_model *m, struct model_slot *s, uint32_t tag,
+				uint32_t flags, uint64_t addr)
 {
+	bool read = s->rq.op == AZBUSE_OP_READ, data = read || s->rq.op == AZBUSE_OP_WRITE;
+
+	switch (flags) {
+	case 0:
+		if (read && s->rq.buf && s->rq.len <= m->geo.slot_bytes)
+			memcpy(s->rq.buf, model_slot_data(m, tag), s->rq.len);
+		return true;
+	case AZBUSE_CQE_F_COPY:
+		if (!data || !addr)
+			return false;
+		if (s->rq.buf && read)
+			memcpy(s->rq.buf, (void *)(uintptr_t)addr, s->rq.len);
+		else if (s->rq.buf)
+			memcpy((void *)(uintptr_t)addr, s->rq.buf, s->rq.len);
+		return true;
+	case AZBUSE_CQE_F_ZERO:
+		if (!read)
+			return false;
+		if (s->rq.buf)
+			memset(s->rq.buf, 0, s->rq.len);
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* azbuse_complete_one(): accept a completion only for a tag in flight with that seq. */
+static bool model_complete_one(struct ring_model *m, const struct azbuse_cqe *cqe)
+{
+	uint32_t tag = cqe->tag;
 	struct model_slot *s;
 
-	if (tag >= m->geo.nr_slots)
+	if (tag >= m->geo.nr_slots || (cqe->flags & ~AZBUSE_CQE_F_ALL) || cqe->reserved)
 		return false;
 	s = &m->slots[tag];
-	if (!s->inflight || s->seq != seq)
+	if (!s->inflight || s->seq != cqe->seq)
 		return false;
 	s->inflight = false;
-	s->result = result;
+	s->result = cqe->result;
 	s->completions++;
-	if (!result && s->rq.op == AZBUSE_OP_READ && s->rq.buf && s->rq.len <= m->geo.slot_bytes)
-		memcpy(s->rq.buf, model_slot_data(m, tag), s->rq.len);
+	if (!cqe->result && !model_complete_data(m, s, tag, cqe->flags, cqe->addr)) {
+		s->result = -EIO; /* the kernel fails the request and counts the completion */
+		m->rejected++;
+	}
 	m->completed++;
 	return true;
 }
@@ -146,9 +182,7 @@ static int model_commit(struct azbuse_queue *q, unsigned long timeout_ms)
 		return -EINVAL;
 	}
 	while (m->cq_head != tail) {
-		const struct azbuse_cqe *cqe = &m->cq[m->cq_head & mask];
-
-		if (!model_complete_one(m, cqe->tag, cqe->seq, cqe->result))
+		if (!model_complete_one(m, &m->cq[m->cq_head & mask]))
 			m->rejected++;
 		m->cq_head++;
 	}
@@ -213,7 +247,8 @@ uint32_t model_post(struct ring_model *m, const struct model_rq *rq)
 	assert_true(rq->tag < m->geo.nr_slots);
 	s = &m->slots[rq->tag];
 	assert_false(s->inflight);
-	if (rq->op == AZBUSE_OP_WRITE && rq->buf && rq->len <= m->geo.slot_bytes)
+	if (rq->op == AZBUSE_OP_WRITE && rq->buf && rq->len <= m->geo.slot_bytes &&
+	    !(m->geo.features & AZBUSE_F_USER_COPY))
 		memcpy(model_slot_data(m, rq->tag), rq->buf, rq->len);
 
 	pthread_mutex_lock(&m->lock);

@@ -29,6 +29,7 @@ struct engine_fixture {
 	void *engine;
 	void *queue;
 	struct ring_model m;
+	uint32_t caps; /* what setup() declared */
 	char error[128];
 };
 
@@ -45,6 +46,7 @@ static void engine_open(struct engine_fixture *f, const struct azbuse_engine_ops
 
 	f->ops = ops;
 	assert_int_equal(ops->setup(&cfg, &f->engine), 0);
+	f->caps = cfg.caps;
 }
 
 /* A worker queue of engine `e` (which may be another fixture's). */
@@ -62,6 +64,9 @@ static void queue_open(struct engine_fixture *f, const struct azbuse_engine_ops 
 	if (ops->open_queue)
 		assert_int_equal(ops->open_queue(e, &p, &f->queue), 0);
 	model_init(&f->m, NR_SLOTS, SLOT_BYTES, 0);
+	/* as the supervisor turns caps into device features */
+	if (f->caps & AZBUSE_CAP_USER_COPY)
+		f->m.geo.features |= AZBUSE_F_USER_COPY;
 	model_attach(&f->m, ops, f->queue);
 }
 
@@ -145,8 +150,8 @@ static void test_mem_setup_needs_size(void **state)
 
 static void test_mem_setup_sets_caps(void **state)
 {
-	const uint32_t want =
-		AZBUSE_CAP_FLUSH | AZBUSE_CAP_FUA | AZBUSE_CAP_DISCARD | AZBUSE_CAP_WRITE_ZEROES;
+	const uint32_t want = AZBUSE_CAP_FLUSH | AZBUSE_CAP_FUA | AZBUSE_CAP_DISCARD |
+			      AZBUSE_CAP_WRITE_ZEROES | AZBUSE_CAP_USER_COPY;
 	char error[128] = "";
 	struct azbuse_engine_config cfg = {
 		.size_bytes = DEV_SIZE,
@@ -195,6 +200,7 @@ static void test_mem_is_shared_between_queues(void **state)
 	static unsigned char a[8192], b[8192], out[8192];
 
 	assert_non_null(g);
+	g->caps = f->caps;
 	queue_open(g, &azbuse_mem_engine, f->engine);
 	fill(a, sizeof(a), 5);
 	fill(b, sizeof(b), 9);

@@ -584,7 +584,8 @@ static void gen_queue_info(struct azbuse_queue_info *q)
 	q->queue = (uint16_t)FIELD(16, 0, 1, 2, AZBUSE_MAX_QUEUES);
 	if (chance(10))
 		q->requests = rnd();
-	gen_reserved(q->reserved, 3);
+	if (chance(10))
+		q->wait_ns = rnd(); /* out fields: ignored on input */
 }
 
 static void gen_attach(struct azbuse_attach *a)
@@ -599,7 +600,11 @@ static void gen_attach(struct azbuse_attach *a)
 	}
 	if (chance(10))
 		a->sq_entries = (uint32_t)boundary(32); /* out fields: ignored on input */
-	gen_reserved(a->reserved, 2);
+	if (chance(20))
+		a->poll_us =
+			(uint32_t)FIELD(32, 0, 1, 50, AZBUSE_MAX_POLL_US, AZBUSE_MAX_POLL_US + 1);
+	a->reserved0 = chance(90) ? 0 : (uint32_t)boundary(32);
+	gen_reserved(a->reserved, 1);
 }
 
 /*

@@ -547,7 +547,9 @@ static void put_cqe(uint32_t pos, uint32_t tag, uint32_t seq, int32_t result)
 	c->tag = tag;
 	c->seq = seq;
 	c->result = result;
-	c->reserved = (uint32_t)rnd(); /* ignored by the kernel */
+	c->flags = 0;
+	c->addr = 0;
+	c->reserved = 0;
 }
 
 /* Check the queue's counters against the prediction; resync after a mismatch. */
