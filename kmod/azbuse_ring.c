@@ -769,10 +769,12 @@ static struct azbuse_ring *azbuse_attached_ring(struct azbuse_cfile *cf)
 /*
  * Sharded mode: one part of a request is done (its slot is COMPLETING on
  * this ring); post the next part to its shard. False if there is none, or
- * its shard takes no more requests: then the caller ends the request.
+ * its shard takes no more requests (then *status is set to an I/O error:
+ * the part was not done, so neither is the request): either way the caller
+ * ends the request.
  */
 static bool azbuse_shard_continue(struct azbuse_ring *ring, struct azbuse_slot *slot,
-				  struct request *rq)
+				  struct request *rq, blk_status_t *status)
 {
 	struct azbuse_ring *next = azbuse_shard_next_part(ring->dev, slot, rq, ring);
 
@@ -781,6 +783,7 @@ static bool azbuse_shard_continue(struct azbuse_ring *ring, struct azbuse_slot *
 	atomic_dec(&ring->inflight);
 	if (!azbuse_slot_post(next, slot, rq)) {
 		atomic_inc(&ring->inflight); /* azbuse_slot_end() takes it back */
+		*status = BLK_STS_IOERR;
 		return false;
 	}
 	azbuse_ring_wake(next);
@@ -809,7 +812,7 @@ static bool azbuse_complete_one(struct azbuse_ring *ring, u32 tag, u32 seq, s32 
 	}
 	if (azbuse_rq_has_data(rq))
 		ring->bytes += blk_rq_bytes(rq);
-	else if (!result && azbuse_shard_continue(ring, slot, rq))
+	else if (!result && azbuse_shard_continue(ring, slot, rq, &status))
 		return true;
 	azbuse_slot_end(ring, slot, seq, status);
 	return true;
