@@ -568,9 +568,10 @@ void azbuse_ring_fill_info(struct azbuse_ring *ring, struct azbuse_queue_info *q
 
 /*
  * A new worker takes the ring: start it afresh and post again every request
- * the last worker took but never completed (their data is still in their
- * slots); pending ones stay pending for the next fetch. Called with
- * state_mutex held and no worker attached.
+ * the last worker took but never completed; pending ones stay pending for
+ * the next fetch. The last worker may have written anything into the data
+ * slots it held, so a write's data is copied from the request again. Called
+ * with state_mutex held and no worker attached.
  */
 static void azbuse_ring_reset_and_repost(struct azbuse_ring *ring)
 {
@@ -597,8 +598,11 @@ static void azbuse_ring_reset_and_repost(struct azbuse_ring *ring)
 		if (!atomic64_try_cmpxchg(&slot->word, &w,
 					  AZBUSE_SLOT_WORD(seq, ring->index, AZBUSE_SLOT_INFLIGHT)))
 			continue;
+		if (req_op(slot->rq) == REQ_OP_WRITE)
+			azbuse_copy_from_rq(azbuse_slot_data(table, i), slot->rq);
 		azbuse_ring_push(ring, slot, seq, AZBUSE_RQ_REQUEUED);
 		ring->requeued++;
+		cond_resched();
 	}
 	azbuse_ring_publish(ring);
 	WRITE_ONCE(ring->hdr->fetched, ring->fetched);
