@@ -83,7 +83,7 @@ struct azbuse_ring {
 	struct llist_head pending;
 	u32 posted; /* the kernel's own copies of what it shows in the header */
 	u32 kflags;
-	u64 wakeups;
+	atomic64_t wakeups; /* queue_rq on any CPU, and COMMIT (shard parts) */
 
 	/* the worker's COMMIT (and reset, abort), under commit_mutex */
 	struct mutex commit_mutex;
@@ -93,7 +93,7 @@ struct azbuse_ring {
 	u64 requests;
 	u64 bytes;
 	u64 commits;
-	u64 waits;
+	atomic64_t waits; /* counted outside commit_mutex */
 	u64 rejected;
 
 	/* attachment: under state_mutex; state is also read under lock */

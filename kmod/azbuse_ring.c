@@ -90,6 +90,8 @@ int azbuse_ring_init(struct azbuse_ring *ring, struct azbuse_dev *dev, u16 index
 	atomic_set(&ring->inflight, 0);
 	atomic_set(&ring->kicked, 0);
 	atomic64_set(&ring->failed, 0);
+	atomic64_set(&ring->wakeups, 0);
+	atomic64_set(&ring->waits, 0);
 	init_waitqueue_head(&ring->wq);
 	init_llist_head(&ring->pending);
 	return 0;
@@ -231,7 +233,7 @@ void azbuse_ring_wake(struct azbuse_ring *ring)
 {
 	/* wq_has_sleeper() orders the llist_add before the check */
 	if (wq_has_sleeper(&ring->wq)) {
-		ring->wakeups++;
+		atomic64_inc(&ring->wakeups);
 		wake_up(&ring->wq);
 	}
 }
@@ -450,6 +452,7 @@ static u32 azbuse_ring_fetch(struct azbuse_ring *ring)
 		atomic64_set_release(&slot->word, AZBUSE_SLOT_WORD(AZBUSE_SLOT_SEQ(w), ring->index,
 								   AZBUSE_SLOT_INFLIGHT));
 		n++;
+		cond_resched();
 	}
 	if (n) {
 		azbuse_ring_publish(ring);
@@ -541,7 +544,7 @@ static void azbuse_recovery_work(struct work_struct *work)
 	mutex_lock(&ring->state_mutex);
 	if (!ring->worker && ring->state != AZBUSE_QUEUE_FAILED) {
 		spin_lock(&ring->lock);
-		ring->state = AZBUSE_QUEUE_FAILED;
+		WRITE_ONCE(ring->state, AZBUSE_QUEUE_FAILED);
 		spin_unlock(&ring->lock);
 		pr_warn("azbuse%u: queue %u has had no worker for %u ms: failing its I/O\n",
 			ring->dev->id, ring->index, ring->dev->info.recovery_timeout_ms);
@@ -558,8 +561,8 @@ void azbuse_ring_fill_info(struct azbuse_ring *ring, struct azbuse_queue_info *q
 	qi->requests = READ_ONCE(ring->requests);
 	qi->bytes = READ_ONCE(ring->bytes);
 	qi->commits = READ_ONCE(ring->commits);
-	qi->waits = READ_ONCE(ring->waits);
-	qi->wakeups = READ_ONCE(ring->wakeups);
+	qi->waits = atomic64_read(&ring->waits);
+	qi->wakeups = atomic64_read(&ring->wakeups);
 	qi->rejected = READ_ONCE(ring->rejected);
 	qi->requeued = READ_ONCE(ring->requeued);
 	qi->failed = atomic64_read(&ring->failed);
@@ -610,7 +613,7 @@ static void azbuse_ring_reset_and_repost(struct azbuse_ring *ring)
 	/* whatever the last worker scribbled over the kernel's fields */
 	WRITE_ONCE(ring->hdr->posted, ring->posted);
 	WRITE_ONCE(ring->hdr->kflags, ring->kflags);
-	ring->state = AZBUSE_QUEUE_ATTACHED;
+	WRITE_ONCE(ring->state, AZBUSE_QUEUE_ATTACHED);
 	spin_unlock(&ring->lock);
 	mutex_unlock(&ring->commit_mutex);
 }
@@ -639,10 +642,10 @@ static void azbuse_detach(struct azbuse_cfile *cf)
 
 	mutex_lock(&ring->state_mutex);
 	spin_lock(&ring->lock);
-	ring->worker = NULL;
+	WRITE_ONCE(ring->worker, NULL);
 	WRITE_ONCE(ring->worker_pid, 0);
 	if (ring->state == AZBUSE_QUEUE_ATTACHED)
-		ring->state = AZBUSE_QUEUE_RECOVERING;
+		WRITE_ONCE(ring->state, AZBUSE_QUEUE_RECOVERING);
 	spin_unlock(&ring->lock);
 	if (!READ_ONCE(dev->dead))
 		schedule_delayed_work(&ring->recovery_work,
@@ -700,7 +703,7 @@ static long azbuse_attach(struct azbuse_cfile *cf, struct azbuse_attach __user *
 	}
 	cancel_delayed_work(&ring->recovery_work);
 	azbuse_ring_reset_and_repost(ring);
-	ring->worker = cf;
+	WRITE_ONCE(ring->worker, cf);
 	WRITE_ONCE(ring->worker_pid, task_tgid_vnr(current));
 	attached = true;
 
@@ -843,6 +846,7 @@ static int azbuse_reap(struct azbuse_ring *ring)
 					 READ_ONCE(cqe->result)))
 			ring->rejected++;
 		ring->cq_head++;
+		cond_resched();
 	}
 	/* pairs with the worker's load-acquire of cq_head */
 	smp_store_release(&ring->hdr->cq_head, ring->cq_head);
@@ -881,7 +885,7 @@ static long azbuse_commit(struct azbuse_cfile *cf, unsigned long timeout_ms)
 	if (!timeout_ms || fetched)
 		return 0;
 
-	ring->waits++;
+	atomic64_inc(&ring->waits);
 	left = wait_event_interruptible_timeout(ring->wq, azbuse_should_wake(ring),
 						timeout_ms == AZBUSE_WAIT_FOREVER
 							? MAX_SCHEDULE_TIMEOUT
