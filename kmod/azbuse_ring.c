@@ -34,15 +34,48 @@ struct azbuse_cfile {
 
 static void azbuse_recovery_work(struct work_struct *work);
 
+/*
+ * vzalloc_node() whose pages are charged to the memory cgroup of the caller
+ * (the process that issues ADD): __vmalloc_node(), which would take
+ * GFP_KERNEL_ACCOUNT, is not exported to modules. The pages are mapped with
+ * VM_MAP_PUT_PAGES, so vfree() frees them and their array as for vzalloc.
+ */
+static void *azbuse_vzalloc_account(size_t bytes, int node)
+{
+	const gfp_t gfp = GFP_KERNEL_ACCOUNT | __GFP_ZERO;
+	unsigned int nr = PAGE_ALIGN(bytes) >> PAGE_SHIFT, i;
+	struct page **pages;
+	void *p;
+
+	pages = kvmalloc_array(nr, sizeof(*pages), GFP_KERNEL_ACCOUNT);
+	if (!pages)
+		return NULL;
+	for (i = 0; i < nr; i++) {
+		pages[i] = node == NUMA_NO_NODE ? alloc_page(gfp) : alloc_pages_node(node, gfp, 0);
+		if (!pages[i])
+			goto out_free;
+		cond_resched();
+	}
+	p = vmap(pages, nr, VM_MAP | VM_MAP_PUT_PAGES, PAGE_KERNEL);
+	if (p)
+		return p;
+out_free:
+	while (i--)
+		__free_page(pages[i]);
+	kvfree(pages);
+	return NULL;
+}
+
 int azbuse_table_init(struct azbuse_slot_table *table, u32 nr, u32 slot_bytes, int node)
 {
 	table->nr = nr;
 	table->slot_bytes = slot_bytes;
 	table->data_bytes = (u64)nr * slot_bytes;
-	table->slots = kvzalloc_node(array_size(nr, sizeof(*table->slots)), GFP_KERNEL, node);
+	table->slots =
+		kvzalloc_node(array_size(nr, sizeof(*table->slots)), GFP_KERNEL_ACCOUNT, node);
 	if (!table->slots)
 		return -ENOMEM;
-	table->data = vzalloc_node(table->data_bytes, node);
+	table->data = azbuse_vzalloc_account(table->data_bytes, node);
 	if (!table->data) {
 		kvfree(table->slots);
 		table->slots = NULL;
@@ -73,7 +106,7 @@ int azbuse_ring_init(struct azbuse_ring *ring, struct azbuse_dev *dev, u16 index
 	ring->sq_offset = PAGE_SIZE;
 	ring->cq_offset = PAGE_ALIGN(ring->sq_offset + entries * sizeof(struct azbuse_sqe));
 	ring->region_bytes = PAGE_ALIGN(ring->cq_offset + entries * sizeof(struct azbuse_cqe));
-	ring->region = vzalloc_node(ring->region_bytes, ring->node);
+	ring->region = azbuse_vzalloc_account(ring->region_bytes, ring->node);
 	if (!ring->region)
 		return -ENOMEM;
 	ring->cpus = cpus; /* ours from here on */
