@@ -554,6 +554,20 @@ static bool azbuse_all_attached(struct azbuse_dev *dev)
 }
 
 /*
+ * add_disk failed: that gendisk may not be added again, only put. Allocate a
+ * fresh one for a later START; if that fails too, the device is left with
+ * no disk, which START refuses and removal copes with. dev->lock is held.
+ */
+static void azbuse_renew_disk(struct azbuse_dev *dev)
+{
+	put_disk(dev->disk);
+	dev->disk = NULL;
+	if (azbuse_init_disk(dev))
+		pr_warn("azbuse%u: no new disk after a failed START: the device can only be removed\n",
+			dev->id);
+}
+
+/*
  * Make the disk visible. Every queue must have a worker: add_disk reads the
  * partition table through them. dev->lock is held across add_disk; a removal
  * meanwhile arms its stall watchdog before waiting for the lock, so a worker
@@ -571,10 +585,15 @@ int azbuse_dev_start(u32 id)
 		ret = -ENODEV;
 	else if (dev->state != AZBUSE_DEV_CREATED)
 		ret = -EALREADY;
+	else if (!dev->disk)
+		ret = -ENODEV;
 	else if (!azbuse_all_attached(dev))
 		ret = -EBUSY;
-	else
+	else {
 		ret = add_disk(dev->disk);
+		if (ret)
+			azbuse_renew_disk(dev);
+	}
 	if (!ret)
 		WRITE_ONCE(dev->state, AZBUSE_DEV_LIVE);
 	mutex_unlock(&dev->lock);

@@ -84,7 +84,7 @@ struct azbuse_ring {
 	struct llist_head pending;
 	u32 posted; /* the kernel's own copies of what it shows in the header */
 	u32 kflags;
-	u64 wakeups;
+	atomic64_t wakeups; /* queue_rq on any CPU, and COMMIT (shard parts) */
 
 	/* the worker's COMMIT (and reset, abort), under commit_mutex */
 	struct mutex commit_mutex;
@@ -94,7 +94,7 @@ struct azbuse_ring {
 	u64 requests;
 	u64 bytes;
 	u64 commits;
-	u64 waits;
+	atomic64_t waits; /* counted outside commit_mutex */
 	u64 rejected;
 	u64 wait_ns;	  /* summed time requests were pending before a fetch */
 	u64 poll_ns;	  /* time spent polling in COMMIT */

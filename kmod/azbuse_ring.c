@@ -34,15 +34,48 @@ struct azbuse_cfile {
 
 static void azbuse_recovery_work(struct work_struct *work);
 
+/*
+ * vzalloc_node() whose pages are charged to the memory cgroup of the caller
+ * (the process that issues ADD): __vmalloc_node(), which would take
+ * GFP_KERNEL_ACCOUNT, is not exported to modules. The pages are mapped with
+ * VM_MAP_PUT_PAGES, so vfree() frees them and their array as for vzalloc.
+ */
+static void *azbuse_vzalloc_account(size_t bytes, int node)
+{
+	const gfp_t gfp = GFP_KERNEL_ACCOUNT | __GFP_ZERO;
+	unsigned int nr = PAGE_ALIGN(bytes) >> PAGE_SHIFT, i;
+	struct page **pages;
+	void *p;
+
+	pages = kvmalloc_array(nr, sizeof(*pages), GFP_KERNEL_ACCOUNT);
+	if (!pages)
+		return NULL;
+	for (i = 0; i < nr; i++) {
+		pages[i] = node == NUMA_NO_NODE ? alloc_page(gfp) : alloc_pages_node(node, gfp, 0);
+		if (!pages[i])
+			goto out_free;
+		cond_resched();
+	}
+	p = vmap(pages, nr, VM_MAP | VM_MAP_PUT_PAGES, PAGE_KERNEL);
+	if (p)
+		return p;
+out_free:
+	while (i--)
+		__free_page(pages[i]);
+	kvfree(pages);
+	return NULL;
+}
+
 int azbuse_table_init(struct azbuse_slot_table *table, u32 nr, u32 slot_bytes, int node)
 {
 	table->nr = nr;
 	table->slot_bytes = slot_bytes;
 	table->data_bytes = (u64)nr * slot_bytes;
-	table->slots = kvzalloc_node(array_size(nr, sizeof(*table->slots)), GFP_KERNEL, node);
+	table->slots =
+		kvzalloc_node(array_size(nr, sizeof(*table->slots)), GFP_KERNEL_ACCOUNT, node);
 	if (!table->slots)
 		return -ENOMEM;
-	table->data = vzalloc_node(table->data_bytes, node);
+	table->data = azbuse_vzalloc_account(table->data_bytes, node);
 	if (!table->data) {
 		kvfree(table->slots);
 		table->slots = NULL;
@@ -73,7 +106,7 @@ int azbuse_ring_init(struct azbuse_ring *ring, struct azbuse_dev *dev, u16 index
 	ring->sq_offset = PAGE_SIZE;
 	ring->cq_offset = PAGE_ALIGN(ring->sq_offset + entries * sizeof(struct azbuse_sqe));
 	ring->region_bytes = PAGE_ALIGN(ring->cq_offset + entries * sizeof(struct azbuse_cqe));
-	ring->region = vzalloc_node(ring->region_bytes, ring->node);
+	ring->region = azbuse_vzalloc_account(ring->region_bytes, ring->node);
 	if (!ring->region)
 		return -ENOMEM;
 	ring->cpus = cpus; /* ours from here on */
@@ -90,6 +123,8 @@ int azbuse_ring_init(struct azbuse_ring *ring, struct azbuse_dev *dev, u16 index
 	atomic_set(&ring->inflight, 0);
 	atomic_set(&ring->kicked, 0);
 	atomic64_set(&ring->failed, 0);
+	atomic64_set(&ring->wakeups, 0);
+	atomic64_set(&ring->waits, 0);
 	init_waitqueue_head(&ring->wq);
 	init_llist_head(&ring->pending);
 	return 0;
@@ -270,7 +305,7 @@ void azbuse_ring_wake(struct azbuse_ring *ring)
 {
 	/* wq_has_sleeper() orders the llist_add before the check */
 	if (wq_has_sleeper(&ring->wq)) {
-		ring->wakeups++;
+		atomic64_inc(&ring->wakeups);
 		wake_up(&ring->wq);
 	}
 }
@@ -494,6 +529,7 @@ static u32 azbuse_ring_fetch(struct azbuse_ring *ring)
 		atomic64_set_release(&slot->word, AZBUSE_SLOT_WORD(AZBUSE_SLOT_SEQ(w), ring->index,
 								   AZBUSE_SLOT_INFLIGHT));
 		n++;
+		cond_resched();
 	}
 	if (n) {
 		azbuse_ring_publish(ring);
@@ -585,7 +621,7 @@ static void azbuse_recovery_work(struct work_struct *work)
 	mutex_lock(&ring->state_mutex);
 	if (!ring->worker && ring->state != AZBUSE_QUEUE_FAILED) {
 		spin_lock(&ring->lock);
-		ring->state = AZBUSE_QUEUE_FAILED;
+		WRITE_ONCE(ring->state, AZBUSE_QUEUE_FAILED);
 		spin_unlock(&ring->lock);
 		pr_warn("azbuse%u: queue %u has had no worker for %u ms: failing its I/O\n",
 			ring->dev->id, ring->index, ring->dev->info.recovery_timeout_ms);
@@ -602,8 +638,8 @@ void azbuse_ring_fill_info(struct azbuse_ring *ring, struct azbuse_queue_info *q
 	qi->requests = READ_ONCE(ring->requests);
 	qi->bytes = READ_ONCE(ring->bytes);
 	qi->commits = READ_ONCE(ring->commits);
-	qi->waits = READ_ONCE(ring->waits);
-	qi->wakeups = READ_ONCE(ring->wakeups);
+	qi->waits = atomic64_read(&ring->waits);
+	qi->wakeups = atomic64_read(&ring->wakeups);
 	qi->rejected = READ_ONCE(ring->rejected);
 	qi->requeued = READ_ONCE(ring->requeued);
 	qi->failed = atomic64_read(&ring->failed);
@@ -615,9 +651,10 @@ void azbuse_ring_fill_info(struct azbuse_ring *ring, struct azbuse_queue_info *q
 
 /*
  * A new worker takes the ring: start it afresh and post again every request
- * the last worker took but never completed (their data is still in their
- * slots); pending ones stay pending for the next fetch. Called with
- * state_mutex held and no worker attached.
+ * the last worker took but never completed; pending ones stay pending for
+ * the next fetch. The last worker may have written anything into the data
+ * slots it held, so a write's data is copied from the request again. Called
+ * with state_mutex held and no worker attached.
  */
 static void azbuse_ring_reset_and_repost(struct azbuse_ring *ring)
 {
@@ -644,8 +681,13 @@ static void azbuse_ring_reset_and_repost(struct azbuse_ring *ring)
 		if (!atomic64_try_cmpxchg(&slot->word, &w,
 					  AZBUSE_SLOT_WORD(seq, ring->index, AZBUSE_SLOT_INFLIGHT)))
 			continue;
+		/* as a fetch does: the dead worker may have written over the slot */
+		if (req_op(slot->rq) == REQ_OP_WRITE &&
+		    !(ring->dev->info.features & AZBUSE_F_USER_COPY))
+			azbuse_copy_from_rq(azbuse_slot_data(table, i), slot->rq);
 		azbuse_ring_push(ring, slot, seq, AZBUSE_RQ_REQUEUED);
 		ring->requeued++;
+		cond_resched();
 	}
 	azbuse_ring_publish(ring);
 	WRITE_ONCE(ring->hdr->fetched, ring->fetched);
@@ -653,7 +695,7 @@ static void azbuse_ring_reset_and_repost(struct azbuse_ring *ring)
 	/* whatever the last worker scribbled over the kernel's fields */
 	WRITE_ONCE(ring->hdr->posted, ring->posted);
 	WRITE_ONCE(ring->hdr->kflags, ring->kflags);
-	ring->state = AZBUSE_QUEUE_ATTACHED;
+	WRITE_ONCE(ring->state, AZBUSE_QUEUE_ATTACHED);
 	spin_unlock(&ring->lock);
 	mutex_unlock(&ring->commit_mutex);
 }
@@ -682,10 +724,10 @@ static void azbuse_detach(struct azbuse_cfile *cf)
 
 	mutex_lock(&ring->state_mutex);
 	spin_lock(&ring->lock);
-	ring->worker = NULL;
+	WRITE_ONCE(ring->worker, NULL);
 	WRITE_ONCE(ring->worker_pid, 0);
 	if (ring->state == AZBUSE_QUEUE_ATTACHED)
-		ring->state = AZBUSE_QUEUE_RECOVERING;
+		WRITE_ONCE(ring->state, AZBUSE_QUEUE_RECOVERING);
 	spin_unlock(&ring->lock);
 	if (!READ_ONCE(dev->dead))
 		schedule_delayed_work(&ring->recovery_work,
@@ -747,7 +789,7 @@ static long azbuse_attach(struct azbuse_cfile *cf, struct azbuse_attach __user *
 	azbuse_ring_reset_and_repost(ring);
 	WRITE_ONCE(ring->poll_max_ns, (u64)a.poll_us * NSEC_PER_USEC);
 	ring->idle_ewma_ns = 0;
-	ring->worker = cf;
+	WRITE_ONCE(ring->worker, cf);
 	WRITE_ONCE(ring->worker_pid, task_tgid_vnr(current));
 	attached = true;
 
@@ -820,10 +862,12 @@ static struct azbuse_ring *azbuse_attached_ring(struct azbuse_cfile *cf)
 /*
  * Sharded mode: one part of a request is done (its slot is COMPLETING on
  * this ring); post the next part to its shard. False if there is none, or
- * its shard takes no more requests: then the caller ends the request.
+ * its shard takes no more requests (then *status is set to an I/O error:
+ * the part was not done, so neither is the request): either way the caller
+ * ends the request.
  */
 static bool azbuse_shard_continue(struct azbuse_ring *ring, struct azbuse_slot *slot,
-				  struct request *rq)
+				  struct request *rq, blk_status_t *status)
 {
 	struct azbuse_ring *next = azbuse_shard_next_part(ring->dev, slot, rq, ring);
 
@@ -832,6 +876,7 @@ static bool azbuse_shard_continue(struct azbuse_ring *ring, struct azbuse_slot *
 	atomic_dec(&ring->inflight);
 	if (!azbuse_slot_post(next, slot, rq)) {
 		atomic_inc(&ring->inflight); /* azbuse_slot_end() takes it back */
+		*status = BLK_STS_IOERR;
 		return false;
 	}
 	azbuse_ring_wake(next);
@@ -898,7 +943,7 @@ static bool azbuse_complete_one(struct azbuse_ring *ring, const struct azbuse_cq
 		status = azbuse_complete_data(ring, rq, tag, flags, READ_ONCE(cqe->addr));
 	if (azbuse_rq_has_data(rq))
 		ring->bytes += blk_rq_bytes(rq);
-	else if (!status && azbuse_shard_continue(ring, slot, rq))
+	else if (!status && azbuse_shard_continue(ring, slot, rq, &status))
 		return true;
 	azbuse_slot_end(ring, slot, seq, status);
 	return true;
@@ -922,6 +967,7 @@ static int azbuse_reap(struct azbuse_ring *ring)
 		if (!azbuse_complete_one(ring, &ring->cq[ring->cq_head & mask]))
 			ring->rejected++;
 		ring->cq_head++;
+		cond_resched();
 	}
 	/* pairs with the worker's load-acquire of cq_head */
 	smp_store_release(&ring->hdr->cq_head, ring->cq_head);
@@ -1014,7 +1060,7 @@ static long azbuse_commit(struct azbuse_cfile *cf, unsigned long timeout_ms)
 		polled = azbuse_poll_pending(ring, start, &polled_ns);
 	}
 	if (!polled) {
-		ring->waits++;
+		atomic64_inc(&ring->waits);
 		left = wait_event_interruptible_timeout(ring->wq, azbuse_should_wake(ring),
 							timeout_ms == AZBUSE_WAIT_FOREVER
 								? MAX_SCHEDULE_TIMEOUT

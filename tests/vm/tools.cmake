@@ -11,3 +11,11 @@ target_include_directories(azbuse-fuzz-ioctl PRIVATE ${PROJECT_SOURCE_DIR}/inclu
 # ring_garbage.c: a worker writing garbage into its rings under verified I/O (61-ring-garbage.sh).
 add_executable(azbuse-ring-garbage vm/tools/ring_garbage.c)
 target_include_directories(azbuse-ring-garbage PRIVATE ${PROJECT_SOURCE_DIR}/include)
+
+# repost_write.c: a re-posted WRITE carries the writer's data, not the dead worker's scribbles (62-repost-write-data.sh).
+add_executable(azbuse-repost-write vm/tools/repost_write.c)
+target_include_directories(azbuse-repost-write PRIVATE ${PROJECT_SOURCE_DIR}/include)
+
+# start_retry.c: START again after add_disk failed (65-start-retry.sh).
+add_executable(azbuse-start-retry vm/tools/start_retry.c)
+target_include_directories(azbuse-start-retry PRIVATE ${PROJECT_SOURCE_DIR}/include)
