@@ -142,7 +142,8 @@ boot() {
 	load1=$(cut -d' ' -f1 /proc/loadavg)
 	host_args+=(--host "load_before_$name=$load0" --host "load_after_$name=$load1")
 	rc_args+=(--vm-rc "$name=$rc")
-	raws+=("$work/$name/raw.jsonl")
+	python3 tests/bench-record.py "$work/$name" >"$work/$name.jsonl"
+	raws+=("$work/$name.jsonl")
 }
 
 if [ "$do_main" = 1 ]; then
