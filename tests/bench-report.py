@@ -123,7 +123,13 @@ def markdown(recs, summary, host, statuses):
     metas = {r["boot"]: r for r in recs if r.get("type") == "meta"}
     lines = ["# azbuse benchmark", ""]
     if host:
-        lines.append("Host: " + ", ".join(f"{k} {v}" for k, v in host.items()) + ".")
+        words = []
+        for k, v in host.items():
+            if k.startswith("load_"):
+                words.append(f"1-minute load average during VM run `{k[5:]}` {v}")
+            else:
+                words.append(f"{k} {v}")
+        lines.append("Host: " + "; ".join(words) + ".")
     for boot, m in metas.items():
         lines.append(
             f"VM run `{boot}`: {m['vcpus']} vCPUs (QEMU TCG), {m['mem_kib'] // 1024} MiB, "

@@ -128,19 +128,26 @@ start=$SECONDS
 
 # boot NAME CPUS DEVICES JOBS: one VM run of bench-matrix.sh
 boot() {
-	local name=$1 vcpus=$2 devs=$3 jobs=$4 n_dev n_job timeout_s rc=0 load0 load1
+	local name=$1 vcpus=$2 devs=$3 jobs=$4 n_dev n_job timeout_s rc=0 sampler
 	n_dev=$(tr ', ' '\n' <<<"$devs" | grep -c .)
 	n_job=$(tr ', ' '\n' <<<"$jobs" | grep -c .)
 	# fio start-up and the fills take seconds each under emulation
 	timeout_s=$((600 + repeats * n_dev * (120 + n_job * (runtime + 15))))
-	load0=$(cut -d' ' -f1 /proc/loadavg)
+	# the host's 1-minute load average every 10 s: how noisy the run was
+	while :; do
+		cut -d' ' -f1 /proc/loadavg
+		sleep 10
+	done >"$work/$name.load" &
+	sampler=$!
 	echo "bench.sh: VM run '$name': $vcpus vCPUs, devices $devs; jobs $jobs; ${runtime}s x $repeats (timeout ${timeout_s}s)"
 	AZBUSE_BENCH_DEVICES=$devs AZBUSE_BENCH_JOBS=$jobs \
 		tests/vm/vm-run.sh --cpus "$vcpus" --mem "$mem" --timeout "$timeout_s" \
 		--out "$work/$name" -- tests/vm/bench-matrix.sh "$name" 2>&1 |
 		tee "$work/$name.log" || rc=$?
-	load1=$(cut -d' ' -f1 /proc/loadavg)
-	host_args+=(--host "load_before_$name=$load0" --host "load_after_$name=$load1")
+	kill "$sampler" 2>/dev/null || true
+	wait "$sampler" 2>/dev/null || true
+	host_args+=(--host "load_$name=$(sort -g "$work/$name.load" | awk '{ v[NR] = $1 }
+		END { if (NR) printf "%s..%s (median %s, %d samples)", v[1], v[NR], v[int((NR + 1) / 2)], NR }')")
 	rc_args+=(--vm-rc "$name=$rc")
 	python3 tests/bench-record.py "$work/$name" >"$work/$name.jsonl"
 	raws+=("$work/$name.jsonl")
