@@ -120,8 +120,9 @@ dev_skip() {
 	ublk-*)
 		if ! bd_ublk_bin >/dev/null; then
 			echo "ublksrv's ublk binary not found (${AZBUSE_UBLK:+AZBUSE_UBLK=$AZBUSE_UBLK, }PATH=$PATH);" \
-				"Debian 12 does not package it: git clone https://github.com/ublk-org/ublksrv &&" \
-				"cd ublksrv && autoreconf -i && ./configure && make, then AZBUSE_UBLK=\$PWD/ublk"
+				"Debian 12 does not package it: apt-get install git libtool automake autoconf g++" \
+				"pkg-config liburing-dev; git clone https://github.com/ublk-org/ublksrv; cd ublksrv;" \
+				"autoreconf -i && ./configure && make; then AZBUSE_UBLK=\$PWD/ublk tests/bench.sh"
 			return 0
 		fi
 		return 1
