@@ -148,6 +148,15 @@ def markdown(recs, summary, host, statuses):
         ""]
     for boot, jobs in summary.items():
         vc = metas.get(boot, {}).get("vcpus", "?")
+        devs_all = ordered(d for devs in jobs.values() for d in devs)
+        if len(jobs) > 1:
+            lines += [f"## Overview ({vc} vCPUs, {BOOT_TITLES.get(boot, boot)}): IOPS as a ratio to brd", "",
+                      "| device | " + " | ".join(jobs) + " |",
+                      "|---|" + "---:|" * len(jobs)]
+            for dev in devs_all:
+                lines.append(f"| {dev} | " + " | ".join(ratio(jobs[j].get(dev, {}), "iops")
+                                                       for j in jobs) + " |")
+            lines.append("")
         for job, devs in jobs.items():
             lines += [f"## {job}: {JOB_TITLES.get(job, job)} ({vc} vCPUs, {BOOT_TITLES.get(boot, boot)})", ""]
             lines.append("| device | IOPS | ×brd | MB/s | p50 µs | ×brd | p99 µs | ×brd "
