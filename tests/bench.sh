@@ -52,9 +52,9 @@ set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
 
-usage() {
-	sed -n '/^#   tests\/bench.sh/,/^#   --no-build/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
-	exit 2
+usage() { # STATUS: the comment at the top, on stdout (0) or stderr
+	sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&"$(($1 ? 2 : 1))"
+	exit "$1"
 }
 
 all_devices="brd,null_blk,loop,nbd,ublk-null,ublk-loop,dm-thin,dm-cache,azbuse-null,azbuse-mem,azbuse-file,azbuse-thin"
@@ -84,8 +84,8 @@ while [ $# -gt 0 ]; do
 	--scaling-cpus) scaling_cpus=${2:?}; shift 2 ;;
 	--mem) mem=${2:?}; shift 2 ;;
 	--no-build) build=0; shift ;;
-	-h | --help) usage ;;
-	*) echo "bench.sh: unknown option $1" >&2; usage ;;
+	-h | --help) usage 0 ;;
+	*) echo "bench.sh: unknown option $1 (--help lists them)" >&2; exit 2 ;;
 	esac
 done
 
