@@ -259,9 +259,15 @@ def main(argv):
                              "status": "fail", "message": f"tests/vm/vm-run.sh exited {rc}"})
 
     with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump({"host": host, "vm_rc": vm_rc, "records": recs, "status": statuses,
-                   "summary": summary}, f, indent=1, sort_keys=True)
-        f.write("\n")
+        # one raw record per line, the summary indented
+        f.write("{\n")
+        for k, v in (("host", host), ("vm_rc", vm_rc), ("status", statuses), ("records", recs)):
+            if isinstance(v, list):
+                f.write(f' "{k}": [\n  ' + ",\n  ".join(json.dumps(r, sort_keys=True) for r in v)
+                        + "\n ],\n")
+            else:
+                f.write(f' "{k}": {json.dumps(v, sort_keys=True)},\n')
+        f.write(' "summary": ' + json.dumps(summary, indent=1, sort_keys=True) + "\n}\n")
     md = markdown(recs, summary, host, statuses)
     with open(os.path.join(out, "bench.md"), "w") as f:
         f.write(md + "\n")
