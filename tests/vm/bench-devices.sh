@@ -149,6 +149,7 @@ dev_up() {
 		;;
 	nbd)
 		modprobe nbd nbds_max=1 || return 1
+		rm -f "$BD_NBD_SOCK"
 		nbdkit --unix "$BD_NBD_SOCK" --pidfile "$BD_NBD_PID" memory "size=${mb}M" || return 1
 		bd_wait_dev /dev/nbd0 || return 1
 		nbd-client -unix "$BD_NBD_SOCK" /dev/nbd0 -b 4096 -C "$(nproc)" >/dev/null &&
@@ -226,9 +227,17 @@ dev_down() {
 		;;
 	nbd)
 		[ -b /dev/nbd0 ] && nbd-client -d /dev/nbd0 >/dev/null 2>&1
-		[ -f "$BD_NBD_PID" ] && kill "$(cat "$BD_NBD_PID")" 2>/dev/null
-		rm -f "$BD_NBD_PID"
-		sleep 0.2
+		# nbdkit leaves its socket behind when it is killed
+		if [ -f "$BD_NBD_PID" ]; then
+			local pid _
+			pid=$(cat "$BD_NBD_PID")
+			kill "$pid" 2>/dev/null
+			for _ in $(seq 50); do
+				kill -0 "$pid" 2>/dev/null || break
+				sleep 0.1
+			done
+		fi
+		rm -f "$BD_NBD_PID" "$BD_NBD_SOCK"
 		modprobe -r nbd 2>/dev/null
 		true
 		;;
