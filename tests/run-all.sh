@@ -2,7 +2,8 @@
 # run-all.sh: every azbuse test, on a fresh Debian 12 machine as root.
 # Installs what is missing, builds, runs the unit tests (also under ASan and
 # UBSan), then boots the 6.12 kernel in QEMU and runs the VM suite against the
-# real module. Ends with one line: "N passed, N failed".
+# real module, and the benchmark in its short mode (tests/bench.sh --short).
+# Ends with one line: "N passed, N failed".
 #
 #   tests/run-all.sh            everything
 #   tests/run-all.sh --unit     unit tests only (no VM)
@@ -93,6 +94,10 @@ if [ "$unit_only" = 0 ]; then
 		--runner tests/vm/run-6.1.sh -- 05-smoke 22-sharded
 	run_vm_suite "thin volumes across hard power-offs (one VM boot per round)" \
 		build/vm-thin-hard-stop.log --runner tests/vm/thin-hard-stop.sh
+	# every benchmark device set up and measured briefly, so the benchmark
+	# cannot rot: one result per device ("skipped" for ublk without ublksrv)
+	run_vm_suite "benchmark, short (every device, two VM boots)" build/bench-short.log \
+		--runner tests/bench.sh -- --short --no-build
 fi
 
 echo

@@ -12,6 +12,10 @@ packages=(
 	libjemalloc-dev libnuma-dev librocksdb-dev libcmocka-dev liburing-dev
 	qemu-system-x86 busybox-static kmod cpio xz-utils zstd
 	fio e2fsprogs util-linux procps numactl
+	# tests/bench.sh: fio's JSON is read with python3; gnuplot draws the
+	# chart; the peers it measures: nbd (nbdkit memory, nbd-client), dm-thin
+	# and dm-cache (dmsetup)
+	python3 gnuplot-nox nbdkit nbd-client dmsetup
 )
 backports_packages=(linux-headers-amd64)
 
