@@ -160,6 +160,10 @@ def run_record(d, boot):
             rec["wakeups_per_request"] = ring["wakeups"] / req
         if req and "waits" in ring:
             rec["waits_per_request"] = ring["waits"] / req
+        if req and "wait_ns" in ring:
+            rec["ring_wait_us_per_request"] = ring["wait_ns"] / 1000 / req
+        if req and "poll_hits" in ring:
+            rec["poll_hits_per_request"] = ring["poll_hits"] / req
     return rec
 
 

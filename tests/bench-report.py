@@ -26,7 +26,7 @@ import subprocess
 import sys
 
 METRICS = ("iops", "mb_s", "lat_p50_us", "lat_p99_us", "cpu_us_per_req",
-           "requests_per_syscall", "wakeups_per_request")
+           "requests_per_syscall", "wakeups_per_request", "ring_wait_us_per_request")
 JOB_TITLES = {
     "randread-4k-qd1": "4k random read, depth 1, 1 job",
     "randwrite-4k-qd1": "4k random write, depth 1, 1 job",
@@ -160,8 +160,8 @@ def markdown(recs, summary, host, statuses):
         for job, devs in jobs.items():
             lines += [f"## {job}: {JOB_TITLES.get(job, job)} ({vc} vCPUs, {BOOT_TITLES.get(boot, boot)})", ""]
             lines.append("| device | IOPS | ×brd | MB/s | p50 µs | ×brd | p99 µs | ×brd "
-                         "| CPU µs/req | ×brd | req/syscall | wake-ups/req |")
-            lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                         "| CPU µs/req | ×brd | req/syscall | wake-ups/req | ring wait µs |")
+            lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
             for dev, m in devs.items():
                 lines.append(
                     f"| {dev} | {cell(m, 'iops')} | {ratio(m, 'iops')} | {cell(m, 'mb_s', False)} "
@@ -169,7 +169,8 @@ def markdown(recs, summary, host, statuses):
                     f"| {cell(m, 'lat_p99_us')} | {ratio(m, 'lat_p99_us')} "
                     f"| {cell(m, 'cpu_us_per_req')} | {ratio(m, 'cpu_us_per_req')} "
                     f"| {cell(m, 'requests_per_syscall', False, lambda x: f'{x:.1f}')} "
-                    f"| {cell(m, 'wakeups_per_request', False, lambda x: f'{x:.3f}')} |")
+                    f"| {cell(m, 'wakeups_per_request', False, lambda x: f'{x:.3f}')} "
+                    f"| {cell(m, 'ring_wait_us_per_request', False, lambda x: f'{x:.0f}')} |")
             lines.append("")
     notes = [s for s in statuses if s["status"] != "ok"]
     if notes:
