@@ -21,6 +21,7 @@
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
+#include <linux/uio.h>
 #include <linux/vmalloc.h>
 
 #include "azbuse_compat.h"
@@ -230,29 +231,30 @@ static void azbuse_copy_to_rq(struct request *rq, const void *src)
 /*
  * AZBUSE_CQE_F_COPY: copy between the request's pages and a buffer of the
  * worker's (READ: from it; WRITE: into it). Runs in the worker's COMMIT, so
- * the address is the worker's; it is not trusted: a fault is -EFAULT.
+ * the address is the worker's; it is not trusted: a fault is -EFAULT. The
+ * page-wise iov_iter copies are what the page cache uses: a request's pages
+ * may be slab memory (a filesystem's small metadata buffers), which
+ * copy_{to,from}_user's hardened object checks would refuse when one segment
+ * spans two slab objects.
  */
 static int azbuse_copy_user(struct request *rq, u64 addr)
 {
 	bool read = req_op(rq) == REQ_OP_READ;
-	void __user *ubuf = u64_to_user_ptr(addr);
 	struct req_iterator iter;
+	struct iov_iter uiter;
 	struct bio_vec bv;
 
+	iov_iter_ubuf(&uiter, read ? ITER_SOURCE : ITER_DEST, u64_to_user_ptr(addr),
+		      blk_rq_bytes(rq));
 	rq_for_each_segment (bv, rq, iter) {
-		void *p = bvec_kmap_local(&bv);
-		unsigned long left;
+		size_t done =
+			read ? copy_page_from_iter(bv.bv_page, bv.bv_offset, bv.bv_len, &uiter)
+			     : copy_page_to_iter(bv.bv_page, bv.bv_offset, bv.bv_len, &uiter);
 
-		if (read) {
-			left = copy_from_user(p, ubuf, bv.bv_len);
-			flush_dcache_page(bv.bv_page);
-		} else {
-			left = copy_to_user(ubuf, p, bv.bv_len);
-		}
-		kunmap_local(p);
-		if (left)
+		if (done != bv.bv_len)
 			return -EFAULT;
-		ubuf += bv.bv_len;
+		if (read)
+			flush_dcache_page(bv.bv_page);
 	}
 	return 0;
 }
