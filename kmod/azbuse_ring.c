@@ -442,8 +442,9 @@ void azbuse_shard_wake(struct azbuse_dev *dev, unsigned long *posted)
 {
 	unsigned int i;
 
-	for_each_set_bit(i, posted, dev->nr_rings) if (test_and_clear_bit(i, posted))
-		azbuse_ring_wake(&dev->rings[i]);
+	for_each_set_bit(i, posted, dev->nr_rings)
+		if (test_and_clear_bit(i, posted))
+			azbuse_ring_wake(&dev->rings[i]);
 }
 
 /*
