@@ -442,7 +442,7 @@ void azbuse_shard_wake(struct azbuse_dev *dev, unsigned long *posted)
 {
 	unsigned int i;
 
-	for_each_set_bit(i, posted, dev->nr_rings)
+	for_each_set_bit (i, posted, dev->nr_rings)
 		if (test_and_clear_bit(i, posted))
 			azbuse_ring_wake(&dev->rings[i]);
 }
@@ -515,8 +515,7 @@ static u32 azbuse_ring_fetch(struct azbuse_ring *ring)
 	if (!list)
 		return 0;
 	now = ktime_get_ns();
-	llist_for_each_entry_safe(slot, next, llist_reverse_order(list), node)
-	{
+	llist_for_each_entry_safe (slot, next, llist_reverse_order(list), node) {
 		u64 w = atomic64_read_acquire(&slot->word);
 		struct request *rq = slot->rq;
 		u32 tag = slot - table->slots;
@@ -577,8 +576,7 @@ void azbuse_ring_abort(struct azbuse_ring *ring, blk_status_t status)
 
 	mutex_lock(&ring->commit_mutex);
 	list = llist_del_all(&ring->pending);
-	llist_for_each_entry_safe(slot, next, list, node)
-	{
+	llist_for_each_entry_safe (slot, next, list, node) {
 		u64 w = atomic64_read_acquire(&slot->word);
 
 		if (!azbuse_slot_claim(ring, slot, AZBUSE_SLOT_SEQ(w), AZBUSE_SLOT_PENDING))
