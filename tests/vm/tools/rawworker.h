@@ -45,6 +45,35 @@ static inline uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Whether queue 0 of device dev_id has a worker attached (ctl: /dev/azbusectl). */
+static inline bool queue_attached(int ctl, uint32_t dev_id)
+{
+	struct azbuse_queue_info qi = { .dev_id = dev_id };
+
+	return !ioctl(ctl, AZBUSE_CTL_QUEUE_INFO, &qi) && qi.state == AZBUSE_QUEUE_ATTACHED;
+}
+
+/*
+ * Fork a child that runs serve_fn (which never returns) and wait up to
+ * wait_ms for it to attach to queue 0. Returns the child's pid.
+ */
+static inline pid_t fork_worker(int ctl, uint32_t dev_id, void (*serve_fn)(void), uint64_t wait_ms)
+{
+	uint64_t deadline;
+	pid_t pid;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0)
+		serve_fn();
+	deadline = now_ms() + wait_ms;
+	while (!queue_attached(ctl, dev_id) && now_ms() < deadline)
+		usleep(10000);
+	return pid;
+}
+
 /* Open /dev/azbusec<dev_id>, ATTACH to queue 0 and map the ring and data area. */
 static inline void worker_attach(struct worker *w, uint32_t dev_id)
 {

@@ -203,13 +203,6 @@ static int reader(void)
 	return is_pattern(buf) ? 0 : 12;
 }
 
-static bool queue_attached(void)
-{
-	struct azbuse_queue_info qi = { .dev_id = dev_id };
-
-	return !ioctl(ctl, AZBUSE_CTL_QUEUE_INFO, &qi) && qi.state == AZBUSE_QUEUE_ATTACHED;
-}
-
 int main(int argc, char **argv)
 {
 	struct azbuse_dev_info info;
@@ -246,15 +239,7 @@ int main(int argc, char **argv)
 		return 1;
 
 	/* the first worker serves START's partition scan, then dies on the WRITE */
-	fflush(stdout);
-	first = fork();
-	if (first < 0)
-		die("fork");
-	if (first == 0)
-		first_worker();
-	deadline = now_ms() + WAIT_MS;
-	while (!queue_attached() && now_ms() < deadline)
-		usleep(10000);
+	first = fork_worker(ctl, dev_id, first_worker, WAIT_MS);
 	ret = start_device();
 	check(ret == 0, "START with the first worker serving: %s", ret ? strerror(ret) : "ok");
 	if (ret) {
@@ -294,8 +279,7 @@ int main(int argc, char **argv)
 		kill(wr, SIGKILL);
 		waitpid(wr, NULL, 0);
 	}
-	check(requeued_seen == 1, "the second worker got the WRITE once (%d times)",
-	      requeued_seen);
+	check(requeued_seen == 1, "the second worker got the WRITE once (%d times)", requeued_seen);
 	check(st == 0, "the writer's pwrite succeeded (status %d)", st);
 	check(is_pattern(sh->store + TARGET_OFF),
 	      "what reached the device is what the writer wrote (first byte 0x%02x)",

@@ -49,13 +49,6 @@ static int dev_cmd(unsigned long cmd)
 	return ioctl(ctl, cmd, &c) ? errno : 0;
 }
 
-static bool queue_attached(void)
-{
-	struct azbuse_queue_info qi = { .dev_id = dev_id };
-
-	return !ioctl(ctl, AZBUSE_CTL_QUEUE_INFO, &qi) && qi.state == AZBUSE_QUEUE_ATTACHED;
-}
-
 /* The worker: serves from the shared store until the device goes away. */
 static void worker(void)
 {
@@ -135,15 +128,7 @@ int main(int argc, char **argv)
 	check(ret == 0, "ADD device %u: %s", dev_id, ret ? strerror(ret) : "ok");
 	if (ret)
 		return 1;
-	fflush(stdout);
-	wpid = fork();
-	if (wpid < 0)
-		die("fork");
-	if (wpid == 0)
-		worker();
-	deadline = now_ms() + WAIT_MS;
-	while (!queue_attached() && now_ms() < deadline)
-		usleep(10000);
+	wpid = fork_worker(ctl, dev_id, worker, WAIT_MS);
 
 	ret = dev_cmd(AZBUSE_CTL_START);
 	check(ret != 0, "START with the disk name taken fails (add_disk): %s",
@@ -153,8 +138,8 @@ int main(int argc, char **argv)
 	memset(&info, 0, sizeof(info));
 	info.dev_id = dev_id;
 	ret = ioctl(ctl, AZBUSE_CTL_INFO, &info) ? errno : 0;
-	check(ret == 0 && info.state == AZBUSE_DEV_CREATED, "the device is still created (state %u)",
-	      info.state);
+	check(ret == 0 && info.state == AZBUSE_DEV_CREATED,
+	      "the device is still created (state %u)", info.state);
 
 	fflush(stdout);
 	st = system(between);
