@@ -43,6 +43,9 @@ if [ "${1:-}" = stage2 ]; then
 		/sbin/modprobe "$mod" || fail "modprobe $mod failed"
 	done
 
+	# tells the host that the guest booted: a VM that dies before this
+	# line (a crash while the kernel boots) may be started again
+	: >"$OUT/.vm/started"
 	/bin/bash "$OUT/.vm/cmd.sh" </dev/null
 	rc=$?
 

@@ -203,13 +203,25 @@ for d in "${disks[@]}"; do
 	qemu+=(-drive "file=$d,if=virtio,format=raw")
 done
 
-start=$(date +%s)
-set +e
-# No stdin for QEMU: CI has none, and a tty must not be put into raw mode.
-timeout --foreground -k 10 "$timeout_s" "${qemu[@]}" </dev/null
-qemu_rc=$?
-set -e
-elapsed=$(($(date +%s) - start))
+# A VM that dies while its kernel boots, before the command starts (rarely,
+# TCG trips over the kernel patching its own code: "Oops: int3" in early
+# boot), is booted again, at most twice. Nothing of the command ran then.
+for boot in 1 2 3; do
+	rm -f "$out/.vm/started"
+	start=$(date +%s)
+	set +e
+	# No stdin for QEMU: CI has none, and a tty must not be put into raw mode.
+	timeout --foreground -k 10 "$timeout_s" "${qemu[@]}" </dev/null
+	qemu_rc=$?
+	set -e
+	elapsed=$(($(date +%s) - start))
+	[ -f "$out/.vm/started" ] || [ -f "$out/rc" ] || [ "$qemu_rc" = 124 ] ||
+		[ "$qemu_rc" = 137 ] || [ "$boot" = 3 ] || {
+		echo "vm-run.sh: the VM died while booting (QEMU exit status $qemu_rc, boot $boot of 3): booting again" >&2
+		continue
+	}
+	break
+done
 
 if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
 	echo "vm-run.sh: the VM timed out after ${timeout_s}s and was killed (output kept in $out)" >&2
