@@ -19,7 +19,8 @@ dev=$(add_mem_device 1 256M --queues 2)
 log "device $dev"
 fio --name=crash --filename="$dev" --direct=1 --ioengine=libaio --iodepth=16 --rw=randwrite \
 	--bssplit=4k/50:64k/30:256k/20 --numjobs=2 --size=96M --offset_increment=128M \
-	--verify=crc32c --do_verify=1 --verify_fatal=1 --group_reporting >/tmp/fio-crash.log 2>&1 &
+	--verify=crc32c --do_verify=1 --verify_fatal=1 --loops=4 --group_reporting \
+	>/tmp/fio-crash.log 2>&1 &
 fio_pid=$!
 killed=0
 for round in 1 2 3 4; do
