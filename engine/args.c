@@ -230,7 +230,9 @@ void azbuse_print_device_options(FILE *out)
 		"  --block-size N        logical block size (512, 1024, 2048 or 4096)\n"
 		"  --read-only           refuse writes\n"
 		"  --poll-us N           poll up to N us (in COMMIT) for new requests before\n"
-		"                        sleeping, while they come that fast (default 0)\n"
+		"                        sleeping, while they come that fast; a lone request's\n"
+		"                        submitter waits as long to end it itself (default %u;\n"
+		"                        0: never poll)\n"
 		"  --pin node|cpus|none  where workers run (default node: the queue's NUMA node)\n"
 		"  --sched batch|normal  worker scheduling (default batch: a worker woken by\n"
 		"                        a request does not preempt the submitter, so it\n"
@@ -243,7 +245,7 @@ void azbuse_print_device_options(FILE *out)
 		"  --foreground          stay attached (for systemd); default: daemonise\n"
 		"  --json                print the result as JSON\n"
 		"  -o KEY=VALUE, --KEY VALUE  engine option\n",
-		AZBUSE_DEF_QUEUE_DEPTH, AZBUSE_DEF_IO_BYTES >> 10);
+		AZBUSE_DEF_QUEUE_DEPTH, AZBUSE_DEF_IO_BYTES >> 10, AZBUSE_DEF_POLL_US);
 }
 
 int azbuse_parse_device_args(int argc, char **argv, struct azbuse_args *a)

@@ -634,4 +634,5 @@ void azbuse_device_opts_init(struct azbuse_device_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->dev_id = AZBUSE_DEV_ID_ANY;
 	o->ready_fd = -1;
+	o->poll_us = AZBUSE_DEF_POLL_US;
 }

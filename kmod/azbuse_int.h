@@ -45,6 +45,22 @@ struct azbuse_slot {
 	u32 bytes;
 	bool part;
 	u64 posted_ns; /* when it went on the pending list (ktime_get_ns) */
+	/* a submitter waiting in queue_rq to end the request itself (AZBUSE_HANDOFF_*) */
+	atomic_t handoff;
+	blk_status_t handoff_status; /* set before handoff becomes DONE */
+};
+
+/*
+ * Completion in the submitter's context: queue_rq may wait a little for the
+ * worker to complete the request it just posted. While the slot says
+ * WAITING, whoever ends the request stores its status and moves the slot to
+ * DONE instead, and the waiting submitter ends it. A submitter that stops
+ * waiting moves WAITING back to NONE first, so exactly one side ends it.
+ */
+enum azbuse_handoff {
+	AZBUSE_HANDOFF_NONE = 0,
+	AZBUSE_HANDOFF_WAITING = 1,
+	AZBUSE_HANDOFF_DONE = 2,
 };
 
 /* Tags and their data: one table per ring, or one per device when tags are shared. */
@@ -101,6 +117,8 @@ struct azbuse_ring {
 	u64 poll_hits;	  /* polls that found a request */
 	u64 poll_max_ns;  /* the worker's poll limit (ATTACH), 0: never poll */
 	u64 idle_ewma_ns; /* moving average of how long COMMIT waited for work */
+	u32 poll_skips;	  /* waits that did not poll: one in AZBUSE_POLL_PROBE polls anyway */
+	bool polling;	  /* COMMIT is polling: a submitter may wait for its request */
 
 	/* attachment: under state_mutex; state is also read under lock */
 	struct mutex state_mutex;
@@ -112,6 +130,7 @@ struct azbuse_ring {
 	atomic64_t failed;
 
 	atomic64_t timeouts;
+	atomic64_t sync_ends; /* requests ended by their submitter in queue_rq */
 	atomic_t inflight;
 	atomic_t kicked;
 	wait_queue_head_t wq;

@@ -34,6 +34,8 @@ struct azbuse_cfile {
 };
 
 static void azbuse_recovery_work(struct work_struct *work);
+static void azbuse_slot_finish(struct azbuse_ring *ring, struct azbuse_slot *slot, u32 seq,
+			       blk_status_t status);
 
 /*
  * vzalloc_node() whose pages are charged to the memory cgroup of the caller
@@ -350,6 +352,46 @@ static struct azbuse_slot *azbuse_rq_slot(struct azbuse_slot_table *table, struc
 }
 
 /*
+ * Completion in the submitter's context. When a request is the only one on
+ * its ring and the worker is polling in COMMIT for the next (the pattern of
+ * depth-1 I/O), the worker will complete it within about the time it takes
+ * to serve it: the submitter then waits for that, up to the worker's poll
+ * limit, and ends the request itself. Neither side sleeps, so no wake-up
+ * (an IPI to an idle CPU) is paid at either end. It gives up at once when
+ * another task wants this CPU; the request then completes as usual.
+ */
+static bool azbuse_sync_worth_it(struct azbuse_ring *ring)
+{
+	return READ_ONCE(ring->polling) && !atomic_read(&ring->inflight);
+}
+
+static void azbuse_sync_wait(struct azbuse_ring *ring, struct azbuse_slot *slot)
+{
+	u64 limit = READ_ONCE(ring->poll_max_ns), start = ktime_get_ns();
+	int state;
+
+	for (;;) {
+		state = atomic_read_acquire(&slot->handoff);
+		if (state != AZBUSE_HANDOFF_WAITING)
+			break;
+		if (need_resched() || ktime_get_ns() - start >= limit) {
+			state = atomic_cmpxchg_acquire(&slot->handoff, AZBUSE_HANDOFF_WAITING,
+						       AZBUSE_HANDOFF_NONE);
+			if (state == AZBUSE_HANDOFF_WAITING)
+				return; /* the request completes the usual way */
+			break;
+		}
+		cpu_relax();
+	}
+	if (WARN_ON_ONCE(state != AZBUSE_HANDOFF_DONE))
+		return;
+	atomic_set(&slot->handoff, AZBUSE_HANDOFF_NONE);
+	atomic64_inc(&ring->sync_ends);
+	azbuse_slot_finish(ring, slot, AZBUSE_SLOT_SEQ(atomic64_read(&slot->word)),
+			   slot->handoff_status);
+}
+
+/*
  * queue_rq's side: hand the request to the ring's pending list and wake the
  * worker if it sleeps. Nothing is copied here: the worker's COMMIT copies
  * write data into the slot on its own CPU (azbuse_ring_fetch), so the
@@ -358,6 +400,7 @@ static struct azbuse_slot *azbuse_rq_slot(struct azbuse_slot_table *table, struc
 blk_status_t azbuse_ring_post(struct azbuse_ring *ring, struct request *rq, bool last)
 {
 	struct azbuse_slot *slot;
+	bool sync;
 
 	if (unlikely(azbuse_rq_op(rq) < 0))
 		return BLK_STS_NOTSUPP;
@@ -369,11 +412,18 @@ blk_status_t azbuse_ring_post(struct azbuse_ring *ring, struct request *rq, bool
 	slot->bytes = blk_rq_bytes(rq);
 	slot->part = false;
 
+	/* decided before posting: once posted, the worker may end it at once */
+	sync = last && azbuse_sync_worth_it(ring);
+	atomic_set(&slot->handoff, sync ? AZBUSE_HANDOFF_WAITING : AZBUSE_HANDOFF_NONE);
 	blk_mq_start_request(rq);
-	if (!azbuse_slot_post(ring, slot, rq))
+	if (!azbuse_slot_post(ring, slot, rq)) {
+		atomic_set(&slot->handoff, AZBUSE_HANDOFF_NONE);
 		return BLK_STS_IOERR;
+	}
 	if (last)
 		azbuse_ring_wake(ring);
+	if (sync)
+		azbuse_sync_wait(ring, slot);
 	return BLK_STS_OK;
 }
 
@@ -541,9 +591,9 @@ static u32 azbuse_ring_fetch(struct azbuse_ring *ring)
 	return n;
 }
 
-/* End a request whose slot the caller has moved to COMPLETING. */
-static void azbuse_slot_end(struct azbuse_ring *ring, struct azbuse_slot *slot, u32 seq,
-			    blk_status_t status)
+/* End a request whose slot is COMPLETING, in whichever context finishes it. */
+static void azbuse_slot_finish(struct azbuse_ring *ring, struct azbuse_slot *slot, u32 seq,
+			       blk_status_t status)
 {
 	struct request *rq = slot->rq;
 
@@ -551,6 +601,23 @@ static void azbuse_slot_end(struct azbuse_ring *ring, struct azbuse_slot *slot, 
 	atomic64_set_release(&slot->word, AZBUSE_SLOT_WORD(seq, ring->index, AZBUSE_SLOT_FREE));
 	atomic_dec(&ring->inflight);
 	blk_mq_end_request(rq, status);
+}
+
+/*
+ * End a request whose slot the caller has moved to COMPLETING, or hand it to
+ * its submitter if that is still waiting in queue_rq (azbuse_sync_wait).
+ */
+static void azbuse_slot_end(struct azbuse_ring *ring, struct azbuse_slot *slot, u32 seq,
+			    blk_status_t status)
+{
+	if (atomic_read(&slot->handoff) == AZBUSE_HANDOFF_WAITING) {
+		slot->handoff_status = status;
+		/* release: the waiter reads handoff_status after it sees DONE */
+		if (atomic_cmpxchg_release(&slot->handoff, AZBUSE_HANDOFF_WAITING,
+					   AZBUSE_HANDOFF_DONE) == AZBUSE_HANDOFF_WAITING)
+			return;
+	}
+	azbuse_slot_finish(ring, slot, seq, status);
 }
 
 /* Claim a slot of this ring in this state for ending; false if it is not so. */
@@ -648,6 +715,8 @@ void azbuse_ring_fill_info(struct azbuse_ring *ring, struct azbuse_queue_info *q
 	qi->wait_ns = READ_ONCE(ring->wait_ns);
 	qi->poll_ns = READ_ONCE(ring->poll_ns);
 	qi->poll_hits = READ_ONCE(ring->poll_hits);
+	qi->sync_ends = atomic64_read(&ring->sync_ends);
+	memset(qi->reserved, 0, sizeof(qi->reserved));
 }
 
 /*
@@ -790,6 +859,7 @@ static long azbuse_attach(struct azbuse_cfile *cf, struct azbuse_attach __user *
 	azbuse_ring_reset_and_repost(ring);
 	WRITE_ONCE(ring->poll_max_ns, (u64)a.poll_us * NSEC_PER_USEC);
 	ring->idle_ewma_ns = 0;
+	WRITE_ONCE(ring->polling, false);
 	WRITE_ONCE(ring->worker, cf);
 	WRITE_ONCE(ring->worker_pid, task_tgid_vnr(current));
 	attached = true;
@@ -988,18 +1058,28 @@ static bool azbuse_should_wake(struct azbuse_ring *ring)
  * waits for work seen lately (idle_ewma_ns) are shorter than the worker's
  * poll limit, giving up at once when another task wants this CPU, a signal
  * or KICK arrives, or the device dies. Saves the sleep and the wake-up
- * (an IPI when the worker's CPU went idle) when requests come back to back,
- * and costs nothing once the device is idle. Returns true if a request came;
- * *spent gets the time polled.
+ * (an IPI when the worker's CPU went idle) when requests come back to back.
+ *
+ * Polling changes what it measures: while the worker polls, depth-1
+ * submitters end their requests themselves (azbuse_sync_wait) and come back
+ * sooner than when both sides sleep. So once the average says "too slow",
+ * one wait in AZBUSE_POLL_PROBE still polls, and a hit restarts polling
+ * (azbuse_poll_account). An idle device pays one poll limit per that many
+ * requests. Returns true if a request came; *spent gets the time polled.
  */
+#define AZBUSE_POLL_PROBE 8
+
 static bool azbuse_poll_pending(struct azbuse_ring *ring, u64 start, u64 *spent)
 {
 	u64 limit = READ_ONCE(ring->poll_max_ns), now = start;
 	bool found = false;
 
 	*spent = 0;
-	if (!limit || READ_ONCE(ring->idle_ewma_ns) > limit)
+	if (!limit)
 		return false;
+	if (READ_ONCE(ring->idle_ewma_ns) > limit && ++ring->poll_skips % AZBUSE_POLL_PROBE)
+		return false;
+	WRITE_ONCE(ring->polling, true);
 	do {
 		if (!llist_empty(&ring->pending)) {
 			found = true;
@@ -1011,6 +1091,7 @@ static bool azbuse_poll_pending(struct azbuse_ring *ring, u64 start, u64 *spent)
 		cpu_relax();
 		now = ktime_get_ns();
 	} while (now - start < limit);
+	WRITE_ONCE(ring->polling, false);
 	*spent = now - start;
 	return found;
 }
@@ -1023,8 +1104,12 @@ static void azbuse_poll_account(struct azbuse_ring *ring, u64 start, u64 polled_
 	u64 sample = min(waited, 2 * ring->poll_max_ns);
 
 	ring->poll_ns += polled_ns;
-	if (hit)
+	if (hit) {
 		ring->poll_hits++;
+		/* a hit is proof enough: poll again from the next wait on */
+		WRITE_ONCE(ring->idle_ewma_ns, min(ring->idle_ewma_ns, sample));
+		return;
+	}
 	WRITE_ONCE(ring->idle_ewma_ns,
 		   ring->idle_ewma_ns - (ring->idle_ewma_ns >> 3) + (sample >> 3));
 }

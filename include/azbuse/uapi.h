@@ -39,7 +39,7 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-#define AZBUSE_ABI_VERSION 2
+#define AZBUSE_ABI_VERSION 3
 
 #define AZBUSE_CTL_DEVICE "/dev/azbusectl"
 #define AZBUSE_BLOCK_PREFIX "/dev/azbuse"
@@ -191,6 +191,8 @@ struct azbuse_queue_info {
 	__u64 wait_ns;	 /* summed over requests: time from queue_rq until a COMMIT fetched it */
 	__u64 poll_ns;	 /* time COMMIT spent polling for new requests instead of sleeping */
 	__u64 poll_hits; /* polls that found a request (each saved a sleep and a wake-up) */
+	__u64 sync_ends; /* requests the submitter ended itself: no wake-up at either end */
+	__u64 reserved[3];
 };
 
 /* VERSION. */
@@ -223,7 +225,9 @@ struct azbuse_attach {
 	/*
 	 * in: before sleeping, COMMIT polls up to this long for new requests
 	 * (at most AZBUSE_MAX_POLL_US), while the idle gaps it has seen are that
-	 * short and no other task wants the CPU; 0: never poll.
+	 * short and no other task wants the CPU; 0: never poll. While it polls,
+	 * a request posted alone to the ring is waited for (as long) and ended
+	 * by its submitter in queue_rq: QUEUE_INFO's sync_ends.
 	 */
 	__u32 poll_us;
 	__u32 reserved0;
@@ -324,7 +328,7 @@ struct azbuse_cqe {
 	check(sizeof(struct azbuse_dev_cmd) == 32);                                                \
 	check(sizeof(struct azbuse_dev_list) == 32);                                               \
 	check(__builtin_offsetof(struct azbuse_dev_list, count) == 12);                            \
-	check(sizeof(struct azbuse_queue_info) == 112);                                            \
+	check(sizeof(struct azbuse_queue_info) == 144);                                            \
 	check(__builtin_offsetof(struct azbuse_queue_info, requests) == 16);                       \
 	check(__builtin_offsetof(struct azbuse_queue_info, failed) == 72);                         \
 	check(__builtin_offsetof(struct azbuse_queue_info, wait_ns) == 88);                        \
