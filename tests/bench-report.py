@@ -8,9 +8,10 @@ Writes into DIR:
   results.json  every record as it came (meta, one per fio run, device status)
                 plus the summary per (VM run, job, device): median, min, max
                 and the ratio of the medians to brd's in the same VM run
-  bench.md      per job a table: device, IOPS, MB/s, p50/p99 completion
+  bench.md      per job a table: device, IOPS, MB/s, p50/p99 total
                 latency, CPU us per request (each with its ratio to brd),
-                azbuse's requests per syscall and wake-ups per request
+                azbuse's requests per syscall, wake-ups, ring wait and sync
+                ends per request
   bench-<BOOT>.png  IOPS as a ratio to brd, per job, one bar per device
                 (gnuplot; skipped with a note if gnuplot is missing)
 Prints bench.md, then one line per skipped or failed device and, last,
@@ -26,7 +27,8 @@ import subprocess
 import sys
 
 METRICS = ("iops", "mb_s", "lat_p50_us", "lat_p99_us", "cpu_us_per_req",
-           "requests_per_syscall", "wakeups_per_request", "ring_wait_us_per_request")
+           "requests_per_syscall", "wakeups_per_request", "ring_wait_us_per_request",
+           "sync_ends_per_request")
 JOB_TITLES = {
     "randread-4k-qd1": "4k random read, depth 1, 1 job",
     "randwrite-4k-qd1": "4k random write, depth 1, 1 job",
@@ -140,9 +142,10 @@ def markdown(recs, summary, host, statuses):
         "Each figure: the median of the repeats, (min–max) when there were several; "
         "×brd: the median over brd's median in the same VM run (for latency and CPU, "
         "lower is better). fio with io_uring, O_DIRECT, time-based; p50/p99 are fio's "
-        "completion latency; CPU µs/req: busy guest CPU time (user+nice+system+irq+softirq, "
+        "total latency (submission and completion); CPU µs/req: busy guest CPU time (user+nice+system+irq+softirq, "
         "all vCPUs, from /proc/stat over the I/O of the run) per request; "
-        "req/syscall and wake-ups/req: azbuse's ring counters (`azbusectl info --json`) "
+        "req/syscall, wake-ups/req, ring wait and sync ends/req (requests ended by their "
+        "submitter in queue_rq): azbuse's ring counters (`azbusectl info --json`) "
         "over the run. The guest is emulated and the host shared: compare ratios "
         "within one VM run, not absolute figures across runs.",
         ""]
@@ -160,8 +163,8 @@ def markdown(recs, summary, host, statuses):
         for job, devs in jobs.items():
             lines += [f"## {job}: {JOB_TITLES.get(job, job)} ({vc} vCPUs, {BOOT_TITLES.get(boot, boot)})", ""]
             lines.append("| device | IOPS | ×brd | MB/s | p50 µs | ×brd | p99 µs | ×brd "
-                         "| CPU µs/req | ×brd | req/syscall | wake-ups/req | ring wait µs |")
-            lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                         "| CPU µs/req | ×brd | req/syscall | wake-ups/req | ring wait µs | sync ends/req |")
+            lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
             for dev, m in devs.items():
                 lines.append(
                     f"| {dev} | {cell(m, 'iops')} | {ratio(m, 'iops')} | {cell(m, 'mb_s', False)} "
@@ -170,7 +173,8 @@ def markdown(recs, summary, host, statuses):
                     f"| {cell(m, 'cpu_us_per_req')} | {ratio(m, 'cpu_us_per_req')} "
                     f"| {cell(m, 'requests_per_syscall', False, lambda x: f'{x:.1f}')} "
                     f"| {cell(m, 'wakeups_per_request', False, lambda x: f'{x:.3f}')} "
-                    f"| {cell(m, 'ring_wait_us_per_request', False, lambda x: f'{x:.0f}')} |")
+                    f"| {cell(m, 'ring_wait_us_per_request', False, lambda x: f'{x:.0f}')} "
+                    f"| {cell(m, 'sync_ends_per_request', False, lambda x: f'{x:.2f}')} |")
             lines.append("")
     notes = [s for s in statuses if s["status"] != "ok"]
     if notes:

@@ -24,6 +24,8 @@
 #   dm-cache         smq, writeback, 64 KiB blocks; origin, cache (as large as
 #                    the origin) and metadata on brd
 #   azbuse-null, azbuse-mem         engines null and mem
+#   azbuse-mem-nopoll               mem with --poll-us 0 (no polling, no
+#                                   completion in the submitter's context)
 #   azbuse-null-q1|q2|q4...         the null engine with that many queues
 #   azbuse-file      file engine (-o direct=1) over a file on ext4 on brd
 #   azbuse-thin      thin engine: pool on ext4 on brd (bench-thin.sh's way),
@@ -196,6 +198,9 @@ dev_up() {
 		;;
 	azbuse-mem)
 		bd_azbuse_add 1 --engine=mem --size "${mb}M"
+		;;
+	azbuse-mem-nopoll)
+		bd_azbuse_add 1 --engine=mem --size "${mb}M" --poll-us 0
 		;;
 	azbuse-file)
 		bd_ext4 $((mb + 64)) &&

@@ -119,7 +119,7 @@ run_job() {
 	fio --name=bench --filename="$DEV" --rw="$rw" --bs="$bs" --iodepth="$qd" \
 		--numjobs="$nj" --ioengine=io_uring --direct=1 --size="${SIZE_MB}M" \
 		--time_based --runtime="$runtime" --norandommap --randrepeat=0 \
-		--group_reporting --eta=never --output-format=json --output="$d/fio.json" \
+		--lat_percentiles=1 --group_reporting --eta=never --output-format=json --output="$d/fio.json" \
 		--exec_prerun="$tmp/snap $d/pre" --exec_postrun="$tmp/snap $d/post" ||
 		return 1
 	t1=$(date +%s.%N)
