@@ -124,7 +124,8 @@ dev_skip() {
 			echo "ublksrv's ublk binary not found (${AZBUSE_UBLK:+AZBUSE_UBLK=$AZBUSE_UBLK, }PATH=$PATH);" \
 				"Debian 12 does not package it: apt-get install git libtool automake autoconf g++" \
 				"pkg-config liburing-dev; git clone https://github.com/ublk-org/ublksrv; cd ublksrv;" \
-				"autoreconf -i && ./configure && make; then AZBUSE_UBLK=\$PWD/ublk tests/bench.sh"
+				"git checkout v1.6 (later versions need liburing 2.4); autoreconf -i && ./configure" \
+				"&& make; then AZBUSE_UBLK=\$PWD/ublk tests/bench.sh"
 			return 0
 		fi
 		return 1
