@@ -150,6 +150,7 @@ static int azb_setup_engine(struct azb_supervisor *s, struct azbuse_dev_info *in
 		snprintf(err, err_size, "--shard-chunk needs --shards");
 		return -EINVAL;
 	}
+	cfg.route_queue = o->route_queue;
 	cfg.options = o->options;
 	cfg.nr_options = o->nr_options;
 	cfg.error = err;
@@ -180,6 +181,10 @@ static int azb_setup_engine(struct azb_supervisor *s, struct azbuse_dev_info *in
 	info->features = azb_caps_to_features(azb_effective_caps(s->ops, cfg.caps));
 	if (o->read_only)
 		info->features |= AZBUSE_F_READ_ONLY;
+	if (cfg.route_queue && !cfg.shard_chunk_bytes) {
+		snprintf(err, err_size, "--route queue needs a sharded device (--shards)");
+		return azb_setup_undo(s, -EINVAL);
+	}
 	if (cfg.shard_chunk_bytes) {
 		if (cfg.shard_chunk_bytes < 4096 ||
 		    (cfg.shard_chunk_bytes & (cfg.shard_chunk_bytes - 1)) || !cfg.nr_queues ||
@@ -189,6 +194,8 @@ static int azb_setup_engine(struct azb_supervisor *s, struct azbuse_dev_info *in
 			return azb_setup_undo(s, -EINVAL);
 		}
 		info->features |= AZBUSE_F_SHARDED;
+		if (cfg.route_queue)
+			info->features |= AZBUSE_F_ROUTE_QUEUE;
 		info->nr_queues = cfg.nr_queues;
 		info->chunk_sectors = cfg.shard_chunk_bytes >> 9;
 	}

@@ -31,7 +31,8 @@ static void azb_post_cqe(struct azbuse_queue *q, const struct azbuse_io *io)
 	cqe->seq = io->seq;
 	cqe->result = io->result;
 	cqe->flags = io->result ? 0 : io->cqe_flags;
-	cqe->addr = (uintptr_t)io->copy_buf;
+	cqe->addr = io->cqe_flags == AZBUSE_CQE_F_REDIRECT ? io->redirect_queue
+							   : (uintptr_t)io->copy_buf;
 	cqe->reserved = 0;
 	q->cq_tail++;
 	q->requests++;
@@ -76,6 +77,13 @@ void azbuse_complete_copy(struct azbuse_io *io, void *buf)
 void azbuse_complete_zeroes(struct azbuse_io *io)
 {
 	io->cqe_flags = AZBUSE_CQE_F_ZERO;
+	azb_complete(io, 0);
+}
+
+void azbuse_complete_redirect(struct azbuse_io *io, uint16_t queue)
+{
+	io->cqe_flags = AZBUSE_CQE_F_REDIRECT;
+	io->redirect_queue = queue;
 	azb_complete(io, 0);
 }
 

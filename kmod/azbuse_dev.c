@@ -135,7 +135,7 @@ static bool azbuse_reserved_zero(const struct azbuse_dev_info *info)
 static int azbuse_validate_shards(struct azbuse_dev_info *info)
 {
 	if (!(info->features & AZBUSE_F_SHARDED))
-		return info->chunk_sectors ? -EINVAL : 0;
+		return info->chunk_sectors || (info->features & AZBUSE_F_ROUTE_QUEUE) ? -EINVAL : 0;
 	if (!is_power_of_2(info->chunk_sectors) ||
 	    info->chunk_sectors < (PAGE_SIZE >> SECTOR_SHIFT) ||
 	    info->chunk_sectors < (info->logical_block_size >> SECTOR_SHIFT) ||
@@ -480,6 +480,7 @@ int azbuse_dev_add(struct azbuse_dev_info *info, struct file *owner)
 
 	dev->nr_rings = info->nr_queues;
 	dev->sharded = info->features & AZBUSE_F_SHARDED;
+	dev->route_queue = info->features & AZBUSE_F_ROUTE_QUEUE;
 	if (dev->sharded)
 		dev->chunk_shift = ilog2(info->chunk_sectors);
 	ret = azbuse_init_tag_set(dev);

@@ -44,6 +44,7 @@ struct azbuse_slot {
 	u64 sector;
 	u32 bytes;
 	bool part;
+	u8 redirects;  /* times a worker handed it to another ring (AZBUSE_CQE_F_REDIRECT) */
 	u64 posted_ns; /* when it went on the pending list (ktime_get_ns) */
 	/* a submitter waiting in queue_rq to end the request itself (AZBUSE_HANDOFF_*) */
 	atomic_t handoff;
@@ -112,6 +113,7 @@ struct azbuse_ring {
 	u64 commits;
 	atomic64_t waits; /* counted outside commit_mutex */
 	u64 rejected;
+	u64 redirected;
 	u64 wait_ns;	  /* summed time requests were pending before a fetch */
 	u64 poll_ns;	  /* time spent polling in COMMIT */
 	u64 poll_hits;	  /* polls that found a request */
@@ -156,8 +158,9 @@ struct azbuse_dev {
 
 	struct azbuse_ring *rings;
 	u32 nr_rings;
-	bool sharded;	 /* rings are shards: route by chunk, tags shared */
-	u32 chunk_shift; /* sharded: log2(chunk_sectors) */
+	bool sharded;	  /* rings are shards: route by chunk, tags shared */
+	bool route_queue; /* sharded: reads and writes go to their hardware queue's ring */
+	u32 chunk_shift;  /* sharded: log2(chunk_sectors) */
 	struct azbuse_slot_table *tables;
 	u32 nr_tables;
 

@@ -411,6 +411,7 @@ blk_status_t azbuse_ring_post(struct azbuse_ring *ring, struct request *rq, bool
 	slot->sector = req_op(rq) == REQ_OP_FLUSH ? 0 : blk_rq_pos(rq);
 	slot->bytes = blk_rq_bytes(rq);
 	slot->part = false;
+	slot->redirects = 0;
 
 	/* decided before posting: once posted, the worker may end it at once */
 	sync = last && azbuse_sync_worth_it(ring);
@@ -467,6 +468,19 @@ static struct azbuse_ring *azbuse_shard_part(struct azbuse_dev *dev, struct azbu
 }
 
 /*
+ * Route by queue: a read or write, whole, to the ring of the hardware queue
+ * it came through.
+ */
+static struct azbuse_ring *azbuse_queue_part(struct azbuse_dev *dev, struct azbuse_slot *slot,
+					     struct request *rq)
+{
+	slot->sector = blk_rq_pos(rq);
+	slot->bytes = blk_rq_bytes(rq);
+	slot->part = false;
+	return &dev->rings[rq->mq_hctx->queue_num % dev->nr_rings];
+}
+
+/*
  * Sharded mode, after one part completed: move the slot to the next part
  * and return its ring, or NULL when the request is done.
  */
@@ -517,7 +531,12 @@ blk_status_t azbuse_shard_post(struct azbuse_dev *dev, unsigned long *posted, st
 	slot = azbuse_rq_slot(&dev->tables[0], rq);
 	if (!slot)
 		return BLK_STS_IOERR;
-	ring = azbuse_shard_part(dev, slot, rq, req_op(rq) == REQ_OP_FLUSH ? 0 : blk_rq_pos(rq));
+	slot->redirects = 0;
+	if (dev->route_queue && azbuse_rq_has_data(rq))
+		ring = azbuse_queue_part(dev, slot, rq);
+	else
+		ring = azbuse_shard_part(dev, slot, rq,
+					 req_op(rq) == REQ_OP_FLUSH ? 0 : blk_rq_pos(rq));
 	if (unlikely(azbuse_rq_has_data(rq) && slot->part)) {
 		/* chunk_sectors should have prevented this */
 		WARN_ON_ONCE(1);
@@ -716,6 +735,7 @@ void azbuse_ring_fill_info(struct azbuse_ring *ring, struct azbuse_queue_info *q
 	qi->poll_ns = READ_ONCE(ring->poll_ns);
 	qi->poll_hits = READ_ONCE(ring->poll_hits);
 	qi->sync_ends = atomic64_read(&ring->sync_ends);
+	qi->redirected = READ_ONCE(ring->redirected);
 	memset(qi->reserved, 0, sizeof(qi->reserved));
 }
 
@@ -991,6 +1011,39 @@ static blk_status_t azbuse_complete_data(struct azbuse_ring *ring, struct reques
 	return BLK_STS_IOERR;
 }
 
+/*
+ * AZBUSE_CQE_F_REDIRECT: post the request (or shard part) again, unchanged,
+ * to another ring, as shard parts are passed on. BLK_STS_OK if it was;
+ * otherwise the status to end it with: IOERR for a redirect that makes no
+ * sense (counted as rejected: not sharded, other flags or a result with
+ * it, no such ring, its own ring, too many hops) or a ring that takes no
+ * more requests.
+ */
+static blk_status_t azbuse_redirect(struct azbuse_ring *ring, struct azbuse_slot *slot,
+				    struct request *rq, s32 result, u32 flags, u64 target)
+{
+	struct azbuse_dev *dev = ring->dev;
+	struct azbuse_ring *to;
+
+	if (!dev->sharded || result || flags != AZBUSE_CQE_F_REDIRECT || target >= dev->nr_rings ||
+	    target == ring->index || slot->redirects >= AZBUSE_MAX_REDIRECTS) {
+		ring->rejected++;
+		pr_warn_ratelimited("azbuse%u: queue %u: cannot redirect tag %d to ring %llu\n",
+				    dev->id, ring->index, rq->tag, target);
+		return BLK_STS_IOERR;
+	}
+	to = &dev->rings[target];
+	slot->redirects++;
+	atomic_dec(&ring->inflight);
+	if (!azbuse_slot_post(to, slot, rq)) {
+		atomic_inc(&ring->inflight); /* azbuse_slot_end() takes it back */
+		return BLK_STS_IOERR;
+	}
+	ring->redirected++;
+	azbuse_ring_wake(to);
+	return BLK_STS_OK;
+}
+
 /* Complete one request the worker says is done; false if the completion is invalid. */
 static bool azbuse_complete_one(struct azbuse_ring *ring, const struct azbuse_cqe *cqe)
 {
@@ -1007,6 +1060,13 @@ static bool azbuse_complete_one(struct azbuse_ring *ring, const struct azbuse_cq
 	if (!azbuse_slot_claim(ring, slot, seq, AZBUSE_SLOT_INFLIGHT))
 		return false;
 	rq = slot->rq;
+	if (flags & AZBUSE_CQE_F_REDIRECT) {
+		status = azbuse_redirect(ring, slot, rq, result, flags, READ_ONCE(cqe->addr));
+		if (!status)
+			return true;
+		azbuse_slot_end(ring, slot, seq, status);
+		return true;
+	}
 	ring->requests++;
 	if (result)
 		status = azbuse_result_status(rq, result);

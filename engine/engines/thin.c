@@ -148,6 +148,14 @@ static int thin_setup(struct azbuse_engine_config *cfg, void **engine)
 		thin_free(e);
 		return -EINVAL;
 	}
+	if (cfg->route_queue) {
+		/* each worker reads and writes only its own shard's chunks */
+		snprintf(cfg->error, cfg->error_size,
+			 "engine thin: --route queue is not supported (chunks are served by their "
+			 "shard's worker)");
+		thin_free(e);
+		return -EINVAL;
+	}
 	cfg->size_bytes = e->view.size_bytes;
 	cfg->nr_queues = e->settings.nr_shards;
 	cfg->shard_chunk_bytes = (uint32_t)e->settings.stripe_size;

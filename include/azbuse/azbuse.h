@@ -87,6 +87,12 @@ struct azbuse_device_opts {
 	 */
 	uint16_t nr_shards;
 	uint32_t shard_chunk_bytes;
+	/*
+	 * Sharded: reads and writes go to the worker of the queue they were
+	 * submitted on (--route queue), not to their chunk's shard (--route
+	 * chunk, the default), if the engine can serve them there.
+	 */
+	bool route_queue;
 	enum azbuse_sched sched;
 };
 

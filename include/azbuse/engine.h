@@ -7,6 +7,7 @@
 #ifndef AZBUSE_ENGINE_H
 #define AZBUSE_ENGINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,8 +55,9 @@ struct azbuse_io {
 	uint32_t tag;
 	uint32_t seq;
 	int32_t result;
-	uint32_t cqe_flags; /* AZBUSE_CQE_F_* */
-	void *copy_buf;	    /* AZBUSE_CQE_F_COPY */
+	uint32_t cqe_flags;	 /* AZBUSE_CQE_F_* */
+	void *copy_buf;		 /* AZBUSE_CQE_F_COPY */
+	uint16_t redirect_queue; /* AZBUSE_CQE_F_REDIRECT */
 };
 
 /* Key/value options given to the engine (--size, --path, -o key=value). */
@@ -93,7 +95,14 @@ struct azbuse_engine_config {
 	 * worker of queue q then gets exactly the chunks c with c % nr_queues == q.
 	 */
 	uint32_t shard_chunk_bytes;
-	uint32_t reserved1;
+	/*
+	 * in/out, sharded only: reads and writes go to the worker of the queue
+	 * they were submitted on, not to their chunk's shard (--route queue);
+	 * that worker serves them or hands them on (azbuse_complete_redirect).
+	 * An engine that cannot serve chunks of other shards clears it.
+	 */
+	bool route_queue;
+	uint8_t reserved1[3];
 };
 
 /* What a worker is told when it opens its queue. */
@@ -206,6 +215,16 @@ void azbuse_complete(struct azbuse_io *io, int result);
 void azbuse_complete_copy(struct azbuse_io *io, void *buf);
 /* Complete a READ successfully as zeros, filled by the module. Thread-safe. */
 void azbuse_complete_zeroes(struct azbuse_io *io);
+/*
+ * Sharded devices: this worker does not serve the request; the module posts
+ * it again, unchanged, to queue `queue` (another worker's), whose worker
+ * gets it as a new request. With route_queue, reads and writes arrive at the
+ * worker of the queue they were submitted on, whatever shard owns them:
+ * this hands those that need the owner (say, to change metadata) to it.
+ * A request can be handed on AZBUSE_MAX_REDIRECTS times; once more fails it
+ * with EIO. Thread-safe.
+ */
+void azbuse_complete_redirect(struct azbuse_io *io, uint16_t queue);
 
 /* The value of option key, or NULL. */
 const char *azbuse_config_option(const struct azbuse_engine_config *cfg, const char *key);

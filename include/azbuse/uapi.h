@@ -85,7 +85,16 @@
  * pages), or without it to drop the data. Reads may use either way.
  */
 #define AZBUSE_F_USER_COPY (1ULL << 8)
-#define AZBUSE_F_ALL ((1ULL << 9) - 1)
+/*
+ * Route by queue (with SHARDED only): a READ or WRITE goes to the ring of
+ * the hardware queue it came through (hardware queue i: ring i % nr_queues),
+ * not to its chunk's shard, so it is served where it was submitted; its
+ * worker serves it or hands it to another ring with AZBUSE_CQE_F_REDIRECT
+ * (to the shard that must change metadata for it). FLUSH, discard,
+ * write-zeroes and secure erase still go to the shards, in parts.
+ */
+#define AZBUSE_F_ROUTE_QUEUE (1ULL << 9)
+#define AZBUSE_F_ALL ((1ULL << 10) - 1)
 
 /* Request op codes (azbuse_sqe.op). */
 #define AZBUSE_OP_READ 0
@@ -178,21 +187,22 @@ struct azbuse_queue_info {
 	__u16 queue;  /* in */
 	__u16 state;  /* out: AZBUSE_QUEUE_* */
 	__s32 worker_pid;
-	__u32 inflight;	 /* requests posted and not yet completed */
-	__u64 requests;	 /* requests completed through this queue */
-	__u64 bytes;	 /* data bytes of those requests */
-	__u64 commits;	 /* COMMIT syscalls */
-	__u64 waits;	 /* COMMIT syscalls that slept */
-	__u64 wakeups;	 /* wake-ups sent by the submission path */
-	__u64 rejected;	 /* completions rejected as invalid */
-	__u64 requeued;	 /* requests re-posted after a worker died */
-	__u64 failed;	 /* requests failed by the module (no worker, removal) */
-	__u64 timeouts;	 /* times a request outlived io_timeout_ms */
-	__u64 wait_ns;	 /* summed over requests: time from queue_rq until a COMMIT fetched it */
-	__u64 poll_ns;	 /* time COMMIT spent polling for new requests instead of sleeping */
-	__u64 poll_hits; /* polls that found a request (each saved a sleep and a wake-up) */
-	__u64 sync_ends; /* requests the submitter ended itself: no wake-up at either end */
-	__u64 reserved[3];
+	__u32 inflight;	  /* requests posted and not yet completed */
+	__u64 requests;	  /* requests completed through this queue */
+	__u64 bytes;	  /* data bytes of those requests */
+	__u64 commits;	  /* COMMIT syscalls */
+	__u64 waits;	  /* COMMIT syscalls that slept */
+	__u64 wakeups;	  /* wake-ups sent by the submission path */
+	__u64 rejected;	  /* completions rejected as invalid */
+	__u64 requeued;	  /* requests re-posted after a worker died */
+	__u64 failed;	  /* requests failed by the module (no worker, removal) */
+	__u64 timeouts;	  /* times a request outlived io_timeout_ms */
+	__u64 wait_ns;	  /* summed over requests: time from queue_rq until a COMMIT fetched it */
+	__u64 poll_ns;	  /* time COMMIT spent polling for new requests instead of sleeping */
+	__u64 poll_hits;  /* polls that found a request (each saved a sleep and a wake-up) */
+	__u64 sync_ends;  /* requests the submitter ended itself: no wake-up at either end */
+	__u64 redirected; /* requests this queue's worker handed to another ring */
+	__u64 reserved[2];
 };
 
 /* VERSION. */
@@ -277,7 +287,7 @@ struct azbuse_cqe {
 	__u32 seq;
 	__s32 result;	/* 0 or -errno */
 	__u32 flags;	/* AZBUSE_CQE_F_*, with result 0 only */
-	__u64 addr;	/* AZBUSE_CQE_F_COPY: a buffer of the request's length in the worker */
+	__u64 addr;	/* COPY: a buffer of the request's length in the worker; REDIRECT: a ring */
 	__u64 reserved; /* must be 0 */
 };
 
@@ -290,7 +300,16 @@ struct azbuse_cqe {
  */
 #define AZBUSE_CQE_F_COPY (1U << 0)
 #define AZBUSE_CQE_F_ZERO (1U << 1)
-#define AZBUSE_CQE_F_ALL ((1U << 2) - 1)
+/*
+ * REDIRECT (sharded devices): the request is not done; post it again,
+ * unchanged, to ring addr (not this one), whose worker gets it as a new
+ * submission. A request may be redirected AZBUSE_MAX_REDIRECTS times; one
+ * more fails it with EIO (and counts as rejected), so two workers cannot
+ * pass it back and forth for ever.
+ */
+#define AZBUSE_CQE_F_REDIRECT (1U << 2)
+#define AZBUSE_CQE_F_ALL ((1U << 3) - 1)
+#define AZBUSE_MAX_REDIRECTS 4
 
 #define AZBUSE_IOC_MAGIC 0xB7
 

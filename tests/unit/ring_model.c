@@ -128,6 +128,13 @@ static bool model_complete_one(struct ring_model *m, const struct azbuse_cqe *cq
 	s->inflight = false;
 	s->result = cqe->result;
 	s->completions++;
+	/* as on a sharded device: the request goes to another ring, not back */
+	if (!cqe->result && cqe->flags == AZBUSE_CQE_F_REDIRECT) {
+		s->redirects++;
+		s->redirect_to = cqe->addr;
+		m->completed++;
+		return true;
+	}
 	if (!cqe->result && !model_complete_data(m, s, tag, cqe->flags, cqe->addr)) {
 		s->result = -EIO; /* the kernel fails the request and counts the completion */
 		m->rejected++;

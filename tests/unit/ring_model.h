@@ -38,6 +38,8 @@ struct model_slot {
 	struct model_rq rq;
 	int32_t result;	      /* of the last accepted completion */
 	unsigned completions; /* accepted completions */
+	unsigned redirects;   /* completions that handed it to another queue */
+	uint64_t redirect_to; /* the queue of the last of those */
 };
 
 struct ring_model {

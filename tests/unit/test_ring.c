@@ -38,8 +38,9 @@ struct seen {
 struct test_engine {
 	struct seen seen[4 * NR_SLOTS];
 	unsigned nr_seen;
-	int result; /* for synchronous completions */
-	bool defer; /* stash requests instead of completing them */
+	int result;	 /* for synchronous completions */
+	int redirect_to; /* >= 0: hand every request to that queue instead */
+	bool defer;	 /* stash requests instead of completing them */
 	struct azbuse_io *stash[4 * NR_SLOTS];
 	unsigned nr_stash;
 	void (*hook)(struct test_engine *te); /* run at the start of every callback */
@@ -83,6 +84,10 @@ static void engine_request(void *queue, struct azbuse_io *io)
 		te->stash[te->nr_stash++] = io;
 		return;
 	}
+	if (te->redirect_to >= 0) {
+		azbuse_complete_redirect(io, (uint16_t)te->redirect_to);
+		return;
+	}
 	azbuse_complete(io, te->result);
 }
 
@@ -105,6 +110,7 @@ static int setup_at(void **state, uint32_t start_index)
 	model_init(&f->m, NR_SLOTS, SLOT_BYTES, start_index);
 	model_attach(&f->m, &test_ops, &f->te);
 	f->te.m = &f->m;
+	f->te.redirect_to = -1;
 	*state = f;
 	return 0;
 }
@@ -244,6 +250,30 @@ static void test_engine_error_is_passed_on(void **state)
 	post(f, AZBUSE_OP_WRITE, 0, 0, 512, NULL);
 	assert_int_equal(azbuse_queue_turn(&f->m.q), 0);
 	assert_int_equal(f->m.slots[0].result, -ENOSPC);
+}
+
+/* azbuse_complete_redirect(): a REDIRECT completion naming the queue, nothing else. */
+static void test_redirect_names_the_queue(void **state)
+{
+	struct fixture *f = *state;
+	uint32_t tail;
+	struct azbuse_cqe *cqe;
+
+	f->te.redirect_to = 3;
+	tail = f->m.hdr->cq_tail;
+	post(f, AZBUSE_OP_WRITE, 5, 8, 4096, NULL);
+	assert_int_equal(azbuse_queue_turn(&f->m.q), 0);
+
+	assert_int_equal(f->te.nr_seen, 1);
+	assert_int_equal(f->m.slots[5].redirects, 1);
+	assert_int_equal(f->m.slots[5].redirect_to, 3);
+	assert_int_equal(f->m.slots[5].result, 0);
+	assert_int_equal(f->m.rejected, 0);
+	cqe = &f->m.cq[tail & (f->m.geo.cq_entries - 1)];
+	assert_int_equal(cqe->tag, 5);
+	assert_int_equal(cqe->flags, AZBUSE_CQE_F_REDIRECT);
+	assert_int_equal(cqe->addr, 3);
+	assert_int_equal(cqe->result, 0);
 }
 
 static void test_op_without_callback_is_not_supported(void **state)
@@ -526,6 +556,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_every_op_reaches_its_callback, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_engine_error_is_passed_on, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_redirect_names_the_queue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_op_without_callback_is_not_supported, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_op_is_not_supported, setup, teardown),

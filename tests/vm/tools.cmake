@@ -19,3 +19,7 @@ target_include_directories(azbuse-repost-write PRIVATE ${PROJECT_SOURCE_DIR}/inc
 # start_retry.c: START again after add_disk failed (65-start-retry.sh).
 add_executable(azbuse-start-retry vm/tools/start_retry.c)
 target_include_directories(azbuse-start-retry PRIVATE ${PROJECT_SOURCE_DIR}/include)
+
+# redirect.c: route by queue and REDIRECT between the rings of a sharded device (67-redirect.sh).
+add_executable(azbuse-redirect vm/tools/redirect.c)
+target_include_directories(azbuse-redirect PRIVATE ${PROJECT_SOURCE_DIR}/include)

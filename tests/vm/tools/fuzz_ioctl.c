@@ -405,6 +405,8 @@ static void target_create(void)
 	info.features = rnd() & AZBUSE_F_ALL;
 	if (info.features & AZBUSE_F_SHARDED)
 		info.chunk_sectors = 8U << below(8);
+	else
+		info.features &= ~AZBUSE_F_ROUTE_QUEUE; /* only a sharded device routes by queue */
 	/* the recovery timer then fires between the fuzzer's calls */
 	info.recovery_timeout_ms = chance(70) ? (uint32_t)(1 + below(100)) : 0;
 	ret = xioctl(ctl[0], AZBUSE_CTL_ADD, (unsigned long)&info);

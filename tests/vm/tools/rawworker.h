@@ -45,6 +45,14 @@ static inline uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* A device command (START, REMOVE, ...) on /dev/azbusectl: 0 or the errno. */
+static inline int ctl_dev_cmd(int ctl, uint32_t dev_id, unsigned long cmd)
+{
+	struct azbuse_dev_cmd c = { .dev_id = dev_id };
+
+	return ioctl(ctl, cmd, &c) ? errno : 0;
+}
+
 /* Whether queue 0 of device dev_id has a worker attached (ctl: /dev/azbusectl). */
 static inline bool queue_attached(int ctl, uint32_t dev_id)
 {
@@ -74,8 +82,8 @@ static inline pid_t fork_worker(int ctl, uint32_t dev_id, void (*serve_fn)(void)
 	return pid;
 }
 
-/* Open /dev/azbusec<dev_id>, ATTACH to queue 0 and map the ring and data area. */
-static inline void worker_attach(struct worker *w, uint32_t dev_id)
+/* Open /dev/azbusec<dev_id>, ATTACH to a queue and map the ring and data area. */
+static inline void worker_attach_queue(struct worker *w, uint32_t dev_id, uint16_t queue)
 {
 	char path[64];
 	void *ring;
@@ -85,6 +93,7 @@ static inline void worker_attach(struct worker *w, uint32_t dev_id)
 	if (w->fd < 0)
 		die("open the char device");
 	memset(&w->geo, 0, sizeof(w->geo));
+	w->geo.queue = queue;
 	if (ioctl(w->fd, AZBUSE_IOC_ATTACH, &w->geo))
 		die("ATTACH");
 	ring = mmap(NULL, w->geo.ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, w->fd,
@@ -100,9 +109,25 @@ static inline void worker_attach(struct worker *w, uint32_t dev_id)
 	w->cq_tail = w->hdr->cq_tail;
 }
 
+static inline void worker_attach(struct worker *w, uint32_t dev_id)
+{
+	worker_attach_queue(w, dev_id, 0);
+}
+
 static inline unsigned char *slot(struct worker *w, uint32_t tag)
 {
 	return w->data + (size_t)tag * w->geo.slot_bytes;
+}
+
+/* Post a completion for submission s. */
+static inline void post_completion(struct worker *w, const struct azbuse_sqe *s, int32_t result,
+				   uint32_t flags, uint64_t addr)
+{
+	w->cq[w->cq_tail & (w->geo.cq_entries - 1)] = (struct azbuse_cqe){
+		.tag = s->tag, .seq = s->seq, .result = result, .flags = flags, .addr = addr
+	};
+	w->cq_tail++;
+	__atomic_store_n(&w->hdr->cq_tail, w->cq_tail, __ATOMIC_RELEASE);
 }
 
 /* Serve a request from store (size bytes) and post its completion. */
@@ -118,10 +143,7 @@ static inline void serve_one(struct worker *w, unsigned char *store, uint64_t si
 		memcpy(slot(w, s->tag), store + off, s->len);
 	else if (s->op == AZBUSE_OP_WRITE)
 		memcpy(store + off, slot(w, s->tag), s->len);
-	w->cq[w->cq_tail & (w->geo.cq_entries - 1)] =
-		(struct azbuse_cqe){ .tag = s->tag, .seq = s->seq, .result = result };
-	w->cq_tail++;
-	__atomic_store_n(&w->hdr->cq_tail, w->cq_tail, __ATOMIC_RELEASE);
+	post_completion(w, s, result, 0, 0);
 }
 
 /*

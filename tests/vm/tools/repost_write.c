@@ -146,21 +146,14 @@ static int run_child(int (*fn)(void), struct worker *w)
 	return -1;
 }
 
-static int dev_cmd(unsigned long cmd)
-{
-	struct azbuse_dev_cmd c = { .dev_id = dev_id };
-
-	return ioctl(ctl, cmd, &c) ? errno : 0;
-}
-
 static int start_device(void)
 {
-	return dev_cmd(AZBUSE_CTL_START);
+	return ctl_dev_cmd(ctl, dev_id, AZBUSE_CTL_START);
 }
 
 static int remove_device(void)
 {
-	return dev_cmd(AZBUSE_CTL_REMOVE);
+	return ctl_dev_cmd(ctl, dev_id, AZBUSE_CTL_REMOVE);
 }
 
 static int open_bdev(void)

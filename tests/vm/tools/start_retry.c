@@ -42,13 +42,6 @@ static uint32_t dev_id;
 static int ctl;
 static unsigned char *store;
 
-static int dev_cmd(unsigned long cmd)
-{
-	struct azbuse_dev_cmd c = { .dev_id = dev_id };
-
-	return ioctl(ctl, cmd, &c) ? errno : 0;
-}
-
 /* The worker: serves from the shared store until the device goes away. */
 static void worker(void)
 {
@@ -130,7 +123,7 @@ int main(int argc, char **argv)
 		return 1;
 	wpid = fork_worker(ctl, dev_id, worker, WAIT_MS);
 
-	ret = dev_cmd(AZBUSE_CTL_START);
+	ret = ctl_dev_cmd(ctl, dev_id, AZBUSE_CTL_START);
 	check(ret != 0, "START with the disk name taken fails (add_disk): %s",
 	      ret ? strerror(ret) : "it succeeded");
 	if (!ret)
@@ -147,7 +140,7 @@ int main(int argc, char **argv)
 	if (st)
 		goto out_remove;
 
-	ret = dev_cmd(AZBUSE_CTL_START);
+	ret = ctl_dev_cmd(ctl, dev_id, AZBUSE_CTL_START);
 	check(ret == 0, "START again, with the name free: %s", ret ? strerror(ret) : "ok");
 	snprintf(path, sizeof(path), AZBUSE_BLOCK_PREFIX "%u", dev_id);
 	deadline = now_ms() + 10000;
@@ -157,7 +150,7 @@ int main(int argc, char **argv)
 		check(io_round_trip(), "%s takes O_DIRECT writes and reads them back", path);
 
 out_remove:
-	ret = dev_cmd(AZBUSE_CTL_REMOVE);
+	ret = ctl_dev_cmd(ctl, dev_id, AZBUSE_CTL_REMOVE);
 	check(ret == 0, "REMOVE: %s", ret ? strerror(ret) : "ok");
 	st = -1;
 	deadline = now_ms() + WAIT_MS;
