@@ -121,6 +121,11 @@ struct azbuse_ring {
 	u64 idle_ewma_ns; /* moving average of how long COMMIT waited for work */
 	u32 poll_skips;	  /* waits that did not poll: one in AZBUSE_POLL_PROBE polls anyway */
 	bool polling;	  /* COMMIT is polling: a submitter may wait for its request */
+	u32 sync_backoff; /* lone posts left that are not waited for (racy: a hint) */
+	u32 sync_tries;	  /* lone posts that could be waited for (racy: a hint) */
+	/* the task of the last probe (compared, never dereferenced) and its nvcsw then */
+	struct task_struct *probe_task;
+	unsigned long probe_nvcsw;
 
 	/* attachment: under state_mutex; state is also read under lock */
 	struct mutex state_mutex;

@@ -351,6 +351,11 @@ static struct azbuse_slot *azbuse_rq_slot(struct azbuse_slot_table *table, struc
 	return &table->slots[rq->tag];
 }
 
+/* lone posts that are not waited for once a submitter showed it keeps a queue */
+#define AZBUSE_SYNC_BACKOFF 256
+/* of the lone posts that could be waited for, one in this many is a probe */
+#define AZBUSE_SYNC_PROBE 8
+
 /*
  * Completion in the submitter's context. When a request is the only one on
  * its ring and the worker is polling in COMMIT for the next (the pattern of
@@ -359,10 +364,42 @@ static struct azbuse_slot *azbuse_rq_slot(struct azbuse_slot_table *table, struc
  * limit, and ends the request itself. Neither side sleeps, so no wake-up
  * (an IPI to an idle CPU) is paid at either end. It gives up at once when
  * another task wants this CPU; the request then completes as usual.
+ *
+ * That is only worth it for a submitter that would otherwise sleep until
+ * the request completes. One that keeps a queue (fio at depth 32 submits
+ * one request at a time too, and a fast worker keeps its ring empty) would
+ * post its next request later, losing the overlap of submitting and
+ * serving. So one lone post in AZBUSE_SYNC_PROBE is a probe, not waited
+ * for: if its task posts again without having slept in between (its
+ * voluntary context switch count unchanged), or any post finds others in
+ * flight, the next AZBUSE_SYNC_BACKOFF lone posts are not waited for. The
+ * fields are updated racily from several CPUs: they are hints.
  */
 static bool azbuse_sync_worth_it(struct azbuse_ring *ring)
 {
-	return READ_ONCE(ring->polling) && !atomic_read(&ring->inflight);
+	u32 backoff;
+
+	if (READ_ONCE(ring->probe_task) == current) {
+		if (current->nvcsw == READ_ONCE(ring->probe_nvcsw))
+			WRITE_ONCE(ring->sync_backoff, AZBUSE_SYNC_BACKOFF);
+		WRITE_ONCE(ring->probe_task, NULL);
+	}
+	if (atomic_read(&ring->inflight)) {
+		WRITE_ONCE(ring->sync_backoff, AZBUSE_SYNC_BACKOFF);
+		return false;
+	}
+	backoff = READ_ONCE(ring->sync_backoff);
+	if (backoff) {
+		WRITE_ONCE(ring->sync_backoff, backoff - 1);
+		return false;
+	}
+	if (!READ_ONCE(ring->polling))
+		return false;
+	if (++ring->sync_tries % AZBUSE_SYNC_PROBE)
+		return true;
+	WRITE_ONCE(ring->probe_nvcsw, current->nvcsw);
+	WRITE_ONCE(ring->probe_task, current);
+	return false;
 }
 
 static void azbuse_sync_wait(struct azbuse_ring *ring, struct azbuse_slot *slot)
