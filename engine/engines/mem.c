@@ -27,9 +27,16 @@ struct mem_engine {
 	char path[256]; /* the shared memory file, removed with the device */
 };
 
+/* A worker maps the shared file into its page tables this much at a time. */
+#define MEM_REGION_SHIFT 21
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
 struct mem_queue {
 	struct mem_engine *engine;
 	char *base;
+	uint64_t *mapped; /* one bit per 2 MiB region this worker has mapped */
 };
 
 static const char *const mem_option_keys[] = { "shm", NULL };
@@ -123,10 +130,18 @@ static int mem_open_queue(void *engine, const struct azbuse_queue_params *p, voi
 	if (!q)
 		return -ENOMEM;
 	q->engine = m;
+	q->mapped = calloc(((m->size >> MEM_REGION_SHIFT) + 64) / 64, sizeof(uint64_t));
+	if (!q->mapped) {
+		free(q);
+		return -ENOMEM;
+	}
 	q->base = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
 	if (q->base == MAP_FAILED) {
+		int err = -errno;
+
+		free(q->mapped);
 		free(q);
-		return -errno;
+		return err;
 	}
 	*queue = q;
 	return 0;
@@ -137,6 +152,7 @@ static void mem_close_queue(void *queue)
 	struct mem_queue *q = queue;
 
 	munmap(q->base, q->engine->size);
+	free(q->mapped);
 	free(q);
 }
 
@@ -145,18 +161,39 @@ static bool mem_in_range(const struct mem_queue *q, const struct azbuse_io *io)
 	return io->offset <= q->engine->size && io->len <= q->engine->size - io->offset;
 }
 
-static void mem_read(void *queue, struct azbuse_io *io)
+/*
+ * Map [off, off + len) into this worker's page tables before the module
+ * copies through it, a 2 MiB region at a time. Each worker process has page
+ * tables of its own for the shared file, and filling them one page fault at
+ * a time, inside the module's copy, cost more than the copy: 4k random
+ * reads spread over two workers went from 72 to 53 us of CPU per request
+ * with the file mapped up front, and a 1M read through a worker that had
+ * not written the data faulted 256 times. The region's pages are allocated
+ * if they were not (a read of a hole allocated its page before too). A
+ * failed madvise leaves it to the page faults.
+ */
+static void mem_map_range(struct mem_queue *q, uint64_t off, uint64_t len)
 {
-	struct mem_queue *q = queue;
+	uint64_t size = q->engine->size, r, last;
 
-	if (!mem_in_range(q, io)) {
-		azbuse_complete(io, -EIO);
+	if (!len)
 		return;
+	last = (off + len - 1) >> MEM_REGION_SHIFT;
+	for (r = off >> MEM_REGION_SHIFT; r <= last; r++) {
+		uint64_t start = r << MEM_REGION_SHIFT, bit = 1ULL << (r % 64);
+		uint64_t bytes = size - start < (1ULL << MEM_REGION_SHIFT)
+					 ? size - start
+					 : 1ULL << MEM_REGION_SHIFT;
+
+		if (q->mapped[r / 64] & bit)
+			continue;
+		q->mapped[r / 64] |= bit;
+		madvise(q->base + start, bytes, MADV_POPULATE_WRITE);
 	}
-	azbuse_complete_copy(io, q->base + io->offset);
 }
 
-static void mem_write(void *queue, struct azbuse_io *io)
+/* Reads and writes alike: the module copies between the request and the file. */
+static void mem_read_write(void *queue, struct azbuse_io *io)
 {
 	struct mem_queue *q = queue;
 
@@ -164,6 +201,7 @@ static void mem_write(void *queue, struct azbuse_io *io)
 		azbuse_complete(io, -EIO);
 		return;
 	}
+	mem_map_range(q, io->offset, io->len);
 	azbuse_complete_copy(io, q->base + io->offset);
 }
 
@@ -214,8 +252,8 @@ const struct azbuse_engine_ops azbuse_mem_engine = {
 	.teardown = mem_teardown,
 	.open_queue = mem_open_queue,
 	.close_queue = mem_close_queue,
-	.read = mem_read,
-	.write = mem_write,
+	.read = mem_read_write,
+	.write = mem_read_write,
 	.flush = mem_flush,
 	.discard = mem_discard,
 	.write_zeroes = mem_discard,
