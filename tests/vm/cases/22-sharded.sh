@@ -58,17 +58,9 @@ fio --name=sharded-crash --filename="$dev" --direct=1 --ioengine=libaio --iodept
 fio_pid=$!
 for q in 1 0; do
 	sleep 2
-	pid=$(queue_counter 1 "$q" worker_pid)
-	kill -KILL "$pid"
-	wait_for 10 sh -c "[ \"\$($AZBUSE_CTL info 1 --json | grep -o '{\"queue\": $q, \"worker_pid\": [0-9]*' | grep -o '[0-9]*\$')\" -ne $pid ]" ||
-		die "no new worker for shard $q"
+	replace_worker 1 "$q" >/dev/null
 done
-rc=0
-wait "$fio_pid" || rc=$?
-if [ "$rc" -ne 0 ] || grep -Eq 'err= *[1-9]|verify: bad|verify failed' /tmp/fio-sharded-crash.log; then
-	cat /tmp/fio-sharded-crash.log >&2
-	die "fio failed across shard worker crashes (exit $rc)"
-fi
+wait_fio "$fio_pid" /tmp/fio-sharded-crash.log "across shard worker crashes"
 log "fio verify passed across 2 shard worker kills; re-posted: $(queue_counter 1 0 requeued) + $(queue_counter 1 1 requeued)"
 remove_device 1
 

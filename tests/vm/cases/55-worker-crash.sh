@@ -28,21 +28,12 @@ for round in 1 2 3 4; do
 	kill -0 "$fio_pid" 2>/dev/null || break
 	q=$((round % 2))
 	pid=$(worker_of 1 "$q")
-	[ -n "$pid" ] && [ "$pid" -gt 1 ] || die "no worker on queue $q"
-	start=$(date +%s.%N)
-	kill -KILL "$pid"
-	killed=$((killed + 1))
 	# the stall: until a new worker has attached to the queue
-	wait_for 10 sh -c "p=\$($AZBUSE_CTL info 1 --json | grep -o '{\"queue\": $q, \"worker_pid\": [0-9]*' | grep -o '[0-9]*\$'); [ -n \"\$p\" ] && [ \"\$p\" != 0 ] && [ \"\$p\" != $pid ]" ||
-		die "no new worker on queue $q within 10 s"
-	log "killed worker $pid (queue $q): new worker after $(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.0f", (e - s) * 1000 }') ms"
+	ms=$(replace_worker 1 "$q")
+	killed=$((killed + 1))
+	log "killed worker $pid (queue $q): new worker after $ms ms"
 done
-rc=0
-wait "$fio_pid" || rc=$?
-if [ "$rc" -ne 0 ] || grep -Eq 'err= *[1-9]|verify: bad|verify failed' /tmp/fio-crash.log; then
-	cat /tmp/fio-crash.log >&2
-	die "fio failed across worker crashes (exit $rc)"
-fi
+wait_fio "$fio_pid" /tmp/fio-crash.log "across worker crashes"
 [ "$killed" -ge 2 ] || die "fio ended before two workers could be killed"
 requeued=$(($(queue_counter 1 0 requeued) + $(queue_counter 1 1 requeued)))
 log "ok   fio verify passed across $killed worker kills; $requeued request(s) re-posted"

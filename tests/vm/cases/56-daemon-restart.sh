@@ -38,12 +38,7 @@ dev2=$(azbusectl add 1 --recover) || die "azbusectl add 1 --recover failed"
 [ "$dev2" = "$dev" ] || die "--recover printed $dev2, not $dev"
 log "recovered in $(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.0f", (e - s) * 1000 }') ms by supervisor $(supervisor_pids | head -1)"
 
-rc=0
-wait "$fio_pid" || rc=$?
-if [ "$rc" -ne 0 ] || grep -Eq 'err= *[1-9]|verify: bad|verify failed' /tmp/fio-restart.log; then
-	cat /tmp/fio-restart.log >&2
-	die "fio failed across the daemon restart (exit $rc)"
-fi
+wait_fio "$fio_pid" /tmp/fio-restart.log "across the daemon restart"
 log "ok   fio finished and verified across the restart"
 requeued=$(($(queue_counter 1 0 requeued) + $(queue_counter 1 1 requeued)))
 log "requests re-posted to the new workers: $requeued"

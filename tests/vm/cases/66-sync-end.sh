@@ -53,19 +53,10 @@ killed=0
 for round in 1 2 3; do
 	sleep 2
 	kill -0 "$fio_pid" 2>/dev/null || break
-	pid=$(queue_counter 1 0 worker_pid)
-	[ -n "$pid" ] && [ "$pid" -gt 1 ] || die "no worker on queue 0"
-	kill -KILL "$pid"
+	replace_worker 1 0 >/dev/null
 	killed=$((killed + 1))
-	wait_for 10 sh -c "p=\$($AZBUSE_CTL info 1 --json | grep -o '\"worker_pid\": [0-9]*' | grep -o '[0-9]*\$'); [ -n \"\$p\" ] && [ \"\$p\" != 0 ] && [ \"\$p\" != $pid ]" ||
-		die "no new worker within 10 s"
 done
-rc=0
-wait "$fio_pid" || rc=$?
-if [ "$rc" -ne 0 ] || grep -Eq 'err= *[1-9]|verify: bad|verify failed' /tmp/fio-sync-crash.log; then
-	cat /tmp/fio-sync-crash.log >&2
-	die "fio failed across worker kills (exit $rc)"
-fi
+wait_fio "$fio_pid" /tmp/fio-sync-crash.log "across worker kills"
 [ "$killed" -ge 1 ] || die "fio ended before a worker could be killed"
 check_sync_ends 1 "mem, depth 1, $killed worker kill(s)"
 remove_device 1

@@ -153,6 +153,32 @@ run_fio() {
 	grep -E '^ *(read|write): IOPS|err=' <<<"$out" | sed "s/^ */[$case_name] fio: /"
 }
 
+# wait_fio PID LOG WHAT: wait for a fio started in the background with its
+# output in LOG; fails (showing LOG) if fio failed, a job reported an error
+# or a block did not verify. WHAT says across what, for the message.
+wait_fio() {
+	local rc=0
+	wait "$1" || rc=$?
+	if [ "$rc" -ne 0 ] || grep -Eq 'err= *[1-9]|verify: bad|verify failed' "$2"; then
+		cat "$2" >&2
+		die "fio failed $3 (exit $rc)"
+	fi
+}
+
+# replace_worker ID QUEUE: SIGKILL the worker of queue QUEUE of device ID and
+# wait up to 10 s for the supervisor's new worker to attach; prints how many
+# milliseconds that took.
+replace_worker() {
+	local id=$1 q=$2 pid start
+	pid=$(queue_counter "$id" "$q" worker_pid)
+	[ -n "$pid" ] && [ "$pid" -gt 1 ] || die "no worker on queue $q"
+	start=$(date +%s%N)
+	kill -KILL "$pid"
+	wait_for 10 sh -c "p=\$($AZBUSE_CTL info $id --json | grep -o '{\"queue\": $q, \"worker_pid\": [0-9]*' | grep -o '[0-9]*\$'); [ -n \"\$p\" ] && [ \"\$p\" != 0 ] && [ \"\$p\" != $pid ]" ||
+		die "no new worker on queue $q within 10 s (killed $pid)"
+	echo $((($(date +%s%N) - start) / 1000000))
+}
+
 # queue_requests ID: the requests counter of each queue of device ID, one per line.
 queue_requests() {
 	azbusectl info "$1" --json | grep -o '"requests": [0-9]*' | awk '{ print $2 }'
