@@ -18,6 +18,8 @@
 #   --runtime S        seconds per fio run (default 5; env AZBUSE_BENCH_RUNTIME)
 #   --repeats N        runs per figure, median and min..max (default 3;
 #                      AZBUSE_BENCH_REPEATS)
+#                      (writing docs/bench also rewrites README.md's
+#                      overview: tests/bench-readme.py)
 #   --devices LIST     devices of the main run, comma- or space-separated
 #                      (AZBUSE_BENCH_DEVICES; brd is added first if missing,
 #                      as every ratio is to brd)
@@ -104,7 +106,8 @@ for n in "$runtime" "$repeats" "$size" "$cpus" "$scaling_cpus"; do
 done
 devices=$(tr ' ' ',' <<<"$devices")
 case ,$devices, in *,brd,*) ;; *) devices=brd,$devices ;; esac
-scaling_jobs=randread-4k-qd32-percpu
+# one job too: how far the emulated VM itself scales (brd with 1 job and with 4)
+scaling_jobs=randread-4k-qd32,randread-4k-qd32-percpu
 
 for tool in python3 fio; do
 	command -v "$tool" >/dev/null || { echo "bench.sh: $tool is missing: run tests/vm/install-deps.sh" >&2; exit 2; }
@@ -164,6 +167,11 @@ fi
 echo
 rc=0
 python3 tests/bench-report.py --out "$out" "${host_args[@]}" "${rc_args[@]}" "${raws[@]}" || rc=$?
+# the README's overview comes from the run kept in docs/bench, never by hand
+if [ "$rc" = 0 ] && [ "$(cd "$out" && pwd)" = "$top/docs/bench" ]; then
+	python3 tests/bench-readme.py "$out/results.json" README.md || rc=$?
+	echo "bench.sh: README.md's overview updated from $out/results.json"
+fi
 echo "bench.sh: took $((SECONDS - start)) s; results in $out (results.json, bench.md, bench-*.png)"
 if [ "$rc" = 0 ]; then
 	rm -rf "$work"
