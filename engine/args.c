@@ -153,6 +153,7 @@ static int azb_parse_one(int argc, char **argv, int *i, struct azbuse_args *a)
 			return -EINVAL;
 		}
 		o->route_queue = !strcmp(v, "queue");
+		o->route_chosen = true;
 		return 0;
 	}
 	if ((v = azb_arg_value(argc, argv, i, "--shard-chunk"))) {
@@ -235,9 +236,10 @@ void azbuse_print_device_options(FILE *out)
 		"  --shards N            sharded: N workers, worker i owns every chunk c\n"
 		"                        with c %% N == i, whichever CPU submits\n"
 		"  --shard-chunk SIZE    sharded mode's chunk (default 1M, power of two)\n"
-		"  --route chunk|queue   sharded: a read or write goes to its chunk's shard\n"
-		"                        (default), or to the worker of the queue it was\n"
-		"                        submitted on, which serves it or hands it on\n"
+		"  --route chunk|queue   sharded: a read or write goes to its chunk's shard,\n"
+		"                        or to the worker of the queue it was submitted on,\n"
+		"                        which serves it or hands it on (default: the\n"
+		"                        engine's choice; chunk for most, queue for thin)\n"
 		"  --max-io SIZE         largest request (default %uk)\n"
 		"  --block-size N        logical block size (512, 1024, 2048 or 4096)\n"
 		"  --read-only           refuse writes\n"

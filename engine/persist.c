@@ -40,8 +40,8 @@ int azbuse_conf_save(uint32_t dev_id, const char *engine, const struct azbuse_de
 	fprintf(f, "size=%" PRIu64 "\n", o->size_bytes);
 	fprintf(f, "queues=%u\ndepth=%u\nmax_io=%u\nblock_size=%u\n", o->nr_queues, o->queue_depth,
 		o->max_io_bytes, o->logical_block_size);
-	fprintf(f, "shards=%u\nshard_chunk=%u\nroute_queue=%d\n", o->nr_shards,
-		o->shard_chunk_bytes, (int)o->route_queue);
+	fprintf(f, "shards=%u\nshard_chunk=%u\nroute_queue=%d\nroute_chosen=%d\n", o->nr_shards,
+		o->shard_chunk_bytes, (int)o->route_queue, (int)o->route_chosen);
 	fprintf(f,
 		"io_timeout=%u\nrecovery_timeout=%u\npoll_us=%u\npin=%d\nsched=%d\nread_only=%d\n",
 		o->io_timeout_ms, o->recovery_timeout_ms, o->poll_us, (int)o->pin, (int)o->sched,
@@ -135,6 +135,8 @@ static int azb_conf_apply(struct azbuse_args *a, const char *key, const char *va
 		o->shard_chunk_bytes = (uint32_t)v;
 	else if (!strcmp(key, "route_queue") && v <= 1)
 		o->route_queue = v;
+	else if (!strcmp(key, "route_chosen") && v <= 1)
+		o->route_chosen = v;
 	else if (!strcmp(key, "depth") && v <= AZBUSE_MAX_QUEUE_DEPTH)
 		o->queue_depth = (uint16_t)v;
 	else if (!strcmp(key, "max_io") && v <= AZBUSE_MAX_IO_BYTES)

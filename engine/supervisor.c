@@ -151,6 +151,7 @@ static int azb_setup_engine(struct azb_supervisor *s, struct azbuse_dev_info *in
 		return -EINVAL;
 	}
 	cfg.route_queue = o->route_queue;
+	cfg.route_chosen = o->route_chosen;
 	cfg.options = o->options;
 	cfg.nr_options = o->nr_options;
 	cfg.error = err;

@@ -321,6 +321,12 @@ int azb_shard_sync(struct azb_shard *shard);
 int azb_shard_lookup(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk,
 		     uint64_t *phys);
 
+/* What azb_shard_lookup says, and whether a write of the chunk would go in
+ * place (*in_place 1: phys is the view's own chunk, which no snapshot or
+ * clone sees), without planning one. */
+int azb_shard_resolve(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk,
+		      uint64_t *phys, int *in_place);
+
 /* Writing a chunk: plan, write the data at plan.phys (for a partial write of a
  * new chunk, first copy old_phys's data unless it is AZB_PHYS_NONE), then
  * commit (or abort). A new chunk (!in_place) reads as zeros: chunks are

@@ -61,6 +61,26 @@ int azb_shard_plan_write(struct azb_shard *shard, const struct azb_view *view, u
 	return ret;
 }
 
+int azb_shard_resolve(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk,
+		      uint64_t *phys, int *in_place)
+{
+	uint64_t e;
+	int ret;
+
+	*in_place = 0;
+	if (view->write_ns && view->nr_links && view->links[0].ns == view->write_ns &&
+	    chunk < azb_view_chunks(view, shard->s.chunk_size)) {
+		ret = own_entry_in_place(shard, view, chunk, &e, phys);
+		if (!ret) {
+			*in_place = 1;
+			return 0;
+		}
+		if (ret != -ENOENT)
+			return ret;
+	}
+	return azb_shard_lookup(shard, view, chunk, phys);
+}
+
 /* Add the entry to the batch: a new one, or replacing a tombstone or (and
  * freeing) a stale entry of the same epoch. */
 static int batch_put_entry(struct azb_shard *sh, rocksdb_writebatch_t *b,

@@ -8,10 +8,12 @@
  * serving process per pool), learns the pool's settings and the volume's
  * size from pool.db (through a child process: thin_pool.c), and asks for
  * sharded mode with one worker per pool shard and the pool's stripe as
- * chunk. Each worker then reads the volume's view and the GC holds from
- * pool.db (read-only, closed again, so that azbuse-thin can still manage
- * the pool) and opens only its own shard's RocksDB and data file
- * (open_queue).
+ * chunk, reads and writes routed to the queue they were submitted on
+ * (unless --route chunk), and makes the published map that the workers
+ * share (thin_pub.c). Each worker then reads the volume's view and the GC
+ * holds from pool.db (read-only, closed again, so that azbuse-thin can
+ * still manage the pool), opens its own shard's RocksDB and every shard's
+ * data file (open_queue).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -64,6 +66,7 @@ static void thin_free(struct thin_engine *e)
 {
 	if (e->lock_fd >= 0)
 		azb_pool_release(e->lock_fd);
+	azb_pubmap_destroy(e->pubmap);
 	azb_view_free(&e->view);
 	free(e);
 }
@@ -122,6 +125,28 @@ static int thin_hold_pool(struct thin_engine *e, struct azbuse_engine_config *cf
 	return ret;
 }
 
+static void thin_take_test_knobs(struct thin_engine *e)
+{
+	const char *delay = getenv("AZBUSE_THIN_FOREIGN_WRITE_DELAY_US");
+
+	if (delay && *delay)
+		e->foreign_write_delay_us = (uint32_t)strtoul(delay, NULL, 10);
+}
+
+/* The published map: an entry per chunk of the volume, one reader per worker. */
+static int thin_make_pubmap(struct thin_engine *e, struct azbuse_engine_config *cfg)
+{
+	uint64_t chunks =
+		(e->view.size_bytes + e->settings.chunk_size - 1) / e->settings.chunk_size;
+	int ret = azb_pubmap_create(chunks, e->settings.nr_shards, &e->pubmap);
+
+	if (ret)
+		snprintf(cfg->error, cfg->error_size,
+			 "engine thin: cannot map the published map of %llu chunks: %s",
+			 (unsigned long long)chunks, strerror(-ret));
+	return ret;
+}
+
 static int thin_setup(struct azbuse_engine_config *cfg, void **engine)
 {
 	struct thin_engine *e = calloc(1, sizeof(*e));
@@ -148,13 +173,13 @@ static int thin_setup(struct azbuse_engine_config *cfg, void **engine)
 		thin_free(e);
 		return -EINVAL;
 	}
-	if (cfg->route_queue) {
-		/* each worker reads and writes only its own shard's chunks */
-		snprintf(cfg->error, cfg->error_size,
-			 "engine thin: --route queue is not supported (chunks are served by their "
-			 "shard's worker)");
+	if (!cfg->route_chosen)
+		cfg->route_queue = true;
+	thin_take_test_knobs(e);
+	ret = cfg->route_queue ? thin_make_pubmap(e, cfg) : 0;
+	if (ret) {
 		thin_free(e);
-		return -EINVAL;
+		return ret;
 	}
 	cfg->size_bytes = e->view.size_bytes;
 	cfg->nr_queues = e->settings.nr_shards;
@@ -195,6 +220,67 @@ static int thin_open_direct(int data_fd, uint32_t queue)
 	return fd;
 }
 
+static void thin_close_data(struct thin_queue *tq)
+{
+	uint32_t s;
+
+	for (s = 0; tq->direct_fds && s < tq->nr_shards; s++) {
+		if (tq->direct_fds[s] >= 0)
+			close(tq->direct_fds[s]);
+		/* the own shard's data fd belongs to the shard */
+		if (s != tq->index && tq->data_fds[s] >= 0)
+			close(tq->data_fds[s]);
+	}
+	free(tq->data_fds);
+	free(tq->direct_fds);
+	tq->data_fds = tq->direct_fds = NULL;
+}
+
+/*
+ * Every shard's data file (the own one is the shard's), each also O_DIRECT
+ * if asked: a worker serves published chunks of any shard.
+ */
+static int thin_open_data(struct thin_queue *tq)
+{
+	const struct thin_engine *e = tq->engine;
+	char path[PATH_MAX + 32];
+	uint32_t s;
+
+	tq->data_fds = malloc(tq->nr_shards * sizeof(int));
+	tq->direct_fds = malloc(tq->nr_shards * sizeof(int));
+	if (!tq->data_fds || !tq->direct_fds) {
+		free(tq->data_fds);
+		free(tq->direct_fds);
+		tq->data_fds = tq->direct_fds = NULL;
+		return -ENOMEM;
+	}
+	for (s = 0; s < tq->nr_shards; s++)
+		tq->data_fds[s] = tq->direct_fds[s] = -1;
+	for (s = 0; s < tq->nr_shards; s++) {
+		if (s == tq->index) {
+			tq->data_fds[s] = azb_shard_data_fd(tq->shard);
+		} else if (e->pubmap) {
+			snprintf(path, sizeof(path), "%s/shard-%u/data", e->pool_dir, s);
+			tq->data_fds[s] = open(path, O_RDWR | O_CLOEXEC);
+			if (tq->data_fds[s] < 0) {
+				int ret = -errno;
+
+				fprintf(stderr, "engine thin: cannot open %s: %s\n", path,
+					strerror(errno));
+				thin_close_data(tq);
+				return ret;
+			}
+		} else {
+			continue; /* route chunk: only the own shard's chunks come here */
+		}
+		if (e->direct)
+			tq->direct_fds[s] = thin_open_direct(tq->data_fds[s], s);
+	}
+	tq->data_fd = tq->data_fds[tq->index];
+	tq->direct_fd = tq->direct_fds[tq->index];
+	return 0;
+}
+
 static int thin_open_queue(void *engine, const struct azbuse_queue_params *p, void **queue)
 {
 	struct thin_engine *e = engine;
@@ -206,6 +292,8 @@ static int thin_open_queue(void *engine, const struct azbuse_queue_params *p, vo
 	if (!tq)
 		return -ENOMEM;
 	tq->engine = e;
+	tq->index = p->queue;
+	tq->nr_shards = e->settings.nr_shards;
 	tq->direct_fd = -1;
 	tq->chunk_size = e->settings.chunk_size;
 	if (p->queue >= e->settings.nr_shards) {
@@ -231,19 +319,25 @@ static int thin_open_queue(void *engine, const struct azbuse_queue_params *p, vo
 		fprintf(stderr, "engine thin: %s\n", err);
 		goto out_holds;
 	}
-	tq->data_fd = azb_shard_data_fd(tq->shard);
-	tq->direct_fd = e->direct ? thin_open_direct(tq->data_fd, p->queue) : -1;
+	ret = thin_open_data(tq);
+	if (ret)
+		goto out_shard;
+	ret = thin_pub_open(tq);
+	if (ret)
+		goto out_data;
 	/* a shard whose GC is behind the pool's (a delete while it was closed) catches up */
 	ret = thin_queue_gc(tq, &holds);
 	if (ret)
-		goto out_close;
+		goto out_pub;
 	azb_holds_free(&holds);
 	*queue = tq;
 	return 0;
 
-out_close:
-	if (tq->direct_fd >= 0)
-		close(tq->direct_fd);
+out_pub:
+	thin_pub_close(tq);
+out_data:
+	thin_close_data(tq);
+out_shard:
 	azb_shard_close(tq->shard);
 out_holds:
 	azb_holds_free(&holds);
@@ -255,16 +349,20 @@ out_free:
 	return ret;
 }
 
-/* Acknowledged writes become durable: the data file, then the mapping's WAL. */
+/*
+ * Acknowledged writes become durable: the data files this worker wrote,
+ * then the mapping's WAL.
+ */
 static void thin_close_queue(void *queue)
 {
 	struct thin_queue *tq = queue;
 
-	if (thin_commit_cow(tq) || fdatasync(tq->data_fd) || azb_shard_sync(tq->shard))
+	if (thin_commit_cow(tq) || thin_sync_foreign(tq) || fdatasync(tq->data_fd) ||
+	    azb_shard_sync(tq->shard))
 		fprintf(stderr, "engine thin: shard %u: final sync failed\n",
 			azb_shard_index(tq->shard));
-	if (tq->direct_fd >= 0)
-		close(tq->direct_fd);
+	thin_pub_close(tq);
+	thin_close_data(tq);
 	azb_shard_close(tq->shard);
 	free(tq->cow_ios);
 	free(tq->cow_plans);

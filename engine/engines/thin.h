@@ -1,8 +1,11 @@
 /*
  * thin.h - the thin engine's shared types: the engine (set up in the
- * supervisor, inherited by every worker it forks) and a worker's queue,
- * which owns one shard of the pool (sharded mode: worker q serves exactly
- * the chunks that metadata/ places in shard q).
+ * supervisor, inherited by every worker it forks) and a worker's queue.
+ * Worker q owns shard q of the pool: it alone changes that shard's
+ * metadata. With route queue (the default) reads and writes reach the
+ * worker of the queue they were submitted on, which serves them from the
+ * published map (metadata/pubmap.h) where it can and hands the rest to the
+ * chunk's owner; with route chunk every request reaches its owner.
  */
 #ifndef AZBUSE_THIN_H
 #define AZBUSE_THIN_H
@@ -14,6 +17,7 @@
 #include <azbuse/engine.h>
 
 #include "meta.h"
+#include "pubmap.h"
 
 struct thin_engine {
 	char pool_dir[PATH_MAX];
@@ -28,16 +32,48 @@ struct thin_engine {
 	bool read_only; /* a snapshot */
 	bool direct;	/* data I/O with O_DIRECT where aligned (option direct, default 1) */
 	int lock_fd;	/* DIR/daemon.lock, held while the device lives */
+	/*
+	 * What each chunk of the volume maps to, published by its owner for
+	 * every worker (shared memory, made before the workers are forked);
+	 * NULL with route chunk, where no worker reads another's chunks.
+	 */
+	struct azb_pubmap *pubmap;
+	/*
+	 * For tests ($AZBUSE_THIN_FOREIGN_WRITE_DELAY_US): hold each in-place
+	 * write to another shard's chunk this long between its lookup and its
+	 * data, so that a test can make an owner reuse chunks meanwhile.
+	 */
+	uint32_t foreign_write_delay_us;
+};
+
+/* A map entry the owner publishes once its batch's metadata is in the WAL file. */
+struct thin_pub {
+	uint64_t chunk;
+	uint64_t phys;
+	enum azb_pub_kind kind;
 };
 
 struct thin_queue {
 	struct thin_engine *engine;
-	struct azb_shard *shard;
-	int data_fd;
-	int direct_fd; /* the data file again, O_DIRECT (-1: none): aligned I/O bypasses the page
-			  cache */
+	struct azb_shard *shard; /* the shard this worker owns (index: queue) */
+	uint32_t index;
+	uint32_t nr_shards;
+	int data_fd;		/* the own shard's data file (data_fds[index]) */
+	int direct_fd;		/* direct_fds[index] */
+	int *data_fds;		/* every shard's data file, by shard */
+	int *direct_fds;	/* each again, O_DIRECT (-1: none): aligned I/O bypasses the
+				   page cache */
+	uint64_t foreign_dirty; /* bit s: wrote to shard s's data file (s != index) since the
+				   last FLUSH */
 	uint64_t chunk_size;
-	uint8_t *chunk_buf; /* one chunk, for copy-on-write of a partial write */
+	/* publishing (thin_pub.c) */
+	struct thin_pub *pubs; /* waiting for the batch's WAL write */
+	uint32_t nr_pubs;
+	bool reuse_wait; /* freed chunks: no new chunk until reuse_ticket has passed */
+	uint64_t reuse_ticket;
+	uint64_t redirected; /* requests handed to their chunk's owner */
+	uint64_t foreign;    /* requests of other shards served here */
+	uint8_t *chunk_buf;  /* one chunk, for copy-on-write of a partial write */
 	/*
 	 * Copy-on-write mappings wait here until their chunks' data is on disk
 	 * (one fdatasync per batch): a mapping RocksDB persisted first would,
@@ -54,6 +90,7 @@ struct thin_queue {
 };
 
 #define THIN_DISK_CHECK_EVERY 16
+#define THIN_PUBS_MAX 1024
 #define THIN_COW_PLANS_MAX 256
 /* O_DIRECT is used for offsets, lengths and buffers aligned to this */
 #define THIN_DIRECT_ALIGN 4096
@@ -79,9 +116,31 @@ int thin_pool_query(const struct thin_engine *e, const char *snap_src, const cha
 /* thin_pool.c, in a worker: read the volume's whole view into e and the pool's GC holds. */
 int thin_read_view(struct thin_engine *e, struct azb_holds *holds, char *err, size_t errlen);
 
+/* thin_pub.c: the owner's side of the published map, and a reader's marks */
+int thin_pub_open(struct thin_queue *tq);
+void thin_pub_close(struct thin_queue *tq);
+/* A request begins: nothing looked up before is still in use. */
+void thin_pub_enter(struct thin_queue *tq);
+/* The batch is over: this worker holds no lookup (after thin_pub_apply). */
+void thin_pub_idle(struct thin_queue *tq);
+/* What the owner learned of a chunk (phys AZB_PHYS_NONE: zeros), published by thin_pub_apply. */
+void thin_pub_note(struct thin_queue *tq, uint64_t chunk, uint64_t phys, bool in_place);
+/* The chunk's mapping is about to change or go: unpublish it now. */
+void thin_pub_forget(struct thin_queue *tq, uint64_t chunk);
+/* Chunks were freed: a new chunk is handed out only after the readers moved on. */
+void thin_pub_freed(struct thin_queue *tq);
+/* Before planning a write: wait for the readers if chunks were freed. */
+void thin_pub_before_alloc(struct thin_queue *tq);
+/* Publish what was noted (the notes' metadata is in the WAL file). */
+void thin_pub_apply(struct thin_queue *tq);
+/* The published entry of a chunk (UNKNOWN without a map). */
+struct azb_pub_entry thin_pub_lookup(const struct thin_queue *tq, uint64_t chunk);
+
 /* thin_io.c: commit the waiting copy-on-write mappings (data synced first), end their requests */
 int thin_commit_cow(struct thin_queue *tq);
 void thin_batch_end(void *queue);
+/* thin_io.c: sync the other shards' data files this worker wrote since its last FLUSH */
+int thin_sync_foreign(struct thin_queue *tq);
 
 /* thin_io.c: the request callbacks */
 void thin_read(void *queue, struct azbuse_io *io);

@@ -27,6 +27,8 @@ struct thin_status {
 	uint32_t shard;
 	uint32_t pad0;
 	struct azb_shard_mem mem;
+	uint64_t redirected; /* requests handed to their chunk's owner */
+	uint64_t foreign;    /* requests of other shards' chunks served here */
 };
 
 struct thin_msg {
@@ -44,6 +46,8 @@ int thin_queue_gc(struct thin_queue *tq, const struct azb_holds *holds)
 	if (azb_shard_gc_generation(tq->shard) >= holds->gc_generation)
 		return 0;
 	ret = azb_shard_gc(tq->shard, holds, &st);
+	/* what it freed may still be read or written through the published map */
+	thin_pub_freed(tq);
 	if (ret)
 		fprintf(stderr, "engine thin: shard %u: gc: %s\n", azb_shard_index(tq->shard),
 			azb_shard_error(tq->shard));
@@ -95,7 +99,11 @@ int thin_queue_control(void *queue, const void *msg, size_t len, void *reply, si
 	case THIN_MSG_GC:
 		return thin_queue_gc_now(tq);
 	case THIN_MSG_STATUS: {
-		struct thin_status st = { .shard = azb_shard_index(tq->shard) };
+		struct thin_status st = {
+			.shard = azb_shard_index(tq->shard),
+			.redirected = tq->redirected,
+			.foreign = tq->foreign,
+		};
 
 		if (reply_room < sizeof(st))
 			return -ENOSPC;
@@ -159,6 +167,12 @@ static int thin_snapshot(struct thin_engine *e, struct azbuse_control *ctl, cons
 		snprintf(reply, reply_size, "cannot make the volume durable: %s", strerror(-ret));
 	else
 		ret = thin_record_snapshot(e, src, name, reply, reply_size);
+	/*
+	 * While no worker runs: every chunk published as the volume's own is
+	 * now shared with the snapshot, so no worker overwrites it in place.
+	 */
+	if (!ret && e->pubmap)
+		azb_pubmap_new_epoch(e->pubmap);
 	/* our view is updated first: a worker restarted from now on has the new epoch */
 	if (!ret)
 		ret = thin_broadcast(ctl, e, THIN_MSG_EPOCH);
@@ -190,12 +204,14 @@ static void thin_status_line(uint16_t queue, int result, const void *reply, size
 		memcpy(&st, reply, sizeof(st));
 		n = snprintf(out->buf + out->used, out->size - out->used,
 			     "shard %u: block_cache_kib %llu pinned_kib %llu memtables_kib %llu "
-			     "table_readers_kib %llu map_cache_kib %llu\n",
+			     "table_readers_kib %llu map_cache_kib %llu other_shards_served %llu "
+			     "handed_to_owner %llu\n",
 			     st.shard, (unsigned long long)st.mem.block_cache >> 10,
 			     (unsigned long long)st.mem.block_cache_pinned >> 10,
 			     (unsigned long long)st.mem.memtables >> 10,
 			     (unsigned long long)st.mem.table_readers >> 10,
-			     (unsigned long long)st.mem.map_cache >> 10);
+			     (unsigned long long)st.mem.map_cache >> 10,
+			     (unsigned long long)st.foreign, (unsigned long long)st.redirected);
 	}
 	if (n > 0)
 		out->used += (size_t)n;

@@ -1,8 +1,11 @@
 /*
- * thin_io.c - the thin engine's data path, in the worker that owns the
- * shard. A request is cut into pieces, one per thin chunk; each piece is
- * looked up (read) or planned (write) in the shard's metadata, then served
- * from the shard's sparse data file with pread/pwrite: through O_DIRECT
+ * thin_io.c - the thin engine's data path. A request is cut into pieces,
+ * one per thin chunk. A worker serves a piece of any shard's chunk that the
+ * published map knows (a read, or an overwrite of a chunk the volume owns
+ * alone in the current epoch) from that shard's data file itself; anything
+ * else goes to the chunk's owner (azbuse_complete_redirect), which looks it
+ * up (read) or plans it (write) in its shard's metadata, publishes what it
+ * learned (thin_pub.c) and serves it. Data moves with pread/pwrite: through O_DIRECT
  * when 4 KiB aligned (the usual case), so that the data goes straight to
  * the backing disk and a FLUSH or snapshot has little to write back; the
  * rare unaligned piece goes through the page cache (the kernel keeps the
@@ -69,23 +72,31 @@ static bool thin_next_piece(const struct thin_queue *tq, const struct azbuse_io 
 	return true;
 }
 
+/* The shard that owns a logical chunk. */
+static uint32_t thin_shard_of(const struct thin_queue *tq, uint64_t chunk)
+{
+	return azb_chunk_shard(&tq->engine->settings, chunk);
+}
+
 static uint64_t thin_phys_offset(const struct thin_queue *tq, uint64_t phys, uint32_t within)
 {
 	return phys * tq->chunk_size + within;
 }
 
-/* The data file descriptor for this transfer: O_DIRECT if it is aligned. */
-static int thin_data_fd(const struct thin_queue *tq, const void *buf, size_t len, uint64_t off)
+/* The descriptor of shard's data file for this transfer: O_DIRECT if it is aligned. */
+static int thin_data_fd(const struct thin_queue *tq, uint32_t shard, const void *buf, size_t len,
+			uint64_t off)
 {
-	if (tq->direct_fd >= 0 && !((uintptr_t)buf % THIN_DIRECT_ALIGN) &&
+	if (tq->direct_fds[shard] >= 0 && !((uintptr_t)buf % THIN_DIRECT_ALIGN) &&
 	    !(len % THIN_DIRECT_ALIGN) && !(off % THIN_DIRECT_ALIGN))
-		return tq->direct_fd;
-	return tq->data_fd;
+		return tq->direct_fds[shard];
+	return tq->data_fds[shard];
 }
 
-static int thin_pread_all(const struct thin_queue *tq, uint8_t *buf, size_t len, uint64_t off)
+static int thin_pread_at(const struct thin_queue *tq, uint32_t shard, uint8_t *buf, size_t len,
+			 uint64_t off)
 {
-	int fd = thin_data_fd(tq, buf, len, off);
+	int fd = thin_data_fd(tq, shard, buf, len, off);
 
 	while (len) {
 		ssize_t n = pread(fd, buf, len, (off_t)off);
@@ -105,10 +116,10 @@ static int thin_pread_all(const struct thin_queue *tq, uint8_t *buf, size_t len,
 	return 0;
 }
 
-static int thin_pwrite_all(const struct thin_queue *tq, const uint8_t *buf, size_t len,
-			   uint64_t off)
+static int thin_pwrite_at(const struct thin_queue *tq, uint32_t shard, const uint8_t *buf,
+			  size_t len, uint64_t off)
 {
-	int fd = thin_data_fd(tq, buf, len, off);
+	int fd = thin_data_fd(tq, shard, buf, len, off);
 
 	while (len) {
 		ssize_t n = pwrite(fd, buf, len, (off_t)off);
@@ -124,6 +135,18 @@ static int thin_pwrite_all(const struct thin_queue *tq, const uint8_t *buf, size
 	return 0;
 }
 
+/* The same in the shard this worker owns. */
+static int thin_pread_all(const struct thin_queue *tq, uint8_t *buf, size_t len, uint64_t off)
+{
+	return thin_pread_at(tq, tq->index, buf, len, off);
+}
+
+static int thin_pwrite_all(const struct thin_queue *tq, const uint8_t *buf, size_t len,
+			   uint64_t off)
+{
+	return thin_pwrite_at(tq, tq->index, buf, len, off);
+}
+
 /* A metadata error as a request result: keep ENOSPC/EROFS, the rest is EIO (and logged). */
 static int thin_meta_error(struct thin_queue *tq, int ret)
 {
@@ -134,19 +157,52 @@ static int thin_meta_error(struct thin_queue *tq, int ret)
 	return -EIO;
 }
 
-static int thin_read_piece(struct thin_queue *tq, const struct thin_piece *p)
+/*
+ * Where a piece's data is: from the published map, or (own shard) from the
+ * metadata, noting it for publication. *owner is set instead when only the
+ * chunk's owner, another worker, can tell.
+ */
+static int thin_find_piece(struct thin_queue *tq, const struct thin_piece *p, uint32_t shard,
+			   uint64_t *phys, int *owner)
 {
-	uint64_t phys;
-	int ret;
+	struct azb_pub_entry e = thin_pub_lookup(tq, p->chunk);
+	int in_place, ret;
 
-	ret = azb_shard_lookup(tq->shard, &tq->engine->view, p->chunk, &phys);
+	if (e.kind == AZB_PUB_ZERO || e.kind == AZB_PUB_SHARED || e.kind == AZB_PUB_OWNED) {
+		*phys = e.kind == AZB_PUB_ZERO ? AZB_PHYS_NONE : e.phys;
+		return 0;
+	}
+	if (shard != tq->index) {
+		*owner = (int)shard;
+		return 0;
+	}
+	ret = azb_shard_resolve(tq->shard, &tq->engine->view, p->chunk, phys, &in_place);
 	if (ret)
 		return thin_meta_error(tq, ret);
+	thin_pub_note(tq, p->chunk, *phys, in_place);
+	return 0;
+}
+
+static int thin_read_piece(struct thin_queue *tq, const struct thin_piece *p, int *owner)
+{
+	uint32_t shard = thin_shard_of(tq, p->chunk);
+	uint64_t phys = AZB_PHYS_NONE;
+	int ret = thin_find_piece(tq, p, shard, &phys, owner);
+
+	if (ret || *owner >= 0)
+		return ret;
 	if (phys == AZB_PHYS_NONE) {
 		memset(p->buf, 0, p->len);
 		return 0;
 	}
-	return thin_pread_all(tq, p->buf, p->len, thin_phys_offset(tq, phys, p->within));
+	return thin_pread_at(tq, shard, p->buf, p->len, thin_phys_offset(tq, phys, p->within));
+}
+
+/* Hand a request to the worker that owns its chunk. */
+static void thin_redirect(struct thin_queue *tq, struct azbuse_io *io, int owner)
+{
+	tq->redirected++;
+	azbuse_complete_redirect(io, (uint16_t)owner);
 }
 
 void thin_read(void *queue, struct azbuse_io *io)
@@ -154,10 +210,17 @@ void thin_read(void *queue, struct azbuse_io *io)
 	struct thin_queue *tq = queue;
 	struct thin_piece p;
 	uint64_t done = 0;
-	int ret = 0;
+	int ret = 0, owner = -1;
 
-	while (!ret && thin_next_piece(tq, io, &done, &p))
-		ret = thin_read_piece(tq, &p);
+	thin_pub_enter(tq);
+	while (!ret && owner < 0 && thin_next_piece(tq, io, &done, &p))
+		ret = thin_read_piece(tq, &p, &owner);
+	if (!ret && owner >= 0) {
+		thin_redirect(tq, io, owner);
+		return;
+	}
+	if (thin_shard_of(tq, io->offset / tq->chunk_size) != tq->index)
+		tq->foreign++;
 	thin_complete(tq, io, ret);
 }
 
@@ -234,6 +297,8 @@ int thin_commit_cow(struct thin_queue *tq)
 		err = azb_shard_commit_write(tq->shard, &tq->cow_plans[i]);
 		if (err)
 			ret = thin_meta_error(tq, err);
+		else
+			thin_pub_note(tq, tq->cow_plans[i].chunk, tq->cow_plans[i].phys, true);
 	}
 	tq->nr_cow_plans = 0;
 	for (i = 0; i < tq->nr_cow_ios; i++)
@@ -244,7 +309,8 @@ int thin_commit_cow(struct thin_queue *tq)
 
 /*
  * The batch's mapping changes reach the WAL file before its requests are
- * acknowledged (the worker publishes completions after batch_end). If they
+ * acknowledged (the worker publishes completions after batch_end) and
+ * before what the owner learned is published to the other workers. If they
  * cannot be written, the worker must not acknowledge them: it exits, and
  * the kernel gives every request it held to the restarted worker.
  */
@@ -258,6 +324,8 @@ void thin_batch_end(void *queue)
 			azb_shard_index(tq->shard), azb_shard_error(tq->shard));
 		_exit(EXIT_FAILURE);
 	}
+	thin_pub_apply(tq);
+	thin_pub_idle(tq);
 }
 
 /* A chunk with a copy-on-write mapping still waiting: commit it before touching the chunk again. */
@@ -281,8 +349,12 @@ static int thin_record_new_chunk(struct thin_queue *tq, const struct azb_write_p
 {
 	int ret;
 
-	if (plan->old_phys == AZB_PHYS_NONE)
-		return thin_meta_error(tq, azb_shard_commit_write(tq->shard, plan));
+	if (plan->old_phys == AZB_PHYS_NONE) {
+		ret = thin_meta_error(tq, azb_shard_commit_write(tq->shard, plan));
+		if (!ret)
+			thin_pub_note(tq, plan->chunk, plan->phys, true);
+		return ret;
+	}
 	if (tq->nr_cow_plans == THIN_COW_PLANS_MAX) {
 		ret = thin_commit_cow(tq);
 		if (ret)
@@ -303,10 +375,12 @@ static int thin_write_piece(struct thin_queue *tq, const struct thin_piece *p, c
 	ret = thin_settle_chunk(tq, p->chunk);
 	if (ret)
 		return ret;
+	thin_pub_before_alloc(tq);
 	ret = azb_shard_plan_write(tq->shard, &tq->engine->view, p->chunk, &plan);
 	if (ret)
 		return thin_meta_error(tq, ret);
 	if (plan.in_place) {
+		thin_pub_note(tq, p->chunk, plan.phys, true);
 		if (data)
 			return thin_pwrite_all(tq, data, p->len,
 					       thin_phys_offset(tq, plan.phys, p->within));
@@ -338,6 +412,25 @@ static int thin_make_durable(struct thin_queue *tq)
 	return azb_shard_sync(tq->shard) ? -EIO : 0;
 }
 
+/*
+ * Data this worker wrote in place to other shards' chunks. A FLUSH reaches
+ * every worker in turn; each owner syncs its metadata, and each worker the
+ * data files it wrote (the owners cannot know of those writes).
+ */
+int thin_sync_foreign(struct thin_queue *tq)
+{
+	uint32_t s;
+
+	for (s = 0; s < tq->nr_shards; s++) {
+		if (!(tq->foreign_dirty & (1ULL << s)))
+			continue;
+		if (fdatasync(tq->data_fds[s]))
+			return -errno;
+		tq->foreign_dirty &= ~(1ULL << s);
+	}
+	return 0;
+}
+
 /* End a write: now, or with its copy-on-write mappings at the batch's end. */
 static void thin_end_write(struct thin_queue *tq, struct azbuse_io *io, int ret, bool deferred)
 {
@@ -351,22 +444,78 @@ static void thin_end_write(struct thin_queue *tq, struct azbuse_io *io, int ret,
 	thin_complete(tq, io, ret);
 }
 
+/*
+ * A write to another shard's chunks: overwritten in place if the published
+ * map says the volume owns every one alone in the current epoch, else (or
+ * for FUA, which needs the owner's metadata durable too) handed to the
+ * owner. A piece written before the owner takes over is written again.
+ */
+static void thin_write_foreign(struct thin_queue *tq, struct azbuse_io *io, uint32_t shard)
+{
+	struct azb_pub_entry e;
+	struct thin_piece p;
+	uint64_t done = 0;
+	int ret = 0;
+
+	if (io->flags & AZBUSE_RQ_FUA) {
+		thin_redirect(tq, io, (int)shard);
+		return;
+	}
+	while (!ret && thin_next_piece(tq, io, &done, &p)) {
+		e = thin_pub_lookup(tq, p.chunk);
+		if (!e.writable || thin_shard_of(tq, p.chunk) != shard) {
+			thin_redirect(tq, io, (int)shard);
+			return;
+		}
+		if (tq->engine->foreign_write_delay_us)
+			usleep(tq->engine->foreign_write_delay_us);
+		ret = thin_pwrite_at(tq, shard, p.buf, p.len,
+				     thin_phys_offset(tq, e.phys, p.within));
+	}
+	tq->foreign_dirty |= 1ULL << shard;
+	tq->foreign++;
+	thin_complete(tq, io, ret);
+}
+
+/* A piece of the own shard: in place at once if published so, else planned. */
+static int thin_write_own_piece(struct thin_queue *tq, const struct thin_piece *p, bool *deferred)
+{
+	struct azb_pub_entry e = thin_pub_lookup(tq, p->chunk);
+
+	if (thin_shard_of(tq, p->chunk) != tq->index)
+		return -EIO; /* the module keeps a request within one shard's stripe */
+	if (e.writable)
+		return thin_pwrite_all(tq, p->buf, p->len, thin_phys_offset(tq, e.phys, p->within));
+	return thin_write_piece(tq, p, p->buf, deferred);
+}
+
 void thin_write(void *queue, struct azbuse_io *io)
 {
 	struct thin_queue *tq = queue;
+	uint32_t shard = thin_shard_of(tq, io->offset / tq->chunk_size);
 	bool deferred = false;
 	struct thin_piece p;
 	uint64_t done = 0;
 	int ret = 0;
 
+	thin_pub_enter(tq);
+	if (shard != tq->index) {
+		thin_write_foreign(tq, io, shard);
+		return;
+	}
 	while (!ret && thin_next_piece(tq, io, &done, &p))
-		ret = thin_write_piece(tq, &p, p.buf, &deferred);
+		ret = thin_write_own_piece(tq, &p, &deferred);
 	thin_end_write(tq, io, ret, deferred);
 }
 
 void thin_flush(void *queue, struct azbuse_io *io)
 {
-	thin_complete(queue, io, thin_make_durable(queue));
+	struct thin_queue *tq = queue;
+	int ret = thin_make_durable(tq);
+
+	if (!ret)
+		ret = thin_sync_foreign(tq);
+	thin_complete(tq, io, ret);
 }
 
 /* Is anything mapped at this chunk in the view? (Zeroing an unmapped part is free.) */
@@ -379,14 +528,23 @@ static int thin_mapped(struct thin_queue *tq, uint64_t chunk, bool *mapped)
 	return ret;
 }
 
-/* Unmap a whole chunk (after committing any copy of it still waiting). */
+/*
+ * Unmap a whole chunk (after committing any copy of it still waiting). It is
+ * unpublished first; its old chunk, if freed, is reused only once no worker
+ * can still be writing to it.
+ */
 static int thin_unmap_chunk(struct thin_queue *tq, uint64_t chunk)
 {
 	int ret = thin_settle_chunk(tq, chunk);
 
 	if (ret)
 		return ret;
-	return thin_meta_error(tq, azb_shard_discard(tq->shard, &tq->engine->view, chunk));
+	thin_pub_forget(tq, chunk);
+	ret = thin_meta_error(tq, azb_shard_discard(tq->shard, &tq->engine->view, chunk));
+	thin_pub_freed(tq);
+	if (!ret)
+		thin_pub_note(tq, chunk, AZB_PHYS_NONE, false);
+	return ret;
 }
 
 /*
@@ -401,6 +559,7 @@ void thin_discard(void *queue, struct azbuse_io *io)
 	uint64_t done = 0;
 	int ret = 0;
 
+	thin_pub_enter(tq);
 	while (!ret && thin_next_piece(tq, io, &done, &p))
 		if (p.len == tq->chunk_size)
 			ret = thin_unmap_chunk(tq, p.chunk);
@@ -420,6 +579,7 @@ void thin_write_zeroes(void *queue, struct azbuse_io *io)
 	uint64_t done = 0;
 	int ret = 0;
 
+	thin_pub_enter(tq);
 	while (!ret && thin_next_piece(tq, io, &done, &p)) {
 		if (p.len == tq->chunk_size && unmap) {
 			ret = thin_unmap_chunk(tq, p.chunk);

@@ -93,6 +93,7 @@ struct azbuse_device_opts {
 	 * chunk, the default), if the engine can serve them there.
 	 */
 	bool route_queue;
+	bool route_chosen; /* --route was given: the engine keeps that choice */
 	enum azbuse_sched sched;
 };
 

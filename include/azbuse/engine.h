@@ -99,10 +99,12 @@ struct azbuse_engine_config {
 	 * in/out, sharded only: reads and writes go to the worker of the queue
 	 * they were submitted on, not to their chunk's shard (--route queue);
 	 * that worker serves them or hands them on (azbuse_complete_redirect).
-	 * An engine that cannot serve chunks of other shards clears it.
+	 * An engine that cannot serve chunks of other shards clears it; one
+	 * that serves best that way sets it unless route_chosen.
 	 */
 	bool route_queue;
-	uint8_t reserved1[3];
+	bool route_chosen; /* in: the user gave --route */
+	uint8_t reserved1[2];
 };
 
 /* What a worker is told when it opens its queue. */

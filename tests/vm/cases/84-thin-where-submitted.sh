@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# 84-thin-where-submitted: a thin volume is served where each request was
+# submitted. Reads and overwrites of any chunk whose owner published it are
+# served by the worker of the submitting queue (no request handed on, the
+# other shards' chunks counted as served there); first writes, copy-on-write
+# after live snapshots and discards go to the owner; fio verify from both
+# CPUs passes across snapshots; a chunk freed by a discard is never handed
+# out again while another worker may still write through its old mapping
+# (data written to new chunks right after discards stays intact while
+# another CPU keeps overwriting the discarded ones); --route chunk still
+# serves everything at the owner.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+require_cmd fio
+require_cmd python3
+require_cmd blkdiscard
+
+thin="$AZBUSE_BUILD_DIR/tools/azbuse-thin"
+back=/mnt/thin-where-back
+pool=$back/pool
+MIB=$((1024 * 1024))
+cleanup_where() {
+	cleanup_devices
+	mountpoint -q "$back" && umount "$back"
+	modprobe -r brd 2>/dev/null || true
+}
+trap cleanup_where EXIT
+
+modprobe brd rd_nr=1 rd_size=$((768 * 1024)) max_part=0
+wait_for 5 test -b /dev/ram0 || die "no /dev/ram0"
+mkfs.ext4 -q -F /dev/ram0
+mkdir -p "$back"
+mount /dev/ram0 "$back"
+
+athin() { "$thin" --pool "$pool" "$@"; }
+serve() { # VOLUME [ARGS...]
+	local vol=$1
+	shift
+	azbusectl add 1 --engine=thin --pool "$pool" --volume "$vol" "$@" >/dev/null ||
+		die "serving $vol failed"
+}
+# thin_status_sum FIELD: the sum over shards of a counter of "thin status"
+thin_status_sum() {
+	python3 - "$1" <<'EOF'
+import re, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect("/run/azbuse/azbuse1.sock")
+s.sendall(b"thin status\n")
+total = 0
+for line in s.makefile():
+    m = re.search(sys.argv[1] + r" (\d+)", line)
+    if line.startswith("shard ") and m:
+        total += int(m.group(1))
+print(total)
+EOF
+}
+sum_redirected() { azbusectl info 1 --json | grep -o '"redirected": [0-9]*' | awk '{ s += $2 } END { print s + 0 }'; }
+
+athin init --chunk-size 64k --shards 2 >/dev/null || die "init failed"
+athin create vol1 --size 256M >/dev/null || die "create failed"
+
+# --- reads and overwrites where submitted ----------------------------------------
+serve vol1
+azbusectl info 1 | grep -q "route-queue" || die "thin is not routed by queue by default"
+# first writes: each reaches its owner, which publishes the new chunks
+run_fio --name=fill --filename=/dev/azbuse1 --rw=write --bs=1M --size=128M --direct=1 \
+	--ioengine=libaio --iodepth=8 --cpus_allowed=0
+first=$(sum_redirected)
+[ "$first" -gt 0 ] || die "no first write was handed to its owner"
+foreign0=$(thin_status_sum other_shards_served)
+for cpu in 0 1; do
+	run_fio --name=read-cpu$cpu --filename=/dev/azbuse1 --rw=randread --bs=4k --size=128M \
+		--direct=1 --ioengine=libaio --iodepth=16 --runtime=2 --time_based --cpus_allowed=$cpu
+	run_fio --name=overwrite-cpu$cpu --filename=/dev/azbuse1 --rw=randwrite --bs=4k \
+		--size=128M --direct=1 --ioengine=libaio --iodepth=16 --runtime=2 --time_based \
+		--cpus_allowed=$cpu
+done
+after=$(sum_redirected)
+foreign=$(($(thin_status_sum other_shards_served) - foreign0))
+[ "$after" = "$first" ] ||
+	die "reads and overwrites of published chunks were handed on ($((after - first)) requests)"
+[ "$foreign" -gt 1000 ] || die "only $foreign requests of other shards were served where submitted"
+log "ok   $first first writes handed to their owner; then $foreign reads and overwrites of other shards' chunks served where submitted, none handed on"
+
+# --- fio verify from both CPUs across live snapshots ------------------------------
+fio --name=verify --filename=/dev/azbuse1 --rw=randwrite --bssplit=4k/50:64k/30:256k/20 \
+	--offset=128M --direct=1 --ioengine=libaio --iodepth=16 --numjobs=2 \
+	--offset_increment=64M --size=64M --cpus_allowed=0-1 --cpus_allowed_policy=split \
+	--verify=crc32c --do_verify=1 --verify_fatal=1 --eta=never --output=/tmp/where-verify.log &
+fio_pid=$!
+for i in 1 2 3; do
+	sleep 1
+	athin snapshot vol1 "snap$i" >/dev/null || die "live snapshot $i failed"
+done
+wait_fio "$fio_pid" /tmp/where-verify.log "across live snapshots"
+grep -E '^ *(read|write): IOPS' /tmp/where-verify.log | sed "s/^ */[$case_name] fio: /"
+log "ok   fio verify from both CPUs across 3 live snapshots"
+for i in 1 2 3; do
+	athin delete "snap$i" >/dev/null || die "deleting snapshot $i failed"
+done
+
+# --- no chunk reused while a worker may still write through its old mapping ------
+# CPU 1 overwrites region X (published, in place); its writes to shard 0's
+# chunks, which worker 1 serves from the published map, are each held 1 s
+# between the lookup and the data. CPU 0 (worker 0, shard 0's owner)
+# discards X's shard-0 stripes, which frees their chunks (and, past 64
+# frees, makes them reusable at once), writes shard-0 stripes of region Y
+# afresh, which takes the lowest free chunks, waits for the held writes and
+# reads Y back. Handing out a chunk before the held writes are done would let
+# them land in Y.
+azbusectl remove 1 >/dev/null
+export AZBUSE_THIN_FOREIGN_WRITE_DELAY_US=1000000
+serve vol1
+unset AZBUSE_THIN_FOREIGN_WRITE_DELAY_US
+dd if=/dev/zero of=/dev/azbuse1 bs=1M seek=160 count=16 oflag=direct status=none
+fio --name=stale --filename=/dev/azbuse1 --rw=randwrite --bs=4k --offset=160M --size=16M \
+	--direct=1 --ioengine=psync --runtime=30 --time_based --cpus_allowed=1 \
+	--eta=never --output=/tmp/where-stale.log &
+stale_pid=$!
+sleep 1
+python3 - /dev/azbuse1 <<'EOF' || die "a chunk was handed out while a worker still wrote through its old mapping"
+import fcntl, mmap, os, struct, sys, time
+os.sched_setaffinity(0, {0})
+MIB = 1 << 20
+BLKDISCARD = 0x1277
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_DIRECT)
+x_stripes = range(160, 176, 2)  # shard 0's stripes of X (1 MiB stripes, 2 shards)
+y_stripes = range(200, 208, 2)  # and of Y
+rounds, end = 0, time.monotonic() + 10
+while time.monotonic() < end:
+    for s in x_stripes:
+        fcntl.ioctl(fd, BLKDISCARD, struct.pack("QQ", s * MIB, MIB))
+    want = {}
+    for s in y_stripes:
+        buf = mmap.mmap(-1, MIB)
+        buf.write(os.urandom(MIB))
+        os.pwrite(fd, buf, s * MIB)
+        want[s] = bytes(buf)
+    os.fsync(fd)
+    time.sleep(1.5)  # every write held before the reuse has landed by now
+    for s in y_stripes:
+        got = mmap.mmap(-1, MIB)
+        os.preadv(fd, [got], s * MIB)
+        if bytes(got) != want[s]:
+            bad = next(i for i in range(0, MIB, 4096) if got[i:i + 4096] != want[s][i:i + 4096])
+            sys.exit(f"round {rounds}: stripe {s} MiB changed at +{bad} after it was written")
+    for s in y_stripes:
+        fcntl.ioctl(fd, BLKDISCARD, struct.pack("QQ", s * MIB, MIB))
+    rounds += 1
+print(f"{rounds} rounds")
+EOF
+kill "$stale_pid" 2>/dev/null || true
+wait "$stale_pid" 2>/dev/null || true
+log "ok   discards, reuse and read-back beside a held writer of the discarded chunks"
+azbusectl remove 1 >/dev/null
+athin check >/tmp/where-check.log 2>&1 || { cat /tmp/where-check.log >&2; die "check after serving"; }
+
+# --- --route chunk: every request at its owner --------------------------------------
+serve vol1 --route chunk
+azbusectl info 1 | grep -q "route-queue" && die "--route chunk was not kept"
+run_fio --name=chunk-verify --filename=/dev/azbuse1 --rw=randwrite --bs=4k --size=32M \
+	--direct=1 --ioengine=libaio --iodepth=16 --numjobs=2 --offset_increment=32M \
+	--cpus_allowed=0-1 --cpus_allowed_policy=split --verify=crc32c --do_verify=1 --verify_fatal=1
+[ "$(sum_redirected)" = 0 ] || die "--route chunk handed requests on"
+[ "$(thin_status_sum other_shards_served)" = 0 ] || die "--route chunk served other shards' chunks"
+azbusectl remove 1 >/dev/null
+athin check >/tmp/where-check.log 2>&1 || { cat /tmp/where-check.log >&2; die "check at the end"; }
+log "ok"
