@@ -130,41 +130,54 @@ void azbuse_control_resume(struct azbuse_control *c)
 	c->paused = false;
 }
 
+/* One worker's answer to a broadcast: *ret takes the first failure. */
+static void azb_broadcast_reply(struct azbuse_control *c, uint16_t q, int err,
+				void (*reply_fn)(uint16_t queue, int result, const void *reply,
+						 size_t len, void *arg),
+				void *arg, int *ret)
+{
+	static char reply[AZBUSE_CONTROL_MSG_MAX];
+	size_t rlen = sizeof(reply);
+	int result = 0;
+
+	if (!err)
+		err = azb_chan_reply(c, q, &result, reply, &rlen);
+	if (err == -EPIPE)
+		return; /* died: its successor is forked from the supervisor's state */
+	if (err) {
+		/* it would go on with stale state: replace it (the engine updated ours first) */
+		azb_log("queue %u: control message: %s; restarting its worker", q, strerror(-err));
+		kill(c->workers[q], SIGKILL);
+		return;
+	}
+	if (reply_fn)
+		reply_fn(q, result, reply, rlen, arg);
+	if (result && !*ret)
+		*ret = result;
+}
+
+/*
+ * Every worker gets the message before any reply is awaited, so that they
+ * work on it at once (a sync of every shard takes as long as the slowest,
+ * not the sum); replies are then taken in queue order.
+ */
 int azbuse_control_broadcast(struct azbuse_control *c, const void *msg, size_t len,
 			     void (*reply_fn)(uint16_t queue, int result, const void *reply,
 					      size_t len, void *arg),
 			     void *arg)
 {
-	static char reply[AZBUSE_CONTROL_MSG_MAX];
-	int ret = 0, result, err;
-	size_t rlen;
+	int sent[AZBUSE_MAX_QUEUES];
+	int ret = 0;
 	uint16_t q;
 
 	if (len > AZBUSE_CONTROL_MSG_MAX - 1)
 		return -EMSGSIZE;
-	for (q = 0; q < c->nr_queues; q++) {
-		if (!azb_chan_live(c, q))
-			continue;
-		err = azb_chan_send(c, q, AZB_CHAN_ENGINE, msg, len);
-		if (!err) {
-			rlen = sizeof(reply);
-			err = azb_chan_reply(c, q, &result, reply, &rlen);
-		}
-		if (err == -EPIPE)
-			continue; /* died: its successor is forked from the supervisor's state */
-		if (err) {
-			/* it would go on with stale state: replace it (the engine updated ours
-			 * first) */
-			azb_log("queue %u: control message: %s; restarting its worker", q,
-				strerror(-err));
-			kill(c->workers[q], SIGKILL);
-			continue;
-		}
-		if (reply_fn)
-			reply_fn(q, result, reply, rlen, arg);
-		if (result && !ret)
-			ret = result;
-	}
+	for (q = 0; q < c->nr_queues; q++)
+		sent[q] = azb_chan_live(c, q) ? azb_chan_send(c, q, AZB_CHAN_ENGINE, msg, len)
+					      : -ENODEV;
+	for (q = 0; q < c->nr_queues; q++)
+		if (sent[q] != -ENODEV)
+			azb_broadcast_reply(c, q, sent[q], reply_fn, arg, &ret);
 	return ret;
 }
 
