@@ -200,6 +200,11 @@ static int azb_setup_engine(struct azb_supervisor *s, struct azbuse_dev_info *in
 		info->nr_queues = cfg.nr_queues;
 		info->chunk_sectors = cfg.shard_chunk_bytes >> 9;
 	}
+	if (cfg.direct_map_chunk_bytes) {
+		info->features |= AZBUSE_F_DIRECT_MAP;
+		info->map_chunk_bytes = cfg.direct_map_chunk_bytes;
+		info->map_user_bytes = cfg.direct_map_user_bytes;
+	}
 	return 0;
 }
 

@@ -373,6 +373,48 @@ static int azb_attach(int fd, uint16_t queue, struct azbuse_attach *geo, uint8_t
 	return ioctl(fd, AZBUSE_IOC_ATTACH, geo) < 0 ? -errno : 0;
 }
 
+/*
+ * A direct-map device's map (AZBUSE_MMAP_MAP_OFF): its header says how big
+ * it is. Returns the mapping and its length, or MAP_FAILED.
+ */
+static void *azb_map_direct(int fd, size_t *bytes)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	struct azbuse_map_hdr hdr;
+	void *map;
+
+	map = mmap(NULL, (size_t)page, PROT_READ, MAP_SHARED, fd, AZBUSE_MMAP_MAP_OFF);
+	if (map == MAP_FAILED)
+		return MAP_FAILED;
+	memcpy(&hdr, map, sizeof(hdr));
+	munmap(map, (size_t)page);
+	if (!hdr.region_bytes || hdr.region_bytes > SIZE_MAX) {
+		errno = EPROTO;
+		return MAP_FAILED;
+	}
+	*bytes = (size_t)hdr.region_bytes;
+	return mmap(NULL, *bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, AZBUSE_MMAP_MAP_OFF);
+}
+
+int azbuse_set_backing(int fd)
+{
+	struct azbuse_backing b = { .fd = fd };
+
+	if (!azb_current_queue)
+		return -EINVAL;
+	return ioctl(azb_current_queue->fd, AZBUSE_IOC_SET_BACKING, &b) < 0 ? -errno : 0;
+}
+
+int azbuse_direct_map_sync(void)
+{
+	if (!azb_current_queue)
+		return -EINVAL;
+	while (ioctl(azb_current_queue->fd, AZBUSE_IOC_MAP_SYNC, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return 0;
+}
+
 int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32_t dev_id,
 		       uint16_t queue, const struct azbuse_device_opts *o, int chan_fd)
 {
@@ -380,7 +422,8 @@ int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32
 	struct azbuse_queue q;
 	struct azbuse_attach geo;
 	uint8_t cpus[1024];
-	void *ring = MAP_FAILED, *data = MAP_FAILED;
+	void *ring = MAP_FAILED, *data = MAP_FAILED, *map = MAP_FAILED;
+	size_t map_bytes = 0;
 	char path[64], prefix[64];
 	int fd, ret;
 
@@ -410,6 +453,14 @@ int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32
 		azb_log("cannot map the rings: %s", strerror(errno));
 		goto out_unmap;
 	}
+	if (geo.features & AZBUSE_F_DIRECT_MAP) {
+		map = azb_map_direct(fd, &map_bytes);
+		if (map == MAP_FAILED) {
+			ret = -errno;
+			azb_log("cannot map the direct map: %s", strerror(errno));
+			goto out_unmap;
+		}
+	}
 	ret = azbuse_queue_map(&q, fd, &geo, ring, data);
 	if (ret)
 		goto out_unmap;
@@ -430,6 +481,9 @@ int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32
 	params.nr_slots = geo.nr_slots;
 	params.size_bytes = geo.size_bytes;
 	params.numa_node = geo.numa_node;
+	params.direct_map = map != MAP_FAILED ? map : NULL;
+	params.direct_map_bytes = map_bytes;
+	azb_current_queue = &q; /* the engine may set its backing file (azbuse_set_backing) */
 	ret = ops->open_queue ? ops->open_queue(engine, &params, &q.engine_queue) : 0;
 	if (ret) {
 		azb_log("engine %s cannot open queue %u: %s", ops->name, queue, strerror(-ret));
@@ -451,6 +505,9 @@ out_queue:
 		close(q.trace_fd);
 	azbuse_queue_unmap(&q);
 out_unmap:
+	azb_current_queue = NULL;
+	if (map != MAP_FAILED)
+		munmap(map, map_bytes);
 	if (data != MAP_FAILED)
 		munmap(data, geo.data_bytes);
 	if (ring != MAP_FAILED)

@@ -40,6 +40,7 @@ static struct class azbuse_class = {
 };
 
 static void azbuse_remove_watchdog(struct work_struct *work);
+static void azbuse_commit_rqs(struct blk_mq_hw_ctx *hctx);
 
 static blk_status_t azbuse_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk_mq_queue_data *bd)
 {
@@ -50,6 +51,12 @@ static blk_status_t azbuse_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk
 	/* the block layer only warns about writes to a read-only disk */
 	if (unlikely((dev->info.features & AZBUSE_F_READ_ONLY) && op_is_write(req_op(bd->rq))))
 		return BLK_STS_IOERR;
+	if (dev->direct_map && azbuse_direct_try(dev, hctx, bd->rq)) {
+		/* requests posted before this one in the batch wait for their wake-up */
+		if (bd->last)
+			azbuse_commit_rqs(hctx);
+		return BLK_STS_OK;
+	}
 	if (dev->sharded)
 		return azbuse_shard_post(dev, hctx->driver_data, bd->rq, bd->last);
 	return azbuse_ring_post(hctx->driver_data, bd->rq, bd->last);
@@ -63,7 +70,12 @@ static blk_status_t azbuse_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk
  */
 static enum blk_eh_timer_return azbuse_timeout(struct request *rq)
 {
-	struct azbuse_ring *ring = azbuse_rq_ring(rq->q->queuedata, rq);
+	struct azbuse_ring *ring;
+
+	/* the backing file's I/O ends it */
+	if (azbuse_direct_active(rq->q->queuedata, rq))
+		return BLK_EH_RESET_TIMER;
+	ring = azbuse_rq_ring(rq->q->queuedata, rq);
 
 	atomic64_inc(&ring->timeouts);
 	pr_warn_ratelimited("azbuse%u: queue %u: request %d waited over %u ms (worker pid %d)\n",
@@ -192,6 +204,9 @@ static int azbuse_validate_info(struct azbuse_dev_info *info)
 	    info->size_bytes > (U64_MAX >> 1))
 		return -EINVAL;
 	ret = azbuse_validate_shards(info);
+	if (ret)
+		return ret;
+	ret = azbuse_direct_validate(info);
 	if (ret)
 		return ret;
 
@@ -356,6 +371,7 @@ static void azbuse_dev_release(struct device *d)
 	struct azbuse_dev *dev = container_of(d, struct azbuse_dev, cdev_dev);
 
 	azbuse_free_rings(dev);
+	azbuse_direct_free(dev);
 	mutex_destroy(&dev->lock);
 	kfree(dev);
 }
@@ -370,6 +386,8 @@ static int azbuse_init_tag_set(struct azbuse_dev *dev)
 	set->queue_depth = azbuse_table_depth(dev);
 	set->numa_node = NUMA_NO_NODE;
 	set->flags = BLK_MQ_F_SHOULD_MERGE;
+	if (dev->direct_map)
+		set->cmd_size = sizeof(struct azbuse_direct_cmd);
 	/* sharded: one tag space for all hardware queues, so data slots are unique */
 	if (dev->sharded)
 		set->flags |= BLK_MQ_F_TAG_HCTX_SHARED;
@@ -483,9 +501,12 @@ int azbuse_dev_add(struct azbuse_dev_info *info, struct file *owner)
 	dev->route_queue = info->features & AZBUSE_F_ROUTE_QUEUE;
 	if (dev->sharded)
 		dev->chunk_shift = ilog2(info->chunk_sectors);
+	ret = azbuse_direct_init(dev);
+	if (ret)
+		goto out_free_direct;
 	ret = azbuse_init_tag_set(dev);
 	if (ret)
-		goto out_free_dev;
+		goto out_free_direct;
 	ret = azbuse_alloc_rings(dev);
 	if (ret)
 		goto out_free_rings;
@@ -519,7 +540,8 @@ out_put_device:
 out_free_rings:
 	azbuse_free_rings(dev);
 	azbuse_free_disk_and_tags(dev);
-out_free_dev:
+out_free_direct:
+	azbuse_direct_free(dev);
 	mutex_destroy(&dev->lock);
 	kfree(dev);
 out_release_id:
@@ -564,7 +586,8 @@ static void azbuse_renew_disk(struct azbuse_dev *dev)
 	put_disk(dev->disk);
 	dev->disk = NULL;
 	if (azbuse_init_disk(dev))
-		pr_warn("azbuse%u: no new disk after a failed START: the device can only be removed\n",
+		pr_warn("azbuse%u: no new disk after a failed START: the device can only be "
+			"removed\n",
 			dev->id);
 }
 

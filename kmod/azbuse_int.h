@@ -138,6 +138,7 @@ struct azbuse_ring {
 
 	atomic64_t timeouts;
 	atomic64_t sync_ends; /* requests ended by their submitter in queue_rq */
+	atomic64_t direct;    /* requests of this queue served from the direct map */
 	atomic_t inflight;
 	atomic_t kicked;
 	wait_queue_head_t wq;
@@ -171,6 +172,40 @@ struct azbuse_dev {
 
 	struct delayed_work remove_watchdog;
 	u64 remove_progress;
+
+	/* the direct map (azbuse_direct.c), if AZBUSE_F_DIRECT_MAP */
+	bool direct_map;
+	u32 map_chunk_shift;
+	u32 map_entries_offset;
+	u64 map_nr_chunks;
+	u64 map_bytes;
+	struct xarray map_pages;  /* page index in the map -> its page */
+	struct file **backing;	  /* per ring (sharded) or [0]; set once, put at free */
+	spinlock_t backing_lock;  /* setting a backing file */
+	unsigned int map_phase;	  /* the grace counter that new I/O takes (bit 0) */
+	atomic_t map_users[2];	  /* I/O in flight that looked up entries, by phase */
+	wait_queue_head_t map_wq; /* MAP_SYNC waits for a phase to drain */
+	struct mutex map_sync_mutex;
+	struct workqueue_struct *direct_wq;
+	struct azbuse_direct_queue *direct_queues; /* one per hardware queue */
+};
+
+/* Requests of one hardware queue waiting for their direct I/O to start. */
+struct azbuse_direct_queue {
+	spinlock_t lock;
+	struct list_head list;
+	struct work_struct work;
+};
+
+/* A request's private data on a direct-map device: its direct I/O. */
+struct azbuse_direct_cmd {
+	struct kiocb iocb;
+	struct file *file; /* where, for the kworker */
+	loff_t pos;
+	atomic_t ref; /* the submission and the completion */
+	long result;
+	unsigned int phase;
+	bool active; /* served from the map (the timeout handler looks) */
 };
 
 /* azbuse_dev.c */
@@ -188,7 +223,18 @@ void azbuse_dev_put(struct azbuse_dev *dev);
 int azbuse_dev_init(void);
 void azbuse_dev_exit(void);
 
+/* azbuse_direct.c */
+int azbuse_direct_validate(const struct azbuse_dev_info *info);
+int azbuse_direct_init(struct azbuse_dev *dev);
+void azbuse_direct_free(struct azbuse_dev *dev);
+int azbuse_direct_mmap(struct azbuse_dev *dev, struct vm_area_struct *vma);
+long azbuse_direct_set_backing(struct azbuse_ring *ring, struct azbuse_backing __user *uarg);
+long azbuse_direct_sync(struct azbuse_dev *dev);
+bool azbuse_direct_try(struct azbuse_dev *dev, struct blk_mq_hw_ctx *hctx, struct request *rq);
+bool azbuse_direct_active(struct azbuse_dev *dev, struct request *rq);
+
 /* azbuse_ring.c */
+void azbuse_zero_rq(struct request *rq);
 int azbuse_ring_init(struct azbuse_ring *ring, struct azbuse_dev *dev, u16 index,
 		     struct azbuse_slot_table *table, int node, u8 *cpus, u32 cpus_bytes);
 void azbuse_ring_free(struct azbuse_ring *ring);

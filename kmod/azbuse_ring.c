@@ -261,7 +261,7 @@ static int azbuse_copy_user(struct request *rq, u64 addr)
 	return 0;
 }
 
-static void azbuse_zero_rq(struct request *rq)
+void azbuse_zero_rq(struct request *rq)
 {
 	struct req_iterator iter;
 	struct bio_vec bv;
@@ -773,6 +773,7 @@ void azbuse_ring_fill_info(struct azbuse_ring *ring, struct azbuse_queue_info *q
 	qi->poll_hits = READ_ONCE(ring->poll_hits);
 	qi->sync_ends = atomic64_read(&ring->sync_ends);
 	qi->redirected = READ_ONCE(ring->redirected);
+	qi->direct = atomic64_read(&ring->direct);
 	memset(qi->reserved, 0, sizeof(qi->reserved));
 }
 
@@ -1278,6 +1279,16 @@ static long azbuse_cdev_ioctl(struct file *file, unsigned int cmd, unsigned long
 		return 0;
 	case AZBUSE_IOC_ATTACH:
 		return azbuse_attach(cf, (struct azbuse_attach __user *)arg);
+	case AZBUSE_IOC_SET_BACKING:
+		ring = azbuse_attached_ring(cf);
+		if (!ring)
+			return -ENXIO;
+		return azbuse_direct_set_backing(ring, (struct azbuse_backing __user *)arg);
+	case AZBUSE_IOC_MAP_SYNC:
+		ring = azbuse_attached_ring(cf);
+		if (!ring)
+			return -ENXIO;
+		return azbuse_direct_sync(ring->dev);
 	default:
 		return -ENOTTY;
 	}
@@ -1309,6 +1320,8 @@ static int azbuse_cdev_mmap(struct file *file, struct vm_area_struct *vma)
 
 	if (!ring)
 		return -ENXIO;
+	if (off == AZBUSE_MMAP_MAP_OFF)
+		return azbuse_direct_mmap(ring->dev, vma);
 	if (off == AZBUSE_MMAP_RING_OFF && len == ring->region_bytes)
 		base = ring->region;
 	else if (off == AZBUSE_MMAP_DATA_OFF && len == PAGE_ALIGN(ring->table->data_bytes))

@@ -1,7 +1,10 @@
 /*
- * pubmap.c - the published map (see pubmap.h): a header with the write
- * epoch, the grace clock and one line per reader, then one 64-bit word per
- * chunk, all in one shared anonymous mapping.
+ * pubmap.c - the published map (see pubmap.h), laid out as the module's
+ * direct map (struct azbuse_map_hdr, uapi.h): the header with the write
+ * epoch; in its user bytes the grace clock and one line per reader; then
+ * one 64-bit word per chunk. Either a shared anonymous mapping of its own
+ * (azb_pubmap_create) or the module's map of a device (azb_pubmap_attach).
+ * All zero is a valid start: epoch 0, every entry UNKNOWN, every reader idle.
  *
  * Word layout: kind in bits 62-63, the epoch stamp (the epoch's low
  * AZB_PUBMAP_EPOCH_BITS bits) in bits 40-61, the physical chunk in bits
@@ -18,40 +21,47 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <azbuse/uapi.h>
+
 #include "pubmap.h"
 
 #define PUB_KIND_SHIFT 62
 #define PUB_EPOCH_SHIFT AZB_PUBMAP_PHYS_BITS
 #define PUB_PHYS_MASK ((1ULL << AZB_PUBMAP_PHYS_BITS) - 1)
 #define PUB_EPOCH_MASK ((1ULL << AZB_PUBMAP_EPOCH_BITS) - 1)
-#define PUB_IDLE UINT64_MAX
+#define PUB_IDLE 0 /* a zeroed map has every reader idle */
 #define PUB_LINE 64
 
+/* The word layout is the module's (AZBUSE_F_DIRECT_MAP), which serves from the same map. */
+_Static_assert(PUB_KIND_SHIFT == AZBUSE_MAP_KIND_SHIFT, "map entry layout");
+_Static_assert(PUB_EPOCH_SHIFT == AZBUSE_MAP_EPOCH_SHIFT, "map entry layout");
+_Static_assert(AZB_PUBMAP_EPOCH_BITS == AZBUSE_MAP_EPOCH_BITS, "map entry layout");
+_Static_assert(AZB_PUB_OWNED == AZBUSE_MAP_OWNED && AZB_PUB_SHARED == AZBUSE_MAP_SHARED &&
+		       AZB_PUB_ZERO == AZBUSE_MAP_ZERO,
+	       "map entry kinds");
+
 struct pub_reader {
-	_Atomic uint64_t seen; /* the clock at the reader's last quiescent mark, or PUB_IDLE */
+	/* PUB_IDLE, or 1 + the clock at the reader's last quiescent mark */
+	_Atomic uint64_t seen;
 	char pad[PUB_LINE - sizeof(uint64_t)];
 };
 
-struct pub_header {
-	uint64_t nr_chunks;
-	uint32_t nr_readers;
-	uint32_t reserved;
-	_Atomic uint64_t epoch; /* the current write epoch */
+/* The owners' and readers' part, in the map's user bytes. */
+struct pub_sync {
 	_Atomic uint64_t clock; /* grace tickets: bumped by retire and new_epoch */
-	char pad[PUB_LINE - 32];
+	char pad[PUB_LINE - sizeof(uint64_t)];
 	struct pub_reader readers[];
 };
 
 struct azb_pubmap {
-	struct pub_header *hdr;
+	struct azbuse_map_hdr *hdr;
+	_Atomic uint64_t *epoch; /* the current write epoch (hdr->epoch) */
+	struct pub_sync *sync;
 	_Atomic uint64_t *words;
-	size_t bytes;
+	uint64_t nr_chunks;
+	uint32_t nr_readers;
+	size_t bytes; /* of a map made by azb_pubmap_create (0: attached) */
 };
-
-static size_t pub_words_offset(uint32_t nr_readers)
-{
-	return sizeof(struct pub_header) + (size_t)nr_readers * sizeof(struct pub_reader);
-}
 
 static uint64_t pub_word(enum azb_pub_kind kind, uint64_t epoch, uint64_t phys)
 {
@@ -59,18 +69,42 @@ static uint64_t pub_word(enum azb_pub_kind kind, uint64_t epoch, uint64_t phys)
 	       (phys & PUB_PHYS_MASK);
 }
 
+size_t azb_pubmap_user_bytes(uint32_t nr_readers)
+{
+	return sizeof(struct pub_sync) + (size_t)nr_readers * sizeof(struct pub_reader);
+}
+
+static size_t pub_round_page(size_t n)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (n + page - 1) / page * page;
+}
+
+/* Point pm's parts into a map laid out as its header says. */
+static void pub_wire(struct azb_pubmap *pm, void *mem, uint32_t nr_readers)
+{
+	pm->hdr = mem;
+	pm->epoch = (_Atomic uint64_t *)&pm->hdr->epoch;
+	pm->sync = (struct pub_sync *)((char *)mem + pm->hdr->user_offset);
+	pm->words = (_Atomic uint64_t *)((char *)mem + pm->hdr->entries_offset);
+	pm->nr_chunks = pm->hdr->nr_chunks;
+	pm->nr_readers = nr_readers;
+}
+
 int azb_pubmap_create(uint64_t nr_chunks, uint32_t nr_readers, struct azb_pubmap **out)
 {
+	size_t user = azb_pubmap_user_bytes(nr_readers), off, bytes;
 	struct azb_pubmap *pm;
-	size_t off = pub_words_offset(nr_readers), bytes;
 	void *mem;
-	uint32_t r;
 
 	*out = NULL;
-	if (!nr_chunks || !nr_readers || nr_readers > AZB_PUBMAP_MAX_READERS ||
-	    nr_chunks > (SIZE_MAX - off) / sizeof(uint64_t))
+	if (!nr_chunks || !nr_readers || nr_readers > AZB_PUBMAP_MAX_READERS)
 		return -EINVAL;
-	bytes = off + nr_chunks * sizeof(uint64_t);
+	off = pub_round_page(sizeof(struct azbuse_map_hdr) + user);
+	if (nr_chunks > (SIZE_MAX / 2 - off) / sizeof(uint64_t))
+		return -EINVAL;
+	bytes = pub_round_page(off + nr_chunks * sizeof(uint64_t));
 	pm = calloc(1, sizeof(*pm));
 	if (!pm)
 		return -ENOMEM;
@@ -81,15 +115,35 @@ int azb_pubmap_create(uint64_t nr_chunks, uint32_t nr_readers, struct azb_pubmap
 		free(pm);
 		return -ENOMEM;
 	}
-	pm->hdr = mem;
-	pm->words = (_Atomic uint64_t *)((char *)mem + off);
+	((struct azbuse_map_hdr *)mem)->nr_chunks = nr_chunks;
+	((struct azbuse_map_hdr *)mem)->entries_offset = (uint32_t)off;
+	((struct azbuse_map_hdr *)mem)->region_bytes = bytes;
+	((struct azbuse_map_hdr *)mem)->user_offset = sizeof(struct azbuse_map_hdr);
+	((struct azbuse_map_hdr *)mem)->user_bytes = (uint32_t)user;
+	pub_wire(pm, mem, nr_readers);
 	pm->bytes = bytes;
-	pm->hdr->nr_chunks = nr_chunks;
-	pm->hdr->nr_readers = nr_readers;
-	atomic_store(&pm->hdr->epoch, 1);
-	atomic_store(&pm->hdr->clock, 0);
-	for (r = 0; r < nr_readers; r++)
-		atomic_store(&pm->hdr->readers[r].seen, PUB_IDLE);
+	*out = pm;
+	return 0;
+}
+
+int azb_pubmap_attach(void *map, size_t bytes, uint32_t nr_readers, struct azb_pubmap **out)
+{
+	const struct azbuse_map_hdr *hdr = map;
+	struct azb_pubmap *pm;
+
+	*out = NULL;
+	if (!map || bytes < sizeof(*hdr) || !nr_readers || nr_readers > AZB_PUBMAP_MAX_READERS)
+		return -EINVAL;
+	if (hdr->region_bytes > bytes || hdr->user_bytes < azb_pubmap_user_bytes(nr_readers) ||
+	    hdr->user_offset < sizeof(*hdr) || hdr->user_offset % PUB_LINE ||
+	    (uint64_t)hdr->user_offset + hdr->user_bytes > hdr->entries_offset ||
+	    hdr->entries_offset % sizeof(uint64_t) || hdr->entries_offset > hdr->region_bytes ||
+	    hdr->nr_chunks > (hdr->region_bytes - hdr->entries_offset) / sizeof(uint64_t))
+		return -EPROTO;
+	pm = calloc(1, sizeof(*pm));
+	if (!pm)
+		return -ENOMEM;
+	pub_wire(pm, map, nr_readers);
 	*out = pm;
 	return 0;
 }
@@ -98,40 +152,41 @@ void azb_pubmap_destroy(struct azb_pubmap *pm)
 {
 	if (!pm)
 		return;
-	munmap(pm->hdr, pm->bytes);
+	if (pm->bytes)
+		munmap(pm->hdr, pm->bytes);
 	free(pm);
 }
 
 uint64_t azb_pubmap_nr_chunks(const struct azb_pubmap *pm)
 {
-	return pm->hdr->nr_chunks;
+	return pm->nr_chunks;
 }
 
 int azb_pubmap_publish(struct azb_pubmap *pm, uint64_t chunk, enum azb_pub_kind kind, uint64_t phys)
 {
 	uint64_t epoch;
 
-	if (chunk >= pm->hdr->nr_chunks || kind < AZB_PUB_UNKNOWN || kind > AZB_PUB_OWNED)
+	if (chunk >= pm->nr_chunks || kind < AZB_PUB_UNKNOWN || kind > AZB_PUB_OWNED)
 		return -EINVAL;
 	if (kind == AZB_PUB_UNKNOWN || kind == AZB_PUB_ZERO)
 		phys = 0;
 	else if (phys > PUB_PHYS_MASK)
 		return -ERANGE;
-	epoch = atomic_load(&pm->hdr->epoch);
+	epoch = atomic_load(pm->epoch);
 	atomic_store(&pm->words[chunk], pub_word(kind, epoch, phys));
 	/*
 	 * A new epoch started meanwhile: the owner decided "owned" before a
 	 * snapshot it has not seen, so the chunk may be shared now. Read-only
 	 * is always safe (and the stamp can never come round to current).
 	 */
-	if (kind == AZB_PUB_OWNED && atomic_load(&pm->hdr->epoch) != epoch)
+	if (kind == AZB_PUB_OWNED && atomic_load(pm->epoch) != epoch)
 		atomic_store(&pm->words[chunk], pub_word(AZB_PUB_SHARED, 0, phys));
 	return 0;
 }
 
 void azb_pubmap_forget(struct azb_pubmap *pm, uint64_t chunk)
 {
-	if (chunk < pm->hdr->nr_chunks)
+	if (chunk < pm->nr_chunks)
 		atomic_store(&pm->words[chunk], 0);
 }
 
@@ -140,7 +195,7 @@ static void pub_demote_owned(struct azb_pubmap *pm)
 {
 	uint64_t c;
 
-	for (c = 0; c < pm->hdr->nr_chunks; c++) {
+	for (c = 0; c < pm->nr_chunks; c++) {
 		uint64_t w = atomic_load(&pm->words[c]);
 
 		if ((w >> PUB_KIND_SHIFT) == AZB_PUB_OWNED)
@@ -151,10 +206,10 @@ static void pub_demote_owned(struct azb_pubmap *pm)
 
 uint64_t azb_pubmap_new_epoch(struct azb_pubmap *pm)
 {
-	uint64_t next = atomic_load(&pm->hdr->epoch) + 1;
+	uint64_t next = atomic_load(pm->epoch) + 1;
 
 	if (next & PUB_EPOCH_MASK) {
-		atomic_store(&pm->hdr->epoch, next);
+		atomic_store(pm->epoch, next);
 		return azb_pubmap_retire(pm);
 	}
 	/*
@@ -164,23 +219,26 @@ uint64_t azb_pubmap_new_epoch(struct azb_pubmap *pm)
 	 * stores after the new epoch is visible demotes its own entry).
 	 */
 	pub_demote_owned(pm);
-	atomic_store(&pm->hdr->epoch, next + 1);
+	atomic_store(pm->epoch, next + 1);
 	pub_demote_owned(pm);
 	return azb_pubmap_retire(pm);
 }
 
 uint64_t azb_pubmap_retire(struct azb_pubmap *pm)
 {
-	return atomic_fetch_add(&pm->hdr->clock, 1) + 1;
+	return atomic_fetch_add(&pm->sync->clock, 1) + 1;
 }
 
 bool azb_pubmap_passed(const struct azb_pubmap *pm, uint64_t ticket)
 {
 	uint32_t r;
 
-	for (r = 0; r < pm->hdr->nr_readers; r++)
-		if (atomic_load(&pm->hdr->readers[r].seen) < ticket)
+	for (r = 0; r < pm->nr_readers; r++) {
+		uint64_t seen = atomic_load(&pm->sync->readers[r].seen);
+
+		if (seen != PUB_IDLE && seen <= ticket)
 			return false;
+	}
 	return true;
 }
 
@@ -189,26 +247,25 @@ struct azb_pub_entry azb_pubmap_lookup(const struct azb_pubmap *pm, uint64_t chu
 	struct azb_pub_entry e = { .kind = AZB_PUB_UNKNOWN };
 	uint64_t w;
 
-	if (chunk >= pm->hdr->nr_chunks)
+	if (chunk >= pm->nr_chunks)
 		return e;
 	w = atomic_load(&pm->words[chunk]);
 	e.kind = (enum azb_pub_kind)(w >> PUB_KIND_SHIFT);
 	if (e.kind == AZB_PUB_SHARED || e.kind == AZB_PUB_OWNED)
 		e.phys = w & PUB_PHYS_MASK;
-	e.writable =
-		e.kind == AZB_PUB_OWNED && ((w >> PUB_EPOCH_SHIFT) & PUB_EPOCH_MASK) ==
-						   (atomic_load(&pm->hdr->epoch) & PUB_EPOCH_MASK);
+	e.writable = e.kind == AZB_PUB_OWNED && ((w >> PUB_EPOCH_SHIFT) & PUB_EPOCH_MASK) ==
+							(atomic_load(pm->epoch) & PUB_EPOCH_MASK);
 	return e;
 }
 
 void azb_pubmap_quiescent(struct azb_pubmap *pm, uint32_t reader)
 {
-	if (reader < pm->hdr->nr_readers)
-		atomic_store(&pm->hdr->readers[reader].seen, atomic_load(&pm->hdr->clock));
+	if (reader < pm->nr_readers)
+		atomic_store(&pm->sync->readers[reader].seen, atomic_load(&pm->sync->clock) + 1);
 }
 
 void azb_pubmap_idle(struct azb_pubmap *pm, uint32_t reader)
 {
-	if (reader < pm->hdr->nr_readers)
-		atomic_store(&pm->hdr->readers[reader].seen, PUB_IDLE);
+	if (reader < pm->nr_readers)
+		atomic_store(&pm->sync->readers[reader].seen, PUB_IDLE);
 }

@@ -25,12 +25,16 @@
  * every reader has been quiescent or idle since.
  *
  * The map lives in a shared anonymous mapping made before the workers are
- * forked, so every worker, and every worker restarted later, shares it.
+ * forked (azb_pubmap_create), so every worker, and every worker restarted
+ * later, shares it; or in a device's direct map (azb_pubmap_attach), which
+ * the module serves reads and overwrites from as well (its layout and word
+ * format are the module's: uapi.h, struct azbuse_map_hdr).
  */
 #ifndef AZBUSE_PUBMAP_H
 #define AZBUSE_PUBMAP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define AZB_PUBMAP_MAX_READERS 1024
@@ -60,7 +64,15 @@ struct azb_pubmap;
  * -ENOMEM.
  */
 int azb_pubmap_create(uint64_t nr_chunks, uint32_t nr_readers, struct azb_pubmap **pm);
-/* Unmap it (in this process: others keep their mapping). */
+/* The user bytes a device's direct map needs for nr_readers readers. */
+size_t azb_pubmap_user_bytes(uint32_t nr_readers);
+/*
+ * Use a device's direct map (map, bytes long: what the worker was given),
+ * whose user bytes hold the clock and nr_readers reader lines. -EINVAL for
+ * bad arguments, -EPROTO for a header that does not fit, -ENOMEM.
+ */
+int azb_pubmap_attach(void *map, size_t bytes, uint32_t nr_readers, struct azb_pubmap **pm);
+/* Unmap it (in this process: others keep their mapping); an attached map only lets go. */
 void azb_pubmap_destroy(struct azb_pubmap *pm);
 uint64_t azb_pubmap_nr_chunks(const struct azb_pubmap *pm);
 

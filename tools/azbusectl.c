@@ -121,6 +121,7 @@ static void feature_names(uint64_t f, char *buf, size_t len)
 		{ AZBUSE_F_READ_ONLY, "read-only" },
 		{ AZBUSE_F_SHARDED, "sharded" },
 		{ AZBUSE_F_ROUTE_QUEUE, "route-queue" },
+		{ AZBUSE_F_DIRECT_MAP, "direct-map" },
 		{ AZBUSE_F_USER_COPY, "user-copy" },
 	};
 	size_t i, n = 0;
@@ -329,7 +330,7 @@ static double wakeups_per_request(const struct azbuse_queue_info *qi)
 static void print_info_text(uint32_t id, const struct azbuse_dev_info *info,
 			    const struct azbuse_queue_info *qis, int nq)
 {
-	char size[32], io[32], features[160];
+	char size[32], io[32], features[256];
 	int q;
 
 	feature_names(info->features, features, sizeof(features));
@@ -352,30 +353,30 @@ static void print_info_text(uint32_t id, const struct azbuse_dev_info *info,
 	printf("timeouts     I/O %u ms, recovery %u ms\n", info->io_timeout_ms,
 	       info->recovery_timeout_ms);
 	printf("supervisor   pid %d\n\n", info->owner_pid);
-	printf("%-5s %-7s %-10s %8s %12s %14s %10s %8s %8s %8s %8s %9s %9s %10s %8s %8s\n", "QUEUE",
-	       "WORKER", "STATE", "INFLIGHT", "REQUESTS", "BYTES", "SYSCALLS", "REQ/CALL",
-	       "WAKE/REQ", "WAIT_US", "POLL_MS", "POLL_HITS", "SYNC_ENDS", "REDIRECTED", "REJECTED",
-	       "FAILED");
+	printf("%-5s %-7s %-10s %8s %12s %14s %10s %8s %8s %8s %8s %9s %9s %10s %10s %8s %8s\n",
+	       "QUEUE", "WORKER", "STATE", "INFLIGHT", "REQUESTS", "BYTES", "SYSCALLS", "REQ/CALL",
+	       "WAKE/REQ", "WAIT_US", "POLL_MS", "POLL_HITS", "SYNC_ENDS", "REDIRECTED", "DIRECT",
+	       "REJECTED", "FAILED");
 	for (q = 0; q < nq; q++) {
 		const struct azbuse_queue_info *qi = &qis[q];
 
 		printf("%-5d %-7d %-10s %8u %12llu %14llu %10llu %8.1f %8.2f %8.1f %8llu %9llu "
-		       "%9llu %10llu %8llu %8llu\n",
+		       "%9llu %10llu %10llu %8llu %8llu\n",
 		       q, qi->worker_pid, qi->state < 4 ? queue_state_names[qi->state] : "?",
 		       qi->inflight, (unsigned long long)qi->requests,
 		       (unsigned long long)qi->bytes, (unsigned long long)qi->commits,
 		       per_syscall(qi), wakeups_per_request(qi), wait_us(qi),
 		       (unsigned long long)(qi->poll_ns / 1000000),
 		       (unsigned long long)qi->poll_hits, (unsigned long long)qi->sync_ends,
-		       (unsigned long long)qi->redirected, (unsigned long long)qi->rejected,
-		       (unsigned long long)qi->failed);
+		       (unsigned long long)qi->redirected, (unsigned long long)qi->direct,
+		       (unsigned long long)qi->rejected, (unsigned long long)qi->failed);
 	}
 }
 
 static void print_info_json(uint32_t id, const struct azbuse_dev_info *info,
 			    const struct azbuse_queue_info *qis, int nq)
 {
-	char features[160];
+	char features[256];
 	int q;
 
 	feature_names(info->features, features, sizeof(features));
@@ -396,7 +397,7 @@ static void print_info_json(uint32_t id, const struct azbuse_dev_info *info,
 		       "\"requests_per_syscall\": %.2f, \"waits\": %llu, \"wakeups\": %llu, "
 		       "\"wakeups_per_request\": %.3f, \"wait_ns\": %llu, \"wait_us_per_request\": "
 		       "%.2f, \"poll_ns\": %llu, \"poll_hits\": %llu, \"sync_ends\": %llu, "
-		       "\"redirected\": %llu, "
+		       "\"redirected\": %llu, \"direct\": %llu, "
 		       "\"rejected\": %llu, \"requeued\": %llu, \"failed\": %llu, \"timeouts\": "
 		       "%llu}",
 		       q ? ", " : "", q, qi->worker_pid,
@@ -407,8 +408,9 @@ static void print_info_json(uint32_t id, const struct azbuse_dev_info *info,
 		       wakeups_per_request(qi), (unsigned long long)qi->wait_ns, wait_us(qi),
 		       (unsigned long long)qi->poll_ns, (unsigned long long)qi->poll_hits,
 		       (unsigned long long)qi->sync_ends, (unsigned long long)qi->redirected,
-		       (unsigned long long)qi->rejected, (unsigned long long)qi->requeued,
-		       (unsigned long long)qi->failed, (unsigned long long)qi->timeouts);
+		       (unsigned long long)qi->direct, (unsigned long long)qi->rejected,
+		       (unsigned long long)qi->requeued, (unsigned long long)qi->failed,
+		       (unsigned long long)qi->timeouts);
 	}
 	printf("]}\n");
 }

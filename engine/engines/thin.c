@@ -9,8 +9,9 @@
  * size from pool.db (through a child process: thin_pool.c), and asks for
  * sharded mode with one worker per pool shard and the pool's stripe as
  * chunk, reads and writes routed to the queue they were submitted on
- * (unless --route chunk), and makes the published map that the workers
- * share (thin_pub.c). Each worker then reads the volume's view and the GC
+ * (unless --route chunk), and a direct map: the module's map of where each
+ * chunk is, which the owners publish (thin_pub.c) and the module and every
+ * worker serve reads and overwrites from. Each worker then reads the volume's view and the GC
  * holds from pool.db (read-only, closed again, so that azbuse-thin can
  * still manage the pool), opens its own shard's RocksDB and every shard's
  * data file (open_queue).
@@ -66,7 +67,6 @@ static void thin_free(struct thin_engine *e)
 {
 	if (e->lock_fd >= 0)
 		azb_pool_release(e->lock_fd);
-	azb_pubmap_destroy(e->pubmap);
 	azb_view_free(&e->view);
 	free(e);
 }
@@ -125,28 +125,6 @@ static int thin_hold_pool(struct thin_engine *e, struct azbuse_engine_config *cf
 	return ret;
 }
 
-static void thin_take_test_knobs(struct thin_engine *e)
-{
-	const char *delay = getenv("AZBUSE_THIN_FOREIGN_WRITE_DELAY_US");
-
-	if (delay && *delay)
-		e->foreign_write_delay_us = (uint32_t)strtoul(delay, NULL, 10);
-}
-
-/* The published map: an entry per chunk of the volume, one reader per worker. */
-static int thin_make_pubmap(struct thin_engine *e, struct azbuse_engine_config *cfg)
-{
-	uint64_t chunks =
-		(e->view.size_bytes + e->settings.chunk_size - 1) / e->settings.chunk_size;
-	int ret = azb_pubmap_create(chunks, e->settings.nr_shards, &e->pubmap);
-
-	if (ret)
-		snprintf(cfg->error, cfg->error_size,
-			 "engine thin: cannot map the published map of %llu chunks: %s",
-			 (unsigned long long)chunks, strerror(-ret));
-	return ret;
-}
-
 static int thin_setup(struct azbuse_engine_config *cfg, void **engine)
 {
 	struct thin_engine *e = calloc(1, sizeof(*e));
@@ -175,11 +153,10 @@ static int thin_setup(struct azbuse_engine_config *cfg, void **engine)
 	}
 	if (!cfg->route_chosen)
 		cfg->route_queue = true;
-	thin_take_test_knobs(e);
-	ret = cfg->route_queue ? thin_make_pubmap(e, cfg) : 0;
-	if (ret) {
-		thin_free(e);
-		return ret;
+	if (cfg->route_queue) {
+		/* the module serves published chunks itself; workers serve them too */
+		cfg->direct_map_chunk_bytes = (uint32_t)e->settings.chunk_size;
+		cfg->direct_map_user_bytes = (uint32_t)azb_pubmap_user_bytes(e->settings.nr_shards);
 	}
 	cfg->size_bytes = e->view.size_bytes;
 	cfg->nr_queues = e->settings.nr_shards;
@@ -319,24 +296,27 @@ static int thin_open_queue(void *engine, const struct azbuse_queue_params *p, vo
 		fprintf(stderr, "engine thin: %s\n", err);
 		goto out_holds;
 	}
-	ret = thin_open_data(tq);
+	ret = thin_pub_open(tq, p->direct_map, p->direct_map_bytes);
 	if (ret)
 		goto out_shard;
-	ret = thin_pub_open(tq);
+	ret = thin_open_data(tq);
+	if (ret)
+		goto out_pub;
+	ret = thin_pub_set_backing(tq);
 	if (ret)
 		goto out_data;
 	/* a shard whose GC is behind the pool's (a delete while it was closed) catches up */
 	ret = thin_queue_gc(tq, &holds);
 	if (ret)
-		goto out_pub;
+		goto out_data;
 	azb_holds_free(&holds);
 	*queue = tq;
 	return 0;
 
-out_pub:
-	thin_pub_close(tq);
 out_data:
 	thin_close_data(tq);
+out_pub:
+	thin_pub_close(tq);
 out_shard:
 	azb_shard_close(tq->shard);
 out_holds:
@@ -361,8 +341,8 @@ static void thin_close_queue(void *queue)
 	    azb_shard_sync(tq->shard))
 		fprintf(stderr, "engine thin: shard %u: final sync failed\n",
 			azb_shard_index(tq->shard));
-	thin_pub_close(tq);
 	thin_close_data(tq);
+	thin_pub_close(tq);
 	azb_shard_close(tq->shard);
 	free(tq->cow_ios);
 	free(tq->cow_plans);

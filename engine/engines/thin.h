@@ -34,16 +34,11 @@ struct thin_engine {
 	int lock_fd;	/* DIR/daemon.lock, held while the device lives */
 	/*
 	 * What each chunk of the volume maps to, published by its owner for
-	 * every worker (shared memory, made before the workers are forked);
-	 * NULL with route chunk, where no worker reads another's chunks.
+	 * every worker and the module: the device's direct map, attached in
+	 * each worker (open_queue); NULL with route chunk, where no worker
+	 * reads another's chunks.
 	 */
 	struct azb_pubmap *pubmap;
-	/*
-	 * For tests ($AZBUSE_THIN_FOREIGN_WRITE_DELAY_US): hold each in-place
-	 * write to another shard's chunk this long between its lookup and its
-	 * data, so that a test can make an owner reuse chunks meanwhile.
-	 */
-	uint32_t foreign_write_delay_us;
 };
 
 /* A map entry the owner publishes once its batch's metadata is in the WAL file. */
@@ -117,7 +112,9 @@ int thin_pool_query(const struct thin_engine *e, const char *snap_src, const cha
 int thin_read_view(struct thin_engine *e, struct azb_holds *holds, char *err, size_t errlen);
 
 /* thin_pub.c: the owner's side of the published map, and a reader's marks */
-int thin_pub_open(struct thin_queue *tq);
+int thin_pub_open(struct thin_queue *tq, void *map, uint64_t map_bytes);
+/* The own shard's data file becomes the module's backing file of the shard's chunks. */
+int thin_pub_set_backing(struct thin_queue *tq);
 void thin_pub_close(struct thin_queue *tq);
 /* A request begins: nothing looked up before is still in use. */
 void thin_pub_enter(struct thin_queue *tq);

@@ -20,6 +20,7 @@ enum thin_msg_type {
 	THIN_MSG_EPOCH = 2,  /* the volume's write epoch and snapshot hold changed */
 	THIN_MSG_GC = 3,     /* collect garbage up to the pool's generation */
 	THIN_MSG_STATUS = 4, /* reply: struct thin_status */
+	THIN_MSG_SEAL = 5, /* a snapshot comes: no more overwrites in place of what was published */
 };
 
 /* A worker's answer to THIN_MSG_STATUS. */
@@ -98,6 +99,16 @@ int thin_queue_control(void *queue, const void *msg, size_t len, void *reply, si
 		return 0;
 	case THIN_MSG_GC:
 		return thin_queue_gc_now(tq);
+	case THIN_MSG_SEAL:
+		/*
+		 * Every worker starts a new epoch of the map (one would do; each
+		 * makes sure, a dead one's successor included) and waits for the
+		 * module's overwrites that saw the old one.
+		 */
+		if (!tq->engine->pubmap)
+			return 0;
+		azb_pubmap_new_epoch(tq->engine->pubmap);
+		return azbuse_direct_map_sync();
 	case THIN_MSG_STATUS: {
 		struct thin_status st = {
 			.shard = azb_shard_index(tq->shard),
@@ -126,6 +137,25 @@ static int thin_broadcast(struct azbuse_control *ctl, const struct thin_engine *
 	};
 
 	return azbuse_control_broadcast(ctl, &m, sizeof(m), NULL, NULL);
+}
+
+static void thin_count_reply(uint16_t queue, int result, const void *reply, size_t len, void *arg)
+{
+	(void)queue;
+	(void)reply;
+	(void)len;
+	if (!result)
+		++*(uint32_t *)arg;
+}
+
+/* THIN_MSG_SEAL, which at least one worker must have done (-EAGAIN if none could). */
+static int thin_seal(struct azbuse_control *ctl)
+{
+	struct thin_msg m = { .type = THIN_MSG_SEAL };
+	uint32_t sealed = 0;
+	int ret = azbuse_control_broadcast(ctl, &m, sizeof(m), thin_count_reply, &sealed);
+
+	return ret ? ret : sealed ? 0 : -EAGAIN;
 }
 
 /*
@@ -162,17 +192,23 @@ static int thin_snapshot(struct thin_engine *e, struct azbuse_control *ctl, cons
 		snprintf(reply, reply_size, "cannot pause the workers: %s", strerror(-ret));
 		return ret;
 	}
-	ret = thin_broadcast(ctl, e, THIN_MSG_SYNC);
-	if (ret)
-		snprintf(reply, reply_size, "cannot make the volume durable: %s", strerror(-ret));
-	else
-		ret = thin_record_snapshot(e, src, name, reply, reply_size);
 	/*
-	 * While no worker runs: every chunk published as the volume's own is
-	 * now shared with the snapshot, so no worker overwrites it in place.
+	 * The module goes on serving overwrites of published chunks while the
+	 * workers are paused: first make every chunk published as the volume's
+	 * own read-only (from now on a write to it waits for its owner, which
+	 * copies it after the snapshot), then sync what was written before.
 	 */
-	if (!ret && e->pubmap)
-		azb_pubmap_new_epoch(e->pubmap);
+	ret = thin_seal(ctl);
+	if (ret)
+		snprintf(reply, reply_size, "cannot seal the published map: %s", strerror(-ret));
+	if (!ret) {
+		ret = thin_broadcast(ctl, e, THIN_MSG_SYNC);
+		if (ret)
+			snprintf(reply, reply_size, "cannot make the volume durable: %s",
+				 strerror(-ret));
+	}
+	if (!ret)
+		ret = thin_record_snapshot(e, src, name, reply, reply_size);
 	/* our view is updated first: a worker restarted from now on has the new epoch */
 	if (!ret)
 		ret = thin_broadcast(ctl, e, THIN_MSG_EPOCH);

@@ -467,8 +467,6 @@ static void thin_write_foreign(struct thin_queue *tq, struct azbuse_io *io, uint
 			thin_redirect(tq, io, (int)shard);
 			return;
 		}
-		if (tq->engine->foreign_write_delay_us)
-			usleep(tq->engine->foreign_write_delay_us);
 		ret = thin_pwrite_at(tq, shard, p.buf, p.len,
 				     thin_phys_offset(tq, e.phys, p.within));
 	}

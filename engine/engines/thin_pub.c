@@ -20,6 +20,7 @@
  *   (thin_control.c): entries published before it are read-only.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -31,22 +32,52 @@
 #define THIN_GRACE_PAUSE_NS 20000
 #define THIN_GRACE_WARN_MS 2000
 
-int thin_pub_open(struct thin_queue *tq)
+int thin_pub_open(struct thin_queue *tq, void *map, uint64_t map_bytes)
 {
+	struct thin_engine *e = tq->engine;
+	int ret;
+
+	if (!map)
+		return 0; /* route chunk: every request reaches its owner */
+	ret = azb_pubmap_attach(map, (size_t)map_bytes, tq->nr_shards, &e->pubmap);
+	if (ret) {
+		azb_log("shard %u: the device's direct map does not fit: %s", tq->index,
+			strerror(-ret));
+		return ret;
+	}
+	tq->pubs = calloc(THIN_PUBS_MAX, sizeof(*tq->pubs));
+	if (!tq->pubs) {
+		azb_pubmap_destroy(e->pubmap);
+		e->pubmap = NULL;
+		return -ENOMEM;
+	}
+	/* a worker restarted in place of one that died mid-request holds nothing */
+	azb_pubmap_idle(e->pubmap, tq->index);
+	return 0;
+}
+
+int thin_pub_set_backing(struct thin_queue *tq)
+{
+	int ret;
+
 	if (!tq->engine->pubmap)
 		return 0;
-	tq->pubs = calloc(THIN_PUBS_MAX, sizeof(*tq->pubs));
-	if (!tq->pubs)
-		return -ENOMEM;
-	/* a worker restarted in place of one that died mid-request holds nothing */
-	azb_pubmap_idle(tq->engine->pubmap, tq->index);
-	return 0;
+	ret = azbuse_set_backing(tq->data_fd);
+	if (ret)
+		azb_log("shard %u: the module does not take the data file: %s", tq->index,
+			strerror(-ret));
+	return ret;
 }
 
 void thin_pub_close(struct thin_queue *tq)
 {
-	if (tq->engine->pubmap)
-		azb_pubmap_idle(tq->engine->pubmap, tq->index);
+	struct thin_engine *e = tq->engine;
+
+	if (e->pubmap) {
+		azb_pubmap_idle(e->pubmap, tq->index);
+		azb_pubmap_destroy(e->pubmap);
+		e->pubmap = NULL;
+	}
 	free(tq->pubs);
 	tq->pubs = NULL;
 }
@@ -148,5 +179,8 @@ void thin_pub_before_alloc(struct thin_queue *tq)
 			warned = true;
 		}
 	}
+	/* and the module's own I/O through entries as they were */
+	while (azbuse_direct_map_sync())
+		nanosleep(&pause, NULL);
 	tq->reuse_wait = false;
 }

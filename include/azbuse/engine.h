@@ -105,6 +105,16 @@ struct azbuse_engine_config {
 	bool route_queue;
 	bool route_chosen; /* in: the user gave --route */
 	uint8_t reserved1[2];
+	/*
+	 * out: ask for a direct map (AZBUSE_F_DIRECT_MAP) of chunks of this
+	 * many bytes (a power of two, 4 KiB up to shard_chunk_bytes; 0: none),
+	 * with direct_map_user_bytes for the engine's own use in it. Each
+	 * worker gets it mapped (azbuse_queue_params.direct_map) and sets its
+	 * queue's backing file (azbuse_set_backing); the module then serves
+	 * reads and overwrites of the chunks published in it by itself.
+	 */
+	uint32_t direct_map_chunk_bytes;
+	uint32_t direct_map_user_bytes;
 };
 
 /* What a worker is told when it opens its queue. */
@@ -114,6 +124,13 @@ struct azbuse_queue_params {
 	uint32_t nr_slots;
 	uint64_t size_bytes;
 	int numa_node;
+	/*
+	 * A direct-map device (direct_map_chunk_bytes in the config): the map
+	 * the module serves from, mapped into this worker (struct
+	 * azbuse_map_hdr first; uapi.h says the rest). NULL otherwise.
+	 */
+	void *direct_map;
+	uint64_t direct_map_bytes;
 };
 
 /*
@@ -227,6 +244,20 @@ void azbuse_complete_zeroes(struct azbuse_io *io);
  * with EIO. Thread-safe.
  */
 void azbuse_complete_redirect(struct azbuse_io *io, uint16_t queue);
+
+/*
+ * In a worker of a direct-map device, from open_queue on: the backing file
+ * of the chunks its queue owns (all chunks if not sharded), which the module
+ * reads and writes with direct I/O where the map says. Once per queue (the
+ * same file again is fine). 0 or -errno.
+ */
+int azbuse_set_backing(int fd);
+/*
+ * In a worker of a direct-map device: return once every I/O the module
+ * started before the call (from map entries as they were) has ended. Call
+ * it after unpublishing entries, before reusing what they pointed to.
+ */
+int azbuse_direct_map_sync(void);
 
 /* The value of option key, or NULL. */
 const char *azbuse_config_option(const struct azbuse_engine_config *cfg, const char *key);

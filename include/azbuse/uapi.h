@@ -39,7 +39,7 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-#define AZBUSE_ABI_VERSION 3
+#define AZBUSE_ABI_VERSION 4
 
 #define AZBUSE_CTL_DEVICE "/dev/azbusectl"
 #define AZBUSE_BLOCK_PREFIX "/dev/azbuse"
@@ -94,7 +94,20 @@
  * write-zeroes and secure erase still go to the shards, in parts.
  */
 #define AZBUSE_F_ROUTE_QUEUE (1ULL << 9)
-#define AZBUSE_F_ALL ((1ULL << 10) - 1)
+/*
+ * Direct map: the engine publishes, in a map the module shares with it
+ * (struct azbuse_map_hdr, mmap at AZBUSE_MMAP_MAP_OFF), where each chunk of
+ * map_chunk_bytes lives in a backing file (AZBUSE_IOC_SET_BACKING), and the
+ * module serves a READ, or a WRITE without FUA, that lies within one
+ * published chunk itself: direct I/O on the backing file, in the
+ * submitter's context, no worker involved. A READ needs a ZERO, SHARED or
+ * OWNED entry, a WRITE an OWNED one stamped with the map's current epoch.
+ * Everything else goes to the rings as before. Before it reuses a chunk
+ * that it unpublished, the engine waits for the module's I/O that may still
+ * use the old entry (AZBUSE_IOC_MAP_SYNC).
+ */
+#define AZBUSE_F_DIRECT_MAP (1ULL << 10)
+#define AZBUSE_F_ALL ((1ULL << 11) - 1)
 
 /* Request op codes (azbuse_sqe.op). */
 #define AZBUSE_OP_READ 0
@@ -163,7 +176,9 @@ struct azbuse_dev_info {
 	__u32 recovery_timeout_ms;	/* 0: AZBUSE_DEF_RECOVERY_TIMEOUT_MS */
 	__s32 owner_pid;		/* out: process that added the device */
 	__u32 nr_hw_queues;		/* out: blk-mq hardware queues (sharded: per CPU) */
-	__u64 reserved[7];
+	__u32 map_chunk_bytes; /* DIRECT_MAP: bytes per map entry (power of 2, 4 KiB..chunk) */
+	__u32 map_user_bytes;  /* DIRECT_MAP: bytes for the engine between header and entries */
+	__u64 reserved[6];
 };
 
 /* START, REMOVE. */
@@ -202,7 +217,8 @@ struct azbuse_queue_info {
 	__u64 poll_hits;  /* polls that found a request (each saved a sleep and a wake-up) */
 	__u64 sync_ends;  /* requests the submitter ended itself: no wake-up at either end */
 	__u64 redirected; /* requests this queue's worker handed to another ring */
-	__u64 reserved[2];
+	__u64 direct;	  /* DIRECT_MAP: requests of this queue the module served itself */
+	__u64 reserved[1];
 };
 
 /* VERSION. */
@@ -249,6 +265,46 @@ struct azbuse_attach {
 /* mmap offsets on /dev/azbusec<N> after ATTACH. */
 #define AZBUSE_MMAP_RING_OFF 0ULL
 #define AZBUSE_MMAP_DATA_OFF (1ULL << 32)
+#define AZBUSE_MMAP_MAP_OFF (2ULL << 32) /* DIRECT_MAP: length azbuse_map_hdr.region_bytes */
+
+/*
+ * The direct map region: this header (the module writes all but epoch),
+ * the engine's own bytes (map_user_bytes, zeroed at ADD), then one __u64
+ * entry per chunk at entries_offset (page aligned), all zero (UNKNOWN) at
+ * ADD. Pages cost memory once touched. The module reads entries and epoch
+ * with single 64-bit loads; the engine writes each with one 64-bit store.
+ */
+struct azbuse_map_hdr {
+	__u64 epoch; /* the engine's current write epoch */
+	__u64 nr_chunks;
+	__u32 chunk_bytes;
+	__u32 entries_offset;
+	__u64 region_bytes;
+	__u32 user_offset; /* where the engine's bytes start */
+	__u32 user_bytes;
+	__u64 reserved[3];
+};
+
+/* Map entry: kind in bits 62-63, epoch stamp in 40-61, chunk in its backing file in 0-39. */
+#define AZBUSE_MAP_KIND_SHIFT 62
+#define AZBUSE_MAP_UNKNOWN 0ULL /* the module does not serve it */
+#define AZBUSE_MAP_ZERO 1ULL	/* reads as zeros */
+#define AZBUSE_MAP_SHARED 2ULL	/* read-only at the chunk given */
+#define AZBUSE_MAP_OWNED 3ULL	/* writable while its stamp is the epoch's low bits */
+#define AZBUSE_MAP_EPOCH_SHIFT 40
+#define AZBUSE_MAP_EPOCH_BITS 22
+#define AZBUSE_MAP_PHYS_BITS 40
+
+/*
+ * SET_BACKING: the backing file of the chunks this queue's ring owns
+ * (sharded: its shard's; else every chunk's, on any queue); set once per
+ * ring (the same file again is accepted), kept until the device is freed.
+ */
+struct azbuse_backing {
+	__s32 fd;
+	__u32 flags; /* must be 0 */
+	__u64 reserved[3];
+};
 
 /*
  * The ring header at offset 0 of the ring region. Each side writes only its
@@ -330,6 +386,9 @@ struct azbuse_cqe {
 #define AZBUSE_IOC_COMMIT _IO(AZBUSE_IOC_MAGIC, 0x21)
 /* wake the worker sleeping in COMMIT on this file's queue */
 #define AZBUSE_IOC_KICK _IO(AZBUSE_IOC_MAGIC, 0x22)
+#define AZBUSE_IOC_SET_BACKING _IOW(AZBUSE_IOC_MAGIC, 0x23, struct azbuse_backing)
+/* DIRECT_MAP: return once every I/O the module started before the call has ended */
+#define AZBUSE_IOC_MAP_SYNC _IO(AZBUSE_IOC_MAGIC, 0x24)
 #define AZBUSE_WAIT_FOREVER 0xffffffffUL
 
 /*
@@ -343,7 +402,11 @@ struct azbuse_cqe {
 	check(__builtin_offsetof(struct azbuse_dev_info, logical_block_size) == 32);               \
 	check(__builtin_offsetof(struct azbuse_dev_info, recovery_timeout_ms) == 60);              \
 	check(__builtin_offsetof(struct azbuse_dev_info, nr_hw_queues) == 68);                     \
-	check(__builtin_offsetof(struct azbuse_dev_info, reserved) == 72);                         \
+	check(__builtin_offsetof(struct azbuse_dev_info, map_user_bytes) == 76);                   \
+	check(__builtin_offsetof(struct azbuse_dev_info, reserved) == 80);                         \
+	check(sizeof(struct azbuse_map_hdr) == 64);                                                \
+	check(__builtin_offsetof(struct azbuse_map_hdr, entries_offset) == 20);                    \
+	check(sizeof(struct azbuse_backing) == 32);                                                \
 	check(sizeof(struct azbuse_dev_cmd) == 32);                                                \
 	check(sizeof(struct azbuse_dev_list) == 32);                                               \
 	check(__builtin_offsetof(struct azbuse_dev_list, count) == 12);                            \

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # 84-thin-where-submitted: a thin volume is served where each request was
-# submitted. Reads and overwrites of any chunk whose owner published it are
-# served by the worker of the submitting queue (no request handed on, the
-# other shards' chunks counted as served there); first writes, copy-on-write
-# after live snapshots and discards go to the owner; fio verify from both
-# CPUs passes across snapshots; a chunk freed by a discard is never handed
-# out again while another worker may still write through its old mapping
-# (data written to new chunks right after discards stays intact while
-# another CPU keeps overwriting the discarded ones); --route chunk still
-# serves everything at the owner.
+# submitted. The device has a direct map (route-queue direct-map): reads
+# and overwrites of any chunk whose owner published it are served by the
+# module from the map (counted as DIRECT), none handed on; first writes,
+# copy-on-write after live snapshots and discards go to the owner; fio
+# verify from both CPUs passes across live snapshots; a chunk freed by a
+# discard is never handed out again while a write through its old mapping
+# is in flight (the module's direct_write_delay_ms holds such writes while
+# the owner discards, reuses and reads back); --route chunk still serves
+# everything at the owner, with no map.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -21,6 +21,7 @@ back=/mnt/thin-where-back
 pool=$back/pool
 MIB=$((1024 * 1024))
 cleanup_where() {
+	echo 0 >/sys/module/azbuse/parameters/direct_write_delay_ms 2>/dev/null || true
 	cleanup_devices
 	mountpoint -q "$back" && umount "$back"
 	modprobe -r brd 2>/dev/null || true
@@ -55,20 +56,22 @@ for line in s.makefile():
 print(total)
 EOF
 }
-sum_redirected() { azbusectl info 1 --json | grep -o '"redirected": [0-9]*' | awk '{ s += $2 } END { print s + 0 }'; }
+queue_sum() { azbusectl info 1 --json | grep -o "\"$1\": [0-9]*" | awk '{ s += $2 } END { print s + 0 }'; }
+sum_redirected() { queue_sum redirected; }
 
 athin init --chunk-size 64k --shards 2 >/dev/null || die "init failed"
 athin create vol1 --size 256M >/dev/null || die "create failed"
 
 # --- reads and overwrites where submitted ----------------------------------------
 serve vol1
-azbusectl info 1 | grep -q "route-queue" || die "thin is not routed by queue by default"
+azbusectl info 1 | grep -q "route-queue direct-map" || die "thin is not routed by queue with a direct map by default"
 # first writes: each reaches its owner, which publishes the new chunks
 run_fio --name=fill --filename=/dev/azbuse1 --rw=write --bs=1M --size=128M --direct=1 \
 	--ioengine=libaio --iodepth=8 --cpus_allowed=0
 first=$(sum_redirected)
 [ "$first" -gt 0 ] || die "no first write was handed to its owner"
 foreign0=$(thin_status_sum other_shards_served)
+direct0=$(queue_sum direct)
 for cpu in 0 1; do
 	run_fio --name=read-cpu$cpu --filename=/dev/azbuse1 --rw=randread --bs=4k --size=128M \
 		--direct=1 --ioengine=libaio --iodepth=16 --runtime=2 --time_based --cpus_allowed=$cpu
@@ -78,10 +81,11 @@ for cpu in 0 1; do
 done
 after=$(sum_redirected)
 foreign=$(($(thin_status_sum other_shards_served) - foreign0))
+direct=$(($(queue_sum direct) - direct0))
 [ "$after" = "$first" ] ||
 	die "reads and overwrites of published chunks were handed on ($((after - first)) requests)"
-[ "$foreign" -gt 1000 ] || die "only $foreign requests of other shards were served where submitted"
-log "ok   $first first writes handed to their owner; then $foreign reads and overwrites of other shards' chunks served where submitted, none handed on"
+[ "$direct" -gt 10000 ] || die "only $direct reads and overwrites were served by the module itself"
+log "ok   $first first writes handed to their owner; then $direct reads and overwrites served by the module from the map, $foreign of other shards' chunks by the worker where submitted, none handed on"
 
 # --- fio verify from both CPUs across live snapshots ------------------------------
 fio --name=verify --filename=/dev/azbuse1 --rw=randwrite --bssplit=4k/50:64k/30:256k/20 \
@@ -101,25 +105,23 @@ for i in 1 2 3; do
 done
 
 # --- no chunk reused while a worker may still write through its old mapping ------
-# CPU 1 overwrites region X (published, in place); its writes to shard 0's
-# chunks, which worker 1 serves from the published map, are each held 1 s
-# between the lookup and the data. CPU 0 (worker 0, shard 0's owner)
+# CPU 1 overwrites region X (published, in place), which the module serves
+# from the map; each such write is held 1 s between its lookup and its data
+# (the module's direct_write_delay_ms). CPU 0 (worker 0, shard 0's owner)
 # discards X's shard-0 stripes, which frees their chunks (and, past 64
 # frees, makes them reusable at once), writes shard-0 stripes of region Y
 # afresh, which takes the lowest free chunks, waits for the held writes and
 # reads Y back. Handing out a chunk before the held writes are done would let
 # them land in Y.
-azbusectl remove 1 >/dev/null
-export AZBUSE_THIN_FOREIGN_WRITE_DELAY_US=1000000
-serve vol1
-unset AZBUSE_THIN_FOREIGN_WRITE_DELAY_US
+delay=/sys/module/azbuse/parameters/direct_write_delay_ms
 dd if=/dev/zero of=/dev/azbuse1 bs=1M seek=160 count=16 oflag=direct status=none
 fio --name=stale --filename=/dev/azbuse1 --rw=randwrite --bs=4k --offset=160M --size=16M \
 	--direct=1 --ioengine=psync --runtime=30 --time_based --cpus_allowed=1 \
 	--eta=never --output=/tmp/where-stale.log &
 stale_pid=$!
+echo 1000 >"$delay"
 sleep 1
-python3 - /dev/azbuse1 <<'EOF' || die "a chunk was handed out while a worker still wrote through its old mapping"
+python3 - /dev/azbuse1 <<'EOF' || die "a chunk was handed out while a write through its old mapping was in flight"
 import fcntl, mmap, os, struct, sys, time
 os.sched_setaffinity(0, {0})
 MIB = 1 << 20
@@ -150,6 +152,7 @@ while time.monotonic() < end:
     rounds += 1
 print(f"{rounds} rounds")
 EOF
+echo 0 >"$delay"
 kill "$stale_pid" 2>/dev/null || true
 wait "$stale_pid" 2>/dev/null || true
 log "ok   discards, reuse and read-back beside a held writer of the discarded chunks"

@@ -238,7 +238,21 @@ static void test_add_validation(int ctl)
 	BAD_ADD(i.max_io_bytes = 1000, EINVAL, "max_io_bytes 1000");
 	BAD_ADD(i.max_io_bytes = 6144, EINVAL, "max_io_bytes 6144 (not page aligned)");
 	BAD_ADD(i.max_io_bytes = 8U << 20, EINVAL, "max_io_bytes 8 MiB");
-	BAD_ADD(i.features = 1ULL << 9, EINVAL, "unknown feature bit 9");
+	BAD_ADD(i.features = 1ULL << 11, EINVAL, "unknown feature bit 11");
+	BAD_ADD(i.features = AZBUSE_F_ROUTE_QUEUE, EINVAL, "route by queue without sharding");
+	BAD_ADD(i.features = AZBUSE_F_DIRECT_MAP, EINVAL, "direct map without map_chunk_bytes");
+	BAD_ADD((i.features = AZBUSE_F_DIRECT_MAP, i.map_chunk_bytes = 3000), EINVAL,
+		"direct map, map_chunk_bytes 3000");
+	BAD_ADD((i.features = AZBUSE_F_DIRECT_MAP, i.map_chunk_bytes = 2048), EINVAL,
+		"direct map, map_chunk_bytes 2048 (below a page)");
+	BAD_ADD((i.features = AZBUSE_F_DIRECT_MAP, i.map_chunk_bytes = 65536,
+		 i.map_user_bytes = 2U << 20),
+		EINVAL, "direct map, map_user_bytes 2 MiB");
+	BAD_ADD((i.features = AZBUSE_F_DIRECT_MAP | AZBUSE_F_SHARDED, i.chunk_sectors = 64,
+		 i.map_chunk_bytes = 65536),
+		EINVAL, "direct map chunk 64 KiB over a 32 KiB shard chunk");
+	BAD_ADD(i.map_chunk_bytes = 65536, EINVAL, "map_chunk_bytes without the direct map");
+	BAD_ADD(i.map_user_bytes = 64, EINVAL, "map_user_bytes without the direct map");
 	BAD_ADD(i.features = 1ULL << 63, EINVAL, "unknown feature bit 63");
 	BAD_ADD(i.features = AZBUSE_F_SHARDED, EINVAL, "sharded without chunk_sectors");
 	BAD_ADD((i.features = AZBUSE_F_SHARDED, i.chunk_sectors = 24), EINVAL,
@@ -252,7 +266,7 @@ static void test_add_validation(int ctl)
 		EINVAL, "sharded, 64 shards x depth 256 (over 8192 shared tags)");
 	BAD_ADD(i.chunk_sectors = 8, EINVAL, "chunk_sectors without sharding");
 	BAD_ADD(i.reserved[0] = 1, EINVAL, "reserved[0] != 0");
-	BAD_ADD(i.reserved[6] = 1ULL << 63, EINVAL, "reserved[6] != 0");
+	BAD_ADD(i.reserved[5] = 1ULL << 63, EINVAL, "reserved[5] != 0");
 	BAD_ADD(i.dev_id = 5000, EINVAL, "dev_id 5000");
 	BAD_ADD(i.dev_id = AZBUSE_MAX_DEVICES, EINVAL, "dev_id 1024");
 	BAD_ADD(i.io_timeout_ms = 50, EINVAL, "io_timeout_ms 50");
