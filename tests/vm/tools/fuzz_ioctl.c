@@ -128,6 +128,8 @@ enum kind {
 	K_ATTACH,
 	K_COMMIT,
 	K_KICK,
+	K_SET_BACKING,
+	K_MAP_SYNC,
 	K_CDEV_OTHER, /* anything else on the char device */
 	K_MMAP_CTL,
 	K_MMAP,
@@ -136,10 +138,10 @@ enum kind {
 };
 
 static const char *const kind_names[NR_KINDS] = {
-	"ctl VERSION",	  "ctl ADD",	 "ctl START",	   "ctl REMOVE",
-	"ctl INFO",	  "ctl LIST",	 "ctl QUEUE_INFO", "ctl TAKEOVER",
-	"ctl other cmd",  "cdev ATTACH", "cdev COMMIT",	   "cdev KICK",
-	"cdev other cmd", "ctl mmap",	 "cdev mmap",	   "cdev open",
+	"ctl VERSION", "ctl ADD",	 "ctl START",	     "ctl REMOVE",    "ctl INFO",
+	"ctl LIST",    "ctl QUEUE_INFO", "ctl TAKEOVER",     "ctl other cmd", "cdev ATTACH",
+	"cdev COMMIT", "cdev KICK",	 "cdev SET_BACKING", "cdev MAP_SYNC", "cdev other cmd",
+	"ctl mmap",    "cdev mmap",	 "cdev open",
 };
 
 /* The errnos each kind may give (0: success), terminated by -1. */
@@ -158,6 +160,9 @@ static const int allowed[NR_KINDS][10] = {
 	[K_ATTACH] = { 0, EFAULT, EINVAL, ENOSPC, EBUSY, ENODEV, -1 },
 	[K_COMMIT] = { 0, ENXIO, EINVAL, ENODEV, EINTR, -1 },
 	[K_KICK] = { 0, ENXIO, -1 },
+	/* the only regular file offered is the fuzzer's own unlinked scratch file */
+	[K_SET_BACKING] = { 0, EFAULT, EINVAL, EBADF, ENXIO, EOPNOTSUPP, EBUSY, -1 },
+	[K_MAP_SYNC] = { 0, ENXIO, EOPNOTSUPP, EINTR, -1 },
 	[K_CDEV_OTHER] = { ENOTTY, -1 },
 	[K_MMAP_CTL] = { ENODEV, EINVAL, ENOMEM, EOVERFLOW, EACCES, EEXIST, -1 },
 	[K_MMAP] = { 0, EINVAL, ENXIO, ENOMEM, EOVERFLOW, EACCES, EEXIST, -1 },
@@ -407,6 +412,10 @@ static void target_create(void)
 		info.chunk_sectors = 8U << below(8);
 	else
 		info.features &= ~AZBUSE_F_ROUTE_QUEUE; /* only a sharded device routes by queue */
+	if (info.features & AZBUSE_F_DIRECT_MAP) {
+		info.map_chunk_bytes = 4096; /* no bigger than a shard's chunk */
+		info.map_user_bytes = (uint32_t)below(8192);
+	}
 	/* the recovery timer then fires between the fuzzer's calls */
 	info.recovery_timeout_ms = chance(70) ? (uint32_t)(1 + below(100)) : 0;
 	ret = xioctl(ctl[0], AZBUSE_CTL_ADD, (unsigned long)&info);
@@ -531,6 +540,8 @@ static void gen_dev_info(struct azbuse_dev_info *i)
 		i->features = rnd() & AZBUSE_F_ALL;
 		if (i->features & AZBUSE_F_SHARDED)
 			i->chunk_sectors = 8U << below(8);
+		if (i->features & AZBUSE_F_DIRECT_MAP)
+			i->map_chunk_bytes = 4096U << below(9);
 		if (chance(30))
 			i->io_timeout_ms = (uint32_t)(100 + below(100000));
 		if (chance(30))
@@ -554,11 +565,13 @@ static void gen_dev_info(struct azbuse_dev_info *i)
 		i->max_write_zeroes_sectors = (uint32_t)boundary(32);
 		i->io_timeout_ms = (uint32_t)FIELD(32, 100, 3600U * 1000U, 30000);
 		i->recovery_timeout_ms = (uint32_t)FIELD(32, 3600U * 1000U, 30000);
+		i->map_chunk_bytes = (uint32_t)FIELD(32, 4096, 65536, 1U << 30, 3000);
+		i->map_user_bytes = (uint32_t)FIELD(32, 64, 1U << 20, (1U << 20) + 1);
 	}
 	i->state = chance(90) ? 0 : (uint32_t)boundary(32);
 	i->owner_pid = chance(90) ? 0 : (int32_t)boundary(32);
 	i->nr_hw_queues = chance(90) ? 0 : (uint32_t)boundary(32);
-	gen_reserved(i->reserved, 7);
+	gen_reserved(i->reserved, 6);
 }
 
 static void gen_dev_cmd(struct azbuse_dev_cmd *c)
@@ -588,6 +601,18 @@ static void gen_queue_info(struct azbuse_queue_info *q)
 		q->requests = rnd();
 	if (chance(10))
 		q->wait_ns = rnd(); /* out fields: ignored on input */
+}
+
+/* An unlinked file of the fuzzer's own: the only regular file it offers as backing. */
+static int scratch_fd = -1;
+
+static void gen_backing(struct azbuse_backing *b)
+{
+	memset(b, 0, sizeof(*b));
+	b->fd = (int32_t)FIELD(32, scratch_fd, -1, 0, 0x7fffffff);
+	if (chance(10))
+		b->flags = (uint32_t)boundary(32);
+	gen_reserved(b->reserved, 3);
 }
 
 static void gen_attach(struct azbuse_attach *a)
@@ -667,7 +692,9 @@ static const unsigned long ctl_cmds[] = {
 	AZBUSE_CTL_INFO,    AZBUSE_CTL_LIST, AZBUSE_CTL_QUEUE_INFO, AZBUSE_CTL_TAKEOVER,
 };
 #define NR_CTL_CMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))
-static const unsigned long cdev_cmds[] = { AZBUSE_IOC_ATTACH, AZBUSE_IOC_COMMIT, AZBUSE_IOC_KICK };
+static const unsigned long cdev_cmds[] = { AZBUSE_IOC_ATTACH, AZBUSE_IOC_COMMIT, AZBUSE_IOC_KICK,
+					   AZBUSE_IOC_SET_BACKING, AZBUSE_IOC_MAP_SYNC };
+#define NR_CDEV_CMDS (sizeof(cdev_cmds) / sizeof(cdev_cmds[0]))
 
 static enum kind classify(bool on_ctl, unsigned long cmd)
 {
@@ -687,6 +714,10 @@ static enum kind classify(bool on_ctl, unsigned long cmd)
 		return K_COMMIT;
 	if (cmd == AZBUSE_IOC_KICK)
 		return K_KICK;
+	if (cmd == AZBUSE_IOC_SET_BACKING)
+		return K_SET_BACKING;
+	if (cmd == AZBUSE_IOC_MAP_SYNC)
+		return K_MAP_SYNC;
 	return K_CDEV_OTHER;
 }
 
@@ -707,9 +738,9 @@ static unsigned long pick_cmd(bool on_ctl)
 	unsigned long cmd;
 
 	if (r < 55)
-		return on_ctl ? ctl_cmds[below(NR_CTL_CMDS)] : cdev_cmds[below(3)];
+		return on_ctl ? ctl_cmds[below(NR_CTL_CMDS)] : cdev_cmds[below(NR_CDEV_CMDS)];
 	if (r < 62) /* the other device's commands */
-		return on_ctl ? cdev_cmds[below(3)] : ctl_cmds[below(NR_CTL_CMDS)];
+		return on_ctl ? cdev_cmds[below(NR_CDEV_CMDS)] : ctl_cmds[below(NR_CTL_CMDS)];
 	if (r < 92) {
 		unsigned nr = (unsigned)(chance(60) ? (chance(50) ? below(8) : 0x1e + below(8))
 						    : below(256));
@@ -793,6 +824,7 @@ static void fuzz_ioctl(bool on_ctl)
 		struct azbuse_queue_info qi;
 		struct azbuse_version v;
 		struct azbuse_attach a;
+		struct azbuse_backing b;
 		unsigned char bytes[512];
 	} buf;
 	int which = (int)below(NR_CTL), fd, ret;
@@ -825,10 +857,12 @@ static void fuzz_ioctl(bool on_ctl)
 			gen_queue_info(&buf.qi);
 		else if (cmd == AZBUSE_IOC_ATTACH)
 			gen_attach(&buf.a);
+		else if (cmd == AZBUSE_IOC_SET_BACKING)
+			gen_backing(&buf.b);
 	}
 	sanitize(cmd, &buf);
 
-	if (cmd == AZBUSE_IOC_COMMIT || cmd == AZBUSE_IOC_KICK) {
+	if (cmd == AZBUSE_IOC_COMMIT || cmd == AZBUSE_IOC_KICK || cmd == AZBUSE_IOC_MAP_SYNC) {
 		is_ptr = false;
 		arg = cmd == AZBUSE_IOC_COMMIT ? commit_timeout() : rnd();
 		/* rarely: wait for ever, interrupted by a signal 3 ms later */
@@ -936,7 +970,11 @@ static void fuzz_mmap(bool on_ctl)
 
 	if (fd < 0)
 		return;
-	switch (below(6)) {
+	switch (below(7)) {
+	case 6:
+		off = (off_t)AZBUSE_MMAP_MAP_OFF;
+		len = (size_t)page * (1 + below(4));
+		break;
 	case 0:
 	case 1:
 		off = AZBUSE_MMAP_RING_OFF;
@@ -1417,6 +1455,8 @@ int main(int argc, char **argv)
 	       " --calls %" PRIu64 ")\n",
 	       seed, calls, seed, calls);
 
+	/* SET_BACKING may be given it: a file of nobody else's, gone when we are */
+	scratch_fd = open("/tmp", O_TMPFILE | O_RDWR, 0600);
 	progress = mmap(NULL, sizeof(*progress), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
 			-1, 0);
 	if (progress == MAP_FAILED)
