@@ -45,6 +45,7 @@ static void azbuse_commit_rqs(struct blk_mq_hw_ctx *hctx);
 static blk_status_t azbuse_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk_mq_queue_data *bd)
 {
 	struct azbuse_dev *dev = hctx->queue->queuedata;
+	blk_status_t status;
 
 	if (unlikely(READ_ONCE(dev->dead)))
 		return BLK_STS_IOERR;
@@ -58,8 +59,13 @@ static blk_status_t azbuse_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk
 		return BLK_STS_OK;
 	}
 	if (dev->sharded)
-		return azbuse_shard_post(dev, hctx->driver_data, bd->rq, bd->last);
-	return azbuse_ring_post(hctx->driver_data, bd->rq, bd->last);
+		status = azbuse_shard_post(dev, hctx->driver_data, bd->rq, bd->last);
+	else
+		status = azbuse_ring_post(hctx->driver_data, bd->rq, bd->last);
+	/* and the direct map's requests queued before this one */
+	if (dev->direct_map && bd->last)
+		azbuse_direct_kick(dev, hctx);
+	return status;
 }
 
 /*
@@ -92,6 +98,8 @@ static void azbuse_commit_rqs(struct blk_mq_hw_ctx *hctx)
 		azbuse_shard_wake(dev, hctx->driver_data);
 	else
 		azbuse_ring_wake(hctx->driver_data);
+	if (dev->direct_map)
+		azbuse_direct_kick(dev, hctx);
 }
 
 /*

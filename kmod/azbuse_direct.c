@@ -120,8 +120,7 @@ int azbuse_direct_init(struct azbuse_dev *dev)
 	dev->map_bytes = PAGE_ALIGN(dev->map_entries_offset + dev->map_nr_chunks * sizeof(u64));
 	dev->backing = kcalloc(info->nr_queues, sizeof(*dev->backing), GFP_KERNEL);
 	dev->direct_queues = kcalloc(info->nr_hw_queues, sizeof(*dev->direct_queues), GFP_KERNEL);
-	dev->direct_wq =
-		alloc_workqueue("azbuse%u_direct", WQ_MEM_RECLAIM | WQ_HIGHPRI, 0, dev->id);
+	dev->direct_wq = alloc_workqueue("azbuse%u_direct", WQ_MEM_RECLAIM, 0, dev->id);
 	if (!dev->backing || !dev->direct_queues || !dev->direct_wq) {
 		if (dev->direct_wq)
 			destroy_workqueue(dev->direct_wq);
@@ -467,8 +466,21 @@ bool azbuse_direct_try(struct azbuse_dev *dev, struct blk_mq_hw_ctx *hctx, struc
 	spin_lock(&dq->lock);
 	list_add_tail(&rq->queuelist, &dq->list);
 	spin_unlock(&dq->lock);
-	queue_work(dev->direct_wq, &dq->work);
+	/* the kworker starts once per batch (azbuse_direct_kick), like a ring's wake-up */
 	return true;
+}
+
+/* The batch's last request (or commit_rqs): start the kworker on what the batch queued. */
+void azbuse_direct_kick(struct azbuse_dev *dev, struct blk_mq_hw_ctx *hctx)
+{
+	struct azbuse_direct_queue *dq = &dev->direct_queues[hctx->queue_num];
+	bool queued;
+
+	spin_lock(&dq->lock);
+	queued = !list_empty(&dq->list);
+	spin_unlock(&dq->lock);
+	if (queued)
+		queue_work(dev->direct_wq, &dq->work);
 }
 
 /* Is rq's I/O the module's own (the timeout handler leaves it to the backing file)? */

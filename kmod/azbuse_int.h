@@ -231,6 +231,7 @@ int azbuse_direct_mmap(struct azbuse_dev *dev, struct vm_area_struct *vma);
 long azbuse_direct_set_backing(struct azbuse_ring *ring, struct azbuse_backing __user *uarg);
 long azbuse_direct_sync(struct azbuse_dev *dev);
 bool azbuse_direct_try(struct azbuse_dev *dev, struct blk_mq_hw_ctx *hctx, struct request *rq);
+void azbuse_direct_kick(struct azbuse_dev *dev, struct blk_mq_hw_ctx *hctx);
 bool azbuse_direct_active(struct azbuse_dev *dev, struct request *rq);
 
 /* azbuse_ring.c */
