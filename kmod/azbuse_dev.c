@@ -45,6 +45,7 @@ static void azbuse_commit_rqs(struct blk_mq_hw_ctx *hctx);
 static blk_status_t azbuse_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk_mq_queue_data *bd)
 {
 	struct azbuse_dev *dev = hctx->queue->queuedata;
+	enum azbuse_direct_verdict direct = AZBUSE_DIRECT_NO;
 	blk_status_t status;
 
 	if (unlikely(READ_ONCE(dev->dead)))
@@ -52,14 +53,17 @@ static blk_status_t azbuse_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk
 	/* the block layer only warns about writes to a read-only disk */
 	if (unlikely((dev->info.features & AZBUSE_F_READ_ONLY) && op_is_write(req_op(bd->rq))))
 		return BLK_STS_IOERR;
-	if (dev->direct_map && azbuse_direct_try(dev, hctx, bd->rq)) {
+	if (dev->direct_map)
+		direct = azbuse_direct_try(dev, hctx, bd->rq);
+	if (direct == AZBUSE_DIRECT_TAKEN) {
 		/* requests posted before this one in the batch wait for their wake-up */
 		if (bd->last)
 			azbuse_commit_rqs(hctx);
 		return BLK_STS_OK;
 	}
 	if (dev->sharded)
-		status = azbuse_shard_post(dev, hctx->driver_data, bd->rq, bd->last);
+		status = azbuse_shard_post(dev, hctx->driver_data, bd->rq, bd->last,
+					   direct == AZBUSE_DIRECT_OWNER);
 	else
 		status = azbuse_ring_post(hctx->driver_data, bd->rq, bd->last);
 	/* and the direct map's requests queued before this one */

@@ -57,6 +57,8 @@ module_param(direct_write_delay_ms, uint, 0644);
 MODULE_PARM_DESC(direct_write_delay_ms,
 		 "testing only: delay each direct-map write this many ms after its lookup");
 #define AZBUSE_MAP_MAX_CHUNKS (1ULL << 36)
+/* entries looked at to send a request to its owner at once (past these: where submitted) */
+#define AZBUSE_DIRECT_MAX_LOOKUPS 64
 #define AZBUSE_MAP_PHYS_MASK ((1ULL << AZBUSE_MAP_PHYS_BITS) - 1)
 #define AZBUSE_MAP_EPOCH_MASK ((1ULL << AZBUSE_MAP_EPOCH_BITS) - 1)
 
@@ -413,39 +415,50 @@ static void azbuse_direct_work(struct work_struct *work)
 }
 
 /*
- * queue_rq: serve rq from the map if its entry allows (true: taken, and
- * ended or on its way), else leave it to the rings (false). Only a READ or
- * WRITE without FUA or PREFLUSH, of one bio, within one chunk.
+ * queue_rq: serve a READ or WRITE from the map if its entry allows (TAKEN:
+ * ended or on its way; only one bio within one chunk, without FUA or
+ * PREFLUSH). OWNER: an entry says only the chunk's owner can serve it (a
+ * write of a chunk not owned in the current epoch, a read of an unknown
+ * one), so a sharded device posts it to the owner's ring at once instead of
+ * to the submitting queue's (a request lies within one shard's stripe). NO:
+ * the rings as usual (the submitting queue's worker may serve it from the
+ * map).
  */
-bool azbuse_direct_try(struct azbuse_dev *dev, struct blk_mq_hw_ctx *hctx, struct request *rq)
+enum azbuse_direct_verdict azbuse_direct_try(struct azbuse_dev *dev, struct blk_mq_hw_ctx *hctx,
+					     struct request *rq)
 {
 	struct azbuse_direct_cmd *cmd = blk_mq_rq_to_pdu(rq);
 	bool write = req_op(rq) == REQ_OP_WRITE;
 	struct azbuse_direct_queue *dq;
-	u64 pos = blk_rq_pos(rq) << SECTOR_SHIFT, chunk, entry;
+	u64 pos = blk_rq_pos(rq) << SECTOR_SHIFT, first, last, chunk, entry = 0;
 	u32 len = blk_rq_bytes(rq), slot = 0;
 	struct azbuse_ring *ring;
 	struct file *file;
 	unsigned int phase;
 
 	WRITE_ONCE(cmd->active, false);
-	if ((!write && req_op(rq) != REQ_OP_READ) || (rq->cmd_flags & (REQ_FUA | REQ_PREFLUSH)) ||
-	    !len || !rq->bio || rq->bio != rq->biotail)
-		return false;
-	chunk = pos >> dev->map_chunk_shift;
-	if (((pos + len - 1) >> dev->map_chunk_shift) != chunk || chunk >= dev->map_nr_chunks)
-		return false;
+	if ((!write && req_op(rq) != REQ_OP_READ) || !len)
+		return AZBUSE_DIRECT_NO;
+	first = pos >> dev->map_chunk_shift;
+	last = (pos + len - 1) >> dev->map_chunk_shift;
+	if (last >= dev->map_nr_chunks)
+		return AZBUSE_DIRECT_NO;
+	phase = azbuse_map_enter(dev);
+	for (chunk = first; chunk <= last && chunk - first < AZBUSE_DIRECT_MAX_LOOKUPS; chunk++) {
+		entry = azbuse_map_entry(dev, chunk);
+		if (!azbuse_entry_serves(dev, entry, write)) {
+			azbuse_map_exit(dev, phase);
+			return AZBUSE_DIRECT_OWNER;
+		}
+	}
+	/* the module's own I/O: one chunk, one bio, no FUA or PREFLUSH, a backing file */
 	if (dev->sharded)
 		div_u64_rem(blk_rq_pos(rq) >> dev->chunk_shift, dev->nr_rings, &slot);
 	file = smp_load_acquire(&dev->backing[slot]);
-	if (!file)
-		return false;
-
-	phase = azbuse_map_enter(dev);
-	entry = azbuse_map_entry(dev, chunk);
-	if (!azbuse_entry_serves(dev, entry, write)) {
+	if (!file || first != last || (rq->cmd_flags & (REQ_FUA | REQ_PREFLUSH)) || !rq->bio ||
+	    rq->bio != rq->biotail) {
 		azbuse_map_exit(dev, phase);
-		return false;
+		return AZBUSE_DIRECT_NO;
 	}
 	ring = dev->sharded ? &dev->rings[hctx->queue_num % dev->nr_rings] : hctx->driver_data;
 	atomic64_inc(&ring->direct);
@@ -457,7 +470,7 @@ bool azbuse_direct_try(struct azbuse_dev *dev, struct blk_mq_hw_ctx *hctx, struc
 		cmd->result = len;
 		atomic_set(&cmd->ref, 1);
 		azbuse_direct_put(cmd);
-		return true;
+		return AZBUSE_DIRECT_TAKEN;
 	}
 	cmd->file = file;
 	cmd->pos = ((entry & AZBUSE_MAP_PHYS_MASK) << dev->map_chunk_shift) +
@@ -467,7 +480,7 @@ bool azbuse_direct_try(struct azbuse_dev *dev, struct blk_mq_hw_ctx *hctx, struc
 	list_add_tail(&rq->queuelist, &dq->list);
 	spin_unlock(&dq->lock);
 	/* the kworker starts once per batch (azbuse_direct_kick), like a ring's wake-up */
-	return true;
+	return AZBUSE_DIRECT_TAKEN;
 }
 
 /* The batch's last request (or commit_rqs): start the kworker on what the batch queued. */

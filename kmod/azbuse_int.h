@@ -230,7 +230,13 @@ void azbuse_direct_free(struct azbuse_dev *dev);
 int azbuse_direct_mmap(struct azbuse_dev *dev, struct vm_area_struct *vma);
 long azbuse_direct_set_backing(struct azbuse_ring *ring, struct azbuse_backing __user *uarg);
 long azbuse_direct_sync(struct azbuse_dev *dev);
-bool azbuse_direct_try(struct azbuse_dev *dev, struct blk_mq_hw_ctx *hctx, struct request *rq);
+enum azbuse_direct_verdict {
+	AZBUSE_DIRECT_NO,    /* not for the map: the rings as usual */
+	AZBUSE_DIRECT_TAKEN, /* served from the map */
+	AZBUSE_DIRECT_OWNER, /* the map says only the chunk's owner can serve it */
+};
+enum azbuse_direct_verdict azbuse_direct_try(struct azbuse_dev *dev, struct blk_mq_hw_ctx *hctx,
+					     struct request *rq);
 void azbuse_direct_kick(struct azbuse_dev *dev, struct blk_mq_hw_ctx *hctx);
 bool azbuse_direct_active(struct azbuse_dev *dev, struct request *rq);
 
@@ -243,7 +249,7 @@ int azbuse_table_init(struct azbuse_slot_table *table, u32 nr, u32 slot_bytes, i
 void azbuse_table_free(struct azbuse_slot_table *table);
 blk_status_t azbuse_ring_post(struct azbuse_ring *ring, struct request *rq, bool last);
 blk_status_t azbuse_shard_post(struct azbuse_dev *dev, unsigned long *posted, struct request *rq,
-			       bool last);
+			       bool last, bool to_owner);
 void azbuse_shard_wake(struct azbuse_dev *dev, unsigned long *posted);
 struct azbuse_ring *azbuse_rq_ring(struct azbuse_dev *dev, struct request *rq);
 void azbuse_ring_wake(struct azbuse_ring *ring);

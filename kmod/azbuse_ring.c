@@ -550,7 +550,9 @@ void azbuse_shard_wake(struct azbuse_dev *dev, unsigned long *posted)
 
 /*
  * Sharded mode's queue_rq: the request goes to the shard that owns its
- * first sector, whichever hardware queue it came through. Reads and writes
+ * first sector, whichever hardware queue it came through (with route_queue,
+ * a READ or WRITE goes to its hardware queue's ring unless to_owner: a
+ * direct map said the owner must serve it). Reads and writes
  * never cross a chunk (chunk_sectors); discard, write-zeroes and secure
  * erase may, and then go to each shard in turn, one part at a time.
  * Shards are woken once per batch (`last`, or commit_rqs), as in the
@@ -558,7 +560,7 @@ void azbuse_shard_wake(struct azbuse_dev *dev, unsigned long *posted)
  * otherwise often take it alone.
  */
 blk_status_t azbuse_shard_post(struct azbuse_dev *dev, unsigned long *posted, struct request *rq,
-			       bool last)
+			       bool last, bool to_owner)
 {
 	struct azbuse_slot *slot;
 	struct azbuse_ring *ring;
@@ -569,7 +571,7 @@ blk_status_t azbuse_shard_post(struct azbuse_dev *dev, unsigned long *posted, st
 	if (!slot)
 		return BLK_STS_IOERR;
 	slot->redirects = 0;
-	if (dev->route_queue && azbuse_rq_has_data(rq))
+	if (dev->route_queue && azbuse_rq_has_data(rq) && !to_owner)
 		ring = azbuse_queue_part(dev, slot, rq);
 	else
 		ring = azbuse_shard_part(dev, slot, rq,
