@@ -325,6 +325,12 @@ static bool azbuse_entry_serves(struct azbuse_dev *dev, u64 entry, bool write)
 		       (azbuse_map_epoch(dev) & AZBUSE_MAP_EPOCH_MASK);
 }
 
+/* An entry whose chunk lies past what a file offset can hold (the engine's bug): not served. */
+static bool azbuse_entry_out_of_range(struct azbuse_dev *dev, u64 entry)
+{
+	return (entry & AZBUSE_MAP_PHYS_MASK) >> (62 - dev->map_chunk_shift);
+}
+
 /* The last reference (the submission or the I/O's completion) ends the request. */
 static void azbuse_direct_put(struct azbuse_direct_cmd *cmd)
 {
@@ -456,7 +462,7 @@ enum azbuse_direct_verdict azbuse_direct_try(struct azbuse_dev *dev, struct blk_
 		div_u64_rem(blk_rq_pos(rq) >> dev->chunk_shift, dev->nr_rings, &slot);
 	file = smp_load_acquire(&dev->backing[slot]);
 	if (!file || first != last || (rq->cmd_flags & (REQ_FUA | REQ_PREFLUSH)) || !rq->bio ||
-	    rq->bio != rq->biotail) {
+	    rq->bio != rq->biotail || azbuse_entry_out_of_range(dev, entry)) {
 		azbuse_map_exit(dev, phase);
 		return AZBUSE_DIRECT_NO;
 	}
