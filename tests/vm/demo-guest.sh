@@ -88,4 +88,4 @@ umount "$mnt"
 "$thin" --pool "$pool" check
 trap - EXIT
 rmmod azbuse
-say "Done: filesystems lived on block devices served entirely by userspace processes."
+say "Done: filesystems lived on block devices whose storage engines run as userspace processes."
