@@ -9,6 +9,7 @@
 #include <linux/blk-mq.h>
 #include <linux/blkdev.h>
 #include <linux/mm.h>
+#include <linux/sched.h>
 #include <linux/version.h>
 
 /* Block limits the driver asks for, independent of how the kernel takes them. */
@@ -95,6 +96,33 @@ static inline void azbuse_vma_set_flags(struct vm_area_struct *vma, unsigned lon
 static inline void azbuse_vma_set_flags(struct vm_area_struct *vma, unsigned long flags)
 {
 	vma->vm_flags |= flags;
+}
+#endif
+
+/*
+ * 6.9+: a plug caches the time for I/O stamps, and PF_BLOCK_TS tells the
+ * scheduler to forget it. Code that swaps current->plug keeps the flag true
+ * to the plug put back.
+ */
+#ifdef PF_BLOCK_TS
+static inline bool azbuse_plug_timed(void)
+{
+	return current->flags & PF_BLOCK_TS;
+}
+
+static inline void azbuse_plug_set_timed(bool timed)
+{
+	if (timed)
+		current->flags |= PF_BLOCK_TS;
+}
+#else
+static inline bool azbuse_plug_timed(void)
+{
+	return false;
+}
+
+static inline void azbuse_plug_set_timed(bool timed)
+{
 }
 #endif
 

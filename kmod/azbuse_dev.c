@@ -398,8 +398,11 @@ static int azbuse_init_tag_set(struct azbuse_dev *dev)
 	set->queue_depth = azbuse_table_depth(dev);
 	set->numa_node = NUMA_NO_NODE;
 	set->flags = BLK_MQ_F_SHOULD_MERGE;
-	if (dev->direct_map)
+	/* a block-device backing gets its remapped bio from queue_rq, which may sleep */
+	if (dev->direct_map) {
 		set->cmd_size = sizeof(struct azbuse_direct_cmd);
+		set->flags |= BLK_MQ_F_BLOCKING;
+	}
 	/* sharded: one tag space for all hardware queues, so data slots are unique */
 	if (dev->sharded)
 		set->flags |= BLK_MQ_F_TAG_HCTX_SHARED;

@@ -1,15 +1,22 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * azbuse_direct.c - the direct map (AZBUSE_F_DIRECT_MAP): the engine
- * publishes where each chunk of the device lives in a backing file, in
- * memory it shares with the module, and the module serves reads and
- * overwrites of published chunks itself, as direct I/O on the backing file,
- * without a round trip through a worker. Everything else still goes to the
- * rings. queue_rq only looks the chunk up and queues the request on its
- * hardware queue's list; a kworker (one work item per hardware queue, on
- * the device's workqueue) starts the I/O, as loop does: a filesystem's read
- * or write must not run in the submitter's context, which may hold a
- * journal handle or locks of the filesystem above (ext4 on this device).
+ * publishes where each chunk of the device lives in a backing file or block
+ * device, in memory it shares with the module, and the module serves reads
+ * and overwrites of published chunks itself, without a round trip through a
+ * worker. Everything else still goes to the rings.
+ *
+ * Two ways to the backing store:
+ * - A block device (a raw pool's data device): queue_rq clones the
+ *   request's bio onto it at the chunk's sector and submits it, in the
+ *   submitter's context, as dm does (the tag set is BLK_MQ_F_BLOCKING, so
+ *   queue_rq may sleep for the clone). No filesystem lies below, so nothing
+ *   of the submitter's (a journal handle of ext4 above) can nest.
+ * - A regular file: queue_rq only queues the request on its hardware
+ *   queue's list; a kworker (one work item per hardware queue, on the
+ *   device's workqueue) starts direct I/O on the file, as loop does: a
+ *   filesystem's read or write must not run in the submitter's context,
+ *   which may hold a journal handle or locks of the filesystem above.
  *
  * The map: a header page (struct azbuse_map_hdr), the engine's bytes, then
  * one 64-bit entry per chunk. Its pages are allocated when first touched,
@@ -27,8 +34,9 @@
  *
  * Backing files: one per ring for a sharded device (the ring that owns a
  * chunk names its file), else one. A worker sets its ring's once
- * (AZBUSE_IOC_SET_BACKING); the module holds the reference until the
- * device is freed, so the submission path reads the pointer without one.
+ * (AZBUSE_IOC_SET_BACKING); the module holds the reference (and with it a
+ * block device open) until the device is freed, so the submission path
+ * reads the pointer without one.
  */
 #define pr_fmt(fmt) "azbuse: " fmt
 
@@ -123,13 +131,10 @@ int azbuse_direct_init(struct azbuse_dev *dev)
 	dev->backing = kcalloc(info->nr_queues, sizeof(*dev->backing), GFP_KERNEL);
 	dev->direct_queues = kcalloc(info->nr_hw_queues, sizeof(*dev->direct_queues), GFP_KERNEL);
 	dev->direct_wq = alloc_workqueue("azbuse%u_direct", WQ_MEM_RECLAIM, 0, dev->id);
-	if (!dev->backing || !dev->direct_queues || !dev->direct_wq) {
-		if (dev->direct_wq)
-			destroy_workqueue(dev->direct_wq);
-		kfree(dev->direct_queues);
-		kfree(dev->backing);
-		return -ENOMEM;
-	}
+	if (!dev->backing || !dev->direct_queues || !dev->direct_wq)
+		goto out_free;
+	if (bioset_init(&dev->direct_bioset, BIO_POOL_SIZE, 0, 0))
+		goto out_free;
 	for (i = 0; i < info->nr_hw_queues; i++) {
 		spin_lock_init(&dev->direct_queues[i].lock);
 		INIT_LIST_HEAD(&dev->direct_queues[i].list);
@@ -147,6 +152,13 @@ int azbuse_direct_init(struct azbuse_dev *dev)
 	hdr->user_offset = sizeof(*hdr);
 	hdr->user_bytes = info->map_user_bytes;
 	return 0;
+
+out_free:
+	if (dev->direct_wq)
+		destroy_workqueue(dev->direct_wq);
+	kfree(dev->direct_queues);
+	kfree(dev->backing);
+	return -ENOMEM;
 }
 
 void azbuse_direct_free(struct azbuse_dev *dev)
@@ -157,8 +169,9 @@ void azbuse_direct_free(struct azbuse_dev *dev)
 
 	if (!dev->direct_map)
 		return;
-	/* no request is left (the disk is gone), so no work is queued */
+	/* no request is left (the disk is gone), so no work or bio is in flight */
 	destroy_workqueue(dev->direct_wq);
+	bioset_exit(&dev->direct_bioset);
 	kfree(dev->direct_queues);
 	xa_for_each(&dev->map_pages, index, page) put_page(page);
 	xa_destroy(&dev->map_pages);
@@ -213,6 +226,35 @@ static u32 azbuse_backing_slot(struct azbuse_dev *dev, u32 ring)
 	return dev->sharded ? ring : 0;
 }
 
+/* The block device of a block-device backing, or NULL (a regular file). */
+static struct block_device *azbuse_backing_bdev(struct file *file)
+{
+	struct inode *inode = file->f_mapping->host;
+
+	return S_ISBLK(inode->i_mode) ? I_BDEV(inode) : NULL;
+}
+
+/*
+ * A regular file with direct I/O, or a block device that is not this one
+ * and takes this device's blocks, open for what the device does.
+ */
+static bool azbuse_backing_usable(struct azbuse_dev *dev, struct file *file, bool writable)
+{
+	umode_t mode = file_inode(file)->i_mode;
+	struct block_device *bdev;
+
+	if (!(file->f_mode & FMODE_READ) || (writable && !(file->f_mode & FMODE_WRITE)))
+		return false;
+	if (S_ISREG(mode))
+		return (file->f_mode & FMODE_CAN_ODIRECT) && file->f_op->read_iter &&
+		       file->f_op->write_iter;
+	if (!S_ISBLK(mode))
+		return false;
+	bdev = azbuse_backing_bdev(file);
+	return bdev->bd_disk != dev->disk &&
+	       bdev_logical_block_size(bdev) <= dev->info.logical_block_size;
+}
+
 long azbuse_direct_set_backing(struct azbuse_ring *ring, struct azbuse_backing __user *uarg)
 {
 	struct azbuse_dev *dev = ring->dev;
@@ -231,9 +273,7 @@ long azbuse_direct_set_backing(struct azbuse_ring *ring, struct azbuse_backing _
 	file = fget(b.fd);
 	if (!file)
 		return -EBADF;
-	if (!S_ISREG(file_inode(file)->i_mode) || !(file->f_mode & FMODE_CAN_ODIRECT) ||
-	    !(file->f_mode & FMODE_READ) || (writable && !(file->f_mode & FMODE_WRITE)) ||
-	    !file->f_op->read_iter || !file->f_op->write_iter) {
+	if (!azbuse_backing_usable(dev, file, writable)) {
 		fput(file);
 		return -EINVAL;
 	}
@@ -395,6 +435,59 @@ static void azbuse_direct_issue(struct azbuse_direct_cmd *cmd, struct request *r
 		azbuse_direct_complete(&cmd->iocb, ret);
 }
 
+static void azbuse_direct_bio_end(struct bio *clone)
+{
+	struct azbuse_direct_cmd *cmd = clone->bi_private;
+	struct request *rq = blk_mq_rq_from_pdu(cmd);
+
+	cmd->result = clone->bi_status ? blk_status_to_errno(clone->bi_status) : blk_rq_bytes(rq);
+	bio_put(clone);
+	azbuse_direct_put(cmd);
+}
+
+/*
+ * Submit a bio under a plug of its own. queue_rq may run while the
+ * submitter's plug is flushed (blk_finish_plug), with that plug still
+ * current: a blk-mq backing would add its request to a plug whose flush has
+ * passed it, and issue it under this device's dispatch lock rather than its
+ * own. The submitter's plug is put back as it was, with its time flag (the
+ * scheduler forgets a plug's time only while the flag is set).
+ */
+static void azbuse_submit_own_plug(struct bio *bio)
+{
+	struct blk_plug *outer = current->plug, plug;
+	bool timed = azbuse_plug_timed();
+
+	current->plug = NULL;
+	blk_start_plug(&plug);
+	submit_bio_noacct(bio);
+	blk_finish_plug(&plug);
+	current->plug = outer;
+	azbuse_plug_set_timed(timed);
+}
+
+/* Send a started request's bio to a block-device backing at byte pos. */
+static void azbuse_direct_remap(struct azbuse_dev *dev, struct azbuse_direct_cmd *cmd,
+				struct request *rq, struct block_device *bdev, loff_t pos)
+{
+	struct bio *clone;
+
+	/* the bioset's mempool: with GFP_NOIO this waits rather than fails */
+	clone = bio_alloc_clone(bdev, rq->bio, GFP_NOIO, &dev->direct_bioset);
+	atomic_set(&cmd->ref, 1);
+	if (!clone) {
+		cmd->result = -ENOMEM;
+		azbuse_direct_put(cmd);
+		return;
+	}
+	clone->bi_iter.bi_sector = pos >> SECTOR_SHIFT;
+	/* the backing may wait for its resources: the submitter's NOWAIT was for this device */
+	clone->bi_opf &= ~REQ_NOWAIT;
+	clone->bi_end_io = azbuse_direct_bio_end;
+	clone->bi_private = cmd;
+	azbuse_submit_own_plug(clone);
+}
+
 /* A hardware queue's kworker: start the direct I/O of every request queued so far. */
 static void azbuse_direct_work(struct work_struct *work)
 {
@@ -436,6 +529,7 @@ enum azbuse_direct_verdict azbuse_direct_try(struct azbuse_dev *dev, struct blk_
 	struct azbuse_direct_cmd *cmd = blk_mq_rq_to_pdu(rq);
 	bool write = req_op(rq) == REQ_OP_WRITE;
 	struct azbuse_direct_queue *dq;
+	struct block_device *bdev;
 	u64 pos = blk_rq_pos(rq) << SECTOR_SHIFT, first, last, chunk, entry = 0;
 	u32 len = blk_rq_bytes(rq), slot = 0;
 	struct azbuse_ring *ring;
@@ -481,6 +575,13 @@ enum azbuse_direct_verdict azbuse_direct_try(struct azbuse_dev *dev, struct blk_
 	cmd->file = file;
 	cmd->pos = ((entry & AZBUSE_MAP_PHYS_MASK) << dev->map_chunk_shift) +
 		   (pos & (dev->info.map_chunk_bytes - 1));
+	bdev = azbuse_backing_bdev(file);
+	if (bdev) {
+		if (write && READ_ONCE(direct_write_delay_ms))
+			msleep(READ_ONCE(direct_write_delay_ms));
+		azbuse_direct_remap(dev, cmd, rq, bdev, cmd->pos);
+		return AZBUSE_DIRECT_TAKEN;
+	}
 	dq = &dev->direct_queues[hctx->queue_num];
 	spin_lock(&dq->lock);
 	list_add_tail(&rq->queuelist, &dq->list);

@@ -188,6 +188,7 @@ struct azbuse_dev {
 	struct mutex map_sync_mutex;
 	struct workqueue_struct *direct_wq;
 	struct azbuse_direct_queue *direct_queues; /* one per hardware queue */
+	struct bio_set direct_bioset;		   /* remapped bios of block-device backings */
 };
 
 /* Requests of one hardware queue waiting for their direct I/O to start. */

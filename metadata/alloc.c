@@ -96,7 +96,8 @@ static int take_free(struct azb_shard *sh, uint64_t *phys)
 }
 
 /* Make the data file cover chunks 0..chunks-1, growing it by DATA_GROW
- * (sparse) so that not every new chunk costs an ftruncate. */
+ * (sparse) so that not every new chunk costs an ftruncate; on a data
+ * device, zero that far ahead. */
 #define DATA_GROW (64ULL << 20) /* a multiple of every chunk size */
 
 static int data_cover(struct azb_shard *sh, uint64_t chunks)
@@ -105,6 +106,8 @@ static int data_cover(struct azb_shard *sh, uint64_t chunks)
 
 	if (need <= sh->data_size)
 		return 0;
+	if (sh->raw)
+		return azb_datadev_cover(sh, chunks, DATA_GROW / sh->s.chunk_size);
 	need = (need + DATA_GROW - 1) / DATA_GROW * DATA_GROW;
 	if (ftruncate(sh->data_fd, (off_t)need) != 0) {
 		int ret = -errno;
@@ -210,7 +213,12 @@ int azb_punch_chunk(struct azb_shard *sh, uint64_t phys)
 
 	if (fallocate(sh->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0)
 		return 0;
-	if (errno == EOPNOTSUPP) {
+	/* a data device without unmapping zeroes: the kernel writes them */
+	if (errno == EOPNOTSUPP && sh->raw &&
+	    !fallocate(sh->data_fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len))
+		return 0;
+	/* (never through a data device's page cache: the module writes around it) */
+	if (errno == EOPNOTSUPP && !sh->raw) {
 		void *zero = calloc(1, (size_t)len);
 		ssize_t n = zero ? pwrite(sh->data_fd, zero, (size_t)len, off) : -1;
 

@@ -117,10 +117,10 @@ static int check_entry(struct azb_shard *sh, const struct azb_holds *holds, stru
 		r->tombstones++; /* owns no chunk */
 		return 0;
 	}
-	if (p >= sh->high_water) {
+	if (p >= sh->high_water || p < sh->dd.first_chunk) {
 		problem(c,
-			"shard %u: entry (ns %llu, chunk %llu, epoch %llu) -> %llu is beyond high "
-			"water %llu",
+			"shard %u: entry (ns %llu, chunk %llu, epoch %llu) -> %llu is outside its "
+			"chunks (high water %llu)",
 			sh->index, ULL(mk->ns), ULL(mk->chunk), ULL(mk->epoch), ULL(p),
 			ULL(sh->high_water));
 		return 0;
@@ -189,7 +189,7 @@ static int check_free(struct azb_shard *sh, struct checker *c, struct shard_reco
 
 static void check_leaks(struct azb_shard *sh, struct checker *c, struct shard_recount *r)
 {
-	for (uint64_t p = 0; r->mapped.w && p < sh->high_water; p++)
+	for (uint64_t p = sh->dd.first_chunk; r->mapped.w && p < sh->high_water; p++)
 		if (!azb_bitmap_test(&r->mapped, p) && !azb_bitmap_test(&r->free, p) &&
 		    !azb_alloc_is_inflight(sh, p))
 			problem(c, "shard %u: chunk %llu is neither mapped nor free (leaked)",
@@ -210,16 +210,24 @@ static void check_counters(struct azb_shard *sh, struct checker *c, struct shard
 	if (r->mapped.w && sh->allocated != r->mapped_chunks)
 		problem(c, "shard %u: allocated counter %llu, recount of mapped chunks %llu",
 			sh->index, ULL(sh->allocated), ULL(r->mapped_chunks));
-	if (sh->allocated + sh->free_count != sh->high_water)
-		problem(c, "shard %u: allocated %llu + free %llu != high water %llu", sh->index,
-			ULL(sh->allocated), ULL(sh->free_count), ULL(sh->high_water));
+	if (sh->allocated + sh->free_count + sh->dd.first_chunk != sh->high_water)
+		problem(c, "shard %u: allocated %llu + free %llu != high water %llu%s", sh->index,
+			ULL(sh->allocated), ULL(sh->free_count),
+			ULL(sh->high_water - sh->dd.first_chunk),
+			sh->raw ? " (in its region of the data device)" : "");
 }
 
 static void check_data_file(struct azb_shard *sh, struct checker *c)
 {
 	struct stat st;
 
-	if (fstat(sh->data_fd, &st) != 0)
+	if (sh->raw) {
+		if (sh->high_water > sh->dd.zeroed_chunk && sh->high_water > sh->dd.first_chunk)
+			problem(c,
+				"shard %u: high water %llu past the zeroed part of the data "
+				"device (%llu)",
+				sh->index, ULL(sh->high_water), ULL(sh->dd.zeroed_chunk));
+	} else if (fstat(sh->data_fd, &st) != 0)
 		problem(c, "shard %u: cannot stat the data file: %s", sh->index, strerror(errno));
 	else if ((uint64_t)st.st_size < sh->high_water * sh->s.chunk_size)
 		problem(c, "shard %u: data file is %llu bytes, high water needs %llu", sh->index,

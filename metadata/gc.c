@@ -199,7 +199,7 @@ static int gc_free_leaked(struct gc_ctx *c)
 {
 	int ret = gc_mark_free(c);
 
-	for (uint64_t p = 0; !ret && p < c->mapped.n; p++) {
+	for (uint64_t p = c->sh->dd.first_chunk; !ret && p < c->mapped.n; p++) {
 		if (azb_bitmap_test(&c->mapped, p) || azb_alloc_is_inflight(c->sh, p))
 			continue;
 		ret = azb_alloc_free(c->sh, c->b, p);

@@ -5,13 +5,16 @@
  * A pool is a directory:
  *   DIR/pool.db/          pool RocksDB: settings, volumes by name, namespaces
  *   DIR/shard-K/meta.db/  shard RocksDB: mappings, free chunks, counters
- *   DIR/shard-K/data      sparse file holding shard K's physical chunks
+ *   DIR/shard-K/data      sparse file holding shard K's physical chunks, or
+ *                         (a raw pool) a symbolic link to the data device,
+ *                         where shard K has a region (datadev.c)
  *   DIR/daemon.lock       flock held by the process serving the pool
  * (azb_pool_default_dir(): $AZBUSE_THIN_POOL, else /var/lib/azbuse/pool).
  *
  * Logical chunk L (byte offset / chunk_size) of any volume lives in shard
  * ((L * chunk_size) / stripe_size) % nr_shards. Physical chunk P of shard K
- * is at byte offset P * chunk_size of DIR/shard-K/data.
+ * is at byte offset P * chunk_size of DIR/shard-K/data (on a data device,
+ * shard K's chunk numbers start at its region's first chunk).
  *
  * Snapshots are O(1) by epochs. Every writable volume or clone owns a
  * namespace (ns); a mapping entry (ns, L, epoch) -> P owns P exclusively and
@@ -217,6 +220,15 @@ const char *azb_pool_default_dir(void);
 /* Create a pool in `dir` (created if missing, must hold no pool): pool.db,
  * shard DBs and data files. -EEXIST if it is already a pool. */
 int azb_pool_init(const char *dir, const struct azb_pool_settings *s, char *err, size_t errlen);
+/* The same with the chunks on the block device at data_dev (an absolute
+ * path; opened exclusively, cut into a region per shard, its first MiB a
+ * header naming the pool) instead of sparse files. */
+int azb_pool_init_on(const char *dir, const struct azb_pool_settings *s, const char *data_dev,
+		     char *err, size_t errlen);
+/* 0 if each shard's data is there: its data file, or a block device with
+ * the pool's header (the same pool for every shard); else -EIO with why. */
+int azb_pool_check_data(const char *dir, const struct azb_pool_settings *s, char *err,
+			size_t errlen);
 /* Open pool.db only (shards are opened with azb_shard_open). -ENOENT if no
  * pool, -EIO if corrupt, -EBUSY if another process has it open. */
 int azb_pool_open(const char *dir, struct azb_pool **pool, char *err, size_t errlen);

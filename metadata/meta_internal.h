@@ -40,6 +40,7 @@
 #define AZB_K_SETTINGS 's'
 #define AZB_K_VOLUME 'v'
 #define AZB_K_NS 'n'
+#define AZB_K_DATADEV 'D' /* a raw pool shard's region of the data device */
 
 /* Shard counters. */
 #define AZB_SC_STATE 'S'
@@ -255,6 +256,17 @@ struct azb_map_cache {
 	uint64_t hits, misses, evictions, db_reads;
 };
 
+/* A shard's region of a raw data device (datadev.c), in chunks of the device. */
+struct azb_datadev {
+	uint64_t pool_id;
+	uint64_t first_chunk;
+	uint64_t end_chunk;
+	uint64_t zeroed_chunk; /* chunks below it (and above high water) read zeros */
+};
+
+/* Bytes at the start of a data device for its header. */
+#define AZB_DATADEV_HEAD (1ULL << 20)
+
 struct azb_shard {
 	struct azb_rdb rdb;
 	struct azb_pool_settings s;
@@ -269,8 +281,10 @@ struct azb_shard {
 	uint64_t tombstones;
 	/* In memory only. */
 	uint64_t next_high_water; /* >= high_water: includes in-flight chunks */
-	uint64_t data_size;
+	uint64_t data_size; /* bytes of the data file (raw: zeroed) chunks may be given from */
 	uint64_t quota_chunks;
+	int raw; /* data on a block device, in region dd */
+	struct azb_datadev dd;
 	int broken; /* a write failed: the in-memory counters may be ahead of the DB */
 	int readonly;
 	int wal_buffered; /* azb_shard_open_buffered: writes wait in memory for a WAL flush */
@@ -295,8 +309,8 @@ struct azb_shard {
 };
 
 /* Create shard `index`'s directory, DB and data file (pool init). */
-int azb_shard_create(const char *dir, const struct azb_pool_settings *s, uint32_t index, char *err,
-		     size_t errlen);
+int azb_shard_create(const char *dir, const struct azb_pool_settings *s, uint32_t index,
+		     const char *data_dev, char *err, size_t errlen);
 /* Entry of `ns` for `chunk` with the largest epoch <= max_epoch: 0, or
  * -ENOENT; *phys may be AZB_TOMBSTONE. Read from the DB (a new iterator). */
 int azb_shard_find_entry(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max_epoch,
@@ -314,6 +328,23 @@ uint64_t azb_link_cut(const struct azb_view *v, const struct azb_view_link *l, u
 uint64_t azb_truncs_cut(const struct azb_trunc *t, uint32_t nr, uint64_t max_epoch, uint64_t chunk);
 /* Write the batch; on failure the shard is broken and its map cache emptied. */
 int azb_shard_write(struct azb_shard *sh, rocksdb_writebatch_t *b);
+
+/* datadev.c: a pool's data on a raw block device */
+/* Write the pool header on the device at path (opened exclusively; refused
+ * if it holds one already or is too small); its new pool id in *pool_id. */
+int azb_datadev_claim(const char *path, const struct azb_pool_settings *s, uint64_t *pool_id,
+		      char *err, size_t errlen);
+/* Shard index's region of the claimed device at path (nothing zeroed yet). */
+int azb_datadev_layout(const char *path, uint32_t index, struct azb_datadev *d, char *err,
+		       size_t errlen);
+#define AZB_DATADEV_RECORD_LEN (1 + 4 * 8)
+void azb_datadev_encode(char *v, const struct azb_datadev *d);
+/* A shard whose data_fd is a block device: its region checked against the
+ * device's header, and (read-write) zeros again above its high water. */
+int azb_datadev_open(struct azb_shard *sh, const char *path, char *err, size_t errlen);
+/* Make chunks below `chunks` zeroed, zeroing ahead to a multiple of
+ * grow_chunks within the region: 0, or -ENOSPC at its end. */
+int azb_datadev_cover(struct azb_shard *sh, uint64_t chunks, uint64_t grow_chunks);
 /* 1 if the shard surely has no entry of (ns, chunk) (from the counts). */
 int azb_shard_ns_empty(const struct azb_shard *sh, uint64_t ns, uint64_t chunk);
 /* Add `delta` (+1: an entry for `chunk`, -1) to ns's entry count, in memory

@@ -98,16 +98,30 @@ static int pool_db_create(const char *dir, const struct azb_pool_settings *s, ch
 int azb_pool_init(const char *dir, const struct azb_pool_settings *settings, char *err,
 		  size_t errlen)
 {
+	return azb_pool_init_on(dir, settings, NULL, err, errlen);
+}
+
+int azb_pool_init_on(const char *dir, const struct azb_pool_settings *settings,
+		     const char *data_dev, char *err, size_t errlen)
+{
 	struct azb_pool_settings s = *settings;
+	uint64_t pool_id;
 	int ret = azb_pool_settings_check(&s, err, errlen);
 
 	if (ret)
 		return ret;
+	if (data_dev && data_dev[0] != '/') {
+		azb_seterr(err, errlen, "the data device must be an absolute path, not %s",
+			   data_dev);
+		return -EINVAL;
+	}
 	ret = pool_dir_prepare(dir, err, errlen);
 	if (ret)
 		return ret;
+	if (data_dev && (ret = azb_datadev_claim(data_dev, &s, &pool_id, err, errlen)))
+		return ret;
 	for (uint32_t k = 0; k < s.nr_shards; k++) {
-		ret = azb_shard_create(dir, &s, k, err, errlen);
+		ret = azb_shard_create(dir, &s, k, data_dev, err, errlen);
 		if (ret)
 			return ret;
 	}

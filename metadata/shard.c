@@ -23,7 +23,7 @@ static void shard_paths(const char *dir, uint32_t index, char *db, char *data, s
 }
 
 static int shard_write_initial(struct azb_rdb *r, const struct azb_pool_settings *s, uint32_t index,
-			       char *err, size_t errlen)
+			       const struct azb_datadev *dd, char *err, size_t errlen)
 {
 	char k = AZB_K_SETTINGS, v[SHARD_SETTINGS_LEN], sk[2], sv[AZB_SC_STATE_LEN] = { 0 };
 	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
@@ -34,7 +34,14 @@ static int shard_write_initial(struct azb_rdb *r, const struct azb_pool_settings
 	azb_settings_encode(v + 5, s);
 	rocksdb_writebatch_put(b, &k, 1, v, sizeof(v));
 	azb_counter_key_encode(sk, AZB_SC_STATE);
-	sv[0] = AZB_VALUE_V1; /* all counters 0 */
+	sv[0] = AZB_VALUE_V1; /* all counters 0, but high water at the region's start */
+	if (dd) {
+		char dk = AZB_K_DATADEV, dv[AZB_DATADEV_RECORD_LEN];
+
+		azb_put_be64(sv + 9, dd->first_chunk);
+		azb_datadev_encode(dv, dd);
+		rocksdb_writebatch_put(b, &dk, 1, dv, sizeof(dv));
+	}
 	rocksdb_writebatch_put(b, sk, sizeof(sk), sv, sizeof(sv));
 	azb_batch_put_counter(b, AZB_SC_GC_GEN, 0);
 	ret = azb_rdb_write(r, b, err, errlen);
@@ -49,13 +56,16 @@ static int shard_write_initial(struct azb_rdb *r, const struct azb_pool_settings
 	return ret;
 }
 
-int azb_shard_create(const char *dir, const struct azb_pool_settings *s, uint32_t index, char *err,
-		     size_t errlen)
+int azb_shard_create(const char *dir, const struct azb_pool_settings *s, uint32_t index,
+		     const char *data_dev, char *err, size_t errlen)
 {
 	char path[PATH_MAX], db[PATH_MAX], data[PATH_MAX], what[PATH_MAX + 32];
+	struct azb_datadev dd;
 	struct azb_rdb r;
 	int fd, ret;
 
+	if (data_dev && (ret = azb_datadev_layout(data_dev, index, &dd, err, errlen)))
+		return ret;
 	snprintf(path, sizeof(path), "%s/shard-%u", dir, index);
 	if (mkdir(path, 0700) != 0) {
 		ret = errno == EEXIST ? -EEXIST : -errno;
@@ -67,10 +77,18 @@ int azb_shard_create(const char *dir, const struct azb_pool_settings *s, uint32_
 	ret = azb_rdb_open(&r, db, what, s->meta_cache_bytes, 1, 0, err, errlen);
 	if (ret)
 		return ret;
-	ret = shard_write_initial(&r, s, index, err, errlen);
+	ret = shard_write_initial(&r, s, index, data_dev ? &dd : NULL, err, errlen);
 	azb_rdb_close(&r);
 	if (ret)
 		return ret;
+	if (data_dev) {
+		if (symlink(data_dev, data) == 0)
+			return 0;
+		ret = -errno;
+		azb_seterr(err, errlen, "cannot link %s to %s: %s", data, data_dev,
+			   strerror(errno));
+		return ret;
+	}
 	fd = open(data, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		ret = -errno;
@@ -239,7 +257,19 @@ static int shard_load_ns_tops(struct azb_shard *sh, char *err, size_t errlen)
 
 /* Open the data file. Read-write: cut it back to high water, so that chunks
  * beyond it (the file grows ahead of it, and plans whose commit a crash lost
- * wrote there) are holes again when they are handed out. */
+ * wrote there) are holes again when they are handed out. A data device
+ * (datadev.c) is zeroed there instead. */
+static int shard_has_datadev(struct azb_shard *sh)
+{
+	char k = AZB_K_DATADEV, *v, err[AZB_ERR_LEN];
+	size_t vlen;
+
+	if (azb_rdb_get(&sh->rdb, &k, 1, &v, &vlen, err, sizeof(err)))
+		return 0;
+	rocksdb_free(v);
+	return 1;
+}
+
 static int shard_open_data(struct azb_shard *sh, const char *path, char *err, size_t errlen)
 {
 	uint64_t used = sh->high_water * sh->s.chunk_size;
@@ -251,6 +281,13 @@ static int shard_open_data(struct azb_shard *sh, const char *path, char *err, si
 		ret = -errno;
 		azb_seterr(err, errlen, "%s: cannot open %s: %s", sh->what, path, strerror(errno));
 		return ret;
+	}
+	if (S_ISBLK(st.st_mode))
+		return azb_datadev_open(sh, path, err, errlen);
+	if (shard_has_datadev(sh)) {
+		azb_seterr(err, errlen, "%s: %s should lead to the pool's data device", sh->what,
+			   path);
+		return -EIO;
 	}
 	sh->data_size = (uint64_t)st.st_size;
 	if (sh->readonly || sh->data_size <= used)

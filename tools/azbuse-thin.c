@@ -150,7 +150,8 @@ static int init_settings(const struct thin_ctx *c, const struct thin_args *a,
 	return 0;
 }
 
-static void print_settings(const struct thin_ctx *c, const struct azb_pool_settings *s)
+static void print_settings(const struct thin_ctx *c, const struct azb_pool_settings *s,
+			   const char *data_dev)
 {
 	char chunk[32], stripe[32], limit[32], cache[32], map[32], ram[32];
 	uint64_t bound = azb_meta_ram_bound(s);
@@ -158,6 +159,8 @@ static void print_settings(const struct thin_ctx *c, const struct azb_pool_setti
 	if (c->json) {
 		printf("{\"pool\": ");
 		thin_json_str(stdout, c->dir);
+		printf(", \"data_device\": ");
+		thin_json_str(stdout, data_dev);
 		printf(", \"chunk_size\": %llu, \"stripe_size\": %llu, \"shards\": %u, "
 		       "\"limit_bytes\": %llu, \"low_space_percent\": %u, \"meta_cache_bytes\": "
 		       "%llu, \"map_cache_bytes\": %llu, \"meta_ram_bound_bytes\": %llu}\n",
@@ -168,6 +171,7 @@ static void print_settings(const struct thin_ctx *c, const struct azb_pool_setti
 		return;
 	}
 	printf("created pool %s\n", c->dir);
+	printf("data            %s\n", data_dev ? data_dev : "a sparse file per shard");
 	printf("chunk size      %s\n", thin_human_size(s->chunk_size, chunk, sizeof(chunk)));
 	printf("stripe size     %s\n", thin_human_size(s->stripe_size, stripe, sizeof(stripe)));
 	printf("shards          %u\n", s->nr_shards);
@@ -186,6 +190,7 @@ static void print_settings(const struct thin_ctx *c, const struct azb_pool_setti
 static int cmd_init(struct thin_ctx *c, const struct thin_args *a)
 {
 	struct azb_pool_settings s;
+	const char *data_dev;
 	char err[512];
 	int ret = init_settings(c, a, &s);
 
@@ -193,12 +198,15 @@ static int cmd_init(struct thin_ctx *c, const struct thin_args *a)
 		return ret;
 	if (azb_pool_settings_check(&s, err, sizeof(err)))
 		return thin_bad_usage(c, "%s", err);
-	ret = azb_pool_init(c->dir, &s, err, sizeof(err));
-	if (ret == -EEXIST)
+	data_dev = thin_arg(a, "--data");
+	if (data_dev && data_dev[0] != '/')
+		return thin_bad_usage(c, "--data %s: give the device's absolute path", data_dev);
+	ret = azb_pool_init_on(c->dir, &s, data_dev, err, sizeof(err));
+	if (ret == -EEXIST && !strstr(err, "azbuse pool's data"))
 		return thin_fail(c, "%s already holds a pool; not touched", c->dir);
 	if (ret)
 		return thin_fail(c, "cannot create a pool in %s: %s", c->dir, err);
-	print_settings(c, &s);
+	print_settings(c, &s, data_dev);
 	return 0;
 }
 
@@ -684,9 +692,13 @@ static int cmd_gc(struct thin_ctx *c, const struct thin_args *a)
 
 static const struct command commands[] = {
 	{ "init", cmd_init, 0,
-	  "--chunk-size= --shards= --stripe= --limit= --low-space= --meta-cache= --map-cache=",
+	  "--data= --chunk-size= --shards= --stripe= --limit= --low-space= --meta-cache= "
+	  "--map-cache=",
 	  "[OPTIONS]", "create a pool",
 	  "Creates the pool directory (if missing) with pool.db and the shards.\n"
+	  "  --data DEVICE        keep the data on this block device (a partition or LV,\n"
+	  "                       absolute path; not mounted), cut into a region per\n"
+	  "                       shard, instead of a sparse file per shard\n"
 	  "  --chunk-size SIZE    allocation unit, a power of two from 4k to 1M (64k)\n"
 	  "  --shards N           shards, each with its own metadata DB and data file (2)\n"
 	  "  --stripe SIZE        consecutive bytes of a volume in one shard (1M)\n"

@@ -23,6 +23,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 
 #include "../internal.h"
 #include "engines.h"
@@ -214,8 +217,26 @@ static void thin_close_data(struct thin_queue *tq)
 }
 
 /*
+ * A raw pool (data on a block device) is read and written only with
+ * O_DIRECT, aligned to the device's logical block: the module's remapped
+ * bios bypass the device's page cache, which would otherwise serve stale
+ * reads and write back stale pages over newer data.
+ */
+static void thin_check_raw(struct thin_queue *tq)
+{
+	struct stat st;
+	int lbs;
+
+	tq->raw = !fstat(azb_shard_data_fd(tq->shard), &st) && S_ISBLK(st.st_mode);
+	tq->direct_align = THIN_DIRECT_ALIGN;
+	if (tq->raw && !ioctl(azb_shard_data_fd(tq->shard), BLKSSZGET, &lbs) && lbs > 0)
+		tq->direct_align = (uint32_t)lbs;
+}
+
+/*
  * Every shard's data file (the own one is the shard's), each also O_DIRECT
- * if asked: a worker serves published chunks of any shard.
+ * if asked (always on a raw pool): a worker serves published chunks of any
+ * shard.
  */
 static int thin_open_data(struct thin_queue *tq)
 {
@@ -233,6 +254,7 @@ static int thin_open_data(struct thin_queue *tq)
 	}
 	for (s = 0; s < tq->nr_shards; s++)
 		tq->data_fds[s] = tq->direct_fds[s] = -1;
+	thin_check_raw(tq);
 	for (s = 0; s < tq->nr_shards; s++) {
 		if (s == tq->index) {
 			tq->data_fds[s] = azb_shard_data_fd(tq->shard);
@@ -250,8 +272,12 @@ static int thin_open_data(struct thin_queue *tq)
 		} else {
 			continue; /* route chunk: only the own shard's chunks come here */
 		}
-		if (e->direct)
+		if (e->direct || tq->raw)
 			tq->direct_fds[s] = thin_open_direct(tq->data_fds[s], s);
+		if (tq->raw && tq->direct_fds[s] < 0) {
+			thin_close_data(tq);
+			return -EINVAL;
+		}
 	}
 	tq->data_fd = tq->data_fds[tq->index];
 	tq->direct_fd = tq->direct_fds[tq->index];

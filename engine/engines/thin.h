@@ -58,6 +58,9 @@ struct thin_queue {
 	int *data_fds;		/* every shard's data file, by shard */
 	int *direct_fds;	/* each again, O_DIRECT (-1: none): aligned I/O bypasses the
 				   page cache */
+	bool raw;		/* the pool's data is on a block device: all of it O_DIRECT */
+	uint32_t direct_align;	/* what O_DIRECT needs aligned (THIN_DIRECT_ALIGN; raw: the
+				   device's logical block) */
 	uint64_t foreign_dirty; /* bit s: wrote to shard s's data file (s != index) since the
 				   last FLUSH */
 	uint64_t chunk_size;

@@ -31,6 +31,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -83,14 +84,51 @@ static uint64_t thin_phys_offset(const struct thin_queue *tq, uint64_t phys, uin
 	return phys * tq->chunk_size + within;
 }
 
+static bool thin_aligned(const struct thin_queue *tq, const void *buf, size_t len, uint64_t off)
+{
+	return !((uintptr_t)buf % tq->direct_align) && !(len % tq->direct_align) &&
+	       !(off % tq->direct_align);
+}
+
 /* The descriptor of shard's data file for this transfer: O_DIRECT if it is aligned. */
 static int thin_data_fd(const struct thin_queue *tq, uint32_t shard, const void *buf, size_t len,
 			uint64_t off)
 {
-	if (tq->direct_fds[shard] >= 0 && !((uintptr_t)buf % THIN_DIRECT_ALIGN) &&
-	    !(len % THIN_DIRECT_ALIGN) && !(off % THIN_DIRECT_ALIGN))
+	if (tq->direct_fds[shard] >= 0 && thin_aligned(tq, buf, len, off))
 		return tq->direct_fds[shard];
 	return tq->data_fds[shard];
+}
+
+static int thin_pread_at(const struct thin_queue *tq, uint32_t shard, uint8_t *buf, size_t len,
+			 uint64_t off);
+static int thin_pwrite_at(const struct thin_queue *tq, uint32_t shard, const uint8_t *buf,
+			  size_t len, uint64_t off);
+
+/*
+ * A raw pool's transfer whose buffer is not aligned for O_DIRECT goes
+ * through an aligned copy (never the page cache: see thin_check_raw); one
+ * whose offset or length is not is refused.
+ */
+static int thin_raw_bounce(const struct thin_queue *tq, uint32_t shard, uint8_t *buf, size_t len,
+			   uint64_t off, bool write)
+{
+	void *tmp;
+	int ret;
+
+	if (len % tq->direct_align || off % tq->direct_align)
+		return -EINVAL;
+	if (posix_memalign(&tmp, tq->direct_align, len))
+		return -ENOMEM;
+	if (write) {
+		memcpy(tmp, buf, len);
+		ret = thin_pwrite_at(tq, shard, tmp, len, off);
+	} else {
+		ret = thin_pread_at(tq, shard, tmp, len, off);
+		if (!ret)
+			memcpy(buf, tmp, len);
+	}
+	free(tmp);
+	return ret;
 }
 
 static int thin_pread_at(const struct thin_queue *tq, uint32_t shard, uint8_t *buf, size_t len,
@@ -98,6 +136,8 @@ static int thin_pread_at(const struct thin_queue *tq, uint32_t shard, uint8_t *b
 {
 	int fd = thin_data_fd(tq, shard, buf, len, off);
 
+	if (tq->raw && fd != tq->direct_fds[shard])
+		return thin_raw_bounce(tq, shard, buf, len, off, false);
 	while (len) {
 		ssize_t n = pread(fd, buf, len, (off_t)off);
 
@@ -121,6 +161,8 @@ static int thin_pwrite_at(const struct thin_queue *tq, uint32_t shard, const uin
 {
 	int fd = thin_data_fd(tq, shard, buf, len, off);
 
+	if (tq->raw && fd != tq->direct_fds[shard])
+		return thin_raw_bounce(tq, shard, (uint8_t *)buf, len, off, true);
 	while (len) {
 		ssize_t n = pwrite(fd, buf, len, (off_t)off);
 
@@ -267,14 +309,18 @@ static void thin_abort_plan(struct thin_queue *tq, const struct azb_write_plan *
 	azb_shard_abort_write(tq->shard, plan);
 }
 
-/* Is the backing filesystem about to fill up? Checked every few new chunks. */
+/* Is the backing filesystem about to fill up? Checked every few new chunks.
+ * (A data device's region fills up in the allocator, with its own error.) */
 static bool thin_disk_low(struct thin_queue *tq)
 {
 	struct statvfs st;
+	struct stat sb;
 
 	if (tq->allocs_unchecked++ % THIN_DISK_CHECK_EVERY)
 		return tq->disk_low;
-	if (!fstatvfs(tq->data_fd, &st))
+	if (!fstat(tq->data_fd, &sb) && S_ISBLK(sb.st_mode))
+		tq->disk_low = false;
+	else if (!fstatvfs(tq->data_fd, &st))
 		tq->disk_low = (uint64_t)st.f_bavail * st.f_frsize <
 			       AZB_DISK_RESERVE + THIN_DISK_CHECK_EVERY * tq->chunk_size;
 	return tq->disk_low;

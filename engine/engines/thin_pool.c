@@ -40,6 +40,10 @@ static void thin_pool_facts_read(const struct thin_engine *e, const char *snap_s
 		ret = azb_pool_get_volume(pool, e->volume, &vol, f->msg, sizeof(f->msg));
 	if (!ret)
 		ret = azb_pool_get_view(pool, e->volume, &view, f->msg, sizeof(f->msg));
+	/* a data device gone or swapped: said here, not by workers that cannot start */
+	if (!ret)
+		ret = azb_pool_check_data(e->pool_dir, azb_pool_get_settings(pool), f->msg,
+					  sizeof(f->msg));
 	if (!ret) {
 		f->settings = *azb_pool_get_settings(pool);
 		f->size_bytes = view.size_bytes;

@@ -97,10 +97,11 @@
 /*
  * Direct map: the engine publishes, in a map the module shares with it
  * (struct azbuse_map_hdr, mmap at AZBUSE_MMAP_MAP_OFF), where each chunk of
- * map_chunk_bytes lives in a backing file (AZBUSE_IOC_SET_BACKING), and the
- * module serves a READ, or a WRITE without FUA, that lies within one
- * published chunk itself: direct I/O on the backing file, in the
- * submitter's context, no worker involved. A READ needs a ZERO, SHARED or
+ * map_chunk_bytes lives in a backing file or block device
+ * (AZBUSE_IOC_SET_BACKING), and the module serves a READ, or a WRITE without
+ * FUA, that lies within one published chunk itself, no worker involved: a
+ * block device gets the request's bio remapped in the submitter's context, a
+ * file direct I/O from a kworker. A READ needs a ZERO, SHARED or
  * OWNED entry, a WRITE an OWNED one stamped with the map's current epoch.
  * Everything else goes to the rings as before. Before it reuses a chunk
  * that it unpublished, the engine waits for the module's I/O that may still
@@ -299,6 +300,9 @@ struct azbuse_map_hdr {
  * SET_BACKING: the backing file of the chunks this queue's ring owns
  * (sharded: its shard's; else every chunk's, on any queue); set once per
  * ring (the same file again is accepted), kept until the device is freed.
+ * A regular file that takes O_DIRECT, or a block device other than this one
+ * whose logical block is no larger than this device's; open for reading,
+ * and for writing unless the device is read-only.
  */
 struct azbuse_backing {
 	__s32 fd;
