@@ -17,15 +17,21 @@
 #      AZBUSE_THIN_BENCH_SHARDS      shards of the azbuse pool (default 2)
 #      AZBUSE_THIN_BENCH_ADD_OPTS    more `azbusectl add` options for the thin
 #                                    device (e.g. "-o direct=0")
+#      AZBUSE_THIN_BENCH_DATA        raw (default): the pool's data on a block
+#                                    device, as dm-thin's; file: sparse files
+#                                    on ext4
 # Without azbuse-thin or the thin engine, only dm-thin is measured.
 #
 # Storage: every test starts from a fresh brd (rd_nr=1, same size every time,
 # unloaded after the test, so RAM is given back) cut with dm-linear:
 #   dm-thin: bt-meta (256 MiB) and bt-data (the rest) -> thin-pool, 64 KiB
 #            blocks (data_block_size 128), one thin device;
-#   azbuse:  ba-back (all of it) -> ext4 -> pool directory, init --chunk-size
-#            64k --shards 2 (AZBUSE_THIN_BENCH_SHARDS), one volume served as
-#            /dev/azbuse1.
+#   azbuse:  ba-meta (256 MiB) -> ext4 -> pool directory (pool.db, the
+#            shards' RocksDBs) and ba-data (the rest) -> init --data
+#            /dev/mapper/ba-data --chunk-size 64k --shards 2
+#            (AZBUSE_THIN_BENCH_SHARDS), one volume served as /dev/azbuse1;
+#            with AZBUSE_THIN_BENCH_DATA=file: ba-back (all of it) -> ext4 ->
+#            pool directory with the data in sparse files.
 # Both sides thus see one dm-linear layer over the same brd.
 #
 # Measurements (fio 4k, iodepth 32, numjobs 2 with group_reporting, libaio,
@@ -37,7 +43,8 @@
 #               would revisit chunks, and a time-based run would need an
 #               unbounded amount of RAM on dm-thin, which zeroes 64 KiB per new
 #               chunk). dm-thin with its default block zeroing, and again with
-#               skip_block_zeroing (azbuse's fresh chunks are file holes).
+#               skip_block_zeroing (azbuse's fresh chunks read zeros: file
+#               holes, or a data device zeroed ahead in 64 MiB extents).
 #   fill        time to write the REGION volume sequentially once (fio bs=1M,
 #               iodepth 32, one job, end_fsync=1, wall clock).
 #   overwrite   time-based 4k randwrite over the filled volume.
@@ -56,7 +63,8 @@
 #               for RUNTIME seconds at random (so the metadata cache fills).
 #               Only 1/16 of the mapped bytes is data, still too much for RAM
 #               at 100 GiB: between mapping batches of 4 GiB the shard data
-#               files are hole-punched (mappings stay, their data reads as
+#               files are hole-punched, or the data device discarded past its
+#               header (mappings stay, their data reads as
 #               zeros; ext4 reuses the freed brd blocks). Checked against the
 #               metadata RAM bound that azbuse-thin init reports: the VmRSS
 #               growth from 0 GiB mapped (code, libraries and stacks are there
@@ -85,6 +93,8 @@ mapped_gb=${AZBUSE_THIN_BENCH_MAPPED_GB:-100}
 first_chunks=${AZBUSE_THIN_BENCH_FIRST_CHUNKS:-32768}
 region_mb=${AZBUSE_THIN_BENCH_REGION_MB:-1024}
 out=${AZBUSE_VM_OUT:-/tmp}
+data_kind=${AZBUSE_THIN_BENCH_DATA:-raw}
+case $data_kind in raw | file) ;; *) echo "bench-thin.sh: AZBUSE_THIN_BENCH_DATA=raw|file" >&2; exit 2 ;; esac
 
 only=
 while [ $# -gt 0 ]; do
@@ -191,17 +201,25 @@ dmthin_down() {
 	storage_down
 }
 
-# azbuse_up SIZE: fresh ext4 on brd, pool, volume vol1 of SIZE served at $dev
+# azbuse_up SIZE: fresh ext4 (and data device) on brd, pool, volume vol1 of
+# SIZE served at $dev
 azbuse_up() {
-	local msg
+	local msg fs=/dev/mapper/ba-back data_opt=()
 	storage_up
-	dm_create ba-back "0 $((meta_sectors + data_sectors)) linear /dev/ram0 0"
+	if [ "$data_kind" = raw ]; then
+		fs=/dev/mapper/ba-meta
+		dm_create ba-meta "0 $meta_sectors linear /dev/ram0 0"
+		dm_create ba-data "0 $data_sectors linear /dev/ram0 $meta_sectors"
+		data_opt=(--data /dev/mapper/ba-data)
+	else
+		dm_create ba-back "0 $((meta_sectors + data_sectors)) linear /dev/ram0 0"
+	fi
 	# Inode tables and journal written now: no ext4lazyinit in the background.
-	mkfs.ext4 -q -F -m 0 -i $MIB -E lazy_itable_init=0,lazy_journal_init=0 /dev/mapper/ba-back
+	mkfs.ext4 -q -F -m 0 -i $MIB -E lazy_itable_init=0,lazy_journal_init=0 "$fs"
 	mkdir -p "$mnt"
-	mount /dev/mapper/ba-back "$mnt"
-	msg=$("$thin" --pool "$pool" --json init --chunk-size 64k --shards "${AZBUSE_THIN_BENCH_SHARDS:-2}") ||
-		die "azbuse-thin init failed"
+	mount "$fs" "$mnt"
+	msg=$("$thin" --pool "$pool" --json init "${data_opt[@]}" --chunk-size 64k \
+		--shards "${AZBUSE_THIN_BENCH_SHARDS:-2}") || die "azbuse-thin init failed"
 	if [ -z "${init_json:-}" ]; then
 		init_json=$msg
 		echo "azbuse-thin init: $msg"
@@ -221,7 +239,7 @@ azbuse_down() {
 	if mountpoint -q "$mnt"; then
 		umount "$mnt"
 	fi
-	dm_remove ba-back
+	dm_remove ba-back ba-meta ba-data
 	storage_down
 }
 
@@ -258,7 +276,7 @@ cleanup() {
 	[ -x "$ctl" ] && "$ctl" remove 1 >/dev/null 2>&1
 	save_logs
 	mountpoint -q "$mnt" && umount "$mnt"
-	dm_remove bt-thin bt-pool bt-meta bt-data ba-back
+	dm_remove bt-thin bt-pool bt-meta bt-data ba-back ba-meta ba-data
 	storage_down
 	rm -rf "$logs"
 	[ -z "$(ls "$out/bench-thin-logs" 2>/dev/null)" ] ||
@@ -416,6 +434,10 @@ map_range() {
 
 punch_data() {
 	local f
+	if [ "$data_kind" = raw ]; then # past the header: brd gives the pages back
+		blkdiscard --offset $MIB /dev/mapper/ba-data
+		return
+	fi
 	for f in "$pool"/shard-*/data; do
 		fallocate --punch-hole --offset 0 --length "$(stat -c %s "$f")" "$f"
 	done
@@ -464,6 +486,9 @@ mem_tests() {
 
 # --- run -------------------------------------------------------------------------
 
+# a mapped chunk takes a whole chunk of a data device (of a sparse file only what was written)
+[ "$data_kind" = file ] || [ $((mapped_gb * 1024)) -le $((data_mb - 512)) ] ||
+	die "$mapped_gb GiB mapped do not fit the ${data_mb} MiB data device: AZBUSE_THIN_BENCH_DATA=file"
 mem_kb=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
 [ "$mem_kb" -ge $((5 * 1024 * 1024)) ] ||
 	die "needs about 5 GiB of guest RAM (have $((mem_kb / 1024)) MiB): vm-run.sh --mem 6G"
@@ -490,7 +515,8 @@ lsmod | grep -q '^brd ' && die "brd is loaded already"
 region_chunks=$((region_mb * MIB / CHUNK))
 make_logs "$logs/cow" "$region_chunks" "$region_chunks"
 make_logs "$logs/first" $((first_vol_mb * MIB / CHUNK)) "$first_chunks"
-say "brd ${brd_mb} MiB (dm-thin: ${META_MB} MiB metadata + ${data_mb} MiB data; azbuse: ext4 on all of it)," \
+say "brd ${brd_mb} MiB (dm-thin: ${META_MB} MiB metadata + ${data_mb} MiB data; azbuse: the same" \
+	"$([ "$data_kind" = raw ] && echo "(ext4 for the pool's DBs)" || echo "as ext4 with sparse data files"))," \
 	"volume ${region_mb} MiB, first write: $first_chunks chunks of a ${first_vol_mb} MiB volume"
 
 # dm-thin and azbuse take turns, test by test, so that a change in the
