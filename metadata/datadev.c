@@ -287,6 +287,12 @@ int azb_datadev_cover(struct azb_shard *sh, uint64_t chunks, uint64_t grow_chunk
 	ret = datadev_zero(sh, sh->dd.zeroed_chunk, to);
 	if (ret)
 		return ret;
+	/* on media before a chunk of it is handed out, and so before any mapping to it */
+	if (fdatasync(sh->data_fd)) {
+		azb_seterr(sh->err, sizeof(sh->err), "%s: cannot sync the data device: %s",
+			   sh->what, strerror(errno));
+		return -EIO;
+	}
 	/* zeroed first, then recorded: a chunk below the mark always reads zeros or its data */
 	sh->dd.zeroed_chunk = to;
 	azb_datadev_encode(v, &sh->dd);

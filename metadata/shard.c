@@ -427,6 +427,13 @@ int azb_shard_sync_wal(struct azb_shard *sh)
 {
 	char *rerr = NULL;
 
+	/* A data device's zeroed chunks on media before any mapping to them is
+	 * (a mapping durable before its chunk's zeros would show old bytes). */
+	if (sh->raw && fdatasync(sh->data_fd)) {
+		azb_seterr(sh->err, sizeof(sh->err), "%s: cannot sync the data device: %s",
+			   sh->what, strerror(errno));
+		return -EIO;
+	}
 	rocksdb_flush_wal(sh->rdb.db, 1, &rerr);
 	if (rerr)
 		return azb_rdb_error(rerr, sh->what, "sync", sh->err, sizeof(sh->err));
