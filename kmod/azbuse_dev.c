@@ -397,7 +397,13 @@ static int azbuse_init_tag_set(struct azbuse_dev *dev)
 	set->nr_hw_queues = dev->info.nr_hw_queues;
 	set->queue_depth = azbuse_table_depth(dev);
 	set->numa_node = NUMA_NO_NODE;
-	set->flags = BLK_MQ_F_SHOULD_MERGE;
+	/*
+	 * No I/O scheduler unless the admin picks one: the kernel's default
+	 * gives single-queue and shared-tag (sharded) devices mq-deadline,
+	 * whose lock and queueing every request would pay, for a device that
+	 * is RAM or a userspace engine with its own ordering.
+	 */
+	set->flags = BLK_MQ_F_SHOULD_MERGE | BLK_MQ_F_NO_SCHED_BY_DEFAULT;
 	/* a block-device backing gets its remapped bio from queue_rq, which may sleep */
 	if (dev->direct_map) {
 		set->cmd_size = sizeof(struct azbuse_direct_cmd);
