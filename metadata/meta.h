@@ -363,6 +363,9 @@ int azb_shard_plan_write(struct azb_shard *shard, const struct azb_view *view, u
 			 struct azb_write_plan *plan);
 /* Record the mapping of a new chunk (no-op when in_place). */
 int azb_shard_commit_write(struct azb_shard *shard, const struct azb_write_plan *plan);
+/* The same for n plans of distinct chunks, in one RocksDB write. */
+int azb_shard_commit_writes(struct azb_shard *shard, const struct azb_write_plan *plans,
+			    uint32_t n);
 /* Give back the chunk of a plan that will not be committed (no-op when in_place). */
 int azb_shard_abort_write(struct azb_shard *shard, const struct azb_write_plan *plan);
 

@@ -112,27 +112,43 @@ static int batch_put_entry(struct azb_shard *sh, rocksdb_writebatch_t *b,
 	return 0;
 }
 
-int azb_shard_commit_write(struct azb_shard *shard, const struct azb_write_plan *plan)
+int azb_shard_commit_writes(struct azb_shard *shard, const struct azb_write_plan *plans, uint32_t n)
 {
 	rocksdb_writebatch_t *b;
+	uint32_t i;
 	int ret = azb_shard_writable(shard);
 
-	if (ret || plan->in_place)
+	for (i = 0; !ret && i < n; i++)
+		if (!plans[i].in_place && !azb_alloc_is_inflight(shard, plans[i].phys)) {
+			azb_seterr(shard->err, sizeof(shard->err), "%s: chunk %llu was not planned",
+				   shard->what, (unsigned long long)plans[i].phys);
+			ret = -EINVAL;
+		}
+	if (ret)
 		return ret;
-	if (!azb_alloc_is_inflight(shard, plan->phys)) {
-		azb_seterr(shard->err, sizeof(shard->err), "%s: chunk %llu was not planned",
-			   shard->what, (unsigned long long)plan->phys);
-		return -EINVAL;
-	}
 	b = rocksdb_writebatch_create();
-	ret = batch_put_entry(shard, b, plan);
+	for (i = 0; !ret && i < n; i++) {
+		if (plans[i].in_place)
+			continue;
+		ret = batch_put_entry(shard, b, &plans[i]);
+		if (!ret)
+			azb_alloc_commit(shard, b, plans[i].phys);
+	}
 	if (!ret) {
-		azb_alloc_commit(shard, b, plan->phys);
 		azb_batch_put_alloc_counters(shard, b);
 		ret = azb_shard_write(shard, b);
+	} else if (i > 1) {
+		/* earlier plans of the batch changed the counters and cache in memory */
+		shard->broken = 1;
+		azb_map_cache_clear(shard);
 	}
 	rocksdb_writebatch_destroy(b);
 	return ret;
+}
+
+int azb_shard_commit_write(struct azb_shard *shard, const struct azb_write_plan *plan)
+{
+	return azb_shard_commit_writes(shard, plan, 1);
 }
 
 int azb_shard_abort_write(struct azb_shard *shard, const struct azb_write_plan *plan)

@@ -303,10 +303,10 @@ static int thin_open_queue(void *engine, const struct azbuse_queue_params *p, vo
 		free(tq);
 		return -EINVAL;
 	}
-	tq->max_cow_ios = p->nr_slots;
-	tq->cow_plans = calloc(THIN_COW_PLANS_MAX, sizeof(*tq->cow_plans));
-	tq->cow_ios = calloc(p->nr_slots ? p->nr_slots : 1, sizeof(*tq->cow_ios));
-	if (!tq->cow_plans || !tq->cow_ios ||
+	tq->max_wait_ios = p->nr_slots;
+	tq->wait_plans = calloc(THIN_WAIT_PLANS_MAX, sizeof(*tq->wait_plans));
+	tq->wait_ios = calloc(p->nr_slots ? p->nr_slots : 1, sizeof(*tq->wait_ios));
+	if (!tq->wait_plans || !tq->wait_ios ||
 	    posix_memalign((void **)&tq->chunk_buf, 4096, tq->chunk_size)) {
 		ret = -ENOMEM;
 		goto out_free;
@@ -348,8 +348,8 @@ out_shard:
 out_holds:
 	azb_holds_free(&holds);
 out_free:
-	free(tq->cow_ios);
-	free(tq->cow_plans);
+	free(tq->wait_ios);
+	free(tq->wait_plans);
 	free(tq->chunk_buf);
 	free(tq);
 	return ret;
@@ -363,15 +363,15 @@ static void thin_close_queue(void *queue)
 {
 	struct thin_queue *tq = queue;
 
-	if (thin_commit_cow(tq) || thin_sync_foreign(tq) || fdatasync(tq->data_fd) ||
+	if (thin_commit_waiting(tq) || thin_sync_foreign(tq) || fdatasync(tq->data_fd) ||
 	    azb_shard_sync(tq->shard))
 		fprintf(stderr, "engine thin: shard %u: final sync failed\n",
 			azb_shard_index(tq->shard));
 	thin_close_data(tq);
 	thin_pub_close(tq);
 	azb_shard_close(tq->shard);
-	free(tq->cow_ios);
-	free(tq->cow_plans);
+	free(tq->wait_ios);
+	free(tq->wait_plans);
 	free(tq->chunk_buf);
 	free(tq);
 }

@@ -73,23 +73,25 @@ struct thin_queue {
 	uint64_t foreign;    /* requests of other shards served here */
 	uint8_t *chunk_buf;  /* one chunk, for copy-on-write of a partial write */
 	/*
-	 * Copy-on-write mappings wait here until their chunks' data is on disk
-	 * (one fdatasync per batch): a mapping RocksDB persisted first would,
-	 * after a power loss, point at a chunk that lost the old data it copied.
-	 * Their requests complete when they are committed.
+	 * New chunks' mappings wait here for the batch's end, to be committed
+	 * in one RocksDB write; copies (copy-on-write) also until their data is
+	 * on disk (one fdatasync per batch): a mapping RocksDB persisted first
+	 * would, after a power loss, point at a chunk that lost the old data it
+	 * copied. Their requests complete when they are committed.
 	 */
-	struct azb_write_plan *cow_plans;
-	uint32_t nr_cow_plans;
-	struct azbuse_io **cow_ios;
-	uint32_t nr_cow_ios;
-	uint32_t max_cow_ios;	   /* the queue's slots */
+	struct azb_write_plan *wait_plans;
+	uint32_t nr_wait_plans;
+	uint32_t nr_wait_copies; /* of them, copy-on-write */
+	struct azbuse_io **wait_ios;
+	uint32_t nr_wait_ios;
+	uint32_t max_wait_ios;	   /* the queue's slots */
 	uint32_t allocs_unchecked; /* new chunks since the backing filesystem's space was checked */
 	bool disk_low;		   /* it had less than AZB_DISK_RESERVE free then */
 };
 
 #define THIN_DISK_CHECK_EVERY 16
 #define THIN_PUBS_MAX 1024
-#define THIN_COW_PLANS_MAX 256
+#define THIN_WAIT_PLANS_MAX 256
 /* O_DIRECT is used for offsets, lengths and buffers aligned to this */
 #define THIN_DIRECT_ALIGN 4096
 
@@ -137,7 +139,7 @@ void thin_pub_apply(struct thin_queue *tq);
 struct azb_pub_entry thin_pub_lookup(const struct thin_queue *tq, uint64_t chunk);
 
 /* thin_io.c: commit the waiting copy-on-write mappings (data synced first), end their requests */
-int thin_commit_cow(struct thin_queue *tq);
+int thin_commit_waiting(struct thin_queue *tq);
 void thin_batch_end(void *queue);
 /* thin_io.c: sync the other shards' data files this worker wrote since its last FLUSH */
 int thin_sync_foreign(struct thin_queue *tq);

@@ -326,30 +326,29 @@ static bool thin_disk_low(struct thin_queue *tq)
 	return tq->disk_low;
 }
 
-int thin_commit_cow(struct thin_queue *tq)
+int thin_commit_waiting(struct thin_queue *tq)
 {
 	int ret = 0, err;
 	uint32_t i;
 
-	if (!tq->nr_cow_plans && !tq->nr_cow_ios)
+	if (!tq->nr_wait_plans && !tq->nr_wait_ios)
 		return 0;
-	if (fdatasync(tq->data_fd))
+	if (tq->nr_wait_copies && fdatasync(tq->data_fd))
 		ret = -errno;
-	for (i = 0; i < tq->nr_cow_plans; i++) {
-		if (ret) {
-			thin_abort_plan(tq, &tq->cow_plans[i]);
-			continue;
-		}
-		err = azb_shard_commit_write(tq->shard, &tq->cow_plans[i]);
+	if (ret) {
+		for (i = 0; i < tq->nr_wait_plans; i++)
+			thin_abort_plan(tq, &tq->wait_plans[i]);
+	} else if (tq->nr_wait_plans) {
+		err = azb_shard_commit_writes(tq->shard, tq->wait_plans, tq->nr_wait_plans);
 		if (err)
 			ret = thin_meta_error(tq, err);
-		else
-			thin_pub_note(tq, tq->cow_plans[i].chunk, tq->cow_plans[i].phys, true);
+		for (i = 0; !err && i < tq->nr_wait_plans; i++)
+			thin_pub_note(tq, tq->wait_plans[i].chunk, tq->wait_plans[i].phys, true);
 	}
-	tq->nr_cow_plans = 0;
-	for (i = 0; i < tq->nr_cow_ios; i++)
-		thin_complete(tq, tq->cow_ios[i], ret ? -EIO : tq->cow_ios[i]->result);
-	tq->nr_cow_ios = 0;
+	tq->nr_wait_plans = tq->nr_wait_copies = 0;
+	for (i = 0; i < tq->nr_wait_ios; i++)
+		thin_complete(tq, tq->wait_ios[i], ret ? -EIO : tq->wait_ios[i]->result);
+	tq->nr_wait_ios = 0;
 	return ret;
 }
 
@@ -364,7 +363,7 @@ void thin_batch_end(void *queue)
 {
 	struct thin_queue *tq = queue;
 
-	thin_commit_cow(tq);
+	thin_commit_waiting(tq);
 	if (azb_shard_flush_wal(tq->shard)) {
 		azb_log("shard %u: %s: exiting without acknowledging the batch",
 			azb_shard_index(tq->shard), azb_shard_error(tq->shard));
@@ -374,39 +373,34 @@ void thin_batch_end(void *queue)
 	thin_pub_idle(tq);
 }
 
-/* A chunk with a copy-on-write mapping still waiting: commit it before touching the chunk again. */
+/* A chunk with a new mapping still waiting: commit it before touching the chunk again. */
 static int thin_settle_chunk(struct thin_queue *tq, uint64_t chunk)
 {
 	uint32_t i;
 
-	for (i = 0; i < tq->nr_cow_plans; i++)
-		if (tq->cow_plans[i].chunk == chunk)
-			return thin_commit_cow(tq);
+	for (i = 0; i < tq->nr_wait_plans; i++)
+		if (tq->wait_plans[i].chunk == chunk)
+			return thin_commit_waiting(tq);
 	return 0;
 }
 
 /*
- * Record a new chunk's mapping: at once for a chunk that was unmapped (if
- * its data is lost, it reads as zeros, as before the write), after the
- * batch's fdatasync for a copy (*deferred set).
+ * Record a new chunk's mapping with the batch's others, at its end (a copy's
+ * after the batch's fdatasync): *deferred set, the request completes then.
  */
 static int thin_record_new_chunk(struct thin_queue *tq, const struct azb_write_plan *plan,
 				 bool *deferred)
 {
 	int ret;
 
-	if (plan->old_phys == AZB_PHYS_NONE) {
-		ret = thin_meta_error(tq, azb_shard_commit_write(tq->shard, plan));
-		if (!ret)
-			thin_pub_note(tq, plan->chunk, plan->phys, true);
-		return ret;
-	}
-	if (tq->nr_cow_plans == THIN_COW_PLANS_MAX) {
-		ret = thin_commit_cow(tq);
+	if (tq->nr_wait_plans == THIN_WAIT_PLANS_MAX) {
+		ret = thin_commit_waiting(tq);
 		if (ret)
 			return ret;
 	}
-	tq->cow_plans[tq->nr_cow_plans++] = *plan;
+	tq->wait_plans[tq->nr_wait_plans++] = *plan;
+	if (plan->old_phys != AZB_PHYS_NONE)
+		tq->nr_wait_copies++;
 	*deferred = true;
 	return 0;
 }
@@ -449,7 +443,7 @@ static int thin_write_piece(struct thin_queue *tq, const struct thin_piece *p, c
 
 static int thin_make_durable(struct thin_queue *tq)
 {
-	int ret = thin_commit_cow(tq);
+	int ret = thin_commit_waiting(tq);
 
 	if (ret)
 		return ret;
@@ -477,14 +471,14 @@ int thin_sync_foreign(struct thin_queue *tq)
 	return 0;
 }
 
-/* End a write: now, or with its copy-on-write mappings at the batch's end. */
+/* End a write: now, or with its new chunks' mappings at the batch's end. */
 static void thin_end_write(struct thin_queue *tq, struct azbuse_io *io, int ret, bool deferred)
 {
 	if (!ret && (io->flags & AZBUSE_RQ_FUA))
 		ret = thin_make_durable(tq);
 	else if (deferred && !ret) {
 		io->result = 0;
-		tq->cow_ios[tq->nr_cow_ios++] = io;
+		tq->wait_ios[tq->nr_wait_ios++] = io;
 		return;
 	}
 	thin_complete(tq, io, ret);
