@@ -99,6 +99,8 @@ static int take_free(struct azb_shard *sh, uint64_t *phys)
  * (sparse) so that not every new chunk costs an ftruncate; on a data
  * device, zero that far ahead. */
 #define DATA_GROW (64ULL << 20) /* a multiple of every chunk size */
+/* A data device zeroes ahead by less: the request that needs it waits for it. */
+#define DATADEV_GROW (4ULL << 20)
 
 static int data_cover(struct azb_shard *sh, uint64_t chunks)
 {
@@ -107,7 +109,9 @@ static int data_cover(struct azb_shard *sh, uint64_t chunks)
 	if (need <= sh->data_size)
 		return 0;
 	if (sh->raw)
-		return azb_datadev_cover(sh, chunks, DATA_GROW / sh->s.chunk_size);
+		return azb_datadev_cover(sh, chunks,
+					 sh->s.chunk_size < DATADEV_GROW ? DATADEV_GROW / sh->s.chunk_size
+									 : 1);
 	need = (need + DATA_GROW - 1) / DATA_GROW * DATA_GROW;
 	if (ftruncate(sh->data_fd, (off_t)need) != 0) {
 		int ret = -errno;
