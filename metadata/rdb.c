@@ -18,17 +18,6 @@
 #define RO_OPEN_TRIES 5
 #define RO_OPEN_RETRY_NS 20000000L
 
-void azb_seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static int rdb_errno_of(const char *msg)
 {
 	if (strstr(msg, "Corruption"))

@@ -1,14 +1,29 @@
 /*
  * settings.c - pool settings (defaults, validation, the metadata RAM bound),
- * the default pool directory, the chunk-to-shard rule and volume name rules.
+ * the default pool directory, the chunk-to-shard rule and volume name rules;
+ * and the error text helper every file uses (here, free of RocksDB, for
+ * tools that link no more than this).
  */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "meta_internal.h"
 
 #define STRIPE_DEFAULT (1ULL << 20)
+
+void azb_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
 
 static int is_pow2(uint64_t x)
 {

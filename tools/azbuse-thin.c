@@ -278,25 +278,6 @@ static int check_free_name(const struct thin_ctx *c, struct azb_pool *pool, cons
 }
 
 /* Ask device `d` (serving src) for the snapshot, so that it quiesces the volume. */
-static int snapshot_by_daemon(const struct thin_ctx *c, const struct thin_device *d,
-			      const char *src, const char *snap, char **output)
-{
-	char req[256], err[512];
-	int ret;
-
-	snprintf(req, sizeof(req), "thin snapshot %s %s", src, snap);
-	ret = thin_control(d->id, req, output, err, sizeof(err));
-	if (ret > 0)
-		return thin_fail(c, AZBUSE_BLOCK_PREFIX "%u (serving %s) could not snapshot it: %s",
-				 d->id, src, err);
-	if (ret < 0)
-		return thin_fail(c,
-				 "%s is being served by " AZBUSE_BLOCK_PREFIX "%u, which "
-				 "cannot be asked for the snapshot: %s",
-				 src, d->id, err);
-	return 0;
-}
-
 /* Decide how to take the snapshot: 0 and *dev (NULL: directly), or 1 (printed). */
 static int snapshot_route(const struct thin_ctx *c, const struct thin_claim *cl,
 			  const struct azb_volume *src, const struct thin_device **dev)
@@ -357,36 +338,6 @@ static int snapshot_print(const struct thin_ctx *c, const char *snap, const stru
  * device and records it; pool.db is not opened here at all (each RocksDB
  * open costs a lot on a slow machine, and the daemon opens it anyway).
  */
-static int snapshot_served(const struct thin_ctx *c, const struct thin_device *dev, const char *src,
-			   const char *snap)
-{
-	char *output = NULL;
-	int ret = snapshot_by_daemon(c, dev, src, snap, &output);
-
-	if (ret) {
-		free(output);
-		return ret;
-	}
-	if (c->json) {
-		printf("{\"pool\": ");
-		thin_json_str(stdout, c->dir);
-		printf(", \"name\": ");
-		thin_json_str(stdout, snap);
-		printf(", \"kind\": \"snapshot\", \"parent\": ");
-		thin_json_str(stdout, src);
-		printf(", \"taken_by\": \"" AZBUSE_BLOCK_PREFIX "%u\", \"daemon_output\": ",
-		       dev->id);
-		thin_json_lines(stdout, output);
-		printf("}\n");
-	} else {
-		thin_print_lines(stdout, output);
-		printf("created snapshot %s of %s in pool %s\n", snap, src, c->dir);
-		printf("(taken by " AZBUSE_BLOCK_PREFIX "%u, which serves %s)\n", dev->id, src);
-	}
-	free(output);
-	return 0;
-}
-
 static int cmd_snapshot(struct thin_ctx *c, const struct thin_args *a)
 {
 	const char *src = a->pos[0], *snap = a->pos[1];
@@ -405,7 +356,7 @@ static int cmd_snapshot(struct thin_ctx *c, const struct thin_args *a)
 		return 1;
 	dev = cl.held ? thin_served_volume(&cl.served, src) : NULL;
 	if (dev) {
-		ret = snapshot_served(c, dev, src, snap);
+		ret = thin_snapshot_served(c, dev, src, snap);
 		thin_unclaim(&cl);
 		return ret;
 	}
@@ -427,7 +378,7 @@ static int cmd_snapshot(struct thin_ctx *c, const struct thin_args *a)
 	if (pool)
 		azb_pool_close(pool);
 	if (!ret && dev)
-		ret = snapshot_by_daemon(c, dev, src, snap, &output);
+		ret = thin_snapshot_by_daemon(c, dev, src, snap, &output);
 	thin_unclaim(&cl);
 	if (!ret)
 		ret = snapshot_print(c, snap, dev, output);

@@ -353,3 +353,54 @@ int thin_control(uint32_t id, const char *request, char **output, char *err, siz
 	*output = reply;
 	return ret;
 }
+
+/* ---- snapshots of served volumes ---- */
+
+int thin_snapshot_by_daemon(const struct thin_ctx *c, const struct thin_device *d, const char *src,
+			    const char *snap, char **output)
+{
+	char req[256], err[512];
+	int ret;
+
+	snprintf(req, sizeof(req), "thin snapshot %s %s", src, snap);
+	ret = thin_control(d->id, req, output, err, sizeof(err));
+	if (ret > 0)
+		return thin_fail(c, AZBUSE_BLOCK_PREFIX "%u (serving %s) could not snapshot it: %s",
+				 d->id, src, err);
+	if (ret < 0)
+		return thin_fail(c,
+				 "%s is being served by " AZBUSE_BLOCK_PREFIX "%u, which "
+				 "cannot be asked for the snapshot: %s",
+				 src, d->id, err);
+	return 0;
+}
+
+int thin_snapshot_served(const struct thin_ctx *c, const struct thin_device *dev, const char *src,
+			 const char *snap)
+{
+	char *output = NULL;
+	int ret = thin_snapshot_by_daemon(c, dev, src, snap, &output);
+
+	if (ret) {
+		free(output);
+		return ret;
+	}
+	if (c->json) {
+		printf("{\"pool\": ");
+		thin_json_str(stdout, c->dir);
+		printf(", \"name\": ");
+		thin_json_str(stdout, snap);
+		printf(", \"kind\": \"snapshot\", \"parent\": ");
+		thin_json_str(stdout, src);
+		printf(", \"taken_by\": \"" AZBUSE_BLOCK_PREFIX "%u\", \"daemon_output\": ",
+		       dev->id);
+		thin_json_lines(stdout, output);
+		printf("}\n");
+	} else {
+		thin_print_lines(stdout, output);
+		printf("created snapshot %s of %s in pool %s\n", snap, src, c->dir);
+		printf("(taken by " AZBUSE_BLOCK_PREFIX "%u, which serves %s)\n", dev->id, src);
+	}
+	free(output);
+	return 0;
+}

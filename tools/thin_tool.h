@@ -97,6 +97,13 @@ const struct thin_device *thin_served_volume(const struct thin_served *s, const 
  * asked (the reason in err). *output: the lines before OK/ERR (free it).
  */
 int thin_control(uint32_t id, const char *request, char **output, char *err, size_t errlen);
+/* Have device d, which serves src, take snapshot snap: 0 and the daemon's
+ * output lines in *output (to free), or 1 (printed). */
+int thin_snapshot_by_daemon(const struct thin_ctx *c, const struct thin_device *d, const char *src,
+			    const char *snap, char **output);
+/* The same, and print what was made (azbuse-thin snapshot of a served volume). */
+int thin_snapshot_served(const struct thin_ctx *c, const struct thin_device *dev, const char *src,
+			 const char *snap);
 
 /* ---- thin_pool.c: pool.db, the daemon lock, shards ---- */
 

@@ -566,6 +566,48 @@ static void test_abort_and_out_of_order_commit(void **state)
 	assert_clean(f);
 }
 
+/* Plans of one batch committed in one write: new chunks and a copy over a snapshot. */
+static void test_commit_writes_batch(void **state)
+{
+	struct fixture *f = *state;
+	struct azb_write_plan plans[4];
+	struct azb_view v;
+	uint64_t chunk;
+
+	create(f, "v", 8);
+	write_chunk(f, "v", 0, 1);
+	snapshot(f, "v", "s");
+	view_of(f, "v", &v);
+	for (chunk = 0; chunk < 4; chunk++) {
+		uint64_t marker = 100 + chunk;
+
+		assert_int_equal(azb_shard_plan_write(f->sh[0], &v, chunk, &plans[chunk]), 0);
+		assert_false(plans[chunk].in_place);
+		assert_int_equal(pwrite(azb_shard_data_fd(f->sh[0]), &marker, sizeof(marker),
+					(off_t)(plans[chunk].phys * CS)),
+				 sizeof(marker));
+	}
+	assert_int_equal(plans[0].old_phys, phys_of(f, "s", 0)); /* a copy */
+	assert_int_equal(azb_shard_commit_writes(f->sh[0], plans, 4), 0);
+	azb_view_free(&v);
+	for (chunk = 0; chunk < 4; chunk++)
+		assert_int_equal(read_chunk(f, "v", chunk), 100 + chunk);
+	assert_int_equal(read_chunk(f, "s", 0), 1);
+	assert_int_equal(allocated(f), 5);
+	assert_clean(f);
+	/* a plan the shard did not make is refused, and nothing of the batch is kept */
+	view_of(f, "v", &v);
+	assert_int_equal(azb_shard_plan_write(f->sh[0], &v, 5, &plans[0]), 0);
+	plans[1] = plans[0];
+	plans[1].chunk = 6;
+	plans[1].phys = 999;
+	assert_int_equal(azb_shard_commit_writes(f->sh[0], plans, 2), -EINVAL);
+	assert_int_equal(azb_shard_abort_write(f->sh[0], &plans[0]), 0);
+	azb_view_free(&v);
+	assert_int_equal(allocated(f), 5);
+	assert_clean(f);
+}
+
 static void test_quota_enospc_keeps_mappings(void **state)
 {
 	struct fixture *f = *state;
@@ -1901,6 +1943,7 @@ int main(void)
 		cmocka_unit_test(test_settings_defaults_and_checks),
 		cmocka_unit_test(test_name_validation),
 		cmocka_unit_test_setup_teardown(test_create_list_get, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_writes_batch, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_sees_old_data, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_clone_falls_back_then_diverges, setup1,
 						teardown),

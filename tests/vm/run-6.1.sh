@@ -103,6 +103,12 @@ snap=$mdir/userspace
 mkdir -p "$snap/tools" "$snap/tests"
 [ -x "$build/tools/azbusectl" ] || die "no $build/tools/azbusectl: build userspace first"
 cp "$build/tools/azbusectl" "$snap/tools/"
+# azbuse-thin (the front and the full tool it runs), for the thin cases
+if [ -x "$build/tools/azbuse-thin" ]; then
+	mkdir -p "$snap/tools/libexec"
+	cp "$build/tools/azbuse-thin" "$snap/tools/"
+	[ ! -x "$build/tools/libexec/azbuse-thin" ] || cp "$build/tools/libexec/azbuse-thin" "$snap/tools/libexec/"
+fi
 find "$build/tests" -maxdepth 1 -type f -perm -u+x -exec cp {} "$snap/tests/" \; 2>/dev/null || true
 export AZBUSE_BUILD_DIR=$snap
 
