@@ -119,12 +119,20 @@ int azb_datadev_claim(const char *path, const struct azb_pool_settings *s, uint6
 	}
 	if (!ret && (ret = dev_size(fd, &bytes)))
 		azb_seterr(err, errlen, "%s: cannot read its size: %s", path, strerror(-ret));
-	if (!ret && hdr_read(fd, &(struct datadev_hdr){ 0 }) != -ENOENT) {
-		azb_seterr(err, errlen,
-			   "%s already holds an azbuse pool's data (clear its first 4 KiB to "
-			   "reuse it)",
-			   path);
-		ret = -EEXIST;
+	if (!ret) {
+		ret = hdr_read(fd, &(struct datadev_hdr){ 0 });
+		if (ret == -ENOENT) {
+			ret = 0;
+		} else if (ret == 0 || ret == -EINVAL) {
+			azb_seterr(err, errlen,
+				   "%s already holds an azbuse pool's data (clear its first 4 KiB "
+				   "to reuse it)",
+				   path);
+			ret = -EEXIST;
+		} else {
+			azb_seterr(err, errlen, "%s: cannot read its first 4 KiB: %s", path,
+				   strerror(-ret));
+		}
 	}
 	if (!ret) {
 		h.region_chunks = bytes > AZB_DATADEV_HEAD
@@ -154,6 +162,22 @@ int azb_datadev_claim(const char *path, const struct azb_pool_settings *s, uint6
 	if (!ret)
 		*pool_id = h.pool_id;
 	return ret;
+}
+
+void azb_datadev_unclaim(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	char *b = NULL;
+
+	if (fd < 0)
+		return;
+	if (!posix_memalign((void **)&b, DATADEV_HDR_LEN, DATADEV_HDR_LEN)) {
+		memset(b, 0, DATADEV_HDR_LEN);
+		if (pwrite(fd, b, DATADEV_HDR_LEN, 0) == DATADEV_HDR_LEN)
+			fsync(fd);
+		free(b);
+	}
+	close(fd);
 }
 
 int azb_datadev_layout(const char *path, uint32_t index, struct azb_datadev *d, char *err,

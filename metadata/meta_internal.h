@@ -334,6 +334,8 @@ int azb_shard_write(struct azb_shard *sh, rocksdb_writebatch_t *b);
  * if it holds one already or is too small); its new pool id in *pool_id. */
 int azb_datadev_claim(const char *path, const struct azb_pool_settings *s, uint64_t *pool_id,
 		      char *err, size_t errlen);
+/* Clear the header again (a pool init that failed after claiming it). */
+void azb_datadev_unclaim(const char *path);
 /* Shard index's region of the claimed device at path (nothing zeroed yet). */
 int azb_datadev_layout(const char *path, uint32_t index, struct azb_datadev *d, char *err,
 		       size_t errlen);

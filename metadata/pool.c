@@ -120,13 +120,14 @@ int azb_pool_init_on(const char *dir, const struct azb_pool_settings *settings,
 		return ret;
 	if (data_dev && (ret = azb_datadev_claim(data_dev, &s, &pool_id, err, errlen)))
 		return ret;
-	for (uint32_t k = 0; k < s.nr_shards; k++) {
+	for (uint32_t k = 0; !ret && k < s.nr_shards; k++)
 		ret = azb_shard_create(dir, &s, k, data_dev, err, errlen);
-		if (ret)
-			return ret;
-	}
 	/* pool.db last: a directory is a pool once pool.db exists. */
-	return pool_db_create(dir, &s, err, errlen);
+	if (!ret)
+		ret = pool_db_create(dir, &s, err, errlen);
+	if (ret && data_dev)
+		azb_datadev_unclaim(data_dev); /* a new init may take it */
+	return ret;
 }
 
 static int pool_read_settings(struct azb_pool *p, char *err, size_t errlen)

@@ -255,10 +255,7 @@ static int shard_load_ns_tops(struct azb_shard *sh, char *err, size_t errlen)
 	return azb_iter_close(&i, sh->what, err, errlen);
 }
 
-/* Open the data file. Read-write: cut it back to high water, so that chunks
- * beyond it (the file grows ahead of it, and plans whose commit a crash lost
- * wrote there) are holes again when they are handed out. A data device
- * (datadev.c) is zeroed there instead. */
+/* Whether the shard has a region of a data device (AZB_K_DATADEV). */
 static int shard_has_datadev(struct azb_shard *sh)
 {
 	char k = AZB_K_DATADEV, *v, err[AZB_ERR_LEN];
@@ -269,6 +266,11 @@ static int shard_has_datadev(struct azb_shard *sh)
 	rocksdb_free(v);
 	return 1;
 }
+
+/* Open the data file. Read-write: cut it back to high water, so that chunks
+ * beyond it (the file grows ahead of it, and plans whose commit a crash lost
+ * wrote there) are holes again when they are handed out. A data device
+ * (datadev.c) is zeroed there instead. */
 
 static int shard_open_data(struct azb_shard *sh, const char *path, char *err, size_t errlen)
 {
