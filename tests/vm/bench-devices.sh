@@ -30,6 +30,10 @@
 #   azbuse-file      file engine (-o direct=1) over a file on ext4 on brd
 #   azbuse-thin      thin engine: pool on ext4 on brd (bench-thin.sh's way),
 #                    64 KiB chunks, AZBUSE_BENCH_THIN_SHARDS shards (default 2)
+#   azbuse-thin-raw, azbuse-thin-raw-q1|q2|q4...  the same with the data on
+#                    a raw device (init --data; dm-linear on the brd beside
+#                    the ext4 of the pool's DBs), with that many queues
+#                    (shards)
 # Needs: SIZE_MB, CTL (azbusectl), THIN (azbuse-thin), MODULE (azbuse.ko).
 # shellcheck disable=SC2034 # DEV, FILL and AZ_ID are for the caller
 
@@ -215,6 +219,20 @@ dev_up() {
 			"$THIN" --pool "$BD_MNT/pool" create vol1 --size "${mb}M" >/dev/null &&
 			bd_azbuse_add 1 --engine=thin --pool "$BD_MNT/pool" --volume vol1
 		;;
+	azbuse-thin-raw | azbuse-thin-raw-q*)
+		q=${name#azbuse-thin-raw}
+		q=${q#-q}
+		# 256 MiB for the DBs, the data and a chunk per shard's 4 MiB zeroing step
+		bd_brd $((mb + 256 + 64)) &&
+			bd_dm_create bb-ameta "0 $((256 * 2048)) linear /dev/ram0 0" &&
+			bd_dm_create bb-adata "0 $(((mb + 64) * 2048)) linear /dev/ram0 $((256 * 2048))" &&
+			mkfs.ext4 -q -F -m 0 -E lazy_itable_init=0,lazy_journal_init=0 /dev/mapper/bb-ameta &&
+			mkdir -p "$BD_MNT" && mount /dev/mapper/bb-ameta "$BD_MNT" &&
+			"$THIN" --pool "$BD_MNT/pool" init --data /dev/mapper/bb-adata --chunk-size 64k \
+				--shards "${q:-${AZBUSE_BENCH_THIN_SHARDS:-2}}" >/dev/null &&
+			"$THIN" --pool "$BD_MNT/pool" create vol1 --size "${mb}M" >/dev/null &&
+			bd_azbuse_add 1 --engine=thin --pool "$BD_MNT/pool" --volume vol1
+		;;
 	*)
 		echo "bench: no device '$name'" >&2
 		return 2
@@ -263,7 +281,16 @@ dev_down() {
 		;;
 	azbuse-*)
 		"$CTL" remove 1 >/dev/null 2>&1
-		case $name in azbuse-file | azbuse-thin) bd_ext4_down ;; esac
+		case $name in
+		azbuse-file | azbuse-thin) bd_ext4_down ;;
+		azbuse-thin-raw*)
+			if mountpoint -q "$BD_MNT"; then
+				umount "$BD_MNT"
+			fi
+			bd_dm_remove bb-ameta bb-adata
+			bd_brd_down
+			;;
+		esac
 		true
 		;;
 	esac
