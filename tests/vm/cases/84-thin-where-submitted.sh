@@ -108,56 +108,7 @@ for i in 1 2 3; do
 done
 
 # --- no chunk reused while a worker may still write through its old mapping ------
-# CPU 1 overwrites region X (published, in place), which the module serves
-# from the map; each such write is held 1 s between its lookup and its data
-# (the module's direct_write_delay_ms). CPU 0 (worker 0, shard 0's owner)
-# discards X's shard-0 stripes, which frees their chunks (and, past 64
-# frees, makes them reusable at once), writes shard-0 stripes of region Y
-# afresh, which takes the lowest free chunks, waits for the held writes and
-# reads Y back. Handing out a chunk before the held writes are done would let
-# them land in Y.
-delay=/sys/module/azbuse/parameters/direct_write_delay_ms
-dd if=/dev/zero of=/dev/azbuse1 bs=1M seek=160 count=16 oflag=direct status=none
-fio --name=stale --filename=/dev/azbuse1 --rw=randwrite --bs=4k --offset=160M --size=16M \
-	--direct=1 --ioengine=psync --runtime=30 --time_based --cpus_allowed=1 \
-	--eta=never --output=/tmp/where-stale.log &
-stale_pid=$!
-echo 1000 >"$delay"
-sleep 1
-python3 - /dev/azbuse1 <<'EOF' || die "a chunk was handed out while a write through its old mapping was in flight"
-import fcntl, mmap, os, struct, sys, time
-os.sched_setaffinity(0, {0})
-MIB = 1 << 20
-BLKDISCARD = 0x1277
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_DIRECT)
-x_stripes = range(160, 176, 2)  # shard 0's stripes of X (1 MiB stripes, 2 shards)
-y_stripes = range(200, 208, 2)  # and of Y
-rounds, end = 0, time.monotonic() + 10
-while time.monotonic() < end:
-    for s in x_stripes:
-        fcntl.ioctl(fd, BLKDISCARD, struct.pack("QQ", s * MIB, MIB))
-    want = {}
-    for s in y_stripes:
-        buf = mmap.mmap(-1, MIB)
-        buf.write(os.urandom(MIB))
-        os.pwrite(fd, buf, s * MIB)
-        want[s] = bytes(buf)
-    os.fsync(fd)
-    time.sleep(1.5)  # every write held before the reuse has landed by now
-    for s in y_stripes:
-        got = mmap.mmap(-1, MIB)
-        os.preadv(fd, [got], s * MIB)
-        if bytes(got) != want[s]:
-            bad = next(i for i in range(0, MIB, 4096) if got[i:i + 4096] != want[s][i:i + 4096])
-            sys.exit(f"round {rounds}: stripe {s} MiB changed at +{bad} after it was written")
-    for s in y_stripes:
-        fcntl.ioctl(fd, BLKDISCARD, struct.pack("QQ", s * MIB, MIB))
-    rounds += 1
-print(f"{rounds} rounds")
-EOF
-echo 0 >"$delay"
-kill "$stale_pid" 2>/dev/null || true
-wait "$stale_pid" 2>/dev/null || true
+held_write_reuse_check /dev/azbuse1 10
 log "ok   discards, reuse and read-back beside a held writer of the discarded chunks"
 azbusectl remove 1 >/dev/null
 athin check >/tmp/where-check.log 2>&1 || { cat /tmp/where-check.log >&2; die "check after serving"; }

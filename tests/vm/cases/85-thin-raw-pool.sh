@@ -140,47 +140,7 @@ for i in 1 2 3; do
 done
 
 # --- no chunk reused while a remapped write through its old mapping is in flight ----
-# as in 84-thin-where-submitted: held writes of region X, X's chunks freed and
-# reused for Y, Y read back after the held writes landed
-delay=/sys/module/azbuse/parameters/direct_write_delay_ms
-dd if=/dev/zero of=/dev/azbuse1 bs=1M seek=160 count=16 oflag=direct status=none
-fio --name=stale --filename=/dev/azbuse1 --rw=randwrite --bs=4k --offset=160M --size=16M \
-	--direct=1 --ioengine=psync --runtime=20 --time_based --cpus_allowed=1 \
-	--eta=never --output=/tmp/raw-stale.log &
-stale_pid=$!
-echo 1000 >"$delay"
-sleep 1
-python3 - /dev/azbuse1 <<'EOF' || die "a chunk was handed out while a remapped write through its old mapping was in flight"
-import fcntl, mmap, os, struct, sys, time
-os.sched_setaffinity(0, {0})
-MIB, BLKDISCARD = 1 << 20, 0x1277
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_DIRECT)
-x_stripes, y_stripes = range(160, 176, 2), range(200, 208, 2)
-rounds, end = 0, time.monotonic() + 8
-while time.monotonic() < end:
-    for s in x_stripes:
-        fcntl.ioctl(fd, BLKDISCARD, struct.pack("QQ", s * MIB, MIB))
-    want = {}
-    for s in y_stripes:
-        buf = mmap.mmap(-1, MIB)
-        buf.write(os.urandom(MIB))
-        os.pwrite(fd, buf, s * MIB)
-        want[s] = bytes(buf)
-    os.fsync(fd)
-    time.sleep(1.5)
-    for s in y_stripes:
-        got = mmap.mmap(-1, MIB)
-        os.preadv(fd, [got], s * MIB)
-        if bytes(got) != want[s]:
-            sys.exit(f"round {rounds}: stripe {s} MiB changed after it was written")
-    for s in y_stripes:
-        fcntl.ioctl(fd, BLKDISCARD, struct.pack("QQ", s * MIB, MIB))
-    rounds += 1
-print(f"{rounds} rounds")
-EOF
-echo 0 >"$delay"
-kill "$stale_pid" 2>/dev/null || true
-wait "$stale_pid" 2>/dev/null || true
+held_write_reuse_check /dev/azbuse1 8
 log "ok   discards, reuse and read-back beside a held remapped writer of the discarded chunks"
 
 # --- the data survives removal and a new daemon; check is clean ----------------------

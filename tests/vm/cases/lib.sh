@@ -210,3 +210,60 @@ module_still_works() {
 	[ -z "$(device_ids)" ] || die "devices left: $(device_ids)"
 	log "ok   a mem device still works after $what"
 }
+
+# held_write_reuse_check DEV SECONDS: no chunk is handed out again while a
+# write through its old mapping is in flight. CPU 1 overwrites region X
+# (160-176 MiB of DEV) at random, which the module serves from the direct
+# map, each write held 1 s between its lookup and its data (the module's
+# direct_write_delay_ms); for SECONDS, CPU 0 (worker 0, shard 0's owner)
+# discards X's shard-0 stripes (1 MiB stripes, 2 shards), which frees their
+# chunks (past 64 frees, reusable at once), writes shard-0 stripes of region
+# Y (200-208 MiB) afresh, which takes the lowest free chunks, waits for the
+# held writes and reads Y back. A chunk handed out before the held writes
+# ended would let them land in Y. Fails the case if one did.
+held_write_reuse_check() {
+	local dev=$1 seconds=$2 delay=/sys/module/azbuse/parameters/direct_write_delay_ms stale_pid
+	dd if=/dev/zero of="$dev" bs=1M seek=160 count=16 oflag=direct status=none
+	fio --name=stale --filename="$dev" --rw=randwrite --bs=4k --offset=160M --size=16M \
+		--direct=1 --ioengine=psync --runtime=$((seconds * 3)) --time_based --cpus_allowed=1 \
+		--eta=never --output=/tmp/held-write-stale.log &
+	stale_pid=$!
+	echo 1000 >"$delay"
+	sleep 1
+	if ! python3 - "$dev" "$seconds" <<'EOF'; then
+import fcntl, mmap, os, struct, sys, time
+os.sched_setaffinity(0, {0})
+MIB, BLKDISCARD = 1 << 20, 0x1277
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_DIRECT)
+x_stripes = range(160, 176, 2)  # shard 0's stripes of X
+y_stripes = range(200, 208, 2)  # and of Y
+rounds, end = 0, time.monotonic() + int(sys.argv[2])
+while time.monotonic() < end:
+    for s in x_stripes:
+        fcntl.ioctl(fd, BLKDISCARD, struct.pack("QQ", s * MIB, MIB))
+    want = {}
+    for s in y_stripes:
+        buf = mmap.mmap(-1, MIB)
+        buf.write(os.urandom(MIB))
+        os.pwrite(fd, buf, s * MIB)
+        want[s] = bytes(buf)
+    os.fsync(fd)
+    time.sleep(1.5)  # every write held before the reuse has landed by now
+    for s in y_stripes:
+        got = mmap.mmap(-1, MIB)
+        os.preadv(fd, [got], s * MIB)
+        if bytes(got) != want[s]:
+            bad = next(i for i in range(0, MIB, 4096) if got[i:i + 4096] != want[s][i:i + 4096])
+            sys.exit(f"round {rounds}: stripe {s} MiB changed at +{bad} after it was written")
+    for s in y_stripes:
+        fcntl.ioctl(fd, BLKDISCARD, struct.pack("QQ", s * MIB, MIB))
+    rounds += 1
+print(f"{rounds} rounds")
+EOF
+		echo 0 >"$delay"
+		die "a chunk was handed out while a write through its old mapping was in flight"
+	fi
+	echo 0 >"$delay"
+	kill "$stale_pid" 2>/dev/null || true
+	wait "$stale_pid" 2>/dev/null || true
+}
