@@ -96,11 +96,9 @@ static int take_free(struct azb_shard *sh, uint64_t *phys)
 }
 
 /* Make the data file cover chunks 0..chunks-1, growing it by DATA_GROW
- * (sparse) so that not every new chunk costs an ftruncate; on a data
- * device, zero that far ahead. */
+ * (sparse) so that not every new chunk costs an ftruncate; a data device's
+ * region only has to hold them. */
 #define DATA_GROW (64ULL << 20) /* a multiple of every chunk size */
-/* A data device zeroes ahead by less: the request that needs it waits for it. */
-#define DATADEV_GROW (4ULL << 20)
 
 static int data_cover(struct azb_shard *sh, uint64_t chunks)
 {
@@ -109,9 +107,7 @@ static int data_cover(struct azb_shard *sh, uint64_t chunks)
 	if (need <= sh->data_size)
 		return 0;
 	if (sh->raw)
-		return azb_datadev_cover(sh, chunks,
-					 sh->s.chunk_size < DATADEV_GROW ? DATADEV_GROW / sh->s.chunk_size
-									 : 1);
+		return azb_datadev_cover(sh, chunks);
 	need = (need + DATA_GROW - 1) / DATA_GROW * DATA_GROW;
 	if (ftruncate(sh->data_fd, (off_t)need) != 0) {
 		int ret = -errno;
@@ -137,8 +133,9 @@ int azb_alloc_reserve(struct azb_shard *sh, uint64_t *phys)
 	if (sh->free_count > inflight_from_free(sh) + sh->nr_unsynced)
 		ret = take_free(sh, phys);
 	/* A free chunk was punched when freed, but one written by a plan whose
-	 * commit a crash lost was not: punch it again, a new chunk reads zeros. */
-	if (!ret)
+	 * commit a crash lost was not: punch it again, a new chunk reads zeros.
+	 * (A data device's new chunk has no valid sub-block instead.) */
+	if (!ret && !sh->raw)
 		ret = azb_punch_chunk(sh, *phys);
 	if (!ret)
 		return inflight_add(sh, *phys, 1);
@@ -217,9 +214,9 @@ int azb_punch_chunk(struct azb_shard *sh, uint64_t phys)
 
 	if (fallocate(sh->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0)
 		return 0;
-	/* a data device without unmapping zeroes: the kernel writes them */
-	if (errno == EOPNOTSUPP && sh->raw &&
-	    !fallocate(sh->data_fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len))
+	/* a data device: unmapped where it can, else left as it is (a new
+	 * chunk's data is only what its mapping says is valid) */
+	if (sh->raw)
 		return 0;
 	/* (never through a data device's page cache: the module writes around it) */
 	if (errno == EOPNOTSUPP && !sh->raw) {

@@ -148,10 +148,15 @@ static int check_entries(struct azb_shard *sh, const struct azb_holds *holds, st
 		size_t klen, vlen;
 		const char *k = rocksdb_iter_key(i.it, &klen), *v = rocksdb_iter_value(i.it, &vlen);
 		struct azb_map_key mk;
-		uint64_t p;
+		uint64_t p, valid;
 
-		if (azb_map_key_decode(k, klen, &mk) || azb_phys_value_decode(v, vlen, &p))
+		if (azb_map_key_decode(k, klen, &mk) || azb_map_value_decode(v, vlen, &p, &valid))
 			problem(c, "shard %u: undecodable mapping entry", sh->index);
+		else if (valid != AZB_VALID_ALL &&
+			 (p == AZB_TOMBSTONE || !azb_shard_tracks_valid(sh) ||
+			  !azb_valid_ok(sh, valid)))
+			problem(c, "shard %u: entry (%llu, %llu, %llu) has a bad valid mask %#llx",
+				sh->index, ULL(mk.ns), ULL(mk.chunk), ULL(mk.epoch), ULL(valid));
 		else
 			ret = check_entry(sh, holds, c, r, &mk, p);
 	}
@@ -222,11 +227,9 @@ static void check_data_file(struct azb_shard *sh, struct checker *c)
 	struct stat st;
 
 	if (sh->raw) {
-		if (sh->high_water > sh->dd.zeroed_chunk && sh->high_water > sh->dd.first_chunk)
-			problem(c,
-				"shard %u: high water %llu past the zeroed part of the data "
-				"device (%llu)",
-				sh->index, ULL(sh->high_water), ULL(sh->dd.zeroed_chunk));
+		if (sh->high_water > sh->dd.end_chunk)
+			problem(c, "shard %u: high water %llu past the end of its region (%llu)",
+				sh->index, ULL(sh->high_water), ULL(sh->dd.end_chunk));
 	} else if (fstat(sh->data_fd, &st) != 0)
 		problem(c, "shard %u: cannot stat the data file: %s", sh->index, strerror(errno));
 	else if ((uint64_t)st.st_size < sh->high_water * sh->s.chunk_size)

@@ -1,6 +1,6 @@
 /*
  * datadev.c - a pool's data on a raw block device (azbuse-thin init --data):
- * the device's header, each shard's region of it, and zeroing ahead.
+ * the device's header and each shard's region of it.
  *
  * The device starts with a header block (AZB_DATADEV_HEAD bytes reserved)
  * that names the pool it belongs to; the rest is cut into one region per
@@ -8,14 +8,14 @@
  * water starts at its region's first chunk), so a chunk's number times the
  * chunk size is its byte offset there, as in a shard's data file, and the
  * module's direct map needs no offset. Each shard's `data` is a symbolic link
- * to the device, and its DB holds its region and how far it zeroed
- * (AZB_K_DATADEV).
+ * to the device, and its DB holds its region (AZB_K_DATADEV).
  *
- * A new chunk must read as zeros, where a data file's holes do that for
- * free: a shard zeroes its region ahead of its high water, in large extents
- * (the write path never does it chunk by chunk), and records how far; on
- * opening, what lies between its high water and that mark is zeroed again (a
- * plan whose commit a crash lost may have written there).
+ * Nothing is zeroed: where a data file's new chunk is a hole that reads as
+ * zeros, a new chunk of a data device holds whatever was there (another
+ * volume's freed data, a plan's that a crash lost). Its mapping says which
+ * sub-blocks were written since (AZB_VALID_ALL, meta.h); the rest reads as
+ * zeros. (Pools made before that zeroed ahead of their high water, up to the
+ * record's zeroed mark, which is kept but no longer used.)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -233,22 +233,6 @@ static int datadev_record_read(struct azb_shard *sh, struct azb_datadev *d, char
 	return ret;
 }
 
-/* Zero chunks [from, to) of the shard's device. */
-static int datadev_zero(struct azb_shard *sh, uint64_t from, uint64_t to)
-{
-	off_t off = (off_t)(from * sh->s.chunk_size), len = (off_t)((to - from) * sh->s.chunk_size);
-
-	if (from >= to)
-		return 0;
-	/* unmapped zeros where the device has them, else written ones */
-	if (!fallocate(sh->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) ||
-	    !fallocate(sh->data_fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len))
-		return 0;
-	azb_seterr(sh->err, sizeof(sh->err), "%s: cannot zero %lld bytes of the data device: %s",
-		   sh->what, (long long)len, strerror(errno));
-	return -errno;
-}
-
 int azb_datadev_open(struct azb_shard *sh, const char *path, char *err, size_t errlen)
 {
 	struct datadev_hdr h;
@@ -282,51 +266,18 @@ int azb_datadev_open(struct azb_shard *sh, const char *path, char *err, size_t e
 	if (ret)
 		return ret;
 	sh->raw = 1;
-	sh->data_size = sh->dd.zeroed_chunk * sh->s.chunk_size;
-	if (sh->readonly || sh->high_water >= sh->dd.zeroed_chunk)
-		return 0;
-	ret = datadev_zero(sh, sh->high_water, sh->dd.zeroed_chunk);
-	if (ret)
-		azb_seterr(err, errlen, "%s", sh->err);
-	return ret;
+	sh->data_size = sh->dd.end_chunk * sh->s.chunk_size;
+	return 0;
 }
 
-int azb_datadev_cover(struct azb_shard *sh, uint64_t chunks, uint64_t grow_chunks)
+int azb_datadev_cover(struct azb_shard *sh, uint64_t chunks)
 {
-	rocksdb_writebatch_t *b;
-	char k = AZB_K_DATADEV, v[DATADEV_RECORD_LEN];
-	uint64_t to;
-	int ret;
-
-	if (chunks > sh->dd.end_chunk) {
-		azb_seterr(sh->err, sizeof(sh->err),
-			   "%s: out of space (its %llu chunks of the data "
-			   "device are used)",
-			   sh->what, (unsigned long long)(sh->dd.end_chunk - sh->dd.first_chunk));
-		return -ENOSPC;
-	}
-	to = (chunks + grow_chunks - 1) / grow_chunks * grow_chunks;
-	if (to > sh->dd.end_chunk)
-		to = sh->dd.end_chunk;
-	ret = datadev_zero(sh, sh->dd.zeroed_chunk, to);
-	if (ret)
-		return ret;
-	/* on media before a chunk of it is handed out, and so before any mapping to it */
-	if (fdatasync(sh->data_fd)) {
-		azb_seterr(sh->err, sizeof(sh->err), "%s: cannot sync the data device: %s",
-			   sh->what, strerror(errno));
-		return -EIO;
-	}
-	/* zeroed first, then recorded: a chunk below the mark always reads zeros or its data */
-	sh->dd.zeroed_chunk = to;
-	azb_datadev_encode(v, &sh->dd);
-	b = rocksdb_writebatch_create();
-	rocksdb_writebatch_put(b, &k, 1, v, sizeof(v));
-	ret = azb_shard_write(sh, b);
-	rocksdb_writebatch_destroy(b);
-	if (!ret)
-		sh->data_size = to * sh->s.chunk_size;
-	return ret;
+	if (chunks <= sh->dd.end_chunk)
+		return 0;
+	azb_seterr(sh->err, sizeof(sh->err),
+		   "%s: out of space (its %llu chunks of the data device are used)", sh->what,
+		   (unsigned long long)(sh->dd.end_chunk - sh->dd.first_chunk));
+	return -ENOSPC;
 }
 
 int azb_pool_check_data(const char *dir, const struct azb_pool_settings *s, char *err,

@@ -42,7 +42,7 @@ static int shows_through(struct azb_shard *sh, const struct azb_view *view, uint
 	}
 	if (ret != -ENOENT || cut)
 		return ret == -ENOENT ? 0 : ret;
-	ret = azb_view_lookup_from(sh, view, 1, chunk, &p);
+	ret = azb_view_lookup_from(sh, view, 1, chunk, &p, NULL);
 	*shows = !ret && p != AZB_PHYS_NONE;
 	return ret;
 }
@@ -56,7 +56,7 @@ static void batch_put_tombstone(struct azb_shard *sh, rocksdb_writebatch_t *b, u
 	azb_phys_value_encode(v, AZB_TOMBSTONE);
 	rocksdb_writebatch_put(b, k, sizeof(k), v, sizeof(v));
 	sh->tombstones++;
-	azb_map_note_put(sh, ns, chunk, epoch, AZB_TOMBSTONE, was_empty);
+	azb_map_note_put(sh, ns, chunk, epoch, AZB_TOMBSTONE, AZB_VALID_ALL, was_empty);
 }
 
 /* The head's own entry (epoch, phys) is seen by nothing else: free its chunk;
@@ -137,7 +137,7 @@ int azb_shard_discard(struct azb_shard *shard, const struct azb_view *view, uint
 	}
 	if (cut)
 		return 0;
-	ret = azb_view_lookup_from(shard, view, 1, chunk, &p);
+	ret = azb_view_lookup_from(shard, view, 1, chunk, &p, NULL);
 	if (ret || p == AZB_PHYS_NONE)
 		return ret; /* nothing to hide */
 	return discard_hide(shard, view, chunk);

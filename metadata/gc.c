@@ -159,10 +159,10 @@ static int gc_scan_entries(struct gc_ctx *c)
 		const char *k = rocksdb_iter_key(i.it, &klen);
 		const char *v = rocksdb_iter_value(i.it, &vlen);
 		struct azb_map_key mk;
-		uint64_t p;
+		uint64_t p, valid;
 
 		c->st->entries_scanned++;
-		if (azb_map_key_decode(k, klen, &mk) || azb_phys_value_decode(v, vlen, &p)) {
+		if (azb_map_key_decode(k, klen, &mk) || azb_map_value_decode(v, vlen, &p, &valid)) {
 			azb_seterr(sh->err, sizeof(sh->err), "%s: bad mapping entry (run check)",
 				   sh->what);
 			ret = -EIO;

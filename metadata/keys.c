@@ -81,6 +81,25 @@ int azb_phys_value_decode(const char *v, size_t vlen, uint64_t *phys)
 	return 0;
 }
 
+size_t azb_map_value_encode(char *v, uint64_t phys, uint64_t valid)
+{
+	azb_phys_value_encode(v, phys);
+	if (valid == AZB_VALID_ALL)
+		return 9;
+	azb_put_be64(v + 9, valid);
+	return AZB_MAP_VALUE_MAX;
+}
+
+int azb_map_value_decode(const char *v, size_t vlen, uint64_t *phys, uint64_t *valid)
+{
+	if (vlen == AZB_MAP_VALUE_MAX) {
+		*valid = azb_get_be64(v + 9);
+		return azb_phys_value_decode(v, 9, phys);
+	}
+	*valid = AZB_VALID_ALL;
+	return azb_phys_value_decode(v, vlen, phys);
+}
+
 void azb_free_key_encode(char *k, uint64_t phys)
 {
 	k[0] = AZB_K_FREE;

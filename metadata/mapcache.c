@@ -159,12 +159,13 @@ static void node_free(struct azb_map_cache *mc, struct azb_map_node *n)
 
 /* 0: the entry with the largest epoch <= max_epoch; -ENOENT: none; 1: unknown. */
 static int node_answer(const struct azb_map_node *n, uint64_t max_epoch, uint64_t *epoch,
-		       uint64_t *phys)
+		       uint64_t *phys, uint64_t *valid)
 {
 	for (uint32_t i = 0; i < n->n; i++) {
 		if (n->epoch[i] <= max_epoch) {
 			*epoch = n->epoch[i];
 			*phys = n->phys[i];
+			*valid = n->valid[i];
 			return 0;
 		}
 	}
@@ -190,7 +191,8 @@ static int lit_read(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t 
 		    uint32_t want, struct azb_map_node *n)
 {
 	char target[AZB_MAP_KEY_LEN], *rerr = NULL;
-	uint64_t ring_e[AZB_MAP_NODE_ENTRIES], ring_p[AZB_MAP_NODE_ENTRIES], found = 0;
+	uint64_t ring_e[AZB_MAP_NODE_ENTRIES], ring_p[AZB_MAP_NODE_ENTRIES];
+	uint64_t ring_v[AZB_MAP_NODE_ENTRIES], found = 0;
 	rocksdb_iterator_t *it;
 
 	lit_ensure(sh);
@@ -202,11 +204,11 @@ static int lit_read(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t 
 		size_t klen, vlen;
 		const char *k = rocksdb_iter_key(it, &klen), *v = rocksdb_iter_value(it, &vlen);
 		struct azb_map_key mk;
-		uint64_t p;
+		uint64_t p, valid;
 
 		if (!klen || k[0] != AZB_K_MAP)
 			break;
-		if (azb_map_key_decode(k, klen, &mk) || azb_phys_value_decode(v, vlen, &p)) {
+		if (azb_map_key_decode(k, klen, &mk) || azb_map_value_decode(v, vlen, &p, &valid)) {
 			azb_seterr(sh->err, sizeof(sh->err), "%s: bad mapping entry (run check)",
 				   sh->what);
 			return -EIO;
@@ -215,6 +217,7 @@ static int lit_read(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t 
 			break;
 		ring_e[found % want] = mk.epoch;
 		ring_p[found % want] = p;
+		ring_v[found % want] = valid;
 		found++;
 	}
 	rocksdb_iter_get_error(it, &rerr);
@@ -227,13 +230,14 @@ static int lit_read(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t 
 	for (uint32_t i = 0; i < n->n; i++) {
 		n->epoch[i] = ring_e[(found - 1 - i) % want];
 		n->phys[i] = ring_p[(found - 1 - i) % want];
+		n->valid[i] = ring_v[(found - 1 - i) % want];
 	}
 	return 0;
 }
 
 /* Entry <= max_epoch that the node is too short to know. */
 static int find_deep(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max_epoch,
-		     uint64_t *epoch, uint64_t *phys)
+		     uint64_t *epoch, uint64_t *phys, uint64_t *valid)
 {
 	struct azb_map_node deep;
 	int ret = lit_read(sh, ns, chunk, max_epoch, 1, &deep);
@@ -244,11 +248,20 @@ static int find_deep(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t
 		return -ENOENT;
 	*epoch = deep.epoch[0];
 	*phys = deep.phys[0];
+	*valid = deep.valid[0];
 	return 0;
 }
 
 int azb_map_find(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max_epoch,
 		 uint64_t *epoch, uint64_t *phys)
+{
+	uint64_t valid;
+
+	return azb_map_find_valid(sh, ns, chunk, max_epoch, epoch, phys, &valid);
+}
+
+int azb_map_find_valid(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max_epoch,
+		       uint64_t *epoch, uint64_t *phys, uint64_t *valid)
 {
 	struct azb_map_cache *mc = &sh->mc;
 	struct azb_map_node *n;
@@ -257,18 +270,18 @@ int azb_map_find(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max
 	if (azb_shard_ns_empty(sh, ns, chunk))
 		return -ENOENT;
 	if (!mc->nodes)
-		return azb_shard_find_entry(sh, ns, chunk, max_epoch, epoch, phys);
+		return azb_shard_find_entry(sh, ns, chunk, max_epoch, epoch, phys, valid);
 	n = node_get(mc, ns, chunk);
 	if (n) {
 		n->ref = 1;
-		ret = node_answer(n, max_epoch, epoch, phys);
+		ret = node_answer(n, max_epoch, epoch, phys, valid);
 		if (ret <= 0) {
 			mc->hits++;
 			return ret;
 		}
 		mc->misses++;
 		if (n->n)
-			return find_deep(sh, ns, chunk, max_epoch, epoch, phys);
+			return find_deep(sh, ns, chunk, max_epoch, epoch, phys, valid);
 		/* it knows nothing (a deletion took what it knew): refill it */
 	} else {
 		mc->misses++;
@@ -289,12 +302,12 @@ int azb_map_find(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max
 		n->ref = 1;
 		node_link(mc, n);
 	}
-	ret = node_answer(n, max_epoch, epoch, phys);
-	return ret <= 0 ? ret : find_deep(sh, ns, chunk, max_epoch, epoch, phys);
+	ret = node_answer(n, max_epoch, epoch, phys, valid);
+	return ret <= 0 ? ret : find_deep(sh, ns, chunk, max_epoch, epoch, phys, valid);
 }
 
 void azb_map_note_put(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t epoch,
-		      uint64_t phys, int was_empty)
+		      uint64_t phys, uint64_t valid, int was_empty)
 {
 	struct azb_map_cache *mc = &sh->mc;
 	struct azb_map_node *n = mc->nodes ? node_get(mc, ns, chunk) : NULL;
@@ -313,6 +326,7 @@ void azb_map_note_put(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_
 	for (uint32_t i = 0; i < n->n; i++) {
 		if (n->epoch[i] == epoch) {
 			n->phys[i] = phys;
+			n->valid[i] = valid;
 			return;
 		}
 	}
@@ -331,9 +345,11 @@ void azb_map_note_put(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_
 	for (uint32_t i = n->n - 1; i > pos; i--) {
 		n->epoch[i] = n->epoch[i - 1];
 		n->phys[i] = n->phys[i - 1];
+		n->valid[i] = n->valid[i - 1];
 	}
 	n->epoch[pos] = epoch;
 	n->phys[pos] = phys;
+	n->valid[pos] = valid;
 }
 
 void azb_map_note_delete(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t epoch)
@@ -348,6 +364,7 @@ void azb_map_note_delete(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint
 		for (; i + 1 < n->n; i++) {
 			n->epoch[i] = n->epoch[i + 1];
 			n->phys[i] = n->phys[i + 1];
+			n->valid[i] = n->valid[i + 1];
 		}
 		n->n--;
 		return;

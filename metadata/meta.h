@@ -94,6 +94,14 @@ extern "C" {
 
 #define AZB_EPOCH_HEAD UINT64_MAX /* max_epoch of a writable head's link */
 #define AZB_PHYS_NONE UINT64_MAX  /* "no physical chunk" (unmapped) */
+/*
+ * Which sub-blocks of a physical chunk hold written data, one bit each
+ * (azb_valid_unit bytes, at most 64 per chunk); the rest reads as zeros.
+ * On a raw data device a new chunk is not zeroed: it starts with none and
+ * gains the sub-blocks written to it. AZB_VALID_ALL: the whole chunk (always
+ * so with data files, whose new chunks are holes).
+ */
+#define AZB_VALID_ALL UINT64_MAX
 
 /* ---- pool settings (fixed at init, stored in pool.db) ---- */
 
@@ -332,19 +340,37 @@ int azb_shard_sync(struct azb_shard *shard);
  * view's size). */
 int azb_shard_lookup(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk,
 		     uint64_t *phys);
+/* The same, and which of phys's sub-blocks hold data (AZB_VALID_ALL for NONE). */
+int azb_shard_lookup_valid(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk,
+			   uint64_t *phys, uint64_t *valid);
+
+/* Does the shard hand out chunks that are not zeroed (a raw data device)? */
+int azb_shard_tracks_valid(const struct azb_shard *shard);
+/* Bytes of a sub-block: 4 KiB, or chunk size / 64 for chunks over 256 KiB. */
+uint32_t azb_valid_unit(const struct azb_shard *shard);
+/* valid with the sub-blocks that [off, off + len) of the chunk touches, as
+ * AZB_VALID_ALL once all are: the caller has written the whole of each (the
+ * bytes the range leaves out of a sub-block that held no data: zeros). */
+uint64_t azb_valid_add(const struct azb_shard *shard, uint64_t valid, uint64_t off, uint64_t len);
+/* Is valid a mask the shard could have written (bits within its chunk size)? */
+int azb_valid_ok(const struct azb_shard *shard, uint64_t valid);
+/* Is every byte of [off, off + len) of the chunk in a valid sub-block? */
+int azb_valid_covers(const struct azb_shard *shard, uint64_t valid, uint64_t off, uint64_t len);
 
 /* What azb_shard_lookup says, and whether a write of the chunk would go in
  * place (*in_place 1: phys is the view's own chunk, which no snapshot or
  * clone sees), without planning one. */
 int azb_shard_resolve(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk,
-		      uint64_t *phys, int *in_place);
+		      uint64_t *phys, uint64_t *valid, int *in_place);
 
 /* Writing a chunk: plan, write the data at plan.phys (for a partial write of a
- * new chunk, first copy old_phys's data unless it is AZB_PHYS_NONE), then
- * commit (or abort). A new chunk (!in_place) reads as zeros: chunks are
- * punched when freed, aborted or reused from the free set, and a read-write
- * open cuts the data file back to high water, so what a plan wrote before a
- * crash lost its commit is gone. The caller serializes writes and discards of
+ * new chunk, first copy old_phys's data unless it is AZB_PHYS_NONE), set
+ * plan.valid, then commit (or abort). A new chunk (!in_place) in a data file
+ * reads as zeros: chunks are punched when freed, aborted or reused from the
+ * free set, and a read-write open cuts the data file back to high water, so
+ * what a plan wrote before a crash lost its commit is gone. On a data device
+ * only its valid sub-blocks hold data (a sub-block's data must be durable
+ * before a commit that makes it valid is). The caller serializes writes and discards of
  * the same chunk. A tombstoned chunk is written like an unmapped one (a new
  * chunk, old_phys AZB_PHYS_NONE). */
 struct azb_write_plan {
@@ -353,7 +379,11 @@ struct azb_write_plan {
 	uint64_t old_phys; /* !in_place: what the view saw before (AZB_PHYS_NONE: zeros) */
 	uint64_t ns;	   /* entry being written: (ns, chunk, epoch) */
 	uint64_t epoch;
-	uint32_t in_place; /* 1: phys is already this volume's own chunk, nothing to commit */
+	uint64_t old_valid; /* old_phys's sub-blocks that hold data */
+	uint64_t cur_valid; /* phys's before the write (a new chunk's: none, or all of a hole) */
+	uint64_t valid;	    /* phys's after it: set by the writer (azb_valid_add), committed */
+	uint32_t in_place;  /* 1: phys is already this volume's own chunk, nothing to commit
+			       unless valid grew */
 	uint32_t pad0;
 };
 

@@ -4,8 +4,10 @@
  * of the library (tests include it to inject inconsistencies).
  *
  * Shard DB keys (big-endian numbers):
- *   'm' ns(8) L(8) epoch(8) -> v1 P(8)          mapping entry (P = AZB_TOMBSTONE:
- *                                                a discard tombstone, owns no chunk)
+ *   'm' ns(8) L(8) epoch(8) -> v1 P(8) [V(8)]   mapping entry (P = AZB_TOMBSTONE:
+ *                                                a discard tombstone, owns no chunk;
+ *                                                V: the sub-blocks of P that hold
+ *                                                data, when not all do)
  *   'f' P(8)                -> v1                free chunk below high water
  *   'n' ns(8)               -> v1 count(8)       entries of ns in this shard
  *   'c' 'S'                 -> v1 allocated(8) high_water(8) free(8) entries(8)
@@ -32,6 +34,7 @@
 #include "meta.h"
 
 #define AZB_VALUE_V1 1
+#define AZB_VALID_UNIT_MIN 4096U /* the smallest sub-block of AZB_VALID_ALL's bits */
 
 #define AZB_K_MAP 'm'
 #define AZB_K_FREE 'f'
@@ -140,6 +143,11 @@ int azb_map_key_decode(const char *k, size_t klen, struct azb_map_key *mk);
 /* value of a mapping entry: v1 P */
 void azb_phys_value_encode(char *v, uint64_t phys);
 int azb_phys_value_decode(const char *v, size_t vlen, uint64_t *phys);
+/* A mapping's value: v1 P(8), and V(8) when only some sub-blocks of the chunk
+ * hold data (valid != AZB_VALID_ALL). Returns its length. */
+#define AZB_MAP_VALUE_MAX 17
+size_t azb_map_value_encode(char *v, uint64_t phys, uint64_t valid);
+int azb_map_value_decode(const char *v, size_t vlen, uint64_t *phys, uint64_t *valid);
 void azb_free_key_encode(char *k, uint64_t phys);
 void azb_ns_key_encode(char *k, char kind, uint64_t ns);
 void azb_counter_key_encode(char *k, char id);
@@ -236,13 +244,14 @@ struct azb_map_node {
 	uint64_t chunk;
 	uint64_t epoch[AZB_MAP_NODE_ENTRIES]; /* newest first */
 	uint64_t phys[AZB_MAP_NODE_ENTRIES];
+	uint64_t valid[AZB_MAP_NODE_ENTRIES];
 	uint32_t next;	  /* next node of the bucket or free list, 1-based; 0: none */
 	uint8_t n;	  /* newest entries known, 0..AZB_MAP_NODE_ENTRIES */
 	uint8_t complete; /* they are all the entries of (ns, chunk) */
 	uint8_t ref;	  /* CLOCK: used since the hand last passed */
 	uint8_t pad0;
 };
-_Static_assert(sizeof(struct azb_map_node) == 56, "map cache node");
+_Static_assert(sizeof(struct azb_map_node) == 72, "map cache node");
 
 struct azb_map_cache {
 	struct azb_map_node *nodes; /* cap nodes; NULL: no cache */
@@ -261,7 +270,7 @@ struct azb_datadev {
 	uint64_t pool_id;
 	uint64_t first_chunk;
 	uint64_t end_chunk;
-	uint64_t zeroed_chunk; /* chunks below it (and above high water) read zeros */
+	uint64_t zeroed_chunk; /* (pools before valid masks: how far they zeroed; unused) */
 };
 
 /* Bytes at the start of a data device for its header. */
@@ -281,7 +290,7 @@ struct azb_shard {
 	uint64_t tombstones;
 	/* In memory only. */
 	uint64_t next_high_water; /* >= high_water: includes in-flight chunks */
-	uint64_t data_size; /* bytes of the data file (raw: zeroed) chunks may be given from */
+	uint64_t data_size; /* bytes of the data file (raw: region) chunks may be given from */
 	uint64_t quota_chunks;
 	int raw; /* data on a block device, in region dd */
 	struct azb_datadev dd;
@@ -314,10 +323,11 @@ int azb_shard_create(const char *dir, const struct azb_pool_settings *s, uint32_
 /* Entry of `ns` for `chunk` with the largest epoch <= max_epoch: 0, or
  * -ENOENT; *phys may be AZB_TOMBSTONE. Read from the DB (a new iterator). */
 int azb_shard_find_entry(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max_epoch,
-			 uint64_t *epoch, uint64_t *phys);
-/* What `view` reads for `chunk` from its link `first` on (AZB_PHYS_NONE: zeros). */
+			 uint64_t *epoch, uint64_t *phys, uint64_t *valid);
+/* What `view` reads for `chunk` from its link `first` on (AZB_PHYS_NONE: zeros),
+ * and which of its sub-blocks hold data (valid may be NULL). */
 int azb_view_lookup_from(struct azb_shard *sh, const struct azb_view *view, uint32_t first,
-			 uint64_t chunk, uint64_t *phys);
+			 uint64_t chunk, uint64_t *phys, uint64_t *valid);
 /* 0, or -EROFS / -EIO with the message set: the shard may be written. */
 int azb_shard_writable(struct azb_shard *sh);
 /* Chunks covered by the view's size (the last one may be partial). */
@@ -342,11 +352,10 @@ int azb_datadev_layout(const char *path, uint32_t index, struct azb_datadev *d, 
 #define AZB_DATADEV_RECORD_LEN (1 + 4 * 8)
 void azb_datadev_encode(char *v, const struct azb_datadev *d);
 /* A shard whose data_fd is a block device: its region checked against the
- * device's header, and (read-write) zeros again above its high water. */
+ * device's header. */
 int azb_datadev_open(struct azb_shard *sh, const char *path, char *err, size_t errlen);
-/* Make chunks below `chunks` zeroed, zeroing ahead to a multiple of
- * grow_chunks within the region: 0, or -ENOSPC at its end. */
-int azb_datadev_cover(struct azb_shard *sh, uint64_t chunks, uint64_t grow_chunks);
+/* 0 if chunks below `chunks` are in the shard's region, else -ENOSPC. */
+int azb_datadev_cover(struct azb_shard *sh, uint64_t chunks);
 /* 1 if the shard surely has no entry of (ns, chunk) (from the counts). */
 int azb_shard_ns_empty(const struct azb_shard *sh, uint64_t ns, uint64_t chunk);
 /* Add `delta` (+1: an entry for `chunk`, -1) to ns's entry count, in memory
@@ -369,10 +378,13 @@ void azb_map_cache_clear(struct azb_shard *sh);
 /* Like azb_shard_find_entry, through the cache. */
 int azb_map_find(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max_epoch,
 		 uint64_t *epoch, uint64_t *phys);
-/* The shard wrote entry (ns, chunk, epoch) -> phys (was_empty: the first
- * entry of (ns, chunk), the cache may learn it) / deleted it. */
+/* The same, and the entry's valid sub-blocks. */
+int azb_map_find_valid(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max_epoch,
+		       uint64_t *epoch, uint64_t *phys, uint64_t *valid);
+/* The shard wrote entry (ns, chunk, epoch) -> phys, valid (was_empty: the
+ * first entry of (ns, chunk), the cache may learn it) / deleted it. */
 void azb_map_note_put(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t epoch,
-		      uint64_t phys, int was_empty);
+		      uint64_t phys, uint64_t valid, int was_empty);
 void azb_map_note_delete(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t epoch);
 
 /* alloc.c */

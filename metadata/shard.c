@@ -269,8 +269,8 @@ static int shard_has_datadev(struct azb_shard *sh)
 
 /* Open the data file. Read-write: cut it back to high water, so that chunks
  * beyond it (the file grows ahead of it, and plans whose commit a crash lost
- * wrote there) are holes again when they are handed out. A data device
- * (datadev.c) is zeroed there instead. */
+ * wrote there) are holes again when they are handed out. (A data device's
+ * new chunks have no valid sub-block instead: datadev.c.) */
 
 static int shard_open_data(struct azb_shard *sh, const char *path, char *err, size_t errlen)
 {
@@ -429,8 +429,8 @@ int azb_shard_sync_wal(struct azb_shard *sh)
 {
 	char *rerr = NULL;
 
-	/* A data device's zeroed chunks on media before any mapping to them is
-	 * (a mapping durable before its chunk's zeros would show old bytes). */
+	/* A data device's data on media before any mapping that makes it valid
+	 * is (a mapping durable before its data would show old bytes). */
 	if (sh->raw && fdatasync(sh->data_fd)) {
 		azb_seterr(sh->err, sizeof(sh->err), "%s: cannot sync the data device: %s",
 			   sh->what, strerror(errno));
@@ -553,7 +553,7 @@ void azb_batch_put_ns_count(rocksdb_writebatch_t *b, uint64_t ns, uint64_t count
 }
 
 int azb_shard_find_entry(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max_epoch,
-			 uint64_t *epoch, uint64_t *phys)
+			 uint64_t *epoch, uint64_t *phys, uint64_t *valid)
 {
 	char lo[AZB_MAP_KEY_LEN], hi[AZB_MAP_KEY_LEN + 1], target[AZB_MAP_KEY_LEN];
 	struct azb_map_key mk;
@@ -571,7 +571,7 @@ int azb_shard_find_entry(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint
 		const char *k = rocksdb_iter_key(i.it, &klen);
 		const char *v = rocksdb_iter_value(i.it, &vlen);
 
-		ret = azb_map_key_decode(k, klen, &mk) || azb_phys_value_decode(v, vlen, phys)
+		ret = azb_map_key_decode(k, klen, &mk) || azb_map_value_decode(v, vlen, phys, valid)
 			      ? -EIO
 			      : 0;
 		*epoch = mk.epoch;
@@ -603,19 +603,24 @@ uint64_t azb_link_cut(const struct azb_view *v, const struct azb_view_link *l, u
 }
 
 int azb_view_lookup_from(struct azb_shard *sh, const struct azb_view *view, uint32_t first,
-			 uint64_t chunk, uint64_t *phys)
+			 uint64_t chunk, uint64_t *phys, uint64_t *valid)
 {
 	*phys = AZB_PHYS_NONE;
+	if (valid)
+		*valid = AZB_VALID_ALL;
 	for (uint32_t i = first; i < view->nr_links; i++) {
 		const struct azb_view_link *l = &view->links[i];
-		uint64_t cut = azb_link_cut(view, l, chunk), e, p;
-		int ret = azb_map_find(sh, l->ns, chunk, l->max_epoch, &e, &p);
+		uint64_t cut = azb_link_cut(view, l, chunk), e, p, v;
+		int ret = azb_map_find_valid(sh, l->ns, chunk, l->max_epoch, &e, &p, &v);
 
 		if (ret && ret != -ENOENT)
 			return ret;
 		if (!ret && e >= cut) {
-			if (p != AZB_TOMBSTONE)
+			if (p != AZB_TOMBSTONE) {
 				*phys = p;
+				if (valid)
+					*valid = v;
+			}
 			return 0; /* a tombstone: zeros, whatever lies behind it */
 		}
 		if (cut)
@@ -627,8 +632,67 @@ int azb_view_lookup_from(struct azb_shard *sh, const struct azb_view *view, uint
 int azb_shard_lookup(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk,
 		     uint64_t *phys)
 {
+	return azb_shard_lookup_valid(shard, view, chunk, phys, NULL);
+}
+
+int azb_shard_lookup_valid(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk,
+			   uint64_t *phys, uint64_t *valid)
+{
 	*phys = AZB_PHYS_NONE;
+	if (valid)
+		*valid = AZB_VALID_ALL;
 	if (chunk >= azb_view_chunks(view, shard->s.chunk_size))
 		return 0;
-	return azb_view_lookup_from(shard, view, 0, chunk, phys);
+	return azb_view_lookup_from(shard, view, 0, chunk, phys, valid);
+}
+
+int azb_shard_tracks_valid(const struct azb_shard *shard)
+{
+	return shard->raw;
+}
+
+uint32_t azb_valid_unit(const struct azb_shard *shard)
+{
+	uint64_t unit = shard->s.chunk_size / 64;
+
+	return (uint32_t)(unit < AZB_VALID_UNIT_MIN ? AZB_VALID_UNIT_MIN : unit);
+}
+
+/* The bits of the sub-blocks [off, off + len) touches. */
+static uint64_t valid_bits(const struct azb_shard *shard, uint64_t off, uint64_t len)
+{
+	uint32_t unit = azb_valid_unit(shard);
+	uint64_t first = off / unit, last = (off + len - 1) / unit;
+
+	if (!len)
+		return 0;
+	return (last - first == 63 ? UINT64_MAX : ((1ULL << (last - first + 1)) - 1)) << first;
+}
+
+static uint64_t valid_full(const struct azb_shard *shard)
+{
+	uint64_t subs = shard->s.chunk_size / azb_valid_unit(shard);
+
+	return subs == 64 ? UINT64_MAX : (1ULL << subs) - 1;
+}
+
+uint64_t azb_valid_add(const struct azb_shard *shard, uint64_t valid, uint64_t off, uint64_t len)
+{
+	if (valid == AZB_VALID_ALL)
+		return valid;
+	valid |= valid_bits(shard, off, len);
+	return (valid & valid_full(shard)) == valid_full(shard) ? AZB_VALID_ALL : valid;
+}
+
+int azb_valid_ok(const struct azb_shard *shard, uint64_t valid)
+{
+	return valid == AZB_VALID_ALL ||
+	       (!(valid & ~valid_full(shard)) && valid != valid_full(shard));
+}
+
+int azb_valid_covers(const struct azb_shard *shard, uint64_t valid, uint64_t off, uint64_t len)
+{
+	uint64_t bits = valid_bits(shard, off, len);
+
+	return valid == AZB_VALID_ALL || (valid & bits) == bits;
 }

@@ -79,9 +79,9 @@ static int link_candidates(struct azb_shard *sh, const struct azb_view_link *l, 
 		size_t klen, vlen;
 		const char *k = rocksdb_iter_key(i.it, &klen), *v = rocksdb_iter_value(i.it, &vlen);
 		struct azb_map_key mk;
-		uint64_t p;
+		uint64_t p, valid;
 
-		if (azb_map_key_decode(k, klen, &mk) || azb_phys_value_decode(v, vlen, &p) ||
+		if (azb_map_key_decode(k, klen, &mk) || azb_map_value_decode(v, vlen, &p, &valid) ||
 		    mk.epoch > l->max_epoch)
 			continue;
 		if (have && mk.chunk != cur.chunk)

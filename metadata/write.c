@@ -11,10 +11,10 @@
 
 /* The volume's own newest entry for `chunk`, if it may be overwritten in place. */
 static int own_entry_in_place(struct azb_shard *sh, const struct azb_view *view, uint64_t chunk,
-			      uint64_t *epoch, uint64_t *phys)
+			      uint64_t *epoch, uint64_t *phys, uint64_t *valid)
 {
 	const struct azb_view_link *l = &view->links[0];
-	int ret = azb_map_find(sh, view->write_ns, chunk, AZB_EPOCH_HEAD, epoch, phys);
+	int ret = azb_map_find_valid(sh, view->write_ns, chunk, AZB_EPOCH_HEAD, epoch, phys, valid);
 
 	if (ret)
 		return ret;
@@ -45,24 +45,26 @@ int azb_shard_plan_write(struct azb_shard *shard, const struct azb_view *view, u
 	}
 	plan->chunk = chunk;
 	plan->ns = view->write_ns;
-	ret = own_entry_in_place(shard, view, chunk, &e, &p);
+	ret = own_entry_in_place(shard, view, chunk, &e, &p, &plan->cur_valid);
 	if (!ret) {
 		plan->phys = plan->old_phys = p;
+		plan->old_valid = plan->valid = plan->cur_valid;
 		plan->epoch = e;
 		plan->in_place = 1;
 		return 0;
 	}
 	if (ret != -ENOENT)
 		return ret;
-	ret = azb_shard_lookup(shard, view, chunk, &plan->old_phys);
+	ret = azb_shard_lookup_valid(shard, view, chunk, &plan->old_phys, &plan->old_valid);
 	if (!ret)
 		ret = azb_alloc_reserve(shard, &plan->phys);
+	plan->cur_valid = plan->valid = azb_shard_tracks_valid(shard) ? 0 : AZB_VALID_ALL;
 	plan->epoch = view->write_epoch;
 	return ret;
 }
 
 int azb_shard_resolve(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk,
-		      uint64_t *phys, int *in_place)
+		      uint64_t *phys, uint64_t *valid, int *in_place)
 {
 	uint64_t e;
 	int ret;
@@ -70,7 +72,7 @@ int azb_shard_resolve(struct azb_shard *shard, const struct azb_view *view, uint
 	*in_place = 0;
 	if (view->write_ns && view->nr_links && view->links[0].ns == view->write_ns &&
 	    chunk < azb_view_chunks(view, shard->s.chunk_size)) {
-		ret = own_entry_in_place(shard, view, chunk, &e, phys);
+		ret = own_entry_in_place(shard, view, chunk, &e, phys, valid);
 		if (!ret) {
 			*in_place = 1;
 			return 0;
@@ -78,7 +80,7 @@ int azb_shard_resolve(struct azb_shard *shard, const struct azb_view *view, uint
 		if (ret != -ENOENT)
 			return ret;
 	}
-	return azb_shard_lookup(shard, view, chunk, phys);
+	return azb_shard_lookup_valid(shard, view, chunk, phys, valid);
 }
 
 /* Add the entry to the batch: a new one, or replacing a tombstone or (and
@@ -86,7 +88,8 @@ int azb_shard_resolve(struct azb_shard *shard, const struct azb_view *view, uint
 static int batch_put_entry(struct azb_shard *sh, rocksdb_writebatch_t *b,
 			   const struct azb_write_plan *plan)
 {
-	char k[AZB_MAP_KEY_LEN], v[9];
+	char k[AZB_MAP_KEY_LEN], v[AZB_MAP_VALUE_MAX];
+	size_t vlen;
 	int was_empty = azb_shard_ns_empty(sh, plan->ns, plan->chunk);
 	uint64_t e, old;
 	int ret = azb_map_find(sh, plan->ns, plan->chunk, plan->epoch, &e, &old);
@@ -106,9 +109,10 @@ static int batch_put_entry(struct azb_shard *sh, rocksdb_writebatch_t *b,
 	if (ret)
 		return ret;
 	azb_map_key_encode(k, plan->ns, plan->chunk, plan->epoch);
-	azb_phys_value_encode(v, plan->phys);
-	rocksdb_writebatch_put(b, k, sizeof(k), v, sizeof(v));
-	azb_map_note_put(sh, plan->ns, plan->chunk, plan->epoch, plan->phys, was_empty);
+	vlen = azb_map_value_encode(v, plan->phys, plan->valid);
+	rocksdb_writebatch_put(b, k, sizeof(k), v, vlen);
+	azb_map_note_put(sh, plan->ns, plan->chunk, plan->epoch, plan->phys, plan->valid,
+			 was_empty);
 	return 0;
 }
 
@@ -119,7 +123,9 @@ int azb_shard_commit_writes(struct azb_shard *shard, const struct azb_write_plan
 	int ret = azb_shard_writable(shard);
 
 	for (i = 0; !ret && i < n; i++)
-		if (!plans[i].in_place && !azb_alloc_is_inflight(shard, plans[i].phys)) {
+		if ((!plans[i].in_place && !azb_alloc_is_inflight(shard, plans[i].phys)) ||
+		    !azb_valid_ok(shard, plans[i].valid) ||
+		    (plans[i].valid != AZB_VALID_ALL && !azb_shard_tracks_valid(shard))) {
 			azb_seterr(shard->err, sizeof(shard->err), "%s: chunk %llu was not planned",
 				   shard->what, (unsigned long long)plans[i].phys);
 			ret = -EINVAL;
@@ -128,10 +134,10 @@ int azb_shard_commit_writes(struct azb_shard *shard, const struct azb_write_plan
 		return ret;
 	b = rocksdb_writebatch_create();
 	for (i = 0; !ret && i < n; i++) {
-		if (plans[i].in_place)
+		if (plans[i].in_place && plans[i].valid == plans[i].cur_valid)
 			continue;
 		ret = batch_put_entry(shard, b, &plans[i]);
-		if (!ret)
+		if (!ret && !plans[i].in_place)
 			azb_alloc_commit(shard, b, plans[i].phys);
 	}
 	if (!ret) {

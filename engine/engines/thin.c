@@ -351,6 +351,7 @@ out_free:
 	free(tq->wait_ios);
 	free(tq->wait_plans);
 	free(tq->chunk_buf);
+	free(tq->zero_buf);
 	free(tq);
 	return ret;
 }
@@ -373,6 +374,7 @@ static void thin_close_queue(void *queue)
 	free(tq->wait_ios);
 	free(tq->wait_plans);
 	free(tq->chunk_buf);
+	free(tq->zero_buf);
 	free(tq);
 }
 

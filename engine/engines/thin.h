@@ -72,6 +72,7 @@ struct thin_queue {
 	uint64_t redirected; /* requests handed to their chunk's owner */
 	uint64_t foreign;    /* requests of other shards served here */
 	uint8_t *chunk_buf;  /* one chunk, for copy-on-write of a partial write */
+	uint8_t *zero_buf;   /* zeros, one sub-block (azb_valid_unit), made when first needed */
 	/*
 	 * New chunks' mappings wait here for the batch's end, to be committed
 	 * in one RocksDB write; copies (copy-on-write) also until their data is

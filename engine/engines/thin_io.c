@@ -199,17 +199,73 @@ static int thin_meta_error(struct thin_queue *tq, int ret)
 	return -EIO;
 }
 
+/* Zeros over the part of buf (bytes [within, within + len) of a chunk) that
+ * lies in sub-blocks holding no data. */
+static void thin_zero_invalid(const struct thin_queue *tq, uint8_t *buf, uint32_t within,
+			      uint32_t len, uint64_t valid)
+{
+	uint32_t unit, pos, end;
+
+	if (valid == AZB_VALID_ALL)
+		return;
+	unit = azb_valid_unit(tq->shard);
+	for (pos = within; pos < within + len; pos = end) {
+		end = (pos / unit + 1) * unit;
+		if (end > within + len)
+			end = within + len;
+		if (!(valid & (1ULL << (pos / unit))))
+			memset(buf + (pos - within), 0, end - pos);
+	}
+}
+
+/* Zeros into the parts of the first and last sub-blocks that a write of
+ * [within, within + len) touches but leaves out, where they held no data. */
+static int thin_fill_edges(struct thin_queue *tq, uint64_t phys, uint32_t within, uint32_t len,
+			   uint64_t valid)
+{
+	uint32_t unit = azb_valid_unit(tq->shard), end = within + len;
+	uint32_t head = within % unit, tail = end % unit;
+	uint64_t base = thin_phys_offset(tq, phys, 0);
+	int ret = 0;
+
+	if (valid == AZB_VALID_ALL || (!head && !tail))
+		return 0;
+	if (!tq->zero_buf) {
+		if (posix_memalign((void **)&tq->zero_buf, 4096, unit))
+			return -ENOMEM;
+		memset(tq->zero_buf, 0, unit);
+	}
+	if (head && !(valid & (1ULL << (within / unit))))
+		ret = thin_pwrite_all(tq, tq->zero_buf, head, base + within - head);
+	if (!ret && tail && !(valid & (1ULL << (end / unit))))
+		ret = thin_pwrite_all(tq, tq->zero_buf, unit - tail, base + end);
+	return ret;
+}
+
+/* Note what the owner learned for the other workers and the module: a chunk
+ * whose sub-blocks do not all hold data is not published (they read it
+ * whole), and goes on reaching its owner. */
+static void thin_pub_learned(struct thin_queue *tq, uint64_t chunk, uint64_t phys, uint64_t valid,
+			     bool in_place)
+{
+	if (valid == AZB_VALID_ALL)
+		thin_pub_note(tq, chunk, phys, in_place);
+	else
+		thin_pub_forget(tq, chunk);
+}
+
 /*
  * Where a piece's data is: from the published map, or (own shard) from the
  * metadata, noting it for publication. *owner is set instead when only the
  * chunk's owner, another worker, can tell.
  */
 static int thin_find_piece(struct thin_queue *tq, const struct thin_piece *p, uint32_t shard,
-			   uint64_t *phys, int *owner)
+			   uint64_t *phys, uint64_t *valid, int *owner)
 {
 	struct azb_pub_entry e = thin_pub_lookup(tq, p->chunk);
 	int in_place, ret;
 
+	*valid = AZB_VALID_ALL;
 	if (e.kind == AZB_PUB_ZERO || e.kind == AZB_PUB_SHARED || e.kind == AZB_PUB_OWNED) {
 		*phys = e.kind == AZB_PUB_ZERO ? AZB_PHYS_NONE : e.phys;
 		return 0;
@@ -218,26 +274,29 @@ static int thin_find_piece(struct thin_queue *tq, const struct thin_piece *p, ui
 		*owner = (int)shard;
 		return 0;
 	}
-	ret = azb_shard_resolve(tq->shard, &tq->engine->view, p->chunk, phys, &in_place);
+	ret = azb_shard_resolve(tq->shard, &tq->engine->view, p->chunk, phys, valid, &in_place);
 	if (ret)
 		return thin_meta_error(tq, ret);
-	thin_pub_note(tq, p->chunk, *phys, in_place);
+	thin_pub_learned(tq, p->chunk, *phys, *valid, in_place);
 	return 0;
 }
 
 static int thin_read_piece(struct thin_queue *tq, const struct thin_piece *p, int *owner)
 {
 	uint32_t shard = thin_shard_of(tq, p->chunk);
-	uint64_t phys = AZB_PHYS_NONE;
-	int ret = thin_find_piece(tq, p, shard, &phys, owner);
+	uint64_t phys = AZB_PHYS_NONE, valid;
+	int ret = thin_find_piece(tq, p, shard, &phys, &valid, owner);
 
 	if (ret || *owner >= 0)
 		return ret;
-	if (phys == AZB_PHYS_NONE) {
+	if (phys == AZB_PHYS_NONE || !valid) {
 		memset(p->buf, 0, p->len);
 		return 0;
 	}
-	return thin_pread_at(tq, shard, p->buf, p->len, thin_phys_offset(tq, phys, p->within));
+	ret = thin_pread_at(tq, shard, p->buf, p->len, thin_phys_offset(tq, phys, p->within));
+	if (!ret)
+		thin_zero_invalid(tq, p->buf, p->within, p->len, valid);
+	return ret;
 }
 
 /* Hand a request to the worker that owns its chunk. */
@@ -267,32 +326,58 @@ void thin_read(void *queue, struct azbuse_io *io)
 }
 
 /*
- * Put a piece into a chunk that is not yet this volume's (plan.phys is a
- * fresh hole): all of it, or the old chunk's content with the piece (or
- * zeros, data == NULL) laid over it.
+ * Write a piece into the own chunk at phys whose valid sub-blocks are
+ * plan->valid, and make the sub-blocks it touches valid: the parts of them
+ * the piece leaves out that held no data get zeros first.
  */
-static int thin_fill_new_chunk(struct thin_queue *tq, const struct azb_write_plan *plan,
+static int thin_write_sub_blocks(struct thin_queue *tq, struct azb_write_plan *plan,
+				 const struct thin_piece *p, const uint8_t *data)
+{
+	int ret = thin_fill_edges(tq, plan->phys, p->within, p->len, plan->valid);
+
+	if (!ret)
+		ret = thin_pwrite_all(tq, data, p->len,
+				      thin_phys_offset(tq, plan->phys, p->within));
+	if (!ret)
+		plan->valid = azb_valid_add(tq->shard, plan->valid, p->within, p->len);
+	return ret;
+}
+
+/*
+ * Put a piece into a chunk that is not yet this volume's (plan.phys: a
+ * fresh hole, or on a data device a chunk with no valid sub-block): all of
+ * it, or the old chunk's content with the piece (or zeros, data == NULL)
+ * laid over it. Sets plan->valid.
+ */
+static int thin_fill_new_chunk(struct thin_queue *tq, struct azb_write_plan *plan,
 			       const struct thin_piece *p, const uint8_t *data)
 {
 	uint64_t base = thin_phys_offset(tq, plan->phys, 0);
 	int ret;
 
-	if (p->len == tq->chunk_size && data)
-		return thin_pwrite_all(tq, data, p->len, base);
 	if (plan->old_phys == AZB_PHYS_NONE) {
 		/* the rest of the fresh chunk already reads as zeros */
 		if (data)
-			return thin_pwrite_all(tq, data, p->len, base + p->within);
-		/* zeros that stay allocated (NOUNMAP) */
+			return thin_write_sub_blocks(tq, plan, p, data);
+		if (plan->valid != AZB_VALID_ALL)
+			return 0; /* zeros that stay allocated (NOUNMAP): what it reads already */
 		return fallocate(tq->data_fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
 				 (off_t)(base + p->within), (off_t)p->len)
 			       ? -errno
 			       : 0;
 	}
-	ret = thin_pread_all(tq, tq->chunk_buf, tq->chunk_size,
-			     thin_phys_offset(tq, plan->old_phys, 0));
-	if (ret)
-		return ret;
+	plan->valid = AZB_VALID_ALL;
+	if (p->len == tq->chunk_size && data)
+		return thin_pwrite_all(tq, data, p->len, base);
+	if (!plan->old_valid) {
+		memset(tq->chunk_buf, 0, tq->chunk_size);
+	} else {
+		ret = thin_pread_all(tq, tq->chunk_buf, tq->chunk_size,
+				     thin_phys_offset(tq, plan->old_phys, 0));
+		if (ret)
+			return ret;
+		thin_zero_invalid(tq, tq->chunk_buf, 0, (uint32_t)tq->chunk_size, plan->old_valid);
+	}
 	if (data)
 		memcpy(tq->chunk_buf + p->within, data, p->len);
 	else
@@ -343,7 +428,8 @@ int thin_commit_waiting(struct thin_queue *tq)
 		if (err)
 			ret = thin_meta_error(tq, err);
 		for (i = 0; !err && i < tq->nr_wait_plans; i++)
-			thin_pub_note(tq, tq->wait_plans[i].chunk, tq->wait_plans[i].phys, true);
+			thin_pub_learned(tq, tq->wait_plans[i].chunk, tq->wait_plans[i].phys,
+					 tq->wait_plans[i].valid, true);
 	}
 	tq->nr_wait_plans = tq->nr_wait_copies = 0;
 	for (i = 0; i < tq->nr_wait_ios; i++)
@@ -399,7 +485,8 @@ static int thin_record_new_chunk(struct thin_queue *tq, const struct azb_write_p
 			return ret;
 	}
 	tq->wait_plans[tq->nr_wait_plans++] = *plan;
-	if (plan->old_phys != AZB_PHYS_NONE)
+	/* a copy, or data a data device's chunk did not hold before */
+	if (plan->old_phys != AZB_PHYS_NONE || (plan->valid && azb_shard_tracks_valid(tq->shard)))
 		tq->nr_wait_copies++;
 	*deferred = true;
 	return 0;
@@ -419,6 +506,18 @@ static int thin_write_piece(struct thin_queue *tq, const struct thin_piece *p, c
 	ret = azb_shard_plan_write(tq->shard, &tq->engine->view, p->chunk, &plan);
 	if (ret)
 		return thin_meta_error(tq, ret);
+	if (plan.in_place && plan.valid != AZB_VALID_ALL) {
+		if (!data) /* (zeros where no data was are what it reads already) */
+			return fallocate(tq->data_fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+					 (off_t)thin_phys_offset(tq, plan.phys, p->within),
+					 (off_t)p->len)
+				       ? -errno
+				       : 0;
+		ret = thin_write_sub_blocks(tq, &plan, p, data);
+		if (ret || plan.valid == plan.cur_valid)
+			return ret;
+		return thin_record_new_chunk(tq, &plan, deferred);
+	}
 	if (plan.in_place) {
 		thin_pub_note(tq, p->chunk, plan.phys, true);
 		if (data)

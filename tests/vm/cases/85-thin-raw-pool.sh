@@ -5,8 +5,10 @@
 # and a device that already holds a pool's data. The module serves reads
 # and overwrites by remapping each bio onto the device (counted as DIRECT).
 # A new chunk never shows the device's old bytes (the device is filled
-# with 0xff before init; first partial writes and writes after a discard
-# read zeros around them). fio verify passes across live snapshots; a chunk
+# with 0xff before init, and nothing zeroes it: a chunk's mapping says which
+# 4 KiB sub-blocks hold data): first partial writes (of 512 bytes too),
+# writes after a discard, sub-blocks gained later and copies of partly
+# written chunks read zeros around their data. fio verify passes across live snapshots; a chunk
 # freed by a discard is never handed out while a remapped write through its
 # old mapping is in flight; a worker SIGKILL under fio verify loses
 # nothing; the data survives the device's removal and a new daemon; a pool
@@ -106,6 +108,41 @@ for mib in range(1, 240, 3):  # never written: all zeros
         sys.exit(f"never written MiB {mib} is not zeros")
 EOF
 log "ok   first writes and writes after a discard read zeros around them on a device full of 0xff"
+
+# Sub-blocks: a 512-byte (logical block) write into a new chunk, a 4 KiB one beside it (the
+# chunk gains a sub-block in place), a snapshot, then a copy-on-write of the
+# partly written chunk: each time, the chunk reads its data and zeros.
+cat >/tmp/raw-sub.py <<'EOF'
+import mmap, os, sys
+CHUNK = 64 << 10
+fd = os.open("/dev/azbuse1", os.O_RDWR | os.O_DIRECT)
+bases = [(3 * i + 2) << 20 for i in range(40)]  # MiBs the check above leaves alone
+lbs = int(open("/sys/block/azbuse1/queue/logical_block_size").read())
+writes = {"new": [(3 * 4096 + lbs, lbs, 0x11)], "grow": [(9 * 4096, 4096, 0x22)],
+          "cow": [(12 * 4096, 4096, 0x33)]}
+upto = ["new", "grow", "cow"][: ["new", "grow", "cow"].index(sys.argv[1]) + 1]
+for base in bases:
+    for off, n, byte in writes[sys.argv[1]]:
+        buf = mmap.mmap(-1, 4096)
+        buf.write(bytes([byte]) * n)
+        os.pwritev(fd, [memoryview(buf)[:n]], base + off)
+for base in bases:
+    want = bytearray(CHUNK)
+    for phase in upto:
+        for off, n, byte in writes[phase]:
+            want[off:off + n] = bytes([byte]) * n
+    got = mmap.mmap(-1, CHUNK)
+    os.preadv(fd, [got], base)
+    if got[:] != bytes(want):
+        bad = next(i for i in range(CHUNK) if got[i] != want[i])
+        sys.exit(f"{sys.argv[1]}: chunk at {base} byte {bad} reads {got[bad]:#x}, not {want[bad]:#x}")
+EOF
+python3 /tmp/raw-sub.py new || die "a 512-byte first write did not read zeros around it"
+python3 /tmp/raw-sub.py grow || die "a chunk that gained a sub-block read wrong"
+athin snapshot vol1 psnap >/dev/null || die "snapshot psnap failed"
+python3 /tmp/raw-sub.py cow || die "a copy-on-write of a partly written chunk read wrong"
+athin delete psnap >/dev/null || die "deleting psnap failed"
+log "ok   512-byte first writes, sub-blocks gained in place and copies of partly written chunks read zeros around their data"
 
 # --- served by the module, remapped onto the device --------------------------------
 run_fio --name=fill --filename=/dev/azbuse1 --rw=write --bs=1M --size=128M --direct=1 \
