@@ -542,6 +542,88 @@ static void test_write_in_place_or_new(void **state)
 	assert_clean(f);
 }
 
+/*
+ * Valid masks (a data device's chunks are not zeroed): a new chunk starts
+ * with no valid sub-block, gains those written, in place, and is whole
+ * (AZB_VALID_ALL) once all are; the mask survives the map cache and a
+ * snapshot's copy-on-write sees it as the old chunk's. (A file-backed shard
+ * stands in for a data device: only the flag differs.)
+ */
+static void test_valid_masks(void **state)
+{
+	struct fixture *f = *state;
+	struct azb_pool_settings s;
+	struct azb_write_plan plan;
+	struct azb_shard *sh;
+	struct azb_view v;
+	uint64_t phys, valid;
+
+	settings_small(&s, 1, 0);
+	s.chunk_size = s.stripe_size = 64 << 10;
+	assert_int_equal(azb_pool_init(f->dir, &s, f->err, sizeof(f->err)), 0);
+	open_all(f);
+	sh = f->sh[0];
+	assert_int_equal(azb_valid_unit(sh), 4096);
+	assert_int_equal(azb_valid_add(sh, 0, 0, 4096), 1);
+	assert_int_equal(azb_valid_add(sh, 1, 4095, 2), 3);
+	assert_int_equal(azb_valid_add(sh, 0xfffe, 0, 512), AZB_VALID_ALL);
+	assert_int_equal(azb_valid_add(sh, 0, 0, 64 << 10), AZB_VALID_ALL);
+	assert_true(azb_valid_covers(sh, 6, 4096, 8192));
+	assert_false(azb_valid_covers(sh, 6, 0, 8192));
+	assert_false(azb_valid_ok(sh, 0x10000));
+	assert_false(azb_valid_ok(sh, 0xffff));
+	assert_true(azb_valid_ok(sh, 0x8001));
+
+	assert_int_equal(azb_pool_create_volume(f->pool, "v", 1 << 20, f->err, sizeof(f->err)), 0);
+	view_of(f, "v", &v);
+	/* a file's new chunk is a hole: whole; a partial mask is refused there */
+	assert_int_equal(azb_shard_plan_write(sh, &v, 0, &plan), 0);
+	assert_int_equal(plan.valid, AZB_VALID_ALL);
+	plan.valid = 4;
+	assert_int_equal(azb_shard_commit_write(sh, &plan), -EINVAL);
+	assert_int_equal(azb_shard_abort_write(sh, &plan), 0);
+
+	sh->raw = 1;
+	sh->dd.end_chunk = UINT64_MAX;
+	assert_int_equal(azb_shard_plan_write(sh, &v, 0, &plan), 0);
+	assert_false(plan.in_place);
+	assert_int_equal(plan.cur_valid, 0);
+	plan.valid = azb_valid_add(sh, plan.cur_valid, 8192, 4096);
+	assert_int_equal(azb_shard_commit_write(sh, &plan), 0);
+	phys = plan.phys;
+	assert_int_equal(azb_shard_lookup_valid(sh, &v, 0, &plan.phys, &valid), 0);
+	assert_int_equal(plan.phys, phys);
+	assert_int_equal(valid, 4);
+
+	assert_int_equal(azb_shard_plan_write(sh, &v, 0, &plan), 0);
+	assert_true(plan.in_place);
+	assert_int_equal(plan.cur_valid, 4);
+	plan.valid = azb_valid_add(sh, plan.cur_valid, 0, 512);
+	assert_int_equal(azb_shard_commit_write(sh, &plan), 0);
+	azb_map_cache_clear(sh); /* from the DB again */
+	assert_int_equal(azb_shard_lookup_valid(sh, &v, 0, &phys, &valid), 0);
+	assert_int_equal(valid, 5);
+	azb_view_free(&v);
+
+	snapshot(f, "v", "s");
+	view_of(f, "v", &v);
+	assert_int_equal(azb_shard_plan_write(sh, &v, 0, &plan), 0);
+	assert_false(plan.in_place);
+	assert_int_equal(plan.old_phys, phys);
+	assert_int_equal(plan.old_valid, 5);
+	plan.valid = AZB_VALID_ALL; /* a copy is whole */
+	assert_int_equal(azb_shard_commit_write(sh, &plan), 0);
+	assert_int_equal(azb_shard_lookup_valid(sh, &v, 0, &phys, &valid), 0);
+	assert_int_equal(phys, plan.phys);
+	assert_int_equal(valid, AZB_VALID_ALL);
+	azb_view_free(&v);
+	view_of(f, "s", &v);
+	assert_int_equal(azb_shard_lookup_valid(sh, &v, 0, &phys, &valid), 0);
+	assert_int_equal(phys, plan.old_phys);
+	assert_int_equal(valid, 5);
+	azb_view_free(&v);
+}
+
 static void test_abort_and_out_of_order_commit(void **state)
 {
 	struct fixture *f = *state;
@@ -1948,6 +2030,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_clone_falls_back_then_diverges, setup1,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_write_in_place_or_new, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_valid_masks, setup_empty, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_and_out_of_order_commit, setup1,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_quota_enospc_keeps_mappings, setup_quota,
