@@ -44,7 +44,7 @@
 #               unbounded amount of RAM on dm-thin, which zeroes 64 KiB per new
 #               chunk). dm-thin with its default block zeroing, and again with
 #               skip_block_zeroing (azbuse's fresh chunks read zeros: file
-#               holes, or a data device zeroed ahead 4 MiB at a time).
+#               holes, or a data device's chunk with no valid sub-block).
 #   fill        time to write the REGION volume sequentially once (fio bs=1M,
 #               iodepth 32, one job, end_fsync=1, wall clock).
 #   overwrite   time-based 4k randwrite over the filled volume.
