@@ -15,7 +15,10 @@
  * chunk (unmapped, or shared with a snapshot or a clone's origin) gets a
  * fresh physical chunk, which is a hole in the data file and so reads as
  * zeros: a partial write to an unmapped chunk writes only its bytes, a
- * partial write to a shared chunk copies the old chunk first. The mapping
+ * partial write to a shared chunk copies the old chunk first. On a data
+ * device a fresh chunk is not zeroed: its mapping says which sub-blocks
+ * hold data (metadata/meta.h, AZB_VALID_ALL), reads zero the rest, and such a
+ * chunk is only served by its owner until all of it is written. The mapping
  * is committed (RocksDB, not synced) after the data is written; the
  * batch's commits reach the WAL file in one write at its end, before any of
  * its requests is acknowledged (thin_batch_end).
@@ -25,7 +28,9 @@
  * its mapping. A write not covered by one may, after a power loss, read as
  * zeros or half written (RocksDB may persist its mapping first), never as
  * another volume's data: metadata/ punches chunks before reusing them and
- * cuts the data file back to its high water on open.
+ * cuts the data file back to its high water on open; on a data device, the
+ * data that makes a sub-block valid is synced before the mapping that says
+ * so is committed (thin_commit_waiting).
  */
 #include <errno.h>
 #include <fcntl.h>
