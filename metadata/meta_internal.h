@@ -360,6 +360,10 @@ int azb_datadev_cover(struct azb_shard *sh, uint64_t chunks);
 int azb_shard_ns_empty(const struct azb_shard *sh, uint64_t ns, uint64_t chunk);
 /* Add `delta` (+1: an entry for `chunk`, -1) to ns's entry count, in memory
  * and in the batch. */
+/* The same in memory only; azb_shard_ns_count_put adds ns's count to a batch
+ * (a batch of many entries of one ns writes it once). */
+int azb_shard_ns_count_change(struct azb_shard *sh, uint64_t ns, uint64_t chunk, int64_t delta);
+void azb_shard_ns_count_put(struct azb_shard *sh, rocksdb_writebatch_t *b, uint64_t ns);
 int azb_shard_ns_count_add(struct azb_shard *sh, rocksdb_writebatch_t *b, uint64_t ns,
 			   uint64_t chunk, int64_t delta);
 void azb_batch_put_ns_count(rocksdb_writebatch_t *b, uint64_t ns, uint64_t count);

@@ -516,6 +516,23 @@ int azb_shard_ns_empty(const struct azb_shard *sh, uint64_t ns, uint64_t chunk)
 int azb_shard_ns_count_add(struct azb_shard *sh, rocksdb_writebatch_t *b, uint64_t ns,
 			   uint64_t chunk, int64_t delta)
 {
+	int ret = azb_shard_ns_count_change(sh, ns, chunk, delta);
+
+	if (!ret)
+		azb_shard_ns_count_put(sh, b, ns);
+	return ret;
+}
+
+void azb_shard_ns_count_put(struct azb_shard *sh, rocksdb_writebatch_t *b, uint64_t ns)
+{
+	uint32_t pos;
+	const struct azb_ns_count *c = nsc_find(sh, ns, &pos);
+
+	azb_batch_put_ns_count(b, ns, c ? c->count : 0);
+}
+
+int azb_shard_ns_count_change(struct azb_shard *sh, uint64_t ns, uint64_t chunk, int64_t delta)
+{
 	uint32_t pos;
 	struct azb_ns_count *c = nsc_find(sh, ns, &pos);
 	uint64_t count;
@@ -537,7 +554,6 @@ int azb_shard_ns_count_add(struct azb_shard *sh, rocksdb_writebatch_t *b, uint64
 	if (!count)
 		c->top = 0;
 	c->count = count;
-	azb_batch_put_ns_count(b, ns, count);
 	return 0;
 }
 

@@ -84,9 +84,10 @@ int azb_shard_resolve(struct azb_shard *shard, const struct azb_view *view, uint
 }
 
 /* Add the entry to the batch: a new one, or replacing a tombstone or (and
- * freeing) a stale entry of the same epoch. */
+ * freeing) a stale entry of the same epoch. *counted: the entry count of
+ * plan->ns changed (in memory; the caller puts it in the batch). */
 static int batch_put_entry(struct azb_shard *sh, rocksdb_writebatch_t *b,
-			   const struct azb_write_plan *plan)
+			   const struct azb_write_plan *plan, int *counted)
 {
 	char k[AZB_MAP_KEY_LEN], v[AZB_MAP_VALUE_MAX];
 	size_t vlen;
@@ -102,9 +103,11 @@ static int batch_put_entry(struct azb_shard *sh, rocksdb_writebatch_t *b,
 			ret = azb_alloc_free_unsynced(sh, b, old);
 		}
 	} else if (!ret || ret == -ENOENT) {
-		ret = azb_shard_ns_count_add(sh, b, plan->ns, plan->chunk, 1);
-		if (!ret)
+		ret = azb_shard_ns_count_change(sh, plan->ns, plan->chunk, 1);
+		if (!ret) {
 			sh->entries++;
+			*counted = 1;
+		}
 	}
 	if (ret)
 		return ret;
@@ -119,6 +122,7 @@ static int batch_put_entry(struct azb_shard *sh, rocksdb_writebatch_t *b,
 int azb_shard_commit_writes(struct azb_shard *shard, const struct azb_write_plan *plans, uint32_t n)
 {
 	rocksdb_writebatch_t *b;
+	uint64_t counted_ns = 0; /* an ns whose count the batch does not hold yet */
 	uint32_t i;
 	int ret = azb_shard_writable(shard);
 
@@ -134,12 +138,21 @@ int azb_shard_commit_writes(struct azb_shard *shard, const struct azb_write_plan
 		return ret;
 	b = rocksdb_writebatch_create();
 	for (i = 0; !ret && i < n; i++) {
+		int counted = 0;
+
 		if (plans[i].in_place && plans[i].valid == plans[i].cur_valid)
 			continue;
-		ret = batch_put_entry(shard, b, &plans[i]);
+		ret = batch_put_entry(shard, b, &plans[i], &counted);
 		if (!ret && !plans[i].in_place)
 			azb_alloc_commit(shard, b, plans[i].phys);
+		if (counted && counted_ns != plans[i].ns) {
+			if (counted_ns)
+				azb_shard_ns_count_put(shard, b, counted_ns);
+			counted_ns = plans[i].ns;
+		}
 	}
+	if (!ret && counted_ns)
+		azb_shard_ns_count_put(shard, b, counted_ns);
 	if (!ret) {
 		azb_batch_put_alloc_counters(shard, b);
 		ret = azb_shard_write(shard, b);
