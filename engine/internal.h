@@ -42,6 +42,11 @@ struct azbuse_queue {
 	_Atomic(struct azbuse_io *) remote_done; /* completions from other threads */
 	atomic_int sleeping;
 
+	/* azbuse_queue_watch: the engine's own fd, waited for beside the ring */
+	int watch_fd;				     /* -1: none, the loop sleeps in COMMIT */
+	unsigned (*watch_ready)(void *engine_queue); /* returns the engine's I/Os in flight */
+	unsigned watch_inflight;
+
 	/* COMMIT: the ioctl, or a model of the kernel in unit tests */
 	int (*commit)(struct azbuse_queue *q, unsigned long timeout_ms);
 	void (*kick)(struct azbuse_queue *q);

@@ -3,11 +3,14 @@
  * the queue's CPUs and NUMA node. It takes requests from the mmaped
  * submission ring, hands them to the engine, posts completions to the
  * completion ring, and makes one COMMIT syscall per batch, which also
- * sleeps when there is nothing to do.
+ * sleeps when there is nothing to do. An engine with I/O of its own in
+ * flight (azbuse_queue_watch) has the worker wait in poll(2) for new
+ * requests and for its completions at once instead.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <numa.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,6 +199,47 @@ static bool azb_local_work(struct azbuse_queue *q)
 	       atomic_load_explicit(&q->remote_done, memory_order_relaxed);
 }
 
+/* What the engine's own I/O finished: completed on this thread. */
+static void azb_watch_ready(struct azbuse_queue *q)
+{
+	if (q->watch_ready)
+		q->watch_inflight = q->watch_ready(q->engine_queue);
+}
+
+static int azb_commit_result(struct azbuse_queue *q, int ret)
+{
+	q->cq_committed = q->cq_tail;
+	q->commits++;
+	if (ret == -ENODEV || (azb_load_acquire(&q->hdr->kflags) & AZBUSE_KF_DEAD))
+		return 1;
+	if (ret == -EINTR)
+		return 0;
+	return ret;
+}
+
+/*
+ * The rest of a turn of a worker whose engine has I/O in flight on the fd it
+ * watches: COMMIT without sleeping, then, with nothing to do, sleep in
+ * poll(2) until a request comes
+ * (the module wakes the ring's poll as it would a sleeping COMMIT), the
+ * engine's fd is readable, or another thread hands over a completion (KICK).
+ */
+static int azb_turn_watched(struct azbuse_queue *q)
+{
+	struct pollfd fds[2] = { { .fd = q->fd, .events = POLLIN },
+				 { .fd = q->watch_fd, .events = POLLIN } };
+	int ret = azb_commit_result(q, q->commit(q, 0));
+
+	if (ret || azb_local_work(q))
+		return ret;
+	atomic_store(&q->sleeping, 1);
+	/* seq_cst as in azb_complete: a hand-over either is seen here or kicks */
+	if (!atomic_load(&q->remote_done) && poll(fds, 2, -1) < 0 && errno != EINTR)
+		ret = -errno;
+	atomic_store(&q->sleeping, 0);
+	return ret;
+}
+
 int azbuse_queue_turn(struct azbuse_queue *q)
 {
 	unsigned long timeout;
@@ -206,6 +250,7 @@ int azbuse_queue_turn(struct azbuse_queue *q)
 		azb_worker_control(q);
 	if (azbuse_queue_consume(q) && azb_has_batch_end(q->ops))
 		q->ops->batch_end(q->engine_queue);
+	azb_watch_ready(q);
 	azbuse_queue_drain_remote(q);
 
 	/* nothing to commit and more work already here: go on without a syscall */
@@ -214,6 +259,8 @@ int azbuse_queue_turn(struct azbuse_queue *q)
 
 	/* pairs with the kernel's load-acquire of cq_tail in azbuse_reap() */
 	azb_store_release(&q->hdr->cq_tail, q->cq_tail);
+	if (q->watch_inflight)
+		return azb_turn_watched(q);
 	atomic_store(&q->sleeping, 1);
 	/*
 	 * One syscall completes the batch and fetches new requests; it polls
@@ -224,13 +271,7 @@ int azbuse_queue_turn(struct azbuse_queue *q)
 	timeout = atomic_load(&q->remote_done) ? 0 : AZBUSE_WAIT_FOREVER;
 	ret = q->commit(q, timeout);
 	atomic_store(&q->sleeping, 0);
-	q->cq_committed = q->cq_tail;
-	q->commits++;
-	if (ret == -ENODEV || (azb_load_acquire(&q->hdr->kflags) & AZBUSE_KF_DEAD))
-		return 1;
-	if (ret == -EINTR)
-		return 0;
-	return ret;
+	return azb_commit_result(q, ret);
 }
 
 /* Before the engine closes or pauses: let requests it still holds finish (bounded). */
@@ -240,6 +281,7 @@ static void azb_wait_outstanding(struct azbuse_queue *q)
 	unsigned waited;
 
 	for (waited = 0; q->outstanding && waited < AZB_OUTSTANDING_WAIT_MS; waited++) {
+		azb_watch_ready(q);
 		azbuse_queue_drain_remote(q);
 		if (q->outstanding)
 			nanosleep(&ms, NULL);
@@ -301,6 +343,7 @@ int azbuse_queue_map(struct azbuse_queue *q, int fd, const struct azbuse_attach 
 	atomic_init(&q->sleeping, 0);
 	q->trace_fd = -1;
 	q->chan_fd = -1;
+	q->watch_fd = -1;
 	q->commit = azb_ioctl_commit;
 	q->kick = azb_ioctl_kick;
 	return 0;
@@ -403,6 +446,17 @@ int azbuse_set_backing(int fd)
 	if (!azb_current_queue)
 		return -EINVAL;
 	return ioctl(azb_current_queue->fd, AZBUSE_IOC_SET_BACKING, &b) < 0 ? -errno : 0;
+}
+
+int azbuse_queue_watch(int fd, unsigned (*ready)(void *queue))
+{
+	struct azbuse_queue *q = azb_current_queue;
+
+	if (!q || fd < 0 || !ready || q->watch_fd >= 0)
+		return -EINVAL;
+	q->watch_fd = fd;
+	q->watch_ready = ready;
+	return 0;
 }
 
 int azbuse_direct_map_sync(void)

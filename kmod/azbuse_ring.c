@@ -17,6 +17,7 @@
 #include <linux/llist.h>
 #include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/poll.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -1296,6 +1297,31 @@ static long azbuse_cdev_ioctl(struct file *file, unsigned int cmd, unsigned long
 	}
 }
 
+/*
+ * poll: readable when COMMIT has something to hand the attached worker (a
+ * pending request, or submissions it has not consumed) or it was kicked;
+ * hung up once the device is dead. A worker that also waits for its own
+ * I/O (an io_uring's completions) waits for both in one poll(2) and then
+ * calls COMMIT without a timeout. The kick is consumed here, as COMMIT's
+ * wait consumes it.
+ */
+static __poll_t azbuse_cdev_poll(struct file *file, poll_table *wait)
+{
+	struct azbuse_cfile *cf = file->private_data;
+	struct azbuse_ring *ring = azbuse_attached_ring(cf);
+
+	if (!ring)
+		return EPOLLERR;
+	poll_wait(file, &ring->wq, wait);
+	if (READ_ONCE(ring->dev->dead))
+		return EPOLLIN | EPOLLRDNORM | EPOLLHUP;
+	if (!llist_empty(&ring->pending) ||
+	    READ_ONCE(ring->hdr->sq_head) != READ_ONCE(ring->sq_tail) ||
+	    atomic_xchg(&ring->kicked, 0))
+		return EPOLLIN | EPOLLRDNORM;
+	return 0;
+}
+
 /* Map a vmalloc'ed area into the worker, page by page. */
 static int azbuse_map_vmalloc(struct vm_area_struct *vma, void *base, size_t len)
 {
@@ -1343,5 +1369,6 @@ const struct file_operations azbuse_cdev_fops = {
 	.unlocked_ioctl = azbuse_cdev_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
 	.mmap = azbuse_cdev_mmap,
+	.poll = azbuse_cdev_poll,
 	.llseek = noop_llseek,
 };

@@ -2,11 +2,13 @@
  * file.c - the file engine: passthrough to a file or block device
  * (--path PATH). Each worker keeps its queue's requests in flight through
  * io_uring: the worker prepares a submission per request and submits the
- * whole batch with one io_uring_enter at the end of the batch; a reaper
- * thread per queue waits for completions and hands them back with
- * azbuse_complete(). io_uring rather than a thread pool: one syscall per
- * batch instead of a thread wake-up per request, and the kernel's own
- * workers for buffered I/O that would block.
+ * whole batch with one io_uring_enter at the end of the batch. The worker
+ * loop itself waits for the io_uring's completions beside new requests
+ * (azbuse_queue_watch on the ring's fd) and the engine completes them on
+ * the worker's thread (file_ready): no reaper thread, no hand-over, and the
+ * completions go back to the module with the next COMMIT. io_uring rather
+ * than a thread pool: one syscall per batch instead of a thread wake-up per
+ * request, and the kernel's own workers for buffered I/O that would block.
  *
  * flush -> fdatasync; FUA -> a RWF_DSYNC write; discard -> punch a hole
  * (BLKDISCARD on a block device); write-zeroes -> zero the range keeping it
@@ -16,7 +18,6 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <liburing.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +42,7 @@ struct file_queue {
 	struct file_engine *engine;
 	int fd;
 	struct io_uring ring;
-	pthread_t reaper;
+	unsigned inflight; /* submissions prepared whose completion was not seen */
 	unsigned prepared; /* submissions prepared since the last io_uring_submit */
 };
 
@@ -150,28 +151,19 @@ static void file_teardown(void *engine)
 	free(f);
 }
 
-/* The reaper: hand each completion back; a NULL user_data means stop. */
-static void *file_reaper(void *arg)
+/* Complete every request whose io_uring completion is there (the worker
+ * loop calls it on its thread, without waiting); how many are still out. */
+static unsigned file_ready(void *queue)
 {
-	struct file_queue *q = arg;
+	struct file_queue *q = queue;
 	struct io_uring_cqe *cqe;
 
-	for (;;) {
-		int ret = io_uring_wait_cqe(&q->ring, &cqe);
-		struct azbuse_io *io;
-		int res;
+	while (!io_uring_peek_cqe(&q->ring, &cqe)) {
+		struct azbuse_io *io = io_uring_cqe_get_data(cqe);
+		int res = cqe->res;
 
-		if (ret == -EINTR)
-			continue;
-		if (ret < 0) {
-			fprintf(stderr, "engine file: io_uring_wait_cqe: %s\n", strerror(-ret));
-			return NULL;
-		}
-		io = io_uring_cqe_get_data(cqe);
-		res = cqe->res;
 		io_uring_cqe_seen(&q->ring, cqe);
-		if (!io)
-			return NULL;
+		q->inflight--;
 		if (res >= 0 && (io->op == AZBUSE_OP_READ || io->op == AZBUSE_OP_WRITE)) {
 			if ((uint32_t)res < io->len && io->op == AZBUSE_OP_READ)
 				memset((char *)io->buf + res, 0, io->len - res); /* past EOF */
@@ -180,6 +172,7 @@ static void *file_reaper(void *arg)
 		}
 		azbuse_complete(io, res < 0 ? res : 0);
 	}
+	return q->inflight;
 }
 
 static int file_open_queue(void *engine, const struct azbuse_queue_params *p, void **queue)
@@ -201,7 +194,7 @@ static int file_open_queue(void *engine, const struct azbuse_queue_params *p, vo
 	ret = io_uring_queue_init(p->nr_slots + 1, &q->ring, 0);
 	if (ret)
 		goto out_close;
-	ret = -pthread_create(&q->reaper, NULL, file_reaper, q);
+	ret = azbuse_queue_watch(q->ring.ring_fd, file_ready);
 	if (ret)
 		goto out_exit;
 	*queue = q;
@@ -228,6 +221,7 @@ static struct io_uring_sqe *file_sqe(struct file_queue *q, struct azbuse_io *io)
 	if (sqe) {
 		io_uring_sqe_set_data(sqe, io);
 		q->prepared++;
+		q->inflight++;
 	}
 	return sqe;
 }
@@ -245,19 +239,8 @@ static void file_batch_end(void *queue)
 static void file_close_queue(void *queue)
 {
 	struct file_queue *q = queue;
-	struct io_uring_sqe *sqe;
 
-	/* every request has completed (libazbuse waited); stop the reaper */
-	sqe = io_uring_get_sqe(&q->ring);
-	if (sqe) {
-		io_uring_prep_nop(sqe);
-		io_uring_sqe_set_data(sqe, NULL);
-		io_uring_submit(&q->ring);
-		pthread_join(q->reaper, NULL);
-	} else {
-		pthread_cancel(q->reaper);
-		pthread_join(q->reaper, NULL);
-	}
+	/* every request has completed (libazbuse waited, calling file_ready) */
 	if (fdatasync(q->fd))
 		fprintf(stderr, "engine file: fdatasync %s: %s\n", q->engine->path,
 			strerror(errno));

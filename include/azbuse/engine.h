@@ -259,6 +259,19 @@ int azbuse_set_backing(int fd);
  */
 int azbuse_direct_map_sync(void);
 
+/*
+ * From open_queue: an engine with I/O of its own in flight (an io_uring's
+ * reads and writes) hands the worker loop the fd that becomes readable when
+ * some of it ends (the io_uring's ring fd). The loop calls ready(queue) on
+ * the worker's own thread at every turn: there the engine completes what
+ * has ended (azbuse_complete there needs no hand-over to the worker, and no
+ * reaper thread is needed) and returns how much of its I/O is still in
+ * flight. While some is, the worker waits in one place, a poll(2), for new
+ * requests and for that fd; with none, it sleeps in COMMIT as usual (with
+ * its polling, --poll-us). One fd per queue. 0 or -errno.
+ */
+int azbuse_queue_watch(int fd, unsigned (*ready)(void *queue));
+
 /* The value of option key, or NULL. */
 const char *azbuse_config_option(const struct azbuse_engine_config *cfg, const char *key);
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # 70-file-engine: the file engine over a file on ext4: an ext4 filesystem on
 # the azbuse device survives umount, fsck and remount; fio verify passes with
-# one and two queues; discard gives the backing file's blocks back while
+# one and two queues; each worker is one thread (its loop waits for new
+# requests and its io_uring's completions in one poll), and a worker
+# SIGKILLed under fio verify loses nothing; discard gives the backing file's blocks back while
 # write-zeroes with NOUNMAP keeps them; what was written is in the backing
 # file after the device is removed.
 set -euo pipefail
@@ -55,6 +57,21 @@ run_fio --name=file-verify --filename="$dev" --direct=1 --ioengine=libaio --iode
 	--rw=randwrite --bssplit=4k/40:64k/30:1m/30 --size=128M --numjobs=2 \
 	--offset_increment=256M --verify=crc32c --do_verify=1 --verify_fatal=1 --group_reporting
 log "ok   fio verify, 2 jobs on 2 queues"
+for q in 0 1; do # (io_uring's own io-wq workers, iou-wrk-*, show up as its tasks)
+	pid=$(queue_counter 2 "$q" worker_pid)
+	others=$(for t in /proc/"$pid"/task/*; do [ "${t##*/}" = "$pid" ] || cat "$t/comm"; done |
+		awk '!/^iou-/ { n++ } END { print n + 0 }')
+	[ "$others" -eq 0 ] || die "the worker of queue $q has $others thread(s) of its own"
+done
+fio --name=file-kill --filename="$dev" --direct=1 --ioengine=libaio --iodepth=32 \
+	--rw=randwrite --bssplit=4k/50:64k/50 --size=96M --numjobs=2 --offset_increment=256M \
+	--cpus_allowed=0-1 --cpus_allowed_policy=split --verify=crc32c --do_verify=1 \
+	--verify_fatal=1 --eta=never --output=/tmp/file-kill.log &
+fio_pid=$!
+sleep 1
+ms=$(replace_worker 2 1)
+wait_fio "$fio_pid" /tmp/file-kill.log "with a worker killed"
+log "ok   one thread per worker; fio verify across a worker SIGKILL (new worker in $ms ms)"
 remove_device 2
 
 # --- discard and write-zeroes against the backing file's allocation ------------
