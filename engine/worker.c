@@ -232,6 +232,10 @@ static int azb_turn_watched(struct azbuse_queue *q)
 
 	if (ret || azb_local_work(q))
 		return ret;
+	/* what ended meanwhile goes back first; with nothing in flight, COMMIT sleeps */
+	azb_watch_ready(q);
+	if (q->cq_tail != q->cq_committed || !q->watch_inflight)
+		return 0;
 	atomic_store(&q->sleeping, 1);
 	/* seq_cst as in azb_complete: a hand-over either is seen here or kicks */
 	if (!atomic_load(&q->remote_done) && poll(fds, 2, -1) < 0 && errno != EINTR)
