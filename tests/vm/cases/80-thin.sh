@@ -13,30 +13,10 @@ source "$(dirname "$0")/lib.sh"
 require_cmd fio
 require_cmd python3
 
-thin="$AZBUSE_BUILD_DIR/tools/azbuse-thin"
-back=/mnt/thin-back
-pool=$back/pool
 fs=/mnt/thin-fs
-cleanup_thin() {
-	mountpoint -q "$fs" && umount "$fs"
-	cleanup_devices
-	mountpoint -q "$back" && umount "$back"
-	modprobe -r brd 2>/dev/null || true
-}
-trap cleanup_thin EXIT
-
-modprobe brd rd_nr=1 rd_size=$((1200 * 1024)) max_part=0
-wait_for 5 test -b /dev/ram0 || die "no /dev/ram0"
-mkfs.ext4 -q -F /dev/ram0
-mkdir -p "$back" "$fs"
-mount /dev/ram0 "$back"
-
-athin() { "$thin" --pool "$pool" "$@"; }
-serve() { # NAME: serve a volume or snapshot as /dev/azbuse1
-	azbusectl add 1 --engine=thin --pool "$pool" --volume "$1" >/dev/null ||
-		die "azbusectl add --engine=thin --volume $1 failed"
-	[ -b /dev/azbuse1 ] || die "/dev/azbuse1 missing after serving $1"
-}
+thin_case_cleanup() { if mountpoint -q "$fs"; then umount "$fs"; fi; }
+thin_pool_setup thin 1200
+mkdir -p "$fs"
 pool_used() { athin --json usage | python3 -c 'import json,sys; print(json.load(sys.stdin)["used_bytes"])'; }
 backing_kib() { du -k -c "$pool"/shard-*/data | tail -1 | cut -f1; }
 

@@ -17,56 +17,25 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 require_cmd python3
 
-thin="$AZBUSE_BUILD_DIR/tools/azbuse-thin"
-back=/mnt/thin-crash-back
-pool=$back/pool
 fs=/mnt/thin-crash-fs
 wlog=/tmp/thin-crash-writes.log
 stop=/tmp/thin-crash-stop
 writer=
 
-cleanup_crash() {
-	local rc=$?
-	[ "$rc" = 0 ] || sup_log_keep
+thin_case_cleanup() { # RC
+	[ "$1" = 0 ] || sup_log_keep
 	[ -z "$writer" ] || kill -KILL "$writer" 2>/dev/null || true
-	mountpoint -q "$fs" && umount "$fs"
-	cleanup_devices
-	mountpoint -q "$back" && umount "$back"
-	modprobe -r brd 2>/dev/null || true
+	if mountpoint -q "$fs"; then umount "$fs"; fi
 }
-trap cleanup_crash EXIT
 
-athin() { "$thin" --pool "$pool" "$@"; }
-serve() { # NAME [OPTIONS...]
-	local name=$1
-	shift
-	azbusectl add 1 --engine=thin --pool "$pool" --volume "$name" "$@" >/dev/null ||
-		die "azbusectl add --engine=thin --volume $name failed"
-	[ -b /dev/azbuse1 ] || die "/dev/azbuse1 missing after serving $name"
-}
-worker_pids() { # the worker pid of every queue of device 1 (0: none)
-	azbusectl info 1 --json | grep -o '"worker_pid": [0-9]*' | awk '{ print $2 }'
-}
 writer_alive() {
 	kill -0 "$writer" 2>/dev/null || { cat /tmp/thin-crash-writer.err >&2; die "the writer ended early"; }
-}
-sup_log_keep() { # on failure: the supervisors' logs, here and where the host sees them
-	local f
-	for f in /run/azbuse/supervisor-*.log; do
-		[ -f "$f" ] || continue
-		echo "--- last lines of $f" >&2
-		tail -n 20 "$f" >&2
-		[ -z "${AZBUSE_VM_OUT:-}" ] || cp "$f" "$AZBUSE_VM_OUT/" || true
-	done
 }
 tlog() { log "[${SECONDS}s] $*"; }
 ms_since() { awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN { printf "%.0f", (e - s) * 1000 }'; }
 
-modprobe brd rd_nr=1 rd_size=$((512 * 1024)) max_part=0
-wait_for 5 test -b /dev/ram0 || die "no /dev/ram0"
-mkfs.ext4 -q -F /dev/ram0
-mkdir -p "$back" "$fs"
-mount /dev/ram0 "$back"
+thin_pool_setup thin-crash 512
+mkdir -p "$fs"
 
 athin init --chunk-size 64k --shards 2 >/dev/null || die "init failed"
 athin create vol1 --size 256M >/dev/null || die "create failed"

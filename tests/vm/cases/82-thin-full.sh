@@ -12,34 +12,10 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 require_cmd blkdiscard
 
-thin="$AZBUSE_BUILD_DIR/tools/azbuse-thin"
-back=/mnt/thin-full-back
-pool=$back/pool
 dev=/dev/azbuse1
 M=$((1 << 20))
 
-cleanup_full() {
-	local rc=$? f
-	if [ "$rc" != 0 ]; then # the supervisors' logs, here and for the host
-		for f in /run/azbuse/supervisor-*.log; do
-			[ -f "$f" ] || continue
-			echo "--- last lines of $f" >&2
-			tail -n 20 "$f" >&2
-			[ -z "${AZBUSE_VM_OUT:-}" ] || cp "$f" "$AZBUSE_VM_OUT/" || true
-		done
-	fi
-	cleanup_devices
-	mountpoint -q "$back" && umount "$back"
-	modprobe -r brd 2>/dev/null || true
-}
-trap cleanup_full EXIT
-
-athin() { "$thin" --pool "$pool" "$@"; }
-serve() {
-	azbusectl add 1 --engine=thin --pool "$pool" --volume "$1" >/dev/null ||
-		die "azbusectl add --engine=thin --volume $1 failed"
-	[ -b "$dev" ] || die "$dev missing after serving $1"
-}
+thin_case_cleanup() { [ "$1" = 0 ] || sup_log_keep; }
 usage_load() { # `azbuse-thin --json usage` into $usage
 	usage=$(athin --json usage) || die "azbuse-thin --json usage failed"
 }
@@ -59,11 +35,7 @@ check_clean() { # WHEN
 	}
 }
 
-modprobe brd rd_nr=1 rd_size=$((256 * 1024)) max_part=0
-wait_for 5 test -b /dev/ram0 || die "no /dev/ram0"
-mkfs.ext4 -q -F /dev/ram0
-mkdir -p "$back"
-mount /dev/ram0 "$back"
+thin_pool_setup thin-full 256
 
 athin init --chunk-size 64k --shards 2 --limit 64M >/dev/null || die "init --limit 64M failed"
 athin create vol1 --size 1G >/dev/null || die "create failed"

@@ -13,28 +13,12 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 require_cmd fio
 
-thin="$AZBUSE_BUILD_DIR/tools/azbuse-thin"
-back=/mnt/thin-restart-back
-pool=$back/pool
-cleanup_restart() {
-	cleanup_devices
-	mountpoint -q "$back" && umount "$back"
-	modprobe -r brd 2>/dev/null || true
-}
-trap cleanup_restart EXIT
-
-athin() { "$thin" --pool "$pool" "$@"; }
-worker_pids() { azbusectl info 1 --json | grep -o '"worker_pid": [0-9]*' | awk '{ print $2 }'; }
 rocksdb_threads() { cat /proc/"$1"/task/*/comm 2>/dev/null | grep -c '^rocksdb:' || true; }
 # watchdog kills in every supervisor log so far (earlier cases' too)
 watchdog_kills() { cat /run/azbuse/supervisor-*.log 2>/dev/null | grep -c 'killing it' || true; }
 kills_before=$(watchdog_kills)
 
-modprobe brd rd_nr=1 rd_size=$((1024 * 1024)) max_part=0
-wait_for 5 test -b /dev/ram0 || die "no /dev/ram0"
-mkfs.ext4 -q -F /dev/ram0
-mkdir -p "$back"
-mount /dev/ram0 "$back"
+thin_pool_setup thin-restart 1024
 athin init --chunk-size 64k --shards 2 >/dev/null || die "init failed"
 athin create vol1 --size 8G >/dev/null || die "create failed"
 azbusectl add 1 --engine=thin --pool "$pool" --volume vol1 >/dev/null || die "serving vol1 failed"

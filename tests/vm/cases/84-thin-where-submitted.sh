@@ -17,31 +17,9 @@ require_cmd fio
 require_cmd python3
 require_cmd blkdiscard
 
-thin="$AZBUSE_BUILD_DIR/tools/azbuse-thin"
-back=/mnt/thin-where-back
-pool=$back/pool
 MIB=$((1024 * 1024))
-cleanup_where() {
-	echo 0 >/sys/module/azbuse/parameters/direct_write_delay_ms 2>/dev/null || true
-	cleanup_devices
-	mountpoint -q "$back" && umount "$back"
-	modprobe -r brd 2>/dev/null || true
-}
-trap cleanup_where EXIT
+thin_pool_setup thin-where 768
 
-modprobe brd rd_nr=1 rd_size=$((768 * 1024)) max_part=0
-wait_for 5 test -b /dev/ram0 || die "no /dev/ram0"
-mkfs.ext4 -q -F /dev/ram0
-mkdir -p "$back"
-mount /dev/ram0 "$back"
-
-athin() { "$thin" --pool "$pool" "$@"; }
-serve() { # VOLUME [ARGS...]
-	local vol=$1
-	shift
-	azbusectl add 1 --engine=thin --pool "$pool" --volume "$vol" "$@" >/dev/null ||
-		die "serving $vol failed"
-}
 # thin_status_sum FIELD: the sum over shards of a counter of "thin status"
 thin_status_sum() {
 	python3 - "$1" <<'EOF'
@@ -57,7 +35,6 @@ for line in s.makefile():
 print(total)
 EOF
 }
-queue_sum() { azbusectl info 1 --json | grep -o "\"$1\": [0-9]*" | awk '{ s += $2 } END { print s + 0 }'; }
 sum_redirected() { queue_sum redirected; }
 
 athin init --chunk-size 64k --shards 2 >/dev/null || die "init failed"

@@ -21,35 +21,12 @@ require_cmd fio
 require_cmd python3
 require_cmd blkdiscard
 
-thin="$AZBUSE_BUILD_DIR/tools/azbuse-thin"
-back=/mnt/thin-raw-back
-pool=$back/pool
 data=/dev/ram1
 MIB=$((1024 * 1024))
-cleanup_raw() {
-	echo 0 >/sys/module/azbuse/parameters/direct_write_delay_ms 2>/dev/null || true
-	cleanup_devices
-	mountpoint -q "$back" && umount "$back"
-	modprobe -r brd 2>/dev/null || true
-}
-trap cleanup_raw EXIT
-
-modprobe brd rd_nr=2 rd_size=$((512 * 1024)) max_part=0
-wait_for 5 test -b /dev/ram1 || die "no /dev/ram1"
-mkfs.ext4 -q -F /dev/ram0
-mkdir -p "$back"
-mount /dev/ram0 "$back"
+thin_pool_setup thin-raw 512 2
 # what was on the device before: never to be seen through a volume
 tr '\0' '\377' </dev/zero | dd of="$data" bs=1M count=512 iflag=fullblock status=none 2>/dev/null || true
 
-athin() { "$thin" --pool "$pool" "$@"; }
-serve() { # VOLUME [ARGS...]
-	local vol=$1
-	shift
-	azbusectl add 1 --engine=thin --pool "$pool" --volume "$vol" "$@" >/dev/null ||
-		die "serving $vol failed"
-}
-queue_sum() { azbusectl info 1 --json | grep -o "\"$1\": [0-9]*" | awk '{ s += $2 } END { print s + 0 }'; }
 # expect_fail PATTERN CMD...: CMD fails and says PATTERN
 expect_fail() {
 	local pattern=$1 out

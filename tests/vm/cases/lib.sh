@@ -267,3 +267,61 @@ EOF
 	kill "$stale_pid" 2>/dev/null || true
 	wait "$stale_pid" 2>/dev/null || true
 }
+
+# --- thin cases: a pool on an ext4 RAM disk ------------------------------------------
+# thin_pool_setup NAME MIB [RAM_DISKS]: RAM_DISKS (default 1) brd disks of MIB
+# MiB, ext4 on /dev/ram0 mounted at $back (/mnt/NAME-back); sets $thin (the
+# tool) and $pool ($back/pool, not made yet). The EXIT trap undoes it all
+# (thin_pool_cleanup), after the case's own thin_case_cleanup RC if it has one.
+thin_pool_setup() {
+	local last=$((${3:-1} - 1))
+	thin="$AZBUSE_BUILD_DIR/tools/azbuse-thin"
+	back=/mnt/$1-back
+	pool=$back/pool
+	trap thin_pool_cleanup EXIT
+	modprobe brd rd_nr="${3:-1}" rd_size=$(($2 * 1024)) max_part=0
+	wait_for 5 test -b /dev/ram$last || die "no /dev/ram$last"
+	mkfs.ext4 -q -F /dev/ram0
+	mkdir -p "$back"
+	mount /dev/ram0 "$back"
+}
+
+thin_pool_cleanup() {
+	local rc=$?
+	# (a failing step of the case's cleanup must not stop the rest)
+	if declare -F thin_case_cleanup >/dev/null && ! thin_case_cleanup "$rc"; then
+		echo "the case's own cleanup failed" >&2
+	fi
+	echo 0 >/sys/module/azbuse/parameters/direct_write_delay_ms 2>/dev/null || true
+	cleanup_devices
+	mountpoint -q "$back" && umount "$back"
+	modprobe -r brd 2>/dev/null || true
+}
+
+athin() { "$thin" --pool "$pool" "$@"; }
+
+# serve VOLUME [OPTIONS...]: serve a volume or snapshot of $pool as /dev/azbuse1.
+serve() {
+	local vol=$1
+	shift
+	azbusectl add 1 --engine=thin --pool "$pool" --volume "$vol" "$@" >/dev/null ||
+		die "azbusectl add --engine=thin --volume $vol failed"
+	[ -b /dev/azbuse1 ] || die "/dev/azbuse1 missing after serving $vol"
+}
+
+# queue_sum NAME: a counter of device 1 summed over its queues.
+queue_sum() { azbusectl info 1 --json | grep -o "\"$1\": [0-9]*" | awk '{ s += $2 } END { print s + 0 }'; }
+
+# worker_pids: the worker pid of every queue of device 1 (0: none).
+worker_pids() { azbusectl info 1 --json | grep -o '"worker_pid": [0-9]*' | awk '{ print $2 }'; }
+
+# sup_log_keep: the supervisors' last log lines, here and where the host sees them.
+sup_log_keep() {
+	local f
+	for f in /run/azbuse/supervisor-*.log; do
+		[ -f "$f" ] || continue
+		echo "--- last lines of $f" >&2
+		tail -n 20 "$f" >&2
+		[ -z "${AZBUSE_VM_OUT:-}" ] || cp "$f" "$AZBUSE_VM_OUT/" || true
+	done
+}
