@@ -222,7 +222,7 @@ dev_up() {
 	azbuse-thin-raw | azbuse-thin-raw-q*)
 		q=${name#azbuse-thin-raw}
 		q=${q#-q}
-		# 256 MiB for the DBs, the data and a chunk per shard's 4 MiB zeroing step
+		# 256 MiB for the DBs, the data and 64 MiB to spare
 		bd_brd $((mb + 256 + 64)) &&
 			bd_dm_create bb-ameta "0 $((256 * 2048)) linear /dev/ram0 0" &&
 			bd_dm_create bb-adata "0 $(((mb + 64) * 2048)) linear /dev/ram0 $((256 * 2048))" &&
