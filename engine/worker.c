@@ -220,9 +220,9 @@ static int azb_commit_result(struct azbuse_queue *q, int ret)
 /*
  * The rest of a turn of a worker whose engine has I/O in flight on the fd it
  * watches: COMMIT without sleeping, then, with nothing to do, sleep in
- * poll(2) until a request comes
- * (the module wakes the ring's poll as it would a sleeping COMMIT), the
- * engine's fd is readable, or another thread hands over a completion (KICK).
+ * poll(2) until a request comes (the module wakes the ring's poll as it
+ * would a sleeping COMMIT), the engine's fd is readable, or another thread
+ * hands over a completion (KICK).
  */
 static int azb_turn_watched(struct azbuse_queue *q)
 {
