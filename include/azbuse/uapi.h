@@ -22,6 +22,11 @@
  *      arrives, the timeout passes, a KICK, or the device goes away
  *      (-ENODEV).
  *
+ * A worker that also waits for I/O of its own can instead COMMIT with
+ * timeout_ms 0 and poll(2) the fd: it is readable when COMMIT would hand
+ * the worker requests (or after a KICK), and reports POLLHUP once the
+ * device is dead.
+ *
  * Requests reach the submission ring in COMMIT: queue_rq only queues them
  * in the kernel (posted), and COMMIT moves them into the ring (fetched),
  * copying write data into their slots on the worker's CPU.
