@@ -4,9 +4,12 @@
  * model of the kernel side (ring_model.c), with a tiny recording engine:
  * data slots, batching (requests per COMMIT), what reaches the engine,
  * requests the worker must refuse, index wrap-around, completions from
- * other threads and the KICK, and when a turn stops or skips the COMMIT.
+ * other threads and the KICK, when a turn stops or skips the COMMIT, and an
+ * engine that has the loop watch an fd of its own.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -502,6 +506,67 @@ static void test_idle_turn_sleeps_without_timeout(void **state)
 	assert_int_equal(f->m.last_timeout, AZBUSE_WAIT_FOREVER);
 }
 
+/* azbuse_queue_watch's ready(): complete the stash once the watched pipe has a byte. */
+static int watch_pipe[2];
+
+static unsigned watch_ready(void *queue)
+{
+	struct test_engine *te = queue;
+	char byte;
+
+	if (te->nr_stash && read(watch_pipe[0], &byte, 1) == 1) {
+		while (te->nr_stash)
+			azbuse_complete(te->stash[--te->nr_stash], 0);
+	}
+	return te->nr_stash;
+}
+
+/*
+ * An engine with I/O in flight on a watched fd: the turn commits without
+ * sleeping, sleeps in poll until the fd is readable, and the next turn
+ * completes on the worker's thread (no KICK) and commits; with nothing in
+ * flight, a turn sleeps in COMMIT as before. A second fd is refused.
+ */
+static void *watch_write_later(void *arg)
+{
+	struct timespec pause = { .tv_nsec = 50 * 1000 * 1000 };
+
+	nanosleep(&pause, NULL);
+	if (write(watch_pipe[1], "x", 1) != 1)
+		abort();
+	return arg;
+}
+
+static void test_watched_engine_io(void **state)
+{
+	struct fixture *f = *state;
+	pthread_t writer;
+
+	assert_int_equal(pipe2(watch_pipe, O_NONBLOCK), 0); /* ready() must not wait */
+	assert_int_equal(azbuse_queue_turn(&f->m.q), 0); /* an idle turn: now this queue's thread */
+	assert_int_equal(azbuse_queue_watch(watch_pipe[0], watch_ready), 0);
+	assert_int_equal(azbuse_queue_watch(watch_pipe[0], watch_ready), -EINVAL); /* one fd */
+	f->m.commits = 0;
+	f->te.defer = true;
+	post(f, AZBUSE_OP_READ, 1, 0, 512, NULL);
+	post(f, AZBUSE_OP_READ, 2, 8, 512, NULL);
+	assert_int_equal(pthread_create(&writer, NULL, watch_write_later, NULL), 0);
+	assert_int_equal(azbuse_queue_turn(&f->m.q), 0); /* sleeps in poll until the byte */
+	assert_int_equal(pthread_join(writer, NULL), 0);
+	assert_int_equal(f->m.commits, 1);
+	assert_int_equal(f->m.last_timeout, 0);
+	assert_int_equal(f->m.completed, 0);
+	assert_int_equal(f->te.nr_stash, 2);
+
+	assert_int_equal(azbuse_queue_turn(&f->m.q), 0); /* ready() completes both */
+	assert_int_equal(f->m.completed, 2);
+	assert_int_equal(atomic_load(&f->m.kicks), 0);
+	assert_int_equal(f->m.last_timeout, AZBUSE_WAIT_FOREVER); /* nothing left in flight */
+	assert_int_equal(f->m.rejected, 0);
+	close(watch_pipe[0]);
+	close(watch_pipe[1]);
+}
+
 /* The "kernel" posts another request while the engine handles the first. */
 static void post_next_once(struct test_engine *te)
 {
@@ -582,6 +647,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_kernel_pending_requests_are_fetched_by_commit,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_watched_engine_io, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
