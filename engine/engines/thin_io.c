@@ -511,27 +511,24 @@ static int thin_write_piece(struct thin_queue *tq, const struct thin_piece *p, c
 	ret = azb_shard_plan_write(tq->shard, &tq->engine->view, p->chunk, &plan);
 	if (ret)
 		return thin_meta_error(tq, ret);
-	if (plan.in_place && plan.valid != AZB_VALID_ALL) {
-		if (!data) /* (zeros where no data was are what it reads already) */
+	if (plan.in_place) {
+		bool whole = plan.valid == AZB_VALID_ALL;
+
+		if (whole)
+			thin_pub_note(tq, p->chunk, plan.phys, true);
+		if (!data) /* (in a partly written chunk, zeros are what the rest reads already) */
 			return fallocate(tq->data_fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
 					 (off_t)thin_phys_offset(tq, plan.phys, p->within),
 					 (off_t)p->len)
 				       ? -errno
 				       : 0;
+		if (whole)
+			return thin_pwrite_all(tq, data, p->len,
+					       thin_phys_offset(tq, plan.phys, p->within));
 		ret = thin_write_sub_blocks(tq, &plan, p, data);
 		if (ret || plan.valid == plan.cur_valid)
 			return ret;
 		return thin_record_new_chunk(tq, &plan, deferred);
-	}
-	if (plan.in_place) {
-		thin_pub_note(tq, p->chunk, plan.phys, true);
-		if (data)
-			return thin_pwrite_all(tq, data, p->len,
-					       thin_phys_offset(tq, plan.phys, p->within));
-		return fallocate(tq->data_fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-				 (off_t)thin_phys_offset(tq, plan.phys, p->within), (off_t)p->len)
-			       ? -errno
-			       : 0;
 	}
 	if (thin_disk_low(tq)) {
 		thin_abort_plan(tq, &plan);
