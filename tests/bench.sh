@@ -145,10 +145,21 @@ boot() {
 	done >"$work/$name.load" &
 	sampler=$!
 	echo "bench.sh: VM run '$name': $vcpus vCPUs, devices $devs; jobs $jobs; ${runtime}s x $repeats (timeout ${timeout_s}s)"
-	AZBUSE_BENCH_DEVICES=$devs AZBUSE_BENCH_JOBS=$jobs \
-		tests/vm/vm-run.sh --cpus "$vcpus" --mem "$mem" --timeout "$timeout_s" \
-		--out "$work/$name" -- tests/vm/bench-matrix.sh "$name" 2>&1 |
-		tee "$work/$name.log" || rc=$?
+	# A VM that ends before its first result (the emulator's fault or a
+	# panic: its console's last lines are shown) is booted once more.
+	for try in 1 2; do
+		rc=0
+		rm -rf "${work:?}/$name"
+		AZBUSE_BENCH_DEVICES=$devs AZBUSE_BENCH_JOBS=$jobs \
+			tests/vm/vm-run.sh --cpus "$vcpus" --mem "$mem" --timeout "$timeout_s" \
+			--out "$work/$name" -- tests/vm/bench-matrix.sh "$name" 2>&1 |
+			tee "$work/$name.log" || rc=$?
+		[ "$rc" != 0 ] || break
+		echo "bench.sh: VM run '$name' failed (exit $rc); the last lines of its console:" >&2
+		tail -n 40 "$work/$name.log" | sed 's/^/  | /' >&2
+		grep -q ' IOPS' "$work/$name.log" && break
+		[ "$try" = 1 ] && echo "bench.sh: VM run '$name' ended before its first result: booting it once more" >&2
+	done
 	kill "$sampler" 2>/dev/null || true
 	wait "$sampler" 2>/dev/null || true
 	host_args+=(--host "load_$name=$(sort -g "$work/$name.load" | awk '{ v[NR] = $1 }

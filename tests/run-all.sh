@@ -28,14 +28,16 @@ run_logged() {
 
 passed=0
 failed=0
+failed_steps=() # "TITLE|LOG" of each step with a failure, for the summary
 count_ctest() { # LOG: adds ctest's "N tests failed out of M" to the totals
 	local line total bad
 	line=$(grep -E 'tests? failed out of' "$1" | tail -1)
-	[ -n "$line" ] || { failed=$((failed + 1)); return; }
+	[ -n "$line" ] || { failed=$((failed + 1)); failed_steps+=("$2|$1"); return; }
 	bad=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
 	total=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\2/' <<<"$line")
 	passed=$((passed + total - bad))
 	failed=$((failed + bad))
+	[ "$bad" = 0 ] || failed_steps+=("$2|$1")
 }
 
 # run_vm_suite TITLE LOG [VM-OPTIONS...] [-- CASES...]: one VM boot running
@@ -68,6 +70,7 @@ run_vm_suite() {
 		vm_failed=1
 	fi
 	failed=$((failed + vm_failed))
+	[ "$vm_failed" = 0 ] || failed_steps+=("$title|$log")
 }
 
 step "dependencies"
@@ -79,13 +82,13 @@ cmake --build build -j"$(nproc)"
 
 step "unit tests"
 run_logged build/ctest.log ctest --test-dir build --output-on-failure
-count_ctest build/ctest.log
+count_ctest build/ctest.log "unit tests"
 
 step "unit tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Sanitize -DAZBUSE_BUILD_KMOD=OFF >/dev/null
 cmake --build build-sanitize -j"$(nproc)"
 run_logged build-sanitize/ctest.log ctest --test-dir build-sanitize --output-on-failure
-count_ctest build-sanitize/ctest.log
+count_ctest build-sanitize/ctest.log "unit tests under ASan + UBSan"
 
 if [ "$unit_only" = 0 ]; then
 	run_vm_suite "VM suite (Debian 6.12 kernel in QEMU)" build/vm-suite.log
@@ -98,6 +101,18 @@ if [ "$unit_only" = 0 ]; then
 	# cannot rot: one result per device ("skipped" for ublk without ublksrv)
 	run_vm_suite "benchmark, short (every device, two VM boots)" build/bench-short.log \
 		--runner tests/bench.sh -- --short --no-build
+fi
+
+# What failed, at the end where a CI log's tail shows it: each failing step's
+# FAIL lines and kernel-trouble or VM lines, and where its whole log is.
+if [ "${#failed_steps[@]}" -gt 0 ]; then
+	echo
+	echo "== what failed"
+	for f in "${failed_steps[@]}"; do
+		echo "-- ${f%%|*} (log: ${f#*|})"
+		grep -aE '^(FAIL|not ok)|[Ff]ailed|kernel trouble|WARNING:|BUG:|Oops|vm-run\.sh:|run-all\.sh:' "${f#*|}" |
+			grep -avE '^[0-9]+ passed, ' | head -n 25 | sed 's/^/   /' || true
+	done
 fi
 
 echo
