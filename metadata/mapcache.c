@@ -71,6 +71,7 @@ static void map_iter_drop(struct azb_shard *sh)
 void azb_map_cache_destroy(struct azb_shard *sh)
 {
 	map_iter_drop(sh);
+	azb_seen_clear(sh);
 	free(sh->mc.nodes);
 	free(sh->mc.buckets);
 	memset(&sh->mc, 0, sizeof(sh->mc));
@@ -81,6 +82,7 @@ void azb_map_cache_clear(struct azb_shard *sh)
 	struct azb_map_cache *mc = &sh->mc;
 
 	map_iter_drop(sh);
+	azb_seen_clear(sh);
 	if (!mc->nodes)
 		return;
 	memset(mc->buckets, 0, ((size_t)mc->mask + 1) * sizeof(*mc->buckets));
@@ -185,6 +187,12 @@ static void lit_ensure(struct azb_shard *sh)
 	sh->lit_open = 1;
 }
 
+rocksdb_iterator_t *azb_map_iter(struct azb_shard *sh)
+{
+	lit_ensure(sh);
+	return sh->lit.it;
+}
+
 /* The newest `want` entries of (ns, chunk) with epoch <= max_epoch, newest
  * first, into n; n->complete if there are no others. */
 static int lit_read(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max_epoch,
@@ -267,10 +275,14 @@ int azb_map_find_valid(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64
 	struct azb_map_node *n;
 	int ret, fresh = 0;
 
-	if (azb_shard_ns_empty(sh, ns, chunk))
+	if (azb_shard_ns_empty(sh, ns, chunk) || azb_seen_never(sh, ns, chunk))
 		return -ENOENT;
-	if (!mc->nodes)
-		return azb_shard_find_entry(sh, ns, chunk, max_epoch, epoch, phys, valid);
+	if (!mc->nodes) {
+		ret = azb_shard_find_entry(sh, ns, chunk, max_epoch, epoch, phys, valid);
+		if (ret == -ENOENT)
+			azb_seen_learn(sh, ns, chunk);
+		return ret;
+	}
 	n = node_get(mc, ns, chunk);
 	if (n) {
 		n->ref = 1;
@@ -302,6 +314,8 @@ int azb_map_find_valid(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64
 		n->ref = 1;
 		node_link(mc, n);
 	}
+	if (!n->n && n->complete)
+		azb_seen_learn(sh, ns, chunk); /* a chunk never mapped: maybe its neighbours too */
 	ret = node_answer(n, max_epoch, epoch, phys, valid);
 	return ret <= 0 ? ret : find_deep(sh, ns, chunk, max_epoch, epoch, phys, valid);
 }
@@ -313,6 +327,7 @@ void azb_map_note_put(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_
 	struct azb_map_node *n = mc->nodes ? node_get(mc, ns, chunk) : NULL;
 	uint32_t pos = 0;
 
+	azb_seen_note(sh, ns, chunk);
 	if (!n && was_empty && mc->nodes) {
 		/* all there is: what a read after the write will want */
 		n = node_alloc(mc);

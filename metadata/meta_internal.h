@@ -265,6 +265,20 @@ struct azb_map_cache {
 	uint64_t hits, misses, evictions, db_reads;
 };
 
+/* Chunks of a namespace known to have never had an entry (seen.c). */
+#define AZB_SEEN_SEG_CHUNKS 4096 /* chunks per segment: a 512-byte bitmap */
+#define AZB_SEEN_MAX_SEGS 16384	 /* per shard: about 8.5 MiB */
+
+struct azb_seen_seg;
+struct azb_seen {
+	struct azb_seen_seg **slots; /* open addressing, cap slots (a power of 2) */
+	uint64_t cap;
+	uint64_t nr;
+	uint32_t hold; /* > 0: a batch holds puts the DB does not show: learn nothing */
+	uint32_t pad0;
+	uint64_t learned;
+};
+
 /* A shard's region of a raw data device (datadev.c), in chunks of the device. */
 struct azb_datadev {
 	uint64_t pool_id;
@@ -313,6 +327,7 @@ struct azb_shard {
 	int nsc_suspect; /* the counts do not add up to `entries`: not used to skip reads */
 	struct azb_iter lit;
 	struct azb_map_cache mc;
+	struct azb_seen seen;
 	char what[PATH_MAX + 32];
 	char err[AZB_ERR_LEN];
 };
@@ -390,6 +405,20 @@ int azb_map_find_valid(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64
 void azb_map_note_put(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t epoch,
 		      uint64_t phys, uint64_t valid, int was_empty);
 void azb_map_note_delete(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t epoch);
+/* The lookup iterator (tailing: it sees every write made before each seek). */
+rocksdb_iterator_t *azb_map_iter(struct azb_shard *sh);
+
+/* seen.c */
+/* 1 if (ns, chunk) surely never had an entry in the shard (its segment was
+ * learned and no put since has named it). */
+int azb_seen_never(const struct azb_shard *sh, uint64_t ns, uint64_t chunk);
+/* A put of (ns, chunk) was added to a batch. */
+void azb_seen_note(struct azb_shard *sh, uint64_t ns, uint64_t chunk);
+/* A lookup of (ns, chunk) found no entry: learn its segment, if there is room
+ * and no batch is held (best effort: nothing is learned on an error). */
+void azb_seen_learn(struct azb_shard *sh, uint64_t ns, uint64_t chunk);
+/* Forget every segment. */
+void azb_seen_clear(struct azb_shard *sh);
 
 /* alloc.c */
 int azb_alloc_reserve(struct azb_shard *sh, uint64_t *phys);

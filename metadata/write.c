@@ -137,6 +137,7 @@ int azb_shard_commit_writes(struct azb_shard *shard, const struct azb_write_plan
 	if (ret)
 		return ret;
 	b = rocksdb_writebatch_create();
+	shard->seen.hold++; /* the batch's puts are not in the DB until it is written */
 	for (i = 0; !ret && i < n; i++) {
 		int counted = 0;
 
@@ -161,6 +162,7 @@ int azb_shard_commit_writes(struct azb_shard *shard, const struct azb_write_plan
 		shard->broken = 1;
 		azb_map_cache_clear(shard);
 	}
+	shard->seen.hold--;
 	rocksdb_writebatch_destroy(b);
 	return ret;
 }

@@ -2017,6 +2017,53 @@ static void test_old_formats_are_read(void **state)
 	assert_clean(f);
 }
 
+/* A chunk never mapped is known without a read once its segment was
+ * learned, and what a batch puts is never hidden by a segment learned
+ * while the batch was being built (azb_seen_hold). */
+static void test_seen_never_mapped_chunks(void **state)
+{
+	struct fixture *f = *state;
+	struct azb_shard *sh = f->sh[0];
+	struct azb_write_plan plans[2];
+	struct azb_view v;
+	uint64_t phys, reads;
+
+	create(f, "v", 64);
+	view_of(f, "v", &v);
+	/* an empty namespace: neither plan reads the DB or learns anything */
+	assert_int_equal(azb_shard_plan_write(sh, &v, 10, &plans[0]), 0);
+	assert_int_equal(azb_shard_plan_write(sh, &v, 5, &plans[1]), 0);
+	/* chunk 5 < 10: its put's lookup reads the DB while 10 is only in the batch */
+	azb_map_cache_clear(sh);
+	assert_int_equal(azb_shard_commit_writes(sh, plans, 2), 0);
+	assert_int_equal(phys_of(f, "v", 10), plans[0].phys);
+	assert_int_equal(phys_of(f, "v", 5), plans[1].phys);
+	assert_int_equal(sh->seen.learned, 0);
+	/* the first miss below the namespace's top learns the segment; later
+	 * ones read nothing */
+	assert_int_equal(azb_shard_lookup(sh, &v, 7, &phys), 0);
+	assert_int_equal(phys, AZB_PHYS_NONE);
+	assert_int_equal(sh->seen.learned, 1);
+	reads = sh->mc.db_reads;
+	for (uint64_t l = 0; l < 10; l++) {
+		assert_int_equal(azb_shard_lookup(sh, &v, l, &phys), 0);
+		assert_true(l == 5 ? phys == plans[1].phys : phys == AZB_PHYS_NONE);
+	}
+	assert_int_equal(sh->mc.db_reads, reads);
+	azb_view_free(&v);
+	/* new entries in a learned segment are found, without the cache too */
+	write_chunk(f, "v", 30, 3030);
+	azb_map_cache_clear(sh);
+	assert_int_equal(read_chunk(f, "v", 30), 3030);
+	assert_int_equal(phys_of(f, "v", 10), plans[0].phys);
+	assert_int_equal(phys_of(f, "v", 5), plans[1].phys);
+	assert_int_equal(phys_of(f, "v", 29), AZB_PHYS_NONE);
+	close_all(f);
+	open_all(f);
+	assert_int_equal(read_chunk(f, "v", 30), 3030);
+	assert_clean(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2073,6 +2120,7 @@ int main(void)
 		cmocka_unit_test(test_default_dir),
 		cmocka_unit_test_setup_teardown(test_map_cache_hits_and_db_changes, setup1,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_seen_never_mapped_chunks, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_model_default_cache, setup2, teardown),
 		cmocka_unit_test_setup_teardown(test_model_tiny_cache, setup2, teardown),
 		cmocka_unit_test_setup_teardown(test_model_no_cache, setup1, teardown),
