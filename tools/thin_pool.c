@@ -26,6 +26,7 @@
 #define CLAIM_WAIT_TOOL_MS 5000
 #define CLAIM_WAIT_OTHER_MS 2000
 #define RETRY_SLEEP_MS 50
+#define RELEASE_AGAIN_MS 1000
 
 static int64_t now_ms(void)
 {
@@ -146,15 +147,41 @@ void thin_holder_text(const struct thin_claim *cl, char *buf, size_t len)
 		snprintf(buf + n, len - n, " (pid %d)", (int)s->holder);
 }
 
+/*
+ * A daemon serving the pool keeps pool.db open between snapshots: ask each
+ * device of the pool to let go of it (an older daemon says it does not know
+ * the request, and holds pool.db only while it takes a snapshot anyway).
+ */
+static void ask_release(const struct thin_ctx *c)
+{
+	struct thin_served s;
+	char err[256], *output;
+	pid_t holder = 0;
+
+	if (azb_pool_held_by(c->dir, &holder) != -EBUSY)
+		return;
+	thin_find_served(c->dir, holder, &s);
+	for (uint32_t i = 0; i < s.nr; i++) {
+		thin_control(s.dev[i].id, "thin release", &output, err, sizeof(err));
+		free(output);
+	}
+}
+
 int thin_pool_open_err(const struct thin_ctx *c, struct azb_pool **pool, char *err, size_t errlen)
 {
-	int64_t deadline = now_ms() + POOL_OPEN_WAIT_MS;
+	int64_t deadline = now_ms() + POOL_OPEN_WAIT_MS, asked = 0;
 	int ret;
 
 	for (;;) {
 		ret = azb_pool_open(c->dir, pool, err, errlen);
 		if (ret != -EBUSY || now_ms() > deadline)
 			break;
+		/* at once, then again if a snapshot took it back meanwhile */
+		if (now_ms() - asked >= RELEASE_AGAIN_MS) {
+			ask_release(c);
+			asked = now_ms();
+			continue;
+		}
 		sleep_ms(RETRY_SLEEP_MS);
 	}
 	if (ret == -EBUSY)

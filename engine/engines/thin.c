@@ -68,6 +68,7 @@ static int thin_read_pool(struct thin_engine *e, char *err, size_t errlen)
 
 static void thin_free(struct thin_engine *e)
 {
+	thin_keeper_stop(e); /* pool.db closed before the pool is let go */
 	if (e->lock_fd >= 0)
 		azb_pool_release(e->lock_fd);
 	azb_view_free(&e->view);
@@ -136,6 +137,7 @@ static int thin_setup(struct azbuse_engine_config *cfg, void **engine)
 	if (!e)
 		return -ENOMEM;
 	e->lock_fd = -1;
+	e->keeper_fd = -1;
 	ret = thin_take_options(e, cfg);
 	if (!ret)
 		ret = thin_hold_pool(e, cfg);
@@ -161,6 +163,9 @@ static int thin_setup(struct azbuse_engine_config *cfg, void **engine)
 		cfg->direct_map_chunk_bytes = (uint32_t)e->settings.chunk_size;
 		cfg->direct_map_user_bytes = (uint32_t)azb_pubmap_user_bytes(e->settings.nr_shards);
 	}
+	ret = thin_keeper_start(e);
+	if (ret)
+		azb_log("no pool.db keeper (%s): each snapshot opens pool.db", strerror(-ret));
 	cfg->size_bytes = e->view.size_bytes;
 	cfg->nr_queues = e->settings.nr_shards;
 	cfg->shard_chunk_bytes = (uint32_t)e->settings.stripe_size;
@@ -292,6 +297,7 @@ static int thin_open_queue(void *engine, const struct azbuse_queue_params *p, vo
 	char err[256];
 	int ret;
 
+	thin_keeper_close_in_worker(e); /* the supervisor's to talk to */
 	if (!tq)
 		return -ENOMEM;
 	tq->engine = e;

@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <azbuse/engine.h>
 
@@ -39,6 +40,8 @@ struct thin_engine {
 	 * reads another's chunks.
 	 */
 	struct azb_pubmap *pubmap;
+	int keeper_fd; /* the supervisor's end of the keeper's socket, -1: none */
+	pid_t keeper_pid;
 };
 
 /* A map entry the owner publishes once its batch's metadata is in the WAL file. */
@@ -114,8 +117,27 @@ struct thin_pool_facts {
  */
 int thin_pool_query(const struct thin_engine *e, const char *snap_src, const char *snap_name,
 		    struct thin_pool_facts *f);
+/* The same in this process, with pool.db open (for writing if SNAP_SRC). */
+void thin_pool_facts_from(struct azb_pool *pool, const struct thin_engine *e, const char *snap_src,
+			  const char *snap_name, struct thin_pool_facts *f);
 /* thin_pool.c, in a worker: read the volume's whole view into e and the pool's GC holds. */
 int thin_read_view(struct thin_engine *e, struct azb_holds *holds, char *err, size_t errlen);
+
+/*
+ * thin_keeper.c: the keeper, a child of the supervisor that keeps pool.db
+ * open for writing between snapshots. start: 0 or -errno (then requests take
+ * the child-per-request path above). snapshot: like thin_pool_query with a
+ * SNAP_SRC, -ENOTCONN if there is no keeper. release: pool.db is closed
+ * until the next snapshot (azbuse-thin wants to write it). stop: closed and
+ * waited for (before the pool's lock is let go). close_in_worker: a worker
+ * forgets the supervisor's end.
+ */
+int thin_keeper_start(struct thin_engine *e);
+int thin_keeper_snapshot(struct thin_engine *e, const char *snap_src, const char *snap_name,
+			 struct thin_pool_facts *f);
+int thin_keeper_release(struct thin_engine *e);
+void thin_keeper_stop(struct thin_engine *e);
+void thin_keeper_close_in_worker(struct thin_engine *e);
 
 /* thin_pub.c: the owner's side of the published map, and a reader's marks */
 int thin_pub_open(struct thin_queue *tq, void *map, uint64_t map_bytes);

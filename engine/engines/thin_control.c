@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../internal.h"
 #include "thin.h"
 
 enum thin_msg_type {
@@ -159,14 +160,18 @@ static int thin_seal(struct azbuse_control *ctl)
 }
 
 /*
- * Record the snapshot (in a child process: see thin_pool.c) and, if it is of
- * the served volume, take its new write epoch (workers paused).
+ * Record the snapshot (by the keeper, or in a child process: see
+ * thin_pool.c) and, if it is of the served volume, take its new write epoch
+ * (workers paused).
  */
 static int thin_record_snapshot(struct thin_engine *e, const char *src, const char *name,
 				char *reply, size_t reply_size)
 {
 	struct thin_pool_facts f;
-	int ret = thin_pool_query(e, src, name, &f);
+	int ret = thin_keeper_snapshot(e, src, name, &f);
+
+	if (ret == -ENOTCONN)
+		ret = thin_pool_query(e, src, name, &f);
 
 	if (ret) {
 		snprintf(reply, reply_size, "%s", f.msg);
@@ -183,6 +188,7 @@ static int thin_snapshot(struct thin_engine *e, struct azbuse_control *ctl, cons
 			 const char *name, char *reply, size_t reply_size)
 {
 	bool live = !strcmp(src, e->volume) && !e->read_only;
+	uint64_t t0 = azb_clock_ms(), t_paused = 0, t_synced = 0, t_recorded = 0;
 	int ret;
 
 	if (!live)
@@ -192,6 +198,7 @@ static int thin_snapshot(struct thin_engine *e, struct azbuse_control *ctl, cons
 		snprintf(reply, reply_size, "cannot pause the workers: %s", strerror(-ret));
 		return ret;
 	}
+	t_paused = azb_clock_ms();
 	/*
 	 * The module goes on serving overwrites of published chunks while the
 	 * workers are paused: first make every chunk published as the volume's
@@ -207,12 +214,22 @@ static int thin_snapshot(struct thin_engine *e, struct azbuse_control *ctl, cons
 			snprintf(reply, reply_size, "cannot make the volume durable: %s",
 				 strerror(-ret));
 	}
+	t_synced = azb_clock_ms();
 	if (!ret)
 		ret = thin_record_snapshot(e, src, name, reply, reply_size);
+	t_recorded = azb_clock_ms();
 	/* our view is updated first: a worker restarted from now on has the new epoch */
 	if (!ret)
 		ret = thin_broadcast(ctl, e, THIN_MSG_EPOCH);
 	azbuse_control_resume(ctl);
+	/* where the time went */
+	if (!ret)
+		azb_log("snapshot %s of %s: pause %llu ms, seal+sync %llu ms, pool.db %llu ms, "
+			"epoch+resume %llu ms",
+			name, src, (unsigned long long)(t_paused - t0),
+			(unsigned long long)(t_synced - t_paused),
+			(unsigned long long)(t_recorded - t_synced),
+			(unsigned long long)(azb_clock_ms() - t_recorded));
 	if (!ret)
 		snprintf(reply, reply_size, "snapshot %s of %s taken (live, epoch %llu)\n", name,
 			 src, (unsigned long long)e->view.write_epoch - 1);
@@ -284,7 +301,15 @@ int thin_control(void *engine, struct azbuse_control *ctl, const char *request, 
 		return thin_broadcast(ctl, e, THIN_MSG_GC);
 	if (!strcmp(request, "status"))
 		return thin_status(e, ctl, reply, reply_size);
-	snprintf(reply, reply_size, "unknown thin request '%s' (snapshot SRC NAME, gc, status)",
-		 request);
+	if (!strcmp(request, "release")) {
+		/* azbuse-thin is about to write pool.db */
+		int ret = thin_keeper_release(e);
+
+		if (ret)
+			snprintf(reply, reply_size, "cannot release pool.db: %s", strerror(-ret));
+		return ret;
+	}
+	snprintf(reply, reply_size,
+		 "unknown thin request '%s' (snapshot SRC NAME, gc, status, release)", request);
 	return -EINVAL;
 }

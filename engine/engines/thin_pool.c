@@ -17,23 +17,13 @@
 
 #include "thin.h"
 
-/* In the child: take the snapshot (if asked), then read the facts. */
-static void thin_pool_facts_read(const struct thin_engine *e, const char *snap_src,
-				 const char *snap_name, struct thin_pool_facts *f)
+void thin_pool_facts_from(struct azb_pool *pool, const struct thin_engine *e, const char *snap_src,
+			  const char *snap_name, struct thin_pool_facts *f)
 {
 	struct azb_volume vol;
-	struct azb_pool *pool;
 	struct azb_view view;
-	int ret;
+	int ret = 0;
 
-	if (snap_src)
-		ret = thin_pool_open(e->pool_dir, &pool, f->msg, sizeof(f->msg));
-	else
-		ret = azb_pool_open_readonly(e->pool_dir, &pool, f->msg, sizeof(f->msg));
-	if (ret) {
-		f->ret = ret;
-		return;
-	}
 	if (snap_src)
 		ret = azb_pool_snapshot(pool, snap_src, snap_name, f->msg, sizeof(f->msg));
 	if (!ret)
@@ -52,8 +42,26 @@ static void thin_pool_facts_read(const struct thin_engine *e, const char *snap_s
 		f->read_only = vol.kind == AZB_VOL_SNAPSHOT;
 		azb_view_free(&view);
 	}
-	azb_pool_close(pool);
 	f->ret = ret;
+}
+
+/* In the child: take the snapshot (if asked), then read the facts. */
+static void thin_pool_facts_read(const struct thin_engine *e, const char *snap_src,
+				 const char *snap_name, struct thin_pool_facts *f)
+{
+	struct azb_pool *pool;
+	int ret;
+
+	if (snap_src)
+		ret = thin_pool_open(e->pool_dir, &pool, f->msg, sizeof(f->msg));
+	else
+		ret = azb_pool_open_readonly(e->pool_dir, &pool, f->msg, sizeof(f->msg));
+	if (ret) {
+		f->ret = ret;
+		return;
+	}
+	thin_pool_facts_from(pool, e, snap_src, snap_name, f);
+	azb_pool_close(pool);
 }
 
 static int thin_read_full(int fd, void *buf, size_t len)

@@ -7,7 +7,8 @@
 # after some 20k new chunks. So: live snapshot, SIGKILL every worker, then
 # the restarted workers must have RocksDB threads of their own and write
 # 24k+ new chunks each with no request failing and no watchdog kill;
-# azbuse-thin check stays clean.
+# azbuse-thin check stays clean. Also: the snapshot is written by the
+# keeper, which azbuse-thin asks to let go of pool.db when it changes it.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -26,6 +27,25 @@ azbusectl add 1 --engine=thin --pool "$pool" --volume vol1 >/dev/null || die "se
 run_fio --name=before --filename=/dev/azbuse1 --rw=write --bs=64k --size=64M --direct=1 \
 	--ioengine=libaio --iodepth=8
 athin snapshot vol1 snap1 >/dev/null || die "live snapshot failed"
+
+# The snapshot was written by the daemon's pool.db keeper, a child of the
+# supervisor that keeps pool.db open; the supervisor itself has no RocksDB.
+sup=$(supervisor_pids | head -1)
+[ -n "$sup" ] || die "no supervisor"
+[ "$(rocksdb_threads "$sup")" = 0 ] || die "the supervisor $sup runs RocksDB threads"
+keeper=
+for p in $(pgrep -P "$sup" || true); do
+	worker_pids | grep -qx "$p" && continue
+	[ "$(rocksdb_threads "$p")" -gt 0 ] && keeper=$p
+done
+[ -n "$keeper" ] || die "no pool.db keeper with RocksDB open under supervisor $sup"
+# azbuse-thin changing pool.db meanwhile has the daemon let go of it (it
+# would fail after 5 s of EBUSY otherwise); the next snapshot opens it again
+t0=$(date +%s%N)
+athin create vol2 --size 1G >/dev/null || die "create while the keeper holds pool.db failed"
+log "create while served (keeper asked to let go of pool.db): $((($(date +%s%N) - t0) / 1000000)) ms"
+athin snapshot vol1 snap2 >/dev/null || die "a live snapshot after the release failed"
+athin delete snap2 >/dev/null || die "delete of snap2 while served failed"
 
 mapfile -t old < <(worker_pids)
 for p in "${old[@]}"; do
