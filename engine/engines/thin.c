@@ -337,14 +337,22 @@ static int thin_open_queue(void *engine, const struct azbuse_queue_params *p, vo
 	ret = thin_pub_set_backing(tq);
 	if (ret)
 		goto out_data;
+	ret = io_uring_queue_init(THIN_URING_ENTRIES, &tq->uring, 0);
+	tq->uring_ok = !ret;
+	if (ret) /* (not fatal: new chunks' data is then written one request at a time) */
+		azb_log("shard %u: no io_uring (%s): new chunks' data is written synchronously",
+			p->queue, strerror(-ret));
 	/* a shard whose GC is behind the pool's (a delete while it was closed) catches up */
 	ret = thin_queue_gc(tq, &holds);
 	if (ret)
-		goto out_data;
+		goto out_uring;
 	azb_holds_free(&holds);
 	*queue = tq;
 	return 0;
 
+out_uring:
+	if (tq->uring_ok)
+		io_uring_queue_exit(&tq->uring);
 out_data:
 	thin_close_data(tq);
 out_pub:
@@ -374,6 +382,9 @@ static void thin_close_queue(void *queue)
 	    azb_shard_sync(tq->shard))
 		fprintf(stderr, "engine thin: shard %u: final sync failed\n",
 			azb_shard_index(tq->shard));
+	thin_data_wait(tq); /* (nothing is left in flight after the commit: to be sure) */
+	if (tq->uring_ok)
+		io_uring_queue_exit(&tq->uring);
 	thin_close_data(tq);
 	thin_pub_close(tq);
 	azb_shard_close(tq->shard);

@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include <azbuse/engine.h>
+#include <liburing.h>
 
 #include "meta.h"
 #include "pubmap.h"
@@ -91,7 +92,22 @@ struct thin_queue {
 	uint32_t max_wait_ios;	   /* the queue's slots */
 	uint32_t allocs_unchecked; /* new chunks since the backing filesystem's space was checked */
 	bool disk_low;		   /* it had less than AZB_DISK_RESERVE free then */
+	/*
+	 * New chunks' data goes out through this io_uring (O_DIRECT, aligned
+	 * writes), many at once; the batch waits for all of it before its
+	 * mappings are committed (thin_data_wait), and a request completes
+	 * only after that. Without it (no io_uring), data is written at once.
+	 */
+	struct io_uring uring;
+	bool uring_ok;
+	uint32_t data_unsubmitted; /* writes prepared since the last submit */
+	uint32_t data_inflight;	   /* writes submitted or prepared, not yet reaped */
+	int data_err;		   /* the first failure among them since the last wait */
+	uint64_t data_async;	   /* writes that went through the io_uring (stats) */
 };
+
+#define THIN_URING_ENTRIES 256 /* >= THIN_WAIT_PLANS_MAX: a batch's new chunks at once */
+#define THIN_URING_SUBMIT_EVERY 8
 
 #define THIN_DISK_CHECK_EVERY 16
 #define THIN_PUBS_MAX 1024
@@ -163,6 +179,8 @@ struct azb_pub_entry thin_pub_lookup(const struct thin_queue *tq, uint64_t chunk
 
 /* thin_io.c: commit the waiting copy-on-write mappings (data synced first), end their requests */
 int thin_commit_waiting(struct thin_queue *tq);
+/* Wait for every data write in flight on the io_uring: 0, or the first failure. */
+int thin_data_wait(struct thin_queue *tq);
 void thin_batch_end(void *queue);
 /* thin_io.c: sync the other shards' data files this worker wrote since its last FLUSH */
 int thin_sync_foreign(struct thin_queue *tq);

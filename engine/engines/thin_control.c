@@ -31,6 +31,7 @@ struct thin_status {
 	struct azb_shard_mem mem;
 	uint64_t redirected; /* requests handed to their chunk's owner */
 	uint64_t foreign;    /* requests of other shards' chunks served here */
+	uint64_t data_async; /* new chunks' data writes through the io_uring */
 };
 
 struct thin_msg {
@@ -115,6 +116,7 @@ int thin_queue_control(void *queue, const void *msg, size_t len, void *reply, si
 			.shard = azb_shard_index(tq->shard),
 			.redirected = tq->redirected,
 			.foreign = tq->foreign,
+			.data_async = tq->data_async,
 		};
 
 		if (reply_room < sizeof(st))
@@ -258,13 +260,14 @@ static void thin_status_line(uint16_t queue, int result, const void *reply, size
 		n = snprintf(out->buf + out->used, out->size - out->used,
 			     "shard %u: block_cache_kib %llu pinned_kib %llu memtables_kib %llu "
 			     "table_readers_kib %llu map_cache_kib %llu other_shards_served %llu "
-			     "handed_to_owner %llu\n",
+			     "handed_to_owner %llu data_writes_async %llu\n",
 			     st.shard, (unsigned long long)st.mem.block_cache >> 10,
 			     (unsigned long long)st.mem.block_cache_pinned >> 10,
 			     (unsigned long long)st.mem.memtables >> 10,
 			     (unsigned long long)st.mem.table_readers >> 10,
 			     (unsigned long long)st.mem.map_cache >> 10,
-			     (unsigned long long)st.foreign, (unsigned long long)st.redirected);
+			     (unsigned long long)st.foreign, (unsigned long long)st.redirected,
+			     (unsigned long long)st.data_async);
 	}
 	if (n > 0)
 		out->used += (size_t)n;

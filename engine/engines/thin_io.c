@@ -194,6 +194,76 @@ static int thin_pwrite_all(const struct thin_queue *tq, const uint8_t *buf, size
 	return thin_pwrite_at(tq, tq->index, buf, len, off);
 }
 
+/*
+ * Queue a write of the own shard's data file on the worker's io_uring
+ * (submitted every few, and at the latest by thin_data_wait): 0, or 1 if it
+ * must be written now instead (no io_uring, or not aligned for O_DIRECT).
+ */
+static int thin_write_async(struct thin_queue *tq, const uint8_t *buf, size_t len, uint64_t off)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!tq->uring_ok || tq->direct_fd < 0 || !thin_aligned(tq, buf, len, off) ||
+	    len > UINT32_MAX)
+		return 1;
+	sqe = io_uring_get_sqe(&tq->uring);
+	if (!sqe) {
+		io_uring_submit(&tq->uring);
+		tq->data_unsubmitted = 0;
+		sqe = io_uring_get_sqe(&tq->uring);
+		if (!sqe)
+			return 1;
+	}
+	io_uring_prep_write(sqe, tq->direct_fd, buf, (unsigned)len, off);
+	io_uring_sqe_set_data64(sqe, len);
+	tq->data_inflight++;
+	tq->data_async++;
+	if (++tq->data_unsubmitted >= THIN_URING_SUBMIT_EVERY) {
+		io_uring_submit(&tq->uring);
+		tq->data_unsubmitted = 0;
+	}
+	return 0;
+}
+
+/* A completion: a short write or an error is the batch's failure. */
+static void thin_data_reaped(struct thin_queue *tq, const struct io_uring_cqe *cqe)
+{
+	int res = cqe->res;
+
+	if (res >= 0 && (uint64_t)res != io_uring_cqe_get_data64(cqe))
+		res = -EIO;
+	if (res < 0 && !tq->data_err) {
+		azb_log("shard %u: new chunk's data write failed: %s", azb_shard_index(tq->shard),
+			strerror(-res));
+		tq->data_err = res;
+	}
+	tq->data_inflight--;
+}
+
+int thin_data_wait(struct thin_queue *tq)
+{
+	struct io_uring_cqe *cqe;
+	int ret;
+
+	while (tq->data_inflight) {
+		ret = io_uring_submit_and_wait(&tq->uring, 1);
+		tq->data_unsubmitted = 0;
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+			/* writes of unknown fate: nothing of the batch may be acknowledged */
+			azb_log("shard %u: io_uring: %s: exiting without acknowledging the batch",
+				azb_shard_index(tq->shard), strerror(-ret));
+			_exit(EXIT_FAILURE);
+		}
+		while (!io_uring_peek_cqe(&tq->uring, &cqe)) {
+			thin_data_reaped(tq, cqe);
+			io_uring_cqe_seen(&tq->uring, cqe);
+		}
+	}
+	ret = tq->data_err;
+	tq->data_err = 0;
+	return ret;
+}
+
 /* A metadata error as a request result: keep ENOSPC/EROFS, the rest is EIO (and logged). */
 static int thin_meta_error(struct thin_queue *tq, int ret)
 {
@@ -338,13 +408,18 @@ void thin_read(void *queue, struct azbuse_io *io)
 static int thin_write_sub_blocks(struct thin_queue *tq, struct azb_write_plan *plan,
 				 const struct thin_piece *p, const uint8_t *data)
 {
+	uint64_t valid = azb_valid_add(tq->shard, plan->valid, p->within, p->len);
+	uint64_t off = thin_phys_offset(tq, plan->phys, p->within);
 	int ret = thin_fill_edges(tq, plan->phys, p->within, p->len, plan->valid);
 
+	/* a piece of a new chunk, or one that makes sub-blocks valid, waits for
+	 * the batch's commit: its data may be in flight until then
+	 * (thin_commit_waiting waits) */
+	if (!ret && ((plan->in_place && valid == plan->cur_valid) ||
+		     thin_write_async(tq, data, p->len, off)))
+		ret = thin_pwrite_all(tq, data, p->len, off);
 	if (!ret)
-		ret = thin_pwrite_all(tq, data, p->len,
-				      thin_phys_offset(tq, plan->phys, p->within));
-	if (!ret)
-		plan->valid = azb_valid_add(tq->shard, plan->valid, p->within, p->len);
+		plan->valid = valid;
 	return ret;
 }
 
@@ -390,9 +465,14 @@ static int thin_fill_new_chunk(struct thin_queue *tq, struct azb_write_plan *pla
 	return thin_pwrite_all(tq, tq->chunk_buf, tq->chunk_size, base);
 }
 
-/* A chunk given back unused must read as zeros when it is handed out again. */
+/* A chunk given back unused must read as zeros when it is handed out again
+ * (and no write of the batch may land in it after it is punched). */
 static void thin_abort_plan(struct thin_queue *tq, const struct azb_write_plan *plan)
 {
+	int err = thin_data_wait(tq);
+
+	if (err && !tq->data_err)
+		tq->data_err = err; /* still the batch's failure */
 	if (!plan->in_place)
 		fallocate(tq->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 			  (off_t)thin_phys_offset(tq, plan->phys, 0), (off_t)tq->chunk_size);
@@ -418,12 +498,14 @@ static bool thin_disk_low(struct thin_queue *tq)
 
 int thin_commit_waiting(struct thin_queue *tq)
 {
-	int ret = 0, err;
+	/* first every data write: none may outlive the batch (their buffers are
+	 * the requests', given back when the batch's completions are) */
+	int ret = thin_data_wait(tq), err;
 	uint32_t i;
 
 	if (!tq->nr_wait_plans && !tq->nr_wait_ios)
-		return 0;
-	if (tq->nr_wait_copies && fdatasync(tq->data_fd))
+		return ret;
+	if (!ret && tq->nr_wait_copies && fdatasync(tq->data_fd))
 		ret = -errno;
 	if (ret) {
 		for (i = 0; i < tq->nr_wait_plans; i++)

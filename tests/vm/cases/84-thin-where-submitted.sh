@@ -51,6 +51,9 @@ run_fio --name=fill --filename=/dev/azbuse1 --rw=write --bs=1M --size=128M --dir
 for q in 0 1; do
 	[ "$(queue_counter 1 $q requests)" -gt 0 ] || die "shard $q's owner got no first write"
 done
+# the owners wrote the new chunks' data through their io_uring, many at once
+async=$(thin_status_sum data_writes_async)
+[ "$async" -ge 2048 ] || die "only $async of the fill's 2048 new chunks went through the io_uring"
 foreign0=$(thin_status_sum other_shards_served)
 direct0=$(queue_sum direct)
 for cpu in 0 1; do
