@@ -37,28 +37,34 @@ int azbuse_ctl_add(int ctl, struct azbuse_dev_info *info)
 	return azb_ioctl(ctl, AZBUSE_CTL_ADD, info);
 }
 
-static int azb_dev_cmd(int ctl, unsigned long cmd, uint32_t dev_id)
+static int azb_dev_cmd(int ctl, unsigned long cmd, uint32_t dev_id, uint32_t flags)
 {
 	struct azbuse_dev_cmd c;
 
 	memset(&c, 0, sizeof(c));
 	c.dev_id = dev_id;
+	c.flags = flags;
 	return azb_ioctl(ctl, cmd, &c);
 }
 
 int azbuse_ctl_start(int ctl, uint32_t dev_id)
 {
-	return azb_dev_cmd(ctl, AZBUSE_CTL_START, dev_id);
+	return azb_dev_cmd(ctl, AZBUSE_CTL_START, dev_id, 0);
 }
 
 int azbuse_ctl_takeover(int ctl, uint32_t dev_id)
 {
-	return azb_dev_cmd(ctl, AZBUSE_CTL_TAKEOVER, dev_id);
+	return azb_dev_cmd(ctl, AZBUSE_CTL_TAKEOVER, dev_id, 0);
 }
 
 int azbuse_ctl_remove(int ctl, uint32_t dev_id)
 {
-	return azb_dev_cmd(ctl, AZBUSE_CTL_REMOVE, dev_id);
+	return azb_dev_cmd(ctl, AZBUSE_CTL_REMOVE, dev_id, 0);
+}
+
+int azbuse_ctl_remove_unused(int ctl, uint32_t dev_id)
+{
+	return azb_dev_cmd(ctl, AZBUSE_CTL_REMOVE, dev_id, AZBUSE_REMOVE_IF_UNUSED);
 }
 
 int azbuse_ctl_info(int ctl, uint32_t dev_id, struct azbuse_dev_info *info)

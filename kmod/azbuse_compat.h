@@ -87,6 +87,15 @@ static inline struct gendisk *azbuse_alloc_disk(struct blk_mq_tag_set *set,
 }
 #endif
 
+/* 6.5+: a block device's open gets the gendisk and a blk_mode_t. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 5, 0)
+#define AZBUSE_BDEV_OPEN_ARGS struct gendisk *disk, blk_mode_t mode
+#define AZBUSE_BDEV_OPEN_DISK disk
+#else
+#define AZBUSE_BDEV_OPEN_ARGS struct block_device *bdev, fmode_t mode
+#define AZBUSE_BDEV_OPEN_DISK bdev->bd_disk
+#endif
+
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
 static inline void azbuse_vma_set_flags(struct vm_area_struct *vma, unsigned long flags)
 {

@@ -143,8 +143,22 @@ static const struct blk_mq_ops azbuse_mq_ops = {
 	.timeout = azbuse_timeout,
 };
 
+/*
+ * No new opener once a removal has claimed the device: a removal that
+ * checks for openers (azbuse_dev_remove_unused) claims it under the disk's
+ * open_mutex, which is held around this call.
+ */
+static int azbuse_bdev_open(AZBUSE_BDEV_OPEN_ARGS)
+{
+	struct azbuse_dev *dev = AZBUSE_BDEV_OPEN_DISK->private_data;
+
+	(void)mode;
+	return READ_ONCE(dev->removing) ? -ENXIO : 0;
+}
+
 static const struct block_device_operations azbuse_bdev_fops = {
 	.owner = THIS_MODULE,
+	.open = azbuse_bdev_open,
 };
 
 static bool azbuse_reserved_zero(const struct azbuse_dev_info *info)
@@ -738,13 +752,18 @@ static void azbuse_dev_teardown(struct azbuse_dev *dev)
 	cdev_device_del(&dev->cdev, &dev->cdev_dev);
 }
 
-/* Take a device out of the registry for removal; NULL if it is not there. */
-static struct azbuse_dev *azbuse_dev_claim_for_removal(u32 id, int *err)
+/*
+ * Take a device out of the registry for removal; NULL if it is not there
+ * (or, with want set, if the id is no longer want's).
+ */
+static struct azbuse_dev *azbuse_dev_claim_for_removal(u32 id, struct azbuse_dev *want, int *err)
 {
 	struct azbuse_dev *dev;
 
 	mutex_lock(&azbuse_devs_lock);
 	dev = idr_find(&azbuse_devs, id);
+	if (want && dev != want)
+		dev = NULL;
 	if (!dev)
 		*err = -ENOENT;
 	else if (READ_ONCE(dev->removing))
@@ -771,10 +790,46 @@ int azbuse_dev_remove(u32 id)
 	struct azbuse_dev *dev;
 	int err = 0;
 
-	dev = azbuse_dev_claim_for_removal(id, &err);
+	dev = azbuse_dev_claim_for_removal(id, NULL, &err);
 	if (!dev)
 		return err;
 	azbuse_dev_remove_claimed(dev);
+	return 0;
+}
+
+/*
+ * REMOVE with AZBUSE_REMOVE_IF_UNUSED, as dmsetup remove: refused while the
+ * disk has an opener (a mount, a process, a partition's). The check and the
+ * claim are made under the disk's open_mutex, so no open slips in between
+ * (azbuse_bdev_open); lock order dev->lock, open_mutex, registry lock, as
+ * START's add_disk. A START in progress (dev->lock held) counts as a use.
+ */
+int azbuse_dev_remove_unused(u32 id)
+{
+	struct azbuse_dev *dev = azbuse_dev_get(id), *claimed = NULL;
+	struct gendisk *disk;
+	int err = 0;
+
+	if (!dev)
+		return -ENOENT;
+	if (!mutex_trylock(&dev->lock)) {
+		azbuse_dev_put(dev);
+		return -EBUSY;
+	}
+	disk = dev->state == AZBUSE_DEV_LIVE ? dev->disk : NULL;
+	if (disk)
+		mutex_lock(&disk->open_mutex);
+	if (disk && disk_openers(disk))
+		err = -EBUSY;
+	else
+		claimed = azbuse_dev_claim_for_removal(id, dev, &err); /* (its id, if reused: not) */
+	if (disk)
+		mutex_unlock(&disk->open_mutex);
+	mutex_unlock(&dev->lock);
+	azbuse_dev_put(dev);
+	if (!claimed)
+		return err;
+	azbuse_dev_remove_claimed(claimed);
 	return 0;
 }
 
@@ -832,7 +887,6 @@ int azbuse_dev_list(struct azbuse_dev_list *list)
 	return ret;
 }
 
-/* The control file that added devices is closed: remove those never started. */
 /*
  * The control file that added devices is closed: remove those it never
  * started. Each is claimed under the registry lock, so the device removed is

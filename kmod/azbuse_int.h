@@ -214,6 +214,8 @@ int azbuse_dev_add(struct azbuse_dev_info *info, struct file *owner);
 int azbuse_dev_start(u32 id);
 int azbuse_dev_takeover(u32 id);
 int azbuse_dev_remove(u32 id);
+/* The same, unless the block device is open: -EBUSY then. */
+int azbuse_dev_remove_unused(u32 id);
 int azbuse_dev_get_info(struct azbuse_dev_info *info);
 int azbuse_dev_queue_info(struct azbuse_queue_info *qi);
 int azbuse_dev_list(struct azbuse_dev_list *list);

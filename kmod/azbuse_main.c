@@ -68,7 +68,9 @@ static long azbuse_ctl_dev_cmd(unsigned int cmd, void __user *uarg)
 
 	if (copy_from_user(&c, uarg, sizeof(c)))
 		return -EFAULT;
-	if (c.flags || memchr_inv(c.reserved, 0, sizeof(c.reserved)))
+	if (memchr_inv(c.reserved, 0, sizeof(c.reserved)))
+		return -EINVAL;
+	if (c.flags & ~(cmd == AZBUSE_CTL_REMOVE ? AZBUSE_REMOVE_IF_UNUSED : 0))
 		return -EINVAL;
 	if (c.dev_id >= AZBUSE_MAX_DEVICES)
 		return -ENOENT;
@@ -78,6 +80,8 @@ static long azbuse_ctl_dev_cmd(unsigned int cmd, void __user *uarg)
 	case AZBUSE_CTL_TAKEOVER:
 		return azbuse_dev_takeover(c.dev_id);
 	default:
+		if (c.flags & AZBUSE_REMOVE_IF_UNUSED)
+			return azbuse_dev_remove_unused(c.dev_id);
 		return azbuse_dev_remove(c.dev_id);
 	}
 }

@@ -25,6 +25,7 @@ const char *malloc_conf = "dirty_decay_ms:0,muzzy_decay_ms:0";
 
 #define EXIT_USAGE 2
 #define REMOVE_WAIT_MS 15000
+#define REMOVE_BUSY_WAIT_MS 2000 /* an opener that may be passing (udev) */
 
 static const char *const state_names[] = { "created", "live", "dying" };
 static const char *const queue_state_names[] = { "no-worker", "attached", "recovering", "failed" };
@@ -220,32 +221,59 @@ static void clean_up_after_dead_supervisor(uint32_t id)
 	azbuse_conf_remove(id);
 }
 
-static int cmd_remove(int argc, char **argv)
+/* Where /dev/azbuse<id> (or a partition of it) is mounted, into buf ("" if nowhere). */
+static void mount_point_of(uint32_t id, char *buf, size_t len)
+{
+	char dev[64], line[4096], what[4096], where[4096];
+	size_t n = (size_t)snprintf(dev, sizeof(dev), AZBUSE_BLOCK_PREFIX "%u", id);
+	FILE *f = fopen("/proc/self/mounts", "r");
+
+	buf[0] = '\0';
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%4095s %4095s", what, where) != 2 || strncmp(what, dev, n))
+			continue;
+		if (what[n] == '\0' || what[n] == 'p') {
+			snprintf(buf, len, "%.64s on %.400s", what, where);
+			break;
+		}
+	}
+	fclose(f);
+}
+
+/* Remove device id (unless open, without force): 0, or 1 (printed). */
+static int remove_one(int ctl, uint32_t id, bool force)
 {
 	struct azbuse_dev_info info;
+	char mounted[512];
 	unsigned waited;
-	uint32_t id;
-	int ctl, ret;
-	bool json = has_flag(argc, argv, "--json");
+	int ret = azbuse_ctl_info(ctl, id, &info);
 
-	if (has_flag(argc, argv, "--help")) {
-		printf("usage: azbusectl remove ID [--json]\n\nRemoves /dev/azbuseID: requests "
-		       "in flight are finished by the workers (or fail after a short drain),\n"
-		       "new ones fail, the supervisor flushes the engine and exits.\n");
-		return 0;
+	/* an opener may be a passing one (udev probing a new device): wait a little */
+	for (waited = 0; !ret; waited += 50) {
+		ret = force ? azbuse_ctl_remove(ctl, id) : azbuse_ctl_remove_unused(ctl, id);
+		if (ret != -EBUSY || force || waited >= REMOVE_BUSY_WAIT_MS)
+			break;
+		sleep_ms(50);
 	}
-	if (argc < 1 || parse_id(argv[0], &id)) {
-		fprintf(stderr, "azbusectl remove: give a device id (0 to %u)\n",
-			AZBUSE_MAX_DEVICES - 1);
-		return EXIT_USAGE;
-	}
-	ctl = open_ctl();
-	if (ctl < 0)
+	if (ret == -EBUSY && !force) {
+		mount_point_of(id, mounted, sizeof(mounted));
+		fprintf(stderr,
+			"azbusectl remove: azbuse%u is in use (%s): unmount it and stop what has "
+			"it "
+			"open, or remove it anyway with --force (its users' I/O then fails)\n",
+			id, mounted[0] ? mounted : "open by a process or a mount");
 		return 1;
-	ret = azbuse_ctl_info(ctl, id, &info);
-	if (!ret)
-		ret = azbuse_ctl_remove(ctl, id);
-	close(ctl);
+	}
+	if (ret == -EINVAL && !force) {
+		fprintf(stderr,
+			"azbusectl remove: azbuse%u: the loaded azbuse module cannot tell whether "
+			"the device is in use (it is older than this azbusectl); once nothing uses "
+			"it, remove it with --force\n",
+			id);
+		return 1;
+	}
 	if (ret) {
 		fprintf(stderr, "azbusectl remove: azbuse%u: %s\n", id,
 			ret == -ENOENT ? "no such device" : strerror(-ret));
@@ -259,9 +287,62 @@ static int cmd_remove(int argc, char **argv)
 			break;
 		sleep_ms(10);
 	}
-	if (json)
-		printf("{\"removed\": %u}\n", id);
 	return 0;
+}
+
+static int cmd_remove(int argc, char **argv)
+{
+	uint32_t ids[AZBUSE_MAX_DEVICES], id;
+	bool json = has_flag(argc, argv, "--json"), force = has_flag(argc, argv, "--force");
+	bool all = has_flag(argc, argv, "--all");
+	int ctl, n, failed = 0;
+
+	if (has_flag(argc, argv, "--help")) {
+		printf("usage: azbusectl remove ID|--all [--force] [--json]\n\n"
+		       "Removes /dev/azbuseID (--all: every azbuse device): requests in flight "
+		       "are\n"
+		       "finished by the workers (or fail after a short drain), new ones fail, the\n"
+		       "supervisor flushes the engine and exits. A device that is mounted or open "
+		       "is\n"
+		       "refused, as dmsetup remove does; --force removes it anyway, and what "
+		       "still\n"
+		       "uses it gets I/O errors from then on.\n");
+		return 0;
+	}
+	if (!all && (argc < 1 || parse_id(argv[0], &id))) {
+		fprintf(stderr, "azbusectl remove: give a device id (0 to %u) or --all\n",
+			AZBUSE_MAX_DEVICES - 1);
+		return EXIT_USAGE;
+	}
+	ctl = open_ctl();
+	if (ctl < 0)
+		return 1;
+	if (all) {
+		n = azbuse_ctl_list(ctl, ids, AZBUSE_MAX_DEVICES);
+		if (n < 0) {
+			fprintf(stderr, "azbusectl remove: cannot list devices: %s\n",
+				strerror(-n));
+			close(ctl);
+			return 1;
+		}
+	} else {
+		ids[0] = id;
+		n = 1;
+	}
+	if (json)
+		printf("{\"removed\": [");
+	for (int i = 0, shown = 0; i < n && i < AZBUSE_MAX_DEVICES; i++) {
+		if (remove_one(ctl, ids[i], force)) {
+			failed++;
+			continue;
+		}
+		if (json)
+			printf("%s%u", shown++ ? ", " : "", ids[i]);
+	}
+	if (json)
+		printf("], \"failed\": %d}\n", failed);
+	close(ctl);
+	return failed ? 1 : 0;
 }
 
 static int cmd_list(int argc, char **argv)

@@ -24,7 +24,11 @@ int azbuse_ctl_version(int ctl, struct azbuse_version *v);
 int azbuse_ctl_add(int ctl, struct azbuse_dev_info *info);
 int azbuse_ctl_start(int ctl, uint32_t dev_id);
 int azbuse_ctl_takeover(int ctl, uint32_t dev_id);
+/* Removes the device even if it is open (its openers' I/O fails from then on). */
 int azbuse_ctl_remove(int ctl, uint32_t dev_id);
+/* Removes it only if nothing has it open or mounted: -EBUSY otherwise
+ * (-EINVAL from a module older than this check). */
+int azbuse_ctl_remove_unused(int ctl, uint32_t dev_id);
 int azbuse_ctl_info(int ctl, uint32_t dev_id, struct azbuse_dev_info *info);
 int azbuse_ctl_queue_info(int ctl, uint32_t dev_id, uint16_t queue, struct azbuse_queue_info *qi);
 /* Fills ids[0..min(count, capacity)) and returns the number of devices. */

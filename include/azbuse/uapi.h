@@ -190,9 +190,16 @@ struct azbuse_dev_info {
 /* START, REMOVE. */
 struct azbuse_dev_cmd {
 	__u32 dev_id;
-	__u32 flags; /* must be 0 */
+	__u32 flags; /* START: 0; REMOVE: AZBUSE_REMOVE_* */
 	__u64 reserved[3];
 };
+
+/*
+ * REMOVE only if nothing has the block device open (no mount, no process;
+ * partitions count): else EBUSY and the device stays. Without it, REMOVE
+ * takes the device away from its openers (their I/O fails from then on).
+ */
+#define AZBUSE_REMOVE_IF_UNUSED (1U << 0)
 
 /* LIST: ids of existing devices, in ascending order. */
 struct azbuse_dev_list {

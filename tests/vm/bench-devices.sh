@@ -280,7 +280,7 @@ dev_down() {
 		bd_brd_down
 		;;
 	azbuse-*)
-		"$CTL" remove 1 >/dev/null 2>&1
+		"$CTL" remove 1 --force >/dev/null 2>&1
 		case $name in
 		azbuse-file | azbuse-thin) bd_ext4_down ;;
 		azbuse-thin-raw*)

@@ -13,7 +13,7 @@ ctl=${AZBUSE_BUILD_DIR:-$top/build}/tools/azbusectl
 . "$here/lib-bench.sh"
 
 cleanup() {
-	"$ctl" remove 3 >/dev/null 2>&1 || true
+	"$ctl" remove 3 --force >/dev/null 2>&1 || true
 	losetup -D 2>/dev/null || true
 	mountpoint -q /mnt/bench-back && umount /mnt/bench-back
 	modprobe -r brd 2>/dev/null || true

@@ -235,7 +235,7 @@ azbuse_up() {
 }
 
 azbuse_down() {
-	"$ctl" remove 1 >/dev/null 2>&1 || true
+	"$ctl" remove 1 --force >/dev/null 2>&1 || true
 	if mountpoint -q "$mnt"; then
 		umount "$mnt"
 	fi
@@ -273,7 +273,7 @@ cleanup() {
 	local rc=$?
 	set +e
 	[ "$rc" = 0 ] || echo "bench-thin: failed (exit $rc), cleaning up" >&2
-	[ -x "$ctl" ] && "$ctl" remove 1 >/dev/null 2>&1
+	[ -x "$ctl" ] && "$ctl" remove 1 --force >/dev/null 2>&1
 	save_logs
 	mountpoint -q "$mnt" && umount "$mnt"
 	dm_remove bt-thin bt-pool bt-meta bt-data ba-back ba-meta ba-data
@@ -507,7 +507,7 @@ fi
 modprobe dm-thin-pool
 if [ "$do_az" = 1 ]; then
 	lsmod | grep -q '^azbuse ' || insmod "$top/kmod/azbuse.ko"
-	"$ctl" remove 1 >/dev/null 2>&1 || true
+	"$ctl" remove 1 --force >/dev/null 2>&1 || true
 	rm -f /run/azbuse/supervisor-*.log
 fi
 lsmod | grep -q '^brd ' && die "brd is loaded already"

@@ -31,7 +31,7 @@ wait_for_dev() {
 }
 
 cleanup() {
-	"$ctl" remove 1 >/dev/null 2>&1 || true
+	"$ctl" remove 1 --force >/dev/null 2>&1 || true
 	modprobe -r brd null_blk 2>/dev/null || true
 }
 trap cleanup EXIT

@@ -14,7 +14,7 @@ say() { printf '\n>> %s\n' "$*"; }
 more() { printf '   %s\n' "$*"; }
 cleanup() {
 	mountpoint -q "$mnt" && umount "$mnt"
-	[ -b /dev/azbuse1 ] && "$ctl" remove 1
+	[ -b /dev/azbuse1 ] && "$ctl" remove 1 --force
 	return 0
 }
 trap cleanup EXIT

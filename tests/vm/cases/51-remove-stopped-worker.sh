@@ -22,7 +22,7 @@ inflight=$(queue_counter 1 0 inflight)
 log "worker stopped with $inflight request(s) in flight"
 
 start=$SECONDS
-azbusectl remove 1 || die "remove with a stopped worker failed"
+azbusectl remove 1 --force || die "remove with a stopped worker failed"
 log "remove took $((SECONDS - start)) s"
 [ $((SECONDS - start)) -le 30 ] || die "remove with a stopped worker took over 30 s"
 wait_for 20 sh -c "! kill -0 $fio_pid 2>/dev/null" || die "fio still running after remove"

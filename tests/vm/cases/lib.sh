@@ -90,7 +90,7 @@ cleanup_devices() {
 		[ -n "$mnt" ] && { umount "$mnt" || umount -l "$mnt"; }
 	done < <(awk '$1 ~ /^\/dev\/azbuse[0-9]/ { print $2 }' /proc/mounts)
 	for id in $(device_ids || true); do
-		azbusectl remove "$id" >/dev/null || echo "cleanup: azbusectl remove $id failed" >&2
+		azbusectl remove "$id" --force >/dev/null || echo "cleanup: azbusectl remove $id failed" >&2
 	done
 	# processes still holding a device (e.g. an fio a failed case left running)
 	for pid in $(find /proc/[0-9]*/fd -lname '/dev/azbuse*' 2>/dev/null | cut -d/ -f3 | sort -u); do

@@ -319,7 +319,14 @@ static void test_dev_cmd_fields(int ctl)
 	c.dev_id = test_id;
 	c.flags = 1;
 	expect(ioctl_ptr(ctl, AZBUSE_CTL_START, &c), EINVAL, "START with flags 1");
-	expect(ioctl_ptr(ctl, AZBUSE_CTL_REMOVE, &c), EINVAL, "REMOVE with flags 1");
+	c.flags = ~AZBUSE_REMOVE_IF_UNUSED;
+	expect(ioctl_ptr(ctl, AZBUSE_CTL_REMOVE, &c), EINVAL, "REMOVE with unknown flags");
+	c.flags = AZBUSE_REMOVE_IF_UNUSED << 1;
+	expect(ioctl_ptr(ctl, AZBUSE_CTL_REMOVE, &c), EINVAL, "REMOVE with flag 2");
+	c.flags = AZBUSE_REMOVE_IF_UNUSED;
+	c.dev_id = AZBUSE_MAX_DEVICES;
+	expect(ioctl_ptr(ctl, AZBUSE_CTL_REMOVE, &c), ENOENT, "REMOVE if unused of an id out of range");
+	c.dev_id = test_id;
 	c.flags = 0;
 	c.reserved[2] = 1;
 	expect(ioctl_ptr(ctl, AZBUSE_CTL_REMOVE, &c), EINVAL, "REMOVE with reserved != 0");
