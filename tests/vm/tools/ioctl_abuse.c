@@ -325,7 +325,8 @@ static void test_dev_cmd_fields(int ctl)
 	expect(ioctl_ptr(ctl, AZBUSE_CTL_REMOVE, &c), EINVAL, "REMOVE with flag 2");
 	c.flags = AZBUSE_REMOVE_IF_UNUSED;
 	c.dev_id = AZBUSE_MAX_DEVICES;
-	expect(ioctl_ptr(ctl, AZBUSE_CTL_REMOVE, &c), ENOENT, "REMOVE if unused of an id out of range");
+	expect(ioctl_ptr(ctl, AZBUSE_CTL_REMOVE, &c), ENOENT,
+	       "REMOVE if unused of an id out of range");
 	c.dev_id = test_id;
 	c.flags = 0;
 	c.reserved[2] = 1;
