@@ -125,7 +125,7 @@ CASE="no pool"
 expect 1 list
 err_has "no pool at $WORK/pool"
 expect 1 check
-expect 1 delete vol1
+expect 1 delete vol1 --yes
 expect 1 usage
 
 CASE="init"
@@ -208,36 +208,69 @@ expect 1 info nosuch
 err_has 'no volume or snapshot named "nosuch"'
 
 CASE="resize"
-expect 0 resize vol1 --size 2G --json
+expect 0 resize vol1 --size 2G --json --yes
 json_is 'd["old_size_bytes"]' 1073741824
 json_is 'd["size_bytes"]' 2147483648
 json_is 'd["gc"]' none
-expect 0 resize vol1 --size 256M
+expect 0 resize vol1 --size 256M --yes
 out_has "resized vol1 from 2.0 GiB to 256.0 MiB"
 out_has "freed 0 B"
-expect 1 resize s1 --size 1G
+expect 1 resize s1 --size 1G --yes
 err_has "read-only"
-expect 1 resize nosuch --size 1G
+expect 1 resize nosuch --size 1G --yes
 
 CASE="rollback"
-expect 0 rollback vol1 s1 --json
+expect 0 rollback vol1 s1 --json --yes
 json_is 'd["size_bytes"]' 1073741824
 json_is 'd["gc"]' "done"
 json_is 'd["freed_bytes"]' 0
-expect 1 rollback vol2 s1
+expect 1 rollback vol2 s1 --yes
 err_has "not of the lineage"
-expect 1 rollback s1 s1b
-expect 1 rollback vol1 nosuch
+expect 1 rollback s1 s1b --yes
+expect 1 rollback vol1 nosuch --yes
+
+CASE="confirmation"
+# no terminal and no --yes: refused before anything changes
+expect 0 create doomed --size 64M
+expect 0 snapshot doomed doomed-s
+expect 1 delete doomed
+err_has "delete volume doomed (64.0 MiB) and what only it holds: not confirmed (no terminal to ask on); add --yes"
+expect 1 rollback doomed doomed-s
+err_has "add --yes"
+expect 1 resize doomed --size 32M
+err_has "shrink doomed from 64.0 MiB to 32.0 MiB"
+expect 0 resize doomed --size 128M # growing loses nothing: no question
+expect 0 info doomed --json
+json_is 'd["size_bytes"]' 134217728
+# on a terminal (script(1) gives one): "n" keeps it, "y" deletes it
+tty_thin() { # ANSWER ARGS...: azbuse-thin on a pty, ANSWER typed at its question
+	local answer=$1 cmd rc=0
+	shift
+	printf -v cmd '%q ' "$THIN" "$@"
+	printf '%s\n' "$answer" | script -qec "$cmd" /dev/null >"$OUT" 2>&1 || rc=$?
+	return "$rc"
+}
+tty_thin n delete doomed && fail "delete answered 'n' on a terminal succeeded"
+grep -q "delete volume doomed (128 MiB) and what only it holds? \[y/N\]" "$OUT" ||
+	grep -q "delete volume doomed .* and what only it holds? \[y/N\]" "$OUT" ||
+	fail "no question on the terminal"
+expect 0 info doomed
+tty_thin y rollback doomed doomed-s || fail "rollback answered 'y' on a terminal failed"
+expect 0 info doomed --json
+json_is 'd["size_bytes"]' 67108864
+tty_thin yes delete doomed || fail "delete answered 'yes' on a terminal failed"
+expect 1 info doomed
+expect 0 delete doomed-s --yes
 
 CASE="delete"
-expect 0 delete s1b
+expect 0 delete s1b --yes
 out_has "deleted snapshot s1b"
 out_has "freed"
-expect 0 --json delete c1
+expect 0 --json delete c1 --yes
 json_is 'd["deleted"]' c1
 json_is 'd["kind"]' clone
 json_is 'd["gc"]' "done"
-expect 1 delete c1
+expect 1 delete c1 --yes
 err_has 'no volume or snapshot named "c1"'
 expect 0 gc --json
 json_is 'd["gc"]' "done"
@@ -288,13 +321,13 @@ if kill -0 "${BG_PIDS[-1]}" 2>/dev/null; then
 fi
 wait "${BG_PIDS[-1]}"
 unset 'BG_PIDS[-1]'
-expect 0 delete busy
+expect 0 delete busy --yes
 
 CASE="corrupt pool"
 cp -a "$WORK/pool2" "$WORK/bad"
 expect 0 --pool "$WORK/bad" create v --size 1M
 echo "garbage" >"$WORK/bad/pool.db/CURRENT"
-for cmd in list "info v" usage "delete v" "create w --size 1M" "snapshot v s"; do
+for cmd in list "info v" usage "delete v --yes" "create w --size 1M" "snapshot v s"; do
 	# shellcheck disable=SC2086
 	expect 1 --pool "$WORK/bad" $cmd
 	err_has "pool $WORK/bad"
@@ -317,7 +350,7 @@ for _ in $(seq 50); do
 	sleep 0.1
 done
 # (each refusal waits 2 s for a device of the holder to show up)
-expect 1 delete vol1
+expect 1 delete vol1 --yes
 err_has "pool $WORK/pool is in use by another process"
 err_has "cannot be told whether vol1 is being served"
 expect 1 snapshot vol1 s2
@@ -338,7 +371,7 @@ expect 0 clone s1 c3
 kill "${BG_PIDS[-1]}"
 wait "${BG_PIDS[-1]}" 2>/dev/null || true
 unset 'BG_PIDS[-1]'
-expect 0 delete c3
+expect 0 delete c3 --yes
 expect 0 check
 
 CASE="served pool"
@@ -401,11 +434,11 @@ else
 	done
 	[ -e "$AZBUSE_RUN_DIR/ready" ] || fail "the fake daemon did not start"
 
-	expect 1 delete vol1
+	expect 1 delete vol1 --yes
 	err_has "vol1 is being served by azbuse device /dev/azbuse7 (pid $DAEMON); remove the device first"
-	expect 1 rollback vol1 s1
+	expect 1 rollback vol1 s1 --yes
 	err_has "vol1 is being served by azbuse device /dev/azbuse7"
-	expect 1 resize vol1 --size 2G
+	expect 1 resize vol1 --size 2G --yes
 	err_has "remove the device first"
 	expect 1 check
 	err_has "in use by azbuse device /dev/azbuse7 (pid $DAEMON); stop it to check"
@@ -441,15 +474,15 @@ else
 	json_is 'd["daemon_output"]' "['snapshot s4 of vol1 taken (test)']"
 	expect 1 snapshot vol1 s4
 	err_has '"s4" already exists'
-	expect 0 delete s4
+	expect 0 delete s4 --yes
 	# other volumes are changed directly; the daemon collects the garbage
 	expect 0 snapshot vol2 s3
 	out_has "created snapshot s3 of vol2"
-	expect 0 resize vol2 --size 1G
-	expect 0 delete s3 --json
+	expect 0 resize vol2 --size 1G --yes
+	expect 0 delete s3 --json --yes
 	json_is 'd["gc"]' daemon
 	json_is 'd["daemon_output"]' "['gc: 2 shards collected']"
-	expect 0 delete vol3
+	expect 0 delete vol3 --yes
 	out_has "gc: 2 shards collected"
 	out_has "space reclaimed by /dev/azbuse7"
 	grep -qx "thin gc" "$WORK/requests" || fail "no gc request sent"
@@ -458,7 +491,7 @@ else
 
 	# a daemon that cannot be reached: the change is made, GC is deferred
 	rm -f "$AZBUSE_RUN_DIR/azbuse7.sock"
-	expect 0 resize vol2 --size 512M
+	expect 0 resize vol2 --size 512M --yes
 	err_has "space will be reclaimed when the pool is next opened"
 	expect 1 gc
 

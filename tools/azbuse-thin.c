@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include <azbuse/azbuse.h>
 
@@ -507,6 +509,43 @@ static int change_and_reclaim(const struct thin_ctx *c, change_fn fn, struct cha
 	return ret;
 }
 
+/*
+ * A change that loses data goes ahead with --yes, or when the user answers
+ * yes on a terminal; otherwise it is refused (1, printed) before anything is
+ * opened for writing: a script must say --yes.
+ */
+static int confirm(const struct thin_ctx *c, const struct thin_args *a, const char *what)
+{
+	char line[64];
+
+	if (thin_arg(a, "--yes"))
+		return 0;
+	if (!isatty(STDIN_FILENO))
+		return thin_fail(c, "%s: not confirmed (no terminal to ask on); add --yes", what);
+	fprintf(stderr, "%s? [y/N] ", what);
+	fflush(stderr);
+	if (!fgets(line, sizeof(line), stdin))
+		line[0] = '\0';
+	line[strcspn(line, "\n")] = '\0';
+	if (!strcasecmp(line, "y") || !strcasecmp(line, "yes"))
+		return 0;
+	return thin_fail(c, "%s: not confirmed", what);
+}
+
+/* The volume as pool.db has it now (read-only), for the question; 0 or 1 (printed). */
+static int volume_now(const struct thin_ctx *c, const char *name, struct azb_volume *v)
+{
+	struct azb_pool *pool;
+	char err[512];
+	int ret;
+
+	if (thin_pool_open_ro(c, &pool))
+		return 1;
+	ret = azb_pool_get_volume(pool, name, v, err, sizeof(err));
+	azb_pool_close(pool);
+	return ret ? fail_on(c, name, err) : 0;
+}
+
 static void json_change_head(const struct thin_ctx *c, const char *key, const char *name)
 {
 	printf("{\"pool\": ");
@@ -519,8 +558,16 @@ static int cmd_delete(struct thin_ctx *c, const struct thin_args *a)
 {
 	struct change ch = { .name = a->pos[0] };
 	struct thin_gc_result gc;
+	struct azb_volume v;
+	char what[256], size[32];
 	int ret = thin_check_name(c, "volume", ch.name);
 
+	if (!ret && !thin_arg(a, "--yes") && !(ret = volume_now(c, ch.name, &v))) {
+		snprintf(what, sizeof(what), "delete %s %s (%s) and what only it holds",
+			 azb_vol_kind_name(v.kind), ch.name,
+			 thin_human_size(v.size_bytes, size, sizeof(size)));
+		ret = confirm(c, a, what);
+	}
 	if (ret || (ret = change_and_reclaim(c, do_delete, &ch, &gc)))
 		return ret;
 	if (c->json) {
@@ -542,10 +589,18 @@ static int cmd_rollback(struct thin_ctx *c, const struct thin_args *a)
 	struct change ch = { .name = a->pos[0], .snap = a->pos[1] };
 	struct thin_gc_result gc;
 	char size[32];
+	char what[256];
 	int ret = thin_check_name(c, "volume", ch.name);
 
 	if (!ret)
 		ret = thin_check_name(c, "snapshot", ch.snap);
+	if (!ret) {
+		snprintf(what, sizeof(what),
+			 "roll %s back to snapshot %s, losing what was written "
+			 "to it since",
+			 ch.name, ch.snap);
+		ret = confirm(c, a, what);
+	}
 	if (ret || (ret = change_and_reclaim(c, do_rollback, &ch, &gc)))
 		return ret;
 	if (c->json) {
@@ -568,11 +623,20 @@ static int cmd_resize(struct thin_ctx *c, const struct thin_args *a)
 {
 	struct change ch = { .name = a->pos[0] };
 	struct thin_gc_result gc;
-	char from[32], to[32];
+	struct azb_volume v;
+	char from[32], to[32], what[256];
 	int ret = thin_check_name(c, "volume", ch.name);
 
 	if (!ret)
 		ret = parse_volume_size(c, a, &ch.size);
+	/* growing loses nothing; shrinking drops what lies beyond the new end */
+	if (!ret && !thin_arg(a, "--yes") && !(ret = volume_now(c, ch.name, &v)) &&
+	    ch.size < v.size_bytes) {
+		snprintf(what, sizeof(what), "shrink %s from %s to %s, dropping its data beyond",
+			 ch.name, thin_human_size(v.size_bytes, from, sizeof(from)),
+			 thin_human_size(ch.size, to, sizeof(to)));
+		ret = confirm(c, a, what);
+	}
 	if (ret || (ret = change_and_reclaim(c, do_resize, &ch, &gc)))
 		return ret;
 	if (c->json) {
@@ -672,15 +736,19 @@ static const struct command commands[] = {
 	  "its daemon takes it, quiescing the device so that the snapshot is consistent.\n" },
 	{ "clone", cmd_clone, 2, "", "SNAP NAME", "writable clone of a snapshot",
 	  "Creates NAME, a writable volume that starts as snapshot SNAP.\n" },
-	{ "rollback", cmd_rollback, 2, "", "NAME SNAP", "NAME goes back to a snapshot",
+	{ "rollback", cmd_rollback, 2, "--yes", "NAME SNAP [--yes]", "NAME goes back to a snapshot",
 	  "Volume or clone NAME takes the content and size of SNAP, a snapshot of its\n"
-	  "lineage; what only NAME held is freed. Refused while NAME is served.\n" },
-	{ "delete", cmd_delete, 1, "", "NAME", "delete a volume, clone or snapshot",
+	  "lineage; what only NAME held is freed. Refused while NAME is served. Asks\n"
+	  "first on a terminal; without one, needs --yes.\n" },
+	{ "delete", cmd_delete, 1, "--yes", "NAME [--yes]", "delete a volume, clone or snapshot",
 	  "Deletes NAME and frees what nothing else holds. Refused while NAME is served;\n"
-	  "while another volume of the pool is served, its daemon reclaims the space.\n" },
-	{ "resize", cmd_resize, 1, "--size=", "NAME --size SIZE", "grow or shrink a volume",
+	  "while another volume of the pool is served, its daemon reclaims the space.\n"
+	  "Asks first on a terminal; without one, needs --yes.\n" },
+	{ "resize", cmd_resize, 1, "--size= --yes", "NAME --size SIZE [--yes]",
+	  "grow or shrink a volume",
 	  "Sets the size of volume or clone NAME; shrinking frees what lies beyond.\n"
-	  "Refused while NAME is served.\n" },
+	  "Refused while NAME is served. A shrink asks first on a terminal; without\n"
+	  "one, it needs --yes.\n" },
 	{ "usage", thin_cmd_usage, 0, "", "", "space used and free",
 	  "Shows the space the pool uses (allocated chunks) and has free (the limit's\n"
 	  "remainder or the filesystem's free space, whichever is less), and warns when\n"

@@ -138,7 +138,7 @@ sync
 used_snap=$(pool_used)
 umount "$fs"
 azbusectl remove 1 >/dev/null
-athin delete snap-fs >/dev/null || die "delete snap-fs failed"
+athin delete snap-fs --yes >/dev/null || die "delete snap-fs failed"
 used_after_delete=$(pool_used)
 [ "$used_after_delete" -lt "$used_snap" ] ||
 	die "deleting the snapshot returned no space ($used_snap -> $used_after_delete)"

@@ -45,7 +45,7 @@ t0=$(date +%s%N)
 athin create vol2 --size 1G >/dev/null || die "create while the keeper holds pool.db failed"
 log "create while served (keeper asked to let go of pool.db): $((($(date +%s%N) - t0) / 1000000)) ms"
 athin snapshot vol1 snap2 >/dev/null || die "a live snapshot after the release failed"
-athin delete snap2 >/dev/null || die "delete of snap2 while served failed"
+athin delete snap2 --yes >/dev/null || die "delete of snap2 while served failed"
 
 mapfile -t old < <(worker_pids)
 for p in "${old[@]}"; do

@@ -84,7 +84,7 @@ wait_fio "$fio_pid" /tmp/where-verify.log "across live snapshots"
 grep -E '^ *(read|write): IOPS' /tmp/where-verify.log | sed "s/^ */[$case_name] fio: /"
 log "ok   fio verify from both CPUs across 3 live snapshots"
 for i in 1 2 3; do
-	athin delete "snap$i" >/dev/null || die "deleting snapshot $i failed"
+	athin delete "snap$i" --yes >/dev/null || die "deleting snapshot $i failed"
 done
 
 # --- no chunk reused while a worker may still write through its old mapping ------

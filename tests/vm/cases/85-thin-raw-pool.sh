@@ -118,7 +118,7 @@ python3 /tmp/raw-sub.py new || die "a 512-byte first write did not read zeros ar
 python3 /tmp/raw-sub.py grow || die "a chunk that gained a sub-block read wrong"
 athin snapshot vol1 psnap >/dev/null || die "snapshot psnap failed"
 python3 /tmp/raw-sub.py cow || die "a copy-on-write of a partly written chunk read wrong"
-athin delete psnap >/dev/null || die "deleting psnap failed"
+athin delete psnap --yes >/dev/null || die "deleting psnap failed"
 log "ok   512-byte first writes, sub-blocks gained in place and copies of partly written chunks read zeros around their data"
 
 # --- served by the module, remapped onto the device --------------------------------
@@ -150,7 +150,7 @@ ms=$(replace_worker 1 1)
 wait_fio "$fio_pid" /tmp/raw-verify.log "across live snapshots and a worker kill"
 log "ok   fio verify across 3 live snapshots and a worker SIGKILL (new worker in $ms ms)"
 for i in 1 2 3; do
-	athin delete "snap$i" >/dev/null || die "deleting snapshot $i failed"
+	athin delete "snap$i" --yes >/dev/null || die "deleting snapshot $i failed"
 done
 
 # --- no chunk reused while a remapped write through its old mapping is in flight ----
