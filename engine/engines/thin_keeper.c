@@ -80,9 +80,19 @@ static void thin_keeper_main(const struct thin_engine *e, int fd, pid_t parent)
 		fd = 3;
 	if (fd == 3)
 		close_range(4, ~0U, 0);
-	/* open now: the first snapshot should not pay for it either */
-	if (thin_pool_open(e->pool_dir, &pool, err, sizeof(err)))
+	/*
+	 * Open now (the first snapshot should not pay for it either), and say
+	 * when done: the supervisor starts its workers only then. A read-only
+	 * open of pool.db (each worker's, at its start) beside a read-write one
+	 * that is still recovering (flushing the old WAL, deleting it) can miss
+	 * what that WAL held: a worker then did not find its volume.
+	 */
+	memset(&f, 0, sizeof(f));
+	f.ret = thin_pool_open(e->pool_dir, &pool, err, sizeof(err));
+	if (f.ret)
 		pool = NULL; /* (tried again at the first snapshot, which reports it) */
+	if (send(fd, &f, sizeof(f), MSG_NOSIGNAL) != (ssize_t)sizeof(f))
+		goto out;
 	for (;;) {
 		ssize_t n = recv(fd, &r, sizeof(r), 0);
 
@@ -96,13 +106,18 @@ static void thin_keeper_main(const struct thin_engine *e, int fd, pid_t parent)
 		if (send(fd, &f, sizeof(f), MSG_NOSIGNAL) != (ssize_t)sizeof(f))
 			break;
 	}
+out:
 	if (pool)
 		azb_pool_close(pool);
 	_exit(0);
 }
 
+static int thin_keeper_reply(struct thin_engine *e, struct thin_pool_facts *f);
+
+/* Fork the keeper and wait until it has pool.db open (or could not open it). */
 int thin_keeper_start(struct thin_engine *e)
 {
+	struct thin_pool_facts ready;
 	pid_t parent = getpid(), pid;
 	int sv[2];
 
@@ -125,7 +140,7 @@ int thin_keeper_start(struct thin_engine *e)
 	close(sv[1]);
 	e->keeper_fd = sv[0];
 	e->keeper_pid = pid;
-	return 0;
+	return thin_keeper_reply(e, &ready) == -ENOTCONN ? -EIO : 0;
 }
 
 /* The keeper is gone or wedged: requests take the other path from now on. */
@@ -136,19 +151,13 @@ static void thin_keeper_lost(struct thin_engine *e, const char *why)
 	thin_keeper_stop(e);
 }
 
-static int thin_keeper_ask(struct thin_engine *e, struct thin_keep_req *r,
-			   struct thin_pool_facts *f)
+/* The keeper's next message: its f->ret, or -ENOTCONN (then it is dropped). */
+static int thin_keeper_reply(struct thin_engine *e, struct thin_pool_facts *f)
 {
 	struct pollfd pfd = { .fd = e->keeper_fd, .events = POLLIN };
 	ssize_t n;
 	int ready;
 
-	if (e->keeper_fd < 0)
-		return -ENOTCONN;
-	if (send(e->keeper_fd, r, sizeof(*r), MSG_NOSIGNAL) != (ssize_t)sizeof(*r)) {
-		thin_keeper_lost(e, strerror(errno));
-		return -ENOTCONN;
-	}
 	do
 		ready = poll(&pfd, 1, KEEPER_REPLY_MS);
 	while (ready < 0 && errno == EINTR);
@@ -165,6 +174,18 @@ static int thin_keeper_ask(struct thin_engine *e, struct thin_keep_req *r,
 	}
 	f->msg[sizeof(f->msg) - 1] = '\0';
 	return f->ret;
+}
+
+static int thin_keeper_ask(struct thin_engine *e, struct thin_keep_req *r,
+			   struct thin_pool_facts *f)
+{
+	if (e->keeper_fd < 0)
+		return -ENOTCONN;
+	if (send(e->keeper_fd, r, sizeof(*r), MSG_NOSIGNAL) != (ssize_t)sizeof(*r)) {
+		thin_keeper_lost(e, strerror(errno));
+		return -ENOTCONN;
+	}
+	return thin_keeper_reply(e, f);
 }
 
 int thin_keeper_snapshot(struct thin_engine *e, const char *snap_src, const char *snap_name,
