@@ -137,9 +137,26 @@ static int check_entry(struct azb_shard *sh, const struct azb_holds *holds, stru
 	return 0;
 }
 
+/* A layered entry reads through to the entry beneath it: one of its own
+ * namespace (the previous one of the same chunk) must hold data and not be
+ * layered itself. (Beneath the first entry of a chunk is its parent's.) */
+static void check_layered(struct checker *c, uint32_t shard, const struct azb_map_key *mk,
+			  const struct azb_map_ent *e, const struct azb_map_key *pk,
+			  const struct azb_map_ent *pe)
+{
+	if (!e->layered || pk->ns != mk->ns || pk->chunk != mk->chunk)
+		return;
+	if (pe->phys == AZB_TOMBSTONE || pe->layered)
+		problem(c, "shard %u: layered entry (%llu, %llu, %llu) lies over a %s", shard,
+			ULL(mk->ns), ULL(mk->chunk), ULL(mk->epoch),
+			pe->phys == AZB_TOMBSTONE ? "tombstone" : "layered entry");
+}
+
 static int check_entries(struct azb_shard *sh, const struct azb_holds *holds, struct checker *c,
 			 struct shard_recount *r)
 {
+	struct azb_map_key prev_k = { 0, 0, 0 };
+	struct azb_map_ent prev = { 0 };
 	struct azb_iter i;
 	int ret = 0, iret;
 
@@ -148,17 +165,22 @@ static int check_entries(struct azb_shard *sh, const struct azb_holds *holds, st
 		size_t klen, vlen;
 		const char *k = rocksdb_iter_key(i.it, &klen), *v = rocksdb_iter_value(i.it, &vlen);
 		struct azb_map_key mk;
-		uint64_t p, valid;
+		struct azb_map_ent e;
 
-		if (azb_map_key_decode(k, klen, &mk) || azb_map_value_decode(v, vlen, &p, &valid))
+		if (azb_map_key_decode(k, klen, &mk) || azb_map_value_decode(v, vlen, &e)) {
 			problem(c, "shard %u: undecodable mapping entry", sh->index);
-		else if (valid != AZB_VALID_ALL &&
-			 (p == AZB_TOMBSTONE || !azb_shard_tracks_valid(sh) ||
-			  !azb_valid_ok(sh, valid)))
+			continue;
+		}
+		if (e.valid != AZB_VALID_ALL &&
+		    (e.phys == AZB_TOMBSTONE || (!azb_shard_tracks_valid(sh) && !e.layered) ||
+		     !azb_valid_ok(sh, e.valid)))
 			problem(c, "shard %u: entry (%llu, %llu, %llu) has a bad valid mask %#llx",
-				sh->index, ULL(mk.ns), ULL(mk.chunk), ULL(mk.epoch), ULL(valid));
+				sh->index, ULL(mk.ns), ULL(mk.chunk), ULL(mk.epoch), ULL(e.valid));
 		else
-			ret = check_entry(sh, holds, c, r, &mk, p);
+			ret = check_entry(sh, holds, c, r, &mk, e.phys);
+		check_layered(c, sh->index, &mk, &e, &prev_k, &prev);
+		prev_k = mk;
+		prev = e;
 	}
 	iret = azb_iter_close(&i, sh->what, sh->err, sizeof(sh->err));
 	if (!ret)

@@ -31,6 +31,7 @@ static int discard_check(struct azb_shard *sh, const struct azb_view *view, uint
 static int shows_through(struct azb_shard *sh, const struct azb_view *view, uint64_t chunk,
 			 uint64_t epoch, uint64_t cut, int *shows)
 {
+	struct azb_chunk_map m;
 	uint64_t e, p;
 	int ret;
 
@@ -42,21 +43,22 @@ static int shows_through(struct azb_shard *sh, const struct azb_view *view, uint
 	}
 	if (ret != -ENOENT || cut)
 		return ret == -ENOENT ? 0 : ret;
-	ret = azb_view_lookup_from(sh, view, 1, chunk, &p, NULL);
-	*shows = !ret && p != AZB_PHYS_NONE;
+	ret = azb_view_lookup_from(sh, view, 1, chunk, &m);
+	*shows = !ret && m.phys != AZB_PHYS_NONE;
 	return ret;
 }
 
 static void batch_put_tombstone(struct azb_shard *sh, rocksdb_writebatch_t *b, uint64_t ns,
 				uint64_t chunk, uint64_t epoch, int was_empty)
 {
+	struct azb_map_ent e = { epoch, AZB_TOMBSTONE, AZB_VALID_ALL, 0, 0 };
 	char k[AZB_MAP_KEY_LEN], v[9];
 
 	azb_map_key_encode(k, ns, chunk, epoch);
 	azb_phys_value_encode(v, AZB_TOMBSTONE);
 	rocksdb_writebatch_put(b, k, sizeof(k), v, sizeof(v));
 	sh->tombstones++;
-	azb_map_note_put(sh, ns, chunk, epoch, AZB_TOMBSTONE, AZB_VALID_ALL, was_empty);
+	azb_map_note_put(sh, ns, chunk, &e, was_empty);
 }
 
 /* The head's own entry (epoch, phys) is seen by nothing else: free its chunk;
@@ -111,6 +113,7 @@ static int discard_hide(struct azb_shard *sh, const struct azb_view *view, uint6
 
 int azb_shard_discard(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk)
 {
+	struct azb_chunk_map m;
 	uint64_t cut, e, p;
 	int ret = discard_check(shard, view, chunk);
 
@@ -137,8 +140,8 @@ int azb_shard_discard(struct azb_shard *shard, const struct azb_view *view, uint
 	}
 	if (cut)
 		return 0;
-	ret = azb_view_lookup_from(shard, view, 1, chunk, &p, NULL);
-	if (ret || p == AZB_PHYS_NONE)
+	ret = azb_view_lookup_from(shard, view, 1, chunk, &m);
+	if (ret || m.phys == AZB_PHYS_NONE)
 		return ret; /* nothing to hide */
 	return discard_hide(shard, view, chunk);
 }

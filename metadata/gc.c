@@ -1,8 +1,9 @@
 /*
  * gc.c - garbage collection of a shard: an entry (ns, L, e) is kept while a
  * hold h of ns sees it (e <= h < the next newer entry's epoch, not hidden by
- * a shrink); the others are deleted and their chunks punched and freed. A
- * tombstone is also deleted when it hides nothing (no older entry of (ns, L)
+ * a shrink), and so is the entry beneath a kept layered one (whose chunk
+ * reads through to it); the others are deleted and their chunks punched and
+ * freed. A tombstone is also deleted when it hides nothing (no older entry of (ns, L)
  * is kept and ns has no parent); it never has a chunk to free. Chunks
  * allocated but neither mapped, free nor in flight are freed too.
  */
@@ -18,6 +19,8 @@
 struct gc_entry {
 	uint64_t epoch;
 	uint64_t phys;
+	uint32_t layered;
+	uint32_t keep;
 };
 
 struct gc_ctx {
@@ -93,6 +96,21 @@ static int gc_delete(struct gc_ctx *c, uint64_t epoch, uint64_t phys)
 	return 0;
 }
 
+/* Which entries of the group a hold sees, with those beneath the layered
+ * ones among them (newest first: what a kept one reads through is kept). */
+static void gc_group_visible(struct gc_ctx *c, const struct azb_ns_holds *h)
+{
+	for (uint32_t i = 0; i < c->nr; i++) {
+		uint64_t e_next = i + 1 < c->nr ? c->ent[i + 1].epoch : 0;
+
+		/* An ns unknown to the holds is newer than them: keep it. */
+		c->ent[i].keep = !h || entry_visible(h, c->chunk, c->ent[i].epoch, e_next);
+	}
+	for (uint32_t i = c->nr; i-- > 1;)
+		if (c->ent[i].keep && c->ent[i].layered)
+			c->ent[i - 1].keep = 1;
+}
+
 /* Decide for the entries of one (ns, L), oldest first. Deleting one that no
  * hold sees changes what no hold sees; a tombstone that hides nothing (no
  * older entry kept, no parent namespace) is deleted even if seen. */
@@ -102,11 +120,10 @@ static int gc_group_done(struct gc_ctx *c)
 	int below = h && h->parent_ns; /* something older may show through */
 	int ret = 0;
 
+	gc_group_visible(c, h);
 	for (uint32_t i = 0; !ret && i < c->nr; i++) {
-		uint64_t e_next = i + 1 < c->nr ? c->ent[i + 1].epoch : 0;
 		uint64_t p = c->ent[i].phys;
-		/* An ns unknown to the holds is newer than them: keep it. */
-		int keep = !h || entry_visible(h, c->chunk, c->ent[i].epoch, e_next);
+		int keep = c->ent[i].keep;
 
 		if (p == AZB_TOMBSTONE)
 			keep = keep && (!h || below);
@@ -124,7 +141,7 @@ static int gc_group_done(struct gc_ctx *c)
 	return ret;
 }
 
-static int gc_add(struct gc_ctx *c, const struct azb_map_key *mk, uint64_t phys)
+static int gc_add(struct gc_ctx *c, const struct azb_map_key *mk, const struct azb_map_ent *e)
 {
 	if (c->nr && (mk->ns != c->ns || mk->chunk != c->chunk)) {
 		int ret = gc_group_done(c);
@@ -143,7 +160,7 @@ static int gc_add(struct gc_ctx *c, const struct azb_map_key *mk, uint64_t phys)
 	}
 	c->ns = mk->ns;
 	c->chunk = mk->chunk;
-	c->ent[c->nr++] = (struct gc_entry){ mk->epoch, phys };
+	c->ent[c->nr++] = (struct gc_entry){ mk->epoch, e->phys, e->layered, 0 };
 	return 0;
 }
 
@@ -159,16 +176,16 @@ static int gc_scan_entries(struct gc_ctx *c)
 		const char *k = rocksdb_iter_key(i.it, &klen);
 		const char *v = rocksdb_iter_value(i.it, &vlen);
 		struct azb_map_key mk;
-		uint64_t p, valid;
+		struct azb_map_ent e;
 
 		c->st->entries_scanned++;
-		if (azb_map_key_decode(k, klen, &mk) || azb_map_value_decode(v, vlen, &p, &valid)) {
+		if (azb_map_key_decode(k, klen, &mk) || azb_map_value_decode(v, vlen, &e)) {
 			azb_seterr(sh->err, sizeof(sh->err), "%s: bad mapping entry (run check)",
 				   sh->what);
 			ret = -EIO;
 			break;
 		}
-		ret = gc_add(c, &mk, p);
+		ret = gc_add(c, &mk, &e);
 	}
 	iret = azb_iter_close(&i, sh->what, sh->err, sizeof(sh->err));
 	if (!ret)

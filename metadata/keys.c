@@ -81,23 +81,30 @@ int azb_phys_value_decode(const char *v, size_t vlen, uint64_t *phys)
 	return 0;
 }
 
-size_t azb_map_value_encode(char *v, uint64_t phys, uint64_t valid)
+size_t azb_map_value_encode(char *v, uint64_t phys, uint64_t valid, int layered)
 {
 	azb_phys_value_encode(v, phys);
 	if (valid == AZB_VALID_ALL)
 		return 9;
 	azb_put_be64(v + 9, valid);
+	if (!layered)
+		return 17;
+	v[17] = AZB_MAP_F_LAYERED;
 	return AZB_MAP_VALUE_MAX;
 }
 
-int azb_map_value_decode(const char *v, size_t vlen, uint64_t *phys, uint64_t *valid)
+int azb_map_value_decode(const char *v, size_t vlen, struct azb_map_ent *e)
 {
-	if (vlen == AZB_MAP_VALUE_MAX) {
-		*valid = azb_get_be64(v + 9);
-		return azb_phys_value_decode(v, 9, phys);
-	}
-	*valid = AZB_VALID_ALL;
-	return azb_phys_value_decode(v, vlen, phys);
+	e->valid = AZB_VALID_ALL;
+	e->layered = 0;
+	if (vlen == 9)
+		return azb_phys_value_decode(v, vlen, &e->phys);
+	if ((vlen != 17 && vlen != AZB_MAP_VALUE_MAX) ||
+	    (vlen == AZB_MAP_VALUE_MAX && v[17] != AZB_MAP_F_LAYERED))
+		return -EINVAL;
+	e->valid = azb_get_be64(v + 9);
+	e->layered = vlen == AZB_MAP_VALUE_MAX;
+	return azb_phys_value_decode(v, 9, &e->phys);
 }
 
 void azb_free_key_encode(char *k, uint64_t phys)

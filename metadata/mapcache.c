@@ -160,18 +160,35 @@ static void node_free(struct azb_map_cache *mc, struct azb_map_node *n)
 }
 
 /* 0: the entry with the largest epoch <= max_epoch; -ENOENT: none; 1: unknown. */
-static int node_answer(const struct azb_map_node *n, uint64_t max_epoch, uint64_t *epoch,
-		       uint64_t *phys, uint64_t *valid)
+static int node_answer(const struct azb_map_node *n, uint64_t max_epoch, struct azb_map_ent *e)
 {
 	for (uint32_t i = 0; i < n->n; i++) {
 		if (n->epoch[i] <= max_epoch) {
-			*epoch = n->epoch[i];
-			*phys = n->phys[i];
-			*valid = n->valid[i];
+			e->epoch = n->epoch[i];
+			e->phys = n->phys[i];
+			e->valid = n->valid[i];
+			e->layered = (n->layered >> i) & 1;
 			return 0;
 		}
 	}
 	return n->complete ? -ENOENT : 1;
+}
+
+/* Entry i of the node := e. */
+static void node_set(struct azb_map_node *n, uint32_t i, const struct azb_map_ent *e)
+{
+	n->epoch[i] = e->epoch;
+	n->phys[i] = e->phys;
+	n->valid[i] = e->valid;
+	n->layered = (uint8_t)((n->layered & ~(1U << i)) | (!!e->layered << i));
+}
+
+/* Entry i of the node := entry j. */
+static void node_move(struct azb_map_node *n, uint32_t i, uint32_t j)
+{
+	struct azb_map_ent e = { n->epoch[j], n->phys[j], n->valid[j], (n->layered >> j) & 1, 0 };
+
+	node_set(n, i, &e);
 }
 
 /* A tailing iterator sees what was written before each seek; a read-only DB
@@ -199,8 +216,8 @@ static int lit_read(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t 
 		    uint32_t want, struct azb_map_node *n)
 {
 	char target[AZB_MAP_KEY_LEN], *rerr = NULL;
-	uint64_t ring_e[AZB_MAP_NODE_ENTRIES], ring_p[AZB_MAP_NODE_ENTRIES];
-	uint64_t ring_v[AZB_MAP_NODE_ENTRIES], found = 0;
+	struct azb_map_ent ring[AZB_MAP_NODE_ENTRIES];
+	uint64_t found = 0;
 	rocksdb_iterator_t *it;
 
 	lit_ensure(sh);
@@ -212,20 +229,19 @@ static int lit_read(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t 
 		size_t klen, vlen;
 		const char *k = rocksdb_iter_key(it, &klen), *v = rocksdb_iter_value(it, &vlen);
 		struct azb_map_key mk;
-		uint64_t p, valid;
+		struct azb_map_ent e;
 
 		if (!klen || k[0] != AZB_K_MAP)
 			break;
-		if (azb_map_key_decode(k, klen, &mk) || azb_map_value_decode(v, vlen, &p, &valid)) {
+		if (azb_map_key_decode(k, klen, &mk) || azb_map_value_decode(v, vlen, &e)) {
 			azb_seterr(sh->err, sizeof(sh->err), "%s: bad mapping entry (run check)",
 				   sh->what);
 			return -EIO;
 		}
 		if (mk.ns != ns || mk.chunk != chunk || mk.epoch > max_epoch)
 			break;
-		ring_e[found % want] = mk.epoch;
-		ring_p[found % want] = p;
-		ring_v[found % want] = valid;
+		e.epoch = mk.epoch;
+		ring[found % want] = e;
 		found++;
 	}
 	rocksdb_iter_get_error(it, &rerr);
@@ -235,50 +251,46 @@ static int lit_read(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t 
 	}
 	n->n = (uint8_t)(found < want ? found : want);
 	n->complete = found <= want;
-	for (uint32_t i = 0; i < n->n; i++) {
-		n->epoch[i] = ring_e[(found - 1 - i) % want];
-		n->phys[i] = ring_p[(found - 1 - i) % want];
-		n->valid[i] = ring_v[(found - 1 - i) % want];
-	}
+	for (uint32_t i = 0; i < n->n; i++)
+		node_set(n, i, &ring[(found - 1 - i) % want]);
 	return 0;
 }
 
 /* Entry <= max_epoch that the node is too short to know. */
 static int find_deep(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max_epoch,
-		     uint64_t *epoch, uint64_t *phys, uint64_t *valid)
+		     struct azb_map_ent *e)
 {
 	struct azb_map_node deep;
 	int ret = lit_read(sh, ns, chunk, max_epoch, 1, &deep);
 
 	if (ret)
 		return ret;
-	if (!deep.n)
-		return -ENOENT;
-	*epoch = deep.epoch[0];
-	*phys = deep.phys[0];
-	*valid = deep.valid[0];
-	return 0;
+	return node_answer(&deep, max_epoch, e) ? -ENOENT : 0;
 }
 
 int azb_map_find(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max_epoch,
 		 uint64_t *epoch, uint64_t *phys)
 {
-	uint64_t valid;
+	struct azb_map_ent e;
+	int ret = azb_map_find_ent(sh, ns, chunk, max_epoch, &e);
 
-	return azb_map_find_valid(sh, ns, chunk, max_epoch, epoch, phys, &valid);
+	*epoch = e.epoch;
+	*phys = e.phys;
+	return ret;
 }
 
-int azb_map_find_valid(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max_epoch,
-		       uint64_t *epoch, uint64_t *phys, uint64_t *valid)
+int azb_map_find_ent(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max_epoch,
+		     struct azb_map_ent *e)
 {
 	struct azb_map_cache *mc = &sh->mc;
 	struct azb_map_node *n;
 	int ret, fresh = 0;
 
+	memset(e, 0, sizeof(*e));
 	if (azb_shard_ns_empty(sh, ns, chunk) || azb_seen_never(sh, ns, chunk))
 		return -ENOENT;
 	if (!mc->nodes) {
-		ret = azb_shard_find_entry(sh, ns, chunk, max_epoch, epoch, phys, valid);
+		ret = azb_shard_find_entry(sh, ns, chunk, max_epoch, e);
 		if (ret == -ENOENT)
 			azb_seen_learn(sh, ns, chunk);
 		return ret;
@@ -286,14 +298,14 @@ int azb_map_find_valid(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64
 	n = node_get(mc, ns, chunk);
 	if (n) {
 		n->ref = 1;
-		ret = node_answer(n, max_epoch, epoch, phys, valid);
+		ret = node_answer(n, max_epoch, e);
 		if (ret <= 0) {
 			mc->hits++;
 			return ret;
 		}
 		mc->misses++;
 		if (n->n)
-			return find_deep(sh, ns, chunk, max_epoch, epoch, phys, valid);
+			return find_deep(sh, ns, chunk, max_epoch, e);
 		/* it knows nothing (a deletion took what it knew): refill it */
 	} else {
 		mc->misses++;
@@ -316,12 +328,12 @@ int azb_map_find_valid(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64
 	}
 	if (!n->n && n->complete)
 		azb_seen_learn(sh, ns, chunk); /* a chunk never mapped: maybe its neighbours too */
-	ret = node_answer(n, max_epoch, epoch, phys, valid);
-	return ret <= 0 ? ret : find_deep(sh, ns, chunk, max_epoch, epoch, phys, valid);
+	ret = node_answer(n, max_epoch, e);
+	return ret <= 0 ? ret : find_deep(sh, ns, chunk, max_epoch, e);
 }
 
-void azb_map_note_put(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t epoch,
-		      uint64_t phys, uint64_t valid, int was_empty)
+void azb_map_note_put(struct azb_shard *sh, uint64_t ns, uint64_t chunk,
+		      const struct azb_map_ent *e, int was_empty)
 {
 	struct azb_map_cache *mc = &sh->mc;
 	struct azb_map_node *n = mc->nodes ? node_get(mc, ns, chunk) : NULL;
@@ -339,13 +351,12 @@ void azb_map_note_put(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_
 	if (!n)
 		return; /* a later miss reads it from the DB */
 	for (uint32_t i = 0; i < n->n; i++) {
-		if (n->epoch[i] == epoch) {
-			n->phys[i] = phys;
-			n->valid[i] = valid;
+		if (n->epoch[i] == e->epoch) {
+			node_set(n, i, e);
 			return;
 		}
 	}
-	while (pos < n->n && n->epoch[pos] > epoch)
+	while (pos < n->n && n->epoch[pos] > e->epoch)
 		pos++;
 	if (pos == n->n && !n->complete)
 		return; /* older than all it knows, among those it does not know */
@@ -357,14 +368,9 @@ void azb_map_note_put(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_
 		n->complete = 0; /* the oldest it knew falls off */
 	else
 		n->n++;
-	for (uint32_t i = n->n - 1; i > pos; i--) {
-		n->epoch[i] = n->epoch[i - 1];
-		n->phys[i] = n->phys[i - 1];
-		n->valid[i] = n->valid[i - 1];
-	}
-	n->epoch[pos] = epoch;
-	n->phys[pos] = phys;
-	n->valid[pos] = valid;
+	for (uint32_t i = n->n - 1; i > pos; i--)
+		node_move(n, i, i - 1);
+	node_set(n, pos, e);
 }
 
 void azb_map_note_delete(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t epoch)
@@ -376,11 +382,8 @@ void azb_map_note_delete(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint
 	for (uint32_t i = 0; i < n->n; i++) {
 		if (n->epoch[i] != epoch)
 			continue;
-		for (; i + 1 < n->n; i++) {
-			n->epoch[i] = n->epoch[i + 1];
-			n->phys[i] = n->phys[i + 1];
-			n->valid[i] = n->valid[i + 1];
-		}
+		for (; i + 1 < n->n; i++)
+			node_move(n, i, i + 1);
 		n->n--;
 		return;
 	}

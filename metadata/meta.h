@@ -340,9 +340,22 @@ int azb_shard_sync(struct azb_shard *shard);
  * view's size). */
 int azb_shard_lookup(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk,
 		     uint64_t *phys);
-/* The same, and which of phys's sub-blocks hold data (AZB_VALID_ALL for NONE). */
-int azb_shard_lookup_valid(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk,
-			   uint64_t *phys, uint64_t *valid);
+
+/*
+ * All that a view reads for a logical chunk: phys's valid sub-blocks, and the
+ * others from base's base_valid sub-blocks when phys is a layered chunk (a
+ * copy-on-write that copied nothing: it holds only what was written since,
+ * over the chunk it replaced), else zeros. A sub-block in neither reads as
+ * zeros. base is never layered itself.
+ */
+struct azb_chunk_map {
+	uint64_t phys;	     /* AZB_PHYS_NONE: all zeros */
+	uint64_t valid;	     /* AZB_VALID_ALL for AZB_PHYS_NONE */
+	uint64_t base;	     /* AZB_PHYS_NONE unless phys is layered */
+	uint64_t base_valid; /* AZB_VALID_ALL for AZB_PHYS_NONE */
+};
+int azb_shard_lookup_map(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk,
+			 struct azb_chunk_map *m);
 
 /* Does the shard hand out chunks that are not zeroed (a raw data device)? */
 int azb_shard_tracks_valid(const struct azb_shard *shard);
@@ -357,34 +370,49 @@ int azb_valid_ok(const struct azb_shard *shard, uint64_t valid);
 /* Is every byte of [off, off + len) of the chunk in a valid sub-block? */
 int azb_valid_covers(const struct azb_shard *shard, uint64_t valid, uint64_t off, uint64_t len);
 
-/* What azb_shard_lookup says, and whether a write of the chunk would go in
- * place (*in_place 1: phys is the view's own chunk, which no snapshot or
+/* What azb_shard_lookup_map says, and whether a write of the chunk would go
+ * in place (*in_place 1: phys is the view's own chunk, which no snapshot or
  * clone sees), without planning one. */
 int azb_shard_resolve(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk,
-		      uint64_t *phys, uint64_t *valid, int *in_place);
+		      struct azb_chunk_map *m, int *in_place);
 
-/* Writing a chunk: plan, write the data at plan.phys (for a partial write of a
- * new chunk, first copy old_phys's data unless it is AZB_PHYS_NONE), set
- * plan.valid, then commit (or abort). A new chunk (!in_place) in a data file
- * reads as zeros: chunks are punched when freed, aborted or reused from the
- * free set, and a read-write open cuts the data file back to high water, so
- * what a plan wrote before a crash lost its commit is gone. On a data device
- * only its valid sub-blocks hold data (a sub-block's data must be durable
- * before a commit that makes it valid is). The caller serializes writes and discards of
- * the same chunk. A tombstoned chunk is written like an unmapped one (a new
- * chunk, old_phys AZB_PHYS_NONE). */
+/*
+ * Writing a chunk: plan, write the data at plan.phys, set plan.valid, then
+ * commit (or abort). A new chunk (!in_place) in a data file reads as zeros:
+ * chunks are punched when freed, aborted or reused from the free set, and a
+ * read-write open cuts the data file back to high water, so what a plan
+ * wrote before a crash lost its commit is gone. On a data device only its
+ * valid sub-blocks hold data (a sub-block's data must be durable before a
+ * commit that makes it valid is). The caller serializes writes and discards
+ * of the same chunk. A tombstoned chunk is written like an unmapped one (a
+ * new chunk, old_phys AZB_PHYS_NONE).
+ *
+ * What the chunk read before the write is the two layers old_phys (old_valid)
+ * over old_base (old_base_valid). A new chunk over data (old_phys not
+ * AZB_PHYS_NONE) is planned layered when old_phys is not layered itself:
+ * the writer puts only its own sub-blocks into plan.phys (the parts of them
+ * it leaves out filled from old_phys), and the rest keeps reading old_phys.
+ * Over a layered old_phys (two layers) the writer copies the whole chunk
+ * (both layers, then its data) and sets valid AZB_VALID_ALL; so may it in
+ * any case. An in-place plan of a layered chunk has layered set and the
+ * layer beneath it in old_base.
+ */
 struct azb_write_plan {
-	uint64_t chunk;	   /* logical chunk */
-	uint64_t phys;	   /* where the data goes */
-	uint64_t old_phys; /* !in_place: what the view saw before (AZB_PHYS_NONE: zeros) */
-	uint64_t ns;	   /* entry being written: (ns, chunk, epoch) */
+	uint64_t chunk;		 /* logical chunk */
+	uint64_t phys;		 /* where the data goes */
+	uint64_t old_phys;	 /* what the view read before (AZB_PHYS_NONE: zeros); in
+				    place: phys */
+	uint64_t old_valid;	 /* old_phys's sub-blocks that hold data */
+	uint64_t old_base;	 /* beneath old_phys when it is layered, else AZB_PHYS_NONE */
+	uint64_t old_base_valid; /* old_base's sub-blocks that hold data */
+	uint64_t ns;		 /* entry being written: (ns, chunk, epoch) */
 	uint64_t epoch;
-	uint64_t old_valid; /* old_phys's sub-blocks that hold data */
 	uint64_t cur_valid; /* phys's before the write (a new chunk's: none, or all of a hole) */
 	uint64_t valid;	    /* phys's after it: set by the writer (azb_valid_add), committed */
 	uint32_t in_place;  /* 1: phys is already this volume's own chunk, nothing to commit
 			       unless valid grew */
-	uint32_t pad0;
+	uint32_t layered;   /* 1: phys's sub-blocks outside valid read the layer beneath it
+			       (old_phys for a new chunk, old_base in place), not zeros */
 };
 
 /* -EROFS for a read-only view, -EINVAL beyond its size, -ENOSPC when the

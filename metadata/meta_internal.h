@@ -4,10 +4,12 @@
  * of the library (tests include it to inject inconsistencies).
  *
  * Shard DB keys (big-endian numbers):
- *   'm' ns(8) L(8) epoch(8) -> v1 P(8) [V(8)]   mapping entry (P = AZB_TOMBSTONE:
- *                                                a discard tombstone, owns no chunk;
- *                                                V: the sub-blocks of P that hold
- *                                                data, when not all do)
+ *   'm' ns(8) L(8) epoch(8) -> v1 P(8) [V(8) [F(1)]]  mapping entry (P =
+ *                                                AZB_TOMBSTONE: a discard tombstone,
+ *                                                owns no chunk; V: the sub-blocks of P
+ *                                                that hold data, when not all do; F:
+ *                                                AZB_MAP_F_LAYERED, the others read
+ *                                                what lies beneath the entry, not zeros)
  *   'f' P(8)                -> v1                free chunk below high water
  *   'n' ns(8)               -> v1 count(8)       entries of ns in this shard
  *   'c' 'S'                 -> v1 allocated(8) high_water(8) free(8) entries(8)
@@ -143,11 +145,29 @@ int azb_map_key_decode(const char *k, size_t klen, struct azb_map_key *mk);
 /* value of a mapping entry: v1 P */
 void azb_phys_value_encode(char *v, uint64_t phys);
 int azb_phys_value_decode(const char *v, size_t vlen, uint64_t *phys);
-/* A mapping's value: v1 P(8), and V(8) when only some sub-blocks of the chunk
- * hold data (valid != AZB_VALID_ALL). Returns its length. */
-#define AZB_MAP_VALUE_MAX 17
-size_t azb_map_value_encode(char *v, uint64_t phys, uint64_t valid);
-int azb_map_value_decode(const char *v, size_t vlen, uint64_t *phys, uint64_t *valid);
+
+/*
+ * A mapping entry as read. A layered entry is a copy-on-write that copied
+ * nothing: its chunk holds only the sub-blocks written since (valid), and
+ * the others read what the view reads beneath the entry (its older entry or
+ * its parent's), which is never itself layered.
+ */
+struct azb_map_ent {
+	uint64_t epoch;
+	uint64_t phys;	  /* AZB_TOMBSTONE: a discard tombstone */
+	uint64_t valid;	  /* the sub-blocks of phys that hold data */
+	uint32_t layered; /* the others read what lies beneath (else zeros) */
+	uint32_t pad0;
+};
+
+#define AZB_MAP_F_LAYERED 1
+/* A mapping's value: v1 P(8), then V(8) when only some sub-blocks of the
+ * chunk hold data (valid != AZB_VALID_ALL), then F(1) when the entry is
+ * layered. Returns its length. */
+#define AZB_MAP_VALUE_MAX 18
+size_t azb_map_value_encode(char *v, uint64_t phys, uint64_t valid, int layered);
+/* Fills e's phys, valid and layered (not its epoch). */
+int azb_map_value_decode(const char *v, size_t vlen, struct azb_map_ent *e);
 void azb_free_key_encode(char *k, uint64_t phys);
 void azb_ns_key_encode(char *k, char kind, uint64_t ns);
 void azb_counter_key_encode(char *k, char id);
@@ -249,7 +269,7 @@ struct azb_map_node {
 	uint8_t n;	  /* newest entries known, 0..AZB_MAP_NODE_ENTRIES */
 	uint8_t complete; /* they are all the entries of (ns, chunk) */
 	uint8_t ref;	  /* CLOCK: used since the hand last passed */
-	uint8_t pad0;
+	uint8_t layered;  /* bit i: entry i is layered */
 };
 _Static_assert(sizeof(struct azb_map_node) == 72, "map cache node");
 
@@ -336,13 +356,18 @@ struct azb_shard {
 int azb_shard_create(const char *dir, const struct azb_pool_settings *s, uint32_t index,
 		     const char *data_dev, char *err, size_t errlen);
 /* Entry of `ns` for `chunk` with the largest epoch <= max_epoch: 0, or
- * -ENOENT; *phys may be AZB_TOMBSTONE. Read from the DB (a new iterator). */
+ * -ENOENT; e->phys may be AZB_TOMBSTONE. Read from the DB (a new iterator). */
 int azb_shard_find_entry(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max_epoch,
-			 uint64_t *epoch, uint64_t *phys, uint64_t *valid);
-/* What `view` reads for `chunk` from its link `first` on (AZB_PHYS_NONE: zeros),
- * and which of its sub-blocks hold data (valid may be NULL). */
+			 struct azb_map_ent *e);
+/* What `view` reads for `chunk` from its link `first` on (m->phys
+ * AZB_PHYS_NONE: zeros). */
 int azb_view_lookup_from(struct azb_shard *sh, const struct azb_view *view, uint32_t first,
-			 uint64_t chunk, uint64_t *phys, uint64_t *valid);
+			 uint64_t chunk, struct azb_chunk_map *m);
+/* What `view` reads beneath the entry of epoch `epoch` in its link `link`
+ * (older entries of that link's namespace, then the later links): m->phys
+ * AZB_PHYS_NONE for zeros. m->base is always AZB_PHYS_NONE. */
+int azb_view_lookup_beneath(struct azb_shard *sh, const struct azb_view *view, uint32_t link,
+			    uint64_t epoch, uint64_t chunk, struct azb_chunk_map *m);
 /* 0, or -EROFS / -EIO with the message set: the shard may be written. */
 int azb_shard_writable(struct azb_shard *sh);
 /* Chunks covered by the view's size (the last one may be partial). */
@@ -397,13 +422,13 @@ void azb_map_cache_clear(struct azb_shard *sh);
 /* Like azb_shard_find_entry, through the cache. */
 int azb_map_find(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max_epoch,
 		 uint64_t *epoch, uint64_t *phys);
-/* The same, and the entry's valid sub-blocks. */
-int azb_map_find_valid(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max_epoch,
-		       uint64_t *epoch, uint64_t *phys, uint64_t *valid);
-/* The shard wrote entry (ns, chunk, epoch) -> phys, valid (was_empty: the
- * first entry of (ns, chunk), the cache may learn it) / deleted it. */
-void azb_map_note_put(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t epoch,
-		      uint64_t phys, uint64_t valid, int was_empty);
+/* The same, the whole entry. */
+int azb_map_find_ent(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max_epoch,
+		     struct azb_map_ent *e);
+/* The shard wrote entry (ns, chunk, e->epoch) -> e (was_empty: the first
+ * entry of (ns, chunk), the cache may learn it) / deleted it. */
+void azb_map_note_put(struct azb_shard *sh, uint64_t ns, uint64_t chunk,
+		      const struct azb_map_ent *e, int was_empty);
 void azb_map_note_delete(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t epoch);
 /* The lookup iterator (tailing: it sees every write made before each seek). */
 rocksdb_iterator_t *azb_map_iter(struct azb_shard *sh);

@@ -569,7 +569,7 @@ void azb_batch_put_ns_count(rocksdb_writebatch_t *b, uint64_t ns, uint64_t count
 }
 
 int azb_shard_find_entry(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max_epoch,
-			 uint64_t *epoch, uint64_t *phys, uint64_t *valid)
+			 struct azb_map_ent *e)
 {
 	char lo[AZB_MAP_KEY_LEN], hi[AZB_MAP_KEY_LEN + 1], target[AZB_MAP_KEY_LEN];
 	struct azb_map_key mk;
@@ -587,10 +587,9 @@ int azb_shard_find_entry(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint
 		const char *k = rocksdb_iter_key(i.it, &klen);
 		const char *v = rocksdb_iter_value(i.it, &vlen);
 
-		ret = azb_map_key_decode(k, klen, &mk) || azb_map_value_decode(v, vlen, phys, valid)
-			      ? -EIO
-			      : 0;
-		*epoch = mk.epoch;
+		ret = azb_map_key_decode(k, klen, &mk) || azb_map_value_decode(v, vlen, e) ? -EIO
+											   : 0;
+		e->epoch = mk.epoch;
 		if (ret)
 			azb_seterr(sh->err, sizeof(sh->err), "%s: bad mapping entry", sh->what);
 	}
@@ -618,26 +617,35 @@ uint64_t azb_link_cut(const struct azb_view *v, const struct azb_view_link *l, u
 	return azb_truncs_cut(v->truncs + l->trunc_first, l->nr_truncs, l->max_epoch, chunk);
 }
 
-int azb_view_lookup_from(struct azb_shard *sh, const struct azb_view *view, uint32_t first,
-			 uint64_t chunk, uint64_t *phys, uint64_t *valid)
+static void map_zeros(struct azb_chunk_map *m)
 {
-	*phys = AZB_PHYS_NONE;
-	if (valid)
-		*valid = AZB_VALID_ALL;
-	for (uint32_t i = first; i < view->nr_links; i++) {
+	m->phys = m->base = AZB_PHYS_NONE;
+	m->valid = m->base_valid = AZB_VALID_ALL;
+}
+
+/*
+ * The entry the view reads for `chunk`, searching its links from `link` on,
+ * the first of them only below epoch `below` (0: from its top): *found 0
+ * when it reads zeros (nothing, a tombstone, or a shrink hides what is
+ * older), else the entry and, in *at, its link.
+ */
+static int view_find(struct azb_shard *sh, const struct azb_view *view, uint32_t link,
+		     uint64_t below, uint64_t chunk, struct azb_map_ent *e, uint32_t *at,
+		     int *found)
+{
+	*found = 0;
+	for (uint32_t i = link; i < view->nr_links; i++) {
 		const struct azb_view_link *l = &view->links[i];
-		uint64_t cut = azb_link_cut(view, l, chunk), e, p, v;
-		int ret = azb_map_find_valid(sh, l->ns, chunk, l->max_epoch, &e, &p, &v);
+		uint64_t cut = azb_link_cut(view, l, chunk);
+		uint64_t max = i == link && below ? below - 1 : l->max_epoch;
+		int ret = azb_map_find_ent(sh, l->ns, chunk, max, e);
 
 		if (ret && ret != -ENOENT)
 			return ret;
-		if (!ret && e >= cut) {
-			if (p != AZB_TOMBSTONE) {
-				*phys = p;
-				if (valid)
-					*valid = v;
-			}
-			return 0; /* a tombstone: zeros, whatever lies behind it */
+		if (!ret && e->epoch >= cut) {
+			*found = e->phys != AZB_TOMBSTONE; /* a tombstone: zeros */
+			*at = i;
+			return 0;
 		}
 		if (cut)
 			return 0; /* hidden by a shrink: zeros */
@@ -645,21 +653,62 @@ int azb_view_lookup_from(struct azb_shard *sh, const struct azb_view *view, uint
 	return 0;
 }
 
+int azb_view_lookup_beneath(struct azb_shard *sh, const struct azb_view *view, uint32_t link,
+			    uint64_t epoch, uint64_t chunk, struct azb_chunk_map *m)
+{
+	struct azb_map_ent e;
+	uint32_t at;
+	int found, ret;
+
+	map_zeros(m);
+	/* epoch 0: nothing older in the link itself */
+	ret = epoch ? view_find(sh, view, link, epoch, chunk, &e, &at, &found)
+		    : view_find(sh, view, link + 1, 0, chunk, &e, &at, &found);
+	if (!ret && found) {
+		m->phys = e.phys;
+		m->valid = e.valid;
+	}
+	return ret;
+}
+
+int azb_view_lookup_from(struct azb_shard *sh, const struct azb_view *view, uint32_t first,
+			 uint64_t chunk, struct azb_chunk_map *m)
+{
+	struct azb_chunk_map beneath;
+	struct azb_map_ent e;
+	uint32_t at;
+	int found, ret = view_find(sh, view, first, 0, chunk, &e, &at, &found);
+
+	map_zeros(m);
+	if (ret || !found)
+		return ret;
+	m->phys = e.phys;
+	m->valid = e.valid;
+	if (!e.layered || e.valid == AZB_VALID_ALL)
+		return 0;
+	ret = azb_view_lookup_beneath(sh, view, at, e.epoch, chunk, &beneath);
+	m->base = beneath.phys;
+	m->base_valid = beneath.valid;
+	return ret;
+}
+
 int azb_shard_lookup(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk,
 		     uint64_t *phys)
 {
-	return azb_shard_lookup_valid(shard, view, chunk, phys, NULL);
+	struct azb_chunk_map m;
+	int ret = azb_shard_lookup_map(shard, view, chunk, &m);
+
+	*phys = m.phys;
+	return ret;
 }
 
-int azb_shard_lookup_valid(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk,
-			   uint64_t *phys, uint64_t *valid)
+int azb_shard_lookup_map(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk,
+			 struct azb_chunk_map *m)
 {
-	*phys = AZB_PHYS_NONE;
-	if (valid)
-		*valid = AZB_VALID_ALL;
+	map_zeros(m);
 	if (chunk >= azb_view_chunks(view, shard->s.chunk_size))
 		return 0;
-	return azb_view_lookup_from(shard, view, 0, chunk, phys, valid);
+	return azb_view_lookup_from(shard, view, 0, chunk, m);
 }
 
 int azb_shard_tracks_valid(const struct azb_shard *shard)

@@ -79,16 +79,16 @@ static int link_candidates(struct azb_shard *sh, const struct azb_view_link *l, 
 		size_t klen, vlen;
 		const char *k = rocksdb_iter_key(i.it, &klen), *v = rocksdb_iter_value(i.it, &vlen);
 		struct azb_map_key mk;
-		uint64_t p, valid;
+		struct azb_map_ent e;
 
-		if (azb_map_key_decode(k, klen, &mk) || azb_map_value_decode(v, vlen, &p, &valid) ||
+		if (azb_map_key_decode(k, klen, &mk) || azb_map_value_decode(v, vlen, &e) ||
 		    mk.epoch > l->max_epoch)
 			continue;
 		if (have && mk.chunk != cur.chunk)
 			ret = vec_push(cands, &cur);
 		cur.chunk = mk.chunk;
 		cur.epoch = mk.epoch;
-		cur.phys = p;
+		cur.phys = e.phys;
 		have = 1;
 	}
 	if (!ret && have)

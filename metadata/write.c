@@ -11,28 +11,40 @@
 
 /* The volume's own newest entry for `chunk`, if it may be overwritten in place. */
 static int own_entry_in_place(struct azb_shard *sh, const struct azb_view *view, uint64_t chunk,
-			      uint64_t *epoch, uint64_t *phys, uint64_t *valid)
+			      struct azb_map_ent *e)
 {
 	const struct azb_view_link *l = &view->links[0];
-	int ret = azb_map_find_valid(sh, view->write_ns, chunk, AZB_EPOCH_HEAD, epoch, phys, valid);
+	int ret = azb_map_find_ent(sh, view->write_ns, chunk, AZB_EPOCH_HEAD, e);
 
 	if (ret)
 		return ret;
-	if (*phys == AZB_TOMBSTONE || *epoch < azb_link_cut(view, l, chunk) ||
-	    *epoch <= view->write_max_hold)
+	if (e->phys == AZB_TOMBSTONE || e->epoch < azb_link_cut(view, l, chunk) ||
+	    e->epoch <= view->write_max_hold)
 		return -ENOENT;
 	return 0;
 }
 
-int azb_shard_plan_write(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk,
-			 struct azb_write_plan *plan)
+/* The volume's own chunk as it reads, in m (with the layer beneath it). */
+static int own_chunk_map(struct azb_shard *sh, const struct azb_view *view, uint64_t chunk,
+			 const struct azb_map_ent *e, struct azb_chunk_map *m)
 {
-	uint64_t e, p;
-	int ret = azb_shard_writable(shard);
+	struct azb_chunk_map beneath;
+	int ret = 0;
 
-	memset(plan, 0, sizeof(*plan));
-	if (ret)
-		return ret;
+	m->phys = e->phys;
+	m->valid = e->valid;
+	m->base = AZB_PHYS_NONE;
+	m->base_valid = AZB_VALID_ALL;
+	if (!e->layered || e->valid == AZB_VALID_ALL)
+		return 0;
+	ret = azb_view_lookup_beneath(sh, view, 0, e->epoch, chunk, &beneath);
+	m->base = beneath.phys;
+	m->base_valid = beneath.valid;
+	return ret;
+}
+
+static int plan_check(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk)
+{
 	if (!view->write_ns || !view->nr_links || view->links[0].ns != view->write_ns) {
 		azb_seterr(shard->err, sizeof(shard->err), "%s: write to a read-only view",
 			   shard->what);
@@ -43,44 +55,70 @@ int azb_shard_plan_write(struct azb_shard *shard, const struct azb_view *view, u
 			   shard->what, (unsigned long long)chunk);
 		return -EINVAL;
 	}
+	return 0;
+}
+
+int azb_shard_plan_write(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk,
+			 struct azb_write_plan *plan)
+{
+	struct azb_chunk_map m;
+	struct azb_map_ent e;
+	int ret = azb_shard_writable(shard);
+
+	memset(plan, 0, sizeof(*plan));
+	if (!ret)
+		ret = plan_check(shard, view, chunk);
+	if (ret)
+		return ret;
 	plan->chunk = chunk;
 	plan->ns = view->write_ns;
-	ret = own_entry_in_place(shard, view, chunk, &e, &p, &plan->cur_valid);
+	ret = own_entry_in_place(shard, view, chunk, &e);
 	if (!ret) {
-		plan->phys = plan->old_phys = p;
-		plan->old_valid = plan->valid = plan->cur_valid;
-		plan->epoch = e;
+		ret = own_chunk_map(shard, view, chunk, &e, &m);
+		plan->phys = plan->old_phys = m.phys;
+		plan->old_valid = plan->valid = plan->cur_valid = m.valid;
+		plan->old_base = m.base;
+		plan->old_base_valid = m.base_valid;
+		plan->layered = e.layered && e.valid != AZB_VALID_ALL;
+		plan->epoch = e.epoch;
 		plan->in_place = 1;
-		return 0;
+		return ret;
 	}
 	if (ret != -ENOENT)
 		return ret;
-	ret = azb_shard_lookup_valid(shard, view, chunk, &plan->old_phys, &plan->old_valid);
+	ret = azb_shard_lookup_map(shard, view, chunk, &m);
+	plan->old_phys = m.phys;
+	plan->old_valid = m.valid;
+	plan->old_base = m.base;
+	plan->old_base_valid = m.base_valid;
+	/* at most two layers: over a layered chunk, the writer copies */
+	plan->layered = m.phys != AZB_PHYS_NONE && m.base == AZB_PHYS_NONE;
 	if (!ret)
 		ret = azb_alloc_reserve(shard, &plan->phys);
-	plan->cur_valid = plan->valid = azb_shard_tracks_valid(shard) ? 0 : AZB_VALID_ALL;
+	plan->cur_valid = plan->valid =
+		azb_shard_tracks_valid(shard) || plan->layered ? 0 : AZB_VALID_ALL;
 	plan->epoch = view->write_epoch;
 	return ret;
 }
 
 int azb_shard_resolve(struct azb_shard *shard, const struct azb_view *view, uint64_t chunk,
-		      uint64_t *phys, uint64_t *valid, int *in_place)
+		      struct azb_chunk_map *m, int *in_place)
 {
-	uint64_t e;
+	struct azb_map_ent e;
 	int ret;
 
 	*in_place = 0;
 	if (view->write_ns && view->nr_links && view->links[0].ns == view->write_ns &&
 	    chunk < azb_view_chunks(view, shard->s.chunk_size)) {
-		ret = own_entry_in_place(shard, view, chunk, &e, phys, valid);
+		ret = own_entry_in_place(shard, view, chunk, &e);
 		if (!ret) {
 			*in_place = 1;
-			return 0;
+			return own_chunk_map(shard, view, chunk, &e, m);
 		}
 		if (ret != -ENOENT)
 			return ret;
 	}
-	return azb_shard_lookup_valid(shard, view, chunk, phys, valid);
+	return azb_shard_lookup_map(shard, view, chunk, m);
 }
 
 /* Add the entry to the batch: a new one, or replacing a tombstone or (and
@@ -90,6 +128,7 @@ static int batch_put_entry(struct azb_shard *sh, rocksdb_writebatch_t *b,
 			   const struct azb_write_plan *plan, int *counted)
 {
 	char k[AZB_MAP_KEY_LEN], v[AZB_MAP_VALUE_MAX];
+	struct azb_map_ent ent = { 0 };
 	size_t vlen;
 	int was_empty = azb_shard_ns_empty(sh, plan->ns, plan->chunk);
 	uint64_t e, old;
@@ -112,10 +151,13 @@ static int batch_put_entry(struct azb_shard *sh, rocksdb_writebatch_t *b,
 	if (ret)
 		return ret;
 	azb_map_key_encode(k, plan->ns, plan->chunk, plan->epoch);
-	vlen = azb_map_value_encode(v, plan->phys, plan->valid);
+	ent.epoch = plan->epoch;
+	ent.phys = plan->phys;
+	ent.valid = plan->valid;
+	ent.layered = plan->layered && plan->valid != AZB_VALID_ALL;
+	vlen = azb_map_value_encode(v, ent.phys, ent.valid, (int)ent.layered);
 	rocksdb_writebatch_put(b, k, sizeof(k), v, vlen);
-	azb_map_note_put(sh, plan->ns, plan->chunk, plan->epoch, plan->phys, plan->valid,
-			 was_empty);
+	azb_map_note_put(sh, plan->ns, plan->chunk, &ent, was_empty);
 	return 0;
 }
 
@@ -129,7 +171,8 @@ int azb_shard_commit_writes(struct azb_shard *shard, const struct azb_write_plan
 	for (i = 0; !ret && i < n; i++)
 		if ((!plans[i].in_place && !azb_alloc_is_inflight(shard, plans[i].phys)) ||
 		    !azb_valid_ok(shard, plans[i].valid) ||
-		    (plans[i].valid != AZB_VALID_ALL && !azb_shard_tracks_valid(shard))) {
+		    (plans[i].valid != AZB_VALID_ALL && !azb_shard_tracks_valid(shard) &&
+		     !plans[i].layered)) {
 			azb_seterr(shard->err, sizeof(shard->err), "%s: chunk %llu was not planned",
 				   shard->what, (unsigned long long)plans[i].phys);
 			ret = -EINVAL;

@@ -3,6 +3,7 @@
  * of a thin pool (metadata/: RocksDB, sparse backing files per shard).
  *
  *   azbusectl add 1 --engine=thin --volume vol1 [--pool DIR] [--direct 0|1]
+ *                                   [--cow layer|copy]
  *
  * setup() runs in the supervisor: it takes the pool's daemon lock (one
  * serving process per pool), learns the pool's settings and the volume's
@@ -33,7 +34,7 @@
 
 #define THIN_POOL_OPEN_WAIT_MS 5000
 
-static const char *const thin_option_keys[] = { "pool", "volume", "direct", NULL };
+static const char *const thin_option_keys[] = { "pool", "volume", "direct", "cow", NULL };
 
 int thin_pool_open(const char *dir, struct azb_pool **pool, char *err, size_t errlen)
 {
@@ -80,6 +81,7 @@ static int thin_take_options(struct thin_engine *e, struct azbuse_engine_config 
 	const char *pool = azbuse_config_option(cfg, "pool");
 	const char *volume = azbuse_config_option(cfg, "volume");
 	const char *direct = azbuse_config_option(cfg, "direct");
+	const char *cow = azbuse_config_option(cfg, "cow");
 
 	if (!volume || azb_name_check(volume)) {
 		snprintf(cfg->error, cfg->error_size,
@@ -93,6 +95,11 @@ static int thin_take_options(struct thin_engine *e, struct azbuse_engine_config 
 		return -EINVAL;
 	}
 	e->direct = !direct || !strcmp(direct, "1");
+	if (cow && strcmp(cow, "layer") && strcmp(cow, "copy")) {
+		snprintf(cfg->error, cfg->error_size, "engine thin: cow is layer or copy");
+		return -EINVAL;
+	}
+	e->copy_whole = cow && !strcmp(cow, "copy");
 	if (!pool)
 		pool = azb_pool_default_dir();
 	if (strlen(pool) >= sizeof(e->pool_dir)) {
@@ -365,7 +372,7 @@ out_free:
 	free(tq->wait_ios);
 	free(tq->wait_plans);
 	free(tq->chunk_buf);
-	free(tq->zero_buf);
+	free(tq->edge_buf);
 	free(tq);
 	return ret;
 }
@@ -391,15 +398,16 @@ static void thin_close_queue(void *queue)
 	free(tq->wait_ios);
 	free(tq->wait_plans);
 	free(tq->chunk_buf);
-	free(tq->zero_buf);
+	free(tq->edge_buf);
 	free(tq);
 }
 
 const struct azbuse_engine_ops azbuse_thin_engine = {
 	AZBUSE_ENGINE_INIT,
 	.name = "thin",
-	.description = "thin-provisioned volumes, snapshots and clones of a pool "
-		       "(--volume NAME [--pool DIR] [--direct 0|1]; see azbuse-thin)",
+	.description =
+		"thin-provisioned volumes, snapshots and clones of a pool "
+		"(--volume NAME [--pool DIR] [--direct 0|1] [--cow layer|copy]; see azbuse-thin)",
 	.option_keys = thin_option_keys,
 	.setup = thin_setup,
 	.teardown = thin_teardown,

@@ -33,7 +33,11 @@ struct thin_engine {
 	struct azb_view view;
 	bool read_only; /* a snapshot */
 	bool direct;	/* data I/O with O_DIRECT where aligned (option direct, default 1) */
-	int lock_fd;	/* DIR/daemon.lock, held while the device lives */
+	/* Option cow=copy: a first write into a chunk a snapshot shares copies
+	 * the whole chunk (as dm-thin does), not only what it writes (cow=layer,
+	 * the default: the new chunk is layered over the old one, azb_write_plan) */
+	bool copy_whole;
+	int lock_fd; /* DIR/daemon.lock, held while the device lives */
 	/*
 	 * What each chunk of the volume maps to, published by its owner for
 	 * every worker and the module: the device's direct map, attached in
@@ -76,7 +80,7 @@ struct thin_queue {
 	uint64_t redirected; /* requests handed to their chunk's owner */
 	uint64_t foreign;    /* requests of other shards served here */
 	uint8_t *chunk_buf;  /* one chunk, for copy-on-write of a partial write */
-	uint8_t *zero_buf;   /* zeros, one sub-block (azb_valid_unit), made when first needed */
+	uint8_t *edge_buf; /* one sub-block (azb_valid_unit), for what a write leaves out of one */
 	/*
 	 * New chunks' mappings wait here for the batch's end, to be committed
 	 * in one RocksDB write; copies (copy-on-write) also until their data is

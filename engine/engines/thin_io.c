@@ -183,11 +183,6 @@ static int thin_pwrite_at(const struct thin_queue *tq, uint32_t shard, const uin
 }
 
 /* The same in the shard this worker owns. */
-static int thin_pread_all(const struct thin_queue *tq, uint8_t *buf, size_t len, uint64_t off)
-{
-	return thin_pread_at(tq, tq->index, buf, len, off);
-}
-
 static int thin_pwrite_all(const struct thin_queue *tq, const uint8_t *buf, size_t len,
 			   uint64_t off)
 {
@@ -293,27 +288,81 @@ static void thin_zero_invalid(const struct thin_queue *tq, uint8_t *buf, uint32_
 	}
 }
 
-/* Zeros into the parts of the first and last sub-blocks that a write of
- * [within, within + len) touches but leaves out, where they held no data. */
-static int thin_fill_edges(struct thin_queue *tq, uint64_t phys, uint32_t within, uint32_t len,
-			   uint64_t valid)
+/* One layer's bytes [within, within + len) of a chunk: phys's valid
+ * sub-blocks, zeros elsewhere (all zeros for AZB_PHYS_NONE). */
+static int thin_read_layer(const struct thin_queue *tq, uint32_t shard, uint8_t *buf,
+			   uint32_t within, uint32_t len, uint64_t phys, uint64_t valid)
+{
+	int ret;
+
+	if (phys == AZB_PHYS_NONE || !valid) {
+		memset(buf, 0, len);
+		return 0;
+	}
+	ret = thin_pread_at(tq, shard, buf, len, thin_phys_offset(tq, phys, within));
+	if (!ret)
+		thin_zero_invalid(tq, buf, within, len, valid);
+	return ret;
+}
+
+/* What a chunk mapped as m reads at [within, within + len): each run of
+ * sub-blocks from the layer that holds it. */
+static int thin_read_mapped(const struct thin_queue *tq, uint32_t shard, uint8_t *buf,
+			    uint32_t within, uint32_t len, const struct azb_chunk_map *m)
+{
+	uint32_t unit = azb_valid_unit(tq->shard), pos, end;
+	int ret = 0;
+
+	if (m->valid == AZB_VALID_ALL || m->base == AZB_PHYS_NONE)
+		return thin_read_layer(tq, shard, buf, within, len, m->phys, m->valid);
+	for (pos = within; !ret && pos < within + len; pos = end) {
+		bool top = m->valid & (1ULL << (pos / unit));
+
+		for (end = pos; end < within + len && !!(m->valid & (1ULL << (end / unit))) == top;)
+			end = (end / unit + 1) * unit;
+		if (end > within + len)
+			end = within + len;
+		ret = thin_read_layer(tq, shard, buf + (pos - within), pos, end - pos,
+				      top ? m->phys : m->base, top ? AZB_VALID_ALL : m->base_valid);
+	}
+	return ret;
+}
+
+/* Bytes [off, off + len) of a sub-block the plan's chunk does not hold: what
+ * the layer beneath it has there (zeros for a chunk that is not layered). */
+static int thin_fill_edge(struct thin_queue *tq, const struct azb_write_plan *plan, uint32_t off,
+			  uint32_t len)
+{
+	uint64_t phys = AZB_PHYS_NONE, valid = AZB_VALID_ALL;
+	int ret;
+
+	if (plan->layered) {
+		phys = plan->in_place ? plan->old_base : plan->old_phys;
+		valid = plan->in_place ? plan->old_base_valid : plan->old_valid;
+	}
+	ret = thin_read_layer(tq, tq->index, tq->edge_buf, off, len, phys, valid);
+	if (!ret)
+		ret = thin_pwrite_all(tq, tq->edge_buf, len, thin_phys_offset(tq, plan->phys, off));
+	return ret;
+}
+
+/* Fill the parts of the first and last sub-blocks that a write of [within,
+ * within + len) touches but leaves out, where the chunk does not hold them. */
+static int thin_fill_edges(struct thin_queue *tq, const struct azb_write_plan *plan,
+			   uint32_t within, uint32_t len)
 {
 	uint32_t unit = azb_valid_unit(tq->shard), end = within + len;
 	uint32_t head = within % unit, tail = end % unit;
-	uint64_t base = thin_phys_offset(tq, phys, 0);
 	int ret = 0;
 
-	if (valid == AZB_VALID_ALL || (!head && !tail))
+	if (plan->valid == AZB_VALID_ALL || (!head && !tail))
 		return 0;
-	if (!tq->zero_buf) {
-		if (posix_memalign((void **)&tq->zero_buf, 4096, unit))
-			return -ENOMEM;
-		memset(tq->zero_buf, 0, unit);
-	}
-	if (head && !(valid & (1ULL << (within / unit))))
-		ret = thin_pwrite_all(tq, tq->zero_buf, head, base + within - head);
-	if (!ret && tail && !(valid & (1ULL << (end / unit))))
-		ret = thin_pwrite_all(tq, tq->zero_buf, unit - tail, base + end);
+	if (!tq->edge_buf && posix_memalign((void **)&tq->edge_buf, 4096, unit))
+		return -ENOMEM;
+	if (head && !(plan->valid & (1ULL << (within / unit))))
+		ret = thin_fill_edge(tq, plan, within - head, head);
+	if (!ret && tail && !(plan->valid & (1ULL << (end / unit))))
+		ret = thin_fill_edge(tq, plan, end, unit - tail);
 	return ret;
 }
 
@@ -335,43 +384,38 @@ static void thin_pub_learned(struct thin_queue *tq, uint64_t chunk, uint64_t phy
  * chunk's owner, another worker, can tell.
  */
 static int thin_find_piece(struct thin_queue *tq, const struct thin_piece *p, uint32_t shard,
-			   uint64_t *phys, uint64_t *valid, int *owner)
+			   struct azb_chunk_map *m, int *owner)
 {
 	struct azb_pub_entry e = thin_pub_lookup(tq, p->chunk);
 	int in_place, ret;
 
-	*valid = AZB_VALID_ALL;
+	m->phys = m->base = AZB_PHYS_NONE;
+	m->valid = m->base_valid = AZB_VALID_ALL;
 	if (e.kind == AZB_PUB_ZERO || e.kind == AZB_PUB_SHARED || e.kind == AZB_PUB_OWNED) {
-		*phys = e.kind == AZB_PUB_ZERO ? AZB_PHYS_NONE : e.phys;
+		if (e.kind != AZB_PUB_ZERO)
+			m->phys = e.phys;
 		return 0;
 	}
 	if (shard != tq->index) {
 		*owner = (int)shard;
 		return 0;
 	}
-	ret = azb_shard_resolve(tq->shard, &tq->engine->view, p->chunk, phys, valid, &in_place);
+	ret = azb_shard_resolve(tq->shard, &tq->engine->view, p->chunk, m, &in_place);
 	if (ret)
 		return thin_meta_error(tq, ret);
-	thin_pub_learned(tq, p->chunk, *phys, *valid, in_place);
+	thin_pub_learned(tq, p->chunk, m->phys, m->valid, in_place);
 	return 0;
 }
 
 static int thin_read_piece(struct thin_queue *tq, const struct thin_piece *p, int *owner)
 {
 	uint32_t shard = thin_shard_of(tq, p->chunk);
-	uint64_t phys = AZB_PHYS_NONE, valid;
-	int ret = thin_find_piece(tq, p, shard, &phys, &valid, owner);
+	struct azb_chunk_map m;
+	int ret = thin_find_piece(tq, p, shard, &m, owner);
 
 	if (ret || *owner >= 0)
 		return ret;
-	if (phys == AZB_PHYS_NONE || !valid) {
-		memset(p->buf, 0, p->len);
-		return 0;
-	}
-	ret = thin_pread_at(tq, shard, p->buf, p->len, thin_phys_offset(tq, phys, p->within));
-	if (!ret)
-		thin_zero_invalid(tq, p->buf, p->within, p->len, valid);
-	return ret;
+	return thin_read_mapped(tq, shard, p->buf, p->within, p->len, &m);
 }
 
 /* Hand a request to the worker that owns its chunk. */
@@ -410,7 +454,7 @@ static int thin_write_sub_blocks(struct thin_queue *tq, struct azb_write_plan *p
 {
 	uint64_t valid = azb_valid_add(tq->shard, plan->valid, p->within, p->len);
 	uint64_t off = thin_phys_offset(tq, plan->phys, p->within);
-	int ret = thin_fill_edges(tq, plan->phys, p->within, p->len, plan->valid);
+	int ret = thin_fill_edges(tq, plan, p->within, p->len);
 
 	/* a piece of a new chunk, or one that makes sub-blocks valid, waits for
 	 * the batch's commit: its data may be in flight until then
@@ -424,16 +468,42 @@ static int thin_write_sub_blocks(struct thin_queue *tq, struct azb_write_plan *p
 }
 
 /*
+ * Write into plan->phys, whole, what the chunk read before (the plan's old
+ * layers) with the piece (or zeros, data == NULL) over it. Sets plan->valid.
+ */
+static int thin_copy_chunk(struct thin_queue *tq, struct azb_write_plan *plan,
+			   const struct thin_piece *p, const uint8_t *data)
+{
+	struct azb_chunk_map old = { plan->old_phys, plan->old_valid, plan->old_base,
+				     plan->old_base_valid };
+	int ret = 0;
+
+	if (p->len != tq->chunk_size)
+		ret = thin_read_mapped(tq, tq->index, tq->chunk_buf, 0, (uint32_t)tq->chunk_size,
+				       &old);
+	if (ret)
+		return ret;
+	if (data)
+		memcpy(tq->chunk_buf + p->within, data, p->len);
+	else
+		memset(tq->chunk_buf + p->within, 0, p->len);
+	plan->valid = AZB_VALID_ALL;
+	return thin_pwrite_all(tq, tq->chunk_buf, tq->chunk_size,
+			       thin_phys_offset(tq, plan->phys, 0));
+}
+
+/*
  * Put a piece into a chunk that is not yet this volume's (plan.phys: a
- * fresh hole, or on a data device a chunk with no valid sub-block): all of
- * it, or the old chunk's content with the piece (or zeros, data == NULL)
- * laid over it. Sets plan->valid.
+ * fresh hole, or on a data device a chunk with no valid sub-block): over
+ * zeros, just the piece; over data, just the piece too when the plan is
+ * layered (the rest reads through to the old chunk), else a copy of the
+ * old chunk's content with the piece (or zeros, data == NULL) laid over it.
+ * Sets plan->valid.
  */
 static int thin_fill_new_chunk(struct thin_queue *tq, struct azb_write_plan *plan,
 			       const struct thin_piece *p, const uint8_t *data)
 {
 	uint64_t base = thin_phys_offset(tq, plan->phys, 0);
-	int ret;
 
 	if (plan->old_phys == AZB_PHYS_NONE) {
 		/* the rest of the fresh chunk already reads as zeros */
@@ -446,23 +516,9 @@ static int thin_fill_new_chunk(struct thin_queue *tq, struct azb_write_plan *pla
 			       ? -errno
 			       : 0;
 	}
-	plan->valid = AZB_VALID_ALL;
-	if (p->len == tq->chunk_size && data)
-		return thin_pwrite_all(tq, data, p->len, base);
-	if (!plan->old_valid) {
-		memset(tq->chunk_buf, 0, tq->chunk_size);
-	} else {
-		ret = thin_pread_all(tq, tq->chunk_buf, tq->chunk_size,
-				     thin_phys_offset(tq, plan->old_phys, 0));
-		if (ret)
-			return ret;
-		thin_zero_invalid(tq, tq->chunk_buf, 0, (uint32_t)tq->chunk_size, plan->old_valid);
-	}
-	if (data)
-		memcpy(tq->chunk_buf + p->within, data, p->len);
-	else
-		memset(tq->chunk_buf + p->within, 0, p->len);
-	return thin_pwrite_all(tq, tq->chunk_buf, tq->chunk_size, base);
+	if (plan->layered && data && !tq->engine->copy_whole)
+		return thin_write_sub_blocks(tq, plan, p, data);
+	return thin_copy_chunk(tq, plan, p, data);
 }
 
 /* A chunk given back unused must read as zeros when it is handed out again
@@ -598,6 +654,11 @@ static int thin_write_piece(struct thin_queue *tq, const struct thin_piece *p, c
 
 		if (whole)
 			thin_pub_note(tq, p->chunk, plan.phys, true);
+		if (!data && plan.layered) {
+			/* zeros, not what lies beneath: the whole chunk becomes its own */
+			ret = thin_copy_chunk(tq, &plan, p, NULL);
+			return ret ? ret : thin_record_new_chunk(tq, &plan, deferred);
+		}
 		if (!data) /* (in a partly written chunk, zeros are what the rest reads already) */
 			return fallocate(tq->data_fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
 					 (off_t)thin_phys_offset(tq, plan.phys, p->within),

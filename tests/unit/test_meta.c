@@ -95,7 +95,8 @@ static void close_all(struct fixture *f)
 	f->pool = NULL;
 }
 
-static struct fixture *fixture_new(uint32_t shards, uint64_t limit)
+/* A pool of `shards` shards and chunks of chunk_size bytes (0: CS). */
+static struct fixture *fixture_new_cs(uint32_t shards, uint64_t limit, uint64_t chunk_size)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	struct azb_pool_settings s;
@@ -105,9 +106,23 @@ static struct fixture *fixture_new(uint32_t shards, uint64_t limit)
 	assert_non_null(mkdtemp(f->tmp));
 	snprintf(f->dir, sizeof(f->dir), "%s/pool", f->tmp);
 	settings_small(&s, shards, limit);
+	if (chunk_size)
+		s.chunk_size = s.stripe_size = chunk_size;
 	assert_int_equal(azb_pool_init(f->dir, &s, f->err, sizeof(f->err)), 0);
 	open_all(f);
 	return f;
+}
+
+static struct fixture *fixture_new(uint32_t shards, uint64_t limit)
+{
+	return fixture_new_cs(shards, limit, 0);
+}
+
+/* Chunks of four 4 KiB sub-blocks: layered copies-on-write. */
+static int setup_subs(void **state)
+{
+	*state = fixture_new_cs(2, 0, 4 * CS);
+	return 0;
 }
 
 static int setup1(void **state)
@@ -183,6 +198,7 @@ static struct azb_write_plan write_chunk(struct fixture *f, const char *name, ui
 	assert_int_equal(
 		pwrite(azb_shard_data_fd(sh), &marker, sizeof(marker), (off_t)(plan.phys * CS)),
 		sizeof(marker));
+	plan.valid = AZB_VALID_ALL; /* (the chunk is one sub-block, written) */
 	assert_int_equal(azb_shard_commit_write(sh, &plan), 0);
 	azb_view_free(&v);
 	return plan;
@@ -554,9 +570,10 @@ static void test_valid_masks(void **state)
 	struct fixture *f = *state;
 	struct azb_pool_settings s;
 	struct azb_write_plan plan;
+	struct azb_chunk_map m;
 	struct azb_shard *sh;
 	struct azb_view v;
-	uint64_t phys, valid;
+	uint64_t phys, layered;
 
 	settings_small(&s, 1, 0);
 	s.chunk_size = s.stripe_size = 64 << 10;
@@ -591,37 +608,103 @@ static void test_valid_masks(void **state)
 	plan.valid = azb_valid_add(sh, plan.cur_valid, 8192, 4096);
 	assert_int_equal(azb_shard_commit_write(sh, &plan), 0);
 	phys = plan.phys;
-	assert_int_equal(azb_shard_lookup_valid(sh, &v, 0, &plan.phys, &valid), 0);
-	assert_int_equal(plan.phys, phys);
-	assert_int_equal(valid, 4);
+	assert_int_equal(azb_shard_lookup_map(sh, &v, 0, &m), 0);
+	assert_int_equal(m.phys, phys);
+	assert_int_equal(m.valid, 4);
+	assert_int_equal(m.base, AZB_PHYS_NONE);
 
 	assert_int_equal(azb_shard_plan_write(sh, &v, 0, &plan), 0);
 	assert_true(plan.in_place);
+	assert_false(plan.layered);
 	assert_int_equal(plan.cur_valid, 4);
 	plan.valid = azb_valid_add(sh, plan.cur_valid, 0, 512);
 	assert_int_equal(azb_shard_commit_write(sh, &plan), 0);
 	azb_map_cache_clear(sh); /* from the DB again */
-	assert_int_equal(azb_shard_lookup_valid(sh, &v, 0, &phys, &valid), 0);
-	assert_int_equal(valid, 5);
+	assert_int_equal(azb_shard_lookup_map(sh, &v, 0, &m), 0);
+	assert_int_equal(m.valid, 5);
 	azb_view_free(&v);
 
+	/* a write into the chunk a snapshot shares: a layered chunk over it */
 	snapshot(f, "v", "s");
 	view_of(f, "v", &v);
 	assert_int_equal(azb_shard_plan_write(sh, &v, 0, &plan), 0);
 	assert_false(plan.in_place);
+	assert_true(plan.layered);
+	assert_int_equal(plan.cur_valid, 0);
 	assert_int_equal(plan.old_phys, phys);
 	assert_int_equal(plan.old_valid, 5);
-	plan.valid = AZB_VALID_ALL; /* a copy is whole */
+	assert_int_equal(plan.old_base, AZB_PHYS_NONE);
+	plan.valid = azb_valid_add(sh, plan.cur_valid, 4096, 4096);
 	assert_int_equal(azb_shard_commit_write(sh, &plan), 0);
-	assert_int_equal(azb_shard_lookup_valid(sh, &v, 0, &phys, &valid), 0);
-	assert_int_equal(phys, plan.phys);
-	assert_int_equal(valid, AZB_VALID_ALL);
+	layered = plan.phys;
+	for (int pass = 0; pass < 2; pass++) {
+		assert_int_equal(azb_shard_lookup_map(sh, &v, 0, &m), 0);
+		assert_int_equal(m.phys, layered);
+		assert_int_equal(m.valid, 2);
+		assert_int_equal(m.base, phys);
+		assert_int_equal(m.base_valid, 5);
+		azb_map_cache_clear(sh);
+	}
+	/* in place it stays layered, over the same chunk */
+	assert_int_equal(azb_shard_plan_write(sh, &v, 0, &plan), 0);
+	assert_true(plan.in_place);
+	assert_true(plan.layered);
+	assert_int_equal(plan.cur_valid, 2);
+	assert_int_equal(plan.old_base, phys);
+	assert_int_equal(plan.old_base_valid, 5);
+	plan.valid = azb_valid_add(sh, plan.cur_valid, 15 * 4096, 4096);
+	assert_int_equal(azb_shard_commit_write(sh, &plan), 0);
 	azb_view_free(&v);
 	view_of(f, "s", &v);
-	assert_int_equal(azb_shard_lookup_valid(sh, &v, 0, &phys, &valid), 0);
-	assert_int_equal(phys, plan.old_phys);
-	assert_int_equal(valid, 5);
+	assert_int_equal(azb_shard_lookup_map(sh, &v, 0, &m), 0);
+	assert_int_equal(m.phys, phys);
+	assert_int_equal(m.valid, 5);
+	assert_int_equal(m.base, AZB_PHYS_NONE);
 	azb_view_free(&v);
+
+	/* no snapshot sees the old chunk any more: GC keeps it, the layered one reads it */
+	del(f, "s");
+	gc_all(f);
+	assert_clean(f);
+	view_of(f, "v", &v);
+	assert_int_equal(azb_shard_lookup_map(sh, &v, 0, &m), 0);
+	assert_int_equal(m.phys, layered);
+	assert_int_equal(m.valid, 0x8002);
+	assert_int_equal(m.base, phys);
+	assert_int_equal(allocated(f), 2);
+	azb_view_free(&v);
+
+	/* two layers at most: a write over a layered shared chunk copies */
+	snapshot(f, "v", "s2");
+	view_of(f, "v", &v);
+	assert_int_equal(azb_shard_plan_write(sh, &v, 0, &plan), 0);
+	assert_false(plan.in_place);
+	assert_false(plan.layered);
+	assert_int_equal(plan.old_phys, layered);
+	assert_int_equal(plan.old_base, phys);
+	plan.valid = AZB_VALID_ALL;
+	assert_int_equal(azb_shard_commit_write(sh, &plan), 0);
+	assert_int_equal(azb_shard_lookup_map(sh, &v, 0, &m), 0);
+	assert_int_equal(m.valid, AZB_VALID_ALL);
+	assert_int_equal(m.base, AZB_PHYS_NONE);
+	azb_view_free(&v);
+	del(f, "s2");
+	gc_all(f);
+	assert_int_equal(allocated(f), 1);
+	assert_clean(f);
+
+	/* a discard of a layered chunk hides what lies beneath it */
+	snapshot(f, "v", "s3");
+	view_of(f, "v", &v);
+	assert_int_equal(azb_shard_plan_write(sh, &v, 0, &plan), 0);
+	assert_true(plan.layered);
+	plan.valid = azb_valid_add(sh, plan.cur_valid, 0, 4096);
+	assert_int_equal(azb_shard_commit_write(sh, &plan), 0);
+	assert_int_equal(azb_shard_discard(sh, &v, 0), 0);
+	assert_int_equal(azb_shard_lookup_map(sh, &v, 0, &m), 0);
+	assert_int_equal(m.phys, AZB_PHYS_NONE);
+	azb_view_free(&v);
+	assert_clean(f);
 }
 
 static void test_abort_and_out_of_order_commit(void **state)
@@ -1723,75 +1806,121 @@ static void test_map_cache_hits_and_db_changes(void **state)
 	assert_clean(f);
 }
 
-/* A model of every volume's content (two words per chunk: the last marker
- * written and the one before, as a partial write would keep) checked after
- * random writes, discards, snapshots, clones, deletes, rollbacks, resizes,
- * GCs and reopens. */
+/* A model of every volume's content (two words per sub-block of each chunk:
+ * the last marker written and the one before, as a partial write would
+ * keep) checked after random writes, discards, snapshots, clones, deletes,
+ * rollbacks, resizes, GCs and reopens. A write into a shared chunk either
+ * copies it or, as the thin engine does, writes only its sub-block into a
+ * layered chunk. */
 #define MODEL_CHUNKS 24
 #define MODEL_OBJS 24
+#define MODEL_SUBS 4
+#define SUB 4096ULL /* the pools' valid unit */
 
 struct model_obj {
 	char name[16];
 	int alive, snap;
 	uint64_t chunks;
-	uint64_t cur[MODEL_CHUNKS], prev[MODEL_CHUNKS];
+	uint64_t cur[MODEL_CHUNKS][MODEL_SUBS], prev[MODEL_CHUNKS][MODEL_SUBS];
 };
 
 struct model {
 	struct model_obj o[MODEL_OBJS];
 	uint32_t nr;
+	uint32_t subs; /* sub-blocks per chunk: chunk size / SUB */
+	uint64_t cs;
 	uint64_t marker;
 	unsigned seed;
 };
 
-static void model_write(struct fixture *f, struct model_obj *o, uint64_t chunk, uint64_t marker)
+/* The two words at the start of sub-block `sub` of a chunk mapped as m. */
+static void read_sub_words(int fd, uint64_t cs, const struct azb_chunk_map *m, uint32_t sub,
+			   uint64_t words[2])
+{
+	uint64_t p = AZB_PHYS_NONE;
+
+	if (m->valid == AZB_VALID_ALL || ((m->valid >> sub) & 1))
+		p = m->phys;
+	else if (m->base != AZB_PHYS_NONE &&
+		 (m->base_valid == AZB_VALID_ALL || ((m->base_valid >> sub) & 1)))
+		p = m->base;
+	words[0] = words[1] = 0;
+	if (p != AZB_PHYS_NONE)
+		assert_int_equal(
+			pread(fd, words, 2 * sizeof(uint64_t), (off_t)(p * cs + sub * SUB)),
+			2 * sizeof(uint64_t));
+}
+
+static void write_sub_words(int fd, uint64_t cs, uint64_t phys, uint32_t sub,
+			    const uint64_t words[2])
+{
+	assert_int_equal(pwrite(fd, words, 2 * sizeof(uint64_t), (off_t)(phys * cs + sub * SUB)),
+			 2 * sizeof(uint64_t));
+}
+
+static void model_write(struct fixture *f, struct model *m, struct model_obj *o, uint64_t chunk)
 {
 	struct azb_shard *sh = shard_of(f, chunk);
-	static char buf[CS];
-	uint64_t words[2];
+	uint32_t sub = (uint32_t)(rand_r(&m->seed) % m->subs);
+	uint64_t words[2], marker = ++m->marker;
 	struct azb_write_plan plan;
+	struct azb_chunk_map old;
 	struct azb_view v;
-	int fd = azb_shard_data_fd(sh);
+	int fd = azb_shard_data_fd(sh), copy;
 
 	view_of(f, o->name, &v);
 	if (azb_shard_plan_write(sh, &v, chunk, &plan))
 		fail_msg("plan %s:%llu: %s", o->name, (unsigned long long)chunk,
 			 azb_shard_error(sh));
-	if (!plan.in_place) {
-		memset(buf, 0, sizeof(buf));
-		if (plan.old_phys != AZB_PHYS_NONE)
-			assert_int_equal(pread(fd, buf, CS, (off_t)(plan.old_phys * CS)), CS);
-		assert_int_equal(pwrite(fd, buf, CS, (off_t)(plan.phys * CS)), CS);
+	old = (struct azb_chunk_map){ plan.old_phys, plan.old_valid, plan.old_base,
+				      plan.old_base_valid };
+	/* over data, a plan that is not layered must copy; a layered one may */
+	copy = !plan.in_place && plan.old_phys != AZB_PHYS_NONE &&
+	       (!plan.layered || rand_r(&m->seed) % 4 == 0);
+	for (uint32_t t = 0; copy && t < m->subs; t++) {
+		read_sub_words(fd, m->cs, &old, t, words);
+		write_sub_words(fd, m->cs, plan.phys, t, words);
 	}
-	assert_int_equal(pread(fd, words, sizeof(words), (off_t)(plan.phys * CS)), sizeof(words));
+	read_sub_words(fd, m->cs, &old, sub, words);
 	words[1] = words[0];
 	words[0] = marker;
-	assert_int_equal(pwrite(fd, words, sizeof(words), (off_t)(plan.phys * CS)), sizeof(words));
+	write_sub_words(fd, m->cs, plan.phys, sub, words);
+	plan.valid = copy ? AZB_VALID_ALL : azb_valid_add(sh, plan.valid, sub * SUB, SUB);
 	assert_int_equal(azb_shard_commit_write(sh, &plan), 0);
 	azb_view_free(&v);
-	o->prev[chunk] = o->cur[chunk];
-	o->cur[chunk] = marker;
+	o->prev[chunk][sub] = o->cur[chunk][sub];
+	o->cur[chunk][sub] = marker;
 }
 
 static void model_verify(struct fixture *f, struct model *m)
 {
 	for (uint32_t i = 0; i < m->nr; i++) {
 		struct model_obj *o = &m->o[i];
+		struct azb_view v;
 
-		for (uint64_t l = 0; o->alive && l < o->chunks; l++) {
-			uint64_t p = phys_of(f, o->name, l), words[2] = { 0, 0 };
+		if (!o->alive)
+			continue;
+		view_of(f, o->name, &v);
+		for (uint64_t l = 0; l < o->chunks; l++) {
+			struct azb_shard *sh = shard_of(f, l);
+			struct azb_chunk_map cm;
 
-			if (p != AZB_PHYS_NONE)
-				assert_int_equal(pread(azb_shard_data_fd(shard_of(f, l)), words,
-						       sizeof(words), (off_t)(p * CS)),
-						 sizeof(words));
-			if (words[0] != o->cur[l] || words[1] != o->prev[l])
-				fail_msg("%s chunk %llu: reads %llu/%llu, model %llu/%llu", o->name,
-					 (unsigned long long)l, (unsigned long long)words[0],
-					 (unsigned long long)words[1],
-					 (unsigned long long)o->cur[l],
-					 (unsigned long long)o->prev[l]);
+			assert_int_equal(azb_shard_lookup_map(sh, &v, l, &cm), 0);
+			for (uint32_t t = 0; t < m->subs; t++) {
+				uint64_t words[2];
+
+				read_sub_words(azb_shard_data_fd(sh), m->cs, &cm, t, words);
+				if (words[0] != o->cur[l][t] || words[1] != o->prev[l][t])
+					fail_msg("%s chunk %llu sub-block %u: reads %llu/%llu, "
+						 "model %llu/%llu",
+						 o->name, (unsigned long long)l, t,
+						 (unsigned long long)words[0],
+						 (unsigned long long)words[1],
+						 (unsigned long long)o->cur[l][t],
+						 (unsigned long long)o->prev[l][t]);
+			}
 		}
+		azb_view_free(&v);
 	}
 }
 
@@ -1834,10 +1963,11 @@ static void model_step(struct fixture *f, struct model *m)
 		return;
 	l = rand_r(&m->seed) % o->chunks;
 	if (op < 45) {
-		model_write(f, o, l, ++m->marker);
+		model_write(f, m, o, l);
 	} else if (op < 65) {
 		assert_int_equal(discard(f, o->name, l), 0);
-		o->cur[l] = o->prev[l] = 0;
+		memset(o->cur[l], 0, sizeof(o->cur[l]));
+		memset(o->prev[l], 0, sizeof(o->prev[l]));
 	} else if (op < 72) {
 		s = model_new(m, o, 1);
 		if (s)
@@ -1868,15 +1998,17 @@ static void model_step(struct fixture *f, struct model *m)
 	} else if (op < 92) {
 		size = 4 + rand_r(&m->seed) % (MODEL_CHUNKS - 3);
 		assert_int_equal(
-			azb_pool_resize(f->pool, o->name, size * CS, f->err, sizeof(f->err)), 0);
-		for (l = size; l < MODEL_CHUNKS; l++)
-			o->cur[l] = o->prev[l] = 0;
+			azb_pool_resize(f->pool, o->name, size * m->cs, f->err, sizeof(f->err)), 0);
+		for (l = size; l < MODEL_CHUNKS; l++) {
+			memset(o->cur[l], 0, sizeof(o->cur[l]));
+			memset(o->prev[l], 0, sizeof(o->prev[l]));
+		}
 		o->chunks = size;
 	} else if (op < 96) {
 		gc_all(f);
 		assert_clean(f);
 	} else if (op < 99) {
-		model_write(f, o, l, ++m->marker);
+		model_write(f, m, o, l);
 	} else {
 		if (rand_r(&m->seed) % 2)
 			assert_int_equal(azb_shard_sync(f->sh[0]), 0);
@@ -1891,8 +2023,13 @@ static void run_model(struct fixture *f, unsigned seed, int steps)
 
 	assert_non_null(m);
 	m->seed = seed;
+	m->cs = azb_pool_get_settings(f->pool)->chunk_size;
+	m->subs = (uint32_t)(m->cs / SUB);
+	assert_true(m->subs >= 1 && m->subs <= MODEL_SUBS);
 	model_new(m, NULL, 0)->chunks = MODEL_CHUNKS;
-	create(f, m->o[0].name, MODEL_CHUNKS);
+	assert_int_equal(azb_pool_create_volume(f->pool, m->o[0].name, MODEL_CHUNKS * m->cs, f->err,
+						sizeof(f->err)),
+			 0);
 	for (int i = 0; i < steps; i++) {
 		model_step(f, m);
 		if (i % 25 == 24)
@@ -1920,6 +2057,23 @@ static void test_model_tiny_cache(void **state)
 	open_all(f);
 	run_model(f, 2, 800);
 	assert_true(f->evictions > 0);
+}
+
+/* Chunks of four sub-blocks: writes into shared chunks mostly layered. */
+static void test_model_layered(void **state)
+{
+	run_model(*state, 4, 800);
+}
+
+static void test_model_layered_tiny_cache(void **state)
+{
+	struct fixture *f = *state;
+
+	f->map_cache_set = 1;
+	f->map_cache_bytes = 1;
+	close_all(f);
+	open_all(f);
+	run_model(f, 5, 800);
 }
 
 static void test_model_no_cache(void **state)
@@ -2124,6 +2278,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_model_default_cache, setup2, teardown),
 		cmocka_unit_test_setup_teardown(test_model_tiny_cache, setup2, teardown),
 		cmocka_unit_test_setup_teardown(test_model_no_cache, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_model_layered, setup_subs, teardown),
+		cmocka_unit_test_setup_teardown(test_model_layered_tiny_cache, setup_subs,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_old_formats_are_read, setup1, teardown),
 	};
 
