@@ -56,6 +56,7 @@ struct azbuse_queue {
 
 	uint64_t requests;
 	uint64_t commits;
+	unsigned idle_ms; /* the engine's idle(): 0, or call again within this many ms */
 };
 
 /* worker.c */

@@ -192,6 +192,12 @@ static bool azb_has_batch_end(const struct azbuse_engine_ops *ops)
 	       ops->batch_end;
 }
 
+static bool azb_has_idle(const struct azbuse_engine_ops *ops)
+{
+	return ops->struct_size >= offsetof(struct azbuse_engine_ops, idle) + sizeof(ops->idle) &&
+	       ops->idle;
+}
+
 /* Work this thread can do without a syscall: fetched submissions, handed-over completions. */
 static bool azb_local_work(struct azbuse_queue *q)
 {
@@ -238,7 +244,8 @@ static int azb_turn_watched(struct azbuse_queue *q)
 		return 0;
 	atomic_store(&q->sleeping, 1);
 	/* seq_cst as in azb_complete: a hand-over either is seen here or kicks */
-	if (!atomic_load(&q->remote_done) && poll(fds, 2, -1) < 0 && errno != EINTR)
+	if (!atomic_load(&q->remote_done) && poll(fds, 2, q->idle_ms ? (int)q->idle_ms : -1) < 0 &&
+	    errno != EINTR)
 		ret = -errno;
 	atomic_store(&q->sleeping, 0);
 	return ret;
@@ -252,8 +259,15 @@ int azbuse_queue_turn(struct azbuse_queue *q)
 	azb_current_queue = q;
 	if (azb_worker_control_pending())
 		azb_worker_control(q);
-	if (azbuse_queue_consume(q) && azb_has_batch_end(q->ops))
-		q->ops->batch_end(q->engine_queue);
+	if (azbuse_queue_consume(q)) {
+		if (azb_has_batch_end(q->ops))
+			q->ops->batch_end(q->engine_queue);
+		/* the batch may have left background work: ask once the ring is empty */
+		if (azb_has_idle(q->ops))
+			q->idle_ms = 1;
+	} else if (azb_has_idle(q->ops) && !azb_local_work(q)) {
+		q->idle_ms = q->ops->idle(q->engine_queue);
+	}
 	azb_watch_ready(q);
 	azbuse_queue_drain_remote(q);
 
@@ -272,7 +286,7 @@ int azbuse_queue_turn(struct azbuse_queue *q)
 	 * completion handed over after the drain above must not wait for the
 	 * next request.
 	 */
-	timeout = atomic_load(&q->remote_done) ? 0 : AZBUSE_WAIT_FOREVER;
+	timeout = atomic_load(&q->remote_done) ? 0 : q->idle_ms ? q->idle_ms : AZBUSE_WAIT_FOREVER;
 	ret = q->commit(q, timeout);
 	atomic_store(&q->sleeping, 0);
 	return azb_commit_result(q, ret);

@@ -319,7 +319,8 @@ static int thin_open_queue(void *engine, const struct azbuse_queue_params *p, vo
 	tq->max_wait_ios = p->nr_slots;
 	tq->wait_plans = calloc(THIN_WAIT_PLANS_MAX, sizeof(*tq->wait_plans));
 	tq->wait_ios = calloc(p->nr_slots ? p->nr_slots : 1, sizeof(*tq->wait_ios));
-	if (!tq->wait_plans || !tq->wait_ios ||
+	tq->fills = calloc(THIN_FILLS_MAX, sizeof(*tq->fills));
+	if (!tq->wait_plans || !tq->wait_ios || !tq->fills ||
 	    posix_memalign((void **)&tq->chunk_buf, 4096, tq->chunk_size)) {
 		ret = -ENOMEM;
 		goto out_free;
@@ -369,6 +370,7 @@ out_shard:
 out_holds:
 	azb_holds_free(&holds);
 out_free:
+	free(tq->fills);
 	free(tq->wait_ios);
 	free(tq->wait_plans);
 	free(tq->chunk_buf);
@@ -395,6 +397,7 @@ static void thin_close_queue(void *queue)
 	thin_close_data(tq);
 	thin_pub_close(tq);
 	azb_shard_close(tq->shard);
+	free(tq->fills);
 	free(tq->wait_ios);
 	free(tq->wait_plans);
 	free(tq->chunk_buf);
@@ -419,6 +422,7 @@ const struct azbuse_engine_ops azbuse_thin_engine = {
 	.discard = thin_discard,
 	.write_zeroes = thin_write_zeroes,
 	.batch_end = thin_batch_end,
+	.idle = thin_idle,
 	.control = thin_control,
 	.queue_control = thin_queue_control,
 };

@@ -108,10 +108,25 @@ struct thin_queue {
 	uint32_t data_inflight;	   /* writes submitted or prepared, not yet reaped */
 	int data_err;		   /* the first failure among them since the last wait */
 	uint64_t data_async;	   /* writes that went through the io_uring (stats) */
+	/*
+	 * Layered chunks (copies-on-write that copied only what was written)
+	 * to complete when the device is quiet: the rest of the old chunk is
+	 * copied in, after which the chunk is whole again (published, served by
+	 * every worker and the module) and the old one may be freed. A ring of
+	 * chunk numbers; what does not fit stays layered until it is written.
+	 */
+	uint64_t *fills;
+	uint32_t fill_head, fill_tail; /* [head, tail) wait, mod THIN_FILLS_MAX */
+	uint64_t filled;	       /* layered chunks completed (stats) */
+	uint64_t last_batch_ms;	       /* CLOCK_MONOTONIC_COARSE at the last batch's end */
 };
 
 #define THIN_URING_ENTRIES 256 /* >= THIN_WAIT_PLANS_MAX: a batch's new chunks at once */
 #define THIN_URING_SUBMIT_EVERY 8
+
+#define THIN_FILLS_MAX 4096   /* a power of 2 */
+#define THIN_FILLS_PER_TURN 8 /* layered chunks completed per idle call */
+#define THIN_FILL_QUIET_MS 50 /* the device has had no request that long */
 
 #define THIN_DISK_CHECK_EVERY 16
 #define THIN_PUBS_MAX 1024
@@ -186,6 +201,8 @@ int thin_commit_waiting(struct thin_queue *tq);
 /* Wait for every data write in flight on the io_uring: 0, or the first failure. */
 int thin_data_wait(struct thin_queue *tq);
 void thin_batch_end(void *queue);
+/* Complete a few layered chunks once the device is quiet (engine idle()). */
+unsigned thin_idle(void *queue);
 /* thin_io.c: sync the other shards' data files this worker wrote since its last FLUSH */
 int thin_sync_foreign(struct thin_queue *tq);
 

@@ -29,9 +29,11 @@ struct thin_status {
 	uint32_t shard;
 	uint32_t pad0;
 	struct azb_shard_mem mem;
-	uint64_t redirected; /* requests handed to their chunk's owner */
-	uint64_t foreign;    /* requests of other shards' chunks served here */
-	uint64_t data_async; /* new chunks' data writes through the io_uring */
+	uint64_t redirected;	  /* requests handed to their chunk's owner */
+	uint64_t foreign;	  /* requests of other shards' chunks served here */
+	uint64_t data_async;	  /* new chunks' data writes through the io_uring */
+	uint64_t layered_filled;  /* layered chunks completed while the device was quiet */
+	uint64_t layered_waiting; /* layered chunks waiting for that */
 };
 
 struct thin_msg {
@@ -117,6 +119,8 @@ int thin_queue_control(void *queue, const void *msg, size_t len, void *reply, si
 			.redirected = tq->redirected,
 			.foreign = tq->foreign,
 			.data_async = tq->data_async,
+			.layered_filled = tq->filled,
+			.layered_waiting = tq->fill_tail - tq->fill_head,
 		};
 
 		if (reply_room < sizeof(st))
@@ -260,14 +264,17 @@ static void thin_status_line(uint16_t queue, int result, const void *reply, size
 		n = snprintf(out->buf + out->used, out->size - out->used,
 			     "shard %u: block_cache_kib %llu pinned_kib %llu memtables_kib %llu "
 			     "table_readers_kib %llu map_cache_kib %llu other_shards_served %llu "
-			     "handed_to_owner %llu data_writes_async %llu\n",
+			     "handed_to_owner %llu data_writes_async %llu layered_filled %llu "
+			     "layered_waiting %llu\n",
 			     st.shard, (unsigned long long)st.mem.block_cache >> 10,
 			     (unsigned long long)st.mem.block_cache_pinned >> 10,
 			     (unsigned long long)st.mem.memtables >> 10,
 			     (unsigned long long)st.mem.table_readers >> 10,
 			     (unsigned long long)st.mem.map_cache >> 10,
 			     (unsigned long long)st.foreign, (unsigned long long)st.redirected,
-			     (unsigned long long)st.data_async);
+			     (unsigned long long)st.data_async,
+			     (unsigned long long)st.layered_filled,
+			     (unsigned long long)st.layered_waiting);
 	}
 	if (n > 0)
 		out->used += (size_t)n;

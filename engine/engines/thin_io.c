@@ -469,7 +469,8 @@ static int thin_write_sub_blocks(struct thin_queue *tq, struct azb_write_plan *p
 
 /*
  * Write into plan->phys, whole, what the chunk read before (the plan's old
- * layers) with the piece (or zeros, data == NULL) over it. Sets plan->valid.
+ * layers) with the piece (or zeros, data == NULL; nothing, p == NULL) over
+ * it. Sets plan->valid.
  */
 static int thin_copy_chunk(struct thin_queue *tq, struct azb_write_plan *plan,
 			   const struct thin_piece *p, const uint8_t *data)
@@ -478,14 +479,14 @@ static int thin_copy_chunk(struct thin_queue *tq, struct azb_write_plan *plan,
 				     plan->old_base_valid };
 	int ret = 0;
 
-	if (p->len != tq->chunk_size)
+	if (!p || p->len != tq->chunk_size)
 		ret = thin_read_mapped(tq, tq->index, tq->chunk_buf, 0, (uint32_t)tq->chunk_size,
 				       &old);
 	if (ret)
 		return ret;
-	if (data)
+	if (p && data)
 		memcpy(tq->chunk_buf + p->within, data, p->len);
-	else
+	else if (p)
 		memset(tq->chunk_buf + p->within, 0, p->len);
 	plan->valid = AZB_VALID_ALL;
 	return thin_pwrite_all(tq, tq->chunk_buf, tq->chunk_size,
@@ -521,6 +522,14 @@ static int thin_fill_new_chunk(struct thin_queue *tq, struct azb_write_plan *pla
 	return thin_copy_chunk(tq, plan, p, data);
 }
 
+static uint64_t thin_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 /* A chunk given back unused must read as zeros when it is handed out again
  * (and no write of the batch may land in it after it is punched). */
 static void thin_abort_plan(struct thin_queue *tq, const struct azb_write_plan *plan)
@@ -552,6 +561,13 @@ static bool thin_disk_low(struct thin_queue *tq)
 	return tq->disk_low;
 }
 
+/* A layered chunk to complete later (dropped when the ring is full). */
+static void thin_fill_note(struct thin_queue *tq, uint64_t chunk)
+{
+	if (tq->fill_tail - tq->fill_head < THIN_FILLS_MAX)
+		tq->fills[tq->fill_tail++ % THIN_FILLS_MAX] = chunk;
+}
+
 int thin_commit_waiting(struct thin_queue *tq)
 {
 	/* first every data write: none may outlive the batch (their buffers are
@@ -570,9 +586,13 @@ int thin_commit_waiting(struct thin_queue *tq)
 		err = azb_shard_commit_writes(tq->shard, tq->wait_plans, tq->nr_wait_plans);
 		if (err)
 			ret = thin_meta_error(tq, err);
-		for (i = 0; !err && i < tq->nr_wait_plans; i++)
-			thin_pub_learned(tq, tq->wait_plans[i].chunk, tq->wait_plans[i].phys,
-					 tq->wait_plans[i].valid, true);
+		for (i = 0; !err && i < tq->nr_wait_plans; i++) {
+			const struct azb_write_plan *plan = &tq->wait_plans[i];
+
+			thin_pub_learned(tq, plan->chunk, plan->phys, plan->valid, true);
+			if (plan->layered && plan->valid != AZB_VALID_ALL)
+				thin_fill_note(tq, plan->chunk);
+		}
 	}
 	tq->nr_wait_plans = tq->nr_wait_copies = 0;
 	for (i = 0; i < tq->nr_wait_ios; i++)
@@ -600,6 +620,7 @@ void thin_batch_end(void *queue)
 	}
 	thin_pub_apply(tq);
 	thin_pub_idle(tq);
+	tq->last_batch_ms = thin_now_ms();
 }
 
 /* A chunk with a new mapping still waiting: commit it before touching the chunk again. */
@@ -876,4 +897,59 @@ void thin_write_zeroes(void *queue, struct azbuse_io *io)
 			ret = thin_write_piece(tq, &p, NULL, &deferred);
 	}
 	thin_end_write(tq, io, ret, deferred);
+}
+
+/*
+ * Complete a layered chunk: copy what it still reads through to the chunk
+ * beneath into it, whole, and commit it as the volume's own (with the
+ * batch's others). Nothing to do if it is no longer layered or no longer
+ * the volume's own (a snapshot has it now: a write will copy it).
+ */
+static int thin_fill_layered(struct thin_queue *tq, uint64_t chunk)
+{
+	struct azb_write_plan plan;
+	struct azb_chunk_map m;
+	bool deferred;
+	int in_place, ret = thin_settle_chunk(tq, chunk);
+
+	if (!ret)
+		ret = azb_shard_resolve(tq->shard, &tq->engine->view, chunk, &m, &in_place);
+	if (ret || !in_place || m.base == AZB_PHYS_NONE)
+		return ret ? thin_meta_error(tq, ret) : 0;
+	ret = azb_shard_plan_write(tq->shard, &tq->engine->view, chunk, &plan);
+	if (ret)
+		return thin_meta_error(tq, ret);
+	if (!plan.in_place || !plan.layered)
+		return thin_meta_error(tq, azb_shard_abort_write(tq->shard, &plan));
+	ret = thin_copy_chunk(tq, &plan, NULL, NULL);
+	if (!ret)
+		ret = thin_record_new_chunk(tq, &plan, &deferred);
+	if (!ret)
+		tq->filled++;
+	return ret;
+}
+
+unsigned thin_idle(void *queue)
+{
+	struct thin_queue *tq = queue;
+	uint64_t quiet = thin_now_ms() - tq->last_batch_ms;
+	uint32_t n;
+
+	if (tq->fill_head == tq->fill_tail)
+		return 0;
+	if (quiet < THIN_FILL_QUIET_MS)
+		return (unsigned)(THIN_FILL_QUIET_MS - quiet);
+	thin_pub_enter(tq);
+	for (n = 0; n < THIN_FILLS_PER_TURN && tq->fill_head != tq->fill_tail; n++)
+		if (thin_fill_layered(tq, tq->fills[tq->fill_head++ % THIN_FILLS_MAX]))
+			break; /* (left layered: it still reads right) */
+	thin_commit_waiting(tq);
+	if (azb_shard_flush_wal(tq->shard)) {
+		azb_log("shard %u: %s: exiting", azb_shard_index(tq->shard),
+			azb_shard_error(tq->shard));
+		_exit(EXIT_FAILURE);
+	}
+	thin_pub_apply(tq);
+	thin_pub_idle(tq);
+	return tq->fill_head == tq->fill_tail ? 0 : 1;
 }

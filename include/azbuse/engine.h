@@ -190,6 +190,14 @@ struct azbuse_engine_ops {
 	 */
 	int (*queue_control)(void *queue, const void *msg, size_t len, void *reply,
 			     size_t *reply_len);
+	/*
+	 * Optional, in each worker: background work (a cleaner, a copy put
+	 * off), called when the worker has no request to serve. Do a bounded
+	 * piece and return within a millisecond or so; return 0 when nothing is
+	 * left, else how many milliseconds the worker may wait for requests
+	 * before it calls again (it calls at once when a turn ends with none).
+	 */
+	unsigned (*idle)(void *queue);
 };
 
 /* The smallest ops table libazbuse accepts; fields past it may be absent. */

@@ -155,6 +155,13 @@ kib_trim=$(backing_kib)
 [ "$kib_trim" -lt "$kib_before" ] || die "backing files did not shrink ($kib_before -> $kib_trim KiB)"
 log "space: snapshot delete $((used_snap >> 20)) -> $((used_after_delete >> 20)) MiB; fstrim $((used_before >> 20)) -> $((used_trim >> 20)) MiB, backing files $kib_before -> $kib_trim KiB"
 
+# a write into a chunk a snapshot shares: layered, then completed (file pool)
+athin create lc1 --size 16M >/dev/null || die "create lc1 failed"
+serve lc1
+layered_cow_check lc1 4
+azbusectl remove 1 >/dev/null
+athin delete lc1 --yes >/dev/null || die "delete lc1 failed"
+
 athin check || die "azbuse-thin check found problems"
 serve vol1
 fsck.ext4 -f -n /dev/azbuse1 >/tmp/thin-fsck.log 2>&1 || { cat /tmp/thin-fsck.log >&2; die "fsck at the end"; }

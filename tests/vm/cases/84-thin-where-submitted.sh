@@ -20,21 +20,6 @@ require_cmd blkdiscard
 MIB=$((1024 * 1024))
 thin_pool_setup thin-where 768
 
-# thin_status_sum FIELD: the sum over shards of a counter of "thin status"
-thin_status_sum() {
-	python3 - "$1" <<'EOF'
-import re, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect("/run/azbuse/azbuse1.sock")
-s.sendall(b"thin status\n")
-total = 0
-for line in s.makefile():
-    m = re.search(sys.argv[1] + r" (\d+)", line)
-    if line.startswith("shard ") and m:
-        total += int(m.group(1))
-print(total)
-EOF
-}
 sum_redirected() { queue_sum redirected; }
 
 athin init --chunk-size 64k --shards 2 >/dev/null || die "init failed"

@@ -8,7 +8,10 @@
 # with 0xff before init, and nothing zeroes it: a chunk's mapping says which
 # 4 KiB sub-blocks hold data): first partial writes (of 512 bytes too),
 # writes after a discard, sub-blocks gained later and copies of partly
-# written chunks read zeros around their data. fio verify passes across live snapshots; a chunk
+# written chunks read zeros around their data; a write into a chunk a
+# snapshot shares is layered over it, reads right before and after the quiet
+# device completes it, and the old chunk is freed with the snapshot. fio
+# verify passes across live snapshots; a chunk
 # freed by a discard is never handed out while a remapped write through its
 # old mapping is in flight; a worker SIGKILL under fio verify loses
 # nothing; the data survives the device's removal and a new daemon; a pool
@@ -120,6 +123,7 @@ athin snapshot vol1 psnap >/dev/null || die "snapshot psnap failed"
 python3 /tmp/raw-sub.py cow || die "a copy-on-write of a partly written chunk read wrong"
 athin delete psnap --yes >/dev/null || die "deleting psnap failed"
 log "ok   512-byte first writes, sub-blocks gained in place and copies of partly written chunks read zeros around their data"
+layered_cow_check vol1 241
 
 # --- served by the module, remapped onto the device --------------------------------
 run_fio --name=fill --filename=/dev/azbuse1 --rw=write --bs=1M --size=128M --direct=1 \
