@@ -260,7 +260,7 @@ static int lit_read(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t 
 static int find_deep(struct azb_shard *sh, uint64_t ns, uint64_t chunk, uint64_t max_epoch,
 		     struct azb_map_ent *e)
 {
-	struct azb_map_node deep;
+	struct azb_map_node deep = { 0 };
 	int ret = lit_read(sh, ns, chunk, max_epoch, 1, &deep);
 
 	if (ret)

@@ -145,8 +145,9 @@ boot() {
 	done >"$work/$name.load" &
 	sampler=$!
 	echo "bench.sh: VM run '$name': $vcpus vCPUs, devices $devs; jobs $jobs; ${runtime}s x $repeats (timeout ${timeout_s}s)"
-	# A VM that ends before its first result (the emulator's fault or a
-	# panic: its console's last lines are shown) is booted once more.
+	# A VM that dies before its command ends (exit 125: the emulator's
+	# fault or a panic; its console's last lines are shown) is booted once
+	# more and its run done again from the start.
 	for try in 1 2; do
 		rc=0
 		rm -rf "${work:?}/$name"
@@ -157,8 +158,8 @@ boot() {
 		[ "$rc" != 0 ] || break
 		echo "bench.sh: VM run '$name' failed (exit $rc); the last lines of its console:" >&2
 		tail -n 40 "$work/$name.log" | sed 's/^/  | /' >&2
-		grep -q ' IOPS' "$work/$name.log" && break
-		[ "$try" = 1 ] && echo "bench.sh: VM run '$name' ended before its first result: booting it once more" >&2
+		[ "$rc" = 125 ] || break
+		[ "$try" = 1 ] && echo "bench.sh: VM run '$name' died before it ended: booting it once more" >&2
 	done
 	kill "$sampler" 2>/dev/null || true
 	wait "$sampler" 2>/dev/null || true
