@@ -377,6 +377,16 @@ int azb_shard_resolve(struct azb_shard *shard, const struct azb_view *view, uint
 		      struct azb_chunk_map *m, int *in_place);
 
 /*
+ * Chunks of namespace `ns` whose newest entry is layered (candidates to
+ * complete), from chunk *cursor on: at most `cap` into chunks (*n of them),
+ * reading at most max_keys entries; *cursor moves past what was read.
+ * Returns 1 when the namespace's end was reached, 0 if there is more, or
+ * -errno.
+ */
+int azb_shard_find_layered(struct azb_shard *shard, uint64_t ns, uint64_t *cursor,
+			   uint32_t max_keys, uint64_t *chunks, uint32_t cap, uint32_t *n);
+
+/*
  * Writing a chunk: plan, write the data at plan.phys, set plan.valid, then
  * commit (or abort). A new chunk (!in_place) in a data file reads as zeros:
  * chunks are punched when freed, aborted or reused from the free set, and a

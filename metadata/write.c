@@ -223,3 +223,60 @@ int azb_shard_abort_write(struct azb_shard *shard, const struct azb_write_plan *
 		return ret;
 	return azb_alloc_abort(shard, plan->phys);
 }
+
+/* The group (ns, chunk) read so far ends: note its chunk if its newest entry is layered. */
+static void layered_group_end(uint64_t chunk, int layered, uint64_t *chunks, uint32_t *n)
+{
+	if (layered)
+		chunks[(*n)++] = chunk;
+}
+
+int azb_shard_find_layered(struct azb_shard *shard, uint64_t ns, uint64_t *cursor,
+			   uint32_t max_keys, uint64_t *chunks, uint32_t cap, uint32_t *n)
+{
+	char lo[AZB_MAP_KEY_LEN], hi[AZB_MAP_KEY_LEN + 1];
+	uint64_t cur = 0;
+	uint32_t keys = 0;
+	int have = 0, layered = 0, done = 1, ret, iret;
+	struct azb_iter i;
+
+	*n = 0;
+	if (!cap)
+		return 0;
+	azb_map_key_encode(lo, ns, *cursor, 0);
+	azb_map_key_encode(hi, ns, UINT64_MAX, UINT64_MAX);
+	hi[AZB_MAP_KEY_LEN] = 0;
+	azb_iter_open(&i, &shard->rdb, lo, sizeof(lo), hi, sizeof(hi));
+	ret = 0;
+	for (rocksdb_iter_seek_to_first(i.it); rocksdb_iter_valid(i.it); rocksdb_iter_next(i.it)) {
+		size_t klen, vlen;
+		const char *k = rocksdb_iter_key(i.it, &klen), *v = rocksdb_iter_value(i.it, &vlen);
+		struct azb_map_key mk;
+		struct azb_map_ent e;
+
+		if (azb_map_key_decode(k, klen, &mk) || azb_map_value_decode(v, vlen, &e)) {
+			azb_seterr(shard->err, sizeof(shard->err),
+				   "%s: bad mapping entry (run check)", shard->what);
+			ret = -EIO;
+			break;
+		}
+		if (have && mk.chunk != cur) {
+			layered_group_end(cur, layered, chunks, n);
+			*cursor = mk.chunk; /* (the last chunk wholly read is behind it) */
+			if (*n == cap || keys >= max_keys) {
+				done = 0;
+				break;
+			}
+		}
+		have = 1;
+		cur = mk.chunk;
+		layered = e.layered && e.valid != AZB_VALID_ALL; /* the newest so far */
+		keys++;
+	}
+	if (!ret && done && have) {
+		layered_group_end(cur, layered, chunks, n);
+		*cursor = cur + 1;
+	}
+	iret = azb_iter_close(&i, shard->what, shard->err, sizeof(shard->err));
+	return ret ? ret : iret ? iret : done;
+}

@@ -355,6 +355,7 @@ static int thin_open_queue(void *engine, const struct azbuse_queue_params *p, vo
 	if (ret)
 		goto out_uring;
 	azb_holds_free(&holds);
+	tq->scan_done = !e->view.write_ns; /* layered chunks are found in the head only */
 	*queue = tq;
 	return 0;
 

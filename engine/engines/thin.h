@@ -118,6 +118,8 @@ struct thin_queue {
 	uint64_t *fills;
 	uint32_t fill_head, fill_tail; /* [head, tail) wait, mod THIN_FILLS_MAX */
 	uint64_t filled;	       /* layered chunks completed (stats) */
+	uint64_t scan_cursor;	       /* the next chunk to look at for layered ones ... */
+	bool scan_done;		       /* ... in the metadata, once after the queue opens */
 	uint64_t last_batch_ms;	       /* CLOCK_MONOTONIC_COARSE at the last batch's end */
 };
 
@@ -127,6 +129,7 @@ struct thin_queue {
 #define THIN_FILLS_MAX 4096   /* a power of 2 */
 #define THIN_FILLS_PER_TURN 8 /* layered chunks completed per idle call */
 #define THIN_FILL_QUIET_MS 50 /* the device has had no request that long */
+#define THIN_SCAN_KEYS 4096   /* entries read per idle call looking for layered chunks */
 
 #define THIN_DISK_CHECK_EVERY 16
 #define THIN_PUBS_MAX 1024

@@ -29,11 +29,12 @@ struct thin_status {
 	uint32_t shard;
 	uint32_t pad0;
 	struct azb_shard_mem mem;
-	uint64_t redirected;	  /* requests handed to their chunk's owner */
-	uint64_t foreign;	  /* requests of other shards' chunks served here */
-	uint64_t data_async;	  /* new chunks' data writes through the io_uring */
-	uint64_t layered_filled;  /* layered chunks completed while the device was quiet */
-	uint64_t layered_waiting; /* layered chunks waiting for that */
+	uint64_t redirected;	   /* requests handed to their chunk's owner */
+	uint64_t foreign;	   /* requests of other shards' chunks served here */
+	uint64_t data_async;	   /* new chunks' data writes through the io_uring */
+	uint64_t layered_filled;   /* layered chunks completed while the device was quiet */
+	uint64_t layered_waiting;  /* layered chunks waiting for that */
+	uint64_t layered_scanning; /* 1: still looking for them in the metadata */
 };
 
 struct thin_msg {
@@ -121,6 +122,7 @@ int thin_queue_control(void *queue, const void *msg, size_t len, void *reply, si
 			.data_async = tq->data_async,
 			.layered_filled = tq->filled,
 			.layered_waiting = tq->fill_tail - tq->fill_head,
+			.layered_scanning = !tq->scan_done,
 		};
 
 		if (reply_room < sizeof(st))
@@ -265,7 +267,7 @@ static void thin_status_line(uint16_t queue, int result, const void *reply, size
 			     "shard %u: block_cache_kib %llu pinned_kib %llu memtables_kib %llu "
 			     "table_readers_kib %llu map_cache_kib %llu other_shards_served %llu "
 			     "handed_to_owner %llu data_writes_async %llu layered_filled %llu "
-			     "layered_waiting %llu\n",
+			     "layered_waiting %llu layered_scanning %llu\n",
 			     st.shard, (unsigned long long)st.mem.block_cache >> 10,
 			     (unsigned long long)st.mem.block_cache_pinned >> 10,
 			     (unsigned long long)st.mem.memtables >> 10,
@@ -274,7 +276,8 @@ static void thin_status_line(uint16_t queue, int result, const void *reply, size
 			     (unsigned long long)st.foreign, (unsigned long long)st.redirected,
 			     (unsigned long long)st.data_async,
 			     (unsigned long long)st.layered_filled,
-			     (unsigned long long)st.layered_waiting);
+			     (unsigned long long)st.layered_waiting,
+			     (unsigned long long)st.layered_scanning);
 	}
 	if (n > 0)
 		out->used += (size_t)n;

@@ -929,17 +929,37 @@ static int thin_fill_layered(struct thin_queue *tq, uint64_t chunk)
 	return ret;
 }
 
+/* Queue the head's layered chunks that a scan of the metadata finds next
+ * (those of an earlier run of the worker). */
+static void thin_fill_scan(struct thin_queue *tq)
+{
+	uint64_t chunks[THIN_FILLS_PER_TURN * 8];
+	uint32_t n, i;
+	int ret = azb_shard_find_layered(tq->shard, tq->engine->view.write_ns, &tq->scan_cursor,
+					 THIN_SCAN_KEYS, chunks, THIN_FILLS_PER_TURN * 8, &n);
+
+	if (ret < 0)
+		azb_log("shard %u: looking for layered chunks: %s", azb_shard_index(tq->shard),
+			azb_shard_error(tq->shard));
+	if (ret)
+		tq->scan_done = true;
+	for (i = 0; i < n; i++)
+		thin_fill_note(tq, chunks[i]);
+}
+
 unsigned thin_idle(void *queue)
 {
 	struct thin_queue *tq = queue;
 	uint64_t quiet = thin_now_ms() - tq->last_batch_ms;
 	uint32_t n;
 
-	if (tq->fill_head == tq->fill_tail)
+	if (tq->fill_head == tq->fill_tail && tq->scan_done)
 		return 0;
 	if (quiet < THIN_FILL_QUIET_MS)
 		return (unsigned)(THIN_FILL_QUIET_MS - quiet);
 	thin_pub_enter(tq);
+	if (tq->fill_head == tq->fill_tail)
+		thin_fill_scan(tq);
 	for (n = 0; n < THIN_FILLS_PER_TURN && tq->fill_head != tq->fill_tail; n++)
 		if (thin_fill_layered(tq, tq->fills[tq->fill_head++ % THIN_FILLS_MAX]))
 			break; /* (left layered: it still reads right) */
@@ -951,5 +971,5 @@ unsigned thin_idle(void *queue)
 	}
 	thin_pub_apply(tq);
 	thin_pub_idle(tq);
-	return tq->fill_head == tq->fill_tail ? 0 : 1;
+	return tq->fill_head == tq->fill_tail && tq->scan_done ? 0 : 1;
 }

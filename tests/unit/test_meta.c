@@ -28,7 +28,8 @@
 #include "meta.h"
 #include "meta_internal.h"
 
-#define CS 4096ULL /* chunk size of the test pools */
+#define CS 4096ULL  /* chunk size of the test pools */
+#define SUB 4096ULL /* the pools' valid unit */
 
 struct fixture {
 	char tmp[64];
@@ -705,6 +706,42 @@ static void test_valid_masks(void **state)
 	assert_int_equal(m.phys, AZB_PHYS_NONE);
 	azb_view_free(&v);
 	assert_clean(f);
+}
+
+/* The head's layered chunks are found by a scan in small steps, each once. */
+static void test_find_layered(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t found[32], chunks[3], cursor = 0;
+	uint32_t nfound = 0, n;
+	struct azb_write_plan plan;
+	struct azb_view v;
+	int ret = 0;
+
+	assert_int_equal(azb_pool_create_volume(f->pool, "v", 32 * 4 * CS, f->err, sizeof(f->err)),
+			 0);
+	for (uint64_t l = 0; l < 32; l++)
+		write_chunk(f, "v", l, l + 1);
+	snapshot(f, "v", "s");
+	view_of(f, "v", &v);
+	for (uint64_t l = 0; l < 32; l += 2) { /* shard 0's */
+		assert_int_equal(azb_shard_plan_write(f->sh[0], &v, l, &plan), 0);
+		assert_true(plan.layered);
+		plan.valid = l % 4 ? AZB_VALID_ALL : azb_valid_add(f->sh[0], 0, SUB, SUB);
+		assert_int_equal(azb_shard_commit_write(f->sh[0], &plan), 0);
+	}
+	for (int calls = 0; ret == 0 && calls < 100; calls++) {
+		ret = azb_shard_find_layered(f->sh[0], v.write_ns, &cursor, calls % 2 ? 1 : 5,
+					     chunks, 3, &n);
+		assert_true(ret >= 0);
+		for (uint32_t i = 0; i < n; i++)
+			found[nfound++] = chunks[i];
+	}
+	assert_int_equal(ret, 1);
+	assert_int_equal(nfound, 8);
+	for (uint32_t i = 0; i < nfound; i++)
+		assert_int_equal(found[i], i * 4);
+	azb_view_free(&v);
 }
 
 static void test_abort_and_out_of_order_commit(void **state)
@@ -1815,7 +1852,6 @@ static void test_map_cache_hits_and_db_changes(void **state)
 #define MODEL_CHUNKS 24
 #define MODEL_OBJS 24
 #define MODEL_SUBS 4
-#define SUB 4096ULL /* the pools' valid unit */
 
 struct model_obj {
 	char name[16];
@@ -2279,6 +2315,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_model_tiny_cache, setup2, teardown),
 		cmocka_unit_test_setup_teardown(test_model_no_cache, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_model_layered, setup_subs, teardown),
+		cmocka_unit_test_setup_teardown(test_find_layered, setup_subs, teardown),
 		cmocka_unit_test_setup_teardown(test_model_layered_tiny_cache, setup_subs,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_old_formats_are_read, setup1, teardown),
