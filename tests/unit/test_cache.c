@@ -1,0 +1,341 @@
+/*
+ * test_cache.c - the RAM cache tier's region (cache/cache.c, compiled in
+ * here to reach a partition's lock): hits and misses, S3-FIFO keeping a hot
+ * set through a scan twice the cache's size where LRU loses it, dirty
+ * blocks never evicted and the cleaner's walk, several processes at once,
+ * and a partition whose lock a dead process held.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cache.c"
+
+#define BS 512U
+
+/* A block's content: its number and a version in every word. */
+static void stamp(uint64_t *buf, uint64_t blk, uint64_t version)
+{
+	for (uint32_t i = 0; i < BS / 8; i += 2) {
+		buf[i] = blk;
+		buf[i + 1] = version;
+	}
+}
+
+/* The version a block holds, or UINT64_MAX if it is not one block's whole. */
+static uint64_t stamped(const uint64_t *buf, uint64_t blk)
+{
+	for (uint32_t i = 0; i < BS / 8; i += 2)
+		if (buf[i] != blk || buf[i + 1] != buf[1])
+			return UINT64_MAX;
+	return buf[1];
+}
+
+static struct azc_cache *make(uint64_t blocks, uint32_t parts, enum azc_policy policy)
+{
+	struct azc_params p = { .bytes = blocks * BS,
+				.block_size = BS,
+				.partitions = parts,
+				.policy = policy,
+				.numa_node = -1 };
+	struct azc_cache *c = NULL;
+
+	assert_int_equal(azc_create(&p, &c), 0);
+	return c;
+}
+
+static void test_hit_miss_drop(void **state)
+{
+	struct azc_cache *c = make(64, 1, AZC_POLICY_S3FIFO);
+	uint64_t buf[BS / 8];
+	struct azc_stats st;
+
+	(void)state;
+	assert_int_equal(azc_read(c, 7, buf), 0);
+	stamp(buf, 7, 1);
+	assert_int_equal(azc_put(c, 7, buf, false), 0);
+	memset(buf, 0, sizeof(buf));
+	assert_int_equal(azc_read(c, 7, buf), 1);
+	assert_int_equal(stamped(buf, 7), 1);
+	stamp(buf, 7, 2);
+	assert_int_equal(azc_put(c, 7, buf, false), 0); /* replaced, not added */
+	assert_int_equal(azc_read(c, 7, buf), 1);
+	assert_int_equal(stamped(buf, 7), 2);
+	azc_get_stats(c, &st);
+	assert_int_equal(st.used, 1);
+	assert_int_equal(st.hits, 2);
+	assert_int_equal(st.misses, 1);
+	azc_drop(c, 7);
+	assert_int_equal(azc_read(c, 7, buf), 0);
+	azc_get_stats(c, &st);
+	assert_int_equal(st.used, 0);
+	/* what it refuses */
+	struct azc_params bad = { .bytes = 1 << 20, .block_size = 1000, .numa_node = -1 };
+	struct azc_cache *none = NULL;
+
+	assert_int_equal(azc_create(&bad, &none), -EINVAL);
+	bad.block_size = 4096;
+	bad.bytes = 100;
+	assert_int_equal(azc_create(&bad, &none), -EINVAL);
+	azc_destroy(c);
+}
+
+/* A read through the cache: a miss fills it (clean). */
+static void read_through(struct azc_cache *c, uint64_t blk)
+{
+	uint64_t buf[BS / 8];
+
+	if (azc_read(c, blk, buf)) {
+		assert_int_equal(stamped(buf, blk), 0);
+		return;
+	}
+	stamp(buf, blk, 0);
+	assert_int_equal(azc_put(c, blk, buf, false), 0);
+}
+
+/* Of a hot set of half the cache, read often, how much is still cached
+ * after a scan (blocks read once) of twice the cache's size. */
+static double hot_kept_after_scan(enum azc_policy policy)
+{
+	const uint64_t slots = 1024, hot = slots / 2, scan = 2 * slots;
+	struct azc_cache *c = make(slots, 1, policy);
+	uint64_t buf[BS / 8], kept = 0;
+
+	for (int round = 0; round < 4; round++)
+		for (uint64_t b = 0; b < hot; b++)
+			read_through(c, b);
+	for (uint64_t b = 0; b < scan; b++)
+		read_through(c, 1000000 + b);
+	for (uint64_t b = 0; b < hot; b++)
+		kept += azc_read(c, b, buf);
+	azc_destroy(c);
+	return (double)kept / (double)hot;
+}
+
+static void test_scan_resistance(void **state)
+{
+	double s3 = hot_kept_after_scan(AZC_POLICY_S3FIFO);
+	double lru = hot_kept_after_scan(AZC_POLICY_LRU);
+
+	(void)state;
+	print_message("hot set kept through a scan of 2x the cache: S3-FIFO %.1f%%, LRU %.1f%%\n",
+		      s3 * 100, lru * 100);
+	assert_true(s3 >= 0.9);
+	assert_true(lru < 0.1);
+}
+
+/* Hot and scan interleaved: one hot read per scan block. */
+static void test_scan_interleaved(void **state)
+{
+	const uint64_t slots = 1024, hot = slots / 2;
+	struct azc_cache *c = make(slots, 4, AZC_POLICY_S3FIFO);
+	struct azc_stats before, after;
+
+	(void)state;
+	for (int round = 0; round < 4; round++)
+		for (uint64_t b = 0; b < hot; b++)
+			read_through(c, b);
+	azc_get_stats(c, &before);
+	for (uint64_t b = 0; b < 4 * slots; b++) {
+		read_through(c, 1000000 + b);
+		read_through(c, b % hot);
+	}
+	azc_get_stats(c, &after);
+	/* nearly every hot read hits: at least 90% of them */
+	assert_true(after.hits - before.hits >= 4 * slots * 9 / 10);
+	azc_destroy(c);
+}
+
+static void test_dirty_blocks(void **state)
+{
+	const uint64_t slots = 64;
+	struct azc_cache *c = make(slots, 1, AZC_POLICY_S3FIFO);
+	uint64_t buf[BS / 8], cursor = 0, blk, seq, seen = 0, seqs[64];
+	struct azc_stats st;
+
+	(void)state;
+	for (uint64_t b = 0; b < slots - 1; b++) {
+		stamp(buf, b, 5);
+		assert_int_equal(azc_put(c, b, buf, true), 0);
+	}
+	/* one slot stays clean or free: no more dirty blocks ... */
+	stamp(buf, 63, 5);
+	assert_int_equal(azc_put(c, 63, buf, true), -ENOSPC);
+	/* ... but a clean one fits, and takes it */
+	stamp(buf, 999, 1);
+	assert_int_equal(azc_put(c, 999, buf, false), 0);
+	stamp(buf, 998, 1);
+	assert_int_equal(azc_put(c, 998, buf, false), 0);
+	assert_int_equal(azc_read(c, 999, buf), 0);
+	/* a clean copy never replaces a dirty one */
+	stamp(buf, 3, 1);
+	assert_int_equal(azc_put(c, 3, buf, false), 0);
+	assert_int_equal(azc_read(c, 3, buf), 1);
+	assert_int_equal(stamped(buf, 3), 5);
+	/* the cleaner's walk sees each dirty block once per pass */
+	while (seen < slots - 1 && azc_dirty_next(c, &cursor, &blk, &seq, buf)) {
+		assert_true(blk < slots);
+		assert_int_equal(stamped(buf, blk), 5);
+		seqs[blk] = seq;
+		seen++;
+	}
+	assert_int_equal(seen, slots - 1);
+	/* written again since the copy (a dirty block can always be): stays
+	 * dirty; the others turn clean */
+	stamp(buf, 0, 6);
+	assert_int_equal(azc_put(c, 0, buf, true), 0);
+	for (uint64_t b = 0; b < slots - 1; b++)
+		azc_mark_clean(c, b, seqs[b]);
+	azc_get_stats(c, &st);
+	assert_int_equal(st.dirty, 1);
+	assert_int_equal(st.cleaned, slots - 2);
+	assert_int_equal(azc_dirty_next(c, &cursor, &blk, &seq, buf), 1);
+	assert_int_equal(blk, 0);
+	assert_int_equal(stamped(buf, 0), 6);
+	/* clean blocks make room again */
+	stamp(buf, 999, 1);
+	assert_int_equal(azc_put(c, 999, buf, false), 0);
+	assert_int_equal(azc_read(c, 0, buf), 1); /* the dirty one stayed */
+	azc_destroy(c);
+}
+
+/* Several processes: puts (clean and dirty), reads and drops on a shared
+ * cache; every block read is one block's whole content. */
+static void test_processes(void **state)
+{
+	struct azc_cache *c = make(512, 8, AZC_POLICY_S3FIFO);
+	struct azc_stats st;
+	pid_t pids[4];
+
+	(void)state;
+	for (int k = 0; k < 4; k++) {
+		pids[k] = fork();
+		assert_true(pids[k] >= 0);
+		if (pids[k])
+			continue;
+		unsigned seed = (unsigned)k + 1;
+		uint64_t buf[BS / 8];
+
+		for (int op = 0; op < 20000; op++) {
+			uint64_t blk = (uint64_t)(rand_r(&seed) % 2048);
+			int what = rand_r(&seed) % 10;
+
+			if (what < 5) {
+				if (azc_read(c, blk, buf) && stamped(buf, blk) == UINT64_MAX)
+					_exit(1);
+			} else if (what < 9) {
+				stamp(buf, blk, (uint64_t)op);
+				if (azc_put(c, blk, buf, what == 8) && what != 8)
+					_exit(2); /* only a new dirty block may be refused */
+			} else {
+				azc_drop(c, blk);
+			}
+		}
+		_exit(0);
+	}
+	for (int k = 0; k < 4; k++) {
+		int status;
+
+		assert_int_equal(waitpid(pids[k], &status, 0), pids[k]);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	azc_get_stats(c, &st);
+	assert_true(st.used <= st.slots);
+	assert_true(st.dirty <= st.used);
+	assert_int_equal(st.recoveries, 0);
+	azc_destroy(c);
+}
+
+/*
+ * A process dies holding a partition's lock, in the middle of a put (a
+ * slot taken, its data half copied): the next taker rebuilds the
+ * partition; the dirty blocks put before are all there, the half-put one
+ * is not, and the cache goes on working.
+ */
+static void test_dead_lock_holder(void **state)
+{
+	struct azc_cache *c = make(128, 1, AZC_POLICY_S3FIFO);
+	uint64_t buf[BS / 8];
+	struct azc_stats st;
+	pid_t pid;
+	int status;
+
+	(void)state;
+	for (uint64_t b = 0; b < 100; b++) {
+		stamp(buf, b, 7);
+		assert_int_equal(azc_put(c, b, buf, b % 2 == 0), 0);
+	}
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		struct azc_part *p = part_of(c, 5);
+		uint32_t n;
+
+		part_lock(c, p);
+		n = slot_alloc(c, p); /* a new copy of block 5, never finished */
+		slots(c, p)[n].blk = 5;
+		memset(slot_data(c, p, n), 0xee, BS / 2);
+		_exit(0); /* holding the lock */
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	for (uint64_t b = 0; b < 100; b++) {
+		assert_int_equal(azc_read(c, b, buf), 1);
+		assert_int_equal(stamped(buf, b), 7);
+	}
+	azc_get_stats(c, &st);
+	assert_int_equal(st.recoveries, 1);
+	assert_int_equal(st.used, 100);
+	assert_int_equal(st.dirty, 50);
+	stamp(buf, 500, 1);
+	assert_int_equal(azc_put(c, 500, buf, true), 0);
+	assert_int_equal(azc_read(c, 500, buf), 1);
+	azc_destroy(c);
+}
+
+static void test_policy_switch(void **state)
+{
+	struct azc_cache *c = make(256, 2, AZC_POLICY_S3FIFO);
+	uint64_t buf[BS / 8];
+	struct azc_stats st;
+
+	(void)state;
+	for (uint64_t b = 0; b < 200; b++) {
+		stamp(buf, b, 3);
+		assert_int_equal(azc_put(c, b, buf, b < 10), 0);
+	}
+	azc_set_policy(c, AZC_POLICY_LRU);
+	assert_int_equal(azc_get_policy(c), AZC_POLICY_LRU);
+	for (uint64_t b = 0; b < 1000; b++)
+		read_through(c, 5000 + b);
+	for (uint64_t b = 0; b < 10; b++) { /* dirty: never evicted */
+		assert_int_equal(azc_read(c, b, buf), 1);
+		assert_int_equal(stamped(buf, b), 3);
+	}
+	azc_set_policy(c, AZC_POLICY_S3FIFO);
+	azc_get_stats(c, &st);
+	assert_int_equal(st.dirty, 10);
+	assert_true(st.used <= st.slots);
+	azc_destroy(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hit_miss_drop),	 cmocka_unit_test(test_scan_resistance),
+		cmocka_unit_test(test_scan_interleaved), cmocka_unit_test(test_dirty_blocks),
+		cmocka_unit_test(test_processes),	 cmocka_unit_test(test_dead_lock_holder),
+		cmocka_unit_test(test_policy_switch),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
