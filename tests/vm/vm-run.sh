@@ -177,13 +177,18 @@ EOF
 } >"$out/.vm/cmd.sh"
 
 # --- QEMU ---------------------------------------------------------------------
+# tsc=reliable: under TCG the clocksource watchdog, seeing the emulator's
+# timing, marks the TSC unstable at random; the kernel then patches its
+# sched_clock static branch while other vCPUs run it, and TCG's
+# cross-modified code ends in an int3 Oops (seen in CI: sched_clock_tick,
+# __sched_clock_work). The emulated TSC is monotonic and shared by the vCPUs.
 # shellcheck disable=SC2054 # commas belong to QEMU option values
 qemu=(qemu-system-x86_64
 	-machine q35 -cpu max -accel tcg,thread=multi
 	-m "${mem_mb}M"
 	-nodefaults -no-reboot -display none -serial stdio
 	-kernel "$vmlinuz" -initrd "$initrd"
-	-append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init"
+	-append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init tsc=reliable"
 	-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
 	-virtfs "local,path=$out,mount_tag=azbuseout,security_model=none,multidevs=remap")
 if [ "$numa" = 1 ]; then
