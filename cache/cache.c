@@ -19,7 +19,8 @@
 #define PARTS_MAX 256
 #define BLOCKS_PER_PART 4096
 #define FREQ_MAX 3
-#define SMALL_SHARE 10 /* the small FIFO holds 1/10 of a partition's slots */
+#define SMALL_SHARE 10	    /* the small FIFO holds 1/10 of a partition's slots */
+#define STAMP_BUCKETS 65536 /* write stamps: buckets of block numbers */
 
 enum slot_state { SLOT_FREE = 0, SLOT_BUSY = 1, SLOT_CLEAN = 2, SLOT_DIRTY = 3 };
 enum slot_queue { Q_NONE = 0, Q_SMALL = 1, Q_MAIN = 2, Q_COUNT = 3 };
@@ -50,14 +51,31 @@ struct azc_part {
 	uint64_t hits, misses, inserts, evictions, cleaned, recoveries;
 } __attribute__((aligned(64)));
 
+struct azc_stamp {
+	_Atomic uint64_t last;	  /* the global counter at the last write's start or end */
+	_Atomic uint32_t writing; /* writes in flight */
+	uint32_t pad0;
+};
+
+/* A write in flight: what azc_queue_reset ends if its worker dies. */
+struct azc_inflight {
+	uint64_t first;
+	_Atomic uint32_t n; /* 0: none */
+	uint32_t pad0;
+};
+
 struct azc_cache {
 	uint64_t magic;
 	uint64_t region_bytes;
 	uint32_t block_size;
 	uint32_t nr_parts;
 	_Atomic uint32_t policy;
-	uint32_t pad0;
+	_Atomic uint32_t mode;
 	uint64_t part_off;
+	uint64_t stamp_off;
+	_Atomic uint64_t clock; /* the global write counter */
+	uint64_t inflight_off;
+	uint32_t queues, tags; /* of the inflight records */
 };
 
 static uint64_t mix64(uint64_t x)
@@ -388,7 +406,8 @@ static int params_check(const struct azc_params *pr, uint32_t *parts, uint64_t *
 
 	if (pr->block_size < 512 || pr->block_size > (1U << 20) ||
 	    (pr->block_size & (pr->block_size - 1)) ||
-	    (pr->policy != AZC_POLICY_S3FIFO && pr->policy != AZC_POLICY_LRU))
+	    (pr->policy != AZC_POLICY_S3FIFO && pr->policy != AZC_POLICY_LRU) ||
+	    pr->mode > AZC_MODE_PASSTHROUGH)
 		return -EINVAL;
 	blocks = pr->bytes / pr->block_size;
 	*parts = pr->partitions ? pr->partitions : (uint32_t)(blocks / BLOCKS_PER_PART);
@@ -397,6 +416,8 @@ static int params_check(const struct azc_params *pr, uint32_t *parts, uint64_t *
 	if (!*parts)
 		*parts = 1;
 	*per_part = blocks / *parts;
+	if (pr->queues > 4096 || pr->tags > 65536)
+		return -EINVAL;
 	return *per_part && *per_part < NIL / 2 && pr->partitions <= PARTS_MAX ? 0 : -EINVAL;
 }
 
@@ -407,6 +428,12 @@ static uint64_t layout(struct azc_cache *c, uint32_t parts, uint64_t per_part, i
 
 	while (nb < per_part)
 		nb *= 2;
+	if (apply)
+		c->stamp_off = off;
+	off = align_up(off + STAMP_BUCKETS * sizeof(struct azc_stamp), 64);
+	if (apply)
+		c->inflight_off = off;
+	off = align_up(off + (uint64_t)c->queues * c->tags * sizeof(struct azc_inflight), 64);
 	if (apply)
 		c->part_off = off;
 	off += (uint64_t)parts * sizeof(struct azc_part);
@@ -439,7 +466,10 @@ static uint64_t layout(struct azc_cache *c, uint32_t parts, uint64_t per_part, i
 
 int azc_create(const struct azc_params *pr, struct azc_cache **out)
 {
-	struct azc_cache probe = { .block_size = pr->block_size }, *c;
+	struct azc_cache probe = { .block_size = pr->block_size,
+				   .queues = pr->queues,
+				   .tags = pr->tags },
+			 *c;
 	uint64_t per_part, bytes;
 	uint32_t parts;
 	int ret = params_check(pr, &parts, &per_part);
@@ -454,8 +484,11 @@ int azc_create(const struct azc_params *pr, struct azc_cache **out)
 		numa_tonode_memory(c, bytes, pr->numa_node);
 	c->region_bytes = bytes;
 	c->block_size = pr->block_size;
+	c->queues = pr->queues;
+	c->tags = pr->tags;
 	c->nr_parts = parts;
 	atomic_store(&c->policy, (uint32_t)pr->policy);
+	atomic_store(&c->mode, (uint32_t)pr->mode);
 	layout(c, parts, per_part, 1);
 	for (uint32_t k = 0; k < parts; k++) {
 		struct azc_part *p = part_at(c, k);
@@ -552,29 +585,22 @@ static void put_link(struct azc_cache *c, struct azc_part *p, uint32_t n, uint32
 		p->dirty++;
 }
 
-int azc_put(struct azc_cache *c, uint64_t blk, const void *buf, bool dirty)
+/* azc_put with the partition's lock held. */
+static int put_locked(struct azc_cache *c, struct azc_part *p, uint64_t blk, const void *buf,
+		      bool dirty)
 {
-	struct azc_part *p = part_of(c, blk);
 	struct azc_slot *s = slots(c, p);
-	uint32_t old, n;
+	uint32_t old = index_find(c, p, blk), n;
 
-	part_lock(c, p);
-	old = index_find(c, p, blk);
-	if (old != NIL && !dirty && s[old].state == SLOT_DIRTY) {
-		part_unlock(p); /* the cache's copy is newer than the store's */
-		return 0;
-	}
+	if (old != NIL && !dirty && s[old].state == SLOT_DIRTY)
+		return 0; /* the cache's copy is newer than the store's */
 	/* one slot stays clean or free, so that a dirty block can always be
 	 * written again (into a new slot) */
-	if (dirty && (old == NIL || s[old].state != SLOT_DIRTY) && p->dirty + 1 >= p->nr_slots) {
-		part_unlock(p);
+	if (dirty && (old == NIL || s[old].state != SLOT_DIRTY) && p->dirty + 1 >= p->nr_slots)
 		return -ENOSPC;
-	}
 	n = slot_alloc(c, p);
-	if (n == NIL) {
-		part_unlock(p);
+	if (n == NIL)
 		return -ENOSPC;
-	}
 	old = index_find(c, p, blk); /* (the eviction may have taken a clean old copy) */
 	/* a new slot, never the old one rewritten: a rebuild keeps the newest */
 	memcpy(slot_data(c, p, n), buf, c->block_size);
@@ -583,8 +609,18 @@ int azc_put(struct azc_cache *c, uint64_t blk, const void *buf, bool dirty)
 	s[n].state = dirty ? SLOT_DIRTY : SLOT_CLEAN;
 	put_link(c, p, n, old);
 	p->inserts++;
-	part_unlock(p);
 	return 0;
+}
+
+int azc_put(struct azc_cache *c, uint64_t blk, const void *buf, bool dirty)
+{
+	struct azc_part *p = part_of(c, blk);
+	int ret;
+
+	part_lock(c, p);
+	ret = put_locked(c, p, blk, buf, dirty);
+	part_unlock(p);
+	return ret;
 }
 
 void azc_drop(struct azc_cache *c, uint64_t blk)
@@ -668,4 +704,170 @@ void azc_get_stats(struct azc_cache *c, struct azc_stats *st)
 		st->dirty += p->dirty;
 		part_unlock(p);
 	}
+}
+
+/* ---- keeping up with writes ---- */
+
+static struct azc_stamp *stamp_of(struct azc_cache *c, uint64_t blk)
+{
+	return (struct azc_stamp *)((char *)c + c->stamp_off) + mix64(blk) % STAMP_BUCKETS;
+}
+
+/* The bucket's last stamp := v, unless a later one is there already. */
+static void stamp_set(struct azc_stamp *st, uint64_t v)
+{
+	uint64_t cur = atomic_load(&st->last);
+
+	while (cur < v && !atomic_compare_exchange_weak(&st->last, &cur, v))
+		;
+}
+
+uint64_t azc_stamp_now(struct azc_cache *c)
+{
+	return atomic_load(&c->clock);
+}
+
+static struct azc_inflight *inflight_of(struct azc_cache *c, uint32_t queue, uint32_t tag)
+{
+	if (queue >= c->queues || tag >= c->tags)
+		return NULL;
+	return (struct azc_inflight *)((char *)c + c->inflight_off) + (uint64_t)queue * c->tags +
+	       tag;
+}
+
+uint64_t azc_write_begin(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t first,
+			 uint32_t n, bool *alone)
+{
+	struct azc_inflight *in = inflight_of(c, queue, tag);
+	uint64_t v = atomic_fetch_add(&c->clock, 1) + 1;
+
+	*alone = true;
+	for (uint32_t k = 0; k < n; k++) {
+		struct azc_stamp *st = stamp_of(c, first + k);
+
+		if (atomic_fetch_add(&st->writing, 1))
+			*alone = false;
+		stamp_set(st, v);
+	}
+	if (in) {
+		in->first = first;
+		atomic_store(&in->n, n);
+	}
+	return v;
+}
+
+/* The write of [first, first + n) ends: buf kept (if keep) or what it covers dropped. */
+static void write_done(struct azc_cache *c, uint64_t first, uint32_t n, uint64_t stamp, bool keep,
+		       const void *buf)
+{
+	uint64_t v = atomic_fetch_add(&c->clock, 1) + 1;
+
+	for (uint32_t k = 0; k < n; k++) {
+		struct azc_stamp *st = stamp_of(c, first + k);
+		uint64_t last = atomic_load(&st->last);
+		/* nobody else began or ended a write on its bucket meanwhile (v: a
+		 * block of this write before it, in the same bucket) */
+		bool kept = keep && buf && (last == stamp || last == v) &&
+			    atomic_load(&c->mode) == AZC_MODE_WRITETHROUGH;
+
+		stamp_set(st, v);
+		if (!kept || azc_put(c, first + k,
+				     (const uint8_t *)buf + (uint64_t)k * c->block_size, false))
+			azc_drop(c, first + k);
+		if (atomic_load(&st->writing))
+			atomic_fetch_sub(&st->writing, 1);
+	}
+}
+
+void azc_write_end(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t first, uint32_t n,
+		   uint64_t stamp, bool alone, const void *buf)
+{
+	struct azc_inflight *in = inflight_of(c, queue, tag);
+
+	/* (cleared first: a death from here on leaks a count, never frees one twice) */
+	if (in)
+		atomic_store(&in->n, 0);
+	write_done(c, first, n, stamp, alone, buf);
+}
+
+void azc_queue_reset(struct azc_cache *c, uint32_t queue)
+{
+	for (uint32_t tag = 0; tag < c->tags; tag++) {
+		struct azc_inflight *in = inflight_of(c, queue, tag);
+		uint32_t n = in ? atomic_exchange(&in->n, 0) : 0;
+
+		if (n)
+			write_done(c, in->first, n, 0, false, NULL);
+	}
+}
+
+void azc_fill(struct azc_cache *c, uint64_t first, uint32_t n, uint64_t stamp, const void *buf)
+{
+	if (atomic_load(&c->mode) == AZC_MODE_PASSTHROUGH)
+		return;
+	for (uint32_t k = 0; k < n; k++) {
+		struct azc_part *p = part_of(c, first + k);
+		struct azc_stamp *st = stamp_of(c, first + k);
+
+		/* under the partition's lock, which a write's put or drop takes after
+		 * its stamp: either this sees the stamp or the write replaces this */
+		part_lock(c, p);
+		if (atomic_load(&st->last) <= stamp && !atomic_load(&st->writing))
+			put_locked(c, p, first + k,
+				   (const uint8_t *)buf + (uint64_t)k * c->block_size, false);
+		part_unlock(p);
+	}
+}
+
+bool azc_read_all(struct azc_cache *c, uint64_t first, uint32_t n, void *buf)
+{
+	if (atomic_load(&c->mode) == AZC_MODE_PASSTHROUGH)
+		return false;
+	for (uint32_t k = 0; k < n; k++)
+		if (!azc_read(c, first + k, (uint8_t *)buf + (uint64_t)k * c->block_size))
+			return false;
+	return true;
+}
+
+enum azc_mode azc_get_mode(const struct azc_cache *c)
+{
+	return (enum azc_mode)atomic_load(&((struct azc_cache *)c)->mode);
+}
+
+void azc_set_mode(struct azc_cache *c, enum azc_mode mode)
+{
+	atomic_store(&c->mode, (uint32_t)mode);
+}
+
+static const char *const azc_mode_names[] = { "writethrough", "writearound", "passthrough" };
+static const char *const azc_policy_names[] = { "s3fifo", "lru" };
+
+const char *azc_mode_name(enum azc_mode mode)
+{
+	return (unsigned)mode < 3 ? azc_mode_names[mode] : "?";
+}
+
+const char *azc_policy_name(enum azc_policy policy)
+{
+	return (unsigned)policy < 2 ? azc_policy_names[policy] : "?";
+}
+
+int azc_mode_parse(const char *name, enum azc_mode *mode)
+{
+	for (unsigned k = 0; k < 3; k++)
+		if (!strcmp(name, azc_mode_names[k])) {
+			*mode = (enum azc_mode)k;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+int azc_policy_parse(const char *name, enum azc_policy *policy)
+{
+	for (unsigned k = 0; k < 2; k++)
+		if (!strcmp(name, azc_policy_names[k])) {
+			*policy = (enum azc_policy)k;
+			return 0;
+		}
+	return -EINVAL;
 }

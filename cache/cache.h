@@ -36,12 +36,22 @@ enum azc_policy {
 	AZC_POLICY_LRU = 1,
 };
 
+/* What the cache does with a device's requests (azc_mode_name). */
+enum azc_mode {
+	AZC_MODE_WRITETHROUGH = 0, /* reads fill it; a write is kept once it is stored */
+	AZC_MODE_WRITEAROUND = 1,  /* reads fill it; a write drops what it covers */
+	AZC_MODE_PASSTHROUGH = 2,  /* neither: it only drops what writes cover */
+};
+
 struct azc_params {
 	uint64_t bytes;	     /* data bytes (rounded down to whole blocks per partition) */
 	uint32_t block_size; /* a power of two, 512..1 MiB */
 	uint32_t partitions; /* 0: one per 4096 blocks, at most 256 */
 	enum azc_policy policy;
-	int numa_node; /* -1: wherever the memory comes from */
+	enum azc_mode mode;
+	int numa_node;	 /* -1: wherever the memory comes from */
+	uint32_t queues; /* writes in flight are recorded for queues 0..queues-1 ... */
+	uint32_t tags;	 /* ... with tags 0..tags-1 */
 };
 
 struct azc_cache; /* the shared region */
@@ -51,6 +61,42 @@ struct azc_stats {
 	uint64_t slots, used, dirty;
 	uint64_t recoveries; /* partitions rebuilt after a worker died holding their lock */
 };
+
+/*
+ * Keeping up with writes the cache does not see in order. A global counter
+ * stamps a table of block-number buckets whenever a write to one of their
+ * blocks is dispatched or completes. A read that missed fills the cache only
+ * if no write touched its blocks' buckets since it was dispatched
+ * (azc_fill); a write's data is kept only if no other write touched them
+ * while it was in flight, else what it covers is dropped (azc_write_end).
+ */
+uint64_t azc_stamp_now(struct azc_cache *c);
+/* A write of blocks [first, first + n), request `tag` of queue `queue`, is
+ * dispatched: returns its stamp; *alone: no other write to their buckets is
+ * in flight. It is recorded until it ends (azc_queue_reset). */
+uint64_t azc_write_begin(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t first,
+			 uint32_t n, bool *alone);
+/* It completed: buf (its n blocks) is kept if it was alone, else (or with
+ * buf NULL: it failed) what it covers is dropped. */
+void azc_write_end(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t first, uint32_t n,
+		   uint64_t stamp, bool alone, const void *buf);
+/* A new worker of `queue` starts: the writes its dead predecessor had in
+ * flight end (what they cover is dropped; the kernel hands them over again). */
+void azc_queue_reset(struct azc_cache *c, uint32_t queue);
+/* A read of blocks [first, first + n) dispatched at `stamp` got buf: keep
+ * what no write touched since. */
+void azc_fill(struct azc_cache *c, uint64_t first, uint32_t n, uint64_t stamp, const void *buf);
+/* All n blocks from first into buf: true, or false (nothing copied that
+ * counts: some block is not cached). */
+bool azc_read_all(struct azc_cache *c, uint64_t first, uint32_t n, void *buf);
+
+enum azc_mode azc_get_mode(const struct azc_cache *c);
+void azc_set_mode(struct azc_cache *c, enum azc_mode mode);
+const char *azc_mode_name(enum azc_mode mode);
+const char *azc_policy_name(enum azc_policy policy);
+/* 0 and *mode / *policy, or -EINVAL for an unknown name. */
+int azc_mode_parse(const char *name, enum azc_mode *mode);
+int azc_policy_parse(const char *name, enum azc_policy *policy);
 
 /* Make a region (MAP_SHARED, inherited by children forked later): 0 or -errno. */
 int azc_create(const struct azc_params *p, struct azc_cache **c);

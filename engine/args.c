@@ -116,6 +116,37 @@ static int azb_parse_one(int argc, char **argv, int *i, struct azbuse_args *a)
 		o->size_bytes = bytes;
 		return 0;
 	}
+	if ((v = azb_arg_value(argc, argv, i, "--cache"))) {
+		if (azbuse_parse_size(v, &bytes) || bytes < (1ULL << 20)) {
+			snprintf(a->error, sizeof(a->error), "bad --cache '%s' (e.g. 512M, 2G)", v);
+			return -EINVAL;
+		}
+		o->cache_bytes = bytes;
+		return 0;
+	}
+	if ((v = azb_arg_value(argc, argv, i, "--cache-mode"))) {
+		enum azc_mode mode;
+
+		if (azc_mode_parse(v, &mode)) {
+			snprintf(a->error, sizeof(a->error),
+				 "bad --cache-mode '%s' (writethrough, writearound or passthrough)",
+				 v);
+			return -EINVAL;
+		}
+		o->cache_mode = (uint8_t)mode;
+		return 0;
+	}
+	if ((v = azb_arg_value(argc, argv, i, "--cache-policy"))) {
+		enum azc_policy policy;
+
+		if (azc_policy_parse(v, &policy)) {
+			snprintf(a->error, sizeof(a->error),
+				 "bad --cache-policy '%s' (s3fifo or lru)", v);
+			return -EINVAL;
+		}
+		o->cache_policy = (uint8_t)policy;
+		return 0;
+	}
 	if ((v = azb_arg_value(argc, argv, i, "--trace"))) {
 		o->trace_path = v;
 		return 0;
@@ -243,6 +274,10 @@ void azbuse_print_device_options(FILE *out)
 		"  --max-io SIZE         largest request (default %uk)\n"
 		"  --block-size N        logical block size (512, 1024, 2048 or 4096)\n"
 		"  --read-only           refuse writes\n"
+		"  --cache SIZE          a RAM cache of SIZE in front of the engine, shared by\n"
+		"                        its workers (hits never reach the engine)\n"
+		"  --cache-mode MODE     writethrough (default), writearound or passthrough\n"
+		"  --cache-policy P      s3fifo (default: scan-resistant) or lru\n"
 		"  --poll-us N           poll up to N us (in COMMIT) for new requests before\n"
 		"                        sleeping, while they come that fast; a lone request's\n"
 		"                        submitter waits as long to end it itself (default %u;\n"

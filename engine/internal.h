@@ -16,6 +16,8 @@
 #include <azbuse/azbuse.h>
 #include <azbuse/engine.h>
 
+#include "cache.h"
+
 /* Shared-ring loads and stores; each use names the kernel side it pairs with. */
 #define azb_load_acquire(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define azb_store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
@@ -56,8 +58,13 @@ struct azbuse_queue {
 
 	uint64_t requests;
 	uint64_t commits;
-	unsigned idle_ms; /* the engine's idle(): 0, or call again within this many ms */
+	unsigned idle_ms;	 /* the engine's idle(): 0, or call again within this many ms */
+	struct azc_cache *cache; /* the device's RAM cache (shared by its workers), or NULL */
 };
+
+/* The device's RAM cache, made by the supervisor before it forks the
+ * workers (--cache), or NULL. */
+extern struct azc_cache *azb_device_cache;
 
 /* worker.c */
 int azbuse_queue_map(struct azbuse_queue *q, int fd, const struct azbuse_attach *geo, void *ring,

@@ -46,6 +46,8 @@ int azbuse_conf_save(uint32_t dev_id, const char *engine, const struct azbuse_de
 		"io_timeout=%u\nrecovery_timeout=%u\npoll_us=%u\npin=%d\nsched=%d\nread_only=%d\n",
 		o->io_timeout_ms, o->recovery_timeout_ms, o->poll_us, (int)o->pin, (int)o->sched,
 		o->read_only);
+	fprintf(f, "cache=%" PRIu64 "\ncache_mode=%u\ncache_policy=%u\n", o->cache_bytes,
+		o->cache_mode, o->cache_policy);
 	if (o->trace_path)
 		fprintf(f, "trace=%s\n", o->trace_path);
 	for (i = 0; i < o->nr_options; i++)
@@ -155,6 +157,12 @@ static int azb_conf_apply(struct azbuse_args *a, const char *key, const char *va
 		o->sched = (enum azbuse_sched)v;
 	else if (!strcmp(key, "read_only") && v <= 1)
 		o->read_only = v;
+	else if (!strcmp(key, "cache"))
+		o->cache_bytes = v;
+	else if (!strcmp(key, "cache_mode") && v <= AZBUSE_CACHE_PASSTHROUGH)
+		o->cache_mode = (uint8_t)v;
+	else if (!strcmp(key, "cache_policy") && v <= AZBUSE_CACHE_LRU)
+		o->cache_policy = (uint8_t)v;
 	else
 		return -EINVAL;
 	return 0;

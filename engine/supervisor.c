@@ -200,7 +200,10 @@ static int azb_setup_engine(struct azb_supervisor *s, struct azbuse_dev_info *in
 		info->nr_queues = cfg.nr_queues;
 		info->chunk_sectors = cfg.shard_chunk_bytes >> 9;
 	}
-	if (cfg.direct_map_chunk_bytes) {
+	/* with a cache, every request passes through the workers (and the cache) */
+	if (cfg.direct_map_chunk_bytes && o->cache_bytes)
+		azb_log("the module's direct map is off: the cache sees every request");
+	if (cfg.direct_map_chunk_bytes && !o->cache_bytes) {
 		info->features |= AZBUSE_F_DIRECT_MAP;
 		info->map_chunk_bytes = cfg.direct_map_chunk_bytes;
 		info->map_user_bytes = cfg.direct_map_user_bytes;
@@ -507,6 +510,35 @@ static void azb_discard_sigio(void)
 		;
 }
 
+/* The device's RAM cache (--cache), shared by the workers forked after it. */
+static int azb_make_cache(const struct azbuse_device_opts *o, const struct azbuse_dev_info *info,
+			  char *err, size_t err_size)
+{
+	/* (a sharded device's ring may hold every shard's requests) */
+	uint32_t tags =
+		info->queue_depth * (info->features & AZBUSE_F_SHARDED ? info->nr_queues : 1);
+	struct azc_params p = { .queues = info->nr_queues,
+				.tags = tags > 65536 ? 65536 : tags,
+				.bytes = o->cache_bytes,
+				.block_size = AZBUSE_CACHE_BLOCK,
+				.policy = (enum azc_policy)o->cache_policy,
+				.mode = (enum azc_mode)o->cache_mode,
+				.numa_node = -1 };
+	int ret;
+
+	if (!o->cache_bytes)
+		return 0;
+	ret = azc_create(&p, &azb_device_cache);
+	if (ret) {
+		snprintf(err, err_size, "cannot make a %llu-byte cache: %s",
+			 (unsigned long long)o->cache_bytes, strerror(-ret));
+		return ret;
+	}
+	azb_log("cache: %llu MiB, %s, %s", (unsigned long long)(o->cache_bytes >> 20),
+		azc_mode_name(p.mode), azc_policy_name(p.policy));
+	return 0;
+}
+
 int azbuse_run(const struct azbuse_engine_ops *ops, const struct azbuse_device_opts *o)
 {
 	struct azb_supervisor s = { .ops = ops, .opts = o, .ctl = -1, .control_fd = -1 };
@@ -566,6 +598,9 @@ int azbuse_run(const struct azbuse_engine_ops *ops, const struct azbuse_device_o
 	}
 	for (q = 0; q < s.nr_queues; q++)
 		s.chans[q] = -1;
+	ret = azb_make_cache(o, &info, err, sizeof(err));
+	if (ret)
+		goto out_remove;
 	s.control = (struct azbuse_control){ .nr_queues = s.nr_queues,
 					     .workers = s.workers,
 					     .chans = s.chans };
@@ -614,6 +649,8 @@ out_remove:
 	if (s.workers)
 		azb_stop_workers(&s);
 out_free:
+	azc_destroy(azb_device_cache);
+	azb_device_cache = NULL;
 	azb_control_close(s.dev_id, s.control_fd);
 	if (s.chans)
 		for (q = 0; q < s.nr_queues; q++)

@@ -26,6 +26,88 @@
 
 static _Thread_local struct azbuse_queue *azb_current_queue;
 
+struct azc_cache *azb_device_cache;
+
+/* io->cache_flags */
+#define AZB_CACHE_FILL 1  /* a read that missed: fill the cache with what it got */
+#define AZB_CACHE_WRITE 2 /* a write (or discard...): azc_write_begin was called */
+#define AZB_CACHE_ALONE 4 /* ... and no other write to its blocks was in flight */
+#define AZB_CACHE_KEEP 8  /* ... whose data the cache may keep */
+
+/* The cache blocks a request covers: false if it is not aligned to them
+ * (*first and *n then cover every block it touches). */
+static bool azb_cache_span(const struct azbuse_io *io, uint64_t *first, uint32_t *n)
+{
+	uint64_t end = io->offset + io->len;
+
+	*first = io->offset / AZBUSE_CACHE_BLOCK;
+	*n = (uint32_t)((end + AZBUSE_CACHE_BLOCK - 1) / AZBUSE_CACHE_BLOCK - *first);
+	return !(io->offset % AZBUSE_CACHE_BLOCK) && !(io->len % AZBUSE_CACHE_BLOCK);
+}
+
+/*
+ * The cache's look at a request being dispatched: a read it holds whole is
+ * copied from it (true: done); a read that misses is stamped to fill it
+ * later; a write, discard or write-zeroes is registered (and may later
+ * leave its data in it, azb_cache_done).
+ */
+static bool azb_cache_dispatch(struct azbuse_queue *q, struct azbuse_io *io)
+{
+	struct azc_cache *c = q->cache;
+	uint64_t first;
+	uint32_t n;
+	bool aligned, alone;
+
+	io->cache_flags = 0;
+	if (!c || !io->len || io->op == AZBUSE_OP_FLUSH)
+		return false;
+	aligned = azb_cache_span(io, &first, &n);
+	if (io->op == AZBUSE_OP_READ) {
+		if (!aligned)
+			return false;
+		if (azc_read_all(c, first, n, io->buf)) {
+			azbuse_complete(io, 0);
+			return true;
+		}
+		io->cache_stamp = azc_stamp_now(c);
+		io->cache_flags = AZB_CACHE_FILL;
+		return false;
+	}
+	io->cache_stamp = azc_write_begin(c, q->geo.queue, io->tag, first, n, &alone);
+	io->cache_flags = AZB_CACHE_WRITE | (alone ? AZB_CACHE_ALONE : 0) |
+			  (aligned && io->op == AZBUSE_OP_WRITE && io->buf ? AZB_CACHE_KEEP : 0);
+	return false;
+}
+
+/* A request ends (any thread): what the cache learns from it. */
+static void azb_cache_done(struct azbuse_io *io)
+{
+	struct azc_cache *c = io->queue->cache;
+	uint8_t flags = io->cache_flags;
+	const void *data = NULL;
+	uint64_t first;
+	uint32_t n;
+
+	if (!c || !flags)
+		return;
+	io->cache_flags = 0;
+	azb_cache_span(io, &first, &n);
+	if (flags & AZB_CACHE_FILL) {
+		if (!io->result && !io->cqe_flags)
+			data = io->buf;
+		else if (!io->result && io->cqe_flags == AZBUSE_CQE_F_COPY)
+			data = io->copy_buf;
+		if (data)
+			azc_fill(c, first, n, io->cache_stamp, data);
+		return;
+	}
+	/* (handed to another queue, the request comes back through it) */
+	if ((flags & AZB_CACHE_KEEP) && !io->result && !io->cqe_flags)
+		data = io->buf;
+	azc_write_end(c, io->queue->geo.queue, io->tag, first, n, io->cache_stamp,
+		      flags & AZB_CACHE_ALONE, data);
+}
+
 static void azb_post_cqe(struct azbuse_queue *q, const struct azbuse_io *io)
 {
 	struct azbuse_cqe *cqe = &q->cq[q->cq_tail & (q->geo.cq_entries - 1)];
@@ -49,6 +131,7 @@ static void azb_complete(struct azbuse_io *io, int result)
 	struct azbuse_io *head;
 
 	io->result = result;
+	azb_cache_done(io);
 	if (azb_current_queue == q) {
 		azb_post_cqe(q, io);
 		return;
@@ -148,6 +231,7 @@ static void azb_dispatch(struct azbuse_queue *q, const struct azbuse_sqe *sqe)
 	io->engine_data[0] = io->engine_data[1] = NULL;
 	io->cqe_flags = 0;
 	io->copy_buf = NULL;
+	io->cache_flags = 0;
 	q->outstanding++;
 
 	if ((io->op == AZBUSE_OP_READ || io->op == AZBUSE_OP_WRITE) &&
@@ -157,6 +241,8 @@ static void azb_dispatch(struct azbuse_queue *q, const struct azbuse_sqe *sqe)
 	}
 	if (q->trace_fd >= 0)
 		azbuse_trace_request(q->trace_fd, q->geo.queue, io);
+	if (azb_cache_dispatch(q, io))
+		return;
 	handler = azb_op_handler(q->ops, io->op);
 	if (!handler) {
 		azbuse_complete(io, -EOPNOTSUPP);
@@ -538,6 +624,9 @@ int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32
 		goto out_unmap;
 	q.ops = ops;
 	q.chan_fd = chan_fd;
+	q.cache = azb_device_cache;
+	if (q.cache) /* what a dead predecessor had in flight comes again */
+		azc_queue_reset(q.cache, queue);
 	if (o->trace_path) {
 		q.trace_fd = azbuse_trace_open(o->trace_path);
 		if (q.trace_fd < 0) {

@@ -99,7 +99,23 @@ struct azbuse_device_opts {
 	bool route_queue;
 	bool route_chosen; /* --route was given: the engine keeps that choice */
 	enum azbuse_sched sched;
+	/*
+	 * A RAM cache of the device's blocks in front of the engine, shared by
+	 * all its workers (cache/, --cache SIZE): 0 for none. cache_mode is
+	 * AZBUSE_CACHE_WRITETHROUGH, _WRITEAROUND or _PASSTHROUGH; cache_policy
+	 * AZBUSE_CACHE_S3FIFO or _LRU.
+	 */
+	uint64_t cache_bytes;
+	uint8_t cache_mode;
+	uint8_t cache_policy;
 };
+
+#define AZBUSE_CACHE_WRITETHROUGH 0
+#define AZBUSE_CACHE_WRITEAROUND 1
+#define AZBUSE_CACHE_PASSTHROUGH 2
+#define AZBUSE_CACHE_S3FIFO 0
+#define AZBUSE_CACHE_LRU 1
+#define AZBUSE_CACHE_BLOCK 4096 /* the cache's block: reads and writes aligned to it use it */
 
 #define AZBUSE_DEF_SHARD_CHUNK_BYTES (1U << 20)
 

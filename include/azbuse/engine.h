@@ -58,6 +58,8 @@ struct azbuse_io {
 	uint32_t cqe_flags;	 /* AZBUSE_CQE_F_* */
 	void *copy_buf;		 /* AZBUSE_CQE_F_COPY */
 	uint16_t redirect_queue; /* AZBUSE_CQE_F_REDIRECT */
+	uint8_t cache_flags;	 /* the cache's part in it (worker.c) */
+	uint64_t cache_stamp;	 /* the cache's write stamp when it was dispatched */
 };
 
 /* Key/value options given to the engine (--size, --path, -o key=value). */

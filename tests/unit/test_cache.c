@@ -46,7 +46,9 @@ static struct azc_cache *make(uint64_t blocks, uint32_t parts, enum azc_policy p
 				.block_size = BS,
 				.partitions = parts,
 				.policy = policy,
-				.numa_node = -1 };
+				.numa_node = -1,
+				.queues = 2,
+				.tags = 4 };
 	struct azc_cache *c = NULL;
 
 	assert_int_equal(azc_create(&p, &c), 0);
@@ -328,13 +330,86 @@ static void test_policy_switch(void **state)
 	azc_destroy(c);
 }
 
+/* Reads and writes the cache sees out of order never leave old data in it. */
+static void test_stamps(void **state)
+{
+	struct azc_cache *c = make(256, 2, AZC_POLICY_S3FIFO);
+	uint64_t buf[2 * BS / 8], got[2 * BS / 8], r, w, w2;
+	bool alone, alone2;
+
+	(void)state;
+	/* a read misses, a write to its block begins: the read's data is not kept */
+	r = azc_stamp_now(c);
+	w = azc_write_begin(c, 0, 1, 10, 2, &alone);
+	assert_true(alone);
+	stamp(buf, 10, 1);
+	stamp(buf + BS / 8, 11, 1);
+	azc_fill(c, 10, 2, r, buf);
+	assert_false(azc_read_all(c, 10, 2, got));
+	/* the write ends alone: its data is kept (write-through) */
+	stamp(buf, 10, 2);
+	stamp(buf + BS / 8, 11, 2);
+	azc_write_end(c, 0, 1, 10, 2, w, alone, buf);
+	assert_true(azc_read_all(c, 10, 2, got));
+	assert_int_equal(stamped(got, 10), 2);
+	assert_int_equal(stamped(got + BS / 8, 11), 2);
+	/* a read dispatched before that write ended fills nothing */
+	stamp(buf, 10, 1);
+	azc_fill(c, 10, 1, r, buf);
+	assert_true(azc_read_all(c, 10, 1, got));
+	assert_int_equal(stamped(got, 10), 2);
+	/* two writes at once: neither is kept */
+	w = azc_write_begin(c, 0, 1, 10, 1, &alone);
+	w2 = azc_write_begin(c, 0, 2, 10, 1, &alone2);
+	assert_true(alone);
+	assert_false(alone2);
+	stamp(buf, 10, 3);
+	azc_write_end(c, 0, 2, 10, 1, w2, alone2, buf);
+	stamp(buf, 10, 4);
+	azc_write_end(c, 0, 1, 10, 1, w, alone, buf);
+	assert_false(azc_read_all(c, 10, 1, got));
+	/* a read after them fills; write-around drops what a write covers */
+	r = azc_stamp_now(c);
+	stamp(buf, 10, 4);
+	azc_fill(c, 10, 1, r, buf);
+	assert_true(azc_read_all(c, 10, 1, got));
+	azc_set_mode(c, AZC_MODE_WRITEAROUND);
+	w = azc_write_begin(c, 0, 1, 10, 1, &alone);
+	stamp(buf, 10, 5);
+	azc_write_end(c, 0, 1, 10, 1, w, alone, buf);
+	assert_false(azc_read_all(c, 10, 1, got));
+	/* a worker dies with a write in flight: its successor's reset ends it */
+	azc_set_mode(c, AZC_MODE_WRITETHROUGH);
+	r = azc_stamp_now(c);
+	stamp(buf, 30, 1);
+	azc_fill(c, 30, 1, r, buf);
+	assert_true(azc_read_all(c, 30, 1, got));
+	w = azc_write_begin(c, 1, 3, 30, 1, &alone);
+	r = azc_stamp_now(c);
+	azc_fill(c, 30, 1, r, buf); /* (a write is in flight: nothing filled) */
+	azc_queue_reset(c, 1);
+	assert_false(azc_read_all(c, 30, 1, got));
+	r = azc_stamp_now(c);
+	stamp(buf, 30, 2);
+	azc_fill(c, 30, 1, r, buf); /* the bucket is free again */
+	assert_true(azc_read_all(c, 30, 1, got));
+	assert_int_equal(stamped(got, 30), 2);
+	(void)w;
+	/* pass-through: no hits, no fills */
+	azc_set_mode(c, AZC_MODE_PASSTHROUGH);
+	r = azc_stamp_now(c);
+	azc_fill(c, 20, 1, r, buf);
+	assert_false(azc_read_all(c, 20, 1, got));
+	azc_destroy(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hit_miss_drop),	 cmocka_unit_test(test_scan_resistance),
 		cmocka_unit_test(test_scan_interleaved), cmocka_unit_test(test_dirty_blocks),
 		cmocka_unit_test(test_processes),	 cmocka_unit_test(test_dead_lock_holder),
-		cmocka_unit_test(test_policy_switch),
+		cmocka_unit_test(test_policy_switch),	 cmocka_unit_test(test_stamps),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# 75-cache: the RAM cache in front of an engine (azbusectl add --cache). On
+# a two-queue mem device: fio verify (mixed sizes, both queues) in
+# write-through mode; a second read pass of a set that fits is served by the
+# cache (hits, and the engine sees no reads); the mode and policy change
+# under a verifying fio; a worker SIGKILL under fio verify leaves the cache
+# right (the other worker and the new one keep serving hits from it). On
+# the file engine: data written through the cache is in the file when the
+# device is removed. On a thin volume: the module's direct map is off, fio
+# verify passes across a snapshot, and check is clean.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+require_cmd fio
+require_cmd python3
+
+# cache_stat FIELD [ID]: a number from the device's "cache" control request
+cache_stat() {
+	python3 - "$1" "${2:-1}" <<'EOF'
+import re, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(f"/run/azbuse/azbuse{sys.argv[2]}.sock")
+s.sendall(b"cache\n")
+out = s.makefile().read()
+m = re.search(r"\b" + sys.argv[1] + r" (\S+)", out)
+print(m.group(1) if m else "none: " + out.strip())
+EOF
+}
+
+# cache_request LINE [ID]: send a control request, fail unless it says OK
+cache_request() {
+	python3 - "$1" "${2:-1}" <<'EOF' || die "control request '$1' failed"
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(f"/run/azbuse/azbuse{sys.argv[2]}.sock")
+s.sendall(sys.argv[1].encode() + b"\n")
+out = s.makefile().read()
+sys.exit(0 if out.rstrip().endswith("OK") else out)
+EOF
+}
+
+# --- what azbusectl refuses --------------------------------------------------
+if azbusectl add 1 --engine=mem --size 64M --cache 100k >/dev/null 2>&1; then
+	die "--cache 100k was taken"
+fi
+if azbusectl add 1 --engine=mem --size 64M --cache 64M --cache-mode fast >/dev/null 2>&1; then
+	die "--cache-mode fast was taken"
+fi
+
+# --- mem, two queues: verify, hits, mode changes, a worker kill ----------------
+dev=$(add_mem_device 1 256M --queues 2 --cache 64M)
+[ "$(cache_stat mode)" = writethrough ] || die "cache mode is $(cache_stat mode)"
+[ "$(cache_stat policy)" = s3fifo ] || die "cache policy is $(cache_stat policy)"
+run_fio --name=verify --filename="$dev" --direct=1 --ioengine=libaio --iodepth=16 \
+	--rw=randwrite --bssplit=4k/40:16k/20:64k/20:256k/20 --numjobs=2 --size=96M \
+	--offset_increment=96M --cpus_allowed=0-1 --cpus_allowed_policy=split \
+	--verify=crc32c --do_verify=1 --verify_fatal=1 --group_reporting=0
+# a 32 MiB set read twice: the second pass comes from the cache
+run_fio --name=warm --filename="$dev" --direct=1 --ioengine=libaio --iodepth=8 \
+	--rw=read --bs=64k --size=32M
+reqs0=$(queue_requests 1 | awk '{ s += $1 } END { print s }')
+hits0=$(cache_stat hits)
+run_fio --name=hot --filename="$dev" --direct=1 --ioengine=libaio --iodepth=8 \
+	--rw=randread --bs=4k --size=32M --number_ios=4096
+hits=$(($(cache_stat hits) - hits0))
+[ "$hits" -ge $((4096 * 9 / 10)) ] || die "only $hits of 4096 reads of a warm set hit the cache"
+log "ok   fio verify on two queues; $hits of 4096 reads of a warm 32 MiB set were cache hits"
+
+fio --name=switch --filename="$dev" --direct=1 --ioengine=libaio --iodepth=16 \
+	--rw=randrw --bssplit=4k/50:64k/50 --size=128M --numjobs=2 --offset_increment=128M \
+	--cpus_allowed=0-1 --cpus_allowed_policy=split --verify=crc32c --do_verify=1 \
+	--verify_fatal=1 --eta=never --output=/tmp/cache-switch.log &
+fio_pid=$!
+for step in "mode writearound" "policy lru" "mode passthrough" "mode writethrough" \
+	"policy s3fifo"; do
+	sleep 1
+	cache_request "cache $step"
+done
+ms=$(replace_worker 1 0)
+wait_fio "$fio_pid" /tmp/cache-switch.log "across cache mode and policy changes and a worker kill"
+[ "$(cache_stat mode)" = writethrough ] || die "mode did not come back to writethrough"
+[ "$(cache_stat recoveries)" = 0 ] || log "note: $(cache_stat recoveries) cache partition(s) rebuilt after the kill"
+log "ok   fio verify across 5 mode/policy changes and a worker SIGKILL (new worker in $ms ms)"
+remove_device 1
+
+# --- file engine: what went through the cache is in the file ------------------
+img=/tmp/cache-file.img
+truncate -s 64M "$img"
+dev=$(azbusectl add 1 --engine=file --path "$img" --size 64M --cache 16M) ||
+	die "file engine with --cache"
+head -c 8M /dev/urandom >/tmp/cache-pattern
+dd if=/tmp/cache-pattern of="$dev" bs=1M seek=4 oflag=direct conv=fsync status=none
+cmp <(dd if="$dev" bs=1M skip=4 count=8 iflag=direct status=none) /tmp/cache-pattern ||
+	die "file engine: data read back through the cache differs"
+remove_device 1
+cmp <(dd if="$img" bs=1M skip=4 count=8 status=none) /tmp/cache-pattern ||
+	die "file engine: the file does not hold what was written through the cache"
+rm -f "$img"
+log "ok   file engine: written through the cache, in the file after removal"
+
+# --- thin: no direct map, verify across a snapshot, check ----------------------
+thin_pool_setup cache-thin 512
+athin init --chunk-size 64k --shards 2 >/dev/null || die "init failed"
+athin create vol1 --size 256M >/dev/null || die "create failed"
+serve vol1 --cache 32M
+if azbusectl info 1 | grep -q "direct-map"; then
+	die "the module's direct map is on beside a cache"
+fi
+# (what it writes fits the cache: the verify's reads hit)
+fio --name=thin-verify --filename=/dev/azbuse1 --direct=1 --ioengine=libaio --iodepth=16 \
+	--rw=randwrite --bssplit=4k/50:64k/30:256k/20 --size=8M --numjobs=2 --offset_increment=64M \
+	--cpus_allowed=0-1 --cpus_allowed_policy=split --verify=crc32c --do_verify=1 \
+	--verify_fatal=1 --eta=never --output=/tmp/cache-thin.log &
+fio_pid=$!
+sleep 2
+athin snapshot vol1 snap1 >/dev/null || die "snapshot under a cache failed"
+wait_fio "$fio_pid" /tmp/cache-thin.log "on a thin volume with a cache, across a snapshot"
+[ "$(cache_stat hits)" -gt 0 ] || die "the thin volume's cache had no hits"
+azbusectl remove 1 >/dev/null
+athin check >/tmp/cache-check.log 2>&1 || { cat /tmp/cache-check.log >&2; die "check"; }
+log "ok   thin volume: no direct map, fio verify across a snapshot, check clean"
+log "ok"
