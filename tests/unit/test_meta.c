@@ -2083,14 +2083,21 @@ static void test_model_default_cache(void **state)
 	run_model(*state, 1, 800);
 }
 
+/* Reopen the shards with a map cache of `bytes` (1: 16 nodes, evictions
+ * all the time; 0: none). */
+static void reopen_with_map_cache(struct fixture *f, uint64_t bytes)
+{
+	f->map_cache_set = 1;
+	f->map_cache_bytes = bytes;
+	close_all(f);
+	open_all(f);
+}
+
 static void test_model_tiny_cache(void **state)
 {
 	struct fixture *f = *state;
 
-	f->map_cache_set = 1;
-	f->map_cache_bytes = 1; /* 16 nodes: evictions all the time */
-	close_all(f);
-	open_all(f);
+	reopen_with_map_cache(f, 1);
 	run_model(f, 2, 800);
 	assert_true(f->evictions > 0);
 }
@@ -2105,21 +2112,16 @@ static void test_model_layered_tiny_cache(void **state)
 {
 	struct fixture *f = *state;
 
-	f->map_cache_set = 1;
-	f->map_cache_bytes = 1;
-	close_all(f);
-	open_all(f);
+	reopen_with_map_cache(f, 1);
 	run_model(f, 5, 800);
+	assert_true(f->evictions > 0);
 }
 
 static void test_model_no_cache(void **state)
 {
 	struct fixture *f = *state;
 
-	f->map_cache_set = 1;
-	f->map_cache_bytes = 0;
-	close_all(f);
-	open_all(f);
+	reopen_with_map_cache(f, 0);
 	run_model(f, 3, 400);
 }
 
