@@ -14,6 +14,7 @@
 #include <azbuse/azbuse.h>
 
 #include "../engine/internal.h"
+#include "control_client.h"
 
 /*
  * jemalloc (linked in): give freed pages back to the system at once instead
@@ -32,15 +33,17 @@ static const char *const queue_state_names[] = { "no-worker", "attached", "recov
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: azbusectl COMMAND [ARGS]\n\n"
-		     "  add [ID|any] --engine=NAME [--size SIZE] [options]  create /dev/azbuseID\n"
-		     "  remove ID                     drain and remove a device\n"
-		     "  list                          list devices\n"
-		     "  info ID                       parameters, state, workers, counters\n"
-		     "  engines                       list the built-in engines\n"
-		     "  version                       module ABI version\n\n"
-		     "Every command takes --json and --help. 'azbusectl add --help' lists the\n"
-		     "device options.\n");
+	fprintf(out,
+		"usage: azbusectl COMMAND [ARGS]\n\n"
+		"  add [ID|any] --engine=NAME [--size SIZE] [options]  create /dev/azbuseID\n"
+		"  remove ID                     drain and remove a device\n"
+		"  list                          list devices\n"
+		"  info ID                       parameters, state, workers, counters\n"
+		"  cache ID [--mode M] [--policy P]  the device's RAM cache: counters, tuning\n"
+		"  engines                       list the built-in engines\n"
+		"  version                       module ABI version\n\n"
+		"Every command takes --json and --help. 'azbusectl add --help' lists the\n"
+		"device options.\n");
 }
 
 static void add_usage(void)
@@ -532,6 +535,91 @@ static int cmd_info(int argc, char **argv)
 	return 0;
 }
 
+/* The value after `name` among the arguments, or NULL. */
+static const char *flag_value(int argc, char **argv, const char *name)
+{
+	for (int i = 0; i + 1 < argc; i++)
+		if (!strcmp(argv[i], name))
+			return argv[i + 1];
+	return NULL;
+}
+
+/* One request to device id's control socket; prints why it failed. */
+static int cache_request(uint32_t id, const char *request, char **out)
+{
+	char err[512] = "";
+	int ret = control_call(AZBUSE_CONTROL_DIR, id, request, out, err, sizeof(err));
+
+	if (!ret)
+		return 0;
+	fprintf(stderr, "azbusectl cache: azbuse%u: %s\n", id, err[0] ? err : strerror(-ret));
+	free(*out);
+	*out = NULL;
+	return 1;
+}
+
+/* The daemon's "cache key value ..." line as a JSON object (numbers bare). */
+static void print_pairs_json(uint32_t id, char *line)
+{
+	char *save = NULL, *key = strtok_r(line, " \n", &save);
+
+	if (key && !strcmp(key, "cache"))
+		key = strtok_r(NULL, " \n", &save);
+	printf("{\"id\": %u", id);
+	while (key) {
+		char *value = strtok_r(NULL, " \n", &save), *end;
+
+		if (!value)
+			break;
+		strtoull(value, &end, 10);
+		printf(*end ? ", \"%s\": \"%s\"" : ", \"%s\": %s", key, value);
+		key = strtok_r(NULL, " \n", &save);
+	}
+	printf("}\n");
+}
+
+static int cmd_cache(int argc, char **argv)
+{
+	const char *mode = flag_value(argc, argv, "--mode");
+	const char *policy = flag_value(argc, argv, "--policy");
+	char request[128], *out = NULL;
+	uint32_t id;
+
+	if (has_flag(argc, argv, "--help")) {
+		printf("usage: azbusectl cache ID [--mode writethrough|writearound|passthrough]\n"
+		       "                          [--policy s3fifo|lru] [--json]\n\n"
+		       "Shows the RAM cache of a device added with --cache (mode, policy, slots,\n"
+		       "used, dirty, hits, misses, inserts, evictions), after changing its mode\n"
+		       "or policy if asked, while the device serves I/O.\n");
+		return 0;
+	}
+	if (argc < 1 || parse_id(argv[0], &id)) {
+		fprintf(stderr, "azbusectl cache: give a device id (0 to %u)\n",
+			AZBUSE_MAX_DEVICES - 1);
+		return EXIT_USAGE;
+	}
+	if (mode) {
+		snprintf(request, sizeof(request), "cache mode %s", mode);
+		if (cache_request(id, request, &out))
+			return 1;
+		free(out);
+	}
+	if (policy) {
+		snprintf(request, sizeof(request), "cache policy %s", policy);
+		if (cache_request(id, request, &out))
+			return 1;
+		free(out);
+	}
+	if (cache_request(id, "cache", &out))
+		return 1;
+	if (has_flag(argc, argv, "--json"))
+		print_pairs_json(id, out);
+	else
+		printf("%s", out);
+	free(out);
+	return 0;
+}
+
 static int cmd_engines(int argc, char **argv)
 {
 	const struct azbuse_engine_ops *const *e;
@@ -591,8 +679,9 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*run)(int argc, char **argv);
 	} cmds[] = {
-		{ "add", cmd_add },   { "remove", cmd_remove },	  { "list", cmd_list },
-		{ "info", cmd_info }, { "engines", cmd_engines }, { "version", cmd_version },
+		{ "add", cmd_add },	{ "remove", cmd_remove },   { "list", cmd_list },
+		{ "info", cmd_info },	{ "engines", cmd_engines }, { "version", cmd_version },
+		{ "cache", cmd_cache },
 	};
 	size_t i;
 

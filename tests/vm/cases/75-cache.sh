@@ -4,7 +4,8 @@
 # write-through mode; a second read pass of a set that fits is served by the
 # cache (hits, and the engine sees no reads); the mode and policy change
 # under a verifying fio; a worker SIGKILL under fio verify leaves the cache
-# right (the other worker and the new one keep serving hits from it). On
+# right (the other worker and the new one keep serving hits from it);
+# azbusectl cache shows and changes it, and refuses what is not a mode. On
 # the file engine: data written through the cache is in the file when the
 # device is removed. On a thin volume: the module's direct map is off, fio
 # verify passes across a snapshot, and check is clean.
@@ -14,29 +15,9 @@ source "$(dirname "$0")/lib.sh"
 require_cmd fio
 require_cmd python3
 
-# cache_stat FIELD [ID]: a number from the device's "cache" control request
+# cache_stat FIELD: a value from `azbusectl cache 1 --json`
 cache_stat() {
-	python3 - "$1" "${2:-1}" <<'EOF'
-import re, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(f"/run/azbuse/azbuse{sys.argv[2]}.sock")
-s.sendall(b"cache\n")
-out = s.makefile().read()
-m = re.search(r"\b" + sys.argv[1] + r" (\S+)", out)
-print(m.group(1) if m else "none: " + out.strip())
-EOF
-}
-
-# cache_request LINE [ID]: send a control request, fail unless it says OK
-cache_request() {
-	python3 - "$1" "${2:-1}" <<'EOF' || die "control request '$1' failed"
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(f"/run/azbuse/azbuse{sys.argv[2]}.sock")
-s.sendall(sys.argv[1].encode() + b"\n")
-out = s.makefile().read()
-sys.exit(0 if out.rstrip().endswith("OK") else out)
-EOF
+	azbusectl cache 1 --json | python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
 }
 
 # --- what azbusectl refuses --------------------------------------------------
@@ -46,6 +27,12 @@ fi
 if azbusectl add 1 --engine=mem --size 64M --cache 64M --cache-mode fast >/dev/null 2>&1; then
 	die "--cache-mode fast was taken"
 fi
+add_mem_device 1 16M >/dev/null
+if azbusectl cache 1 >/tmp/cache-none.log 2>&1; then
+	die "azbusectl cache on a device without a cache succeeded"
+fi
+grep -q "has no cache" /tmp/cache-none.log || die "no clear error: $(cat /tmp/cache-none.log)"
+remove_device 1
 
 # --- mem, two queues: verify, hits, mode changes, a worker kill ----------------
 dev=$(add_mem_device 1 256M --queues 2 --cache 64M)
@@ -74,11 +61,14 @@ fio_pid=$!
 for step in "mode writearound" "policy lru" "mode passthrough" "mode writethrough" \
 	"policy s3fifo"; do
 	sleep 1
-	cache_request "cache $step"
+	azbusectl cache 1 --${step% *} "${step#* }" >/dev/null || die "azbusectl cache 1 --$step failed"
 done
 ms=$(replace_worker 1 0)
 wait_fio "$fio_pid" /tmp/cache-switch.log "across cache mode and policy changes and a worker kill"
 [ "$(cache_stat mode)" = writethrough ] || die "mode did not come back to writethrough"
+if azbusectl cache 1 --mode fast >/dev/null 2>&1; then
+	die "azbusectl cache --mode fast was taken"
+fi
 [ "$(cache_stat recoveries)" = 0 ] || log "note: $(cache_stat recoveries) cache partition(s) rebuilt after the kill"
 log "ok   fio verify across 5 mode/policy changes and a worker SIGKILL (new worker in $ms ms)"
 remove_device 1
