@@ -566,12 +566,35 @@ static void test_write_in_place_or_new(void **state)
  * snapshot's copy-on-write sees it as the old chunk's. (A file-backed shard
  * stands in for a data device: only the flag differs.)
  */
+/* What view v reads for chunk 0 of shard sh is exactly these two layers. */
+static void expect_map(struct azb_shard *sh, const struct azb_view *v, uint64_t phys,
+		       uint64_t valid, uint64_t base, uint64_t base_valid)
+{
+	struct azb_chunk_map m;
+
+	assert_int_equal(azb_shard_lookup_map(sh, v, 0, &m), 0);
+	assert_int_equal(m.phys, phys);
+	assert_int_equal(m.valid, valid);
+	assert_int_equal(m.base, base);
+	assert_int_equal(m.base_valid, base_valid);
+}
+
+/* Snapshot "v" as `snap`, then plan a write of its chunk 0 (a new chunk):
+ * v's new view in *v. */
+static void plan_after_snapshot(struct fixture *f, struct azb_shard *sh, const char *snap,
+				struct azb_view *v, struct azb_write_plan *plan)
+{
+	snapshot(f, "v", snap);
+	view_of(f, "v", v);
+	assert_int_equal(azb_shard_plan_write(sh, v, 0, plan), 0);
+	assert_false(plan->in_place);
+}
+
 static void test_valid_masks(void **state)
 {
 	struct fixture *f = *state;
 	struct azb_pool_settings s;
 	struct azb_write_plan plan;
-	struct azb_chunk_map m;
 	struct azb_shard *sh;
 	struct azb_view v;
 	uint64_t phys, layered;
@@ -609,10 +632,7 @@ static void test_valid_masks(void **state)
 	plan.valid = azb_valid_add(sh, plan.cur_valid, 8192, 4096);
 	assert_int_equal(azb_shard_commit_write(sh, &plan), 0);
 	phys = plan.phys;
-	assert_int_equal(azb_shard_lookup_map(sh, &v, 0, &m), 0);
-	assert_int_equal(m.phys, phys);
-	assert_int_equal(m.valid, 4);
-	assert_int_equal(m.base, AZB_PHYS_NONE);
+	expect_map(sh, &v, phys, 4, AZB_PHYS_NONE, AZB_VALID_ALL);
 
 	assert_int_equal(azb_shard_plan_write(sh, &v, 0, &plan), 0);
 	assert_true(plan.in_place);
@@ -621,15 +641,11 @@ static void test_valid_masks(void **state)
 	plan.valid = azb_valid_add(sh, plan.cur_valid, 0, 512);
 	assert_int_equal(azb_shard_commit_write(sh, &plan), 0);
 	azb_map_cache_clear(sh); /* from the DB again */
-	assert_int_equal(azb_shard_lookup_map(sh, &v, 0, &m), 0);
-	assert_int_equal(m.valid, 5);
+	expect_map(sh, &v, phys, 5, AZB_PHYS_NONE, AZB_VALID_ALL);
 	azb_view_free(&v);
 
 	/* a write into the chunk a snapshot shares: a layered chunk over it */
-	snapshot(f, "v", "s");
-	view_of(f, "v", &v);
-	assert_int_equal(azb_shard_plan_write(sh, &v, 0, &plan), 0);
-	assert_false(plan.in_place);
+	plan_after_snapshot(f, sh, "s", &v, &plan);
 	assert_true(plan.layered);
 	assert_int_equal(plan.cur_valid, 0);
 	assert_int_equal(plan.old_phys, phys);
@@ -639,11 +655,7 @@ static void test_valid_masks(void **state)
 	assert_int_equal(azb_shard_commit_write(sh, &plan), 0);
 	layered = plan.phys;
 	for (int pass = 0; pass < 2; pass++) {
-		assert_int_equal(azb_shard_lookup_map(sh, &v, 0, &m), 0);
-		assert_int_equal(m.phys, layered);
-		assert_int_equal(m.valid, 2);
-		assert_int_equal(m.base, phys);
-		assert_int_equal(m.base_valid, 5);
+		expect_map(sh, &v, layered, 2, phys, 5);
 		azb_map_cache_clear(sh);
 	}
 	/* in place it stays layered, over the same chunk */
@@ -657,10 +669,7 @@ static void test_valid_masks(void **state)
 	assert_int_equal(azb_shard_commit_write(sh, &plan), 0);
 	azb_view_free(&v);
 	view_of(f, "s", &v);
-	assert_int_equal(azb_shard_lookup_map(sh, &v, 0, &m), 0);
-	assert_int_equal(m.phys, phys);
-	assert_int_equal(m.valid, 5);
-	assert_int_equal(m.base, AZB_PHYS_NONE);
+	expect_map(sh, &v, phys, 5, AZB_PHYS_NONE, AZB_VALID_ALL);
 	azb_view_free(&v);
 
 	/* no snapshot sees the old chunk any more: GC keeps it, the layered one reads it */
@@ -668,26 +677,18 @@ static void test_valid_masks(void **state)
 	gc_all(f);
 	assert_clean(f);
 	view_of(f, "v", &v);
-	assert_int_equal(azb_shard_lookup_map(sh, &v, 0, &m), 0);
-	assert_int_equal(m.phys, layered);
-	assert_int_equal(m.valid, 0x8002);
-	assert_int_equal(m.base, phys);
+	expect_map(sh, &v, layered, 0x8002, phys, 5);
 	assert_int_equal(allocated(f), 2);
 	azb_view_free(&v);
 
 	/* two layers at most: a write over a layered shared chunk copies */
-	snapshot(f, "v", "s2");
-	view_of(f, "v", &v);
-	assert_int_equal(azb_shard_plan_write(sh, &v, 0, &plan), 0);
-	assert_false(plan.in_place);
+	plan_after_snapshot(f, sh, "s2", &v, &plan);
 	assert_false(plan.layered);
 	assert_int_equal(plan.old_phys, layered);
 	assert_int_equal(plan.old_base, phys);
 	plan.valid = AZB_VALID_ALL;
 	assert_int_equal(azb_shard_commit_write(sh, &plan), 0);
-	assert_int_equal(azb_shard_lookup_map(sh, &v, 0, &m), 0);
-	assert_int_equal(m.valid, AZB_VALID_ALL);
-	assert_int_equal(m.base, AZB_PHYS_NONE);
+	expect_map(sh, &v, plan.phys, AZB_VALID_ALL, AZB_PHYS_NONE, AZB_VALID_ALL);
 	azb_view_free(&v);
 	del(f, "s2");
 	gc_all(f);
@@ -695,15 +696,12 @@ static void test_valid_masks(void **state)
 	assert_clean(f);
 
 	/* a discard of a layered chunk hides what lies beneath it */
-	snapshot(f, "v", "s3");
-	view_of(f, "v", &v);
-	assert_int_equal(azb_shard_plan_write(sh, &v, 0, &plan), 0);
+	plan_after_snapshot(f, sh, "s3", &v, &plan);
 	assert_true(plan.layered);
 	plan.valid = azb_valid_add(sh, plan.cur_valid, 0, 4096);
 	assert_int_equal(azb_shard_commit_write(sh, &plan), 0);
 	assert_int_equal(azb_shard_discard(sh, &v, 0), 0);
-	assert_int_equal(azb_shard_lookup_map(sh, &v, 0, &m), 0);
-	assert_int_equal(m.phys, AZB_PHYS_NONE);
+	expect_map(sh, &v, AZB_PHYS_NONE, AZB_VALID_ALL, AZB_PHYS_NONE, AZB_VALID_ALL);
 	azb_view_free(&v);
 	assert_clean(f);
 }
