@@ -7,10 +7,12 @@
 #include <errno.h>
 #include <numa.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "cache.h"
 
@@ -21,20 +23,26 @@
 #define FREQ_MAX 3
 #define SMALL_SHARE 10	    /* the small FIFO holds 1/10 of a partition's slots */
 #define STAMP_BUCKETS 65536 /* write stamps: buckets of block numbers */
+#define NO_OWNER UINT16_MAX
+#define DIRTY_LOW_PCT 10
+#define DIRTY_HIGH_PCT 40
 
 enum slot_state { SLOT_FREE = 0, SLOT_BUSY = 1, SLOT_CLEAN = 2, SLOT_DIRTY = 3 };
 enum slot_queue { Q_NONE = 0, Q_SMALL = 1, Q_MAIN = 2, Q_COUNT = 3 };
 
 struct azc_slot {
 	uint64_t blk;
-	uint64_t seq;  /* when its data was put: the newest of two copies wins */
-	uint32_t prev; /* queue links, slot indexes in the partition */
-	uint32_t next; /* (also the free list's link) */
+	uint64_t seq;	/* the global clock when its data was put: the newest of two copies wins */
+	uint64_t since; /* dirty: no write before this clock value is missing from the store */
+	uint32_t prev;	/* queue links, slot indexes in the partition */
+	uint32_t next;	/* (also the free list's link) */
 	uint32_t hnext;
+	uint16_t owner;	   /* dirty: the queue the engine sent its write-back to, or NO_OWNER */
+	uint16_t fail_gen; /* dirty: its write-back failed in this retry generation */
 	uint8_t state;
 	uint8_t queue;
 	uint8_t freq;
-	uint8_t pad0;
+	uint8_t written; /* dirty: written again since the cleaner last passed it */
 };
 
 struct azc_queue {
@@ -52,16 +60,20 @@ struct azc_part {
 } __attribute__((aligned(64)));
 
 struct azc_stamp {
-	_Atomic uint64_t last;	  /* the global counter at the last write's start or end */
-	_Atomic uint32_t writing; /* writes in flight */
+	_Atomic uint64_t last;	   /* the global counter at the last write's start or end */
+	_Atomic uint32_t writing;  /* writes to the store in flight */
+	_Atomic uint32_t reading;  /* reads that must see the dirty blocks (azc_read_begin) */
+	_Atomic uint32_t cleaning; /* 1: a write-back of one of its blocks is in flight */
 	uint32_t pad0;
 };
 
-/* A write in flight: what azc_queue_reset ends if its worker dies. */
+enum inflight_kind { IN_WRITE = 1, IN_READ = 2, IN_CLEAN = 3 };
+
+/* A request in flight: what azc_queue_reset ends if its worker dies. */
 struct azc_inflight {
 	uint64_t first;
 	_Atomic uint32_t n; /* 0: none */
-	uint32_t pad0;
+	uint32_t kind;
 };
 
 struct azc_cache {
@@ -76,6 +88,15 @@ struct azc_cache {
 	_Atomic uint64_t clock; /* the global write counter */
 	uint64_t inflight_off;
 	uint32_t queues, tags; /* of the inflight records */
+	uint64_t pid_off;      /* the workers' pids, one per queue (azc_set_worker) */
+	uint64_t nr_slots;
+	_Atomic uint64_t dirty;	       /* dirty blocks in all partitions */
+	_Atomic uint64_t clean_target; /* write back every block dirty since this or before */
+	_Atomic uint32_t hold;	       /* > 0: writes are not kept dirty (azc_drain_begin) */
+	_Atomic uint32_t low_pct, high_pct;
+	_Atomic uint32_t cleaning;  /* dirty went above high and not yet back to low */
+	_Atomic uint32_t retry_gen; /* failed write-backs are tried again once it moves */
+	_Atomic uint64_t absorbed, through, writebacks, writeback_errors;
 };
 
 static uint64_t mix64(uint64_t x)
@@ -219,8 +240,10 @@ static void slot_free(struct azc_cache *c, struct azc_part *p, uint32_t i)
 	if (s[i].state == SLOT_CLEAN || s[i].state == SLOT_DIRTY) {
 		index_remove(c, p, i);
 		p->used--;
-		if (s[i].state == SLOT_DIRTY)
+		if (s[i].state == SLOT_DIRTY) {
 			p->dirty--;
+			atomic_fetch_sub(&c->dirty, 1);
+		}
 	}
 	s[i].state = SLOT_FREE;
 	s[i].next = p->free_head;
@@ -307,6 +330,10 @@ static uint32_t slot_alloc(struct azc_cache *c, struct azc_part *p)
 	s[i].queue = Q_NONE;
 	s[i].prev = s[i].next = s[i].hnext = NIL;
 	s[i].freq = 0;
+	s[i].since = 0;
+	s[i].owner = NO_OWNER;
+	s[i].fail_gen = 0;
+	s[i].written = 0;
 	return i;
 }
 
@@ -333,6 +360,7 @@ static void part_rebuild(struct azc_cache *c, struct azc_part *p)
 {
 	struct azc_slot *s = slots(c, p);
 
+	atomic_fetch_sub(&c->dirty, p->dirty);
 	part_reset_lists(c, p);
 	for (uint32_t i = p->nr_slots; i-- > 0;) {
 		uint32_t other;
@@ -357,8 +385,10 @@ static void part_rebuild(struct azc_cache *c, struct azc_part *p)
 		index_add(c, p, i);
 		q_push_head(s, p, i, Q_MAIN);
 		p->used++;
-		if (s[i].state == SLOT_DIRTY)
+		if (s[i].state == SLOT_DIRTY) {
 			p->dirty++;
+			atomic_fetch_add(&c->dirty, 1);
+		}
 		if (s[i].seq > p->seq)
 			p->seq = s[i].seq;
 	}
@@ -407,7 +437,8 @@ static int params_check(const struct azc_params *pr, uint32_t *parts, uint64_t *
 	if (pr->block_size < 512 || pr->block_size > (1U << 20) ||
 	    (pr->block_size & (pr->block_size - 1)) ||
 	    (pr->policy != AZC_POLICY_S3FIFO && pr->policy != AZC_POLICY_LRU) ||
-	    pr->mode > AZC_MODE_PASSTHROUGH)
+	    pr->mode > AZC_MODE_WRITEBACK || pr->dirty_low_pct > pr->dirty_high_pct ||
+	    pr->dirty_high_pct > 100)
 		return -EINVAL;
 	blocks = pr->bytes / pr->block_size;
 	*parts = pr->partitions ? pr->partitions : (uint32_t)(blocks / BLOCKS_PER_PART);
@@ -416,7 +447,7 @@ static int params_check(const struct azc_params *pr, uint32_t *parts, uint64_t *
 	if (!*parts)
 		*parts = 1;
 	*per_part = blocks / *parts;
-	if (pr->queues > 4096 || pr->tags > 65536)
+	if (pr->queues > 4096 || pr->tags > 65536 + 256)
 		return -EINVAL;
 	return *per_part && *per_part < NIL / 2 && pr->partitions <= PARTS_MAX ? 0 : -EINVAL;
 }
@@ -434,6 +465,9 @@ static uint64_t layout(struct azc_cache *c, uint32_t parts, uint64_t per_part, i
 	if (apply)
 		c->inflight_off = off;
 	off = align_up(off + (uint64_t)c->queues * c->tags * sizeof(struct azc_inflight), 64);
+	if (apply)
+		c->pid_off = off;
+	off = align_up(off + (uint64_t)c->queues * sizeof(_Atomic int32_t), 64);
 	if (apply)
 		c->part_off = off;
 	off += (uint64_t)parts * sizeof(struct azc_part);
@@ -489,6 +523,10 @@ int azc_create(const struct azc_params *pr, struct azc_cache **out)
 	c->nr_parts = parts;
 	atomic_store(&c->policy, (uint32_t)pr->policy);
 	atomic_store(&c->mode, (uint32_t)pr->mode);
+	atomic_store(&c->low_pct, pr->dirty_high_pct ? pr->dirty_low_pct : DIRTY_LOW_PCT);
+	atomic_store(&c->high_pct, pr->dirty_high_pct ? pr->dirty_high_pct : DIRTY_HIGH_PCT);
+	atomic_store(&c->retry_gen, 1);
+	c->nr_slots = (uint64_t)parts * per_part;
 	layout(c, parts, per_part, 1);
 	for (uint32_t k = 0; k < parts; k++) {
 		struct azc_part *p = part_at(c, k);
@@ -581,8 +619,10 @@ static void put_link(struct azc_cache *c, struct azc_part *p, uint32_t n, uint32
 	index_add(c, p, n);
 	q_push_head(s, p, n, where == Q_NONE ? Q_MAIN : where);
 	p->used++;
-	if (s[n].state == SLOT_DIRTY)
+	if (s[n].state == SLOT_DIRTY) {
 		p->dirty++;
+		atomic_fetch_add(&c->dirty, 1);
+	}
 }
 
 /* azc_put with the partition's lock held. */
@@ -605,8 +645,18 @@ static int put_locked(struct azc_cache *c, struct azc_part *p, uint64_t blk, con
 	/* a new slot, never the old one rewritten: a rebuild keeps the newest */
 	memcpy(slot_data(c, p, n), buf, c->block_size);
 	s[n].blk = blk;
-	s[n].seq = ++p->seq;
+	s[n].seq = atomic_fetch_add(&c->clock, 1) + 1;
+	if (s[n].seq > p->seq)
+		p->seq = s[n].seq;
 	s[n].state = dirty ? SLOT_DIRTY : SLOT_CLEAN;
+	if (dirty) {
+		bool was_dirty = old != NIL && s[old].state == SLOT_DIRTY;
+
+		/* still missing from the store: what the old copy was missing */
+		s[n].since = was_dirty ? s[old].since : s[n].seq;
+		s[n].owner = was_dirty ? s[old].owner : NO_OWNER;
+		s[n].written = 1;
+	}
 	put_link(c, p, n, old);
 	p->inserts++;
 	return 0;
@@ -635,42 +685,103 @@ void azc_drop(struct azc_cache *c, uint64_t blk)
 	part_unlock(p);
 }
 
-int azc_dirty_next(struct azc_cache *c, uint64_t *cursor, uint64_t *blk, uint64_t *seq, void *buf)
+/* ---- the cleaner ---- */
+
+/* Take the write-back of the bucket's blocks: no write or read of them in flight. */
+static bool bucket_claim(struct azc_stamp *st)
 {
-	uint64_t total = 0;
+	uint32_t free = 0;
 
-	for (uint32_t k = 0; k < c->nr_parts; k++)
-		total += part_at(c, k)->nr_slots;
-	for (uint64_t n = 0; n < total; n++, (*cursor)++) {
-		uint64_t pos = *cursor % total, base = 0;
-		struct azc_part *p = NULL;
-		struct azc_slot *s;
-		uint32_t k;
+	if (!atomic_compare_exchange_strong(&st->cleaning, &free, 1))
+		return false;
+	/* seq_cst, as azc_write_begin and azc_read_begin raise theirs and then look here */
+	if (!atomic_load(&st->writing) && !atomic_load(&st->reading))
+		return true;
+	atomic_store(&st->cleaning, 0);
+	return false;
+}
 
-		for (k = 0; k < c->nr_parts; k++) {
-			p = part_at(c, k);
-			if (pos < base + p->nr_slots)
-				break;
-			base += p->nr_slots;
+static struct azc_stamp *stamp_of(struct azc_cache *c, uint64_t blk);
+static struct azc_inflight *inflight_of(struct azc_cache *c, uint32_t queue, uint32_t tag);
+
+/* Does slot i qualify for this pass of queue's cleaner? (Lock held.) */
+static bool clean_wanted(struct azc_cache *c, struct azc_slot *sl, uint32_t queue,
+			 const struct azc_clean_want *w, struct azc_clean_pass *pass)
+{
+	bool due;
+
+	if (sl->state != SLOT_DIRTY)
+		return false;
+	due = sl->since <= w->target;
+	if (sl->fail_gen == (uint16_t)atomic_load(&c->retry_gen)) {
+		pass->failed += due;
+		return false;
+	}
+	if (sl->owner != NO_OWNER && sl->owner != queue) {
+		pass->foreign += due;
+		return false;
+	}
+	if (due || w->background == AZC_CLEAN_ALL)
+		return true;
+	if (w->background == AZC_CLEAN_COLD) {
+		/* a block written since the last pass is hot: its turn comes later */
+		if (!sl->written)
+			return true;
+		sl->written = 0;
+		pass->hot++;
+	}
+	return false;
+}
+
+int azc_clean_next(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t *cursor,
+		   const struct azc_clean_want *w, struct azc_clean_pass *pass, uint64_t *blk,
+		   uint64_t *seq, void *buf)
+{
+	/* (a round that starts within a partition ends in it) */
+	uint32_t rounds = c->nr_parts + ((uint32_t)*cursor != 0);
+
+	for (uint32_t n = 0; n < rounds; n++) {
+		uint32_t k = (uint32_t)(*cursor >> 32) % c->nr_parts, i;
+		struct azc_part *p = part_at(c, k);
+		struct azc_slot *s = slots(c, p);
+
+		if (!p->dirty) { /* (a peek: a block dirtied meanwhile is newer than the pass) */
+			*cursor = (uint64_t)(k + 1) << 32;
+			continue;
 		}
-		s = slots(c, p);
-		if (s[pos - base].state != SLOT_DIRTY)
-			continue; /* (a peek without the lock: checked again under it) */
 		part_lock(c, p);
-		if (s[pos - base].state == SLOT_DIRTY) {
-			*blk = s[pos - base].blk;
-			*seq = s[pos - base].seq;
-			memcpy(buf, slot_data(c, p, (uint32_t)(pos - base)), c->block_size);
+		for (i = (uint32_t)*cursor; i < p->nr_slots; i++) {
+			struct azc_stamp *st;
+			struct azc_inflight *in;
+
+			if (!clean_wanted(c, &s[i], queue, w, pass))
+				continue;
+			st = stamp_of(c, s[i].blk);
+			if (!bucket_claim(st)) {
+				pass->busy++;
+				continue;
+			}
+			in = inflight_of(c, queue, tag);
+			if (in) {
+				in->first = s[i].blk;
+				in->kind = IN_CLEAN;
+				atomic_store(&in->n, 1);
+			}
+			*blk = s[i].blk;
+			*seq = s[i].seq;
+			memcpy(buf, slot_data(c, p, i), c->block_size);
 			part_unlock(p);
-			(*cursor)++;
+			*cursor = ((uint64_t)k << 32) | (i + 1);
 			return 1;
 		}
 		part_unlock(p);
+		*cursor = (uint64_t)(k + 1) << 32;
 	}
 	return 0;
 }
 
-void azc_mark_clean(struct azc_cache *c, uint64_t blk, uint64_t seq)
+/* The write-back of blk's copy `seq` ended (lock not held). */
+static void clean_settle(struct azc_cache *c, uint64_t blk, uint64_t seq, int result, int redirect)
 {
 	struct azc_part *p = part_of(c, blk);
 	struct azc_slot *s = slots(c, p);
@@ -678,12 +789,156 @@ void azc_mark_clean(struct azc_cache *c, uint64_t blk, uint64_t seq)
 
 	part_lock(c, p);
 	i = index_find(c, p, blk);
-	if (i != NIL && s[i].seq == seq && s[i].state == SLOT_DIRTY) {
-		s[i].state = SLOT_CLEAN;
-		p->dirty--;
-		p->cleaned++;
+	if (i != NIL && s[i].state == SLOT_DIRTY) {
+		if (redirect >= 0) {
+			s[i].owner = (uint16_t)redirect;
+		} else if (result) {
+			s[i].fail_gen = (uint16_t)atomic_load(&c->retry_gen);
+		} else if (s[i].seq == seq) {
+			s[i].state = SLOT_CLEAN;
+			p->dirty--;
+			atomic_fetch_sub(&c->dirty, 1);
+			p->cleaned++;
+		} else if (s[i].since <= seq) {
+			s[i].since = seq + 1; /* what it was written over is in the store now */
+		}
 	}
 	part_unlock(p);
+}
+
+void azc_clean_end(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t blk, uint64_t seq,
+		   int result, int redirect)
+{
+	struct azc_inflight *in = inflight_of(c, queue, tag);
+
+	clean_settle(c, blk, seq, result, redirect);
+	if (redirect < 0)
+		atomic_fetch_add(result ? &c->writeback_errors : &c->writebacks, 1);
+	if (in)
+		atomic_store(&in->n, 0);
+	atomic_store(&stamp_of(c, blk)->cleaning, 0);
+}
+
+void azc_clean_retry(struct azc_cache *c)
+{
+	uint32_t gen = atomic_fetch_add(&c->retry_gen, 1) + 1;
+
+	if (!(uint16_t)gen) /* (0 means "never failed") */
+		atomic_fetch_add(&c->retry_gen, 1);
+}
+
+struct azc_clean_want azc_clean_demand(struct azc_cache *c)
+{
+	struct azc_clean_want w = { .target = atomic_load(&c->clean_target) };
+	uint64_t dirty = atomic_load(&c->dirty);
+
+	if (!dirty)
+		return (struct azc_clean_want){ 0 };
+	if (atomic_load(&c->mode) != AZC_MODE_WRITEBACK)
+		w.target = UINT64_MAX; /* what is left from write-back goes */
+	if (dirty * 100 >= (uint64_t)atomic_load(&c->high_pct) * c->nr_slots)
+		atomic_store(&c->cleaning, 1);
+	else if (dirty * 100 <= (uint64_t)atomic_load(&c->low_pct) * c->nr_slots)
+		atomic_store(&c->cleaning, 0);
+	if (atomic_load(&c->cleaning))
+		w.background = AZC_CLEAN_COLD;
+	return w;
+}
+
+uint64_t azc_dirty_before(struct azc_cache *c, uint64_t target)
+{
+	uint64_t n = 0;
+
+	for (uint32_t k = 0; k < c->nr_parts; k++) {
+		struct azc_part *p = part_at(c, k);
+		struct azc_slot *s = slots(c, p);
+
+		if (!p->dirty)
+			continue;
+		part_lock(c, p);
+		for (uint32_t i = 0; i < p->nr_slots; i++)
+			n += s[i].state == SLOT_DIRTY && s[i].since <= target;
+		part_unlock(p);
+	}
+	return n;
+}
+
+uint64_t azc_drain_begin(struct azc_cache *c, bool hold)
+{
+	uint64_t target, cur;
+
+	if (hold)
+		atomic_fetch_add(&c->hold, 1);
+	target = atomic_fetch_add(&c->clock, 1) + 1;
+	cur = atomic_load(&c->clean_target);
+	while (cur < target && !atomic_compare_exchange_weak(&c->clean_target, &cur, target))
+		;
+	azc_wake_workers(c);
+	return target;
+}
+
+void azc_drain_end(struct azc_cache *c, bool hold)
+{
+	if (hold)
+		atomic_fetch_sub(&c->hold, 1);
+}
+
+static _Atomic int32_t *pid_of(struct azc_cache *c, uint32_t queue)
+{
+	return (_Atomic int32_t *)((char *)c + c->pid_off) + queue;
+}
+
+void azc_set_worker(struct azc_cache *c, uint32_t queue, int pid)
+{
+	if (queue < c->queues)
+		atomic_store(pid_of(c, queue), pid);
+}
+
+void azc_wake_workers(struct azc_cache *c)
+{
+	pid_t self = getpid();
+
+	for (uint32_t q = 0; q < c->queues; q++) {
+		int32_t pid = atomic_load(pid_of(c, q));
+
+		if (pid > 0 && pid != self)
+			kill(pid, SIGUSR1);
+	}
+}
+
+void azc_set_dirty_limits(struct azc_cache *c, uint32_t low_pct, uint32_t high_pct)
+{
+	atomic_store(&c->low_pct, low_pct);
+	atomic_store(&c->high_pct, high_pct);
+}
+
+void azc_get_dirty_limits(struct azc_cache *c, uint32_t *low_pct, uint32_t *high_pct)
+{
+	*low_pct = atomic_load(&c->low_pct);
+	*high_pct = atomic_load(&c->high_pct);
+}
+
+int azc_write_dirty(struct azc_cache *c, uint64_t first, uint32_t n, const void *buf)
+{
+	uint64_t dirty = atomic_load(&c->dirty);
+
+	if (atomic_load(&c->mode) != AZC_MODE_WRITEBACK || atomic_load(&c->hold))
+		return -EAGAIN;
+	if ((dirty + n) * 100 >= (uint64_t)atomic_load(&c->high_pct) * c->nr_slots) {
+		/* the cleaner is behind: this one goes to the store, and it catches up */
+		if (!atomic_exchange(&c->cleaning, 1))
+			azc_wake_workers(c);
+		atomic_fetch_add(&c->through, 1);
+		return -EAGAIN;
+	}
+	for (uint32_t k = 0; k < n; k++)
+		if (azc_put(c, first + k, (const uint8_t *)buf + (uint64_t)k * c->block_size,
+			    true)) {
+			atomic_fetch_add(&c->through, 1);
+			return -ENOSPC; /* (those put already are replaced by the write's end) */
+		}
+	atomic_fetch_add(&c->absorbed, 1);
+	return 0;
 }
 
 void azc_get_stats(struct azc_cache *c, struct azc_stats *st)
@@ -704,6 +959,10 @@ void azc_get_stats(struct azc_cache *c, struct azc_stats *st)
 		st->dirty += p->dirty;
 		part_unlock(p);
 	}
+	st->absorbed = atomic_load(&c->absorbed);
+	st->through = atomic_load(&c->through);
+	st->writebacks = atomic_load(&c->writebacks);
+	st->writeback_errors = atomic_load(&c->writeback_errors);
 }
 
 /* ---- keeping up with writes ---- */
@@ -735,25 +994,95 @@ static struct azc_inflight *inflight_of(struct azc_cache *c, uint32_t queue, uin
 	       tag;
 }
 
-uint64_t azc_write_begin(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t first,
-			 uint32_t n, bool *alone)
+static void inflight_record(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t first,
+			    uint32_t n, enum inflight_kind kind)
 {
 	struct azc_inflight *in = inflight_of(c, queue, tag);
-	uint64_t v = atomic_fetch_add(&c->clock, 1) + 1;
 
-	*alone = true;
+	if (in) {
+		in->first = first;
+		in->kind = kind;
+		atomic_store(&in->n, n);
+	}
+}
+
+/* Undo the first n raises of a counter of the buckets from `first` on. */
+static void buckets_lower(struct azc_cache *c, uint64_t first, uint32_t n, bool reading)
+{
+	for (uint32_t k = 0; k < n; k++) {
+		struct azc_stamp *st = stamp_of(c, first + k);
+		_Atomic uint32_t *cnt = reading ? &st->reading : &st->writing;
+
+		if (atomic_load(cnt))
+			atomic_fetch_sub(cnt, 1);
+	}
+}
+
+/* Raise the buckets' writing (or reading) counts unless a write-back of one
+ * is in flight: then nothing is raised and false. Either this sees the
+ * write-back's claim or the claim sees the raise (seq_cst both ways). */
+static bool buckets_raise(struct azc_cache *c, uint64_t first, uint32_t n, bool reading,
+			  bool *alone)
+{
 	for (uint32_t k = 0; k < n; k++) {
 		struct azc_stamp *st = stamp_of(c, first + k);
 
-		if (atomic_fetch_add(&st->writing, 1))
+		if (atomic_fetch_add(reading ? &st->reading : &st->writing, 1) && alone)
 			*alone = false;
-		stamp_set(st, v);
+		if (atomic_load(&st->cleaning)) {
+			buckets_lower(c, first, k + 1, reading);
+			return false;
+		}
 	}
-	if (in) {
-		in->first = first;
-		atomic_store(&in->n, n);
+	return true;
+}
+
+int azc_write_begin(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t first, uint32_t n,
+		    uint64_t *stamp, bool *alone)
+{
+	uint64_t v;
+
+	*alone = true;
+	if (!buckets_raise(c, first, n, false, alone))
+		return -EBUSY;
+	v = atomic_fetch_add(&c->clock, 1) + 1;
+	for (uint32_t k = 0; k < n; k++)
+		stamp_set(stamp_of(c, first + k), v);
+	inflight_record(c, queue, tag, first, n, IN_WRITE);
+	*stamp = v;
+	return 0;
+}
+
+/*
+ * What the cache holds of blk once a write to the store that began at
+ * `stamp` ended: a dirty copy put since stays (it is newer); else the
+ * write's data if given, clean, or nothing.
+ */
+static void write_settle(struct azc_cache *c, uint64_t blk, uint64_t stamp, const void *data)
+{
+	struct azc_part *p = part_of(c, blk);
+	struct azc_slot *s = slots(c, p);
+	uint32_t i;
+
+	part_lock(c, p);
+	i = index_find(c, p, blk);
+	if (i != NIL && s[i].state == SLOT_DIRTY) {
+		if (s[i].seq > stamp) {
+			part_unlock(p);
+			return;
+		}
+		/* older than the write, which has replaced it in the store */
+		s[i].state = SLOT_CLEAN;
+		p->dirty--;
+		atomic_fetch_sub(&c->dirty, 1);
 	}
-	return v;
+	if (data && put_locked(c, p, blk, data, false))
+		i = index_find(c, p, blk); /* (no room: the old copy goes) */
+	else if (data)
+		i = NIL;
+	if (i != NIL)
+		slot_free(c, p, i);
+	part_unlock(p);
 }
 
 /* The write of [first, first + n) ends: buf kept (if keep) or what it covers dropped. */
@@ -761,6 +1090,7 @@ static void write_done(struct azc_cache *c, uint64_t first, uint32_t n, uint64_t
 		       const void *buf)
 {
 	uint64_t v = atomic_fetch_add(&c->clock, 1) + 1;
+	enum azc_mode mode = (enum azc_mode)atomic_load(&c->mode);
 
 	for (uint32_t k = 0; k < n; k++) {
 		struct azc_stamp *st = stamp_of(c, first + k);
@@ -768,26 +1098,106 @@ static void write_done(struct azc_cache *c, uint64_t first, uint32_t n, uint64_t
 		/* nobody else began or ended a write on its bucket meanwhile (v: a
 		 * block of this write before it, in the same bucket) */
 		bool kept = keep && buf && (last == stamp || last == v) &&
-			    atomic_load(&c->mode) == AZC_MODE_WRITETHROUGH;
+			    (mode == AZC_MODE_WRITETHROUGH || mode == AZC_MODE_WRITEBACK);
 
 		stamp_set(st, v);
-		if (!kept || azc_put(c, first + k,
-				     (const uint8_t *)buf + (uint64_t)k * c->block_size, false))
-			azc_drop(c, first + k);
+		write_settle(c, first + k, stamp,
+			     kept ? (const uint8_t *)buf + (uint64_t)k * c->block_size : NULL);
 		if (atomic_load(&st->writing))
 			atomic_fetch_sub(&st->writing, 1);
 	}
 }
 
 void azc_write_end(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t first, uint32_t n,
-		   uint64_t stamp, bool alone, const void *buf)
+		   uint64_t stamp, bool alone, int result, const void *buf)
 {
 	struct azc_inflight *in = inflight_of(c, queue, tag);
 
 	/* (cleared first: a death from here on leaks a count, never frees one twice) */
 	if (in)
 		atomic_store(&in->n, 0);
-	write_done(c, first, n, stamp, alone, buf);
+	write_done(c, first, n, result ? 0 : stamp, alone && !result, result ? NULL : buf);
+}
+
+int azc_read_begin(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t first, uint32_t n,
+		   uint64_t *stamp)
+{
+	*stamp = atomic_load(&c->clock);
+	/* with no dirty block, the store has every write that completed */
+	if (!atomic_load(&c->dirty))
+		return 0;
+	if (!buckets_raise(c, first, n, true, NULL))
+		return -EBUSY;
+	inflight_record(c, queue, tag, first, n, IN_READ);
+	return 1;
+}
+
+/* Copy what the cache holds of the bytes [offset, offset + len) over buf. */
+static void read_overlay(struct azc_cache *c, uint64_t offset, uint32_t len, uint8_t *buf)
+{
+	uint64_t end = offset + len, blk;
+
+	for (blk = offset / c->block_size; blk * c->block_size < end; blk++) {
+		struct azc_part *p = part_of(c, blk);
+		uint64_t from = blk * c->block_size > offset ? blk * c->block_size : offset;
+		uint64_t to = (blk + 1) * c->block_size < end ? (blk + 1) * c->block_size : end;
+		uint32_t i;
+
+		part_lock(c, p);
+		i = index_find(c, p, blk);
+		if (i != NIL)
+			memcpy(buf + (from - offset),
+			       slot_data(c, p, i) + (from - blk * c->block_size), to - from);
+		part_unlock(p);
+	}
+}
+
+void azc_read_end(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t offset, uint32_t len,
+		  int registered, void *buf)
+{
+	struct azc_inflight *in = inflight_of(c, queue, tag);
+	uint64_t first = offset / c->block_size;
+	uint32_t n = (uint32_t)((offset + len + c->block_size - 1) / c->block_size - first);
+
+	if (registered != 1)
+		return;
+	if (buf)
+		read_overlay(c, offset, len, buf);
+	if (in)
+		atomic_store(&in->n, 0);
+	buckets_lower(c, first, n, true);
+}
+
+void azc_write_cancel(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t first, uint32_t n)
+{
+	struct azc_inflight *in = inflight_of(c, queue, tag);
+
+	if (in)
+		atomic_store(&in->n, 0);
+	buckets_lower(c, first, n, false);
+}
+
+bool azc_is_dirty(struct azc_cache *c, uint64_t blk)
+{
+	struct azc_part *p = part_of(c, blk);
+	uint32_t i;
+	bool dirty;
+
+	part_lock(c, p);
+	i = index_find(c, p, blk);
+	dirty = i != NIL && slots(c, p)[i].state == SLOT_DIRTY;
+	part_unlock(p);
+	return dirty;
+}
+
+uint64_t azc_dirty_count(struct azc_cache *c)
+{
+	return atomic_load(&c->dirty);
+}
+
+uint32_t azc_tags(const struct azc_cache *c)
+{
+	return c->tags;
 }
 
 void azc_queue_reset(struct azc_cache *c, uint32_t queue)
@@ -796,8 +1206,14 @@ void azc_queue_reset(struct azc_cache *c, uint32_t queue)
 		struct azc_inflight *in = inflight_of(c, queue, tag);
 		uint32_t n = in ? atomic_exchange(&in->n, 0) : 0;
 
-		if (n)
+		if (!n)
+			continue;
+		if (in->kind == IN_WRITE)
 			write_done(c, in->first, n, 0, false, NULL);
+		else if (in->kind == IN_READ)
+			buckets_lower(c, in->first, n, true);
+		else if (in->kind == IN_CLEAN) /* (the block stays dirty: written back later) */
+			atomic_store(&stamp_of(c, in->first)->cleaning, 0);
 	}
 }
 
@@ -839,12 +1255,13 @@ void azc_set_mode(struct azc_cache *c, enum azc_mode mode)
 	atomic_store(&c->mode, (uint32_t)mode);
 }
 
-static const char *const azc_mode_names[] = { "writethrough", "writearound", "passthrough" };
+static const char *const azc_mode_names[] = { "writethrough", "writearound", "passthrough",
+					      "writeback" };
 static const char *const azc_policy_names[] = { "s3fifo", "lru" };
 
 const char *azc_mode_name(enum azc_mode mode)
 {
-	return (unsigned)mode < 3 ? azc_mode_names[mode] : "?";
+	return (unsigned)mode < 4 ? azc_mode_names[mode] : "?";
 }
 
 const char *azc_policy_name(enum azc_policy policy)
@@ -854,7 +1271,7 @@ const char *azc_policy_name(enum azc_policy policy)
 
 int azc_mode_parse(const char *name, enum azc_mode *mode)
 {
-	for (unsigned k = 0; k < 3; k++)
+	for (unsigned k = 0; k < 4; k++)
 		if (!strcmp(name, azc_mode_names[k])) {
 			*mode = (enum azc_mode)k;
 			return 0;

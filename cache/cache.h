@@ -20,9 +20,17 @@
  * only those hit twice there into the main FIFO; a ghost list of recently
  * evicted block numbers sends a block missed again straight to the main
  * FIFO. A scan (blocks read once) passes through the small FIFO and leaves
- * the main one, the hot set, alone; LRU gives the scan everything. Dirty
- * blocks are never evicted: the cleaner (azc_dirty_next, azc_mark_clean)
- * writes them back.
+ * the main one, the hot set, alone; LRU gives the scan everything.
+ *
+ * Write-back: a write is kept as a dirty block and completes at once
+ * (azc_write_dirty); dirty blocks are never evicted. The workers' cleaners
+ * write them back (azc_clean_next, azc_clean_end): once dirty blocks pass
+ * the high threshold, those not written again since the cleaner last
+ * passed (so a hot block is written back once, not at every write) until
+ * they are down to the low one, and for a FLUSH or a drain every block
+ * dirty since a point of the global clock. A write-back holds its block's
+ * bucket: writes to the store and reads that must see dirty blocks wait
+ * for it (-EBUSY), so the store never gets an old copy after a newer one.
  */
 #ifndef AZBUSE_CACHE_H
 #define AZBUSE_CACHE_H
@@ -41,6 +49,7 @@ enum azc_mode {
 	AZC_MODE_WRITETHROUGH = 0, /* reads fill it; a write is kept once it is stored */
 	AZC_MODE_WRITEAROUND = 1,  /* reads fill it; a write drops what it covers */
 	AZC_MODE_PASSTHROUGH = 2,  /* neither: it only drops what writes cover */
+	AZC_MODE_WRITEBACK = 3,	   /* reads fill it; a write is kept dirty, stored later */
 };
 
 struct azc_params {
@@ -52,6 +61,7 @@ struct azc_params {
 	int numa_node;	 /* -1: wherever the memory comes from */
 	uint32_t queues; /* writes in flight are recorded for queues 0..queues-1 ... */
 	uint32_t tags;	 /* ... with tags 0..tags-1 */
+	uint32_t dirty_low_pct, dirty_high_pct; /* write-back thresholds (0, 0: 10%, 40%) */
 };
 
 struct azc_cache; /* the shared region */
@@ -59,7 +69,11 @@ struct azc_cache; /* the shared region */
 struct azc_stats {
 	uint64_t hits, misses, inserts, evictions, cleaned;
 	uint64_t slots, used, dirty;
-	uint64_t recoveries; /* partitions rebuilt after a worker died holding their lock */
+	uint64_t recoveries;	   /* partitions rebuilt after a worker died holding their lock */
+	uint64_t absorbed;	   /* writes kept dirty (write-back) */
+	uint64_t through;	   /* write-back writes sent to the store: too many dirty */
+	uint64_t writebacks;	   /* blocks the cleaners wrote back */
+	uint64_t writeback_errors; /* ... and failed to */
 };
 
 /*
@@ -71,18 +85,38 @@ struct azc_stats {
  * while it was in flight, else what it covers is dropped (azc_write_end).
  */
 uint64_t azc_stamp_now(struct azc_cache *c);
-/* A write of blocks [first, first + n), request `tag` of queue `queue`, is
- * dispatched: returns its stamp; *alone: no other write to their buckets is
- * in flight. It is recorded until it ends (azc_queue_reset). */
-uint64_t azc_write_begin(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t first,
-			 uint32_t n, bool *alone);
-/* It completed: buf (its n blocks) is kept if it was alone, else (or with
- * buf NULL: it failed) what it covers is dropped. */
+/* A write to the store of blocks [first, first + n), request `tag` of queue
+ * `queue`, is dispatched: 0 and its *stamp; *alone: no other write to their
+ * buckets is in flight. It is recorded until it ends (azc_queue_reset).
+ * -EBUSY: a write-back of one of them is in flight; try again later. */
+int azc_write_begin(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t first, uint32_t n,
+		    uint64_t *stamp, bool *alone);
+/* It completed: with result 0, buf (its n blocks) is kept if it was alone,
+ * else (or with buf NULL) what it covers is dropped, a dirty copy put after
+ * it began excepted; with an error, what it covers is dropped but dirty
+ * copies (the store may have any part of the write). */
 void azc_write_end(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t first, uint32_t n,
-		   uint64_t stamp, bool alone, const void *buf);
+		   uint64_t stamp, bool alone, int result, const void *buf);
+/* It did not happen here (handed to another queue): nothing changes. */
+void azc_write_cancel(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t first,
+		      uint32_t n);
+/* How many requests per queue can be recorded in flight (azc_params.tags). */
+uint32_t azc_tags(const struct azc_cache *c);
 /* A new worker of `queue` starts: the writes its dead predecessor had in
  * flight end (what they cover is dropped; the kernel hands them over again). */
 void azc_queue_reset(struct azc_cache *c, uint32_t queue);
+/*
+ * A read of blocks [first, first + n) that the cache does not hold whole
+ * goes to the store: *stamp for azc_fill. 0: nothing else to do; 1: dirty
+ * blocks exist, so the read holds off write-backs of its buckets and its
+ * end (azc_read_end) copies what the cache has over what the store gave;
+ * -EBUSY: a write-back of one is in flight, try again later.
+ */
+int azc_read_begin(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t first, uint32_t n,
+		   uint64_t *stamp);
+/* The read of bytes [offset, offset + len) ended (buf: what it got, or NULL). */
+void azc_read_end(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t offset, uint32_t len,
+		  int registered, void *buf);
 /* A read of blocks [first, first + n) dispatched at `stamp` got buf: keep
  * what no write touched since. */
 void azc_fill(struct azc_cache *c, uint64_t first, uint32_t n, uint64_t stamp, const void *buf);
@@ -118,18 +152,66 @@ int azc_read(struct azc_cache *c, uint64_t blk, void *buf);
  * put it clean. (A dirty block can always be written again.)
  */
 int azc_put(struct azc_cache *c, uint64_t blk, const void *buf, bool dirty);
-/* Drop block `blk` if cached (discards; a dirty block is lost with it). */
+/* Drop block `blk` if cached (a dirty block is lost with it). */
 void azc_drop(struct azc_cache *c, uint64_t blk);
 
 /*
- * The cleaner: the next dirty block from *cursor on (a position, start at
- * 0), copied into buf with its block number and the sequence number of its
- * data: 1, or 0 when a whole pass found none (the cursor wraps). Once the
- * copy is written back, azc_mark_clean(blk, seq) makes it clean unless it
- * was written again meanwhile.
+ * Write-back mode: keep n whole blocks from first as dirty blocks. 0, or
+ * -EAGAIN (not write-back, a drain holds dirty writes, or too many dirty
+ * blocks: the cleaners are woken) or -ENOSPC (no room): write it through
+ * to the store instead.
  */
-int azc_dirty_next(struct azc_cache *c, uint64_t *cursor, uint64_t *blk, uint64_t *seq, void *buf);
-void azc_mark_clean(struct azc_cache *c, uint64_t blk, uint64_t seq);
+int azc_write_dirty(struct azc_cache *c, uint64_t first, uint32_t n, const void *buf);
+
+/* What the cleaners are to write back now. */
+enum azc_background {
+	AZC_CLEAN_NONE = 0, /* nothing on their own */
+	AZC_CLEAN_COLD = 1, /* blocks not written again since the last pass */
+	AZC_CLEAN_ALL = 2,  /* any dirty block */
+};
+struct azc_clean_want {
+	uint64_t target; /* every block dirty since this or before (0: none) */
+	enum azc_background background;
+};
+/* What a pass passed over: blocks another queue writes back (the engine
+ * said so), blocks held by a request in flight, failed blocks, hot ones. */
+struct azc_clean_pass {
+	uint64_t foreign, busy, failed, hot;
+};
+/* What the thresholds, mode and drains ask for now (target 0 and NONE: nothing). */
+struct azc_clean_want azc_clean_demand(struct azc_cache *c);
+/*
+ * The next block for queue's cleaner from *cursor on (start at 0): 1, its
+ * number, the clock of its copy (*seq) and its data in buf, the write-back
+ * recorded as request `tag` of `queue`; or 0 when a whole pass found none.
+ */
+int azc_clean_next(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t *cursor,
+		   const struct azc_clean_want *w, struct azc_clean_pass *pass, uint64_t *blk,
+		   uint64_t *seq, void *buf);
+/* The write-back ended: result 0 (clean, unless written again since),
+ * -errno (stays dirty, passed over until azc_clean_retry), or redirect >= 0:
+ * only that queue can write it back. */
+void azc_clean_end(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t blk, uint64_t seq,
+		   int result, int redirect);
+/* Is blk cached dirty? How many blocks are? */
+bool azc_is_dirty(struct azc_cache *c, uint64_t blk);
+uint64_t azc_dirty_count(struct azc_cache *c);
+/* Failed write-backs are tried again (a new FLUSH). */
+void azc_clean_retry(struct azc_cache *c);
+/* Dirty blocks with data older than `target` not in the store. */
+uint64_t azc_dirty_before(struct azc_cache *c, uint64_t target);
+/*
+ * A drain: every block dirty now is to be written back (and, with hold,
+ * no write is kept dirty until azc_drain_end); returns the target to wait
+ * for with azc_dirty_before. The workers are woken.
+ */
+uint64_t azc_drain_begin(struct azc_cache *c, bool hold);
+void azc_drain_end(struct azc_cache *c, bool hold);
+/* Queue `queue`'s worker is process pid (woken with SIGUSR1 for cleaning). */
+void azc_set_worker(struct azc_cache *c, uint32_t queue, int pid);
+void azc_wake_workers(struct azc_cache *c);
+void azc_set_dirty_limits(struct azc_cache *c, uint32_t low_pct, uint32_t high_pct);
+void azc_get_dirty_limits(struct azc_cache *c, uint32_t *low_pct, uint32_t *high_pct);
 
 void azc_get_stats(struct azc_cache *c, struct azc_stats *st);
 

@@ -129,7 +129,8 @@ static int azb_parse_one(int argc, char **argv, int *i, struct azbuse_args *a)
 
 		if (azc_mode_parse(v, &mode)) {
 			snprintf(a->error, sizeof(a->error),
-				 "bad --cache-mode '%s' (writethrough, writearound or passthrough)",
+				 "bad --cache-mode '%s' (writethrough, writeback, writearound or "
+				 "passthrough)",
 				 v);
 			return -EINVAL;
 		}
@@ -276,7 +277,8 @@ void azbuse_print_device_options(FILE *out)
 		"  --read-only           refuse writes\n"
 		"  --cache SIZE          a RAM cache of SIZE in front of the engine, shared by\n"
 		"                        its workers (hits never reach the engine)\n"
-		"  --cache-mode MODE     writethrough (default), writearound or passthrough\n"
+		"  --cache-mode MODE     writethrough (default), writeback, writearound or "
+		"passthrough\n"
 		"  --cache-policy P      s3fifo (default: scan-resistant) or lru\n"
 		"  --poll-us N           poll up to N us (in COMMIT) for new requests before\n"
 		"                        sleeping, while they come that fast; a lone request's\n"

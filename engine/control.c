@@ -268,47 +268,6 @@ static bool azb_has_control(const struct azbuse_engine_ops *ops)
 	       ops->control;
 }
 
-/* "cache": its state and counters; "cache mode M", "cache policy P": change them. */
-static int azb_cache_request(const char *args, char *out, size_t out_size)
-{
-	struct azc_cache *c = azb_device_cache;
-	enum azc_policy policy;
-	enum azc_mode mode;
-	struct azc_stats st;
-
-	if (!c) {
-		snprintf(out, out_size, "this device has no cache (azbusectl add --cache SIZE)");
-		return -ENOENT;
-	}
-	if (!strncmp(args, "mode ", 5)) {
-		if (azc_mode_parse(args + 5, &mode)) {
-			snprintf(out, out_size,
-				 "cache mode: writethrough, writearound or passthrough");
-			return -EINVAL;
-		}
-		azc_set_mode(c, mode);
-	} else if (!strncmp(args, "policy ", 7)) {
-		if (azc_policy_parse(args + 7, &policy)) {
-			snprintf(out, out_size, "cache policy: s3fifo or lru");
-			return -EINVAL;
-		}
-		azc_set_policy(c, policy);
-	} else if (*args) {
-		snprintf(out, out_size, "cache [mode M | policy P]");
-		return -EINVAL;
-	}
-	azc_get_stats(c, &st);
-	snprintf(out, out_size,
-		 "cache mode %s policy %s block %u slots %llu used %llu dirty %llu hits %llu "
-		 "misses %llu inserts %llu evictions %llu recoveries %llu\n",
-		 azc_mode_name(azc_get_mode(c)), azc_policy_name(azc_get_policy(c)),
-		 azc_block_size(c), (unsigned long long)st.slots, (unsigned long long)st.used,
-		 (unsigned long long)st.dirty, (unsigned long long)st.hits,
-		 (unsigned long long)st.misses, (unsigned long long)st.inserts,
-		 (unsigned long long)st.evictions, (unsigned long long)st.recoveries);
-	return 0;
-}
-
 /* Run one request: "cache ..." is libazbuse's; "<engine> <args>" goes to the
  * engine's control(). */
 static int azb_dispatch(const struct azbuse_engine_ops *ops, void *engine, struct azbuse_control *c,

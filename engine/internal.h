@@ -60,7 +60,11 @@ struct azbuse_queue {
 	uint64_t commits;
 	unsigned idle_ms;	 /* the engine's idle(): 0, or call again within this many ms */
 	struct azc_cache *cache; /* the device's RAM cache (shared by its workers), or NULL */
+	struct azb_cache_worker *cache_worker; /* this worker's part in it (cache_io.c) */
 };
+
+/* Write-backs a worker has in flight at most (internal requests, tags after the kernel's). */
+#define AZB_CLEAN_IOS 16
 
 /* The device's RAM cache, made by the supervisor before it forks the
  * workers (--cache), or NULL. */
@@ -76,6 +80,32 @@ uint32_t azbuse_queue_consume(struct azbuse_queue *q);
 uint32_t azbuse_queue_drain_remote(struct azbuse_queue *q);
 /* One turn of the loop: consume, then commit (sleeping if idle). 0, 1 (stop) or -errno. */
 int azbuse_queue_turn(struct azbuse_queue *q);
+/* Serve a request: through the cache (which may hold it back), then the engine. */
+void azb_serve(struct azbuse_queue *q, struct azbuse_io *io);
+/* ... the engine only. */
+void azb_engine_serve(struct azbuse_queue *q, struct azbuse_io *io);
+
+/* cache_io.c: the worker's side of the cache */
+int azb_cache_worker_open(struct azbuse_queue *q);
+void azb_cache_worker_close(struct azbuse_queue *q);
+/* true: the cache took the request (completed it or holds it for later) */
+bool azb_cache_dispatch(struct azbuse_queue *q, struct azbuse_io *io);
+/* A request ends (any thread): what the cache learns from it. */
+void azb_cache_done(struct azbuse_io *io);
+/* An internal write-back ended (the worker's thread): true if io was one. */
+bool azb_cache_clean_done(struct azbuse_queue *q, struct azbuse_io *io);
+/* Between batches: requests held back, write-backs, waiting FLUSHes.
+ * Returns 0, or within how many ms the worker should call again. */
+unsigned azb_cache_work(struct azbuse_queue *q);
+/* Requests the cache holds back (dispatched, not with the engine). */
+uint32_t azb_cache_held(const struct azbuse_queue *q);
+/* Supervisor: write every dirty block back (hold: and keep none dirty until
+ * azb_cache_drain_end, which a caller with hold calls whatever this returned),
+ * waiting at most timeout_ms. 0, -ETIMEDOUT or -EIO (and a message in err). */
+#define AZB_CACHE_DRAIN_MS 100000
+int azb_cache_drain(bool hold, unsigned timeout_ms, char *err, size_t err_size);
+void azb_cache_drain_end(bool hold);
+
 int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32_t dev_id,
 		       uint16_t queue, const struct azbuse_device_opts *o, int chan_fd);
 
@@ -97,6 +127,8 @@ void azb_control_close(uint32_t dev_id, int fd);
 /* Answer every client waiting on the control socket (non-blocking accept). */
 void azb_control_serve(int listen_fd, const struct azbuse_engine_ops *ops, void *engine,
 		       struct azbuse_control *c);
+/* cache_ctl.c: the control socket's "cache ..." requests */
+int azb_cache_request(const char *args, char *out, size_t out_size);
 int azb_worker_control_init(void);
 bool azb_worker_control_pending(void);
 /* In the worker loop when signalled: handle the supervisor's messages. */

@@ -159,7 +159,7 @@ static int azb_conf_apply(struct azbuse_args *a, const char *key, const char *va
 		o->read_only = v;
 	else if (!strcmp(key, "cache"))
 		o->cache_bytes = v;
-	else if (!strcmp(key, "cache_mode") && v <= AZBUSE_CACHE_PASSTHROUGH)
+	else if (!strcmp(key, "cache_mode") && v <= AZBUSE_CACHE_WRITEBACK)
 		o->cache_mode = (uint8_t)v;
 	else if (!strcmp(key, "cache_policy") && v <= AZBUSE_CACHE_LRU)
 		o->cache_policy = (uint8_t)v;

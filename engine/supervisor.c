@@ -179,9 +179,15 @@ static int azb_setup_engine(struct azb_supervisor *s, struct azbuse_dev_info *in
 	info->logical_block_size = cfg.logical_block_size;
 	info->io_timeout_ms = o->io_timeout_ms;
 	info->recovery_timeout_ms = o->recovery_timeout_ms;
-	info->features = azb_caps_to_features(azb_effective_caps(s->ops, cfg.caps));
+	/* (the cache needs a write's data in the worker: no user copy with one) */
+	info->features = azb_caps_to_features(azb_effective_caps(s->ops, cfg.caps) &
+					      ~(o->cache_bytes ? AZBUSE_CAP_USER_COPY : 0));
 	if (o->read_only)
 		info->features |= AZBUSE_F_READ_ONLY;
+	/* a cache may hold writes back (write-back, also when switched to at run
+	 * time): the device has a volatile write cache, and honours FUA */
+	if (o->cache_bytes)
+		info->features |= AZBUSE_F_WRITE_CACHE | AZBUSE_F_FUA;
 	if (cfg.route_queue && !cfg.shard_chunk_bytes) {
 		snprintf(err, err_size, "--route queue needs a sharded device (--shards)");
 		return azb_setup_undo(s, -EINVAL);
@@ -518,7 +524,7 @@ static int azb_make_cache(const struct azbuse_device_opts *o, const struct azbus
 	uint32_t tags =
 		info->queue_depth * (info->features & AZBUSE_F_SHARDED ? info->nr_queues : 1);
 	struct azc_params p = { .queues = info->nr_queues,
-				.tags = tags > 65536 ? 65536 : tags,
+				.tags = (tags > 65536 ? 65536 : tags) + AZB_CLEAN_IOS,
 				.bytes = o->cache_bytes,
 				.block_size = AZBUSE_CACHE_BLOCK,
 				.policy = (enum azc_policy)o->cache_policy,

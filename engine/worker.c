@@ -28,90 +28,12 @@ static _Thread_local struct azbuse_queue *azb_current_queue;
 
 struct azc_cache *azb_device_cache;
 
-/* io->cache_flags */
-#define AZB_CACHE_FILL 1  /* a read that missed: fill the cache with what it got */
-#define AZB_CACHE_WRITE 2 /* a write (or discard...): azc_write_begin was called */
-#define AZB_CACHE_ALONE 4 /* ... and no other write to its blocks was in flight */
-#define AZB_CACHE_KEEP 8  /* ... whose data the cache may keep */
-
-/* The cache blocks a request covers: false if it is not aligned to them
- * (*first and *n then cover every block it touches). */
-static bool azb_cache_span(const struct azbuse_io *io, uint64_t *first, uint32_t *n)
-{
-	uint64_t end = io->offset + io->len;
-
-	*first = io->offset / AZBUSE_CACHE_BLOCK;
-	*n = (uint32_t)((end + AZBUSE_CACHE_BLOCK - 1) / AZBUSE_CACHE_BLOCK - *first);
-	return !(io->offset % AZBUSE_CACHE_BLOCK) && !(io->len % AZBUSE_CACHE_BLOCK);
-}
-
-/*
- * The cache's look at a request being dispatched: a read it holds whole is
- * copied from it (true: done); a read that misses is stamped to fill it
- * later; a write, discard or write-zeroes is registered (and may later
- * leave its data in it, azb_cache_done).
- */
-static bool azb_cache_dispatch(struct azbuse_queue *q, struct azbuse_io *io)
-{
-	struct azc_cache *c = q->cache;
-	uint64_t first;
-	uint32_t n;
-	bool aligned, alone;
-
-	io->cache_flags = 0;
-	if (!c || !io->len || io->op == AZBUSE_OP_FLUSH)
-		return false;
-	aligned = azb_cache_span(io, &first, &n);
-	if (io->op == AZBUSE_OP_READ) {
-		if (!aligned)
-			return false;
-		if (azc_read_all(c, first, n, io->buf)) {
-			azbuse_complete(io, 0);
-			return true;
-		}
-		io->cache_stamp = azc_stamp_now(c);
-		io->cache_flags = AZB_CACHE_FILL;
-		return false;
-	}
-	io->cache_stamp = azc_write_begin(c, q->geo.queue, io->tag, first, n, &alone);
-	io->cache_flags = AZB_CACHE_WRITE | (alone ? AZB_CACHE_ALONE : 0) |
-			  (aligned && io->op == AZBUSE_OP_WRITE && io->buf ? AZB_CACHE_KEEP : 0);
-	return false;
-}
-
-/* A request ends (any thread): what the cache learns from it. */
-static void azb_cache_done(struct azbuse_io *io)
-{
-	struct azc_cache *c = io->queue->cache;
-	uint8_t flags = io->cache_flags;
-	const void *data = NULL;
-	uint64_t first;
-	uint32_t n;
-
-	if (!c || !flags)
-		return;
-	io->cache_flags = 0;
-	azb_cache_span(io, &first, &n);
-	if (flags & AZB_CACHE_FILL) {
-		if (!io->result && !io->cqe_flags)
-			data = io->buf;
-		else if (!io->result && io->cqe_flags == AZBUSE_CQE_F_COPY)
-			data = io->copy_buf;
-		if (data)
-			azc_fill(c, first, n, io->cache_stamp, data);
-		return;
-	}
-	/* (handed to another queue, the request comes back through it) */
-	if ((flags & AZB_CACHE_KEEP) && !io->result && !io->cqe_flags)
-		data = io->buf;
-	azc_write_end(c, io->queue->geo.queue, io->tag, first, n, io->cache_stamp,
-		      flags & AZB_CACHE_ALONE, data);
-}
-
-static void azb_post_cqe(struct azbuse_queue *q, const struct azbuse_io *io)
+static void azb_post_cqe(struct azbuse_queue *q, struct azbuse_io *io)
 {
 	struct azbuse_cqe *cqe = &q->cq[q->cq_tail & (q->geo.cq_entries - 1)];
 
+	if (io->tag >= q->geo.nr_slots && azb_cache_clean_done(q, io))
+		return; /* the cache's own write-back */
 	cqe->tag = io->tag;
 	cqe->seq = io->seq;
 	cqe->result = io->result;
@@ -207,7 +129,6 @@ static void (*azb_op_handler(const struct azbuse_engine_ops *ops, uint8_t op))(v
 
 static void azb_dispatch(struct azbuse_queue *q, const struct azbuse_sqe *sqe)
 {
-	void (*handler)(void *, struct azbuse_io *);
 	struct azbuse_io *io;
 
 	if (sqe->tag >= q->geo.nr_slots) {
@@ -241,14 +162,24 @@ static void azb_dispatch(struct azbuse_queue *q, const struct azbuse_sqe *sqe)
 	}
 	if (q->trace_fd >= 0)
 		azbuse_trace_request(q->trace_fd, q->geo.queue, io);
-	if (azb_cache_dispatch(q, io))
-		return;
-	handler = azb_op_handler(q->ops, io->op);
+	azb_serve(q, io);
+}
+
+void azb_engine_serve(struct azbuse_queue *q, struct azbuse_io *io)
+{
+	void (*handler)(void *, struct azbuse_io *) = azb_op_handler(q->ops, io->op);
+
 	if (!handler) {
 		azbuse_complete(io, -EOPNOTSUPP);
 		return;
 	}
 	handler(q->engine_queue, io);
+}
+
+void azb_serve(struct azbuse_queue *q, struct azbuse_io *io)
+{
+	if (!azb_cache_dispatch(q, io))
+		azb_engine_serve(q, io);
 }
 
 uint32_t azbuse_queue_consume(struct azbuse_queue *q)
@@ -337,9 +268,16 @@ static int azb_turn_watched(struct azbuse_queue *q)
 	return ret;
 }
 
+/* The shorter of two "call again within" delays (0: no need). */
+static unsigned azb_sooner(unsigned a, unsigned b)
+{
+	return !a ? b : !b ? a : a < b ? a : b;
+}
+
 int azbuse_queue_turn(struct azbuse_queue *q)
 {
 	unsigned long timeout;
+	unsigned cache_ms;
 	int ret;
 
 	azb_current_queue = q;
@@ -354,6 +292,7 @@ int azbuse_queue_turn(struct azbuse_queue *q)
 	} else if (azb_has_idle(q->ops) && !azb_local_work(q)) {
 		q->idle_ms = q->ops->idle(q->engine_queue);
 	}
+	cache_ms = azb_cache_work(q);
 	azb_watch_ready(q);
 	azbuse_queue_drain_remote(q);
 
@@ -363,8 +302,14 @@ int azbuse_queue_turn(struct azbuse_queue *q)
 
 	/* pairs with the kernel's load-acquire of cq_tail in azbuse_reap() */
 	azb_store_release(&q->hdr->cq_tail, q->cq_tail);
-	if (q->watch_inflight)
-		return azb_turn_watched(q);
+	if (q->watch_inflight) {
+		unsigned engine_ms = q->idle_ms;
+
+		q->idle_ms = azb_sooner(q->idle_ms, cache_ms);
+		ret = azb_turn_watched(q);
+		q->idle_ms = engine_ms;
+		return ret;
+	}
 	atomic_store(&q->sleeping, 1);
 	/*
 	 * One syscall completes the batch and fetches new requests; it polls
@@ -372,7 +317,8 @@ int azbuse_queue_turn(struct azbuse_queue *q)
 	 * completion handed over after the drain above must not wait for the
 	 * next request.
 	 */
-	timeout = atomic_load(&q->remote_done) ? 0 : q->idle_ms ? q->idle_ms : AZBUSE_WAIT_FOREVER;
+	timeout = azb_sooner(q->idle_ms, cache_ms);
+	timeout = atomic_load(&q->remote_done) ? 0 : timeout ? timeout : AZBUSE_WAIT_FOREVER;
 	ret = q->commit(q, timeout);
 	atomic_store(&q->sleeping, 0);
 	return azb_commit_result(q, ret);
@@ -384,14 +330,17 @@ static void azb_wait_outstanding(struct azbuse_queue *q)
 	struct timespec ms = { .tv_nsec = 1000000 };
 	unsigned waited;
 
-	for (waited = 0; q->outstanding && waited < AZB_OUTSTANDING_WAIT_MS; waited++) {
+	/* (what the cache holds back is not with the engine: the kernel posts it again) */
+	for (waited = 0; q->outstanding > azb_cache_held(q) && waited < AZB_OUTSTANDING_WAIT_MS;
+	     waited++) {
 		azb_watch_ready(q);
 		azbuse_queue_drain_remote(q);
-		if (q->outstanding)
+		if (q->outstanding > azb_cache_held(q))
 			nanosleep(&ms, NULL);
 	}
-	if (q->outstanding)
-		azb_log("%u request(s) still held by the engine at exit", q->outstanding);
+	if (q->outstanding > azb_cache_held(q))
+		azb_log("%u request(s) still held by the engine at exit",
+			q->outstanding - azb_cache_held(q));
 }
 
 void azbuse_queue_quiesce(struct azbuse_queue *q)
@@ -625,8 +574,11 @@ int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32
 	q.ops = ops;
 	q.chan_fd = chan_fd;
 	q.cache = azb_device_cache;
-	if (q.cache) /* what a dead predecessor had in flight comes again */
-		azc_queue_reset(q.cache, queue);
+	ret = azb_cache_worker_open(&q);
+	if (ret) {
+		azb_log("cannot use the cache: %s", strerror(-ret));
+		goto out_queue;
+	}
 	if (o->trace_path) {
 		q.trace_fd = azbuse_trace_open(o->trace_path);
 		if (q.trace_fd < 0) {
@@ -639,7 +591,8 @@ int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32
 	memset(&params, 0, sizeof(params));
 	params.queue = queue;
 	params.nr_queues = geo.nr_queues;
-	params.nr_slots = geo.nr_slots;
+	/* (the cache's write-backs are requests too) */
+	params.nr_slots = geo.nr_slots + (q.cache ? AZB_CLEAN_IOS : 0);
 	params.size_bytes = geo.size_bytes;
 	params.numa_node = geo.numa_node;
 	params.direct_map = map != MAP_FAILED ? map : NULL;
@@ -652,6 +605,8 @@ int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32
 	}
 	if (chan_fd >= 0 && azb_worker_control_init())
 		azb_log("no control channel: %s", strerror(errno));
+	else if (chan_fd >= 0 && q.cache) /* (SIGUSR1 is handled now) */
+		azc_set_worker(q.cache, queue, getpid());
 	while ((ret = azbuse_queue_turn(&q)) == 0)
 		;
 	if (ret == 1)
@@ -664,6 +619,9 @@ int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32
 out_queue:
 	if (q.trace_fd >= 0)
 		close(q.trace_fd);
+	if (q.cache)
+		azc_set_worker(q.cache, queue, 0);
+	azb_cache_worker_close(&q);
 	azbuse_queue_unmap(&q);
 out_unmap:
 	azb_current_queue = NULL;

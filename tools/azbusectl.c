@@ -33,17 +33,16 @@ static const char *const queue_state_names[] = { "no-worker", "attached", "recov
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: azbusectl COMMAND [ARGS]\n\n"
-		"  add [ID|any] --engine=NAME [--size SIZE] [options]  create /dev/azbuseID\n"
-		"  remove ID                     drain and remove a device\n"
-		"  list                          list devices\n"
-		"  info ID                       parameters, state, workers, counters\n"
-		"  cache ID [--mode M] [--policy P]  the device's RAM cache: counters, tuning\n"
-		"  engines                       list the built-in engines\n"
-		"  version                       module ABI version\n\n"
-		"Every command takes --json and --help. 'azbusectl add --help' lists the\n"
-		"device options.\n");
+	fprintf(out, "usage: azbusectl COMMAND [ARGS]\n\n"
+		     "  add [ID|any] --engine=NAME [--size SIZE] [options]  create /dev/azbuseID\n"
+		     "  remove ID                     drain and remove a device\n"
+		     "  list                          list devices\n"
+		     "  info ID                       parameters, state, workers, counters\n"
+		     "  cache ID [--mode M] [--policy P] [--dirty L,H] [--flush]  its RAM cache\n"
+		     "  engines                       list the built-in engines\n"
+		     "  version                       module ABI version\n\n"
+		     "Every command takes --json and --help. 'azbusectl add --help' lists the\n"
+		     "device options.\n");
 }
 
 static void add_usage(void)
@@ -582,15 +581,22 @@ static int cmd_cache(int argc, char **argv)
 {
 	const char *mode = flag_value(argc, argv, "--mode");
 	const char *policy = flag_value(argc, argv, "--policy");
+	const char *dirty = flag_value(argc, argv, "--dirty");
 	char request[128], *out = NULL;
 	uint32_t id;
 
 	if (has_flag(argc, argv, "--help")) {
-		printf("usage: azbusectl cache ID [--mode writethrough|writearound|passthrough]\n"
-		       "                          [--policy s3fifo|lru] [--json]\n\n"
+		printf("usage: azbusectl cache ID [--mode writethrough|writeback|writearound|"
+		       "passthrough]\n"
+		       "                          [--policy s3fifo|lru] [--dirty LOW,HIGH] "
+		       "[--flush]"
+		       " [--json]\n\n"
 		       "Shows the RAM cache of a device added with --cache (mode, policy, slots,\n"
-		       "used, dirty, hits, misses, inserts, evictions), after changing its mode\n"
-		       "or policy if asked, while the device serves I/O.\n");
+		       "used, dirty, thresholds, hits, misses, inserts, evictions, write-backs),\n"
+		       "after changing it if asked, while the device serves I/O. --dirty: the\n"
+		       "write-back thresholds in percent of the cache (the cleaner starts at\n"
+		       "HIGH and stops at LOW; default 10,40). --flush writes every dirty block\n"
+		       "back; so does leaving write-back mode, before the command returns.\n");
 		return 0;
 	}
 	if (argc < 1 || parse_id(argv[0], &id)) {
@@ -598,14 +604,17 @@ static int cmd_cache(int argc, char **argv)
 			AZBUSE_MAX_DEVICES - 1);
 		return EXIT_USAGE;
 	}
-	if (mode) {
-		snprintf(request, sizeof(request), "cache mode %s", mode);
-		if (cache_request(id, request, &out))
-			return 1;
-		free(out);
-	}
-	if (policy) {
-		snprintf(request, sizeof(request), "cache policy %s", policy);
+	const char *const requests[][2] = {
+		{ "mode", mode },
+		{ "policy", policy },
+		{ "dirty", dirty },
+		{ "flush", has_flag(argc, argv, "--flush") ? "" : NULL },
+	};
+	for (size_t k = 0; k < sizeof(requests) / sizeof(requests[0]); k++) {
+		if (!requests[k][1])
+			continue;
+		snprintf(request, sizeof(request), "cache %s%s%s", requests[k][0],
+			 *requests[k][1] ? " " : "", requests[k][1]);
 		if (cache_request(id, request, &out))
 			return 1;
 		free(out);

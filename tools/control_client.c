@@ -15,7 +15,7 @@
 
 #include "control_client.h"
 
-#define CONTROL_TIMEOUT_MS 30000
+#define CONTROL_TIMEOUT_MS 120000 /* (a cache drain or a snapshot may write a lot back) */
 #define CONTROL_REPLY_MAX (1 << 20)
 
 static int64_t now_ms(void)

@@ -201,9 +201,14 @@ static int thin_snapshot(struct thin_engine *e, struct azbuse_control *ctl, cons
 
 	if (!live)
 		return thin_record_snapshot(e, src, name, reply, reply_size);
-	ret = azbuse_control_pause(ctl);
+	/* what a write-back cache holds goes into the volume first (and no more is kept) */
+	ret = azb_cache_drain(true, AZB_CACHE_DRAIN_MS, reply, reply_size);
+	if (!ret)
+		ret = azbuse_control_pause(ctl);
 	if (ret) {
-		snprintf(reply, reply_size, "cannot pause the workers: %s", strerror(-ret));
+		if (!reply[0])
+			snprintf(reply, reply_size, "cannot pause the workers: %s", strerror(-ret));
+		azb_cache_drain_end(true);
 		return ret;
 	}
 	t_paused = azb_clock_ms();
@@ -230,6 +235,7 @@ static int thin_snapshot(struct thin_engine *e, struct azbuse_control *ctl, cons
 	if (!ret)
 		ret = thin_broadcast(ctl, e, THIN_MSG_EPOCH);
 	azbuse_control_resume(ctl);
+	azb_cache_drain_end(true);
 	/* where the time went */
 	if (!ret)
 		azb_log("snapshot %s of %s: pause %llu ms, seal+sync %llu ms, pool.db %llu ms, "

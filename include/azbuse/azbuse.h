@@ -102,7 +102,7 @@ struct azbuse_device_opts {
 	/*
 	 * A RAM cache of the device's blocks in front of the engine, shared by
 	 * all its workers (cache/, --cache SIZE): 0 for none. cache_mode is
-	 * AZBUSE_CACHE_WRITETHROUGH, _WRITEAROUND or _PASSTHROUGH; cache_policy
+	 * AZBUSE_CACHE_WRITETHROUGH, _WRITEAROUND, _PASSTHROUGH or _WRITEBACK; cache_policy
 	 * AZBUSE_CACHE_S3FIFO or _LRU.
 	 */
 	uint64_t cache_bytes;
@@ -113,6 +113,7 @@ struct azbuse_device_opts {
 #define AZBUSE_CACHE_WRITETHROUGH 0
 #define AZBUSE_CACHE_WRITEAROUND 1
 #define AZBUSE_CACHE_PASSTHROUGH 2
+#define AZBUSE_CACHE_WRITEBACK 3
 #define AZBUSE_CACHE_S3FIFO 0
 #define AZBUSE_CACHE_LRU 1
 #define AZBUSE_CACHE_BLOCK 4096 /* the cache's block: reads and writes aligned to it use it */

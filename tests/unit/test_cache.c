@@ -157,11 +157,22 @@ static void test_scan_interleaved(void **state)
 	azc_destroy(c);
 }
 
+/* The next block due for queue's cleaner (everything dirty is due), tag 0. */
+static int clean_one(struct azc_cache *c, uint32_t queue, uint64_t *blk, uint64_t *seq,
+		     uint64_t *buf)
+{
+	static uint64_t cursor;
+	struct azc_clean_want w = { .target = UINT64_MAX };
+	struct azc_clean_pass pass = { 0 };
+
+	return azc_clean_next(c, queue, 0, &cursor, &w, &pass, blk, seq, buf);
+}
+
 static void test_dirty_blocks(void **state)
 {
 	const uint64_t slots = 64;
 	struct azc_cache *c = make(slots, 1, AZC_POLICY_S3FIFO);
-	uint64_t buf[BS / 8], cursor = 0, blk, seq, seen = 0, seqs[64];
+	uint64_t buf[BS / 8], blk, seq, seen = 0, seqs[64];
 	struct azc_stats st;
 
 	(void)state;
@@ -184,7 +195,7 @@ static void test_dirty_blocks(void **state)
 	assert_int_equal(azc_read(c, 3, buf), 1);
 	assert_int_equal(stamped(buf, 3), 5);
 	/* the cleaner's walk sees each dirty block once per pass */
-	while (seen < slots - 1 && azc_dirty_next(c, &cursor, &blk, &seq, buf)) {
+	while (seen < slots - 1 && clean_one(c, 0, &blk, &seq, buf)) {
 		assert_true(blk < slots);
 		assert_int_equal(stamped(buf, blk), 5);
 		seqs[blk] = seq;
@@ -196,13 +207,14 @@ static void test_dirty_blocks(void **state)
 	stamp(buf, 0, 6);
 	assert_int_equal(azc_put(c, 0, buf, true), 0);
 	for (uint64_t b = 0; b < slots - 1; b++)
-		azc_mark_clean(c, b, seqs[b]);
+		azc_clean_end(c, 0, 0, b, seqs[b], 0, -1);
 	azc_get_stats(c, &st);
 	assert_int_equal(st.dirty, 1);
 	assert_int_equal(st.cleaned, slots - 2);
-	assert_int_equal(azc_dirty_next(c, &cursor, &blk, &seq, buf), 1);
+	assert_int_equal(clean_one(c, 0, &blk, &seq, buf), 1);
 	assert_int_equal(blk, 0);
 	assert_int_equal(stamped(buf, 0), 6);
+	azc_clean_end(c, 0, 0, blk, seq, 0, -1);
 	/* clean blocks make room again */
 	stamp(buf, 999, 1);
 	assert_int_equal(azc_put(c, 999, buf, false), 0);
@@ -340,7 +352,7 @@ static void test_stamps(void **state)
 	(void)state;
 	/* a read misses, a write to its block begins: the read's data is not kept */
 	r = azc_stamp_now(c);
-	w = azc_write_begin(c, 0, 1, 10, 2, &alone);
+	assert_int_equal(azc_write_begin(c, 0, 1, 10, 2, &w, &alone), 0);
 	assert_true(alone);
 	stamp(buf, 10, 1);
 	stamp(buf + BS / 8, 11, 1);
@@ -349,7 +361,7 @@ static void test_stamps(void **state)
 	/* the write ends alone: its data is kept (write-through) */
 	stamp(buf, 10, 2);
 	stamp(buf + BS / 8, 11, 2);
-	azc_write_end(c, 0, 1, 10, 2, w, alone, buf);
+	azc_write_end(c, 0, 1, 10, 2, w, alone, 0, buf);
 	assert_true(azc_read_all(c, 10, 2, got));
 	assert_int_equal(stamped(got, 10), 2);
 	assert_int_equal(stamped(got + BS / 8, 11), 2);
@@ -359,14 +371,14 @@ static void test_stamps(void **state)
 	assert_true(azc_read_all(c, 10, 1, got));
 	assert_int_equal(stamped(got, 10), 2);
 	/* two writes at once: neither is kept */
-	w = azc_write_begin(c, 0, 1, 10, 1, &alone);
-	w2 = azc_write_begin(c, 0, 2, 10, 1, &alone2);
+	assert_int_equal(azc_write_begin(c, 0, 1, 10, 1, &w, &alone), 0);
+	assert_int_equal(azc_write_begin(c, 0, 2, 10, 1, &w2, &alone2), 0);
 	assert_true(alone);
 	assert_false(alone2);
 	stamp(buf, 10, 3);
-	azc_write_end(c, 0, 2, 10, 1, w2, alone2, buf);
+	azc_write_end(c, 0, 2, 10, 1, w2, alone2, 0, buf);
 	stamp(buf, 10, 4);
-	azc_write_end(c, 0, 1, 10, 1, w, alone, buf);
+	azc_write_end(c, 0, 1, 10, 1, w, alone, 0, buf);
 	assert_false(azc_read_all(c, 10, 1, got));
 	/* a read after them fills; write-around drops what a write covers */
 	r = azc_stamp_now(c);
@@ -374,9 +386,9 @@ static void test_stamps(void **state)
 	azc_fill(c, 10, 1, r, buf);
 	assert_true(azc_read_all(c, 10, 1, got));
 	azc_set_mode(c, AZC_MODE_WRITEAROUND);
-	w = azc_write_begin(c, 0, 1, 10, 1, &alone);
+	assert_int_equal(azc_write_begin(c, 0, 1, 10, 1, &w, &alone), 0);
 	stamp(buf, 10, 5);
-	azc_write_end(c, 0, 1, 10, 1, w, alone, buf);
+	azc_write_end(c, 0, 1, 10, 1, w, alone, 0, buf);
 	assert_false(azc_read_all(c, 10, 1, got));
 	/* a worker dies with a write in flight: its successor's reset ends it */
 	azc_set_mode(c, AZC_MODE_WRITETHROUGH);
@@ -384,7 +396,7 @@ static void test_stamps(void **state)
 	stamp(buf, 30, 1);
 	azc_fill(c, 30, 1, r, buf);
 	assert_true(azc_read_all(c, 30, 1, got));
-	w = azc_write_begin(c, 1, 3, 30, 1, &alone);
+	assert_int_equal(azc_write_begin(c, 1, 3, 30, 1, &w, &alone), 0);
 	r = azc_stamp_now(c);
 	azc_fill(c, 30, 1, r, buf); /* (a write is in flight: nothing filled) */
 	azc_queue_reset(c, 1);
@@ -403,13 +415,195 @@ static void test_stamps(void **state)
 	azc_destroy(c);
 }
 
+/* A write-back holds its bucket: writes to the store and reads that must see
+ * dirty blocks wait; and a write or read in flight keeps the cleaner off. */
+static void test_write_back_exclusion(void **state)
+{
+	struct azc_cache *c = make(64, 1, AZC_POLICY_S3FIFO);
+	struct azc_clean_want w = { .target = UINT64_MAX };
+	struct azc_clean_pass pass = { 0 };
+	uint64_t buf[BS / 8], cursor = 0, blk, seq, st;
+	bool alone;
+
+	(void)state;
+	azc_set_mode(c, AZC_MODE_WRITEBACK);
+	stamp(buf, 5, 1);
+	assert_int_equal(azc_write_dirty(c, 5, 1, buf), 0);
+	/* a read in flight: the cleaner passes the block over */
+	assert_int_equal(azc_read_begin(c, 0, 1, 5, 1, &st), 1);
+	assert_int_equal(azc_clean_next(c, 0, 3, &cursor, &w, &pass, &blk, &seq, buf), 0);
+	assert_int_equal(pass.busy, 1);
+	azc_read_end(c, 0, 1, 5 * BS, BS, 1, buf);
+	assert_int_equal(stamped(buf, 5), 1);
+	/* now it takes it, and writes and reads of it wait */
+	memset(&pass, 0, sizeof(pass));
+	assert_int_equal(azc_clean_next(c, 0, 3, &cursor, &w, &pass, &blk, &seq, buf), 1);
+	assert_int_equal(blk, 5);
+	assert_int_equal(azc_write_begin(c, 1, 0, 5, 1, &st, &alone), -EBUSY);
+	assert_int_equal(azc_read_begin(c, 1, 0, 5, 1, &st), -EBUSY);
+	/* its worker dies: the successor's reset frees the bucket, the block stays dirty */
+	azc_queue_reset(c, 0);
+	assert_true(azc_is_dirty(c, 5));
+	assert_int_equal(azc_write_begin(c, 1, 0, 5, 1, &st, &alone), 0);
+	/* a write in flight keeps the cleaner off too */
+	memset(&pass, 0, sizeof(pass));
+	assert_int_equal(azc_clean_next(c, 0, 3, &cursor, &w, &pass, &blk, &seq, buf), 0);
+	assert_int_equal(pass.busy, 1);
+	stamp(buf, 5, 2);
+	azc_write_end(c, 1, 0, 5, 1, st, alone, 0, buf);
+	/* that write replaced the older dirty copy, clean */
+	assert_false(azc_is_dirty(c, 5));
+	assert_int_equal(azc_read(c, 5, buf), 1);
+	assert_int_equal(stamped(buf, 5), 2);
+	azc_destroy(c);
+}
+
+/* What a write to the store leaves: a dirty copy put while it was in flight
+ * stays (newer); one from before goes; a failed write keeps dirty copies. */
+static void test_write_settle(void **state)
+{
+	struct azc_cache *c = make(64, 1, AZC_POLICY_S3FIFO);
+	uint64_t buf[BS / 8], st;
+	bool alone;
+
+	(void)state;
+	azc_set_mode(c, AZC_MODE_WRITEBACK);
+	assert_int_equal(azc_write_begin(c, 0, 0, 7, 1, &st, &alone), 0);
+	stamp(buf, 7, 9);
+	assert_int_equal(azc_write_dirty(c, 7, 1, buf), 0); /* a newer write, kept dirty */
+	stamp(buf, 7, 8);
+	azc_write_end(c, 0, 0, 7, 1, st, alone, 0, buf);
+	assert_true(azc_is_dirty(c, 7));
+	assert_int_equal(azc_read(c, 7, buf), 1);
+	assert_int_equal(stamped(buf, 7), 9);
+	/* a failed write: the dirty copy stays */
+	assert_int_equal(azc_write_begin(c, 0, 0, 7, 1, &st, &alone), 0);
+	azc_write_end(c, 0, 0, 7, 1, st, alone, -EIO, NULL);
+	assert_true(azc_is_dirty(c, 7));
+	/* a discard (no data): the older dirty copy goes */
+	assert_int_equal(azc_write_begin(c, 0, 0, 7, 1, &st, &alone), 0);
+	azc_write_end(c, 0, 0, 7, 1, st, alone, 0, NULL);
+	assert_false(azc_is_dirty(c, 7));
+	assert_int_equal(azc_read(c, 7, buf), 0);
+	assert_int_equal(azc_dirty_count(c), 0);
+	azc_destroy(c);
+}
+
+/*
+ * The thresholds and the cleaner's choice: dirty blocks past the high mark
+ * wake the cleaning, which writes back blocks not written again since its
+ * last pass, down to the low mark; a hot set written over and over is
+ * written back once per cleaning, not at every write (a 70/30 trace:
+ * cleaner writes stay under 1.5x the blocks written, and under 1x).
+ */
+static void test_thresholds_and_hot_blocks(void **state)
+{
+	const uint64_t slots = 1000;
+	struct azc_params p = { .bytes = slots * BS,
+				.block_size = BS,
+				.partitions = 4,
+				.mode = AZC_MODE_WRITEBACK,
+				.numa_node = -1,
+				.queues = 1,
+				.tags = 4,
+				.dirty_low_pct = 10,
+				.dirty_high_pct = 40 };
+	struct azc_cache *c = NULL;
+	uint64_t buf[BS / 8], cursor = 0, blk, seq, writes = 0, cleaner = 0, rnd = 12345;
+	struct azc_clean_want w;
+	struct azc_stats st;
+
+	(void)state;
+	assert_int_equal(azc_create(&p, &c), 0);
+	w = azc_clean_demand(c);
+	assert_int_equal(w.background, AZC_CLEAN_NONE);
+	/* past 40%: a write goes to the store instead, and the cleaning starts */
+	for (uint64_t b = 0; b < 399; b++) {
+		stamp(buf, b, 1);
+		assert_int_equal(azc_write_dirty(c, b, 1, buf), 0);
+	}
+	stamp(buf, 399, 1);
+	assert_int_equal(azc_write_dirty(c, 399, 1, buf), -EAGAIN);
+	w = azc_clean_demand(c);
+	assert_int_equal(w.background, AZC_CLEAN_COLD);
+	assert_int_equal(w.target, 0);
+	/* a pass marks them all seen (all were just written), the next writes them back */
+	for (int round = 0; round < 3 && azc_dirty_count(c) * 10 > slots; round++) {
+		struct azc_clean_pass pass = { 0 };
+
+		while (azc_dirty_count(c) * 10 > slots &&
+		       azc_clean_next(c, 0, 0, &cursor, &w, &pass, &blk, &seq, buf)) {
+			azc_clean_end(c, 0, 0, blk, seq, 0, -1);
+			w = azc_clean_demand(c);
+		}
+	}
+	assert_true(azc_dirty_count(c) * 10 <= slots);
+	assert_int_equal(azc_clean_demand(c).background, AZC_CLEAN_NONE);
+	/* a 70/30 mix on a hot set of 600 blocks, the cleaner running every 50 requests */
+	for (uint64_t b = 0; b < 1000; b++)
+		if (azc_is_dirty(c, b)) { /* (start from clean) */
+			struct azc_clean_want all = { .target = UINT64_MAX };
+			struct azc_clean_pass pass = { 0 };
+
+			while (azc_clean_next(c, 0, 0, &cursor, &all, &pass, &blk, &seq, buf))
+				azc_clean_end(c, 0, 0, blk, seq, 0, -1);
+			break;
+		}
+	azc_get_stats(c, &st);
+	cleaner = st.writebacks;
+	for (int i = 0; i < 20000; i++) {
+		uint64_t b;
+
+		rnd = rnd * 6364136223846793005ULL + 1442695040888963407ULL;
+		b = (rnd >> 33) % 600;
+		if ((rnd >> 20) % 10 < 3) {
+			stamp(buf, b, (uint64_t)i);
+			if (azc_write_dirty(c, b, 1, buf)) {
+				/* (through: as the worker does, to the store, then kept clean) */
+				uint64_t s;
+				bool alone;
+
+				assert_int_equal(azc_write_begin(c, 0, 1, b, 1, &s, &alone), 0);
+				azc_write_end(c, 0, 1, b, 1, s, alone, 0, buf);
+			}
+			writes++;
+		} else {
+			(void)azc_read(c, b, buf);
+		}
+		if (i % 50 == 0) {
+			struct azc_clean_pass pass = { 0 };
+
+			w = azc_clean_demand(c);
+			for (int k = 0;
+			     k < 16 && (w.target || w.background) &&
+			     azc_clean_next(c, 0, 0, &cursor, &w, &pass, &blk, &seq, buf);
+			     k++)
+				azc_clean_end(c, 0, 0, blk, seq, 0, -1);
+		}
+	}
+	azc_get_stats(c, &st);
+	print_message("70/30 on a hot set: %llu writes, %llu written back, %llu through\n",
+		      (unsigned long long)writes, (unsigned long long)(st.writebacks - cleaner),
+		      (unsigned long long)st.through);
+	assert_true((st.writebacks - cleaner) * 2 <= writes * 3);
+	assert_true(st.writebacks - cleaner < writes);
+	azc_destroy(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hit_miss_drop),	 cmocka_unit_test(test_scan_resistance),
-		cmocka_unit_test(test_scan_interleaved), cmocka_unit_test(test_dirty_blocks),
-		cmocka_unit_test(test_processes),	 cmocka_unit_test(test_dead_lock_holder),
-		cmocka_unit_test(test_policy_switch),	 cmocka_unit_test(test_stamps),
+		cmocka_unit_test(test_hit_miss_drop),
+		cmocka_unit_test(test_scan_resistance),
+		cmocka_unit_test(test_scan_interleaved),
+		cmocka_unit_test(test_dirty_blocks),
+		cmocka_unit_test(test_processes),
+		cmocka_unit_test(test_dead_lock_holder),
+		cmocka_unit_test(test_policy_switch),
+		cmocka_unit_test(test_stamps),
+		cmocka_unit_test(test_write_back_exclusion),
+		cmocka_unit_test(test_write_settle),
+		cmocka_unit_test(test_thresholds_and_hot_blocks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
