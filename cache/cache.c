@@ -26,6 +26,7 @@
 #define NO_OWNER UINT16_MAX
 #define DIRTY_LOW_PCT 10
 #define DIRTY_HIGH_PCT 40
+#define SEQ_CUTOFF_DEFAULT (4ULL << 20) /* as bcache's sequential_cutoff */
 
 enum slot_state { SLOT_FREE = 0, SLOT_BUSY = 1, SLOT_CLEAN = 2, SLOT_DIRTY = 3 };
 enum slot_queue { Q_NONE = 0, Q_SMALL = 1, Q_MAIN = 2, Q_COUNT = 3 };
@@ -94,10 +95,17 @@ struct azc_cache {
 	_Atomic uint64_t clean_target; /* write back every block dirty since this or before */
 	_Atomic uint32_t hold;	       /* > 0: writes are not kept dirty (azc_drain_begin) */
 	_Atomic uint32_t low_pct, high_pct;
-	_Atomic uint32_t cleaning;  /* dirty went above high and not yet back to low */
-	_Atomic uint32_t retry_gen; /* failed write-backs are tried again once it moves */
-	_Atomic uint64_t absorbed, through, writebacks, writeback_errors;
+	_Atomic uint32_t cleaning;   /* dirty went above high and not yet back to low */
+	_Atomic uint32_t retry_gen;  /* failed write-backs are tried again once it moves */
+	_Atomic uint64_t seq_cutoff; /* bytes: a longer sequential stream bypasses (0: never) */
+	uint64_t qstat_off;	     /* per queue: struct azc_qstat */
 };
+
+/* One queue's counters (only its worker adds to them). */
+struct azc_qstat {
+	_Atomic uint64_t read_hits, read_misses, absorbed, through, bypassed, writebacks,
+		writeback_errors;
+} __attribute__((aligned(64)));
 
 static uint64_t mix64(uint64_t x)
 {
@@ -469,6 +477,9 @@ static uint64_t layout(struct azc_cache *c, uint32_t parts, uint64_t per_part, i
 		c->pid_off = off;
 	off = align_up(off + (uint64_t)c->queues * sizeof(_Atomic int32_t), 64);
 	if (apply)
+		c->qstat_off = off;
+	off = align_up(off + (uint64_t)c->queues * sizeof(struct azc_qstat), 64);
+	if (apply)
 		c->part_off = off;
 	off += (uint64_t)parts * sizeof(struct azc_part);
 	for (uint32_t k = 0; k < parts; k++) {
@@ -526,6 +537,8 @@ int azc_create(const struct azc_params *pr, struct azc_cache **out)
 	atomic_store(&c->low_pct, pr->dirty_high_pct ? pr->dirty_low_pct : DIRTY_LOW_PCT);
 	atomic_store(&c->high_pct, pr->dirty_high_pct ? pr->dirty_high_pct : DIRTY_HIGH_PCT);
 	atomic_store(&c->retry_gen, 1);
+	atomic_store(&c->seq_cutoff, pr->seq_cutoff == AZC_SEQ_CUTOFF_DEFAULT ? SEQ_CUTOFF_DEFAULT
+									      : pr->seq_cutoff);
 	c->nr_slots = (uint64_t)parts * per_part;
 	layout(c, parts, per_part, 1);
 	for (uint32_t k = 0; k < parts; k++) {
@@ -685,6 +698,43 @@ void azc_drop(struct azc_cache *c, uint64_t blk)
 	part_unlock(p);
 }
 
+/* ---- counters ---- */
+
+static struct azc_qstat *qstat_of(struct azc_cache *c, uint32_t queue)
+{
+	return (struct azc_qstat *)((char *)c + c->qstat_off) + (queue < c->queues ? queue : 0);
+}
+
+void azc_note_read(struct azc_cache *c, uint32_t queue, bool hit)
+{
+	struct azc_qstat *q = qstat_of(c, queue);
+
+	atomic_fetch_add_explicit(hit ? &q->read_hits : &q->read_misses, 1, memory_order_relaxed);
+}
+
+void azc_note_bypass(struct azc_cache *c, uint32_t queue)
+{
+	atomic_fetch_add_explicit(&qstat_of(c, queue)->bypassed, 1, memory_order_relaxed);
+}
+
+void azc_get_queue_stats(struct azc_cache *c, uint32_t queue, struct azc_queue_stats *st)
+{
+	struct azc_qstat *q = qstat_of(c, queue);
+
+	st->read_hits = atomic_load(&q->read_hits);
+	st->read_misses = atomic_load(&q->read_misses);
+	st->absorbed = atomic_load(&q->absorbed);
+	st->through = atomic_load(&q->through);
+	st->bypassed = atomic_load(&q->bypassed);
+	st->writebacks = atomic_load(&q->writebacks);
+	st->writeback_errors = atomic_load(&q->writeback_errors);
+}
+
+uint32_t azc_queues(const struct azc_cache *c)
+{
+	return c->queues;
+}
+
 /* ---- the cleaner ---- */
 
 /* Take the write-back of the bucket's blocks: no write or read of them in flight. */
@@ -813,7 +863,9 @@ void azc_clean_end(struct azc_cache *c, uint32_t queue, uint32_t tag, uint64_t b
 
 	clean_settle(c, blk, seq, result, redirect);
 	if (redirect < 0)
-		atomic_fetch_add(result ? &c->writeback_errors : &c->writebacks, 1);
+		atomic_fetch_add(result ? &qstat_of(c, queue)->writeback_errors
+					: &qstat_of(c, queue)->writebacks,
+				 1);
 	if (in)
 		atomic_store(&in->n, 0);
 	atomic_store(&stamp_of(c, blk)->cleaning, 0);
@@ -918,8 +970,10 @@ void azc_get_dirty_limits(struct azc_cache *c, uint32_t *low_pct, uint32_t *high
 	*high_pct = atomic_load(&c->high_pct);
 }
 
-int azc_write_dirty(struct azc_cache *c, uint64_t first, uint32_t n, const void *buf)
+int azc_write_dirty(struct azc_cache *c, uint32_t queue, uint64_t first, uint32_t n,
+		    const void *buf)
 {
+	struct azc_qstat *qs = qstat_of(c, queue);
 	uint64_t dirty = atomic_load(&c->dirty);
 
 	if (atomic_load(&c->mode) != AZC_MODE_WRITEBACK || atomic_load(&c->hold))
@@ -928,16 +982,16 @@ int azc_write_dirty(struct azc_cache *c, uint64_t first, uint32_t n, const void 
 		/* the cleaner is behind: this one goes to the store, and it catches up */
 		if (!atomic_exchange(&c->cleaning, 1))
 			azc_wake_workers(c);
-		atomic_fetch_add(&c->through, 1);
+		atomic_fetch_add(&qs->through, 1);
 		return -EAGAIN;
 	}
 	for (uint32_t k = 0; k < n; k++)
 		if (azc_put(c, first + k, (const uint8_t *)buf + (uint64_t)k * c->block_size,
 			    true)) {
-			atomic_fetch_add(&c->through, 1);
+			atomic_fetch_add(&qs->through, 1);
 			return -ENOSPC; /* (those put already are replaced by the write's end) */
 		}
-	atomic_fetch_add(&c->absorbed, 1);
+	atomic_fetch_add(&qs->absorbed, 1);
 	return 0;
 }
 
@@ -959,10 +1013,26 @@ void azc_get_stats(struct azc_cache *c, struct azc_stats *st)
 		st->dirty += p->dirty;
 		part_unlock(p);
 	}
-	st->absorbed = atomic_load(&c->absorbed);
-	st->through = atomic_load(&c->through);
-	st->writebacks = atomic_load(&c->writebacks);
-	st->writeback_errors = atomic_load(&c->writeback_errors);
+	for (uint32_t q = 0; q < c->queues; q++) {
+		struct azc_queue_stats qs;
+
+		azc_get_queue_stats(c, q, &qs);
+		st->absorbed += qs.absorbed;
+		st->through += qs.through;
+		st->writebacks += qs.writebacks;
+		st->writeback_errors += qs.writeback_errors;
+		st->bypassed += qs.bypassed;
+	}
+}
+
+uint64_t azc_get_seq_cutoff(struct azc_cache *c)
+{
+	return atomic_load(&c->seq_cutoff);
+}
+
+void azc_set_seq_cutoff(struct azc_cache *c, uint64_t bytes)
+{
+	atomic_store(&c->seq_cutoff, bytes);
 }
 
 /* ---- keeping up with writes ---- */

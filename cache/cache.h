@@ -62,7 +62,10 @@ struct azc_params {
 	uint32_t queues; /* writes in flight are recorded for queues 0..queues-1 ... */
 	uint32_t tags;	 /* ... with tags 0..tags-1 */
 	uint32_t dirty_low_pct, dirty_high_pct; /* write-back thresholds (0, 0: 10%, 40%) */
+	uint64_t seq_cutoff; /* sequential streams longer than this bypass (0: none; default 4 MiB)
+			      */
 };
+#define AZC_SEQ_CUTOFF_DEFAULT UINT64_MAX /* (in azc_params.seq_cutoff) */
 
 struct azc_cache; /* the shared region */
 
@@ -74,6 +77,7 @@ struct azc_stats {
 	uint64_t through;	   /* write-back writes sent to the store: too many dirty */
 	uint64_t writebacks;	   /* blocks the cleaners wrote back */
 	uint64_t writeback_errors; /* ... and failed to */
+	uint64_t bypassed;	   /* requests of sequential streams past the cutoff */
 };
 
 /*
@@ -161,7 +165,8 @@ void azc_drop(struct azc_cache *c, uint64_t blk);
  * blocks: the cleaners are woken) or -ENOSPC (no room): write it through
  * to the store instead.
  */
-int azc_write_dirty(struct azc_cache *c, uint64_t first, uint32_t n, const void *buf);
+int azc_write_dirty(struct azc_cache *c, uint32_t queue, uint64_t first, uint32_t n,
+		    const void *buf);
 
 /* What the cleaners are to write back now. */
 enum azc_background {
@@ -214,5 +219,20 @@ void azc_set_dirty_limits(struct azc_cache *c, uint32_t low_pct, uint32_t high_p
 void azc_get_dirty_limits(struct azc_cache *c, uint32_t *low_pct, uint32_t *high_pct);
 
 void azc_get_stats(struct azc_cache *c, struct azc_stats *st);
+
+/* The sequential cutoff: requests of a sequential stream past this many
+ * bytes neither fill the cache nor are kept in it (0: no cutoff). */
+uint64_t azc_get_seq_cutoff(struct azc_cache *c);
+void azc_set_seq_cutoff(struct azc_cache *c, uint64_t bytes);
+
+/* One queue's part: its worker's requests (read_hits: served whole by the
+ * cache; read_misses: sent on to the engine) and write-backs. */
+struct azc_queue_stats {
+	uint64_t read_hits, read_misses, absorbed, through, bypassed, writebacks, writeback_errors;
+};
+void azc_note_read(struct azc_cache *c, uint32_t queue, bool hit);
+void azc_note_bypass(struct azc_cache *c, uint32_t queue);
+void azc_get_queue_stats(struct azc_cache *c, uint32_t queue, struct azc_queue_stats *st);
+uint32_t azc_queues(const struct azc_cache *c);
 
 #endif

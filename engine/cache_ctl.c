@@ -104,6 +104,7 @@ static int azb_cache_set_mode(struct azc_cache *c, const char *arg, char *out, s
 		       : azb_cache_drain(false, AZB_CACHE_DRAIN_MS, out, out_size);
 }
 
+/* The state and totals on one line, then one line per queue ("queue N ..."). */
 static void azb_cache_format(struct azc_cache *c, char *out, size_t out_size)
 {
 	struct azc_stats st;
@@ -113,15 +114,30 @@ static void azb_cache_format(struct azc_cache *c, char *out, size_t out_size)
 	azc_get_dirty_limits(c, &low, &high);
 	snprintf(out, out_size,
 		 "cache mode %s policy %s block %u slots %llu used %llu dirty %llu dirty_low %u "
-		 "dirty_high %u hits %llu misses %llu inserts %llu evictions %llu absorbed %llu "
-		 "through %llu writebacks %llu writeback_errors %llu recoveries %llu\n",
+		 "dirty_high %u seq_cutoff %llu hits %llu misses %llu inserts %llu evictions %llu "
+		 "absorbed %llu through %llu writebacks %llu writeback_errors %llu bypassed %llu "
+		 "recoveries %llu\n",
 		 azc_mode_name(azc_get_mode(c)), azc_policy_name(azc_get_policy(c)),
 		 azc_block_size(c), (unsigned long long)st.slots, (unsigned long long)st.used,
-		 (unsigned long long)st.dirty, low, high, (unsigned long long)st.hits,
-		 (unsigned long long)st.misses, (unsigned long long)st.inserts,
-		 (unsigned long long)st.evictions, (unsigned long long)st.absorbed,
-		 (unsigned long long)st.through, (unsigned long long)st.writebacks,
-		 (unsigned long long)st.writeback_errors, (unsigned long long)st.recoveries);
+		 (unsigned long long)st.dirty, low, high, (unsigned long long)azc_get_seq_cutoff(c),
+		 (unsigned long long)st.hits, (unsigned long long)st.misses,
+		 (unsigned long long)st.inserts, (unsigned long long)st.evictions,
+		 (unsigned long long)st.absorbed, (unsigned long long)st.through,
+		 (unsigned long long)st.writebacks, (unsigned long long)st.writeback_errors,
+		 (unsigned long long)st.bypassed, (unsigned long long)st.recoveries);
+	for (uint32_t q = 0; q < azc_queues(c); q++) {
+		struct azc_queue_stats qs;
+		size_t used = strlen(out);
+
+		azc_get_queue_stats(c, q, &qs);
+		snprintf(out + used, out_size - used,
+			 "queue %u read_hits %llu read_misses %llu absorbed %llu through %llu "
+			 "bypassed %llu writebacks %llu writeback_errors %llu\n",
+			 q, (unsigned long long)qs.read_hits, (unsigned long long)qs.read_misses,
+			 (unsigned long long)qs.absorbed, (unsigned long long)qs.through,
+			 (unsigned long long)qs.bypassed, (unsigned long long)qs.writebacks,
+			 (unsigned long long)qs.writeback_errors);
+	}
 }
 
 int azb_cache_request(const char *args, char *out, size_t out_size)
@@ -144,10 +160,20 @@ int azb_cache_request(const char *args, char *out, size_t out_size)
 		azc_set_policy(c, policy);
 	} else if (!strncmp(args, "dirty ", 6)) {
 		ret = azb_cache_set_dirty(c, args + 6, out, out_size);
+	} else if (!strncmp(args, "seq-cutoff ", 11)) {
+		uint64_t bytes;
+
+		if (azbuse_parse_size(args + 11, &bytes)) {
+			snprintf(out, out_size,
+				 "cache seq-cutoff SIZE: bytes (K, M, G), 0 for none");
+			return -EINVAL;
+		}
+		azc_set_seq_cutoff(c, bytes);
 	} else if (!strcmp(args, "flush")) {
 		ret = azb_cache_drain(false, AZB_CACHE_DRAIN_MS, out, out_size);
 	} else if (*args) {
-		snprintf(out, out_size, "cache [mode M | policy P | dirty LOW,HIGH | flush]");
+		snprintf(out, out_size,
+			 "cache [mode M | policy P | dirty LOW,HIGH | seq-cutoff SIZE | flush]");
 		return -EINVAL;
 	}
 	if (!ret)

@@ -35,6 +35,14 @@
 #define AZB_CACHE_CLEAN 32 /* the cleaner's own write-back (not the kernel's) */
 
 #define AZB_CACHE_RESCAN_MS 10 /* a background pass that found nothing: the next one */
+#define AZB_STREAMS 16	       /* sequential streams a worker follows */
+
+/* A sequential stream: where its next request would start, and its length so far. */
+struct azb_stream {
+	uint64_t next;
+	uint64_t run;
+	uint64_t used; /* (the least recently continued one makes room) */
+};
 
 struct azb_cache_worker {
 	struct azbuse_io ios[AZB_CLEAN_IOS];
@@ -51,6 +59,9 @@ struct azb_cache_worker {
 	struct azbuse_io *flushes, *flushes_tail;
 	uint64_t flush_target; /* every block dirty before this, for the waiting FLUSHes */
 	uint32_t held;	       /* requests in those two lists */
+
+	struct azb_stream streams[AZB_STREAMS];
+	uint64_t stream_clock;
 };
 
 /* The cache blocks a request covers: false if it is not aligned to them
@@ -99,22 +110,58 @@ static bool azb_cache_cuts_dirty(struct azc_cache *c, const struct azbuse_io *io
 	return (io->offset + io->len) % AZBUSE_CACHE_BLOCK && azc_is_dirty(c, last);
 }
 
+/*
+ * The sequential cutoff: does this request continue a stream (one of the
+ * last AZB_STREAMS this worker saw) that is now longer than the cutoff?
+ * Such requests bypass the cache, as large scans and copies should.
+ */
+static bool azb_cache_sequential(struct azbuse_queue *q, const struct azbuse_io *io)
+{
+	struct azb_cache_worker *cw = q->cache_worker;
+	uint64_t cutoff = azc_get_seq_cutoff(q->cache);
+	struct azb_stream *s, *oldest = &cw->streams[0];
+
+	if (!cutoff)
+		return false;
+	for (s = cw->streams; s < cw->streams + AZB_STREAMS; s++) {
+		if (s->run && s->next == io->offset)
+			break;
+		if (s->used < oldest->used)
+			oldest = s;
+	}
+	if (s == cw->streams + AZB_STREAMS) {
+		s = oldest;
+		s->run = 0;
+	}
+	s->next = io->offset + io->len;
+	s->run += io->len;
+	s->used = ++cw->stream_clock;
+	if (s->run <= cutoff)
+		return false;
+	azc_note_bypass(q->cache, q->geo.queue);
+	return true;
+}
+
 static bool azb_cache_read(struct azbuse_queue *q, struct azbuse_io *io)
 {
 	struct azc_cache *c = q->cache;
 	uint64_t first;
 	uint32_t n;
 	bool aligned = azb_cache_span(io, &first, &n);
+	bool sequential = azb_cache_sequential(q, io); /* (followed through hits too) */
 	int reg;
 
 	if (aligned && azc_read_all(c, first, n, io->buf)) {
+		azc_note_read(c, q->geo.queue, true);
 		azbuse_complete(io, 0);
 		return true;
 	}
 	reg = azc_read_begin(c, q->geo.queue, io->tag, first, n, &io->cache_stamp);
 	if (reg == -EBUSY)
 		return azb_cache_defer(q, io);
-	io->cache_flags = (aligned ? AZB_CACHE_FILL : 0) | (reg == 1 ? AZB_CACHE_READ : 0);
+	azc_note_read(c, q->geo.queue, false);
+	io->cache_flags =
+		(aligned && !sequential ? AZB_CACHE_FILL : 0) | (reg == 1 ? AZB_CACHE_READ : 0);
 	return false;
 }
 
@@ -124,9 +171,10 @@ static bool azb_cache_write(struct azbuse_queue *q, struct azbuse_io *io)
 	uint64_t first;
 	uint32_t n;
 	bool aligned = azb_cache_span(io, &first, &n), alone;
+	bool keep = aligned && io->op == AZBUSE_OP_WRITE && io->buf && !azb_cache_sequential(q, io);
 
-	if (aligned && io->op == AZBUSE_OP_WRITE && io->buf && !(io->flags & AZBUSE_RQ_FUA) &&
-	    !azc_write_dirty(c, first, n, io->buf)) {
+	if (keep && !(io->flags & AZBUSE_RQ_FUA) &&
+	    !azc_write_dirty(c, q->geo.queue, first, n, io->buf)) {
 		azbuse_complete(io, 0);
 		return true;
 	}
@@ -136,8 +184,8 @@ static bool azb_cache_write(struct azbuse_queue *q, struct azbuse_io *io)
 	}
 	if (azc_write_begin(c, q->geo.queue, io->tag, first, n, &io->cache_stamp, &alone))
 		return azb_cache_defer(q, io);
-	io->cache_flags = AZB_CACHE_WRITE | (alone ? AZB_CACHE_ALONE : 0) |
-			  (aligned && io->op == AZBUSE_OP_WRITE && io->buf ? AZB_CACHE_KEEP : 0);
+	io->cache_flags =
+		AZB_CACHE_WRITE | (alone ? AZB_CACHE_ALONE : 0) | (keep ? AZB_CACHE_KEEP : 0);
 	return false;
 }
 

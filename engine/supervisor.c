@@ -525,6 +525,7 @@ static int azb_make_cache(const struct azbuse_device_opts *o, const struct azbus
 		info->queue_depth * (info->features & AZBUSE_F_SHARDED ? info->nr_queues : 1);
 	struct azc_params p = { .queues = info->nr_queues,
 				.tags = (tags > 65536 ? 65536 : tags) + AZB_CLEAN_IOS,
+				.seq_cutoff = AZC_SEQ_CUTOFF_DEFAULT,
 				.bytes = o->cache_bytes,
 				.block_size = AZBUSE_CACHE_BLOCK,
 				.policy = (enum azc_policy)o->cache_policy,

@@ -456,8 +456,11 @@ static void print_info_text(uint32_t id, const struct azbuse_dev_info *info,
 	}
 }
 
+static void print_cache_json(char *reply);
+
+/* cache: the daemon's cache reply, or NULL (no cache). */
 static void print_info_json(uint32_t id, const struct azbuse_dev_info *info,
-			    const struct azbuse_queue_info *qis, int nq)
+			    const struct azbuse_queue_info *qis, int nq, char *cache)
 {
 	char features[256];
 	int q;
@@ -495,7 +498,13 @@ static void print_info_json(uint32_t id, const struct azbuse_dev_info *info,
 		       (unsigned long long)qi->requeued, (unsigned long long)qi->failed,
 		       (unsigned long long)qi->timeouts);
 	}
-	printf("]}\n");
+	printf("]");
+	if (cache) {
+		printf(", \"cache\": {");
+		print_cache_json(cache);
+		printf("}");
+	}
+	printf("}\n");
 }
 
 static int cmd_info(int argc, char **argv)
@@ -503,6 +512,7 @@ static int cmd_info(int argc, char **argv)
 	struct azbuse_queue_info qis[AZBUSE_MAX_QUEUES];
 	struct azbuse_dev_info info;
 	bool json = has_flag(argc, argv, "--json");
+	char *cache = NULL, err[256];
 	uint32_t id;
 	int ctl, ret, q;
 
@@ -527,10 +537,19 @@ static int cmd_info(int argc, char **argv)
 			ret == -ENOENT ? "no such device" : strerror(-ret));
 		return 1;
 	}
-	if (json)
-		print_info_json(id, &info, qis, q);
-	else
+	/* a device with a RAM cache: its state and counters, from the daemon */
+	if (control_call_within(AZBUSE_CONTROL_DIR, id, "cache", &cache, err, sizeof(err), 2000)) {
+		free(cache);
+		cache = NULL;
+	}
+	if (json) {
+		print_info_json(id, &info, qis, q, cache);
+	} else {
 		print_info_text(id, &info, qis, q);
+		if (cache)
+			printf("\n%s", cache);
+	}
+	free(cache);
 	return 0;
 }
 
@@ -557,24 +576,40 @@ static int cache_request(uint32_t id, const char *request, char **out)
 	return 1;
 }
 
-/* The daemon's "cache key value ..." line as a JSON object (numbers bare). */
-static void print_pairs_json(uint32_t id, char *line)
+/* "key value ..." pairs of one line as JSON members (numbers bare), after `sep`. */
+static void print_pairs(char *line, const char *sep)
 {
 	char *save = NULL, *key = strtok_r(line, " \n", &save);
 
-	if (key && !strcmp(key, "cache"))
-		key = strtok_r(NULL, " \n", &save);
-	printf("{\"id\": %u", id);
 	while (key) {
 		char *value = strtok_r(NULL, " \n", &save), *end;
 
 		if (!value)
 			break;
 		strtoull(value, &end, 10);
-		printf(*end ? ", \"%s\": \"%s\"" : ", \"%s\": %s", key, value);
+		printf(*end ? "%s\"%s\": \"%s\"" : "%s\"%s\": %s", sep, key, value);
+		sep = ", ";
 		key = strtok_r(NULL, " \n", &save);
 	}
-	printf("}\n");
+}
+
+/* The daemon's cache reply ("cache key value ..." and a "queue N key value
+ * ..." line per queue) as the members of a JSON object. */
+static void print_cache_json(char *reply)
+{
+	char *save = NULL, *line = strtok_r(reply, "\n", &save);
+	const char *sep = "";
+
+	if (line && !strncmp(line, "cache ", 6))
+		print_pairs(line + 6, "");
+	printf(", \"queues\": [");
+	while ((line = strtok_r(NULL, "\n", &save))) {
+		printf("%s{", sep);
+		print_pairs(line, "");
+		printf("}");
+		sep = ", ";
+	}
+	printf("]");
 }
 
 static int cmd_cache(int argc, char **argv)
@@ -582,21 +617,24 @@ static int cmd_cache(int argc, char **argv)
 	const char *mode = flag_value(argc, argv, "--mode");
 	const char *policy = flag_value(argc, argv, "--policy");
 	const char *dirty = flag_value(argc, argv, "--dirty");
+	const char *cutoff = flag_value(argc, argv, "--seq-cutoff");
 	char request[128], *out = NULL;
 	uint32_t id;
 
 	if (has_flag(argc, argv, "--help")) {
-		printf("usage: azbusectl cache ID [--mode writethrough|writeback|writearound|"
-		       "passthrough]\n"
-		       "                          [--policy s3fifo|lru] [--dirty LOW,HIGH] "
-		       "[--flush]"
-		       " [--json]\n\n"
+		printf("usage: azbusectl cache ID [--mode M] [--policy P] [--dirty LOW,HIGH]\n"
+		       "                          [--seq-cutoff SIZE] [--flush] [--json]\n\n"
 		       "Shows the RAM cache of a device added with --cache (mode, policy, slots,\n"
 		       "used, dirty, thresholds, hits, misses, inserts, evictions, write-backs),\n"
-		       "after changing it if asked, while the device serves I/O. --dirty: the\n"
-		       "write-back thresholds in percent of the cache (the cleaner starts at\n"
-		       "HIGH and stops at LOW; default 10,40). --flush writes every dirty block\n"
-		       "back; so does leaving write-back mode, before the command returns.\n");
+		       "after changing it if asked, while the device serves I/O.\n"
+		       "  --mode M          writethrough, writeback, writearound or passthrough;\n"
+		       "                    leaving writeback writes every dirty block back first\n"
+		       "  --policy P        s3fifo (scan-resistant) or lru\n"
+		       "  --dirty LOW,HIGH  write-back thresholds, percent of the cache: the\n"
+		       "                    cleaner starts at HIGH, stops at LOW (default 10,40)\n"
+		       "  --seq-cutoff SIZE sequential streams longer than SIZE bypass the cache\n"
+		       "                    (default 4M; 0: none)\n"
+		       "  --flush           write every dirty block back before returning\n");
 		return 0;
 	}
 	if (argc < 1 || parse_id(argv[0], &id)) {
@@ -608,6 +646,7 @@ static int cmd_cache(int argc, char **argv)
 		{ "mode", mode },
 		{ "policy", policy },
 		{ "dirty", dirty },
+		{ "seq-cutoff", cutoff },
 		{ "flush", has_flag(argc, argv, "--flush") ? "" : NULL },
 	};
 	for (size_t k = 0; k < sizeof(requests) / sizeof(requests[0]); k++) {
@@ -621,10 +660,13 @@ static int cmd_cache(int argc, char **argv)
 	}
 	if (cache_request(id, "cache", &out))
 		return 1;
-	if (has_flag(argc, argv, "--json"))
-		print_pairs_json(id, out);
-	else
+	if (has_flag(argc, argv, "--json")) {
+		printf("{\"id\": %u, ", id);
+		print_cache_json(out);
+		printf("}\n");
+	} else {
 		printf("%s", out);
+	}
 	free(out);
 	return 0;
 }

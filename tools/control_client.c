@@ -160,7 +160,13 @@ static int control_status(char *reply, char *err, size_t errlen)
 int control_call(const char *run_dir, uint32_t id, const char *request, char **output, char *err,
 		 size_t errlen)
 {
-	int64_t deadline = now_ms() + CONTROL_TIMEOUT_MS;
+	return control_call_within(run_dir, id, request, output, err, errlen, CONTROL_TIMEOUT_MS);
+}
+
+int control_call_within(const char *run_dir, uint32_t id, const char *request, char **output,
+			char *err, size_t errlen, unsigned timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
 	char line[1024], *reply = NULL;
 	int fd, ret;
 
@@ -174,8 +180,12 @@ int control_call(const char *run_dir, uint32_t id, const char *request, char **o
 		ret = control_read(fd, deadline, &reply);
 	close(fd);
 	if (ret) {
-		snprintf(err, errlen, "azbuse%u's control socket: %s", id,
-			 ret == -ETIMEDOUT ? "no complete reply within 30 s" : strerror(-ret));
+		if (ret == -ETIMEDOUT)
+			snprintf(err, errlen,
+				 "azbuse%u's control socket: no complete reply within %u ms", id,
+				 timeout_ms);
+		else
+			snprintf(err, errlen, "azbuse%u's control socket: %s", id, strerror(-ret));
 		return ret;
 	}
 	ret = control_status(reply, err, errlen);

@@ -428,7 +428,7 @@ static void test_write_back_exclusion(void **state)
 	(void)state;
 	azc_set_mode(c, AZC_MODE_WRITEBACK);
 	stamp(buf, 5, 1);
-	assert_int_equal(azc_write_dirty(c, 5, 1, buf), 0);
+	assert_int_equal(azc_write_dirty(c, 0, 5, 1, buf), 0);
 	/* a read in flight: the cleaner passes the block over */
 	assert_int_equal(azc_read_begin(c, 0, 1, 5, 1, &st), 1);
 	assert_int_equal(azc_clean_next(c, 0, 3, &cursor, &w, &pass, &blk, &seq, buf), 0);
@@ -470,7 +470,7 @@ static void test_write_settle(void **state)
 	azc_set_mode(c, AZC_MODE_WRITEBACK);
 	assert_int_equal(azc_write_begin(c, 0, 0, 7, 1, &st, &alone), 0);
 	stamp(buf, 7, 9);
-	assert_int_equal(azc_write_dirty(c, 7, 1, buf), 0); /* a newer write, kept dirty */
+	assert_int_equal(azc_write_dirty(c, 0, 7, 1, buf), 0); /* a newer write, kept dirty */
 	stamp(buf, 7, 8);
 	azc_write_end(c, 0, 0, 7, 1, st, alone, 0, buf);
 	assert_true(azc_is_dirty(c, 7));
@@ -520,10 +520,10 @@ static void test_thresholds_and_hot_blocks(void **state)
 	/* past 40%: a write goes to the store instead, and the cleaning starts */
 	for (uint64_t b = 0; b < 399; b++) {
 		stamp(buf, b, 1);
-		assert_int_equal(azc_write_dirty(c, b, 1, buf), 0);
+		assert_int_equal(azc_write_dirty(c, 0, b, 1, buf), 0);
 	}
 	stamp(buf, 399, 1);
-	assert_int_equal(azc_write_dirty(c, 399, 1, buf), -EAGAIN);
+	assert_int_equal(azc_write_dirty(c, 0, 399, 1, buf), -EAGAIN);
 	w = azc_clean_demand(c);
 	assert_int_equal(w.background, AZC_CLEAN_COLD);
 	assert_int_equal(w.target, 0);
@@ -558,7 +558,7 @@ static void test_thresholds_and_hot_blocks(void **state)
 		b = (rnd >> 33) % 600;
 		if ((rnd >> 20) % 10 < 3) {
 			stamp(buf, b, (uint64_t)i);
-			if (azc_write_dirty(c, b, 1, buf)) {
+			if (azc_write_dirty(c, 0, b, 1, buf)) {
 				/* (through: as the worker does, to the store, then kept clean) */
 				uint64_t s;
 				bool alone;

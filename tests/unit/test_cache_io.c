@@ -6,8 +6,8 @@
  * blocks over the store's data), a FLUSH that reaches the engine only after
  * every dirty block was written back, an unaligned write into a dirty block
  * held back until that block is in the store, FUA written through, failed
- * write-backs failing the FLUSH, and a write-back the engine hands to
- * another queue left to that queue.
+ * write-backs failing the FLUSH, a write-back the engine hands to another
+ * queue left to that queue, and the sequential cutoff.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -271,6 +271,43 @@ static void test_write_back_left_to_owner(void **state)
 	assert_memory_equal(f->st.data + 50 * BLK, in, BLK);
 }
 
+static void test_sequential_cutoff(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t buf[16384], one[BLK];
+
+	azc_set_seq_cutoff(f->c, 64 << 10);
+	/* a stream of 16 KiB reads: the first 64 KiB fill the cache, the rest not */
+	for (unsigned k = 0; k < 8; k++)
+		assert_int_equal(
+			run(f, AZBUSE_OP_READ, 64 * BLK + k * sizeof(buf), sizeof(buf), 0, buf), 0);
+	for (uint64_t b = 64; b < 80; b++)
+		assert_int_equal(azc_read(f->c, b, one), 1);
+	for (uint64_t b = 80; b < 96; b++)
+		assert_int_equal(azc_read(f->c, b, one), 0);
+	/* a request elsewhere starts a stream of its own, and fills */
+	assert_int_equal(run(f, AZBUSE_OP_READ, 200 * BLK, BLK, 0, one), 0);
+	assert_int_equal(azc_read(f->c, 200, one), 1);
+	/* a stream of writes: kept dirty up to the cutoff, then written through */
+	for (unsigned k = 0; k < 8; k++) {
+		fill(buf, sizeof(buf), k);
+		assert_int_equal(
+			run(f, AZBUSE_OP_WRITE, 128 * BLK + k * sizeof(buf), sizeof(buf), 0, buf),
+			0);
+	}
+	assert_int_equal(f->st.writes, 4);
+	assert_int_equal(azc_dirty_count(f->c), 16);
+	fill(buf, sizeof(buf), 7);
+	assert_memory_equal(f->st.data + 128 * BLK + 7 * sizeof(buf), buf, sizeof(buf));
+	/* no cutoff: a stream fills all the way */
+	azc_set_seq_cutoff(f->c, 0);
+	for (unsigned k = 0; k < 8; k++)
+		assert_int_equal(
+			run(f, AZBUSE_OP_READ, 160 * BLK + k * sizeof(buf), sizeof(buf), 0, buf),
+			0);
+	assert_int_equal(azc_read(f->c, 191, one), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -284,6 +321,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_failed_write_back_fails_flush, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_write_back_left_to_owner, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sequential_cutoff, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,7 +7,9 @@
 # then every worker SIGKILLed: nothing is lost (the dirty blocks written
 # after the flush neither: the cache outlives its workers); the mode, the
 # thresholds and --flush change under a verifying fio, and leaving
-# write-back empties the cache before the command returns. On the file
+# write-back empties the cache before the command returns; a sequential
+# stream past the cutoff bypasses the cache; azbusectl info shows the
+# cache's counters per queue. On the file
 # engine: the whole daemon SIGKILLed and --recovered loses nothing that was
 # flushed. On a thin volume (two shards, so write-backs reach their chunk's
 # owner): ext4 + fsck, and a snapshot taken with dirty blocks in the cache
@@ -55,6 +57,24 @@ cmp <(dd if="$dev" bs=1M skip=100 count=16 iflag=direct status=none) /tmp/wb-a |
 cmp <(dd if="$dev" bs=1M skip=120 count=4 iflag=direct status=none) /tmp/wb-b ||
 	die "dirty data lost after the workers were killed"
 log "ok   FLUSH wrote every dirty block back; both workers SIGKILLed (new in $ms0, $ms1 ms): nothing lost"
+
+# --- the sequential cutoff; counters per queue in azbusectl info -------------
+azbusectl cache 1 --seq-cutoff 1M >/dev/null || die "azbusectl cache --seq-cutoff 1M failed"
+[ "$(cache_stat seq_cutoff)" = 1048576 ] || die "the cutoff is not 1 MiB"
+bypassed0=$(cache_stat bypassed)
+dd if="$dev" of=/dev/null bs=256k skip=512 count=64 iflag=direct status=none
+bypassed=$(($(cache_stat bypassed) - bypassed0))
+[ "$bypassed" -ge 56 ] || die "only $bypassed of 64 requests of a 16 MiB stream bypassed the cache"
+azbusectl info 1 --json | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["cache"]
+qs = c["queues"]
+assert len(qs) == 2, qs
+assert sum(q["read_misses"] for q in qs) > 0, qs
+assert sum(q["writebacks"] for q in qs) == c["writebacks"], c
+' || die "azbusectl info --json has no right per-queue cache counters"
+azbusectl info 1 | grep -q "^queue 1 read_hits" || die "azbusectl info shows no cache counters"
+log "ok   a 16 MiB stream past a 1 MiB cutoff: $bypassed of 64 requests bypassed; per-queue counters in info"
 
 # --- mode, thresholds and --flush under a verifying fio ------------------------
 fio --name=wb-switch --filename="$dev" --direct=1 --ioengine=libaio --iodepth=16 \
