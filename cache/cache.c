@@ -26,6 +26,8 @@
 #define NO_OWNER UINT16_MAX
 #define DIRTY_LOW_PCT 10
 #define DIRTY_HIGH_PCT 40
+#define DIRTY_MAX_PCT 90		/* the room reads keep: past it, new dirty blocks wait */
+#define DIRTY_URGENT_PCT 80		/* past it, write-backs no longer wait for a quiet turn */
 #define SEQ_CUTOFF_DEFAULT (4ULL << 20) /* as bcache's sequential_cutoff */
 
 enum slot_state { SLOT_FREE = 0, SLOT_BUSY = 1, SLOT_CLEAN = 2, SLOT_DIRTY = 3 };
@@ -894,6 +896,7 @@ struct azc_clean_want azc_clean_demand(struct azc_cache *c)
 		atomic_store(&c->cleaning, 0);
 	if (atomic_load(&c->cleaning))
 		w.background = AZC_CLEAN_COLD;
+	w.urgent = dirty * 100 >= (uint64_t)DIRTY_URGENT_PCT * c->nr_slots;
 	return w;
 }
 
@@ -970,27 +973,47 @@ void azc_get_dirty_limits(struct azc_cache *c, uint32_t *low_pct, uint32_t *high
 	*high_pct = atomic_load(&c->high_pct);
 }
 
+/* Put blk dirty if it is dirty already (a rewrite adds no dirty block): 0 or -EAGAIN. */
+static int put_redirty(struct azc_cache *c, uint64_t blk, const void *buf)
+{
+	struct azc_part *p = part_of(c, blk);
+	uint32_t old;
+	int ret = -EAGAIN;
+
+	part_lock(c, p);
+	old = index_find(c, p, blk);
+	if (old != NIL && slots(c, p)[old].state == SLOT_DIRTY)
+		ret = put_locked(c, p, blk, buf, true);
+	part_unlock(p);
+	return ret;
+}
+
 int azc_write_dirty(struct azc_cache *c, uint32_t queue, uint64_t first, uint32_t n,
 		    const void *buf)
 {
 	struct azc_qstat *qs = qstat_of(c, queue);
 	uint64_t dirty = atomic_load(&c->dirty);
+	bool full;
 
 	if (atomic_load(&c->mode) != AZC_MODE_WRITEBACK || atomic_load(&c->hold))
 		return -EAGAIN;
-	if ((dirty + n) * 100 >= (uint64_t)atomic_load(&c->high_pct) * c->nr_slots) {
-		/* the cleaner is behind: this one goes to the store, and it catches up */
-		if (!atomic_exchange(&c->cleaning, 1))
-			azc_wake_workers(c);
-		atomic_fetch_add(&qs->through, 1);
-		return -EAGAIN;
-	}
-	for (uint32_t k = 0; k < n; k++)
-		if (azc_put(c, first + k, (const uint8_t *)buf + (uint64_t)k * c->block_size,
-			    true)) {
+	/* past the high mark the cleaners start; past DIRTY_MAX_PCT only blocks
+	 * dirty already are written again, the rest goes to the store while the
+	 * cleaners catch up */
+	if ((dirty + n) * 100 >= (uint64_t)atomic_load(&c->high_pct) * c->nr_slots &&
+	    !atomic_exchange(&c->cleaning, 1))
+		azc_wake_workers(c);
+	full = (dirty + n) * 100 >= (uint64_t)DIRTY_MAX_PCT * c->nr_slots;
+	for (uint32_t k = 0; k < n; k++) {
+		const uint8_t *data = (const uint8_t *)buf + (uint64_t)k * c->block_size;
+		int ret =
+			full ? put_redirty(c, first + k, data) : azc_put(c, first + k, data, true);
+
+		if (ret) {
 			atomic_fetch_add(&qs->through, 1);
-			return -ENOSPC; /* (those put already are replaced by the write's end) */
+			return ret; /* (those put already are replaced by the write's end) */
 		}
+	}
 	atomic_fetch_add(&qs->absorbed, 1);
 	return 0;
 }

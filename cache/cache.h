@@ -160,10 +160,11 @@ int azc_put(struct azc_cache *c, uint64_t blk, const void *buf, bool dirty);
 void azc_drop(struct azc_cache *c, uint64_t blk);
 
 /*
- * Write-back mode: keep n whole blocks from first as dirty blocks. 0, or
- * -EAGAIN (not write-back, a drain holds dirty writes, or too many dirty
- * blocks: the cleaners are woken) or -ENOSPC (no room): write it through
- * to the store instead.
+ * Write-back mode: keep n whole blocks from first as dirty blocks (dirty
+ * blocks reaching the high mark wake the cleaners). 0, or -EAGAIN (not
+ * write-back, a drain holds dirty writes, or 90% of the cache is dirty and
+ * a block is not dirty already) or -ENOSPC (no room): write it through to
+ * the store instead.
  */
 int azc_write_dirty(struct azc_cache *c, uint32_t queue, uint64_t first, uint32_t n,
 		    const void *buf);
@@ -177,6 +178,7 @@ enum azc_background {
 struct azc_clean_want {
 	uint64_t target; /* every block dirty since this or before (0: none) */
 	enum azc_background background;
+	bool urgent; /* dirty blocks near the most the cache takes: no waiting for quiet */
 };
 /* What a pass passed over: blocks another queue writes back (the engine
  * said so), blocks held by a request in flight, failed blocks, hot ones. */

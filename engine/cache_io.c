@@ -36,6 +36,11 @@
 
 #define AZB_CACHE_RESCAN_MS 10 /* a background pass that found nothing: the next one */
 #define AZB_STREAMS 16	       /* sequential streams a worker follows */
+/* Background write-backs started in a turn that had requests, once dirty
+ * blocks are near the most the cache takes (before, they wait for a turn
+ * without requests: an engine that writes synchronously holds the worker for
+ * each one). */
+#define AZB_CLEAN_BUSY_TURN 2
 
 /* A sequential stream: where its next request would start, and its length so far. */
 struct azb_stream {
@@ -341,14 +346,14 @@ static void azb_clean_submit(struct azbuse_queue *q, unsigned k)
  * Start write-backs while ios are free; true when a pass ended: a whole
  * round of the cache found nothing more to do (*pass: what it passed over).
  */
-static bool azb_clean_run(struct azbuse_queue *q, const struct azc_clean_want *w,
+static bool azb_clean_run(struct azbuse_queue *q, const struct azc_clean_want *w, unsigned budget,
 			  struct azc_clean_pass *pass)
 {
 	struct azb_cache_worker *cw = q->cache_worker;
 	unsigned k, started = 0;
 	bool ended = false;
 
-	for (k = 0; k < AZB_CLEAN_IOS && !ended; k++) {
+	for (k = 0; k < AZB_CLEAN_IOS && !ended && started < budget; k++) {
 		if (cw->busy_mask & (1U << k))
 			continue;
 		memset(pass, 0, sizeof(*pass));
@@ -400,11 +405,12 @@ static void azb_deferred_retry(struct azbuse_queue *q)
 	}
 }
 
-unsigned azb_cache_work(struct azbuse_queue *q)
+unsigned azb_cache_work(struct azbuse_queue *q, bool busy)
 {
 	struct azb_cache_worker *cw = q->cache_worker;
 	struct azc_clean_pass pass = { 0 };
 	struct azc_clean_want w;
+	unsigned budget;
 	uint64_t now;
 
 	if (!cw)
@@ -424,7 +430,11 @@ unsigned azb_cache_work(struct azbuse_queue *q)
 	now = azb_clock_ms();
 	if (!w.target && now < cw->next_pass_ms)
 		return AZB_CACHE_RESCAN_MS;
-	if (!azb_clean_run(q, &w, &pass))
+	/* (a FLUSH or a drain waits for its write-backs: they do not give way) */
+	budget = !busy || w.target ? AZB_CLEAN_IOS : w.urgent ? AZB_CLEAN_BUSY_TURN : 0;
+	if (!budget)
+		return 1;
+	if (!azb_clean_run(q, &w, budget, &pass))
 		return 1;
 	cw->pass_ended = true;
 	if (cw->busy_mask || pass.busy)

@@ -94,9 +94,10 @@ bool azb_cache_dispatch(struct azbuse_queue *q, struct azbuse_io *io);
 void azb_cache_done(struct azbuse_io *io);
 /* An internal write-back ended (the worker's thread): true if io was one. */
 bool azb_cache_clean_done(struct azbuse_queue *q, struct azbuse_io *io);
-/* Between batches: requests held back, write-backs, waiting FLUSHes.
+/* Between batches: requests held back, write-backs, waiting FLUSHes (busy:
+ * the turn had requests, and background write-backs give way to them).
  * Returns 0, or within how many ms the worker should call again. */
-unsigned azb_cache_work(struct azbuse_queue *q);
+unsigned azb_cache_work(struct azbuse_queue *q, bool busy);
 /* Requests the cache holds back (dispatched, not with the engine). */
 uint32_t azb_cache_held(const struct azbuse_queue *q);
 /* Supervisor: write every dirty block back (hold: and keep none dirty until

@@ -278,12 +278,14 @@ int azbuse_queue_turn(struct azbuse_queue *q)
 {
 	unsigned long timeout;
 	unsigned cache_ms;
+	uint32_t consumed;
 	int ret;
 
 	azb_current_queue = q;
 	if (azb_worker_control_pending())
 		azb_worker_control(q);
-	if (azbuse_queue_consume(q)) {
+	consumed = azbuse_queue_consume(q);
+	if (consumed) {
 		if (azb_has_batch_end(q->ops))
 			q->ops->batch_end(q->engine_queue);
 		/* the batch may have left background work: ask once the ring is empty */
@@ -292,7 +294,7 @@ int azbuse_queue_turn(struct azbuse_queue *q)
 	} else if (azb_has_idle(q->ops) && !azb_local_work(q)) {
 		q->idle_ms = q->ops->idle(q->engine_queue);
 	}
-	cache_ms = azb_cache_work(q);
+	cache_ms = azb_cache_work(q, consumed != 0);
 	azb_watch_ready(q);
 	azbuse_queue_drain_remote(q);
 
