@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <numa.h>
+#include <numaif.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -56,6 +57,7 @@ struct azc_part {
 	pthread_mutex_t lock;
 	uint64_t slot_off, bucket_off, ghost_off, data_off; /* from the region's start */
 	uint32_t nr_slots, nr_buckets;			    /* buckets: a power of two */
+	uint32_t limit, pad1; /* slots in use: [0, limit) (azc_resize) */
 	uint32_t free_head, used, dirty, pad0;
 	struct azc_queue q[Q_COUNT];
 	uint64_t seq;
@@ -90,9 +92,10 @@ struct azc_cache {
 	uint64_t stamp_off;
 	_Atomic uint64_t clock; /* the global write counter */
 	uint64_t inflight_off;
-	uint32_t queues, tags; /* of the inflight records */
-	uint64_t pid_off;      /* the workers' pids, one per queue (azc_set_worker) */
-	uint64_t nr_slots;
+	uint32_t queues, tags;	       /* of the inflight records */
+	uint64_t pid_off;	       /* the workers' pids, one per queue (azc_set_worker) */
+	uint64_t nr_slots;	       /* allocated */
+	_Atomic uint64_t capacity;     /* in use: the partitions' limits */
 	_Atomic uint64_t dirty;	       /* dirty blocks in all partitions */
 	_Atomic uint64_t clean_target; /* write back every block dirty since this or before */
 	_Atomic uint32_t hold;	       /* > 0: writes are not kept dirty (azc_drain_begin) */
@@ -266,11 +269,11 @@ static void slot_free(struct azc_cache *c, struct azc_part *p, uint32_t i)
 static uint32_t evict_s3fifo(struct azc_cache *c, struct azc_part *p)
 {
 	struct azc_slot *s = slots(c, p);
-	uint32_t small_share = p->nr_slots / SMALL_SHARE ? p->nr_slots / SMALL_SHARE : 1;
+	uint32_t small_share = p->limit / SMALL_SHARE ? p->limit / SMALL_SHARE : 1;
 	uint32_t main_dirty = 0; /* dirty blocks passed over in a row in the main FIFO */
 
 	/* (every block loses its hits in FREQ_MAX passes; one more finds it) */
-	for (uint64_t tries = 0; tries < (FREQ_MAX + 3ULL) * p->nr_slots + 4; tries++) {
+	for (uint64_t tries = 0; tries < (FREQ_MAX + 3ULL) * p->limit + 4; tries++) {
 		struct azc_queue *sq = &p->q[Q_SMALL], *mq = &p->q[Q_MAIN];
 		uint32_t t;
 
@@ -307,7 +310,7 @@ static uint32_t evict_s3fifo(struct azc_cache *c, struct azc_part *p)
 /* LRU: the least recently used clean block. */
 static uint32_t evict_lru(struct azc_part *p, struct azc_slot *s)
 {
-	for (uint32_t tries = 0; tries <= p->nr_slots; tries++) {
+	for (uint32_t tries = 0; tries <= p->limit; tries++) {
 		uint32_t t = p->q[Q_MAIN].tail;
 
 		if (t == NIL)
@@ -377,6 +380,10 @@ static void part_rebuild(struct azc_cache *c, struct azc_part *p)
 
 		s[i].queue = Q_NONE;
 		s[i].prev = s[i].next = s[i].hnext = NIL;
+		if (i >= p->limit) { /* (out of use since a resize) */
+			s[i].state = SLOT_FREE;
+			continue;
+		}
 		if (s[i].state != SLOT_CLEAN && s[i].state != SLOT_DIRTY) {
 			s[i].state = SLOT_FREE;
 			s[i].next = p->free_head;
@@ -489,7 +496,7 @@ static uint64_t layout(struct azc_cache *c, uint32_t parts, uint64_t per_part, i
 
 		off = align_up(off, 64);
 		if (p) {
-			p->nr_slots = (uint32_t)per_part;
+			p->nr_slots = p->limit = (uint32_t)per_part;
 			p->nr_buckets = (uint32_t)nb;
 			p->slot_off = off;
 		}
@@ -509,6 +516,27 @@ static uint64_t layout(struct azc_cache *c, uint32_t parts, uint64_t per_part, i
 	if (!apply)
 		off += (uint64_t)parts * per_part * c->block_size;
 	return off;
+}
+
+int azc_place(struct azc_cache *c, uint64_t nodes)
+{
+	struct bitmask *mask;
+	int ret;
+
+	if (numa_available() < 0 || !nodes)
+		return 0;
+	mask = numa_allocate_nodemask();
+	if (!mask)
+		return -1;
+	for (int n = 0; n < 64; n++)
+		if (nodes & (1ULL << n))
+			numa_bitmask_setbit(mask, (unsigned)n);
+	/* one node: its pages, preferred; several: interleaved over them */
+	ret = mbind(c, c->region_bytes,
+		    __builtin_popcountll(nodes) > 1 ? MPOL_INTERLEAVE : MPOL_BIND, mask->maskp,
+		    mask->size + 1, 0);
+	numa_bitmask_free(mask);
+	return ret;
 }
 
 int azc_create(const struct azc_params *pr, struct azc_cache **out)
@@ -542,6 +570,7 @@ int azc_create(const struct azc_params *pr, struct azc_cache **out)
 	atomic_store(&c->seq_cutoff, pr->seq_cutoff == AZC_SEQ_CUTOFF_DEFAULT ? SEQ_CUTOFF_DEFAULT
 									      : pr->seq_cutoff);
 	c->nr_slots = (uint64_t)parts * per_part;
+	atomic_store(&c->capacity, c->nr_slots);
 	layout(c, parts, per_part, 1);
 	for (uint32_t k = 0; k < parts; k++) {
 		struct azc_part *p = part_at(c, k);
@@ -589,6 +618,65 @@ void azc_set_policy(struct azc_cache *c, enum azc_policy policy)
 		part_rebuild(c, p);
 		part_unlock(p);
 	}
+}
+
+/* ---- size ---- */
+
+/* Partition p uses slots [0, limit) from now on: -EBUSY if one it gives up is dirty. */
+static int part_resize(struct azc_cache *c, struct azc_part *p, uint32_t limit)
+{
+	struct azc_slot *s = slots(c, p);
+	uint32_t i, *link;
+
+	if (limit >= p->limit) {
+		for (i = p->limit; i < limit; i++) {
+			s[i].state = SLOT_FREE;
+			s[i].next = p->free_head;
+			p->free_head = i;
+		}
+		p->limit = limit;
+		return 0;
+	}
+	for (i = limit; i < p->limit; i++)
+		if (s[i].state == SLOT_DIRTY)
+			return -EBUSY;
+	for (i = limit; i < p->limit; i++)
+		if (s[i].state == SLOT_CLEAN)
+			slot_free(c, p, i);
+	p->limit = limit;
+	for (link = &p->free_head; *link != NIL;) /* the free list keeps what stays */
+		if (*link >= limit)
+			*link = s[*link].next;
+		else
+			link = &s[*link].next;
+	/* the memory of what went goes back */
+	madvise(slot_data(c, p, limit), (size_t)(p->nr_slots - limit) * c->block_size, MADV_REMOVE);
+	return 0;
+}
+
+int azc_resize(struct azc_cache *c, uint64_t bytes)
+{
+	uint64_t per_part = bytes / c->block_size / c->nr_parts, total = 0;
+	int ret = 0;
+
+	if (per_part < 2 || per_part > part_at(c, 0)->nr_slots)
+		return -EINVAL;
+	for (uint32_t k = 0; k < c->nr_parts; k++) {
+		struct azc_part *p = part_at(c, k);
+
+		part_lock(c, p);
+		if (!ret)
+			ret = part_resize(c, p, (uint32_t)per_part);
+		total += p->limit;
+		part_unlock(p);
+	}
+	atomic_store(&c->capacity, total);
+	return ret;
+}
+
+uint64_t azc_max_bytes(const struct azc_cache *c)
+{
+	return c->nr_slots * c->block_size;
 }
 
 /* ---- blocks ---- */
@@ -651,7 +739,7 @@ static int put_locked(struct azc_cache *c, struct azc_part *p, uint64_t blk, con
 		return 0; /* the cache's copy is newer than the store's */
 	/* one slot stays clean or free, so that a dirty block can always be
 	 * written again (into a new slot) */
-	if (dirty && (old == NIL || s[old].state != SLOT_DIRTY) && p->dirty + 1 >= p->nr_slots)
+	if (dirty && (old == NIL || s[old].state != SLOT_DIRTY) && p->dirty + 1 >= p->limit)
 		return -ENOSPC;
 	n = slot_alloc(c, p);
 	if (n == NIL)
@@ -890,13 +978,13 @@ struct azc_clean_want azc_clean_demand(struct azc_cache *c)
 		return (struct azc_clean_want){ 0 };
 	if (atomic_load(&c->mode) != AZC_MODE_WRITEBACK)
 		w.target = UINT64_MAX; /* what is left from write-back goes */
-	if (dirty * 100 >= (uint64_t)atomic_load(&c->high_pct) * c->nr_slots)
+	if (dirty * 100 >= (uint64_t)atomic_load(&c->high_pct) * atomic_load(&c->capacity))
 		atomic_store(&c->cleaning, 1);
-	else if (dirty * 100 <= (uint64_t)atomic_load(&c->low_pct) * c->nr_slots)
+	else if (dirty * 100 <= (uint64_t)atomic_load(&c->low_pct) * atomic_load(&c->capacity))
 		atomic_store(&c->cleaning, 0);
 	if (atomic_load(&c->cleaning))
 		w.background = AZC_CLEAN_COLD;
-	w.urgent = dirty * 100 >= (uint64_t)DIRTY_URGENT_PCT * c->nr_slots;
+	w.urgent = dirty * 100 >= (uint64_t)DIRTY_URGENT_PCT * atomic_load(&c->capacity);
 	return w;
 }
 
@@ -1000,10 +1088,10 @@ int azc_write_dirty(struct azc_cache *c, uint32_t queue, uint64_t first, uint32_
 	/* past the high mark the cleaners start; past DIRTY_MAX_PCT only blocks
 	 * dirty already are written again, the rest goes to the store while the
 	 * cleaners catch up */
-	if ((dirty + n) * 100 >= (uint64_t)atomic_load(&c->high_pct) * c->nr_slots &&
+	if ((dirty + n) * 100 >= (uint64_t)atomic_load(&c->high_pct) * atomic_load(&c->capacity) &&
 	    !atomic_exchange(&c->cleaning, 1))
 		azc_wake_workers(c);
-	full = (dirty + n) * 100 >= (uint64_t)DIRTY_MAX_PCT * c->nr_slots;
+	full = (dirty + n) * 100 >= (uint64_t)DIRTY_MAX_PCT * atomic_load(&c->capacity);
 	for (uint32_t k = 0; k < n; k++) {
 		const uint8_t *data = (const uint8_t *)buf + (uint64_t)k * c->block_size;
 		int ret =
@@ -1031,7 +1119,7 @@ void azc_get_stats(struct azc_cache *c, struct azc_stats *st)
 		st->evictions += p->evictions;
 		st->cleaned += p->cleaned;
 		st->recoveries += p->recoveries;
-		st->slots += p->nr_slots;
+		st->slots += p->limit;
 		st->used += p->used;
 		st->dirty += p->dirty;
 		part_unlock(p);

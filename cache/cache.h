@@ -58,7 +58,7 @@ struct azc_params {
 	uint32_t partitions; /* 0: one per 4096 blocks, at most 256 */
 	enum azc_policy policy;
 	enum azc_mode mode;
-	int numa_node;	 /* -1: wherever the memory comes from */
+	int numa_node;	 /* -1: wherever the memory comes from (see azc_place) */
 	uint32_t queues; /* writes in flight are recorded for queues 0..queues-1 ... */
 	uint32_t tags;	 /* ... with tags 0..tags-1 */
 	uint32_t dirty_low_pct, dirty_high_pct; /* write-back thresholds (0, 0: 10%, 40%) */
@@ -138,6 +138,9 @@ int azc_policy_parse(const char *name, enum azc_policy *policy);
 
 /* Make a region (MAP_SHARED, inherited by children forked later): 0 or -errno. */
 int azc_create(const struct azc_params *p, struct azc_cache **c);
+/* Its pages from now on: from the one node in the mask, or interleaved
+ * over several. 0 or -1 (errno). */
+int azc_place(struct azc_cache *c, uint64_t nodes);
 /* Unmap it (in every process that has it, the last one frees it). */
 void azc_destroy(struct azc_cache *c);
 
@@ -145,6 +148,15 @@ uint32_t azc_block_size(const struct azc_cache *c);
 enum azc_policy azc_get_policy(const struct azc_cache *c);
 /* Switch the policy at once (the queues are rebuilt). */
 void azc_set_policy(struct azc_cache *c, enum azc_policy policy);
+
+/*
+ * Use `bytes` of the region from now on (at most what it was made with; the
+ * memory of slots given up goes back to the system): 0, -EINVAL, or -EBUSY
+ * when a block to give up is dirty (write back first; what was resized
+ * stays so).
+ */
+int azc_resize(struct azc_cache *c, uint64_t bytes);
+uint64_t azc_max_bytes(const struct azc_cache *c);
 
 /* Copy block `blk` into buf: 1 (a hit) or 0 (not cached). */
 int azc_read(struct azc_cache *c, uint64_t blk, void *buf);

@@ -87,6 +87,34 @@ static int azb_cache_set_dirty(struct azc_cache *c, const char *arg, char *out, 
 	return 0;
 }
 
+/*
+ * "size SIZE": what it gives up is written back first (new writes are kept
+ * clean meanwhile); it grows back up to the size it was made with.
+ */
+static int azb_cache_set_size(struct azc_cache *c, const char *arg, char *out, size_t out_size)
+{
+	uint64_t bytes;
+	int ret = -EBUSY;
+
+	if (azbuse_parse_size(arg, &bytes) || bytes > azc_max_bytes(c)) {
+		snprintf(out, out_size,
+			 "cache size SIZE: at most %llu MiB (what it was added with)",
+			 (unsigned long long)(azc_max_bytes(c) >> 20));
+		return -EINVAL;
+	}
+	for (int round = 0; round < 3 && ret == -EBUSY; round++) {
+		ret = azb_cache_drain(true, AZB_CACHE_DRAIN_MS, out, out_size);
+		if (!ret)
+			ret = azc_resize(c, bytes);
+		azb_cache_drain_end(true);
+	}
+	if (ret == -EINVAL)
+		snprintf(out, out_size, "cache size %s: too small", arg);
+	else if (ret == -EBUSY)
+		snprintf(out, out_size, "cache size %s: blocks to give up stayed dirty", arg);
+	return ret;
+}
+
 /* "mode M": leaving write-back writes every dirty block back first. */
 static int azb_cache_set_mode(struct azc_cache *c, const char *arg, char *out, size_t out_size)
 {
@@ -113,12 +141,14 @@ static void azb_cache_format(struct azc_cache *c, char *out, size_t out_size)
 	azc_get_stats(c, &st);
 	azc_get_dirty_limits(c, &low, &high);
 	snprintf(out, out_size,
-		 "cache mode %s policy %s block %u slots %llu used %llu dirty %llu dirty_low %u "
+		 "cache mode %s policy %s block %u slots %llu max_bytes %llu used %llu dirty %llu "
+		 "dirty_low %u "
 		 "dirty_high %u seq_cutoff %llu hits %llu misses %llu inserts %llu evictions %llu "
 		 "absorbed %llu through %llu writebacks %llu writeback_errors %llu bypassed %llu "
 		 "recoveries %llu\n",
 		 azc_mode_name(azc_get_mode(c)), azc_policy_name(azc_get_policy(c)),
-		 azc_block_size(c), (unsigned long long)st.slots, (unsigned long long)st.used,
+		 azc_block_size(c), (unsigned long long)st.slots,
+		 (unsigned long long)azc_max_bytes(c), (unsigned long long)st.used,
 		 (unsigned long long)st.dirty, low, high, (unsigned long long)azc_get_seq_cutoff(c),
 		 (unsigned long long)st.hits, (unsigned long long)st.misses,
 		 (unsigned long long)st.inserts, (unsigned long long)st.evictions,
@@ -169,11 +199,15 @@ int azb_cache_request(const char *args, char *out, size_t out_size)
 			return -EINVAL;
 		}
 		azc_set_seq_cutoff(c, bytes);
+	} else if (!strncmp(args, "size ", 5)) {
+		ret = azb_cache_set_size(c, args + 5, out, out_size);
 	} else if (!strcmp(args, "flush")) {
 		ret = azb_cache_drain(false, AZB_CACHE_DRAIN_MS, out, out_size);
 	} else if (*args) {
-		snprintf(out, out_size,
-			 "cache [mode M | policy P | dirty LOW,HIGH | seq-cutoff SIZE | flush]");
+		snprintf(
+			out, out_size,
+			"cache [mode M | policy P | dirty LOW,HIGH | seq-cutoff SIZE | size SIZE | "
+			"flush]");
 		return -EINVAL;
 	}
 	if (!ret)

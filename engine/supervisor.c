@@ -6,6 +6,7 @@
  * to flush and exit, and tears the engine down.
  */
 #include <errno.h>
+#include <numa.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -516,6 +517,63 @@ static void azb_discard_sigio(void)
 		;
 }
 
+/*
+ * The NUMA nodes of the CPUs that submit to the device's queues (blk-mq's
+ * map in sysfs), as a mask; 0 if unknown.
+ */
+static uint64_t azb_queue_nodes(uint32_t dev_id, uint32_t nr_queues)
+{
+	uint64_t nodes = 0;
+	char path[96], list[4096];
+
+	if (numa_available() < 0)
+		return 0;
+	for (uint32_t q = 0; q < nr_queues; q++) {
+		struct bitmask *cpus;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/sys/block/azbuse%u/mq/%u/cpu_list", dev_id, q);
+		f = fopen(path, "re");
+		if (!f) {
+			azb_log("cache: no %s: %s", path, strerror(errno));
+			continue;
+		}
+		if (!fgets(list, sizeof(list), f))
+			list[0] = '\0';
+		fclose(f);
+		list[strcspn(list, "\n")] = '\0';
+		cpus = list[0] ? numa_parse_cpustring_all(list) : NULL;
+		for (unsigned c = 0; cpus && c < cpus->size; c++) {
+			int node = numa_bitmask_isbitset(cpus, c) ? numa_node_of_cpu((int)c) : -1;
+
+			if (node >= 0 && node < 64)
+				nodes |= 1ULL << node;
+		}
+		if (cpus)
+			numa_bitmask_free(cpus);
+	}
+	return nodes;
+}
+
+/*
+ * The cache's pages come from its queues' NUMA node, or interleaved over
+ * their nodes (blk-mq's map is in sysfs once the disk is started; the cache
+ * was made before the workers, and its data pages are not touched yet).
+ */
+static void azb_place_cache(uint32_t dev_id, uint32_t nr_queues)
+{
+	uint64_t nodes;
+
+	if (!azb_device_cache)
+		return;
+	nodes = azb_queue_nodes(dev_id, nr_queues);
+	if (nodes && azc_place(azb_device_cache, nodes))
+		azb_log("cache: cannot place it on NUMA nodes %#llx: %s", (unsigned long long)nodes,
+			strerror(errno));
+	else if (nodes)
+		azb_log("cache: on NUMA nodes %#llx", (unsigned long long)nodes);
+}
+
 /* The device's RAM cache (--cache), shared by the workers forked after it. */
 static int azb_make_cache(const struct azbuse_device_opts *o, const struct azbuse_dev_info *info,
 			  char *err, size_t err_size)
@@ -631,6 +689,7 @@ int azbuse_run(const struct azbuse_engine_ops *ops, const struct azbuse_device_o
 		}
 	}
 	azb_wait_node(s.dev_id);
+	azb_place_cache(s.dev_id, s.nr_queues);
 	s.control_fd = azb_control_listen(s.dev_id);
 	if (s.control_fd < 0)
 		azb_log("no control socket: %s", strerror(-s.control_fd));

@@ -618,12 +618,14 @@ static int cmd_cache(int argc, char **argv)
 	const char *policy = flag_value(argc, argv, "--policy");
 	const char *dirty = flag_value(argc, argv, "--dirty");
 	const char *cutoff = flag_value(argc, argv, "--seq-cutoff");
+	const char *size = flag_value(argc, argv, "--size");
 	char request[128], *out = NULL;
 	uint32_t id;
 
 	if (has_flag(argc, argv, "--help")) {
 		printf("usage: azbusectl cache ID [--mode M] [--policy P] [--dirty LOW,HIGH]\n"
-		       "                          [--seq-cutoff SIZE] [--flush] [--json]\n\n"
+		       "                          [--seq-cutoff SIZE] [--size SIZE] [--flush] "
+		       "[--json]\n\n"
 		       "Shows the RAM cache of a device added with --cache (mode, policy, slots,\n"
 		       "used, dirty, thresholds, hits, misses, inserts, evictions, write-backs),\n"
 		       "after changing it if asked, while the device serves I/O.\n"
@@ -634,6 +636,8 @@ static int cmd_cache(int argc, char **argv)
 		       "                    cleaner starts at HIGH, stops at LOW (default 10,40)\n"
 		       "  --seq-cutoff SIZE sequential streams longer than SIZE bypass the cache\n"
 		       "                    (default 4M; 0: none)\n"
+		       "  --size SIZE       use SIZE of it (up to what it was added with; what it\n"
+		       "                    gives up is written back first, its memory freed)\n"
 		       "  --flush           write every dirty block back before returning\n");
 		return 0;
 	}
@@ -643,11 +647,9 @@ static int cmd_cache(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	const char *const requests[][2] = {
-		{ "mode", mode },
-		{ "policy", policy },
-		{ "dirty", dirty },
-		{ "seq-cutoff", cutoff },
-		{ "flush", has_flag(argc, argv, "--flush") ? "" : NULL },
+		{ "mode", mode },   { "policy", policy },
+		{ "dirty", dirty }, { "seq-cutoff", cutoff },
+		{ "size", size },   { "flush", has_flag(argc, argv, "--flush") ? "" : NULL },
 	};
 	for (size_t k = 0; k < sizeof(requests) / sizeof(requests[0]); k++) {
 		if (!requests[k][1])

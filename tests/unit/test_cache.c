@@ -599,6 +599,63 @@ static void test_thresholds_and_hot_blocks(void **state)
 	azc_destroy(c);
 }
 
+/* Resizing: a smaller cache drops what lay beyond (never a dirty block),
+ * keeps the rest, and grows back up to what it was made with. */
+static void test_resize(void **state)
+{
+	struct azc_cache *c = make(256, 2, AZC_POLICY_S3FIFO);
+	uint64_t buf[BS / 8];
+	struct azc_stats st;
+	uint64_t kept = 0;
+
+	(void)state;
+	for (uint64_t b = 0; b < 200; b++) {
+		stamp(buf, b, 1);
+		assert_int_equal(azc_put(c, b, buf, false), 0);
+	}
+	assert_int_equal(azc_resize(c, 512 * BS), -EINVAL); /* more than it has */
+	assert_int_equal(azc_resize(c, 2 * BS), -EINVAL);   /* less than a slot per partition */
+	assert_int_equal(azc_resize(c, 64 * BS), 0);
+	azc_get_stats(c, &st);
+	assert_int_equal(st.slots, 64);
+	assert_true(st.used <= 64);
+	for (uint64_t b = 0; b < 200; b++)
+		if (azc_read(c, b, buf)) {
+			assert_int_equal(stamped(buf, b), 1);
+			kept++;
+		}
+	assert_int_equal(kept, st.used);
+	/* it fills only its new size */
+	for (uint64_t b = 300; b < 500; b++) {
+		stamp(buf, b, 2);
+		assert_int_equal(azc_put(c, b, buf, false), 0);
+	}
+	azc_get_stats(c, &st);
+	assert_true(st.used <= 64);
+	/* grows back, and takes more */
+	assert_int_equal(azc_resize(c, 256 * BS), 0);
+	for (uint64_t b = 600; b < 800; b++) {
+		stamp(buf, b, 3);
+		assert_int_equal(azc_put(c, b, buf, false), 0);
+	}
+	azc_get_stats(c, &st);
+	assert_int_equal(st.slots, 256);
+	assert_true(st.used > 128);
+	/* a dirty block where the cache would shrink: refused, nothing lost */
+	azc_set_mode(c, AZC_MODE_WRITEBACK);
+	for (uint64_t b = 900; b < 1000; b++) {
+		stamp(buf, b, 4);
+		(void)azc_write_dirty(c, 0, b, 1, buf);
+	}
+	assert_int_equal(azc_resize(c, 16 * BS), -EBUSY);
+	for (uint64_t b = 900; b < 1000; b++)
+		if (azc_is_dirty(c, b)) {
+			assert_int_equal(azc_read(c, b, buf), 1);
+			assert_int_equal(stamped(buf, b), 4);
+		}
+	azc_destroy(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -613,6 +670,7 @@ int main(void)
 		cmocka_unit_test(test_write_back_exclusion),
 		cmocka_unit_test(test_write_settle),
 		cmocka_unit_test(test_thresholds_and_hot_blocks),
+		cmocka_unit_test(test_resize),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

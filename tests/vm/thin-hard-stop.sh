@@ -5,7 +5,9 @@
 #   tests/vm/thin-hard-stop.sh            from the repository root, on the host
 #
 # Round 1 makes ext4 on /dev/vda with two thin pools on it (one device serves
-# one pool): pool-raw with volume "raw", pool-fs with volume "fsvol" (ext4).
+# one pool): pool-raw with volume "raw", pool-fs with volume "fsvol" (ext4,
+# served behind a 64 MiB write-back RAM cache: what its fsyncs covered must
+# survive, the rest of the cache is lost with the power).
 # Each round R (1..N) serves both volumes, takes a live snapshot of each (so
 # that the round's overwrites copy on write), and runs two writers at once:
 #   raw: 16 KiB blocks written in order from block 0 (buffered), every 4 KiB
@@ -58,9 +60,11 @@ if [ "${1:-}" = --in-guest ]; then
 		exit 1
 	}
 	athin() { local p=$1; shift; "$thin" --pool "$MNT/$p" "$@"; }
-	serve() { # ID POOL VOLUME
-		"$ctl" add "$1" --engine=thin --pool "$MNT/$2" --volume "$3" >/dev/null ||
-			fail "serving $2/$3 as /dev/azbuse$1 failed"
+	serve() { # ID POOL VOLUME [OPTIONS...]
+		local id=$1 p=$2 vol=$3
+		shift 3
+		"$ctl" add "$id" --engine=thin --pool "$MNT/$p" --volume "$vol" "$@" >/dev/null ||
+			fail "serving $p/$vol as /dev/azbuse$id failed"
 		[ -b "/dev/azbuse$1" ] || fail "no /dev/azbuse$1"
 	}
 	check_pools() { # WHEN: both at once (the VM has two CPUs)
@@ -88,7 +92,7 @@ if [ "${1:-}" = --in-guest ]; then
 		athin pool-fs init --chunk-size 64k --shards 2 >/dev/null || fail "init pool-fs"
 		athin pool-fs create fsvol --size "$FS_SIZE" >/dev/null || fail "create fsvol"
 		serve 1 pool-raw raw
-		serve 2 pool-fs fsvol
+		serve 2 pool-fs fsvol --cache 64M --cache-mode writeback
 		mkfs.ext4 -q -E nodiscard /dev/azbuse2
 		sync # the setup is not under test
 		say "set up: ext4 on /dev/vda, pools with volumes raw ($RAW_SIZE) and fsvol ($FS_SIZE, ext4)"
@@ -96,7 +100,7 @@ if [ "${1:-}" = --in-guest ]; then
 		mount /dev/vda "$MNT" || fail "mount /dev/vda"
 		check_pools "after the hard stop"
 		serve 1 pool-raw raw
-		serve 2 pool-fs fsvol
+		serve 2 pool-fs fsvol --cache 64M --cache-mode writeback
 		# the raw volume against the previous round's SYNCED (in the
 		# background, while the fs part runs)
 		python3 - /dev/azbuse1 "$expect" $BS >/tmp/hs-raw.log 2>&1 <<'EOF' &

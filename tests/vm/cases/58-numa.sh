@@ -2,7 +2,8 @@
 # 58-numa: with two NUMA nodes, each worker runs only on its queue's node's
 # CPUs and allocates its memory from that node: its Cpus_allowed_list and
 # Mems policy (/proc/PID/status, numa_maps) and where its ring and data pages
-# are. Skipped unless the VM has two nodes (tests/vm/vm-run.sh --numa).
+# are; a device's RAM cache is interleaved over the nodes of its queues.
+# Skipped unless the VM has two nodes (tests/vm/vm-run.sh --numa).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -35,5 +36,19 @@ for q in 0 1; do
 			die "queue $q's ring pages are on another node too"
 	fi
 done
+remove_device 1
+
+# the RAM cache: with one queue per node, its region is interleaved over both
+# nodes (one queue on one node: there)
+dev=$(add_mem_device 1 64M --queues 2 --cache 32M)
+sup=$(supervisor_pids | head -1)
+cache_line=$(grep -E 'interleave:0-1|bind:[0-9]' "/proc/$sup/numa_maps" | grep -v azbuse | head -1 || true)
+[ -n "$cache_line" ] || grep -h cache /run/azbuse/supervisor-*.log >&2 || true
+log "cache numa_maps: ${cache_line:-none}"
+q0=$(tr -d ' ' </sys/block/azbuse1/mq/0/cpu_list)
+q1=$(tr -d ' ' </sys/block/azbuse1/mq/1/cpu_list)
+log "queue 0 cpus $q0, queue 1 cpus $q1"
+grep -q 'interleave:0-1' <<<"$cache_line" ||
+	die "the cache of a device whose queues span both nodes is not interleaved over them"
 remove_device 1
 log "ok"

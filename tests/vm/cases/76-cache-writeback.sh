@@ -6,7 +6,7 @@
 # back (the engine has the data, nothing is dirty); written, flushed and
 # then every worker SIGKILLed: nothing is lost (the dirty blocks written
 # after the flush neither: the cache outlives its workers); the mode, the
-# thresholds and --flush change under a verifying fio, and leaving
+# thresholds, the size and --flush change under a verifying fio, and leaving
 # write-back empties the cache before the command returns; a sequential
 # stream past the cutoff bypasses the cache; azbusectl info shows the
 # cache's counters per queue. On the file
@@ -93,12 +93,20 @@ dirty=$(cache_stat dirty)
 sleep 1
 azbusectl cache 1 --mode writeback >/dev/null || die "back to write-back failed"
 sleep 1
+azbusectl cache 1 --size 32M >/dev/null || die "shrinking the cache to 32 MiB failed"
+[ "$(cache_stat slots)" = 8192 ] || die "the cache has $(cache_stat slots) slots at 32 MiB"
+sleep 1
+azbusectl cache 1 --size 64M >/dev/null || die "growing the cache back to 64 MiB failed"
+[ "$(cache_stat slots)" = 16384 ] || die "the cache has $(cache_stat slots) slots at 64 MiB"
+if azbusectl cache 1 --size 1G >/dev/null 2>&1; then
+	die "growing the cache past what it was added with was taken"
+fi
 ms=$(replace_worker 1 1)
 wait_fio "$fio_pid" /tmp/wb-switch.log "across write-back mode changes, --flush and a worker kill"
 if azbusectl cache 1 --dirty 50,10 >/dev/null 2>&1; then
 	die "--dirty 50,10 (low above high) was taken"
 fi
-log "ok   fio verify across --dirty, --flush, writeback -> writethrough (0 dirty) -> writeback and a worker kill"
+log "ok   fio verify across --dirty, --flush, writeback -> writethrough (0 dirty) -> writeback, 64 -> 32 -> 64 MiB and a worker kill"
 remove_device 1
 
 # --- file engine: the whole daemon killed, what was flushed survives ---------
