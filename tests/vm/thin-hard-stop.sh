@@ -65,7 +65,7 @@ if [ "${1:-}" = --in-guest ]; then
 		shift 3
 		"$ctl" add "$id" --engine=thin --pool "$MNT/$p" --volume "$vol" "$@" >/dev/null ||
 			fail "serving $p/$vol as /dev/azbuse$id failed"
-		[ -b "/dev/azbuse$1" ] || fail "no /dev/azbuse$1"
+		[ -b "/dev/azbuse$id" ] || fail "no /dev/azbuse$id"
 	}
 	check_pools() { # WHEN: both at once (the VM has two CPUs)
 		local p rc=0
