@@ -29,16 +29,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_for_dev() {
-	local _
-	for _ in $(seq 50); do
-		[ -b "$1" ] && return 0
-		sleep 0.1
-	done
-	echo "bench-baseline.sh: $1 did not appear" >&2
-	return 1
-}
-
 modprobe brd rd_nr=1 rd_size=$((512 * 1024)) max_part=0
 wait_for_dev /dev/ram0
 bench_device brd /dev/ram0

@@ -41,6 +41,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 top=$(cd "$here/../.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib-bench.sh
+. "$here/lib-bench.sh"
 build=${AZBUSE_BUILD_DIR:-$top/build}
 ctl=$build/tools/azbusectl
 thin=$build/tools/azbuse-thin
@@ -55,34 +57,6 @@ say() { echo "bench-cache: $*"; }
 die() {
 	echo "bench-cache: $*" >&2
 	exit 1
-}
-
-wait_for_dev() {
-	local _
-	for _ in $(seq 100); do
-		[ -b "$1" ] && return 0
-		sleep 0.1
-	done
-	die "$1 did not appear"
-}
-
-# The guest runs no udev: mknodes makes the nodes.
-dm_create() {
-	dmsetup create "$1" --table "$2"
-	dmsetup mknodes "$1"
-}
-
-dm_remove() {
-	local name _
-	for name; do
-		if dmsetup info "$name" >/dev/null 2>&1; then
-			for _ in $(seq 50); do
-				dmsetup remove "$name" 2>/dev/null && break
-				sleep 0.2
-			done
-		fi
-		rm -f "/dev/mapper/$name"
-	done
 }
 
 # slow_up: a fresh brd; /dev/mapper/cb-slow is the slow disk, cb-cmeta and
@@ -166,7 +140,7 @@ warm() {
 
 # measure NAME: the three runs on $dev
 measure() {
-	local name=$1 res iops lat wkib hit="" h0 m0 h1 m1 w0 w1 c0=0 c1=0 extra
+	local name=$1 res iops lat wkib hit="" h0 m0 h1 m1
 	say "$name: warming the ${HOT_MB} MiB hot set"
 	warm "$name"
 	case $name in
@@ -187,36 +161,30 @@ measure() {
 	read -r iops lat wkib <<<"$res"
 	echo "BENCH dev=$name test=lat1 iops=$iops lat_us=$lat"
 	R[$name,lat1]=$lat
-	w0=$(slow_written)
-	[ "$name" = thin+cache ] && c0=$(cache_field writebacks)
-	res=$(run_fio --rw=randrw --rwmixread=70 --iodepth=32 --numjobs=2 --time_based \
-		--runtime="$runtime")
-	read -r iops lat wkib <<<"$res"
-	settle
-	w1=$(slow_written)
-	[ "$name" = thin+cache ] && c1=$(cache_field writebacks)
-	extra="wrote_mib=$((wkib / 1024)) disk_mib=$(((w1 - w0) / 2048)) cleaner_mib=$(((c1 - c0) * 4 / 1024))"
-	echo "BENCH dev=$name test=mix7030 iops=$iops lat_us=$lat $extra"
-	R[$name,mix]=$iops
-	R[$name,wrote]=$((wkib / 1024))
-	R[$name,disk]=$(((w1 - w0) / 2048))
-	R[$name,cleaner]=$(((c1 - c0) * 4 / 1024))
+	mix "$name" mix7030 $HOT_MB
 	[ "$name" = mem ] || [ "$name" = thin ] && return 0
 	# the same mix on a set of 7/8 of the cache: its cleaner has to work
+	mix "$name" mixbig $BIG_MB
+}
+
+# mix NAME TEST SET_MB: 70/30 on the first SET_MB of $dev, then what reached
+# the slow disk (and the cleaner) until it settled; results in R[NAME,TEST,*]
+mix() {
+	local name=$1 test=$2 res iops lat wkib w0 w1 c0=0 c1=0
 	w0=$(slow_written)
 	[ "$name" = thin+cache ] && c0=$(cache_field writebacks)
-	res=$(size_mb=$BIG_MB run_fio --rw=randrw --rwmixread=70 --iodepth=32 --numjobs=2 \
+	res=$(size_mb=$3 run_fio --rw=randrw --rwmixread=70 --iodepth=32 --numjobs=2 \
 		--time_based --runtime="$runtime")
 	read -r iops lat wkib <<<"$res"
 	settle
 	w1=$(slow_written)
 	[ "$name" = thin+cache ] && c1=$(cache_field writebacks)
-	extra="wrote_mib=$((wkib / 1024)) disk_mib=$(((w1 - w0) / 2048)) cleaner_mib=$(((c1 - c0) * 4 / 1024))"
-	echo "BENCH dev=$name test=mixbig iops=$iops lat_us=$lat $extra"
-	R[$name,bigmix]=$iops
-	R[$name,bigwrote]=$((wkib / 1024))
-	R[$name,bigdisk]=$(((w1 - w0) / 2048))
-	R[$name,bigcleaner]=$(((c1 - c0) * 4 / 1024))
+	R[$name,$test,iops]=$iops
+	R[$name,$test,wrote]=$((wkib / 1024))
+	R[$name,$test,disk]=$(((w1 - w0) / 2048))
+	R[$name,$test,cleaner]=$(((c1 - c0) * 4 / 1024))
+	echo "BENCH dev=$name test=$test iops=$iops lat_us=$lat wrote_mib=${R[$name,$test,wrote]}" \
+		"disk_mib=${R[$name,$test,disk]} cleaner_mib=${R[$name,$test,cleaner]}"
 }
 
 thin_subject() {
@@ -270,16 +238,17 @@ mem_subject
 printf '\n%-11s %12s %8s %12s %12s %10s %10s %10s\n' device randread hit lat1_us mix7030 wrote_mib disk_mib cleaner
 for d in thin thin+cache dm-cache mem; do
 	printf '%-11s %12s %8s %12s %12s %10s %10s %10s\n' "$d" "${R[$d,randread]}" "${R[$d,hit]}" \
-		"${R[$d,lat1]}" "${R[$d,mix]}" "${R[$d,wrote]}" "${R[$d,disk]}" "${R[$d,cleaner]}"
+		"${R[$d,lat1]}" "${R[$d,mix7030,iops]}" "${R[$d,mix7030,wrote]}" \
+		"${R[$d,mix7030,disk]}" "${R[$d,mix7030,cleaner]}"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 echo
 echo "RATIO randread thin+cache/dm-cache $(ratio "${R[thin+cache,randread]}" "${R[dm-cache,randread]}") (target >= 1)"
 echo "RATIO randread thin+cache/mem $(ratio "${R[thin+cache,randread]}" "${R[mem,randread]}") (target >= 0.8)"
 echo "RATIO lat1 thin/thin+cache $(ratio "${R[thin,lat1]}" "${R[thin+cache,lat1]}") (target >= 20: depth-1 latency that many times better)"
-echo "RATIO mix7030 thin+cache/dm-cache $(ratio "${R[thin+cache,mix]}" "${R[dm-cache,mix]}") (target >= 1)"
-echo "RATIO cleaner/written thin+cache $(ratio "${R[thin+cache,cleaner]}" "${R[thin+cache,wrote]}") (target <= 1.5)"
-echo "RATIO disk/written dm-cache $(ratio "${R[dm-cache,disk]}" "${R[dm-cache,wrote]}") (for comparison)"
-echo "RATIO mixbig thin+cache/dm-cache $(ratio "${R[thin+cache,bigmix]}" "${R[dm-cache,bigmix]}") (a ${BIG_MB} MiB set: ${R[thin+cache,bigmix]} vs ${R[dm-cache,bigmix]} IOPS)"
-echo "RATIO mixbig cleaner/written thin+cache $(ratio "${R[thin+cache,bigcleaner]}" "${R[thin+cache,bigwrote]}") (target <= 1.5; ${R[thin+cache,bigcleaner]} of ${R[thin+cache,bigwrote]} MiB)"
-echo "RATIO mixbig disk/written dm-cache $(ratio "${R[dm-cache,bigdisk]}" "${R[dm-cache,bigwrote]}") (for comparison; ${R[dm-cache,bigdisk]} of ${R[dm-cache,bigwrote]} MiB)"
+echo "RATIO mix7030 thin+cache/dm-cache $(ratio "${R[thin+cache,mix7030,iops]}" "${R[dm-cache,mix7030,iops]}") (target >= 1)"
+echo "RATIO cleaner/written thin+cache $(ratio "${R[thin+cache,mix7030,cleaner]}" "${R[thin+cache,mix7030,wrote]}") (target <= 1.5)"
+echo "RATIO disk/written dm-cache $(ratio "${R[dm-cache,mix7030,disk]}" "${R[dm-cache,mix7030,wrote]}") (for comparison)"
+echo "RATIO mixbig thin+cache/dm-cache $(ratio "${R[thin+cache,mixbig,iops]}" "${R[dm-cache,mixbig,iops]}") (a ${BIG_MB} MiB set: ${R[thin+cache,mixbig,iops]} vs ${R[dm-cache,mixbig,iops]} IOPS)"
+echo "RATIO mixbig cleaner/written thin+cache $(ratio "${R[thin+cache,mixbig,cleaner]}" "${R[thin+cache,mixbig,wrote]}") (target <= 1.5; ${R[thin+cache,mixbig,cleaner]} of ${R[thin+cache,mixbig,wrote]} MiB)"
+echo "RATIO mixbig disk/written dm-cache $(ratio "${R[dm-cache,mixbig,disk]}" "${R[dm-cache,mixbig,wrote]}") (for comparison; ${R[dm-cache,mixbig,disk]} of ${R[dm-cache,mixbig,wrote]} MiB)"

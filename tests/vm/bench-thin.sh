@@ -85,6 +85,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 top=$(cd "$here/../.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib-bench.sh
+. "$here/lib-bench.sh"
 build=${AZBUSE_BUILD_DIR:-$top/build}
 ctl=$build/tools/azbusectl
 thin=$build/tools/azbuse-thin
@@ -135,15 +137,6 @@ die() {
 now_ns() { date +%s%N; }
 ms_since() { echo $((($(now_ns) - $1) / 1000000)); }
 
-wait_for_dev() {
-	local _
-	for _ in $(seq 100); do
-		[ -b "$1" ] && return 0
-		sleep 0.1
-	done
-	die "$1 did not appear"
-}
-
 # --- storage --------------------------------------------------------------------
 
 storage_up() {
@@ -160,26 +153,6 @@ storage_down() {
 	done
 	echo "bench-thin: cannot unload brd" >&2
 	return 1
-}
-
-# The guest runs no udev and dmsetup leaves /dev/mapper alone: mknodes makes
-# and drops the nodes.
-dm_create() {
-	dmsetup create "$1" --table "$2"
-	dmsetup mknodes "$1"
-}
-
-dm_remove() {
-	local name _
-	for name; do
-		if dmsetup info "$name" >/dev/null 2>&1; then
-			for _ in $(seq 50); do
-				dmsetup remove "$name" 2>/dev/null && break
-				sleep 0.2
-			done
-		fi
-		rm -f "/dev/mapper/$name"
-	done
 }
 
 # dmthin_up ZEROING(1|0) VOLUME_MB: fresh pool and thin device 0 at $dev

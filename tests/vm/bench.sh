@@ -20,16 +20,6 @@ ctl=$build/tools/azbusectl
 queues=${AZBUSE_BENCH_QUEUES:-$(nproc)}
 . "$here/lib-bench.sh"
 
-wait_for_dev() {
-	local _
-	for _ in $(seq 50); do
-		[ -b "$1" ] && return 0
-		sleep 0.1
-	done
-	echo "bench.sh: $1 did not appear" >&2
-	return 1
-}
-
 cleanup() {
 	"$ctl" remove 1 --force >/dev/null 2>&1 || true
 	modprobe -r brd null_blk 2>/dev/null || true

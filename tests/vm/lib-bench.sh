@@ -5,6 +5,8 @@
 #   . tests/vm/lib-bench.sh
 #   bench_device NAME PATH    # 4k randread + randwrite on PATH, prints BENCH lines
 #   bench_table               # table of everything measured so far
+#   wait_for_dev PATH         # a block device node within 10 s, or 1
+#   dm_create NAME TABLE / dm_remove NAME...   # device-mapper devices and their nodes
 #
 # Each measurement is fio, 4 KiB random I/O, iodepth 32, libaio, O_DIRECT, one
 # job, time-based: ${AZBUSE_BENCH_RUNTIME:-10} seconds (plus 1 s ramp-up).
@@ -63,5 +65,38 @@ bench_table() {
 	for r in "${BENCH_RESULTS[@]}"; do
 		# shellcheck disable=SC2086 # split the record on purpose
 		printf '%-12s %-10s %10s %10s\n' $r
+	done
+}
+
+# wait_for_dev PATH: waits up to 10 s for a block device node; 1 (and says
+# so) if it does not appear.
+wait_for_dev() {
+	local _
+	for _ in $(seq 100); do
+		[ -b "$1" ] && return 0
+		sleep 0.1
+	done
+	echo "$(basename "$0"): $1 did not appear" >&2
+	return 1
+}
+
+# dm_create NAME TABLE: a device-mapper device, and its /dev/mapper node
+# (the guest runs no udev, and dmsetup leaves /dev/mapper alone).
+dm_create() {
+	dmsetup create "$1" --table "$2"
+	dmsetup mknodes "$1"
+}
+
+# dm_remove NAME...: removes them (retrying a while if busy) and their nodes.
+dm_remove() {
+	local name _
+	for name; do
+		if dmsetup info "$name" >/dev/null 2>&1; then
+			for _ in $(seq 50); do
+				dmsetup remove "$name" 2>/dev/null && break
+				sleep 0.2
+			done
+		fi
+		rm -f "/dev/mapper/$name"
 	done
 }
