@@ -110,6 +110,7 @@ static bool azb_cache_cuts_dirty(struct azc_cache *c, const struct azbuse_io *io
 {
 	uint64_t first = io->offset / AZBUSE_CACHE_BLOCK;
 	uint64_t last = (io->offset + io->len - 1) / AZBUSE_CACHE_BLOCK;
+
 	if (io->offset % AZBUSE_CACHE_BLOCK && azc_is_dirty(c, first))
 		return true;
 	return (io->offset + io->len) % AZBUSE_CACHE_BLOCK && azc_is_dirty(c, last);
@@ -366,11 +367,8 @@ static bool azb_clean_run(struct azbuse_queue *q, const struct azc_clean_want *w
 		azb_clean_submit(q, k);
 		started++;
 	}
-	if (started &&
-	    q->ops->struct_size >=
-		    offsetof(struct azbuse_engine_ops, batch_end) + sizeof(q->ops->batch_end) &&
-	    q->ops->batch_end)
-		q->ops->batch_end(q->engine_queue);
+	if (started)
+		azb_engine_batch_end(q);
 	return ended;
 }
 
@@ -403,6 +401,8 @@ static void azb_deferred_retry(struct azbuse_queue *q)
 		cw->held--;
 		azb_serve(q, io);
 	}
+	/* (an engine may complete what it got only at the end of a batch) */
+	azb_engine_batch_end(q);
 }
 
 unsigned azb_cache_work(struct azbuse_queue *q, bool busy)

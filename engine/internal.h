@@ -84,6 +84,8 @@ int azbuse_queue_turn(struct azbuse_queue *q);
 void azb_serve(struct azbuse_queue *q, struct azbuse_io *io);
 /* ... the engine only. */
 void azb_engine_serve(struct azbuse_queue *q, struct azbuse_io *io);
+/* The engine's batch_end, if it has one (what it got since may complete now). */
+void azb_engine_batch_end(struct azbuse_queue *q);
 
 /* cache_io.c: the worker's side of the cache */
 int azb_cache_worker_open(struct azbuse_queue *q);

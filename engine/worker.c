@@ -209,6 +209,12 @@ static bool azb_has_batch_end(const struct azbuse_engine_ops *ops)
 	       ops->batch_end;
 }
 
+void azb_engine_batch_end(struct azbuse_queue *q)
+{
+	if (azb_has_batch_end(q->ops))
+		q->ops->batch_end(q->engine_queue);
+}
+
 static bool azb_has_idle(const struct azbuse_engine_ops *ops)
 {
 	return ops->struct_size >= offsetof(struct azbuse_engine_ops, idle) + sizeof(ops->idle) &&
@@ -286,8 +292,7 @@ int azbuse_queue_turn(struct azbuse_queue *q)
 		azb_worker_control(q);
 	consumed = azbuse_queue_consume(q);
 	if (consumed) {
-		if (azb_has_batch_end(q->ops))
-			q->ops->batch_end(q->engine_queue);
+		azb_engine_batch_end(q);
 		/* the batch may have left background work: ask once the ring is empty */
 		if (azb_has_idle(q->ops))
 			q->idle_ms = 1;
@@ -350,8 +355,7 @@ void azbuse_queue_quiesce(struct azbuse_queue *q)
 	int ret;
 
 	azb_current_queue = q;
-	if (azb_has_batch_end(q->ops))
-		q->ops->batch_end(q->engine_queue);
+	azb_engine_batch_end(q);
 	azb_wait_outstanding(q);
 	azbuse_queue_drain_remote(q);
 	if (q->cq_tail == q->cq_committed)
