@@ -17,8 +17,9 @@ _Static_assert(AZBUSE_CACHE_WRITEBACK == (int)AZC_MODE_WRITEBACK &&
 		       AZBUSE_CACHE_WRITEAROUND == (int)AZC_MODE_WRITEAROUND,
 	       "the public cache modes are the cache's own");
 
-#define AZB_DRAIN_POLL_MS 2
-#define AZB_DRAIN_WAKE_MS 100 /* the workers are woken again this often */
+#define AZB_DRAIN_POLL_MS 5
+#define AZB_DRAIN_WAKE_MS 100	 /* the workers are woken again this often */
+#define AZB_DRAIN_STALL_MS 15000 /* no block written back for this long: give up */
 
 static void azb_sleep_ms(unsigned ms)
 {
@@ -30,7 +31,8 @@ static void azb_sleep_ms(unsigned ms)
 int azb_cache_drain(bool hold, unsigned timeout_ms, char *err, size_t err_size)
 {
 	struct azc_cache *c = azb_device_cache;
-	uint64_t start = azb_clock_ms(), last_wake = start, target, left;
+	uint64_t start = azb_clock_ms(), last_wake = start, progress = start, target, left;
+	uint64_t least = UINT64_MAX;
 	struct azc_stats before, after;
 
 	if (!c)
@@ -41,12 +43,19 @@ int azb_cache_drain(bool hold, unsigned timeout_ms, char *err, size_t err_size)
 	while ((left = azc_dirty_before(c, target)) != 0) {
 		uint64_t now = azb_clock_ms();
 
-		if (now - start > timeout_ms) {
+		if (left < least) { /* progress */
+			least = left;
+			progress = now;
+		}
+		/* (a worker that died cannot write its blocks back until the
+		 * supervisor, which waits here, starts another: give up early) */
+		if (now - start > timeout_ms || now - progress > AZB_DRAIN_STALL_MS) {
 			azc_get_stats(c, &after);
 			snprintf(err, err_size,
-				 "%llu dirty cache block(s) not written back after %u ms "
-				 "(%llu write-back error(s))",
-				 (unsigned long long)left, timeout_ms,
+				 "%llu dirty cache block(s) not written back after %llu ms, none "
+				 "for the last %llu ms (%llu write-back error(s))",
+				 (unsigned long long)left, (unsigned long long)(now - start),
+				 (unsigned long long)(now - progress),
 				 (unsigned long long)(after.writeback_errors -
 						      before.writeback_errors));
 			return after.writeback_errors != before.writeback_errors ? -EIO
