@@ -428,7 +428,9 @@ unsigned azb_cache_work(struct azbuse_queue *q, bool busy)
 		return 1; /* what is in flight may fail: look again once it ended */
 	cw->pass_ended = false;
 	now = azb_clock_ms();
-	if (!w.target && now < cw->next_pass_ms)
+	/* (after a mode change the target is everything: it may remain for a
+	 * while where the rest is other queues' to write back) */
+	if ((!w.target || w.target == UINT64_MAX) && !cw->flushes && now < cw->next_pass_ms)
 		return AZB_CACHE_RESCAN_MS;
 	/* (a FLUSH or a drain waits for its write-backs: they do not give way) */
 	budget = !busy || w.target ? AZB_CLEAN_IOS : w.urgent ? AZB_CLEAN_BUSY_TURN : 0;
@@ -440,7 +442,7 @@ unsigned azb_cache_work(struct azbuse_queue *q, bool busy)
 	if (cw->busy_mask || pass.busy)
 		return 1;
 	/* every block due is written back, or failed, or another queue's */
-	if (w.target > cw->done_target && !pass.failed)
+	if (w.target > cw->done_target && w.target != UINT64_MAX && !pass.failed)
 		cw->done_target = w.target;
 	if (cw->flushes)
 		azb_flushes_release(q, pass.failed != 0);

@@ -146,6 +146,17 @@ mount /dev/azbuse1 "$mnt"
 (cd "$mnt" && sha256sum -c --quiet /tmp/wb-thin.sums) || die "files differ after remount"
 umount "$mnt"
 log "ok   ext4 on a thin volume behind a write-back cache: fsck clean, files intact"
+# out of write-back and back (every queue wrote back what was its), then a drain
+dd if=/tmp/wb-b of=/dev/azbuse1 bs=1M seek=150 oflag=direct status=none
+azbusectl cache 1 --mode writethrough >/dev/null || die "leaving write-back on thin failed"
+[ "$(cache_stat dirty)" = 0 ] || die "dirty blocks left after leaving write-back on thin"
+azbusectl cache 1 --mode writeback >/dev/null || die "back to write-back on thin failed"
+dd if=/tmp/wb-b of=/dev/azbuse1 bs=1M seek=160 oflag=direct status=none
+[ "$(cache_stat dirty)" -gt 0 ] || die "nothing dirty after going back to write-back"
+start=$(date +%s%N)
+timeout 10 "$AZBUSE_CTL" cache 1 --flush >/dev/null || die "--flush after a mode change failed"
+[ "$(cache_stat dirty)" = 0 ] || die "dirty blocks left after --flush"
+log "ok   thin: write-back -> writethrough -> write-back, then --flush in $((($(date +%s%N) - start) / 1000000)) ms"
 dd if=/tmp/wb-a of=/dev/azbuse1 bs=1M seek=200 oflag=direct status=none
 [ "$(cache_stat dirty)" -gt 0 ] || die "nothing dirty before the snapshot"
 athin snapshot vol1 snap1 >/dev/null || die "snapshot with dirty blocks failed"
