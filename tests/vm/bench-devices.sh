@@ -37,24 +37,18 @@
 # Needs: SIZE_MB, CTL (azbusectl), THIN (azbuse-thin), MODULE (azbuse.ko).
 # shellcheck disable=SC2034 # DEV, FILL and AZ_ID are for the caller
 
+# (wait_for_dev, dm_create, dm_remove; $here: bench-matrix.sh's directory)
+# shellcheck source-path=SCRIPTDIR source=lib-bench.sh
+. "$here/lib-bench.sh"
+
 BD_MNT=/mnt/bench-back
 BD_NBD_SOCK=/run/bench-nbd.sock
 BD_NBD_PID=/run/bench-nbd.pid
 
-bd_wait_dev() {
-	local _
-	for _ in $(seq 100); do
-		[ -b "$1" ] && return 0
-		sleep 0.1
-	done
-	echo "bench: $1 did not appear" >&2
-	return 1
-}
-
 # bd_brd MB: one fresh brd of MB MiB at /dev/ram0
 bd_brd() {
 	lsmod | grep -q '^brd ' && { echo "bench: brd is loaded already" >&2; return 1; }
-	modprobe brd rd_nr=1 rd_size=$(($1 * 1024)) max_part=0 && bd_wait_dev /dev/ram0
+	modprobe brd rd_nr=1 rd_size=$(($1 * 1024)) max_part=0 && wait_for_dev /dev/ram0
 }
 
 bd_brd_down() {
@@ -66,24 +60,6 @@ bd_brd_down() {
 	done
 	echo "bench: cannot unload brd" >&2
 	return 1
-}
-
-# The guest runs no udev: dmsetup mknodes makes the /dev/mapper nodes.
-bd_dm_create() {
-	dmsetup create "$1" --table "$2" && dmsetup mknodes "$1"
-}
-
-bd_dm_remove() {
-	local name _
-	for name; do
-		if dmsetup info "$name" >/dev/null 2>&1; then
-			for _ in $(seq 50); do
-				dmsetup remove "$name" 2>/dev/null && break
-				sleep 0.2
-			done
-		fi
-		rm -f "/dev/mapper/$name"
-	done
 }
 
 # bd_ext4 MB: ext4 on a fresh brd of MB MiB, mounted at $BD_MNT
@@ -118,7 +94,7 @@ bd_azbuse_add() { # ID ARGS...: azbusectl add, DEV and AZ_ID set
 	"$CTL" add "$id" "$@" ${AZBUSE_BENCH_ADD_OPTS:-} >/dev/null || return 1
 	AZ_ID=$id
 	DEV=/dev/azbuse$id
-	bd_wait_dev "$DEV"
+	wait_for_dev "$DEV"
 }
 
 dev_skip() {
@@ -148,7 +124,7 @@ dev_up() {
 	null_blk)
 		FILL=0
 		modprobe null_blk nr_devices=1 queue_mode=2 irqmode=0 gb=$(((mb + 1023) / 1024)) bs=4096 &&
-			bd_wait_dev /dev/nullb0 && DEV=/dev/nullb0
+			wait_for_dev /dev/nullb0 && DEV=/dev/nullb0
 		;;
 	loop)
 		bd_ext4 $((mb + 64)) && truncate -s "${mb}M" "$BD_MNT/disk.img" &&
@@ -158,7 +134,7 @@ dev_up() {
 		modprobe nbd nbds_max=1 || return 1
 		rm -f "$BD_NBD_SOCK"
 		nbdkit --unix "$BD_NBD_SOCK" --pidfile "$BD_NBD_PID" memory "size=${mb}M" || return 1
-		bd_wait_dev /dev/nbd0 || return 1
+		wait_for_dev /dev/nbd0 || return 1
 		nbd-client -unix "$BD_NBD_SOCK" /dev/nbd0 -b 4096 -C "$(nproc)" >/dev/null &&
 			DEV=/dev/nbd0
 		;;
@@ -173,27 +149,27 @@ dev_up() {
 			bd_ext4 $((mb + 64)) && truncate -s "${mb}M" "$BD_MNT/disk.img" || return 1
 			"$ublk" add -t loop -n 0 -q "$(nproc)" -d 128 -f "$BD_MNT/disk.img" >/dev/null || return 1
 		fi
-		bd_wait_dev /dev/ublkb0 && DEV=/dev/ublkb0
+		wait_for_dev /dev/ublkb0 && DEV=/dev/ublkb0
 		;;
 	dm-thin | dm-thin-nozero)
 		local meta=$((64 * 2048)) data=$(((mb + 64) * 2048)) features=0
 		[ "$name" = dm-thin-nozero ] && features="1 skip_block_zeroing"
 		modprobe dm-thin-pool && bd_brd $((mb + 128)) &&
-			bd_dm_create bb-tmeta "0 $meta linear /dev/ram0 0" &&
-			bd_dm_create bb-tdata "0 $data linear /dev/ram0 $meta" &&
-			bd_dm_create bb-pool "0 $data thin-pool /dev/mapper/bb-tmeta /dev/mapper/bb-tdata 128 1024 $features" &&
+			dm_create bb-tmeta "0 $meta linear /dev/ram0 0" &&
+			dm_create bb-tdata "0 $data linear /dev/ram0 $meta" &&
+			dm_create bb-pool "0 $data thin-pool /dev/mapper/bb-tmeta /dev/mapper/bb-tdata 128 1024 $features" &&
 			dmsetup message bb-pool 0 "create_thin 0" &&
-			bd_dm_create bb-thin "0 $((mb * 2048)) thin /dev/mapper/bb-pool 0" &&
-			DEV=/dev/mapper/bb-thin && bd_wait_dev "$DEV"
+			dm_create bb-thin "0 $((mb * 2048)) thin /dev/mapper/bb-pool 0" &&
+			DEV=/dev/mapper/bb-thin && wait_for_dev "$DEV"
 		;;
 	dm-cache)
 		local meta=$((32 * 2048)) size=$((mb * 2048))
 		modprobe dm-cache-smq && bd_brd $((2 * mb + 32)) &&
-			bd_dm_create bb-cmeta "0 $meta linear /dev/ram0 0" &&
-			bd_dm_create bb-cfast "0 $size linear /dev/ram0 $meta" &&
-			bd_dm_create bb-corig "0 $size linear /dev/ram0 $((meta + size))" &&
-			bd_dm_create bb-cache "0 $size cache /dev/mapper/bb-cmeta /dev/mapper/bb-cfast /dev/mapper/bb-corig 128 1 writeback smq 0" &&
-			DEV=/dev/mapper/bb-cache && bd_wait_dev "$DEV"
+			dm_create bb-cmeta "0 $meta linear /dev/ram0 0" &&
+			dm_create bb-cfast "0 $size linear /dev/ram0 $meta" &&
+			dm_create bb-corig "0 $size linear /dev/ram0 $((meta + size))" &&
+			dm_create bb-cache "0 $size cache /dev/mapper/bb-cmeta /dev/mapper/bb-cfast /dev/mapper/bb-corig 128 1 writeback smq 0" &&
+			DEV=/dev/mapper/bb-cache && wait_for_dev "$DEV"
 		;;
 	azbuse-null | azbuse-null-q*)
 		FILL=0
@@ -224,8 +200,8 @@ dev_up() {
 		q=${q#-q}
 		# 256 MiB for the DBs, the data and 64 MiB to spare
 		bd_brd $((mb + 256 + 64)) &&
-			bd_dm_create bb-ameta "0 $((256 * 2048)) linear /dev/ram0 0" &&
-			bd_dm_create bb-adata "0 $(((mb + 64) * 2048)) linear /dev/ram0 $((256 * 2048))" &&
+			dm_create bb-ameta "0 $((256 * 2048)) linear /dev/ram0 0" &&
+			dm_create bb-adata "0 $(((mb + 64) * 2048)) linear /dev/ram0 $((256 * 2048))" &&
 			mkfs.ext4 -q -F -m 0 -E lazy_itable_init=0,lazy_journal_init=0 /dev/mapper/bb-ameta &&
 			mkdir -p "$BD_MNT" && mount /dev/mapper/bb-ameta "$BD_MNT" &&
 			"$THIN" --pool "$BD_MNT/pool" init --data /dev/mapper/bb-adata --chunk-size 64k \
@@ -272,11 +248,11 @@ dev_down() {
 		true
 		;;
 	dm-thin | dm-thin-nozero)
-		bd_dm_remove bb-thin bb-pool bb-tmeta bb-tdata
+		dm_remove bb-thin bb-pool bb-tmeta bb-tdata
 		bd_brd_down
 		;;
 	dm-cache)
-		bd_dm_remove bb-cache bb-cmeta bb-cfast bb-corig
+		dm_remove bb-cache bb-cmeta bb-cfast bb-corig
 		bd_brd_down
 		;;
 	azbuse-*)
@@ -287,7 +263,7 @@ dev_down() {
 			if mountpoint -q "$BD_MNT"; then
 				umount "$BD_MNT"
 			fi
-			bd_dm_remove bb-ameta bb-adata
+			dm_remove bb-ameta bb-adata
 			bd_brd_down
 			;;
 		esac
