@@ -392,6 +392,20 @@ static void azb_daemon_stdio(void)
 	}
 }
 
+/* Who serves device id: child, or the pool's daemon that the device joined. */
+static pid_t azb_serving_pid(uint32_t id, pid_t child)
+{
+	struct azbuse_dev_info info;
+	int ctl = azbuse_ctl_open();
+	pid_t pid = child;
+
+	if (ctl >= 0 && !azbuse_ctl_info(ctl, id, &info) && info.owner_pid > 0)
+		pid = info.owner_pid;
+	if (ctl >= 0)
+		close(ctl);
+	return pid;
+}
+
 /* Parent side: wait for "OK <id>" or "ERR <message>" from the daemon. */
 static int azb_wait_ready(int fd, pid_t child, bool json)
 {
@@ -416,7 +430,7 @@ static int azb_wait_ready(int fd, pid_t child, bool json)
 		if (json)
 			printf("{\"device\": \"" AZBUSE_BLOCK_PREFIX "%s\", \"id\": %s, "
 			       "\"supervisor_pid\": %d}\n",
-			       buf + 3, buf + 3, (int)child);
+			       buf + 3, buf + 3, (int)azb_serving_pid((uint32_t)atoi(buf + 3), child));
 		else
 			printf(AZBUSE_BLOCK_PREFIX "%s\n", buf + 3);
 		return 0;

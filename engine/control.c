@@ -27,6 +27,8 @@
 #define AZB_CHAN_PAUSE 'P'
 #define AZB_CHAN_RESUME 'R'
 #define AZB_CHAN_ENGINE 'E'
+#define AZB_CHAN_EXIT 'X' /* finish what is in flight and exit (the daemon replaces the worker) */
+#define AZB_CHAN_HEAD (1 + sizeof(uint32_t)) /* type, device id */
 #define AZB_CHAN_REPLY_MS 10000 /* a worker that does not answer in this long has failed */
 #define AZB_CHAN_RESIGNAL_MS 50 /* the signal may land just before the worker sleeps */
 #define AZB_REQUEST_MS 2000	/* a client has this long to send its request line */
@@ -46,11 +48,19 @@ static bool azb_chan_live(const struct azbuse_control *c, uint16_t q)
 	return c->workers[q] > 0 && c->chans[q] >= 0;
 }
 
+/*
+ * A message to queue q's worker: its type, the device it is about (a worker
+ * of a pool's daemon serves that queue of every device of the pool), then
+ * what the engine sends.
+ */
 static int azb_chan_send(struct azbuse_control *c, uint16_t q, char type, const void *msg,
 			 size_t len)
 {
-	struct iovec iov[2] = { { &type, 1 }, { (void *)msg, len } };
+	char head[1 + sizeof(uint32_t)] = { type };
+	struct iovec iov[2] = { { head, sizeof(head) }, { (void *)msg, len } };
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = msg ? 2 : 1 };
+
+	memcpy(head + 1, &c->dev_id, sizeof(c->dev_id));
 
 	if (sendmsg(c->chans[q], &mh, MSG_NOSIGNAL) < 0)
 		return -errno;
@@ -107,7 +117,7 @@ int azbuse_control_pause(struct azbuse_control *c)
 		err = azb_chan_reply(c, q, &result, NULL, NULL);
 		/* a worker that died meanwhile is not running: the restarted one starts afresh */
 		if (err && err != -EPIPE && !ret) {
-			azb_log("queue %u did not pause: %s", q, strerror(-err));
+			azb_err("queue %u did not pause: %s", q, strerror(-err));
 			ret = err;
 		}
 	}
@@ -170,7 +180,7 @@ int azbuse_control_broadcast(struct azbuse_control *c, const void *msg, size_t l
 	int ret = 0;
 	uint16_t q;
 
-	if (len > AZBUSE_CONTROL_MSG_MAX - 1)
+	if (len > AZBUSE_CONTROL_MSG_MAX - AZB_CHAN_HEAD)
 		return -EMSGSIZE;
 	for (q = 0; q < c->nr_queues; q++)
 		sent[q] = azb_chan_live(c, q) ? azb_chan_send(c, q, AZB_CHAN_ENGINE, msg, len)
@@ -188,13 +198,16 @@ void azb_control_path(uint32_t dev_id, char *path, size_t len)
 	snprintf(path, len, AZBUSE_CONTROL_DIR "/azbuse%u.sock", dev_id);
 }
 
-int azb_control_listen(uint32_t dev_id)
+/* Listen on a Unix socket at path; a connecting client raises SIGIO. */
+static int azb_listen_at(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd, ret;
 
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
 	mkdir(AZBUSE_CONTROL_DIR, 0755);
-	azb_control_path(dev_id, sa.sun_path, sizeof(sa.sun_path));
+	strcpy(sa.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
@@ -204,6 +217,61 @@ int azb_control_listen(uint32_t dev_id)
 	    listen(fd, 8) || fcntl(fd, F_SETOWN, getpid()) ||
 	    fcntl(fd, F_SETFL, O_NONBLOCK | O_ASYNC)) {
 		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+int azb_control_listen(uint32_t dev_id)
+{
+	char path[108];
+
+	azb_control_path(dev_id, path, sizeof(path));
+	return azb_listen_at(path);
+}
+
+/* A group's socket: named by a hash of its key (a pool's path may be long). */
+void azb_group_path(const char *group, char *path, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+
+	for (; *group; group++)
+		h = (h ^ (uint8_t)*group) * 0x100000001b3ULL;
+	snprintf(path, len, AZBUSE_CONTROL_DIR "/group-%016llx.sock", (unsigned long long)h);
+}
+
+int azb_group_listen(const char *group)
+{
+	char path[108];
+
+	azb_group_path(group, path, sizeof(path));
+	return azb_listen_at(path);
+}
+
+void azb_group_close(const char *group, int fd)
+{
+	char path[108];
+
+	if (fd < 0)
+		return;
+	close(fd);
+	azb_group_path(group, path, sizeof(path));
+	unlink(path);
+}
+
+/* Connect to the daemon serving group: the fd, or -errno (-ENOENT: none listens). */
+int azb_group_connect(const char *group)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, ret;
+
+	azb_group_path(group, sa.sun_path, sizeof(sa.sun_path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		ret = errno == ECONNREFUSED ? -ENOENT : -errno;
 		close(fd);
 		return ret;
 	}
@@ -360,7 +428,33 @@ static void azb_chan_answer(int fd, int32_t result, const void *payload, size_t 
 	if (len)
 		memcpy(buf + sizeof(result), payload, len);
 	if (send(fd, buf, sizeof(result) + len, MSG_NOSIGNAL) < 0)
-		azb_log("cannot answer the supervisor: %s", strerror(errno));
+		azb_warn("cannot answer the supervisor: %s", strerror(errno));
+}
+
+/* The queues this worker serves (one per device; set by azbuse_worker_main). */
+static struct azbuse_queue **azb_chan_queues;
+static unsigned azb_chan_nr_queues;
+static int azb_chan_fd = -1;
+
+void azb_worker_control_queues(struct azbuse_queue **queues, unsigned nr, int chan_fd)
+{
+	azb_chan_queues = queues;
+	azb_chan_nr_queues = nr;
+	azb_chan_fd = chan_fd;
+}
+
+static struct azbuse_queue *azb_chan_queue(const char *msg, size_t len)
+{
+	uint32_t dev_id;
+	unsigned i;
+
+	if (len < AZB_CHAN_HEAD)
+		return NULL;
+	memcpy(&dev_id, msg + 1, sizeof(dev_id));
+	for (i = 0; i < azb_chan_nr_queues; i++)
+		if (azb_chan_queues[i] && azb_chan_queues[i]->dev_id == dev_id)
+			return azb_chan_queues[i];
+	return NULL;
 }
 
 static bool azb_has_queue_control(const struct azbuse_engine_ops *ops)
@@ -370,60 +464,82 @@ static bool azb_has_queue_control(const struct azbuse_engine_ops *ops)
 	       ops->queue_control;
 }
 
-static void azb_run_queue_control(struct azbuse_queue *q, const char *msg, size_t len)
+static void azb_run_queue_control(const char *msg, size_t len)
 {
 	static char reply[AZBUSE_CONTROL_MSG_MAX - 8];
+	struct azbuse_queue *q = azb_chan_queue(msg, len);
 	size_t rlen = sizeof(reply);
-	int ret = -EOPNOTSUPP;
+	int ret = q ? -EOPNOTSUPP : -ENODEV;
 
-	if (azb_has_queue_control(q->ops))
-		ret = q->ops->queue_control(q->engine_queue, msg, len, reply, &rlen);
+	if (q && azb_has_queue_control(q->ops))
+		ret = q->ops->queue_control(q->engine_queue, msg + AZB_CHAN_HEAD,
+					    len - AZB_CHAN_HEAD, reply, &rlen);
 	else
 		rlen = 0;
-	azb_chan_answer(q->chan_fd, ret, reply, ret ? 0 : rlen);
+	azb_chan_answer(azb_chan_fd, ret, reply, ret ? 0 : rlen);
+}
+
+static void azb_quiesce_all(void)
+{
+	unsigned i;
+
+	for (i = 0; i < azb_chan_nr_queues; i++)
+		if (azb_chan_queues[i])
+			azbuse_queue_quiesce(azb_chan_queues[i]);
 }
 
 /* Paused: answer messages until RESUME (or the supervisor is gone). */
-static void azb_paused(struct azbuse_queue *q)
+static void azb_paused(void)
 {
 	static char msg[AZBUSE_CONTROL_MSG_MAX];
 	ssize_t n;
 
-	azbuse_queue_quiesce(q);
-	azb_chan_answer(q->chan_fd, 0, NULL, 0);
+	azb_quiesce_all();
+	azb_chan_answer(azb_chan_fd, 0, NULL, 0);
 	for (;;) {
-		n = recv(q->chan_fd, msg, sizeof(msg), 0);
+		n = recv(azb_chan_fd, msg, sizeof(msg), 0);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			return;
 		if (msg[0] == AZB_CHAN_RESUME) {
-			azb_chan_answer(q->chan_fd, 0, NULL, 0);
+			azb_chan_answer(azb_chan_fd, 0, NULL, 0);
 			return;
 		}
 		if (msg[0] == AZB_CHAN_ENGINE)
-			azb_run_queue_control(q, msg + 1, (size_t)n - 1);
+			azb_run_queue_control(msg, (size_t)n);
 		else
-			azb_chan_answer(q->chan_fd, msg[0] == AZB_CHAN_PAUSE ? 0 : -EINVAL, NULL,
+			azb_chan_answer(azb_chan_fd, msg[0] == AZB_CHAN_PAUSE ? 0 : -EINVAL, NULL,
 					0);
 	}
 }
 
-void azb_worker_control(struct azbuse_queue *q)
+bool azb_worker_control(void)
 {
 	static char msg[AZBUSE_CONTROL_MSG_MAX];
 	ssize_t n;
 
 	azb_control_signalled = 0;
-	if (q->chan_fd < 0)
-		return;
-	while ((n = recv(q->chan_fd, msg, sizeof(msg), MSG_DONTWAIT)) > 0) {
-		if (msg[0] == AZB_CHAN_PAUSE)
-			azb_paused(q);
-		else if (msg[0] == AZB_CHAN_ENGINE)
-			azb_run_queue_control(q, msg + 1, (size_t)n - 1);
-		else
-			azb_chan_answer(q->chan_fd, msg[0] == AZB_CHAN_RESUME ? 0 : -EINVAL, NULL,
+	if (azb_chan_fd < 0)
+		return false;
+	while ((n = recv(azb_chan_fd, msg, sizeof(msg), MSG_DONTWAIT)) > 0) {
+		if (msg[0] == AZB_CHAN_PAUSE) {
+			azb_paused();
+		} else if (msg[0] == AZB_CHAN_ENGINE) {
+			azb_run_queue_control(msg, (size_t)n);
+		} else if (msg[0] == AZB_CHAN_EXIT) {
+			azb_quiesce_all();
+			return true;
+		} else {
+			azb_chan_answer(azb_chan_fd, msg[0] == AZB_CHAN_RESUME ? 0 : -EINVAL, NULL,
 					0);
+		}
 	}
+	return false;
+}
+
+/* Supervisor: ask queue q's worker to finish and exit (it does not answer). */
+int azb_control_ask_exit(struct azbuse_control *c, uint16_t q)
+{
+	return azb_chan_live(c, q) ? azb_chan_send(c, q, AZB_CHAN_EXIT, NULL, 0) : -ENODEV;
 }

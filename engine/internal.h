@@ -26,6 +26,7 @@
 /* The worker's side of one attached queue. */
 struct azbuse_queue {
 	int fd;
+	uint32_t dev_id;
 	struct azbuse_attach geo;
 	void *ring_map;
 	void *data_map;
@@ -54,7 +55,6 @@ struct azbuse_queue {
 	void (*kick)(struct azbuse_queue *q);
 
 	int trace_fd; /* -1, or where each request is described (--trace) */
-	int chan_fd;  /* -1, or the channel from the supervisor (control.c) */
 
 	uint64_t requests;
 	uint64_t commits;
@@ -109,14 +109,32 @@ uint32_t azb_cache_held(const struct azbuse_queue *q);
 int azb_cache_drain(bool hold, unsigned timeout_ms, char *err, size_t err_size);
 void azb_cache_drain_end(bool hold);
 
-int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32_t dev_id,
-		       uint16_t queue, const struct azbuse_device_opts *o, int chan_fd);
+/* One device a worker serves: what the supervisor set up for it before the fork. */
+struct azb_serve_dev {
+	const struct azbuse_engine_ops *ops;
+	void *engine;
+	uint32_t dev_id;
+	const struct azbuse_device_opts *opts;
+	struct azc_cache *cache; /* the device's RAM cache, or NULL */
+};
+/* The devices a pool's daemon serves at most (a worker serves one queue of each). */
+#define AZB_WORKER_DEVS_MAX 64
+/* A worker process: queue `queue` of each of devs[0..nr). 0 when they are gone. */
+int azbuse_worker_main(const struct azb_serve_dev *devs, unsigned nr, uint16_t queue, int chan_fd);
+/* One turn over several devices' queues (stopped[i]: device i is gone); see worker.c. */
+int azbuse_worker_turn(struct azbuse_queue **qs, unsigned n, bool *stopped);
+
+/* The queue being served now (from open_queue on), and azbuse_direct_map_sync for
+ * a given one: a worker that serves several devices names the device. */
+struct azbuse_queue *azb_queue_now(void);
+int azb_direct_map_sync_of(struct azbuse_queue *q);
 
 /* Finish what the engine holds and commit every completion (without taking new requests). */
 void azbuse_queue_quiesce(struct azbuse_queue *q);
 
 /* control.c */
 struct azbuse_control {
+	uint32_t dev_id; /* the device whose queues the messages are about */
 	uint16_t nr_queues;
 	pid_t *workers; /* per queue; 0 when not running */
 	int *chans;	/* per queue: the supervisor's end of the worker channel, or -1 */
@@ -127,6 +145,11 @@ uint64_t azb_clock_ms(void);
 void azb_control_path(uint32_t dev_id, char *path, size_t len);
 int azb_control_listen(uint32_t dev_id);
 void azb_control_close(uint32_t dev_id, int fd);
+/* A group's socket (azbuse_engine_config.group), where devices join its daemon. */
+void azb_group_path(const char *group, char *path, size_t len);
+int azb_group_listen(const char *group);
+void azb_group_close(const char *group, int fd);
+int azb_group_connect(const char *group);
 /* Answer every client waiting on the control socket (non-blocking accept). */
 void azb_control_serve(int listen_fd, const struct azbuse_engine_ops *ops, void *engine,
 		       struct azbuse_control *c);
@@ -134,8 +157,13 @@ void azb_control_serve(int listen_fd, const struct azbuse_engine_ops *ops, void 
 int azb_cache_request(const char *args, char *out, size_t out_size);
 int azb_worker_control_init(void);
 bool azb_worker_control_pending(void);
-/* In the worker loop when signalled: handle the supervisor's messages. */
-void azb_worker_control(struct azbuse_queue *q);
+/* The worker's queues (one per device it serves) and its channel. */
+void azb_worker_control_queues(struct azbuse_queue **queues, unsigned nr, int chan_fd);
+/* In the worker loop when signalled: handle the supervisor's messages.
+ * true: the supervisor asked the worker to exit (its queues are quiesced). */
+bool azb_worker_control(void);
+/* Supervisor: ask queue q's worker to finish what it holds and exit. */
+int azb_control_ask_exit(struct azbuse_control *c, uint16_t q);
 
 /* trace.c */
 const char *azbuse_op_name(uint8_t op);
@@ -145,7 +173,15 @@ void azbuse_trace_request(int fd, uint16_t queue, const struct azbuse_io *io);
 
 /* log.c */
 void azb_log_set_prefix(const char *prefix);
-void azb_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* syslog's levels: what the journal files a line under */
+#define AZB_LOG_ERR 3
+#define AZB_LOG_WARN 4
+#define AZB_LOG_INFO 6
+void azb_logv(int level, const char *fmt, va_list ap);
+void azb_log(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* info */
+void azb_warn(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2))); /* something went wrong, handled */
+void azb_err(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* something failed */
 
 /* args.c: parse device options (argv without the program/command name). */
 struct azbuse_args {
@@ -168,7 +204,13 @@ int azbuse_check_engine_options(const struct azbuse_engine_ops *ops, const struc
 int azbuse_conf_save(uint32_t dev_id, const char *engine, const struct azbuse_device_opts *o,
 		     const char *recover_options);
 int azbuse_conf_load(uint32_t dev_id, struct azbuse_args *a);
+/* The same KEY=VALUE lines, to and from any stream (a device joining a group's daemon). */
+void azbuse_conf_write(FILE *f, const char *engine, const struct azbuse_device_opts *o,
+		       const char *recover_options);
+int azbuse_conf_parse(FILE *f, const char *what, struct azbuse_args *a);
 void azbuse_conf_remove(uint32_t dev_id);
+/* Is a configuration saved for the device (its supervisor still serves it)? */
+bool azbuse_conf_exists(uint32_t dev_id);
 
 /* Run in the background (fork; the parent waits for readiness) or the foreground. */
 int azbuse_launch(const struct azbuse_engine_ops *ops, struct azbuse_args *a);

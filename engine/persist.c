@@ -22,20 +22,11 @@ static void azb_conf_path(uint32_t dev_id, char *path, size_t len)
 	snprintf(path, len, AZB_CONF_DIR "/azbuse%u.conf", dev_id);
 }
 
-int azbuse_conf_save(uint32_t dev_id, const char *engine, const struct azbuse_device_opts *o,
-		     const char *recover_options)
+void azbuse_conf_write(FILE *f, const char *engine, const struct azbuse_device_opts *o,
+		       const char *recover_options)
 {
-	char path[128], tmp[160];
-	FILE *f;
 	size_t i;
 
-	mkdir(AZB_CONF_DIR, 0755);
-	azb_conf_path(dev_id, path, sizeof(path));
-	snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
-	f = fopen(tmp, "w");
-	if (!f)
-		return -errno;
-	fprintf(f, "# azbuse%u: what `azbusectl add %u --recover` needs\n", dev_id, dev_id);
 	fprintf(f, "engine=%s\n", engine);
 	fprintf(f, "size=%" PRIu64 "\n", o->size_bytes);
 	fprintf(f, "queues=%u\ndepth=%u\nmax_io=%u\nblock_size=%u\n", o->nr_queues, o->queue_depth,
@@ -62,6 +53,22 @@ int azbuse_conf_save(uint32_t dev_id, const char *engine, const struct azbuse_de
 			line += n + (line[n] == '\n');
 		}
 	}
+}
+
+int azbuse_conf_save(uint32_t dev_id, const char *engine, const struct azbuse_device_opts *o,
+		     const char *recover_options)
+{
+	char path[128], tmp[160];
+	FILE *f;
+
+	mkdir(AZB_CONF_DIR, 0755);
+	azb_conf_path(dev_id, path, sizeof(path));
+	snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
+	f = fopen(tmp, "w");
+	if (!f)
+		return -errno;
+	fprintf(f, "# azbuse%u: what `azbusectl add %u --recover` needs\n", dev_id, dev_id);
+	azbuse_conf_write(f, engine, o, recover_options);
 	if (fclose(f) || rename(tmp, path)) {
 		int err = -errno;
 
@@ -69,6 +76,14 @@ int azbuse_conf_save(uint32_t dev_id, const char *engine, const struct azbuse_de
 		return err;
 	}
 	return 0;
+}
+
+bool azbuse_conf_exists(uint32_t dev_id)
+{
+	char path[128];
+
+	azb_conf_path(dev_id, path, sizeof(path));
+	return !access(path, F_OK);
 }
 
 void azbuse_conf_remove(uint32_t dev_id)
@@ -168,21 +183,12 @@ static int azb_conf_apply(struct azbuse_args *a, const char *key, const char *va
 	return 0;
 }
 
-/* Fill a->opts (keeping what the command line set: foreground, json) from the file. */
-int azbuse_conf_load(uint32_t dev_id, struct azbuse_args *a)
+int azbuse_conf_parse(FILE *f, const char *what, struct azbuse_args *a)
 {
-	char path[128], line[1024];
+	char line[1024];
 	unsigned lineno = 0;
-	FILE *f;
 	int ret = 0;
 
-	azb_conf_path(dev_id, path, sizeof(path));
-	f = fopen(path, "r");
-	if (!f) {
-		ret = -errno;
-		snprintf(a->error, sizeof(a->error), "cannot read %s: %s", path, strerror(errno));
-		return ret;
-	}
 	while (fgets(line, sizeof(line), f)) {
 		char *eq;
 
@@ -194,18 +200,36 @@ int azbuse_conf_load(uint32_t dev_id, struct azbuse_args *a)
 		if (eq)
 			*eq = '\0';
 		if (!eq || azb_conf_apply(a, line, eq + 1)) {
-			snprintf(a->error, sizeof(a->error), "%s:%u: bad line", path, lineno);
+			snprintf(a->error, sizeof(a->error), "%s:%u: bad line", what, lineno);
 			ret = -EINVAL;
 			break;
 		}
 	}
-	fclose(f);
 	if (!ret && !a->engine) {
-		snprintf(a->error, sizeof(a->error), "%s names no engine", path);
+		snprintf(a->error, sizeof(a->error), "%s names no engine", what);
 		ret = -EINVAL;
 	}
 	a->opts.options = a->options;
 	a->opts.nr_options = a->nr_options;
+	return ret;
+}
+
+/* Fill a->opts (keeping what the command line set: foreground, json) from the file. */
+int azbuse_conf_load(uint32_t dev_id, struct azbuse_args *a)
+{
+	char path[128];
+	FILE *f;
+	int ret;
+
+	azb_conf_path(dev_id, path, sizeof(path));
+	f = fopen(path, "r");
+	if (!f) {
+		ret = -errno;
+		snprintf(a->error, sizeof(a->error), "cannot read %s: %s", path, strerror(errno));
+		return ret;
+	}
+	ret = azbuse_conf_parse(f, path, a);
+	fclose(f);
 	a->opts.dev_id = dev_id;
 	a->opts.recover = true;
 	return ret;

@@ -6,6 +6,8 @@
  * to flush and exit, and tears the engine down.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <numa.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -32,24 +34,43 @@ struct azb_progress {
 	uint64_t since_ms; /* when requests last moved */
 };
 
-struct azb_supervisor {
+/* One device the supervisor serves. */
+struct azb_member {
 	const struct azbuse_engine_ops *ops;
-	const struct azbuse_device_opts *opts;
+	const struct azbuse_device_opts *opts; /* azbuse_run's, or a joined device's in args */
+	struct azbuse_args *args;	       /* a joined device's own options (else NULL) */
 	void *engine;
-	int ctl;
 	uint32_t dev_id;
 	uint16_t nr_queues;
-	pid_t *workers;		       /* per queue; 0 when not running */
-	int *chans;		       /* per queue: our end of its worker's channel, or -1 */
 	struct azbuse_control control; /* what an engine's control() works on */
 	int control_fd;		       /* the listening control socket, or -1 */
 	struct azb_progress *progress; /* per queue: is its worker getting anywhere? */
+	struct azc_cache *cache;       /* its RAM cache (--cache), or NULL */
 	uint32_t io_timeout_ms;
+	bool removed;		   /* the device is gone (its workers let it go) */
+	bool finished;		   /* ... and its engine torn down, its files removed */
+	char recover_options[512]; /* what the engine needs to find its state again */
+};
+
+/*
+ * A supervisor serves one device, or every device of a group (a thin pool):
+ * then worker q serves queue q of each of them, and a device added to the
+ * group joins this daemon (over the group's socket) instead of starting one.
+ */
+struct azb_supervisor {
+	struct azb_member *members[AZB_WORKER_DEVS_MAX];
+	unsigned nr_members;
+	const struct azbuse_device_opts *opts; /* the first device's (ready_fd) */
+	int ctl;
+	uint16_t nr_queues;
+	pid_t *workers;	 /* per queue; 0 when not running */
+	int *chans;	 /* per queue: our end of its worker's channel, or -1 */
+	char group[512]; /* "" unless the devices form a group */
+	int group_fd;	 /* the group's listening socket, or -1 */
+	int join_fd;	 /* a joining device's connection, while it is served, or -1 */
 	unsigned restarts;
 	bool stopping;
-	bool removed;
 	bool ready_closed;
-	char recover_options[512]; /* what the engine needs to find its state again */
 };
 
 static void azb_sleep_ms(unsigned ms)
@@ -118,18 +139,22 @@ static uint32_t azb_effective_caps(const struct azbuse_engine_ops *ops, uint32_t
  * The engine was set up but the device cannot be added: tear it down again,
  * except when recovering, where its state belongs to the live device.
  */
-static int azb_setup_undo(struct azb_supervisor *s, int ret)
+static int azb_setup_undo(struct azb_member *m, int ret)
 {
-	if (s->ops->teardown && !s->opts->recover)
-		s->ops->teardown(s->engine);
-	s->engine = NULL;
+	if (m->ops->teardown && !m->opts->recover)
+		m->ops->teardown(m->engine);
+	m->engine = NULL;
 	return ret;
 }
 
-static int azb_setup_engine(struct azb_supervisor *s, struct azbuse_dev_info *info, char *err,
-			    size_t err_size)
+/*
+ * Set the engine up for member m and fill in the device to add. group gets
+ * the engine's group ("" for none); -EALREADY: another daemon serves it.
+ */
+static int azb_setup_engine(struct azb_member *m, struct azbuse_dev_info *info, char *group,
+			    size_t group_size, char *err, size_t err_size)
 {
-	const struct azbuse_device_opts *o = s->opts;
+	const struct azbuse_device_opts *o = m->opts;
 	struct azbuse_engine_config cfg;
 	long ncpu = sysconf(_SC_NPROCESSORS_CONF);
 	int ret;
@@ -158,17 +183,19 @@ static int azb_setup_engine(struct azb_supervisor *s, struct azbuse_dev_info *in
 	cfg.error = err;
 	cfg.error_size = err_size;
 	cfg.recovering = o->recover;
-	cfg.recover_options = s->recover_options;
-	cfg.recover_options_size = sizeof(s->recover_options);
-	ret = s->ops->setup ? s->ops->setup(&cfg, &s->engine) : 0;
+	cfg.recover_options = m->recover_options;
+	cfg.recover_options_size = sizeof(m->recover_options);
+	ret = m->ops->setup ? m->ops->setup(&cfg, &m->engine) : 0;
+	cfg.group[sizeof(cfg.group) - 1] = '\0';
+	snprintf(group, group_size, "%s", cfg.group);
 	if (ret) {
 		if (!err[0])
-			snprintf(err, err_size, "engine %s: %s", s->ops->name, strerror(-ret));
+			snprintf(err, err_size, "engine %s: %s", m->ops->name, strerror(-ret));
 		return ret;
 	}
 	if (!cfg.size_bytes) {
-		snprintf(err, err_size, "engine %s: no device size (give --size)", s->ops->name);
-		return azb_setup_undo(s, -EINVAL);
+		snprintf(err, err_size, "engine %s: no device size (give --size)", m->ops->name);
+		return azb_setup_undo(m, -EINVAL);
 	}
 
 	memset(info, 0, sizeof(*info));
@@ -181,7 +208,7 @@ static int azb_setup_engine(struct azb_supervisor *s, struct azbuse_dev_info *in
 	info->io_timeout_ms = o->io_timeout_ms;
 	info->recovery_timeout_ms = o->recovery_timeout_ms;
 	/* (the cache needs a write's data in the worker: no user copy with one) */
-	info->features = azb_caps_to_features(azb_effective_caps(s->ops, cfg.caps) &
+	info->features = azb_caps_to_features(azb_effective_caps(m->ops, cfg.caps) &
 					      ~(o->cache_bytes ? AZBUSE_CAP_USER_COPY : 0));
 	if (o->read_only)
 		info->features |= AZBUSE_F_READ_ONLY;
@@ -191,15 +218,15 @@ static int azb_setup_engine(struct azb_supervisor *s, struct azbuse_dev_info *in
 		info->features |= AZBUSE_F_WRITE_CACHE | AZBUSE_F_FUA;
 	if (cfg.route_queue && !cfg.shard_chunk_bytes) {
 		snprintf(err, err_size, "--route queue needs a sharded device (--shards)");
-		return azb_setup_undo(s, -EINVAL);
+		return azb_setup_undo(m, -EINVAL);
 	}
 	if (cfg.shard_chunk_bytes) {
 		if (cfg.shard_chunk_bytes < 4096 ||
 		    (cfg.shard_chunk_bytes & (cfg.shard_chunk_bytes - 1)) || !cfg.nr_queues ||
 		    cfg.nr_queues > AZBUSE_MAX_QUEUES) {
 			snprintf(err, err_size, "engine %s: bad shard chunk %u or shard count %u",
-				 s->ops->name, cfg.shard_chunk_bytes, cfg.nr_queues);
-			return azb_setup_undo(s, -EINVAL);
+				 m->ops->name, cfg.shard_chunk_bytes, cfg.nr_queues);
+			return azb_setup_undo(m, -EINVAL);
 		}
 		info->features |= AZBUSE_F_SHARDED;
 		if (cfg.route_queue)
@@ -226,16 +253,51 @@ static void azb_close_chan(struct azb_supervisor *s, uint16_t queue)
 	s->chans[queue] = -1;
 }
 
+/* In a new worker: close what is the supervisor's and serve queue `queue` of every device. */
+static void azb_worker_child(struct azb_supervisor *s, uint16_t queue, int chan_fd)
+{
+	struct azb_serve_dev devs[AZB_WORKER_DEVS_MAX];
+	unsigned i, nr = 0;
+	sigset_t none;
+	uint16_t q;
+
+	for (q = 0; q < s->nr_queues; q++)
+		if (s->chans[q] >= 0)
+			close(s->chans[q]);
+	for (i = 0; i < s->nr_members; i++) {
+		struct azb_member *m = s->members[i];
+
+		if (m->control_fd >= 0)
+			close(m->control_fd);
+		if (!m->removed)
+			devs[nr++] = (struct azb_serve_dev){ .ops = m->ops,
+							     .engine = m->engine,
+							     .dev_id = m->dev_id,
+							     .opts = m->opts,
+							     .cache = m->cache };
+	}
+	if (s->group_fd >= 0)
+		close(s->group_fd);
+	if (s->join_fd >= 0)
+		close(s->join_fd);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_IGN); /* a terminal's ^C goes to the supervisor, which drains */
+	close(s->ctl);
+	if (!s->ready_closed && s->opts->ready_fd >= 0)
+		close(s->opts->ready_fd);
+	_exit(azbuse_worker_main(devs, nr, queue, chan_fd) ? 1 : 0);
+}
+
 static pid_t azb_spawn_worker(struct azb_supervisor *s, uint16_t queue)
 {
 	int sv[2] = { -1, -1 };
-	sigset_t none;
 	pid_t pid;
-	uint16_t q;
 
 	azb_close_chan(s, queue);
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
-		azb_log("queue %u: no control channel: %s", queue, strerror(errno));
+		azb_warn("queue %u: no control channel: %s", queue, strerror(errno));
 	pid = fork();
 	if (pid) {
 		if (sv[1] >= 0)
@@ -250,19 +312,8 @@ static pid_t azb_spawn_worker(struct azb_supervisor *s, uint16_t queue)
 	}
 	if (sv[0] >= 0)
 		close(sv[0]);
-	for (q = 0; q < s->nr_queues; q++)
-		if (s->chans[q] >= 0)
-			close(s->chans[q]);
-	if (s->control_fd >= 0)
-		close(s->control_fd);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGINT, SIG_IGN); /* a terminal's ^C goes to the supervisor, which drains */
-	close(s->ctl);
-	if (s->opts->ready_fd >= 0)
-		close(s->opts->ready_fd);
-	_exit(azbuse_worker_main(s->ops, s->engine, s->dev_id, queue, s->opts, sv[1]) ? 1 : 0);
+	azb_worker_child(s, queue, sv[1]);
+	return 0; /* (not reached) */
 }
 
 static int azb_queue_of(const struct azb_supervisor *s, pid_t pid)
@@ -273,6 +324,15 @@ static int azb_queue_of(const struct azb_supervisor *s, pid_t pid)
 		if (s->workers[q] == pid)
 			return q;
 	return -1;
+}
+
+static unsigned azb_live_members(const struct azb_supervisor *s)
+{
+	unsigned i, n = 0;
+
+	for (i = 0; i < s->nr_members; i++)
+		n += !s->members[i]->removed;
+	return n;
 }
 
 /* Reap exited workers; restart the ones that crashed unless we are stopping. */
@@ -288,23 +348,23 @@ static void azb_reap_workers(struct azb_supervisor *s)
 		s->workers[q] = 0;
 		azb_close_chan(s, (uint16_t)q);
 		if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-			continue; /* the device went away and the worker finished cleanly */
+			continue; /* its devices went away and the worker finished cleanly */
 		if (WIFSIGNALED(status))
-			azb_log("worker %d (queue %d) killed by signal %d", pid, q,
+			azb_err("worker %d (queue %d) killed by signal %d", pid, q,
 				WTERMSIG(status));
 		else
-			azb_log("worker %d (queue %d) exited with status %d", pid, q,
+			azb_err("worker %d (queue %d) exited with status %d", pid, q,
 				WEXITSTATUS(status));
-		if (s->stopping || s->removed)
+		if (s->stopping || !azb_live_members(s))
 			continue;
 		if (++s->restarts > AZB_MAX_RESTARTS) {
-			azb_log("too many worker restarts; removing the device");
+			azb_err("too many worker restarts; removing the device");
 			s->stopping = true;
 			continue;
 		}
 		s->workers[q] = azb_spawn_worker(s, q);
 		if (s->workers[q] < 0) {
-			azb_log("cannot restart worker for queue %d: %s", q,
+			azb_err("cannot restart worker for queue %d: %s", q,
 				strerror(-s->workers[q]));
 			s->workers[q] = 0;
 		} else {
@@ -322,10 +382,10 @@ static int azb_running_workers(const struct azb_supervisor *s)
 	return n;
 }
 
-static int azb_wait_attached(struct azb_supervisor *s, char *err, size_t err_size)
+static int azb_wait_attached(struct azb_supervisor *s, uint32_t dev_id, char *err, size_t err_size)
 {
 	struct azbuse_queue_info qi;
-	unsigned waited;
+	unsigned waited, restarts = s->restarts;
 	int q, ret;
 
 	for (waited = 0; waited < AZB_ATTACH_WAIT_MS; waited += 10) {
@@ -333,7 +393,7 @@ static int azb_wait_attached(struct azb_supervisor *s, char *err, size_t err_siz
 
 		azb_reap_workers(s);
 		for (q = 0; q < s->nr_queues; q++) {
-			ret = azbuse_ctl_queue_info(s->ctl, s->dev_id, q, &qi);
+			ret = azbuse_ctl_queue_info(s->ctl, dev_id, q, &qi);
 			if (ret) {
 				snprintf(err, err_size, "queue info: %s", strerror(-ret));
 				return ret;
@@ -342,7 +402,7 @@ static int azb_wait_attached(struct azb_supervisor *s, char *err, size_t err_siz
 		}
 		if (attached == s->nr_queues)
 			return 0;
-		if (s->restarts) {
+		if (s->restarts != restarts) {
 			snprintf(err, err_size, "a worker failed to start (see the log)");
 			return -EIO;
 		}
@@ -368,7 +428,7 @@ static void azb_wait_node(uint32_t dev_id)
 	if (!stat(path, &st))
 		azb_log("%s is in the way: it exists and is not a block device", path);
 	else
-		azb_log("%s did not appear within %u ms", path, AZB_NODE_WAIT_MS);
+		azb_warn("%s did not appear within %u ms", path, AZB_NODE_WAIT_MS);
 }
 
 static void azb_stop_workers(struct azb_supervisor *s)
@@ -385,11 +445,45 @@ static void azb_stop_workers(struct azb_supervisor *s)
 	}
 }
 
-/* Is our device gone (removed, or its id now names someone else's device)? */
-static bool azb_device_gone(struct azb_supervisor *s)
+/*
+ * A new device joined: every worker is replaced, one queue at a time, by
+ * one forked from the state that now includes it. The old worker finishes
+ * what it holds and exits; the module re-posts what was waiting in its
+ * ring to the new one, as after a crash.
+ */
+static void azb_replace_workers(struct azb_supervisor *s)
+{
+	struct azbuse_control *c = &s->members[0]->control;
+	uint16_t q;
+
+	for (q = 0; q < s->nr_queues; q++) {
+		pid_t old = s->workers[q];
+		uint64_t deadline = azb_clock_ms() + AZB_WORKER_EXIT_MS;
+		int status;
+
+		if (old > 0 && !azb_control_ask_exit(c, q)) {
+			while (waitpid(old, &status, WNOHANG) == 0 && azb_clock_ms() < deadline)
+				azb_sleep_ms(1);
+		}
+		if (old > 0 && waitpid(old, &status, WNOHANG) == 0) {
+			azb_warn("worker %d (queue %u) did not exit: killing it", old, q);
+			kill(old, SIGKILL);
+			waitpid(old, &status, 0);
+		}
+		s->workers[q] = azb_spawn_worker(s, q);
+		if (s->workers[q] < 0) {
+			azb_err("cannot fork a worker for queue %u: %s", q,
+				strerror(-s->workers[q]));
+			s->workers[q] = 0;
+		}
+	}
+}
+
+/* Is member m's device gone (removed, or its id now names someone else's device)? */
+static bool azb_device_gone(struct azb_supervisor *s, struct azb_member *m)
 {
 	struct azbuse_dev_info info;
-	int ret = azbuse_ctl_info(s->ctl, s->dev_id, &info);
+	int ret = azbuse_ctl_info(s->ctl, m->dev_id, &info);
 
 	return ret == -ENOENT || (!ret && info.owner_pid != getpid());
 }
@@ -401,15 +495,15 @@ static bool azb_device_gone(struct azb_supervisor *s)
  * place, exactly as after a crash. A slow worker that still completes
  * requests is left alone.
  */
-static void azb_watch_progress(struct azb_supervisor *s, uint64_t now)
+static void azb_watch_progress(struct azb_supervisor *s, struct azb_member *m, uint64_t now)
 {
 	struct azbuse_queue_info qi;
 	int q;
 
 	for (q = 0; q < s->nr_queues; q++) {
-		struct azb_progress *p = &s->progress[q];
+		struct azb_progress *p = &m->progress[q];
 
-		if (azbuse_ctl_queue_info(s->ctl, s->dev_id, q, &qi))
+		if (azbuse_ctl_queue_info(s->ctl, m->dev_id, q, &qi))
 			return;
 		if (qi.requests != p->requests || !qi.inflight || !p->since_ms) {
 			p->requests = qi.requests;
@@ -417,56 +511,94 @@ static void azb_watch_progress(struct azb_supervisor *s, uint64_t now)
 			p->since_ms = now;
 			continue;
 		}
-		if (now - p->since_ms < s->io_timeout_ms || qi.timeouts == p->timeouts ||
+		if (now - p->since_ms < m->io_timeout_ms || qi.timeouts == p->timeouts ||
 		    s->workers[q] <= 0)
 			continue;
-		azb_log("worker %d (queue %d) completed nothing in %u ms with %u request(s) "
-			"waiting: killing it",
-			s->workers[q], q, (unsigned)(now - p->since_ms), qi.inflight);
+		azb_log("worker %d (queue %d) completed nothing on azbuse%u in %u ms with %u "
+			"request(s) waiting: killing it",
+			s->workers[q], q, m->dev_id, (unsigned)(now - p->since_ms), qi.inflight);
 		kill(s->workers[q], SIGKILL);
 		p->timeouts = qi.timeouts;
 		p->since_ms = now;
 	}
 }
 
-/* Wait for signals and dead workers until the device is gone. */
+/*
+ * A member whose device is gone and no worker serves any more: its cache,
+ * control socket and saved configuration go, and its engine is torn down.
+ */
+static void azb_finish_member(struct azb_member *m)
+{
+	if (m->finished)
+		return;
+	m->finished = true;
+	azbuse_conf_remove(m->dev_id);
+	azb_control_close(m->dev_id, m->control_fd);
+	m->control_fd = -1;
+	if (m->ops->teardown && m->engine)
+		m->ops->teardown(m->engine);
+	m->engine = NULL;
+	azc_destroy(m->cache);
+	m->cache = NULL;
+	azb_log("azbuse%u removed", m->dev_id);
+}
+
+static void azb_join_serve(struct azb_supervisor *s);
+
+/* Wait for signals, dead workers and joining devices until every device is gone. */
 static void azb_supervise(struct azb_supervisor *s, const sigset_t *signals)
 {
 	struct timespec tick = { .tv_nsec = 200 * 1000000 };
 	uint64_t removed_at = 0;
 	siginfo_t si;
+	unsigned i;
 	int sig;
 
 	for (;;) {
 		sig = sigtimedwait(signals, &si, &tick);
 		if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
 			if (!s->stopping)
-				azb_log("signal %d: draining and removing the device", sig);
+				azb_log("signal %d: draining and removing the device%s", sig,
+					s->nr_members > 1 ? "s" : "");
 			s->stopping = true;
 		}
 		azb_reap_workers(s);
-		if (s->control_fd >= 0 && !s->stopping && !s->removed)
-			azb_control_serve(s->control_fd, s->ops, s->engine, &s->control);
-		if (!s->removed && azb_device_gone(s))
-			s->removed = true;
-		if (!s->removed && !s->stopping)
-			azb_watch_progress(s, azb_clock_ms());
-		if (s->stopping && !s->removed) {
-			int ret = azbuse_ctl_remove(s->ctl, s->dev_id);
+		for (i = 0; i < s->nr_members; i++) {
+			struct azb_member *m = s->members[i];
 
-			if (ret && ret != -ENOENT)
-				azb_log("remove: %s", strerror(-ret));
-			s->removed = true;
+			if (m->removed)
+				continue;
+			if (m->control_fd >= 0 && !s->stopping) {
+				azb_device_cache =
+					m->cache; /* what "cache ..." and drains work on */
+				azb_control_serve(m->control_fd, m->ops, m->engine, &m->control);
+			}
+			if (azb_device_gone(s, m))
+				m->removed = true;
+			else if (!s->stopping)
+				azb_watch_progress(s, m, azb_clock_ms());
+			if (s->stopping && !m->removed) {
+				int ret = azbuse_ctl_remove(s->ctl, m->dev_id);
+
+				if (ret && ret != -ENOENT)
+					azb_log("remove azbuse%u: %s", m->dev_id, strerror(-ret));
+				m->removed = true;
+			}
+			/* the others still serve: this one's workers have let it go */
+			if (m->removed && azb_live_members(s))
+				azb_finish_member(m);
 		}
-		if (!s->removed)
+		if (s->group_fd >= 0 && !s->stopping && azb_live_members(s))
+			azb_join_serve(s);
+		if (azb_live_members(s))
 			continue;
 		if (!azb_running_workers(s))
 			return;
-		/* the device is gone; a worker that does not follow is stuck (or stopped) */
+		/* every device is gone; a worker that does not follow is stuck (or stopped) */
 		if (!removed_at)
 			removed_at = azb_clock_ms();
 		else if (azb_clock_ms() - removed_at > AZB_WORKER_EXIT_MS) {
-			azb_log("workers did not exit %u ms after removal: killing them",
+			azb_err("workers did not exit %u ms after removal: killing them",
 				AZB_WORKER_EXIT_MS);
 			azb_stop_workers(s);
 		}
@@ -560,23 +692,23 @@ static uint64_t azb_queue_nodes(uint32_t dev_id, uint32_t nr_queues)
  * their nodes (blk-mq's map is in sysfs once the disk is started; the cache
  * was made before the workers, and its data pages are not touched yet).
  */
-static void azb_place_cache(uint32_t dev_id, uint32_t nr_queues)
+static void azb_place_cache(struct azc_cache *cache, uint32_t dev_id, uint32_t nr_queues)
 {
 	uint64_t nodes;
 
-	if (!azb_device_cache)
+	if (!cache)
 		return;
 	nodes = azb_queue_nodes(dev_id, nr_queues);
-	if (nodes && azc_place(azb_device_cache, nodes))
-		azb_log("cache: cannot place it on NUMA nodes %#llx: %s", (unsigned long long)nodes,
-			strerror(errno));
+	if (nodes && azc_place(cache, nodes))
+		azb_warn("cache: cannot place it on NUMA nodes %#llx: %s",
+			 (unsigned long long)nodes, strerror(errno));
 	else if (nodes)
 		azb_log("cache: on NUMA nodes %#llx", (unsigned long long)nodes);
 }
 
 /* The device's RAM cache (--cache), shared by the workers forked after it. */
 static int azb_make_cache(const struct azbuse_device_opts *o, const struct azbuse_dev_info *info,
-			  char *err, size_t err_size)
+			  struct azc_cache **cache, char *err, size_t err_size)
 {
 	/* (a sharded device's ring may hold every shard's requests) */
 	uint32_t tags =
@@ -591,9 +723,10 @@ static int azb_make_cache(const struct azbuse_device_opts *o, const struct azbus
 				.numa_node = -1 };
 	int ret;
 
+	*cache = NULL;
 	if (!o->cache_bytes)
 		return 0;
-	ret = azc_create(&p, &azb_device_cache);
+	ret = azc_create(&p, cache);
 	if (ret) {
 		snprintf(err, err_size, "cannot make a %llu-byte cache: %s",
 			 (unsigned long long)o->cache_bytes, strerror(-ret));
@@ -604,13 +737,355 @@ static int azb_make_cache(const struct azbuse_device_opts *o, const struct azbus
 	return 0;
 }
 
+/* Add (or, recovering, take over) member m's device; its id and queue count into m. */
+static int azb_add_device(struct azb_supervisor *s, struct azb_member *m,
+			  struct azbuse_dev_info *info, char *err, size_t err_size)
+{
+	int ret;
+
+	if (m->opts->recover) {
+		ret = azb_take_over(s, info, err, err_size);
+	} else {
+		ret = azbuse_ctl_add(s->ctl, info);
+		if (ret)
+			snprintf(err, err_size, "cannot add device: %s", strerror(-ret));
+	}
+	if (ret)
+		return ret;
+	m->dev_id = info->dev_id;
+	m->nr_queues = info->nr_queues;
+	m->io_timeout_ms = info->io_timeout_ms;
+	m->progress = calloc(info->nr_queues, sizeof(*m->progress));
+	if (!m->progress) {
+		snprintf(err, err_size, "out of memory");
+		return -ENOMEM;
+	}
+	return azb_make_cache(m->opts, info, &m->cache, err, err_size);
+}
+
+/*
+ * udev sees the device before its configuration is saved: a "change" event
+ * once it is lets rules name it from that (60-azbuse.rules: /dev/azbuse/POOL/VOLUME).
+ */
+static void azb_uevent_change(uint32_t dev_id)
+{
+	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/sys/block/azbuse%u/uevent", dev_id);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, "change", 6) != 6)
+		azb_warn("cannot send a change event for azbuse%u: %s", dev_id, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Member m's queues are served: start its disk, listen for control, save its config. */
+static int azb_start_member(struct azb_supervisor *s, struct azb_member *m, char *err,
+			    size_t err_size)
+{
+	int ret = azb_wait_attached(s, m->dev_id, err, err_size);
+
+	if (ret)
+		return ret;
+	if (!m->opts->recover) {
+		ret = azbuse_ctl_start(s->ctl, m->dev_id);
+		if (ret) {
+			snprintf(err, err_size, "cannot start device: %s", strerror(-ret));
+			return ret;
+		}
+	}
+	azb_wait_node(m->dev_id);
+	azb_place_cache(m->cache, m->dev_id, m->nr_queues);
+	m->control = (struct azbuse_control){ .dev_id = m->dev_id,
+					      .nr_queues = s->nr_queues,
+					      .workers = s->workers,
+					      .chans = s->chans };
+	m->control_fd = azb_control_listen(m->dev_id);
+	if (m->control_fd < 0)
+		azb_warn("no control socket for azbuse%u: %s", m->dev_id, strerror(-m->control_fd));
+	ret = azbuse_conf_save(m->dev_id, m->ops->name, m->opts, m->recover_options);
+	if (!ret)
+		azb_uevent_change(m->dev_id);
+	if (ret)
+		azb_warn("cannot save the configuration of azbuse%u for --recover: %s", m->dev_id,
+			 strerror(-ret));
+	azb_log("%s " AZBUSE_BLOCK_PREFIX "%u with engine %s, %u queue(s)",
+		m->opts->recover ? "recovered" : "serving", m->dev_id, m->ops->name, m->nr_queues);
+	return 0;
+}
+
+/* ---- devices joining the group ---- */
+
+#define AZB_JOIN_READ_MS 2000
+#define AZB_JOIN_REPLY_MS 120000
+
+/* Read a joining device's request (until the client shuts its end) into a. */
+static int azb_join_read(int fd, struct azbuse_args *a)
+{
+	char buf[8192];
+	size_t used = 0;
+	uint64_t deadline = azb_clock_ms() + AZB_JOIN_READ_MS;
+	unsigned dev_id, recover;
+	FILE *f;
+	int ret;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		uint64_t now = azb_clock_ms();
+		ssize_t n;
+
+		if (now >= deadline || poll(&pfd, 1, (int)(deadline - now)) <= 0)
+			return -ETIMEDOUT;
+		n = read(fd, buf + used, sizeof(buf) - 1 - used);
+		if (n < 0)
+			return -errno;
+		if (!n)
+			break;
+		used += (size_t)n;
+		if (used == sizeof(buf) - 1)
+			return -E2BIG;
+	}
+	buf[used] = '\0';
+	if (sscanf(buf, "join %u %u\n", &dev_id, &recover) != 2)
+		return -EPROTO;
+	f = fmemopen(buf + strcspn(buf, "\n") + 1, strlen(buf + strcspn(buf, "\n") + 1), "r");
+	if (!f)
+		return -errno;
+	azbuse_device_opts_init(&a->opts);
+	ret = azbuse_conf_parse(f, "join request", a);
+	fclose(f);
+	a->opts.dev_id = dev_id;
+	a->opts.recover = recover != 0;
+	return ret;
+}
+
+/* Set up, add and serve a device that joined; 0 or -errno with a message in err. */
+static int azb_join_member(struct azb_supervisor *s, struct azb_member *m, char *err,
+			   size_t err_size)
+{
+	struct azbuse_dev_info info;
+	char group[sizeof(s->group)];
+	int ret;
+
+	ret = azbuse_check_engine_options(m->ops, m->args, err, err_size);
+	if (ret)
+		return ret;
+	ret = azb_setup_engine(m, &info, group, sizeof(group), err, err_size);
+	if (!ret && strcmp(group, s->group)) {
+		snprintf(err, err_size, "the device is not of this daemon's group");
+		return azb_setup_undo(m, -EINVAL);
+	}
+	if (ret)
+		return ret == -EALREADY ? -EDEADLK : ret;
+	if (info.nr_queues != s->nr_queues) {
+		snprintf(err, err_size, "the device has %u queues; this daemon's have %u",
+			 info.nr_queues, s->nr_queues);
+		return azb_setup_undo(m, -EINVAL);
+	}
+	ret = azb_add_device(s, m, &info, err, err_size);
+	if (ret) {
+		if (m->dev_id != AZBUSE_DEV_ID_ANY && !m->opts->recover) /* added, then no cache */
+			azbuse_ctl_remove(s->ctl, m->dev_id);
+		return azb_setup_undo(m, ret);
+	}
+	s->members[s->nr_members++] = m;
+	azb_replace_workers(s);
+	ret = azb_start_member(s, m, err, err_size);
+	if (ret) {
+		/* its workers let it go once it is removed; a failed takeover leaves it */
+		if (!m->opts->recover)
+			azbuse_ctl_remove(s->ctl, m->dev_id);
+		m->removed = true;
+		azb_finish_member(m);
+	}
+	return ret;
+}
+
+static bool azb_is_member(const struct azb_supervisor *s, const struct azb_member *m)
+{
+	unsigned i;
+
+	for (i = 0; i < s->nr_members; i++)
+		if (s->members[i] == m)
+			return true;
+	return false;
+}
+
+/* One device asking to join on fd: served, or refused with the reason in err. */
+static int azb_join_one(struct azb_supervisor *s, int fd, struct azb_member *m, char *err,
+			size_t err_size)
+{
+	struct azbuse_args *a = m->args;
+	int ret = azb_join_read(fd, a);
+
+	if (ret) {
+		snprintf(err, err_size, "bad join request: %s",
+			 a->error[0] ? a->error : strerror(-ret));
+		return ret;
+	}
+	if (s->nr_members >= AZB_WORKER_DEVS_MAX) {
+		snprintf(err, err_size, "this daemon serves %u devices already", s->nr_members);
+		return -ENOSPC;
+	}
+	m->ops = azbuse_find_engine(a->engine);
+	if (m->ops != s->members[0]->ops) {
+		snprintf(err, err_size, "engine %s cannot join a daemon of engine %s", a->engine,
+			 s->members[0]->ops->name);
+		return -EINVAL;
+	}
+	m->opts = &a->opts;
+	return azb_join_member(s, m, err, err_size);
+}
+
+/* Answer every device waiting to join (one at a time; each replaces the workers). */
+static void azb_join_serve(struct azb_supervisor *s)
+{
+	char err[512], reply[600];
+	int fd, ret;
+
+	while ((fd = accept4(s->group_fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+		struct azb_member *m = calloc(1, sizeof(*m));
+
+		s->join_fd = fd; /* (not for the workers forked meanwhile) */
+		err[0] = '\0';
+		ret = -ENOMEM;
+		if (m && (m->args = calloc(1, sizeof(*m->args)))) {
+			m->control_fd = -1;
+			m->dev_id = AZBUSE_DEV_ID_ANY;
+			ret = azb_join_one(s, fd, m, err, sizeof(err));
+		}
+		if (ret) {
+			azb_err("a device could not join: %s", err[0] ? err : strerror(-ret));
+			snprintf(reply, sizeof(reply), "ERR %s\n", err[0] ? err : strerror(-ret));
+		} else {
+			snprintf(reply, sizeof(reply), "OK %u\n", m->dev_id);
+		}
+		if (write(fd, reply, strlen(reply)) < 0)
+			azb_warn("cannot answer the joining device: %s", strerror(errno));
+		close(fd);
+		s->join_fd = -1;
+		/* (a member, even one that failed to start, is freed with the others) */
+		if (m && !azb_is_member(s, m)) {
+			free(m->progress);
+			free(m->args);
+			free(m);
+		}
+	}
+}
+
+/*
+ * This device's group has a daemon: hand the device to it. 0 and the
+ * device's id, or -errno (-ENOENT: no daemon listens) with a message.
+ */
+static int azb_join(const char *group, const char *engine, const struct azbuse_device_opts *o,
+		    uint32_t *dev_id, char *err, size_t err_size)
+{
+	uint64_t deadline = azb_clock_ms() + AZB_JOIN_REPLY_MS;
+	struct pollfd pfd;
+	char reply[600];
+	size_t used = 0;
+	FILE *f;
+	int fd = azb_group_connect(group), ret = 0;
+
+	if (fd < 0)
+		return fd;
+	f = fdopen(fd, "w");
+	if (!f) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	fprintf(f, "join %u %d\n", o->dev_id, o->recover ? 1 : 0);
+	azbuse_conf_write(f, engine, o, NULL);
+	if (fflush(f) || shutdown(fd, SHUT_WR))
+		ret = -errno;
+	pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+	while (!ret && used + 1 < sizeof(reply)) {
+		uint64_t now = azb_clock_ms();
+		ssize_t n;
+
+		if (now >= deadline || poll(&pfd, 1, (int)(deadline - now)) <= 0) {
+			ret = -ETIMEDOUT;
+			break;
+		}
+		n = read(fd, reply + used, sizeof(reply) - 1 - used);
+		if (n <= 0)
+			break;
+		used += (size_t)n;
+		if (memchr(reply, '\n', used))
+			break; /* the answer is one line */
+	}
+	fclose(f);
+	reply[used] = '\0';
+	reply[strcspn(reply, "\n")] = '\0';
+	if (ret) {
+		snprintf(err, err_size, "the daemon serving this device's group did not answer: %s",
+			 strerror(-ret));
+		return ret;
+	}
+	if (sscanf(reply, "OK %u", dev_id) == 1)
+		return 0;
+	snprintf(err, err_size, "%.400s", !strncmp(reply, "ERR ", 4) ? reply + 4 : "no answer");
+	return -EIO;
+}
+
+/*
+ * Set the first device up. -EALREADY: its group has a daemon, which took
+ * it (*joined then has its id).
+ */
+static int azb_first_device(struct azb_supervisor *s, struct azb_member *m,
+			    struct azbuse_dev_info *info, uint32_t *joined, char *err,
+			    size_t err_size)
+{
+	uint64_t deadline = azb_clock_ms() + AZB_ATTACH_WAIT_MS;
+	int ret;
+
+	for (;;) {
+		err[0] = '\0';
+		ret = azb_setup_engine(m, info, s->group, sizeof(s->group), err, err_size);
+		if (ret != -EALREADY || !s->group[0])
+			return ret;
+		ret = azb_join(s->group, m->ops->name, m->opts, joined, err, err_size);
+		if (ret != -ENOENT)
+			return ret ? ret : -EALREADY;
+		/* the group's holder is starting, or was only passing: try again */
+		if (azb_clock_ms() > deadline) {
+			snprintf(err, err_size, "the group %.400s is held, and no daemon serves it",
+				 s->group);
+			return -EBUSY;
+		}
+		azb_sleep_ms(50);
+	}
+}
+
+static void azb_free_members(struct azb_supervisor *s)
+{
+	unsigned i;
+
+	for (i = 0; i < s->nr_members; i++) {
+		struct azb_member *m = s->members[i];
+
+		free(m->progress);
+		free(m->args);
+		if (i)
+			free(m);
+	}
+	s->nr_members = 0;
+}
+
 int azbuse_run(const struct azbuse_engine_ops *ops, const struct azbuse_device_opts *o)
 {
-	struct azb_supervisor s = { .ops = ops, .opts = o, .ctl = -1, .control_fd = -1 };
+	struct azb_member first = {
+		.ops = ops, .opts = o, .control_fd = -1, .dev_id = AZBUSE_DEV_ID_ANY
+	};
+	struct azb_supervisor s = { .opts = o, .ctl = -1, .group_fd = -1, .join_fd = -1 };
 	struct azbuse_dev_info info;
 	sigset_t signals, old;
-	char err[256] = "";
+	uint32_t joined = 0;
+	char err[512] = "";
 	char prefix[64];
+	unsigned i;
 	int q, ret;
 
 	if (ops->struct_size < AZBUSE_ENGINE_OPS_MIN_SIZE ||
@@ -627,7 +1102,13 @@ int azbuse_run(const struct azbuse_engine_ops *ops, const struct azbuse_device_o
 	sigaddset(&signals, SIGIO); /* a client on the control socket */
 	sigprocmask(SIG_BLOCK, &signals, &old);
 
-	ret = azb_setup_engine(&s, &info, err, sizeof(err));
+	ret = azb_first_device(&s, &first, &info, &joined, err, sizeof(err));
+	if (ret == -EALREADY) {
+		azb_log("azbuse%u joined the daemon of %s", joined, s.group);
+		azb_report(o->ready_fd, "OK %u\n", joined);
+		ret = 0;
+		goto out_signals;
+	}
 	if (ret)
 		goto out_report;
 	s.ctl = azbuse_ctl_open();
@@ -637,38 +1118,25 @@ int azbuse_run(const struct azbuse_engine_ops *ops, const struct azbuse_device_o
 			 strerror(-ret), ret == -ENOENT ? " (is azbuse.ko loaded?)" : "");
 		goto out_teardown;
 	}
-	if (o->recover) {
-		ret = azb_take_over(&s, &info, err, sizeof(err));
-		if (ret)
-			goto out_close;
-	} else {
-		ret = azbuse_ctl_add(s.ctl, &info);
-		if (ret) {
-			snprintf(err, sizeof(err), "cannot add device: %s", strerror(-ret));
-			goto out_close;
-		}
+	s.members[s.nr_members++] = &first;
+	ret = azb_add_device(&s, &first, &info, err, sizeof(err));
+	if (ret) {
+		if (first.dev_id != AZBUSE_DEV_ID_ANY)
+			goto out_remove; /* added, then no memory or cache */
+		goto out_close;
 	}
-	s.dev_id = info.dev_id;
-	s.nr_queues = info.nr_queues;
-	s.io_timeout_ms = info.io_timeout_ms;
-	snprintf(prefix, sizeof(prefix), "azbuse%u", s.dev_id);
+	s.nr_queues = first.nr_queues;
+	snprintf(prefix, sizeof(prefix), "azbuse%u", first.dev_id);
 	azb_log_set_prefix(prefix);
 	s.workers = calloc(s.nr_queues, sizeof(*s.workers));
-	s.progress = calloc(s.nr_queues, sizeof(*s.progress));
 	s.chans = malloc(s.nr_queues * sizeof(*s.chans));
-	if (!s.workers || !s.progress || !s.chans) {
+	if (!s.workers || !s.chans) {
 		ret = -ENOMEM;
 		snprintf(err, sizeof(err), "out of memory");
 		goto out_remove;
 	}
 	for (q = 0; q < s.nr_queues; q++)
 		s.chans[q] = -1;
-	ret = azb_make_cache(o, &info, err, sizeof(err));
-	if (ret)
-		goto out_remove;
-	s.control = (struct azbuse_control){ .nr_queues = s.nr_queues,
-					     .workers = s.workers,
-					     .chans = s.chans };
 	for (q = 0; q < s.nr_queues; q++) {
 		s.workers[q] = azb_spawn_worker(&s, q);
 		if (s.workers[q] < 0) {
@@ -678,51 +1146,41 @@ int azbuse_run(const struct azbuse_engine_ops *ops, const struct azbuse_device_o
 			goto out_remove;
 		}
 	}
-	ret = azb_wait_attached(&s, err, sizeof(err));
+	ret = azb_start_member(&s, &first, err, sizeof(err));
 	if (ret)
 		goto out_remove;
-	if (!o->recover) {
-		ret = azbuse_ctl_start(s.ctl, s.dev_id);
-		if (ret) {
-			snprintf(err, sizeof(err), "cannot start device: %s", strerror(-ret));
-			goto out_remove;
-		}
+	if (s.group[0]) {
+		s.group_fd = azb_group_listen(s.group);
+		if (s.group_fd < 0)
+			azb_warn("devices of %s cannot join: no socket: %s", s.group,
+				 strerror(-s.group_fd));
 	}
-	azb_wait_node(s.dev_id);
-	azb_place_cache(s.dev_id, s.nr_queues);
-	s.control_fd = azb_control_listen(s.dev_id);
-	if (s.control_fd < 0)
-		azb_log("no control socket: %s", strerror(-s.control_fd));
-	ret = azbuse_conf_save(s.dev_id, ops->name, o, s.recover_options);
-	if (ret)
-		azb_log("cannot save the configuration for --recover: %s", strerror(-ret));
-	azb_log("%s " AZBUSE_BLOCK_PREFIX "%u with engine %s, %u queue(s)",
-		o->recover ? "recovered" : "serving", s.dev_id, ops->name, s.nr_queues);
-	azb_report(o->ready_fd, "OK %u\n", s.dev_id);
+	azb_report(o->ready_fd, "OK %u\n", first.dev_id);
 	if (o->ready_fd >= 0)
 		close(o->ready_fd);
 	s.ready_closed = true;
 
 	azb_supervise(&s, &signals);
-	azbuse_conf_remove(s.dev_id);
+	azb_group_close(s.group, s.group_fd);
+	for (i = 0; i < s.nr_members; i++)
+		azb_finish_member(s.members[i]);
 	ret = 0;
 	goto out_free;
 
 out_remove:
 	/* a failed takeover leaves the device for another try; a failed add removes it */
 	if (!o->recover)
-		azbuse_ctl_remove(s.ctl, s.dev_id);
+		azbuse_ctl_remove(s.ctl, first.dev_id);
 	if (s.workers)
 		azb_stop_workers(&s);
+	azc_destroy(first.cache);
+	first.cache = NULL;
+	azb_control_close(first.dev_id, first.control_fd);
 out_free:
-	azc_destroy(azb_device_cache);
-	azb_device_cache = NULL;
-	azb_control_close(s.dev_id, s.control_fd);
 	if (s.chans)
 		for (q = 0; q < s.nr_queues; q++)
 			azb_close_chan(&s, (uint16_t)q);
 	free(s.chans);
-	free(s.progress);
 	free(s.workers);
 out_close:
 	close(s.ctl);
@@ -732,14 +1190,16 @@ out_teardown:
 	 * for a device that is gone, never after a failed --recover, whose
 	 * device is left live and needs that state for the next try.
 	 */
-	if (ops->teardown && (!o->recover || !ret))
-		ops->teardown(s.engine);
+	if (!first.finished && ops->teardown && (!o->recover || !ret))
+		ops->teardown(first.engine);
+	azb_free_members(&s);
 out_report:
 	if (ret) {
-		azb_log("%s", err);
+		azb_err("%s", err);
 		if (!s.ready_closed)
 			azb_report(o->ready_fd, "ERR %s\n", err);
 	}
+out_signals:
 	azb_discard_sigio();
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	return ret;

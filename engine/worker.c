@@ -280,18 +280,19 @@ static unsigned azb_sooner(unsigned a, unsigned b)
 	return !a ? b : !b ? a : a < b ? a : b;
 }
 
-int azbuse_queue_turn(struct azbuse_queue *q)
+/*
+ * The part of a turn before COMMIT: take new requests, end the batch, give
+ * the engine and the cache their background work. *consumed gets how many
+ * requests came; returns within how many ms the cache wants to be called
+ * again (0: no need).
+ */
+static unsigned azb_turn_work(struct azbuse_queue *q, uint32_t *consumed)
 {
-	unsigned long timeout;
 	unsigned cache_ms;
-	uint32_t consumed;
-	int ret;
 
 	azb_current_queue = q;
-	if (azb_worker_control_pending())
-		azb_worker_control(q);
-	consumed = azbuse_queue_consume(q);
-	if (consumed) {
+	*consumed = azbuse_queue_consume(q);
+	if (*consumed) {
 		azb_engine_batch_end(q);
 		/* the batch may have left background work: ask once the ring is empty */
 		if (azb_has_idle(q->ops))
@@ -299,9 +300,22 @@ int azbuse_queue_turn(struct azbuse_queue *q)
 	} else if (azb_has_idle(q->ops) && !azb_local_work(q)) {
 		q->idle_ms = q->ops->idle(q->engine_queue);
 	}
-	cache_ms = azb_cache_work(q, consumed != 0);
+	cache_ms = azb_cache_work(q, *consumed != 0);
 	azb_watch_ready(q);
 	azbuse_queue_drain_remote(q);
+	return cache_ms;
+}
+
+int azbuse_queue_turn(struct azbuse_queue *q)
+{
+	unsigned long timeout;
+	unsigned cache_ms;
+	uint32_t consumed;
+	int ret;
+
+	if (azb_worker_control_pending() && azb_worker_control())
+		return 1; /* the supervisor replaces this worker */
+	cache_ms = azb_turn_work(q, &consumed);
 
 	/* nothing to commit and more work already here: go on without a syscall */
 	if (q->cq_tail == q->cq_committed && azb_local_work(q))
@@ -331,6 +345,75 @@ int azbuse_queue_turn(struct azbuse_queue *q)
 	return azb_commit_result(q, ret);
 }
 
+/*
+ * Sleep until one of the queues has a request, its engine's fd is readable,
+ * a completion is handed over, or timeout_ms (0: no limit) passes.
+ */
+static int azb_multi_sleep(struct azbuse_queue **qs, unsigned n, unsigned timeout_ms)
+{
+	struct pollfd fds[2 * AZB_WORKER_DEVS_MAX];
+	unsigned i, nfds = 0;
+	bool handed = false;
+	int ret = 0;
+
+	for (i = 0; i < n; i++) {
+		if (!qs[i])
+			continue;
+		atomic_store(&qs[i]->sleeping, 1);
+		fds[nfds++] = (struct pollfd){ .fd = qs[i]->fd, .events = POLLIN };
+		if (qs[i]->watch_fd >= 0 && qs[i]->watch_inflight)
+			fds[nfds++] = (struct pollfd){ .fd = qs[i]->watch_fd, .events = POLLIN };
+	}
+	/* seq_cst as in azb_complete: a hand-over either is seen here or kicks */
+	for (i = 0; i < n; i++)
+		handed |= qs[i] && atomic_load(&qs[i]->remote_done);
+	if (!handed && poll(fds, nfds, timeout_ms ? (int)timeout_ms : -1) < 0 && errno != EINTR)
+		ret = -errno;
+	for (i = 0; i < n; i++)
+		if (qs[i])
+			atomic_store(&qs[i]->sleeping, 0);
+	return ret;
+}
+
+/*
+ * One turn of a worker that serves queue q of several devices (a pool's
+ * daemon): every queue takes its requests and commits without sleeping;
+ * with nothing to do anywhere, the worker sleeps in poll(2) on all of them
+ * (the module wakes a ring's poll as it would a sleeping COMMIT). stopped[i]
+ * is set for a queue whose device is gone. Returns 0, 1 (the supervisor
+ * asked the worker to exit) or -errno.
+ */
+int azbuse_worker_turn(struct azbuse_queue **qs, unsigned n, bool *stopped)
+{
+	unsigned i, timeout = 0;
+	bool busy = false;
+
+	if (azb_worker_control_pending() && azb_worker_control())
+		return 1;
+	for (i = 0; i < n; i++) {
+		struct azbuse_queue *q = qs[i];
+		uint32_t consumed;
+		unsigned cache_ms;
+		int ret;
+
+		if (!q)
+			continue;
+		cache_ms = azb_turn_work(q, &consumed);
+		timeout = azb_sooner(timeout, azb_sooner(cache_ms, q->idle_ms));
+		azb_store_release(&q->hdr->cq_tail, q->cq_tail);
+		ret = azb_commit_result(q, q->commit(q, 0));
+		if (ret == 1) {
+			stopped[i] = true;
+			continue;
+		}
+		if (ret < 0)
+			return ret;
+		azb_watch_ready(q);
+		busy |= consumed || azb_local_work(q) || q->cq_tail != q->cq_committed;
+	}
+	return busy ? 0 : azb_multi_sleep(qs, n, timeout);
+}
+
 /* Before the engine closes or pauses: let requests it still holds finish (bounded). */
 static void azb_wait_outstanding(struct azbuse_queue *q)
 {
@@ -346,8 +429,8 @@ static void azb_wait_outstanding(struct azbuse_queue *q)
 			nanosleep(&ms, NULL);
 	}
 	if (q->outstanding > azb_cache_held(q))
-		azb_log("%u request(s) still held by the engine at exit",
-			q->outstanding - azb_cache_held(q));
+		azb_warn("%u request(s) still held by the engine at exit",
+			 q->outstanding - azb_cache_held(q));
 }
 
 void azbuse_queue_quiesce(struct azbuse_queue *q)
@@ -401,7 +484,6 @@ int azbuse_queue_map(struct azbuse_queue *q, int fd, const struct azbuse_attach 
 	atomic_init(&q->remote_done, NULL);
 	atomic_init(&q->sleeping, 0);
 	q->trace_fd = -1;
-	q->chan_fd = -1;
 	q->watch_fd = -1;
 	q->commit = azb_ioctl_commit;
 	q->kick = azb_ioctl_kick;
@@ -434,8 +516,8 @@ static void azb_pin(const struct azbuse_attach *geo, const uint8_t *cpus, uint16
 		numa_set_preferred(geo->numa_node);
 	if (pin == AZBUSE_PIN_NODE) {
 		if (numa && numa_run_on_node(geo->numa_node))
-			azb_log("queue %u: cannot run on node %d: %s", queue, geo->numa_node,
-				strerror(errno));
+			azb_warn("queue %u: cannot run on node %d: %s", queue, geo->numa_node,
+				 strerror(errno));
 		return;
 	}
 	CPU_ZERO(&set);
@@ -446,7 +528,7 @@ static void azb_pin(const struct azbuse_attach *geo, const uint8_t *cpus, uint16
 		}
 	}
 	if (n && sched_setaffinity(0, sizeof(set), &set))
-		azb_log("queue %u: cannot pin to its CPUs: %s", queue, strerror(errno));
+		azb_warn("queue %u: cannot pin to its CPUs: %s", queue, strerror(errno));
 }
 
 /*
@@ -461,7 +543,7 @@ static void azb_set_sched(uint16_t queue, enum azbuse_sched sched)
 	struct sched_param sp = { .sched_priority = 0 };
 
 	if (sched == AZBUSE_SCHED_BATCH && sched_setscheduler(0, SCHED_BATCH, &sp))
-		azb_log("queue %u: cannot use SCHED_BATCH: %s", queue, strerror(errno));
+		azb_warn("queue %u: cannot use SCHED_BATCH: %s", queue, strerror(errno));
 }
 
 static int azb_attach(int fd, uint16_t queue, struct azbuse_attach *geo, uint8_t *cpus,
@@ -518,126 +600,238 @@ int azbuse_queue_watch(int fd, unsigned (*ready)(void *queue))
 	return 0;
 }
 
-int azbuse_direct_map_sync(void)
+struct azbuse_queue *azb_queue_now(void)
 {
-	if (!azb_current_queue)
+	return azb_current_queue;
+}
+
+int azb_direct_map_sync_of(struct azbuse_queue *q)
+{
+	if (!q)
 		return -EINVAL;
-	while (ioctl(azb_current_queue->fd, AZBUSE_IOC_MAP_SYNC, 0) < 0)
+	while (ioctl(q->fd, AZBUSE_IOC_MAP_SYNC, 0) < 0)
 		if (errno != EINTR)
 			return -errno;
 	return 0;
 }
 
-int azbuse_worker_main(const struct azbuse_engine_ops *ops, void *engine, uint32_t dev_id,
-		       uint16_t queue, const struct azbuse_device_opts *o, int chan_fd)
+int azbuse_direct_map_sync(void)
 {
-	struct azbuse_queue_params params;
+	return azb_direct_map_sync_of(azb_current_queue);
+}
+
+/* What a worker keeps of one device's queue. */
+struct azb_worker_queue {
 	struct azbuse_queue q;
 	struct azbuse_attach geo;
+	void *ring, *data, *map;
+	size_t map_bytes;
+	bool engine_open;
+};
+
+/* Close what azb_worker_open opened (the engine's queue first, once it has finished). */
+static void azb_worker_close(struct azb_worker_queue *w, uint16_t queue)
+{
+	struct azbuse_queue *q = &w->q;
+
+	if (w->engine_open) {
+		azb_current_queue = q;
+		azb_wait_outstanding(q);
+		if (q->ops->close_queue)
+			q->ops->close_queue(q->engine_queue);
+		w->engine_open = false;
+	}
+	if (q->trace_fd >= 0)
+		close(q->trace_fd);
+	q->trace_fd = -1;
+	if (q->cache)
+		azc_set_worker(q->cache, queue, 0);
+	azb_cache_worker_close(q);
+	azbuse_queue_unmap(q);
+	azb_current_queue = NULL;
+	if (w->map != MAP_FAILED)
+		munmap(w->map, w->map_bytes);
+	if (w->data != MAP_FAILED)
+		munmap(w->data, w->geo.data_bytes);
+	if (w->ring != MAP_FAILED)
+		munmap(w->ring, w->geo.ring_bytes);
+	w->map = w->data = w->ring = MAP_FAILED;
+	if (q->fd >= 0)
+		close(q->fd);
+	q->fd = -1;
+}
+
+/* Attach to queue `queue` of dev, map its rings and open the engine's queue. */
+static int azb_worker_open(struct azb_worker_queue *w, const struct azb_serve_dev *dev,
+			   uint16_t queue)
+{
+	const struct azbuse_device_opts *o = dev->opts;
+	struct azbuse_queue_params params;
 	uint8_t cpus[1024];
-	void *ring = MAP_FAILED, *data = MAP_FAILED, *map = MAP_FAILED;
-	size_t map_bytes = 0;
-	char path[64], prefix[64];
+	char path[64];
 	int fd, ret;
 
-	snprintf(prefix, sizeof(prefix), "azbuse%u worker %u", dev_id, queue);
-	azb_log_set_prefix(prefix);
-	snprintf(path, sizeof(path), AZBUSE_CHAR_PREFIX "%u", dev_id);
+	memset(w, 0, sizeof(*w));
+	w->ring = w->data = w->map = MAP_FAILED;
+	w->q.fd = -1;
+	w->q.trace_fd = -1;
+	snprintf(path, sizeof(path), AZBUSE_CHAR_PREFIX "%u", dev->dev_id);
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
-		azb_log("cannot open %s: %s", path, strerror(errno));
+		azb_err("cannot open %s: %s", path, strerror(errno));
 		return ret;
 	}
+	w->q.fd = fd;
 	memset(cpus, 0, sizeof(cpus));
-	ret = azb_attach(fd, queue, &geo, cpus, sizeof(cpus), o->poll_us);
+	ret = azb_attach(fd, queue, &w->geo, cpus, sizeof(cpus), o->poll_us);
 	if (ret) {
-		azb_log("cannot attach to queue %u: %s", queue, strerror(-ret));
-		goto out_close;
+		azb_err("azbuse%u: cannot attach to queue %u: %s", dev->dev_id, queue,
+			strerror(-ret));
+		goto fail;
 	}
-	azb_pin(&geo, cpus, queue, o->pin);
+	azb_pin(&w->geo, cpus, queue, o->pin);
 	azb_set_sched(queue, o->sched);
-	ring = mmap(NULL, geo.ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-		    AZBUSE_MMAP_RING_OFF);
-	data = mmap(NULL, geo.data_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-		    AZBUSE_MMAP_DATA_OFF);
-	if (ring == MAP_FAILED || data == MAP_FAILED) {
+	w->ring = mmap(NULL, w->geo.ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+		       AZBUSE_MMAP_RING_OFF);
+	w->data = mmap(NULL, w->geo.data_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+		       AZBUSE_MMAP_DATA_OFF);
+	if (w->ring == MAP_FAILED || w->data == MAP_FAILED) {
 		ret = -errno;
-		azb_log("cannot map the rings: %s", strerror(errno));
-		goto out_unmap;
+		azb_err("cannot map the rings: %s", strerror(errno));
+		goto fail;
 	}
-	if (geo.features & AZBUSE_F_DIRECT_MAP) {
-		map = azb_map_direct(fd, &map_bytes);
-		if (map == MAP_FAILED) {
+	if (w->geo.features & AZBUSE_F_DIRECT_MAP) {
+		w->map = azb_map_direct(fd, &w->map_bytes);
+		if (w->map == MAP_FAILED) {
 			ret = -errno;
-			azb_log("cannot map the direct map: %s", strerror(errno));
-			goto out_unmap;
+			azb_err("cannot map the direct map: %s", strerror(errno));
+			goto fail;
 		}
 	}
-	ret = azbuse_queue_map(&q, fd, &geo, ring, data);
+	ret = azbuse_queue_map(&w->q, fd, &w->geo, w->ring, w->data);
 	if (ret)
-		goto out_unmap;
-	q.ops = ops;
-	q.chan_fd = chan_fd;
-	q.cache = azb_device_cache;
-	ret = azb_cache_worker_open(&q);
+		goto fail;
+	w->q.dev_id = dev->dev_id;
+	w->q.ops = dev->ops;
+	w->q.cache = dev->cache;
+	ret = azb_cache_worker_open(&w->q);
 	if (ret) {
-		azb_log("cannot use the cache: %s", strerror(-ret));
-		goto out_queue;
+		azb_err("cannot use the cache: %s", strerror(-ret));
+		goto fail;
 	}
 	if (o->trace_path) {
-		q.trace_fd = azbuse_trace_open(o->trace_path);
-		if (q.trace_fd < 0) {
-			ret = q.trace_fd;
-			azb_log("cannot open trace file %s: %s", o->trace_path, strerror(-ret));
-			goto out_queue;
+		w->q.trace_fd = azbuse_trace_open(o->trace_path);
+		if (w->q.trace_fd < 0) {
+			ret = w->q.trace_fd;
+			azb_err("cannot open trace file %s: %s", o->trace_path, strerror(-ret));
+			goto fail;
 		}
 	}
 
 	memset(&params, 0, sizeof(params));
 	params.queue = queue;
-	params.nr_queues = geo.nr_queues;
+	params.nr_queues = w->geo.nr_queues;
 	/* (the cache's write-backs are requests too) */
-	params.nr_slots = geo.nr_slots + (q.cache ? AZB_CLEAN_IOS : 0);
-	params.size_bytes = geo.size_bytes;
-	params.numa_node = geo.numa_node;
-	params.direct_map = map != MAP_FAILED ? map : NULL;
-	params.direct_map_bytes = map_bytes;
-	azb_current_queue = &q; /* the engine may set its backing file (azbuse_set_backing) */
-	ret = ops->open_queue ? ops->open_queue(engine, &params, &q.engine_queue) : 0;
+	params.nr_slots = w->geo.nr_slots + (w->q.cache ? AZB_CLEAN_IOS : 0);
+	params.size_bytes = w->geo.size_bytes;
+	params.numa_node = w->geo.numa_node;
+	params.direct_map = w->map != MAP_FAILED ? w->map : NULL;
+	params.direct_map_bytes = w->map_bytes;
+	azb_current_queue = &w->q; /* the engine may set its backing file (azbuse_set_backing) */
+	ret = dev->ops->open_queue ? dev->ops->open_queue(dev->engine, &params, &w->q.engine_queue)
+				   : 0;
 	if (ret) {
-		azb_log("engine %s cannot open queue %u: %s", ops->name, queue, strerror(-ret));
-		goto out_queue;
+		azb_err("engine %s cannot open queue %u of azbuse%u: %s", dev->ops->name, queue,
+			dev->dev_id, strerror(-ret));
+		goto fail;
 	}
-	if (chan_fd >= 0 && azb_worker_control_init())
-		azb_log("no control channel: %s", strerror(errno));
-	else if (chan_fd >= 0 && q.cache) /* (SIGUSR1 is handled now) */
-		azc_set_worker(q.cache, queue, getpid());
-	while ((ret = azbuse_queue_turn(&q)) == 0)
+	w->engine_open = true;
+	return 0;
+fail:
+	azb_worker_close(w, queue);
+	return ret;
+}
+
+/* A worker serving one device: COMMIT sleeps (and polls) on its ring. */
+static int azb_worker_serve_one(struct azb_worker_queue *w)
+{
+	int ret;
+
+	while ((ret = azbuse_queue_turn(&w->q)) == 0)
 		;
+	return ret;
+}
+
+/* A worker serving queue q of several devices: each gone device's queue is closed. */
+static int azb_worker_serve_many(struct azb_worker_queue *ws, struct azbuse_queue **qs, unsigned n,
+				 uint16_t queue)
+{
+	bool stopped[AZB_WORKER_DEVS_MAX] = { false };
+	unsigned i, live = 0;
+	int ret;
+
+	for (i = 0; i < n; i++)
+		live += qs[i] != NULL;
+	while (live) {
+		ret = azbuse_worker_turn(qs, n, stopped);
+		if (ret)
+			return ret;
+		for (i = 0; i < n; i++) {
+			if (!stopped[i] || !qs[i])
+				continue;
+			azb_log("azbuse%u is gone: serving the others", qs[i]->dev_id);
+			qs[i] = NULL;
+			azb_worker_close(&ws[i], queue);
+			live--;
+		}
+	}
+	return 1;
+}
+
+int azbuse_worker_main(const struct azb_serve_dev *devs, unsigned nr, uint16_t queue, int chan_fd)
+{
+	struct azb_worker_queue ws[AZB_WORKER_DEVS_MAX];
+	struct azbuse_queue *qs[AZB_WORKER_DEVS_MAX];
+	unsigned i, opened = 0;
+	char prefix[64];
+	int ret = 0;
+
+	if (!nr || nr > AZB_WORKER_DEVS_MAX)
+		return -EINVAL;
+	if (nr == 1)
+		snprintf(prefix, sizeof(prefix), "azbuse%u worker %u", devs[0].dev_id, queue);
+	else
+		snprintf(prefix, sizeof(prefix), "azbuse%u+%u worker %u", devs[0].dev_id, nr - 1,
+			 queue);
+	azb_log_set_prefix(prefix);
+	for (i = 0; i < nr; i++) {
+		qs[i] = NULL;
+		ret = azb_worker_open(&ws[i], &devs[i], queue);
+		if (ret && nr == 1)
+			return ret;
+		if (ret) /* (a device removed meanwhile: serve the others) */
+			continue;
+		qs[i] = &ws[i].q;
+		opened++;
+	}
+	if (!opened)
+		return ret;
+	azb_worker_control_queues(qs, nr, chan_fd);
+	if (chan_fd >= 0 && azb_worker_control_init())
+		azb_warn("no control channel: %s", strerror(errno));
+	else if (chan_fd >= 0) /* (SIGUSR1 is handled now) */
+		for (i = 0; i < nr; i++)
+			if (qs[i] && qs[i]->cache)
+				azc_set_worker(qs[i]->cache, queue, getpid());
+	ret = nr == 1 ? azb_worker_serve_one(&ws[0]) : azb_worker_serve_many(ws, qs, nr, queue);
 	if (ret == 1)
 		ret = 0;
 	else
-		azb_log("stopping: %s", strerror(-ret));
-	azb_wait_outstanding(&q);
-	if (ops->close_queue)
-		ops->close_queue(q.engine_queue);
-out_queue:
-	if (q.trace_fd >= 0)
-		close(q.trace_fd);
-	if (q.cache)
-		azc_set_worker(q.cache, queue, 0);
-	azb_cache_worker_close(&q);
-	azbuse_queue_unmap(&q);
-out_unmap:
-	azb_current_queue = NULL;
-	if (map != MAP_FAILED)
-		munmap(map, map_bytes);
-	if (data != MAP_FAILED)
-		munmap(data, geo.data_bytes);
-	if (ring != MAP_FAILED)
-		munmap(ring, geo.ring_bytes);
-out_close:
-	close(fd);
+		azb_err("stopping: %s", strerror(-ret));
+	for (i = 0; i < nr; i++)
+		if (qs[i])
+			azb_worker_close(&ws[i], queue);
+	azb_worker_control_queues(NULL, 0, -1);
 	return ret;
 }

@@ -114,6 +114,7 @@ struct azbuse_ring {
 	atomic64_t waits; /* counted outside commit_mutex */
 	u64 rejected;
 	u64 redirected;
+	u64 errors; /* requests the worker completed with an error */
 	u64 wait_ns;	  /* summed time requests were pending before a fetch */
 	u64 poll_ns;	  /* time spent polling in COMMIT */
 	u64 poll_hits;	  /* polls that found a request */

@@ -777,7 +777,7 @@ void azbuse_ring_fill_info(struct azbuse_ring *ring, struct azbuse_queue_info *q
 	qi->sync_ends = atomic64_read(&ring->sync_ends);
 	qi->redirected = READ_ONCE(ring->redirected);
 	qi->direct = atomic64_read(&ring->direct);
-	memset(qi->reserved, 0, sizeof(qi->reserved));
+	qi->errors = READ_ONCE(ring->errors);
 }
 
 /*
@@ -1109,8 +1109,10 @@ static bool azbuse_complete_one(struct azbuse_ring *ring, const struct azbuse_cq
 		return true;
 	}
 	ring->requests++;
-	if (result)
+	if (result) {
+		ring->errors++;
 		status = azbuse_result_status(rq, result);
+	}
 	else
 		status = azbuse_complete_data(ring, rq, tag, flags, READ_ONCE(cqe->addr));
 	if (azbuse_rq_has_data(rq))

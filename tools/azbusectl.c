@@ -35,7 +35,7 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: azbusectl COMMAND [ARGS]\n\n"
 		     "  add [ID|any] --engine=NAME [--size SIZE] [options]  create /dev/azbuseID\n"
-		     "  remove ID                     drain and remove a device\n"
+		     "  remove ID|--all [--force]     drain and remove a device (refused if in use)\n"
 		     "  list                          list devices\n"
 		     "  info ID                       parameters, state, workers, counters\n"
 		     "  cache ID [--mode M] [--policy P] [--dirty L,H] [--flush]  its RAM cache\n"
@@ -281,11 +281,15 @@ static int remove_one(int ctl, uint32_t id, bool force)
 			ret == -ENOENT ? "no such device" : strerror(-ret));
 		return 1;
 	}
-	/* the supervisor flushes the engine and exits once its workers are done */
+	/*
+	 * The supervisor flushes the engine and exits once its workers are
+	 * done; a pool's daemon that serves other devices too goes on, and
+	 * drops the device's saved configuration once it has let it go.
+	 */
 	if (info.owner_pid > 0 && kill(info.owner_pid, 0) && errno == ESRCH)
 		clean_up_after_dead_supervisor(id);
 	for (waited = 0; info.owner_pid > 0 && waited < REMOVE_WAIT_MS; waited += 10) {
-		if (kill(info.owner_pid, 0) && errno == ESRCH)
+		if ((kill(info.owner_pid, 0) && errno == ESRCH) || !azbuse_conf_exists(id))
 			break;
 		sleep_ms(10);
 	}
@@ -436,15 +440,16 @@ static void print_info_text(uint32_t id, const struct azbuse_dev_info *info,
 	printf("timeouts     I/O %u ms, recovery %u ms\n", info->io_timeout_ms,
 	       info->recovery_timeout_ms);
 	printf("supervisor   pid %d\n\n", info->owner_pid);
-	printf("%-5s %-7s %-10s %8s %12s %14s %10s %8s %8s %8s %8s %9s %9s %10s %10s %8s %8s\n",
+	printf("%-5s %-7s %-10s %8s %12s %14s %10s %8s %8s %8s %8s %9s %9s %10s %10s %8s %8s "
+	       "%8s\n",
 	       "QUEUE", "WORKER", "STATE", "INFLIGHT", "REQUESTS", "BYTES", "SYSCALLS", "REQ/CALL",
 	       "WAKE/REQ", "WAIT_US", "POLL_MS", "POLL_HITS", "SYNC_ENDS", "REDIRECTED", "DIRECT",
-	       "REJECTED", "FAILED");
+	       "REJECTED", "FAILED", "ERRORS");
 	for (q = 0; q < nq; q++) {
 		const struct azbuse_queue_info *qi = &qis[q];
 
 		printf("%-5d %-7d %-10s %8u %12llu %14llu %10llu %8.1f %8.2f %8.1f %8llu %9llu "
-		       "%9llu %10llu %10llu %8llu %8llu\n",
+		       "%9llu %10llu %10llu %8llu %8llu %8llu\n",
 		       q, qi->worker_pid, qi->state < 4 ? queue_state_names[qi->state] : "?",
 		       qi->inflight, (unsigned long long)qi->requests,
 		       (unsigned long long)qi->bytes, (unsigned long long)qi->commits,
@@ -452,7 +457,8 @@ static void print_info_text(uint32_t id, const struct azbuse_dev_info *info,
 		       (unsigned long long)(qi->poll_ns / 1000000),
 		       (unsigned long long)qi->poll_hits, (unsigned long long)qi->sync_ends,
 		       (unsigned long long)qi->redirected, (unsigned long long)qi->direct,
-		       (unsigned long long)qi->rejected, (unsigned long long)qi->failed);
+		       (unsigned long long)qi->rejected, (unsigned long long)qi->failed,
+		       (unsigned long long)qi->errors);
 	}
 }
 
@@ -485,7 +491,7 @@ static void print_info_json(uint32_t id, const struct azbuse_dev_info *info,
 		       "%.2f, \"poll_ns\": %llu, \"poll_hits\": %llu, \"sync_ends\": %llu, "
 		       "\"redirected\": %llu, \"direct\": %llu, "
 		       "\"rejected\": %llu, \"requeued\": %llu, \"failed\": %llu, \"timeouts\": "
-		       "%llu}",
+		       "%llu, \"errors\": %llu}",
 		       q ? ", " : "", q, qi->worker_pid,
 		       qi->state < 4 ? queue_state_names[qi->state] : "?", qi->inflight,
 		       (unsigned long long)qi->requests, (unsigned long long)qi->bytes,
@@ -496,7 +502,7 @@ static void print_info_json(uint32_t id, const struct azbuse_dev_info *info,
 		       (unsigned long long)qi->sync_ends, (unsigned long long)qi->redirected,
 		       (unsigned long long)qi->direct, (unsigned long long)qi->rejected,
 		       (unsigned long long)qi->requeued, (unsigned long long)qi->failed,
-		       (unsigned long long)qi->timeouts);
+		       (unsigned long long)qi->timeouts, (unsigned long long)qi->errors);
 	}
 	printf("]");
 	if (cache) {

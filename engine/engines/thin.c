@@ -67,11 +67,39 @@ static int thin_read_pool(struct thin_engine *e, char *err, size_t errlen)
 	return 0;
 }
 
+/* The pool this process serves, if any (one per daemon: libazbuse's group). */
+static struct thin_hold thin_held = { .lock_fd = -1, .keeper_fd = -1 };
+
+void thin_hold_settings(struct thin_hold *hold, const struct azb_pool_settings *s)
+{
+	unsigned i;
+
+	for (i = 0; i < hold->devices; i++)
+		hold->engines[i]->settings = *s;
+}
+
+/* The last device of the pool lets the keeper and the pool's lock go. */
+static void thin_let_go(struct thin_engine *e)
+{
+	unsigned i;
+
+	if (!e->hold)
+		return;
+	for (i = 0; i < e->hold->devices; i++)
+		if (e->hold->engines[i] == e)
+			e->hold->engines[i] = e->hold->engines[e->hold->devices - 1];
+	if (--e->hold->devices)
+		return;
+	thin_keeper_stop(e); /* pool.db closed before the pool is let go */
+	if (e->hold->lock_fd >= 0)
+		azb_pool_release(e->hold->lock_fd);
+	e->hold->lock_fd = -1;
+	e->hold->dir[0] = '\0';
+}
+
 static void thin_free(struct thin_engine *e)
 {
-	thin_keeper_stop(e); /* pool.db closed before the pool is let go */
-	if (e->lock_fd >= 0)
-		azb_pool_release(e->lock_fd);
+	thin_let_go(e);
 	azb_view_free(&e->view);
 	free(e);
 }
@@ -112,28 +140,55 @@ static int thin_take_options(struct thin_engine *e, struct azbuse_engine_config 
 }
 
 /*
- * One daemon per pool. azbuse-thin also holds the lock for the few moments a
- * change takes: wait that long before saying the pool is taken.
+ * One daemon per pool: the pool is libazbuse's group, named by its real
+ * path. The first device of a pool takes the pool's lock; the next ones
+ * share it (this process is the pool's daemon), or, if another process
+ * holds it, are handed to that daemon (-EALREADY: libazbuse tries again
+ * while the holder is azbuse-thin, which holds it only for a moment).
  */
 static int thin_hold_pool(struct thin_engine *e, struct azbuse_engine_config *cfg)
 {
-	struct timespec pause = { .tv_nsec = 50 * 1000000 };
+	char real[PATH_MAX];
 	pid_t holder = 0;
-	int ret, waited;
+	int ret;
 
-	for (waited = 0;; waited += 50) {
-		ret = azb_pool_hold(e->pool_dir, getpid(), &e->lock_fd, &holder, cfg->error,
-				    cfg->error_size);
-		if (ret != -EBUSY || waited >= THIN_POOL_OPEN_WAIT_MS)
-			break;
-		nanosleep(&pause, NULL);
+	if (!realpath(e->pool_dir, real) || strlen(real) >= sizeof(cfg->group)) {
+		snprintf(cfg->error, cfg->error_size, "engine thin: no pool at %s: %s", e->pool_dir,
+			 errno ? strerror(errno) : "path too long");
+		return errno ? -errno : -ENAMETOOLONG;
 	}
-	if (ret == -EBUSY)
-		snprintf(cfg->error, cfg->error_size,
-			 "engine thin: pool %s is held by another daemon (pid %d); "
-			 "one device serves a pool at a time",
+	snprintf(cfg->group, sizeof(cfg->group), "%s", real);
+	if (thin_held.devices) {
+		if (strcmp(thin_held.dir, real)) {
+			snprintf(cfg->error, cfg->error_size,
+				 "engine thin: this daemon serves pool %s, not %s", thin_held.dir,
+				 real);
+			return -EXDEV;
+		}
+		if (thin_held.devices == sizeof(thin_held.engines) / sizeof(thin_held.engines[0])) {
+			snprintf(cfg->error, cfg->error_size,
+				 "engine thin: this daemon serves %u devices already",
+				 thin_held.devices);
+			return -ENOSPC;
+		}
+		thin_held.engines[thin_held.devices++] = e;
+		e->hold = &thin_held;
+		return 0;
+	}
+	ret = azb_pool_hold(e->pool_dir, getpid(), &thin_held.lock_fd, &holder, cfg->error,
+			    cfg->error_size);
+	if (ret == -EBUSY) {
+		snprintf(cfg->error, cfg->error_size, "engine thin: pool %s is held by pid %d",
 			 e->pool_dir, (int)holder);
-	return ret;
+		return -EALREADY;
+	}
+	if (ret)
+		return ret;
+	snprintf(thin_held.dir, sizeof(thin_held.dir), "%s", real);
+	thin_held.devices = 1;
+	thin_held.engines[0] = e;
+	e->hold = &thin_held;
+	return 0;
 }
 
 static int thin_setup(struct azbuse_engine_config *cfg, void **engine)
@@ -143,8 +198,6 @@ static int thin_setup(struct azbuse_engine_config *cfg, void **engine)
 
 	if (!e)
 		return -ENOMEM;
-	e->lock_fd = -1;
-	e->keeper_fd = -1;
 	ret = thin_take_options(e, cfg);
 	if (!ret)
 		ret = thin_hold_pool(e, cfg);
@@ -170,9 +223,12 @@ static int thin_setup(struct azbuse_engine_config *cfg, void **engine)
 		cfg->direct_map_chunk_bytes = (uint32_t)e->settings.chunk_size;
 		cfg->direct_map_user_bytes = (uint32_t)azb_pubmap_user_bytes(e->settings.nr_shards);
 	}
-	ret = thin_keeper_start(e);
-	if (ret)
-		azb_log("no pool.db keeper (%s): each snapshot opens pool.db", strerror(-ret));
+	if (e->hold->devices == 1) {
+		ret = thin_keeper_start(e);
+		if (ret)
+			azb_log("no pool.db keeper (%s): each snapshot opens pool.db",
+				strerror(-ret));
+	}
 	cfg->size_bytes = e->view.size_bytes;
 	cfg->nr_queues = e->settings.nr_shards;
 	cfg->shard_chunk_bytes = (uint32_t)e->settings.stripe_size;
@@ -296,6 +352,46 @@ static int thin_open_data(struct thin_queue *tq)
 	return 0;
 }
 
+struct thin_owned thin_owned;
+
+/* The worker's shard: opened by its first queue, shared by the next ones. */
+static int thin_own_shard(struct thin_queue *tq, const struct azbuse_queue_params *p, char *err,
+			  size_t errlen)
+{
+	struct thin_engine *e = tq->engine;
+	int ret = 0;
+
+	if (thin_owned.nr_queues >= sizeof(thin_owned.queues) / sizeof(thin_owned.queues[0])) {
+		snprintf(err, errlen, "shard %u serves too many devices", p->queue);
+		return -ENOSPC;
+	}
+	if (!thin_owned.nr_queues)
+		ret = azb_shard_open_buffered(e->pool_dir, &e->settings, p->queue,
+					      &thin_owned.shard, err, errlen);
+	else if (azb_shard_index(thin_owned.shard) != p->queue)
+		ret = -EINVAL;
+	if (ret)
+		return ret;
+	tq->shard = thin_owned.shard;
+	thin_owned.queues[thin_owned.nr_queues++] = tq;
+	return 0;
+}
+
+/* A queue lets the shard go; the last one closes it. */
+static void thin_disown_shard(struct thin_queue *tq)
+{
+	unsigned i;
+
+	for (i = 0; i < thin_owned.nr_queues; i++)
+		if (thin_owned.queues[i] == tq)
+			thin_owned.queues[i] = thin_owned.queues[--thin_owned.nr_queues];
+	if (!thin_owned.nr_queues) {
+		azb_shard_close(thin_owned.shard);
+		thin_owned.shard = NULL;
+	}
+	tq->shard = NULL;
+}
+
 static int thin_open_queue(void *engine, const struct azbuse_queue_params *p, void **queue)
 {
 	struct thin_engine *e = engine;
@@ -308,6 +404,7 @@ static int thin_open_queue(void *engine, const struct azbuse_queue_params *p, vo
 	if (!tq)
 		return -ENOMEM;
 	tq->engine = e;
+	tq->ring = azb_queue_now();
 	tq->index = p->queue;
 	tq->nr_shards = e->settings.nr_shards;
 	tq->direct_fd = -1;
@@ -330,8 +427,7 @@ static int thin_open_queue(void *engine, const struct azbuse_queue_params *p, vo
 		fprintf(stderr, "engine thin: %s\n", err);
 		goto out_free;
 	}
-	ret = azb_shard_open_buffered(e->pool_dir, &e->settings, p->queue, &tq->shard, err,
-				      sizeof(err));
+	ret = thin_own_shard(tq, p, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "engine thin: %s\n", err);
 		goto out_holds;
@@ -367,7 +463,7 @@ out_data:
 out_pub:
 	thin_pub_close(tq);
 out_shard:
-	azb_shard_close(tq->shard);
+	thin_disown_shard(tq);
 out_holds:
 	azb_holds_free(&holds);
 out_free:
@@ -397,7 +493,7 @@ static void thin_close_queue(void *queue)
 		io_uring_queue_exit(&tq->uring);
 	thin_close_data(tq);
 	thin_pub_close(tq);
-	azb_shard_close(tq->shard);
+	thin_disown_shard(tq);
 	free(tq->fills);
 	free(tq->wait_ios);
 	free(tq->wait_plans);

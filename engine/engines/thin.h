@@ -21,6 +21,23 @@
 #include "meta.h"
 #include "pubmap.h"
 
+/*
+ * The pool a daemon serves, shared by every device of it in the supervisor
+ * (a device added later joins the daemon: libazbuse's group, the pool's
+ * real path): its lock and the keeper, let go with the last device.
+ */
+struct thin_hold {
+	char dir[512]; /* the pool's real path (the group) */
+	int lock_fd;   /* DIR/daemon.lock */
+	int keeper_fd; /* the supervisor's end of the keeper's socket, -1: none */
+	pid_t keeper_pid;
+	unsigned devices; /* thin engines set up on it */
+	struct thin_engine *engines[64];
+};
+
+/* thin.c: every device of the pool takes new settings (in the supervisor). */
+void thin_hold_settings(struct thin_hold *hold, const struct azb_pool_settings *s);
+
 struct thin_engine {
 	char pool_dir[PATH_MAX];
 	char volume[AZB_NAME_MAX + 1];
@@ -37,7 +54,7 @@ struct thin_engine {
 	 * the whole chunk (as dm-thin does), not only what it writes (cow=layer,
 	 * the default: the new chunk is layered over the old one, azb_write_plan) */
 	bool copy_whole;
-	int lock_fd; /* DIR/daemon.lock, held while the device lives */
+	struct thin_hold *hold; /* the pool's lock and keeper (the daemon's, shared) */
 	/*
 	 * What each chunk of the volume maps to, published by its owner for
 	 * every worker and the module: the device's direct map, attached in
@@ -45,8 +62,6 @@ struct thin_engine {
 	 * reads another's chunks.
 	 */
 	struct azb_pubmap *pubmap;
-	int keeper_fd; /* the supervisor's end of the keeper's socket, -1: none */
-	pid_t keeper_pid;
 };
 
 /* A map entry the owner publishes once its batch's metadata is in the WAL file. */
@@ -58,7 +73,10 @@ struct thin_pub {
 
 struct thin_queue {
 	struct thin_engine *engine;
-	struct azb_shard *shard; /* the shard this worker owns (index: queue) */
+	struct azbuse_queue *ring; /* libazbuse's queue (a worker serves one per device) */
+	/* the shard this worker owns (index: queue), shared by its queues of every
+	 * device of the pool (thin_owned) */
+	struct azb_shard *shard;
 	uint32_t index;
 	uint32_t nr_shards;
 	int data_fd;		/* the own shard's data file (data_fds[index]) */
@@ -176,6 +194,22 @@ int thin_keeper_snapshot(struct thin_engine *e, const char *snap_src, const char
 int thin_keeper_release(struct thin_engine *e);
 void thin_keeper_stop(struct thin_engine *e);
 void thin_keeper_close_in_worker(struct thin_engine *e);
+
+/*
+ * thin.c: the shard this worker process owns and its queues, one per device
+ * of the pool it serves (a chunk one device freed may be handed out to
+ * another: thin_pub_before_alloc waits for the readers of each).
+ */
+struct thin_owned {
+	struct azb_shard *shard;
+	unsigned nr_queues;
+	struct thin_queue *queues[64];
+	uint64_t enospc;	  /* writes refused for lack of space (since this worker started) */
+	uint64_t enospc_log_ms;	  /* when the last was logged (one line per 10 s) */
+	uint64_t enospc_unlogged; /* refused since */
+	bool low_space;		  /* the pool's use is at or over its low-space threshold */
+};
+extern struct thin_owned thin_owned;
 
 /* thin_pub.c: the owner's side of the published map, and a reader's marks */
 int thin_pub_open(struct thin_queue *tq, void *map, uint64_t map_bytes);

@@ -38,14 +38,19 @@ struct thin_keep_req {
 	uint32_t type;
 	char src[AZB_NAME_MAX + 1];
 	char name[AZB_NAME_MAX + 1];
+	char volume[AZB_NAME_MAX + 1]; /* the device's volume, whose facts are the answer */
 };
 
 /* In the keeper: one request, answered in f. */
 static void thin_keeper_serve(const struct thin_engine *e, struct azb_pool **pool,
 			      struct thin_keep_req *r, struct thin_pool_facts *f)
 {
+	struct thin_engine dev = *e; /* (forked from the first device's; any device asks) */
+
 	memset(f, 0, sizeof(*f));
 	r->src[sizeof(r->src) - 1] = r->name[sizeof(r->name) - 1] = '\0';
+	r->volume[sizeof(r->volume) - 1] = '\0';
+	snprintf(dev.volume, sizeof(dev.volume), "%s", r->volume);
 	switch (r->type) {
 	case THIN_KEEP_RELEASE:
 		if (*pool)
@@ -56,7 +61,7 @@ static void thin_keeper_serve(const struct thin_engine *e, struct azb_pool **poo
 		if (!*pool)
 			f->ret = thin_pool_open(e->pool_dir, pool, f->msg, sizeof(f->msg));
 		if (!f->ret)
-			thin_pool_facts_from(*pool, e, r->src, r->name, f);
+			thin_pool_facts_from(*pool, &dev, r->src, r->name, f);
 		return;
 	default:
 		f->ret = -EINVAL;
@@ -121,8 +126,8 @@ int thin_keeper_start(struct thin_engine *e)
 	pid_t parent = getpid(), pid;
 	int sv[2];
 
-	e->keeper_fd = -1;
-	e->keeper_pid = 0;
+	e->hold->keeper_fd = -1;
+	e->hold->keeper_pid = 0;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
 		return -errno;
 	pid = fork();
@@ -138,8 +143,8 @@ int thin_keeper_start(struct thin_engine *e)
 		thin_keeper_main(e, sv[1], parent);
 	}
 	close(sv[1]);
-	e->keeper_fd = sv[0];
-	e->keeper_pid = pid;
+	e->hold->keeper_fd = sv[0];
+	e->hold->keeper_pid = pid;
 	return thin_keeper_reply(e, &ready) == -ENOTCONN ? -EIO : 0;
 }
 
@@ -147,14 +152,14 @@ int thin_keeper_start(struct thin_engine *e)
 static void thin_keeper_lost(struct thin_engine *e, const char *why)
 {
 	azb_log("pool.db keeper (pid %d): %s; snapshots open pool.db each time from now on",
-		(int)e->keeper_pid, why);
+		(int)e->hold->keeper_pid, why);
 	thin_keeper_stop(e);
 }
 
 /* The keeper's next message: its f->ret, or -ENOTCONN (then it is dropped). */
 static int thin_keeper_reply(struct thin_engine *e, struct thin_pool_facts *f)
 {
-	struct pollfd pfd = { .fd = e->keeper_fd, .events = POLLIN };
+	struct pollfd pfd = { .fd = e->hold->keeper_fd, .events = POLLIN };
 	ssize_t n;
 	int ready;
 
@@ -166,7 +171,7 @@ static int thin_keeper_reply(struct thin_engine *e, struct thin_pool_facts *f)
 		return -ENOTCONN;
 	}
 	do
-		n = recv(e->keeper_fd, f, sizeof(*f), 0);
+		n = recv(e->hold->keeper_fd, f, sizeof(*f), 0);
 	while (n < 0 && errno == EINTR);
 	if (n != (ssize_t)sizeof(*f)) {
 		thin_keeper_lost(e, n < 0 ? strerror(errno) : "it died");
@@ -179,9 +184,9 @@ static int thin_keeper_reply(struct thin_engine *e, struct thin_pool_facts *f)
 static int thin_keeper_ask(struct thin_engine *e, struct thin_keep_req *r,
 			   struct thin_pool_facts *f)
 {
-	if (e->keeper_fd < 0)
+	if (e->hold->keeper_fd < 0)
 		return -ENOTCONN;
-	if (send(e->keeper_fd, r, sizeof(*r), MSG_NOSIGNAL) != (ssize_t)sizeof(*r)) {
+	if (send(e->hold->keeper_fd, r, sizeof(*r), MSG_NOSIGNAL) != (ssize_t)sizeof(*r)) {
 		thin_keeper_lost(e, strerror(errno));
 		return -ENOTCONN;
 	}
@@ -195,6 +200,7 @@ int thin_keeper_snapshot(struct thin_engine *e, const char *snap_src, const char
 
 	snprintf(r.src, sizeof(r.src), "%s", snap_src);
 	snprintf(r.name, sizeof(r.name), "%s", snap_name);
+	snprintf(r.volume, sizeof(r.volume), "%s", e->volume);
 	return thin_keeper_ask(e, &r, f);
 }
 
@@ -210,12 +216,12 @@ int thin_keeper_release(struct thin_engine *e)
 void thin_keeper_stop(struct thin_engine *e)
 {
 	uint64_t deadline = azb_clock_ms() + KEEPER_EXIT_MS;
-	pid_t pid = e->keeper_pid;
+	pid_t pid = e->hold->keeper_pid;
 
-	if (e->keeper_fd >= 0)
-		close(e->keeper_fd); /* it closes pool.db and exits */
-	e->keeper_fd = -1;
-	e->keeper_pid = 0;
+	if (e->hold->keeper_fd >= 0)
+		close(e->hold->keeper_fd); /* it closes pool.db and exits */
+	e->hold->keeper_fd = -1;
+	e->hold->keeper_pid = 0;
 	if (pid <= 0)
 		return;
 	/* (the supervisor may have reaped it already: ECHILD) */
@@ -231,8 +237,8 @@ void thin_keeper_stop(struct thin_engine *e)
 
 void thin_keeper_close_in_worker(struct thin_engine *e)
 {
-	if (e->keeper_fd >= 0)
-		close(e->keeper_fd);
-	e->keeper_fd = -1;
-	e->keeper_pid = 0;
+	if (e->hold->keeper_fd >= 0)
+		close(e->hold->keeper_fd);
+	e->hold->keeper_fd = -1;
+	e->hold->keeper_pid = 0;
 }

@@ -158,7 +158,8 @@ void thin_pub_freed(struct thin_queue *tq)
 	tq->reuse_wait = true;
 }
 
-void thin_pub_before_alloc(struct thin_queue *tq)
+/* Wait until no reader of tq's device can still be using a chunk it freed. */
+static void thin_pub_reuse_wait(struct thin_queue *tq)
 {
 	struct timespec pause = { .tv_nsec = THIN_GRACE_PAUSE_NS };
 	struct azb_pubmap *pm = tq->engine->pubmap;
@@ -180,7 +181,18 @@ void thin_pub_before_alloc(struct thin_queue *tq)
 		}
 	}
 	/* and the module's own I/O through entries as they were */
-	while (azbuse_direct_map_sync())
+	while (azb_direct_map_sync_of(tq->ring))
 		nanosleep(&pause, NULL);
 	tq->reuse_wait = false;
+}
+
+void thin_pub_before_alloc(struct thin_queue *tq)
+{
+	unsigned i;
+
+	/* the shard is shared by this worker's queue of every device of the pool */
+	for (i = 0; i < thin_owned.nr_queues; i++)
+		thin_pub_reuse_wait(thin_owned.queues[i]);
+	if (!thin_owned.nr_queues)
+		thin_pub_reuse_wait(tq);
 }

@@ -117,6 +117,15 @@ struct azbuse_engine_config {
 	 */
 	uint32_t direct_map_chunk_bytes;
 	uint32_t direct_map_user_bytes;
+	/*
+	 * out, optional: the device belongs to a group of devices that one
+	 * daemon serves together, each worker serving its queue of every
+	 * device of the group (a thin pool, whose shards each have one writer
+	 * process: the pool's directory). setup() returns -EALREADY with group
+	 * set when another daemon serves the group: the device is then handed
+	 * to that daemon, which runs setup() for it in its own process.
+	 */
+	char group[512];
 };
 
 /* What a worker is told when it opens its queue. */

@@ -231,7 +231,7 @@ struct azbuse_queue_info {
 	__u64 sync_ends;  /* requests the submitter ended itself: no wake-up at either end */
 	__u64 redirected; /* requests this queue's worker handed to another ring */
 	__u64 direct;	  /* DIRECT_MAP: requests of this queue the module served itself */
-	__u64 reserved[1];
+	__u64 errors;	  /* requests the worker completed with an error (the engine's) */
 };
 
 /* VERSION. */
@@ -430,6 +430,7 @@ struct azbuse_cqe {
 	check(__builtin_offsetof(struct azbuse_queue_info, requests) == 16);                       \
 	check(__builtin_offsetof(struct azbuse_queue_info, failed) == 72);                         \
 	check(__builtin_offsetof(struct azbuse_queue_info, wait_ns) == 88);                        \
+	check(__builtin_offsetof(struct azbuse_queue_info, errors) == 136);                        \
 	check(sizeof(struct azbuse_version) == 64);                                                \
 	check(sizeof(struct azbuse_attach) == 96);                                                 \
 	check(__builtin_offsetof(struct azbuse_attach, poll_us) == 80);                            \

@@ -609,6 +609,48 @@ static void test_kernel_pending_requests_are_fetched_by_commit(void **state)
 	assert_int_equal(f->m.commits, 1);
 }
 
+/*
+ * A worker serving queue q of two devices (a pool's daemon): one turn serves
+ * both rings and commits each without sleeping; a device that goes away is
+ * reported stopped while the other is still served.
+ */
+static void test_worker_turn_two_devices(void **state)
+{
+	struct fixture *f = *state;
+	struct ring_model *m2 = calloc(1, sizeof(*m2));
+	struct test_engine te2 = { .redirect_to = -1 };
+	struct azbuse_queue *qs[2] = { &f->m.q, NULL };
+	bool stopped[2] = { false, false };
+	unsigned char out1[512], out2[512];
+	struct model_rq rq = { .op = AZBUSE_OP_READ, .sector = 8, .len = 512, .tag = 2 };
+
+	assert_non_null(m2);
+	model_init(m2, NR_SLOTS, SLOT_BYTES, 0);
+	model_attach(m2, &test_ops, &te2);
+	te2.m = m2;
+	qs[1] = &m2->q;
+	post(f, AZBUSE_OP_READ, 1, 4, sizeof(out1), out1);
+	rq.buf = out2;
+	model_post(m2, &rq);
+	assert_int_equal(azbuse_worker_turn(qs, 2, stopped), 0);
+	assert_int_equal(f->m.slots[1].completions, 1);
+	assert_int_equal(m2->slots[2].completions, 1);
+	assert_int_equal(out1[0], pattern(4 << 9, 0));
+	assert_int_equal(out2[0], pattern(8 << 9, 0));
+	assert_false(stopped[0] || stopped[1]);
+
+	/* the second device goes; the first still serves */
+	m2->commit_ret = -ENODEV;
+	post(f, AZBUSE_OP_READ, 3, 12, sizeof(out1), out1);
+	assert_int_equal(azbuse_worker_turn(qs, 2, stopped), 0);
+	assert_true(stopped[1]);
+	assert_false(stopped[0]);
+	assert_int_equal(f->m.slots[3].completions, 1);
+	assert_int_equal(f->m.rejected + m2->rejected, 0);
+	model_fini(m2);
+	free(m2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -648,6 +690,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_kernel_pending_requests_are_fetched_by_commit,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watched_engine_io, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_worker_turn_two_devices, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
