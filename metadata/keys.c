@@ -193,7 +193,11 @@ size_t azb_volume_encode(char *v, const struct azb_volume *vol)
 	azb_put_be64(v + 26, (uint64_t)vol->created);
 	v[34] = (char)plen;
 	memcpy(v + 35, vol->parent, plen);
-	return 35 + plen;
+	/* flags, only when set: a pool that never used them reads as before */
+	if (!vol->flags)
+		return 35 + plen;
+	v[35 + plen] = (char)vol->flags;
+	return 36 + plen;
 }
 
 int azb_volume_decode(const char *name, size_t namelen, const char *v, size_t vlen,
@@ -204,7 +208,7 @@ int azb_volume_decode(const char *name, size_t namelen, const char *v, size_t vl
 	if (namelen > AZB_NAME_MAX || vlen < 35 || v[0] != AZB_VALUE_V1)
 		return -EINVAL;
 	plen = (unsigned char)v[34];
-	if (plen > AZB_NAME_MAX || vlen != 35 + plen)
+	if (plen > AZB_NAME_MAX || (vlen != 35 + plen && vlen != 36 + plen))
 		return -EINVAL;
 	memset(vol, 0, sizeof(*vol));
 	memcpy(vol->name, name, namelen);
@@ -214,6 +218,10 @@ int azb_volume_decode(const char *name, size_t namelen, const char *v, size_t vl
 	vol->epoch = azb_get_be64(v + 18);
 	vol->created = (int64_t)azb_get_be64(v + 26);
 	memcpy(vol->parent, v + 35, plen);
+	if (vlen == 36 + plen)
+		vol->flags = (unsigned char)v[35 + plen];
+	if (vol->flags & ~AZB_VOL_F_ACTIVE)
+		return -EINVAL;
 	if (vol->kind < AZB_VOL_VOLUME || vol->kind > AZB_VOL_CLONE)
 		return -EINVAL;
 	return 0;

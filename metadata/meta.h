@@ -55,6 +55,7 @@
 #ifndef AZBUSE_META_H
 #define AZBUSE_META_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -125,6 +126,14 @@ _Static_assert(sizeof(struct azb_pool_settings) == 48, "settings layout");
 void azb_pool_settings_default(struct azb_pool_settings *s);
 /* 0 or -EINVAL with the reason in err. stripe_size 0 means max(chunk_size, 1 MiB). */
 int azb_pool_settings_check(struct azb_pool_settings *s, char *err, size_t errlen);
+/*
+ * Change what may change after init: limit_bytes, low_space_percent,
+ * meta_cache_bytes, map_cache_bytes (the rest must be as they are). A
+ * served pool's shards take them with azb_shard_apply_settings().
+ */
+struct azb_pool;
+int azb_pool_set_settings(struct azb_pool *pool, const struct azb_pool_settings *s, char *err,
+			  size_t errlen);
 /* The metadata RAM bound above, in bytes, for these settings. */
 uint64_t azb_meta_ram_bound(const struct azb_pool_settings *s);
 /* Shard of logical chunk `chunk`. */
@@ -142,12 +151,15 @@ struct azb_volume {
 	char name[AZB_NAME_MAX + 1];
 	char parent[AZB_NAME_MAX + 1]; /* for display: snapshot's source, clone's snapshot */
 	uint32_t kind;		       /* enum azb_vol_kind */
-	uint32_t pad0;
+	uint32_t flags;		       /* AZB_VOL_F_* */
 	uint64_t size_bytes;
 	uint64_t ns;
 	uint64_t epoch;	 /* snapshots: the epoch they see; 0 for volumes and clones */
 	int64_t created; /* seconds since the epoch */
 };
+
+/* Served as a device whenever the pool is (azbuse-thin activate; at boot). */
+#define AZB_VOL_F_ACTIVE (1u << 0)
 
 /* A shrink of ns at epoch E to `chunks`: entries with epoch < `epoch` and
  * L >= `chunks` are hidden from every view of the ns with max_epoch >= `epoch`
@@ -263,6 +275,9 @@ int azb_pool_clone(struct azb_pool *pool, const char *snap, const char *name, ch
 int azb_pool_rollback(struct azb_pool *pool, const char *vol, const char *snap, char *err,
 		      size_t errlen);
 int azb_pool_delete(struct azb_pool *pool, const char *name, char *err, size_t errlen);
+/* Record whether NAME is active (AZB_VOL_F_ACTIVE): served whenever the pool is. */
+int azb_pool_set_active(struct azb_pool *pool, const char *name, bool active, char *err,
+			size_t errlen);
 /* Volumes and clones only; shrinking hides (then GC frees) what lies beyond. */
 int azb_pool_resize(struct azb_pool *pool, const char *name, uint64_t size_bytes, char *err,
 		    size_t errlen);
@@ -319,6 +334,8 @@ int azb_shard_open_readonly(const char *dir, const struct azb_pool_settings *s, 
  * batch, and the kernel gives its requests to the next worker. */
 int azb_shard_open_buffered(const char *dir, const struct azb_pool_settings *s, uint32_t index,
 			    struct azb_shard **shard, char *err, size_t errlen);
+/* A served shard takes the settings that may change (azb_pool_set_settings). */
+void azb_shard_apply_settings(struct azb_shard *shard, const struct azb_pool_settings *s);
 void azb_shard_close(struct azb_shard *shard);
 /* A buffered shard: write the mapping changes made so far to the WAL file
  * (not synced: they survive this process, not a power loss). A failure

@@ -183,7 +183,7 @@ void azb_settings_encode(char *v, const struct azb_pool_settings *s);
 int azb_settings_decode(const char *v, size_t vlen, struct azb_pool_settings *s);
 
 /* Volume record. */
-#define AZB_VOLUME_VALUE_MAX (1 + 1 + 8 * 4 + 1 + AZB_NAME_MAX)
+#define AZB_VOLUME_VALUE_MAX (1 + 1 + 8 * 4 + 1 + AZB_NAME_MAX + 1) /* ... flags */
 size_t azb_volume_encode(char *v, const struct azb_volume *vol);
 int azb_volume_decode(const char *name, size_t namelen, const char *v, size_t vlen,
 		      struct azb_volume *vol);

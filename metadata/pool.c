@@ -151,6 +151,34 @@ static int pool_read_settings(struct azb_pool *p, char *err, size_t errlen)
 	return 0;
 }
 
+int azb_pool_set_settings(struct azb_pool *p, const struct azb_pool_settings *want, char *err,
+			  size_t errlen)
+{
+	char k = AZB_K_SETTINGS, v[AZB_SETTINGS_VALUE_LEN];
+	struct azb_pool_settings s = *want;
+	rocksdb_writebatch_t *b;
+	int ret = azb_pool_writable(p, err, errlen);
+
+	if (ret)
+		return ret;
+	if (s.chunk_size != p->s.chunk_size || s.stripe_size != p->s.stripe_size ||
+	    s.nr_shards != p->s.nr_shards) {
+		azb_seterr(err, errlen, "chunk size, stripe and shards are fixed at init");
+		return -EINVAL;
+	}
+	ret = azb_pool_settings_check(&s, err, errlen);
+	if (ret)
+		return ret;
+	azb_settings_encode(v, &s);
+	b = rocksdb_writebatch_create();
+	rocksdb_writebatch_put(b, &k, 1, v, sizeof(v));
+	ret = azb_pool_write(p, b, err, errlen);
+	rocksdb_writebatch_destroy(b);
+	if (!ret)
+		p->s = s;
+	return ret;
+}
+
 static int pool_read_counters(struct azb_pool *p, char *err, size_t errlen)
 {
 	char k[2];

@@ -336,6 +336,25 @@ static int batch_truncate(struct azb_pool *p, rocksdb_writebatch_t *b, uint64_t 
 	return ret;
 }
 
+int azb_pool_set_active(struct azb_pool *pool, const char *name, bool active, char *err,
+			size_t errlen)
+{
+	rocksdb_writebatch_t *b;
+	struct azb_volume v;
+	int ret = azb_pool_writable(pool, err, errlen);
+
+	if (!ret)
+		ret = azb_pool_read_volume(pool, name, &v, err, errlen);
+	if (ret)
+		return ret;
+	if (!!(v.flags & AZB_VOL_F_ACTIVE) == active)
+		return 0;
+	v.flags = active ? v.flags | AZB_VOL_F_ACTIVE : v.flags & ~AZB_VOL_F_ACTIVE;
+	b = rocksdb_writebatch_create();
+	azb_batch_put_volume(b, &v);
+	return commit(pool, b, 0, 0, err, errlen);
+}
+
 int azb_pool_resize(struct azb_pool *pool, const char *name, uint64_t size_bytes, char *err,
 		    size_t errlen)
 {

@@ -307,6 +307,20 @@ static int shard_open_data(struct azb_shard *sh, const char *path, char *err, si
 /* shard_open modes */
 enum shard_mode { SHARD_RW, SHARD_READONLY, SHARD_RW_BUFFERED };
 
+void azb_shard_apply_settings(struct azb_shard *sh, const struct azb_pool_settings *s)
+{
+	sh->quota_chunks = s->limit_bytes ? s->limit_bytes / s->nr_shards / s->chunk_size : 0;
+	sh->s.limit_bytes = s->limit_bytes;
+	sh->s.low_space_percent = s->low_space_percent;
+	if (sh->rdb.cache && s->meta_cache_bytes != sh->s.meta_cache_bytes)
+		rocksdb_cache_set_capacity(sh->rdb.cache, s->meta_cache_bytes);
+	sh->s.meta_cache_bytes = s->meta_cache_bytes;
+	/* (a new map cache starts empty: it fills again from the DB) */
+	if (s->map_cache_bytes != sh->s.map_cache_bytes &&
+	    !azb_map_cache_init(sh, s->map_cache_bytes))
+		sh->s.map_cache_bytes = s->map_cache_bytes;
+}
+
 static int shard_open(const char *dir, const struct azb_pool_settings *s, uint32_t index,
 		      enum shard_mode mode, struct azb_shard **shard, char *err, size_t errlen)
 {

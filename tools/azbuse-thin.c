@@ -22,11 +22,12 @@
 struct command {
 	const char *name;
 	int (*run)(struct thin_ctx *c, const struct thin_args *a);
-	int nr_pos;	      /* exactly this many positionals */
+	int nr_pos;	      /* at least this many positionals ... */
 	const char *options;  /* "--size= --mapped": '=' means it takes a value */
 	const char *synopsis; /* what follows the command name */
 	const char *summary;  /* one line for the command list */
 	const char *help;     /* the rest of --help */
+	int max_pos;	      /* ... and at most this many (0: nr_pos) */
 };
 
 /* ---- argument helpers ---- */
@@ -152,8 +153,8 @@ static int init_settings(const struct thin_ctx *c, const struct thin_args *a,
 	return 0;
 }
 
-static void print_settings(const struct thin_ctx *c, const struct azb_pool_settings *s,
-			   const char *data_dev)
+static void print_settings(const struct thin_ctx *c, const char *head,
+			   const struct azb_pool_settings *s, const char *data_dev)
 {
 	char chunk[32], stripe[32], limit[32], cache[32], map[32], ram[32];
 	uint64_t bound = azb_meta_ram_bound(s);
@@ -172,8 +173,9 @@ static void print_settings(const struct thin_ctx *c, const struct azb_pool_setti
 		       (unsigned long long)s->map_cache_bytes, (unsigned long long)bound);
 		return;
 	}
-	printf("created pool %s\n", c->dir);
-	printf("data            %s\n", data_dev ? data_dev : "a sparse file per shard");
+	printf("%s %s\n", head, c->dir);
+	if (!strcmp(head, "created pool")) /* (set: where the data is does not change) */
+		printf("data            %s\n", data_dev ? data_dev : "a sparse file per shard");
 	printf("chunk size      %s\n", thin_human_size(s->chunk_size, chunk, sizeof(chunk)));
 	printf("stripe size     %s\n", thin_human_size(s->stripe_size, stripe, sizeof(stripe)));
 	printf("shards          %u\n", s->nr_shards);
@@ -183,8 +185,9 @@ static void print_settings(const struct thin_ctx *c, const struct azb_pool_setti
 	printf("low space       warn at %u%% use\n", s->low_space_percent);
 	printf("metadata cache  %s per shard\n",
 	       thin_human_size(s->meta_cache_bytes, cache, sizeof(cache)));
-	printf("map cache       %s per shard\n",
-	       s->map_cache_bytes ? thin_human_size(s->map_cache_bytes, map, sizeof(map)) : "none");
+	printf("map cache       %s%s\n",
+	       s->map_cache_bytes ? thin_human_size(s->map_cache_bytes, map, sizeof(map)) : "none",
+	       s->map_cache_bytes ? " per shard" : "");
 	printf("metadata RAM    at most %s (plus RocksDB's fixed per-process overhead)\n",
 	       thin_human_size(bound, ram, sizeof(ram)));
 }
@@ -208,7 +211,78 @@ static int cmd_init(struct thin_ctx *c, const struct thin_args *a)
 		return thin_fail(c, "%s already holds a pool; not touched", c->dir);
 	if (ret)
 		return thin_fail(c, "cannot create a pool in %s: %s", c->dir, err);
-	print_settings(c, &s, data_dev);
+	print_settings(c, "created pool", &s, data_dev);
+	return 0;
+}
+
+/* ---- set ---- */
+
+/* The settings that may change after init, from the arguments, over s. */
+static int set_settings(const struct thin_ctx *c, const struct thin_args *a,
+			struct azb_pool_settings *s)
+{
+	const char *v;
+
+	if ((v = thin_arg(a, "--limit")) && strcmp(v, "none") &&
+	    parse_size_opt(c, "--limit", v, &s->limit_bytes))
+		return EXIT_USAGE;
+	if (v && !strcmp(v, "none"))
+		s->limit_bytes = 0;
+	if ((v = thin_arg(a, "--meta-cache")) &&
+	    parse_size_opt(c, "--meta-cache", v, &s->meta_cache_bytes))
+		return EXIT_USAGE;
+	if ((v = thin_arg(a, "--map-cache")) &&
+	    parse_size_opt(c, "--map-cache", v, &s->map_cache_bytes))
+		return EXIT_USAGE;
+	if ((v = thin_arg(a, "--low-space")) && parse_uint(v, 100, "%", &s->low_space_percent))
+		return thin_bad_usage(c, "--low-space %s: must be a percentage from 1 to 100", v);
+	return 0;
+}
+
+/* A served pool's daemon takes the new settings at once. */
+static int set_tell_daemon(const struct thin_ctx *c)
+{
+	struct thin_claim cl;
+	char *out = NULL, err[512];
+	int ret;
+
+	thin_probe(c, &cl);
+	if (!cl.held || !cl.served.nr)
+		return 0;
+	ret = thin_control(cl.served.dev[0].id, "thin settings", &out, err, sizeof(err));
+	free(out);
+	if (ret)
+		return thin_fail(c,
+				 "the settings are saved, but the daemon serving the pool did not "
+				 "take them (%s): they apply when it next starts",
+				 err);
+	return 0;
+}
+
+static int cmd_set(struct thin_ctx *c, const struct thin_args *a)
+{
+	struct azb_pool_settings s;
+	struct azb_pool *pool;
+	char err[512];
+	int ret;
+
+	if (!thin_arg(a, "--limit") && !thin_arg(a, "--low-space") &&
+	    !thin_arg(a, "--meta-cache") && !thin_arg(a, "--map-cache"))
+		return thin_bad_usage(c, "nothing to set (--limit, --low-space, --meta-cache, "
+					 "--map-cache)");
+	if (thin_pool_open(c, &pool))
+		return 1;
+	s = *azb_pool_get_settings(pool);
+	ret = set_settings(c, a, &s);
+	if (!ret && azb_pool_set_settings(pool, &s, err, sizeof(err)))
+		ret = thin_fail(c, "%s", err);
+	azb_pool_close(pool);
+	if (ret)
+		return ret;
+	ret = set_tell_daemon(c);
+	if (ret)
+		return ret;
+	print_settings(c, "settings of pool", &s, NULL);
 	return 0;
 }
 
@@ -235,6 +309,8 @@ static int cmd_create(struct thin_ctx *c, const struct thin_args *a)
 	azb_pool_close(pool);
 	if (ret)
 		return thin_fail(c, "cannot create %s: %s", name, err);
+	if (thin_arg(a, "--activate"))
+		return thin_activate_one(c, name);
 	print_created(c, &vol);
 	return 0;
 }
@@ -721,44 +797,80 @@ static const struct command commands[] = {
 	  "  --low-space PERCENT  warn when this much is used (90)\n"
 	  "  --meta-cache SIZE    RocksDB block cache per shard (8M)\n"
 	  "  --map-cache SIZE     cache of the newest mappings per shard, 0 for none (16M)\n"
-	  "Prints the settings and the bound on metadata RAM they give.\n" },
-	{ "create", cmd_create, 1, "--size=", "NAME --size SIZE", "a new empty volume",
-	  "Creates volume NAME of SIZE (a multiple of 4k; k, M, G, T suffixes).\n" },
+	  "Prints the settings and the bound on metadata RAM they give.\n",
+	  0 },
+	{ "set", cmd_set, 0, "--limit= --low-space= --meta-cache= --map-cache=", "[OPTIONS]",
+	  "change a pool's limit, threshold or caches",
+	  "Changes what init set and may change; a served pool takes it at once.\n"
+	  "  --limit SIZE|none    most data the pool may hold\n"
+	  "  --low-space PERCENT  warn when this much is used\n"
+	  "  --meta-cache SIZE    RocksDB block cache per shard\n"
+	  "  --map-cache SIZE     cache of the newest mappings per shard, 0 for none\n",
+	  0 },
+	{ "create", cmd_create, 1, "--size= --activate", "NAME --size SIZE [--activate]",
+	  "a new empty volume",
+	  "Creates volume NAME of SIZE (a multiple of 4k; k, M, G, T suffixes).\n"
+	  "--activate also serves it (see activate), as lvcreate does.\n",
+	  0 },
+	{ "activate", thin_cmd_activate, 0, "--all --foreground", "NAME|--all [--foreground]",
+	  "serve a volume as a device, now and at boot",
+	  "Records NAME as active in the pool and serves it as a device (the pool's\n"
+	  "daemon starts with its first device; the next ones join it), named\n"
+	  "/dev/azbuse/POOL/NAME by udev, POOL being the pool directory's last\n"
+	  "component. --all serves every volume the pool records as active: what\n"
+	  "azbuse-pool@.service runs at boot, with --foreground (the command becomes\n"
+	  "the daemon and tells systemd when every volume is served).\n",
+	  1 },
+	{ "deactivate", thin_cmd_deactivate, 0, "--all --force", "NAME|--all [--force]",
+	  "stop serving a volume",
+	  "Removes the device serving NAME (refused while it is mounted or open, as\n"
+	  "azbusectl remove; --force removes it anyway) and records it as inactive, so\n"
+	  "that a boot does not bring it back. --all: every device of the pool.\n",
+	  1 },
 	{ "list", thin_cmd_list, 0, "--mapped", "[--mapped]", "volumes, snapshots and clones",
 	  "Lists NAME KIND SIZE PARENT CREATED, and a DEVICE column when the pool is\n"
-	  "served. --mapped adds the space each maps (scans the shards).\n" },
+	  "served. --mapped adds the space each maps (scans the shards).\n",
+	  0 },
 	{ "info", thin_cmd_info, 1, "", "NAME", "size, lineage and space of one volume",
 	  "Shows NAME's size, kind, parent, creation time, namespace and epoch, and the\n"
 	  "space it maps: exclusive (seen by no other volume or snapshot) and shared,\n"
-	  "and the device serving it if any.\n" },
+	  "and the device serving it if any.\n",
+	  0 },
 	{ "snapshot", cmd_snapshot, 2, "", "SRC SNAP", "read-only snapshot of a volume",
 	  "Takes snapshot SNAP of volume, clone or snapshot SRC. If SRC is being served,\n"
-	  "its daemon takes it, quiescing the device so that the snapshot is consistent.\n" },
+	  "its daemon takes it, quiescing the device so that the snapshot is consistent.\n",
+	  0 },
 	{ "clone", cmd_clone, 2, "", "SNAP NAME", "writable clone of a snapshot",
-	  "Creates NAME, a writable volume that starts as snapshot SNAP.\n" },
+	  "Creates NAME, a writable volume that starts as snapshot SNAP.\n", 0 },
 	{ "rollback", cmd_rollback, 2, "--yes", "NAME SNAP [--yes]", "NAME goes back to a snapshot",
 	  "Volume or clone NAME takes the content and size of SNAP, a snapshot of its\n"
 	  "lineage; what only NAME held is freed. Refused while NAME is served. Asks\n"
-	  "first on a terminal; without one, needs --yes.\n" },
+	  "first on a terminal; without one, needs --yes.\n",
+	  0 },
 	{ "delete", cmd_delete, 1, "--yes", "NAME [--yes]", "delete a volume, clone or snapshot",
 	  "Deletes NAME and frees what nothing else holds. Refused while NAME is served;\n"
 	  "while another volume of the pool is served, its daemon reclaims the space.\n"
-	  "Asks first on a terminal; without one, needs --yes.\n" },
+	  "Asks first on a terminal; without one, needs --yes.\n",
+	  0 },
 	{ "resize", cmd_resize, 1, "--size= --yes", "NAME --size SIZE [--yes]",
 	  "grow or shrink a volume",
 	  "Sets the size of volume or clone NAME; shrinking frees what lies beyond.\n"
 	  "Refused while NAME is served. A shrink asks first on a terminal; without\n"
-	  "one, it needs --yes.\n" },
+	  "one, it needs --yes.\n",
+	  0 },
 	{ "usage", thin_cmd_usage, 0, "", "", "space used and free",
 	  "Shows the space the pool uses (allocated chunks) and has free (the limit's\n"
 	  "remainder or the filesystem's free space, whichever is less), and warns when\n"
-	  "use reaches the low-space threshold.\n" },
+	  "use reaches the low-space threshold.\n",
+	  0 },
 	{ "check", thin_cmd_check, 0, "", "", "verify the metadata",
 	  "Checks pool.db and every shard. Exit 0 if clean, 1 with the problems listed.\n"
-	  "The pool must not be served.\n" },
+	  "The pool must not be served.\n",
+	  0 },
 	{ "gc", cmd_gc, 0, "", "", "reclaim unused space now",
 	  "Frees the chunks that no volume or snapshot holds any more (delete, rollback\n"
-	  "and resize do it themselves). While the pool is served, asks its daemon.\n" },
+	  "and resize do it themselves). While the pool is served, asks its daemon.\n",
+	  0 },
 };
 
 #define NR_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -772,7 +884,7 @@ static void usage(FILE *out)
 		char head[64];
 
 		snprintf(head, sizeof(head), "%s %s", commands[i].name, commands[i].synopsis);
-		fprintf(out, "  %-26s %s\n", head, commands[i].summary);
+		fprintf(out, "  %-36s %s\n", head, commands[i].summary);
 	}
 	fprintf(out, "\nThe pool is --pool DIR, else $AZBUSE_THIN_POOL, else " AZB_POOL_DIR_DEFAULT
 		     ".\nSizes take k, M, G, T suffixes (powers of 1024). Every command takes "
@@ -875,7 +987,7 @@ static int parse_args(struct thin_ctx *c, const struct command *cmd, int argc, c
 				return ret;
 			continue;
 		}
-		if (a->nr_pos == cmd->nr_pos)
+		if (a->nr_pos == (cmd->max_pos ? cmd->max_pos : cmd->nr_pos))
 			return thin_bad_usage(c, "unexpected argument \"%s\"", argv[i]);
 		a->pos[a->nr_pos++] = argv[i];
 	}

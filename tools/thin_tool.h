@@ -49,6 +49,11 @@ int thin_cmd_list(struct thin_ctx *c, const struct thin_args *a);  /* thin_show.
 int thin_cmd_info(struct thin_ctx *c, const struct thin_args *a);  /* thin_show.c */
 int thin_cmd_usage(struct thin_ctx *c, const struct thin_args *a); /* thin_show.c */
 int thin_cmd_check(struct thin_ctx *c, const struct thin_args *a); /* thin_check.c */
+/* thin_activate.c */
+int thin_cmd_activate(struct thin_ctx *c, const struct thin_args *a);
+int thin_cmd_deactivate(struct thin_ctx *c, const struct thin_args *a);
+/* Record NAME active and serve it (create --activate): 0, or 1 (printed). */
+int thin_activate_one(const struct thin_ctx *c, const char *name);
 
 /* ---- thin_out.c: printing ---- */
 

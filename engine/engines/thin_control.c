@@ -22,6 +22,7 @@ enum thin_msg_type {
 	THIN_MSG_GC = 3,     /* collect garbage up to the pool's generation */
 	THIN_MSG_STATUS = 4, /* reply: struct thin_status */
 	THIN_MSG_SEAL = 5, /* a snapshot comes: no more overwrites in place of what was published */
+	THIN_MSG_SETTINGS = 6, /* the pool's settings changed (azbuse-thin set) */
 };
 
 /* A worker's answer to THIN_MSG_STATUS. */
@@ -35,6 +36,8 @@ struct thin_status {
 	uint64_t layered_filled;   /* layered chunks completed while the device was quiet */
 	uint64_t layered_waiting;  /* layered chunks waiting for that */
 	uint64_t layered_scanning; /* 1: still looking for them in the metadata */
+	uint64_t enospc;	   /* writes refused for lack of space (this worker) */
+	uint64_t low_space;	   /* 1: the pool is at or over its low-space threshold */
 };
 
 struct thin_msg {
@@ -42,6 +45,7 @@ struct thin_msg {
 	uint32_t pad0;
 	uint64_t write_epoch;
 	uint64_t write_max_hold;
+	struct azb_pool_settings settings; /* THIN_MSG_SETTINGS */
 };
 
 int thin_queue_gc(struct thin_queue *tq, const struct azb_holds *holds)
@@ -104,6 +108,11 @@ int thin_queue_control(void *queue, const void *msg, size_t len, void *reply, si
 		return 0;
 	case THIN_MSG_GC:
 		return thin_queue_gc_now(tq);
+	case THIN_MSG_SETTINGS:
+		/* (the shard is this worker's for every device of the pool: once is enough) */
+		azb_shard_apply_settings(tq->shard, &m.settings);
+		tq->engine->settings = m.settings;
+		return 0;
 	case THIN_MSG_SEAL:
 		/*
 		 * Every worker starts a new epoch of the map (one would do; each
@@ -123,6 +132,8 @@ int thin_queue_control(void *queue, const void *msg, size_t len, void *reply, si
 			.layered_filled = tq->filled,
 			.layered_waiting = tq->fill_tail - tq->fill_head,
 			.layered_scanning = !tq->scan_done,
+			.enospc = thin_owned.enospc,
+			.low_space = thin_owned.low_space,
 		};
 
 		if (reply_room < sizeof(st))
@@ -273,7 +284,8 @@ static void thin_status_line(uint16_t queue, int result, const void *reply, size
 			     "shard %u: block_cache_kib %llu pinned_kib %llu memtables_kib %llu "
 			     "table_readers_kib %llu map_cache_kib %llu other_shards_served %llu "
 			     "handed_to_owner %llu data_writes_async %llu layered_filled %llu "
-			     "layered_waiting %llu layered_scanning %llu\n",
+			     "layered_waiting %llu layered_scanning %llu enospc %llu low_space "
+			     "%llu\n",
 			     st.shard, (unsigned long long)st.mem.block_cache >> 10,
 			     (unsigned long long)st.mem.block_cache_pinned >> 10,
 			     (unsigned long long)st.mem.memtables >> 10,
@@ -283,10 +295,40 @@ static void thin_status_line(uint16_t queue, int result, const void *reply, size
 			     (unsigned long long)st.data_async,
 			     (unsigned long long)st.layered_filled,
 			     (unsigned long long)st.layered_waiting,
-			     (unsigned long long)st.layered_scanning);
+			     (unsigned long long)st.layered_scanning, (unsigned long long)st.enospc,
+			     (unsigned long long)st.low_space);
 	}
 	if (n > 0)
 		out->used += (size_t)n;
+}
+
+/*
+ * "thin settings": azbuse-thin set changed the pool's settings in pool.db;
+ * every device of the pool's daemon takes them (restarted workers are forked
+ * from the supervisor's engines), and every worker's shard.
+ */
+static int thin_settings(struct thin_engine *e, struct azbuse_control *ctl, char *reply,
+			 size_t reply_size)
+{
+	struct thin_msg m = { .type = THIN_MSG_SETTINGS };
+	struct thin_pool_facts f;
+	int ret = thin_pool_query(e, NULL, NULL, &f);
+
+	if (ret) {
+		snprintf(reply, reply_size, "cannot read the pool's settings: %s", f.msg);
+		return ret;
+	}
+	thin_hold_settings(e->hold, &f.settings);
+	m.settings = f.settings;
+	ret = azbuse_control_broadcast(ctl, &m, sizeof(m), NULL, NULL);
+	if (!ret)
+		azb_log("pool %s: settings now limit %llu, low space %u%%, meta cache %llu, map "
+			"cache %llu",
+			e->pool_dir, (unsigned long long)f.settings.limit_bytes,
+			f.settings.low_space_percent,
+			(unsigned long long)f.settings.meta_cache_bytes,
+			(unsigned long long)f.settings.map_cache_bytes);
+	return ret;
 }
 
 /* "thin status": the served volume, then each shard's metadata memory. */
@@ -320,6 +362,8 @@ int thin_control(void *engine, struct azbuse_control *ctl, const char *request, 
 		return thin_broadcast(ctl, e, THIN_MSG_GC);
 	if (!strcmp(request, "status"))
 		return thin_status(e, ctl, reply, reply_size);
+	if (!strcmp(request, "settings"))
+		return thin_settings(e, ctl, reply, reply_size);
 	if (!strcmp(request, "release")) {
 		/* azbuse-thin is about to write pool.db */
 		int ret = thin_keeper_release(e);
@@ -329,6 +373,7 @@ int thin_control(void *engine, struct azbuse_control *ctl, const char *request, 
 		return ret;
 	}
 	snprintf(reply, reply_size,
-		 "unknown thin request '%s' (snapshot SRC NAME, gc, status, release)", request);
+		 "unknown thin request '%s' (snapshot SRC NAME, gc, status, settings, release)",
+		 request);
 	return -EINVAL;
 }

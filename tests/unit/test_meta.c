@@ -436,6 +436,33 @@ static int count_volume(const struct azb_volume *v, void *arg)
 	return 0;
 }
 
+/* The active flag: recorded, kept across resize and rollback, not inherited by snapshots. */
+static void test_active_flag(void **state)
+{
+	struct fixture *f = *state;
+	struct azb_volume v;
+
+	create(f, "a", 4);
+	assert_int_equal(azb_pool_get_volume(f->pool, "a", &v, f->err, sizeof(f->err)), 0);
+	assert_int_equal(v.flags, 0);
+	assert_int_equal(azb_pool_set_active(f->pool, "a", true, f->err, sizeof(f->err)), 0);
+	assert_int_equal(azb_pool_get_volume(f->pool, "a", &v, f->err, sizeof(f->err)), 0);
+	assert_int_equal(v.flags, AZB_VOL_F_ACTIVE);
+	snapshot(f, "a", "a-snap");
+	assert_int_equal(azb_pool_get_volume(f->pool, "a-snap", &v, f->err, sizeof(f->err)), 0);
+	assert_int_equal(v.flags, 0);
+	assert_int_equal(azb_pool_resize(f->pool, "a", 8 * CS, f->err, sizeof(f->err)), 0);
+	assert_int_equal(azb_pool_rollback(f->pool, "a", "a-snap", f->err, sizeof(f->err)), 0);
+	assert_int_equal(azb_pool_get_volume(f->pool, "a", &v, f->err, sizeof(f->err)), 0);
+	assert_int_equal(v.flags, AZB_VOL_F_ACTIVE);
+	assert_int_equal(azb_pool_set_active(f->pool, "a", false, f->err, sizeof(f->err)), 0);
+	assert_int_equal(azb_pool_get_volume(f->pool, "a", &v, f->err, sizeof(f->err)), 0);
+	assert_int_equal(v.flags, 0);
+	assert_int_equal(azb_pool_set_active(f->pool, "nope", true, f->err, sizeof(f->err)),
+			 -ENOENT);
+	assert_clean(f);
+}
+
 static void test_create_list_get(void **state)
 {
 	struct fixture *f = *state;
@@ -2262,6 +2289,7 @@ int main(void)
 		cmocka_unit_test(test_settings_defaults_and_checks),
 		cmocka_unit_test(test_name_validation),
 		cmocka_unit_test_setup_teardown(test_create_list_get, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_active_flag, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_writes_batch, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_sees_old_data, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_clone_falls_back_then_diverges, setup1,

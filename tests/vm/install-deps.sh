@@ -29,7 +29,8 @@ all_installed() {
 	# and Debian 12's 6.1 ones too (any ABI: no package lists needed here)
 	dpkg-query -W -f='${Status} ${Package}\n' 'linux-headers-6.1.0-*-amd64' 2>/dev/null |
 		grep -Eq '^install ok installed linux-headers-6\.1\.0-[0-9]+-amd64$' || return 1
-	compgen -G '/usr/src/linux-headers-6.1.0-*-amd64' >/dev/null
+	compgen -G '/usr/src/linux-headers-6.1.0-*-amd64' >/dev/null || return 1
+	dpkg-query -W -f='${Status}' libsystemd-dev 2>/dev/null | grep -q 'install ok installed'
 }
 
 # headers_61_package: Debian 12's current 6.1 headers package, e.g.
@@ -71,3 +72,8 @@ if ! headers_61=$(headers_61_package); then
 	exit 1
 fi
 apt-get install -y -q --no-install-recommends "$headers_61"
+# sd_notify for the boot unit (azbuse-thin activate): the headers of the
+# libsystemd0 installed (bookworm's or, if something pulled it in, backports'),
+# so that nothing of systemd is upgraded for it
+apt-get install -y -q --no-install-recommends \
+	"libsystemd-dev=$(dpkg-query -W -f='${Version}' libsystemd0)"

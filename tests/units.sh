@@ -1,0 +1,89 @@
+#!/bin/bash
+# units.sh - what the boot and naming pieces can show without a kernel:
+# azbuse-pool@.service passes `systemd-analyze verify` (its ExecStart pointed
+# at this build's azbuse-thin), and the udev helper names a thin device
+# POOL/VOLUME from a saved configuration and nothing else. The VM case
+# 87-thin-activate-boot runs them for real (udevd, a reboot).
+#   units.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+
+BUILD=${1:?usage: units.sh BUILD_DIR SOURCE_DIR}
+SRC=${2:?usage: units.sh BUILD_DIR SOURCE_DIR}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+# --- the unit -----------------------------------------------------------------------
+unit=$BUILD/tools/systemd/azbuse-pool@.service
+[ -f "$unit" ] || fail "no $unit"
+sed "s|^ExecStart=[^ ]*/azbuse-thin |ExecStart=$BUILD/tools/azbuse-thin |" "$unit" >"$WORK/azbuse-pool@.service"
+ln -s azbuse-pool@.service "$WORK/azbuse-pool@var-lib-azbuse-pool.service"
+if command -v systemd-analyze >/dev/null; then
+	SYSTEMD_LOG_LEVEL=notice systemd-analyze verify --man=no \
+		"$WORK/azbuse-pool@var-lib-azbuse-pool.service" >"$WORK/verify.log" 2>&1 ||
+		{ cat "$WORK/verify.log" >&2; fail "systemd-analyze verify"; }
+	[ ! -s "$WORK/verify.log" ] || { cat "$WORK/verify.log" >&2; fail "systemd-analyze verify complained"; }
+	echo "units: azbuse-pool@.service verifies"
+else
+	echo "units: no systemd-analyze here; the unit is not verified"
+fi
+
+# --- the udev helper ----------------------------------------------------------------------
+helper=$SRC/tools/udev/azbuse-udev-name
+name_of() { AZBUSE_CONF_DIR=$WORK/run "$helper" "$1"; }
+mkdir -p "$WORK/run"
+printf 'engine=thin\nsize=1\noption=volume=vol1\noption=pool=/srv/pools/fast\n' >"$WORK/run/azbuse3.conf"
+[ "$(name_of azbuse3)" = "AZBUSE_THIN_NAME=fast/vol1" ] || fail "thin device: '$(name_of azbuse3)'"
+printf 'engine=thin\nsize=1\noption=volume=snap-1.a\n' >"$WORK/run/azbuse4.conf"
+[ "$(name_of azbuse4)" = "AZBUSE_THIN_NAME=pool/snap-1.a" ] || fail "default pool: '$(name_of azbuse4)'"
+printf 'engine=mem\nsize=1\n' >"$WORK/run/azbuse5.conf"
+[ -z "$(name_of azbuse5)" ] || fail "a mem device was named"
+[ -z "$(name_of azbuse6)" ] || fail "a device without a configuration was named"
+printf 'engine=thin\nsize=1\noption=volume=x\noption=pool=/srv/a b/po ol\n' >"$WORK/run/azbuse7.conf"
+[ -z "$(name_of azbuse7)" ] || fail "a pool name with spaces was used: '$(name_of azbuse7)'"
+grep -q '@AZBUSE_LIBEXEC@/azbuse-udev-name %k' "$SRC/tools/udev/60-azbuse.rules.in" ||
+	fail "the rule does not run the helper"
+echo "units: the udev helper names thin devices POOL/VOLUME"
+# --- man pages and completion ----------------------------------------------------------
+for page in "$SRC"/docs/man/*.8; do
+	if command -v groff >/dev/null; then
+		groff -man -ww -z -Tutf8 "$page" 2>"$WORK/groff.log" || fail "groff cannot format $page"
+		[ ! -s "$WORK/groff.log" ] || { cat "$WORK/groff.log" >&2; fail "groff warns about $page"; }
+	fi
+done
+for f in "$SRC"/tools/completion/*; do
+	bash -n "$f" || fail "$f is not valid bash"
+	(
+		# shellcheck disable=SC1090
+		source "$f"
+		complete -p "$(basename "$f")" >/dev/null
+	) || fail "$f registers no completion for $(basename "$f")"
+done
+echo "units: man pages format cleanly; completions load"
+
+# --- activate and deactivate, as far as no kernel goes --------------------------------------
+thin() { AZBUSE_RUN_DIR=$WORK/run "$BUILD/tools/azbuse-thin" --pool "$WORK/pool" "$@"; }
+expect_rc() {
+	local want=$1 rc=0
+	shift
+	thin "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
+	[ "$rc" = "$want" ] || { cat "$WORK/out" "$WORK/err" >&2; fail "azbuse-thin $* exited $rc, not $want"; }
+}
+expect_rc 0 init --shards 1
+expect_rc 0 create vol1 --size 16M
+expect_rc 2 activate
+expect_rc 2 activate vol1 --all
+expect_rc 2 activate vol1 --foreground
+expect_rc 2 deactivate
+expect_rc 1 activate nosuch
+grep -q nosuch "$WORK/err" || fail "activate of a missing volume does not name it"
+expect_rc 0 activate --all
+grep -q "no volume of pool .* is recorded as active" "$WORK/out" || fail "activate --all of none"
+expect_rc 0 deactivate vol1
+grep -q "vol1 was not served" "$WORK/out" || fail "deactivate of a volume not served"
+echo "units: activate and deactivate refuse bad usage and missing volumes"
+echo "units: all passed"
