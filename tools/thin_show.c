@@ -336,7 +336,23 @@ struct pool_space {
 	bool shard_low; /* a shard reached the threshold of its quota */
 	bool gc_pending;
 	struct thin_claim cl;
+	int64_t enospc; /* writes the daemon refused for lack of space; -1: not served */
 };
+
+/* From a served pool's daemon: how many writes it refused for lack of space. */
+static int64_t served_enospc(const struct pool_space *ps)
+{
+	char *out = NULL, *p, err[256];
+	int64_t total = 0;
+
+	if (!ps->cl.held || !ps->cl.served.nr ||
+	    thin_control(ps->cl.served.dev[0].id, "thin status", &out, err, sizeof(err)))
+		return (free(out), -1);
+	for (p = out; p && (p = strstr(p, " enospc ")); p += 8)
+		total += strtoll(p + 8, NULL, 10);
+	free(out);
+	return total;
+}
 
 static int space_from_shards(const struct thin_ctx *c, struct pool_space *ps,
 			     uint64_t pool_gc_generation)
@@ -380,6 +396,7 @@ static int space_load(const struct thin_ctx *c, struct pool_space *ps)
 	if (statvfs(c->dir, &fs))
 		return thin_fail(c, "statvfs %s: %s", c->dir, strerror(errno));
 	ps->fs_free_bytes = (uint64_t)fs.f_bavail * fs.f_frsize;
+	ps->enospc = served_enospc(ps);
 	return 0;
 }
 
@@ -409,6 +426,18 @@ static bool space_low(const struct pool_space *ps)
 	return ps->shard_low || space_use_percent(ps) >= ps->s.low_space_percent;
 }
 
+/*
+ * The pool's mode, as dm-thin's status gives it: out-of-space when not
+ * one more chunk fits (new writes fail with ENOSPC; overwrites of what is
+ * mapped go on), low-space at the threshold, else ok.
+ */
+static const char *space_mode(const struct pool_space *ps)
+{
+	return space_free(ps) < ps->s.chunk_size ? "out-of-space"
+	       : space_low(ps)			 ? "low-space"
+						 : "ok";
+}
+
 static void usage_json(const struct thin_ctx *c, const struct pool_space *ps)
 {
 	printf("{\"pool\": ");
@@ -416,12 +445,12 @@ static void usage_json(const struct thin_ctx *c, const struct pool_space *ps)
 	printf(", \"chunk_size\": %llu, \"used_bytes\": %llu, \"used_chunks\": %llu, "
 	       "\"free_bytes\": %llu, \"limit_bytes\": %llu, \"fs_free_bytes\": %llu, "
 	       "\"use_percent\": %.1f, \"low_space_percent\": %u, \"low_space\": %s, "
-	       "\"gc_pending\": %s, \"served_by\": [",
+	       "\"gc_pending\": %s, \"mode\": \"%s\", \"enospc\": %lld, \"served_by\": [",
 	       (unsigned long long)ps->s.chunk_size, (unsigned long long)ps->used_bytes,
 	       (unsigned long long)ps->used_chunks, (unsigned long long)space_free(ps),
 	       (unsigned long long)ps->s.limit_bytes, (unsigned long long)ps->fs_free_bytes,
 	       space_use_percent(ps), ps->s.low_space_percent, space_low(ps) ? "true" : "false",
-	       ps->gc_pending ? "true" : "false");
+	       ps->gc_pending ? "true" : "false", space_mode(ps), (long long)ps->enospc);
 	for (uint32_t i = 0; ps->cl.held && i < ps->cl.served.nr; i++)
 		printf("%s\"" AZBUSE_BLOCK_PREFIX "%u\"", i ? ", " : "", ps->cl.served.dev[i].id);
 	printf("]}\n");
@@ -432,6 +461,7 @@ static void usage_text(const struct thin_ctx *c, const struct pool_space *ps)
 	char used[32], chunk[32], avail[32], quota[32], holder[256];
 
 	printf("%-12s %s\n", "pool", c->dir);
+	printf("%-12s %s\n", "mode", space_mode(ps));
 	printf("%-12s %s (%llu chunks of %s)\n", "used",
 	       thin_human_size(ps->used_bytes, used, sizeof(used)),
 	       (unsigned long long)ps->used_chunks,
@@ -453,6 +483,9 @@ static void usage_text(const struct thin_ctx *c, const struct pool_space *ps)
 		thin_holder_text(&ps->cl, holder, sizeof(holder));
 		printf("%-12s %s (figures as of now)\n", "served by", holder);
 	}
+	if (ps->enospc >= 0)
+		printf("%-12s %lld write(s) refused for lack of space since the workers started\n",
+		       "ENOSPC", (long long)ps->enospc);
 	if (space_low(ps))
 		printf("WARNING: pool %s is low on space: %.1f%% used, threshold %u%%; %s left\n",
 		       c->dir, space_use_percent(ps), ps->s.low_space_percent, avail);

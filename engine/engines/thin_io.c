@@ -51,11 +51,34 @@ struct thin_piece {
 	uint8_t *buf;
 };
 
-/* Complete a request, logging a failure other than a full pool. */
+#define THIN_ENOSPC_LOG_MS 10000
+
+/* A write refused for lack of space: counted, and logged (at most one line per 10 s). */
+static void thin_note_enospc(struct thin_queue *tq, const struct azbuse_io *io)
+{
+	uint64_t now = azb_clock_ms();
+
+	thin_owned.enospc++;
+	if (thin_owned.enospc_log_ms && now - thin_owned.enospc_log_ms < THIN_ENOSPC_LOG_MS) {
+		thin_owned.enospc_unlogged++;
+		return;
+	}
+	azb_err("pool %s is out of space: %s of volume %s, %u bytes at %llu, failed (ENOSPC; "
+		"%llu more since the last such line, %llu on shard %u since its worker started)",
+		tq->engine->pool_dir, azbuse_op_name(io->op), tq->engine->volume, io->len,
+		(unsigned long long)io->offset, (unsigned long long)thin_owned.enospc_unlogged,
+		(unsigned long long)thin_owned.enospc, azb_shard_index(tq->shard));
+	thin_owned.enospc_log_ms = now;
+	thin_owned.enospc_unlogged = 0;
+}
+
+/* Complete a request; a failure is logged (a full pool's, counted, in its own words). */
 static void thin_complete(struct thin_queue *tq, struct azbuse_io *io, int ret)
 {
-	if (ret && ret != -ENOSPC)
-		azb_log("shard %u: %s of %u bytes at %llu failed: %s", azb_shard_index(tq->shard),
+	if (ret == -ENOSPC)
+		thin_note_enospc(tq, io);
+	else if (ret)
+		azb_err("shard %u: %s of %u bytes at %llu failed: %s", azb_shard_index(tq->shard),
 			azbuse_op_name(io->op), io->len, (unsigned long long)io->offset,
 			strerror(-ret));
 	azbuse_complete(io, ret);
@@ -544,6 +567,47 @@ static void thin_abort_plan(struct thin_queue *tq, const struct azb_write_plan *
 	azb_shard_abort_write(tq->shard, plan);
 }
 
+/*
+ * The pool's use against its low-space threshold, as azbuse-thin usage
+ * computes it (used / (used + free); free: what the limit leaves, or the
+ * filesystem's free space less the reserve, whichever is less), from this
+ * shard's figures (the shards fill alike: chunks are striped): a crossing
+ * either way is logged.
+ */
+static void thin_check_low_space(struct thin_queue *tq, const struct statvfs *st)
+{
+	const struct azb_pool_settings *s = &tq->engine->settings;
+	struct azb_shard_usage u;
+	uint64_t used, room = UINT64_MAX, fs_free;
+	bool low;
+
+	if (azb_shard_usage(tq->shard, &u))
+		return;
+	used = u.allocated_chunks * tq->chunk_size * tq->nr_shards;
+	if (u.quota_chunks)
+		room = u.quota_chunks > u.allocated_chunks ? (u.quota_chunks - u.allocated_chunks) *
+								     tq->chunk_size * tq->nr_shards
+							   : 0;
+	if (st) {
+		fs_free = (uint64_t)st->f_bavail * st->f_frsize;
+		fs_free = fs_free > AZB_DISK_RESERVE ? fs_free - AZB_DISK_RESERVE : 0;
+		room = fs_free < room ? fs_free : room;
+	}
+	if (room == UINT64_MAX)
+		return;
+	low = used + room && used * 100 >= (used + room) * s->low_space_percent;
+	if (low == thin_owned.low_space)
+		return;
+	thin_owned.low_space = low;
+	if (low)
+		azb_warn("pool %s is low on space: %llu%% used, threshold %u%% (azbuse-thin usage)",
+			 tq->engine->pool_dir, (unsigned long long)(used * 100 / (used + room)),
+			 s->low_space_percent);
+	else
+		azb_log("pool %s is below its low-space threshold (%u%%) again",
+			tq->engine->pool_dir, s->low_space_percent);
+}
+
 /* Is the backing filesystem about to fill up? Checked every few new chunks.
  * (A data device's region fills up in the allocator, with its own error.) */
 static bool thin_disk_low(struct thin_queue *tq)
@@ -553,11 +617,14 @@ static bool thin_disk_low(struct thin_queue *tq)
 
 	if (tq->allocs_unchecked++ % THIN_DISK_CHECK_EVERY)
 		return tq->disk_low;
-	if (!fstat(tq->data_fd, &sb) && S_ISBLK(sb.st_mode))
+	if (!fstat(tq->data_fd, &sb) && S_ISBLK(sb.st_mode)) {
 		tq->disk_low = false;
-	else if (!fstatvfs(tq->data_fd, &st))
+		thin_check_low_space(tq, NULL);
+	} else if (!fstatvfs(tq->data_fd, &st)) {
 		tq->disk_low = (uint64_t)st.f_bavail * st.f_frsize <
 			       AZB_DISK_RESERVE + THIN_DISK_CHECK_EVERY * tq->chunk_size;
+		thin_check_low_space(tq, &st);
+	}
 	return tq->disk_low;
 }
 

@@ -6,7 +6,11 @@
 # shows the pool full with the low-space warning; `azbuse-thin check` is
 # clean. After blkdiscard of part of the volume the space is back: usage
 # drops, the discarded range reads zeros, new writes succeed and read back,
-# the rest is untouched, and check stays clean.
+# the rest is untouched, and check stays clean. Filled up again, the pool
+# says so as dm-thin's status would (mode out-of-space, ENOSPC counted by the
+# daemon and in azbusectl info's errors, the threshold crossing and the
+# ENOSPC logged); `azbuse-thin set --limit` grows it while it is served, and
+# the writes that failed then succeed.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -19,8 +23,8 @@ thin_case_cleanup() { [ "$1" = 0 ] || sup_log_keep; }
 usage_load() { # `azbuse-thin --json usage` into $usage
 	usage=$(athin --json usage) || die "azbuse-thin --json usage failed"
 }
-usage_field() { # FIELD: one (number or boolean) field of the last usage_load
-	grep -o "\"$1\": [0-9a-z.]*" <<<"$usage" | sed 's/.*: //'
+usage_field() { # FIELD: one (number, boolean or word) field of the last usage_load
+	grep -o "\"$1\": \"\?[0-9a-z.-]*" <<<"$usage" | sed 's/.*: "\?//'
 }
 # same MIB_FROM MIB_COUNT FILE FILE_MIB_FROM: the device's range equals the file's
 same() {
@@ -114,5 +118,31 @@ tlog "ok   discard of 32 MiB: used $((used >> 20)) -> $((used2 >> 20)) MiB, 24 M
 remove_device 1
 usage_load
 check_clean "after the discard"
-tlog "ok   $(usage_field use_percent)% used at the end; check clean"
+tlog "ok   $(usage_field use_percent)% used after the discard; check clean"
+
+# --- full again, then grown while served ------------------------------------------------
+serve vol1
+rc=0
+dd if=/tmp/thin-full-data of="$dev" bs=1M seek=600 count=64 oflag=direct 2>/tmp/thin-full-dd3.err || rc=$?
+[ "$rc" -ne 0 ] || die "writing 64 MiB more into the limited pool succeeded"
+usage_load
+[ "$(usage_field mode)" = out-of-space ] || die "usage --json: mode $(usage_field mode), not out-of-space"
+[ "$(usage_field enospc)" -ge 1 ] || die "usage --json: enospc $(usage_field enospc)"
+athin usage | grep -q "^mode  *out-of-space" || die "usage does not say out-of-space"
+errors=$(azbusectl info 1 --json | grep -o '"errors": [0-9]*' | awk '{ s += $2 } END { print s + 0 }')
+[ "$errors" -ge 1 ] || die "azbusectl info counts no errors after ENOSPC"
+grep -h "is out of space" /run/azbuse/supervisor-*.log | grep -q ENOSPC || die "no ENOSPC in the log"
+grep -h "is low on space" /run/azbuse/supervisor-*.log | grep -q WARN || die "the low-space crossing is not logged"
+tlog "ok   full again: mode out-of-space, $(usage_field enospc) ENOSPC counted, $errors errors in info, both logged"
+athin set --limit 256M >/dev/null || die "set --limit 256M on a served pool failed"
+dd if=/tmp/thin-full-data of="$dev" bs=1M seek=600 count=64 oflag=direct status=none ||
+	die "writing after the limit was raised failed"
+same 600 64 /tmp/thin-full-data 0 || die "data written after the limit was raised does not read back"
+usage_load
+[ "$(usage_field mode)" = ok ] || die "usage --json: mode $(usage_field mode) after growing, not ok"
+[ "$(usage_field limit_bytes)" = $((256 * M)) ] || die "the limit is $(usage_field limit_bytes)"
+grep -hq "settings now limit $((256 * M))" /run/azbuse/supervisor-*.log || die "the daemon did not take the new limit"
+remove_device 1
+check_clean "after growing the pool"
+tlog "ok   set --limit 256M while served: the same writes succeed, mode ok; check clean"
 log "ok"
