@@ -3,6 +3,7 @@
  * options.
  */
 #include <ctype.h>
+#include <stdio.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,24 +33,56 @@ static int azb_unit_shift(const char *unit, unsigned *shift)
 	return -EINVAL;
 }
 
+/*
+ * "4096", "64k", "1.5G", "2TiB": a number, maybe with a decimal fraction,
+ * and a binary unit; the result must be a whole number of bytes.
+ */
 int azbuse_parse_size(const char *text, uint64_t *bytes)
 {
-	unsigned long long value;
+	unsigned __int128 value, frac = 0, scale = 1;
+	unsigned long long whole;
 	unsigned shift;
 	char *end;
 
 	if (!text || !isdigit((unsigned char)text[0]))
 		return -EINVAL;
 	errno = 0;
-	value = strtoull(text, &end, 10);
+	whole = strtoull(text, &end, 10);
 	if (errno == ERANGE)
 		return -ERANGE;
+	if (*end == '.') {
+		for (end++; isdigit((unsigned char)*end); end++) {
+			if (scale > 1000000000000000000ULL)
+				return -EINVAL; /* more digits than any size needs */
+			frac = frac * 10 + (unsigned)(*end - '0');
+			scale *= 10;
+		}
+		if (scale == 1)
+			return -EINVAL; /* "1." */
+	}
 	if (azb_unit_shift(end, &shift))
 		return -EINVAL;
-	if (shift && value > (UINT64_MAX >> shift))
+	value = ((unsigned __int128)whole << shift) + ((frac << shift) / scale);
+	if ((frac << shift) % scale)
+		return -EINVAL; /* not a whole number of bytes */
+	if (value > UINT64_MAX)
 		return -ERANGE;
-	*bytes = (uint64_t)value << shift;
+	*bytes = (uint64_t)value;
 	return 0;
+}
+
+const char *azbuse_format_size(uint64_t bytes, char *buf, size_t len)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	double v = (double)bytes;
+	int u = 0;
+
+	while (v >= 1024 && u < 6) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+	return buf;
 }
 
 const char *azbuse_config_option(const struct azbuse_engine_config *cfg, const char *key)

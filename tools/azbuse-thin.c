@@ -57,8 +57,8 @@ static int parse_size_opt(const struct thin_ctx *c, const char *opt, const char 
 {
 	if (azbuse_parse_size(text, bytes))
 		return thin_bad_usage(c,
-				      "%s %s: not a size (a number with an optional k, M, G or "
-				      "T suffix)",
+				      "%s %s: not a size (a number of bytes, or of k, M, G or T "
+				      "units, such as 1.5G)",
 				      opt, text);
 	return 0;
 }
@@ -122,7 +122,7 @@ static void print_created(const struct thin_ctx *c, const struct azb_volume *v)
 	}
 	printf("created %s %s%s%s (%s) in pool %s\n", azb_vol_kind_name(v->kind), v->name,
 	       v->parent[0] ? " of " : "", v->parent,
-	       thin_human_size(v->size_bytes, size, sizeof(size)), c->dir);
+	       azbuse_format_size(v->size_bytes, size, sizeof(size)), c->dir);
 }
 
 /* ---- init ---- */
@@ -176,20 +176,21 @@ static void print_settings(const struct thin_ctx *c, const char *head,
 	printf("%s %s\n", head, c->dir);
 	if (!strcmp(head, "created pool")) /* (set: where the data is does not change) */
 		printf("data            %s\n", data_dev ? data_dev : "a sparse file per shard");
-	printf("chunk size      %s\n", thin_human_size(s->chunk_size, chunk, sizeof(chunk)));
-	printf("stripe size     %s\n", thin_human_size(s->stripe_size, stripe, sizeof(stripe)));
+	printf("chunk size      %s\n", azbuse_format_size(s->chunk_size, chunk, sizeof(chunk)));
+	printf("stripe size     %s\n", azbuse_format_size(s->stripe_size, stripe, sizeof(stripe)));
 	printf("shards          %u\n", s->nr_shards);
 	printf("limit           %s\n",
-	       s->limit_bytes ? thin_human_size(s->limit_bytes, limit, sizeof(limit))
+	       s->limit_bytes ? azbuse_format_size(s->limit_bytes, limit, sizeof(limit))
 			      : "none (the filesystem's free space)");
 	printf("low space       warn at %u%% use\n", s->low_space_percent);
 	printf("metadata cache  %s per shard\n",
-	       thin_human_size(s->meta_cache_bytes, cache, sizeof(cache)));
+	       azbuse_format_size(s->meta_cache_bytes, cache, sizeof(cache)));
 	printf("map cache       %s%s\n",
-	       s->map_cache_bytes ? thin_human_size(s->map_cache_bytes, map, sizeof(map)) : "none",
+	       s->map_cache_bytes ? azbuse_format_size(s->map_cache_bytes, map, sizeof(map))
+				  : "none",
 	       s->map_cache_bytes ? " per shard" : "");
 	printf("metadata RAM    at most %s (plus RocksDB's fixed per-process overhead)\n",
-	       thin_human_size(bound, ram, sizeof(ram)));
+	       azbuse_format_size(bound, ram, sizeof(ram)));
 }
 
 static int cmd_init(struct thin_ctx *c, const struct thin_args *a)
@@ -641,7 +642,7 @@ static int cmd_delete(struct thin_ctx *c, const struct thin_args *a)
 	if (!ret && !thin_arg(a, "--yes") && !(ret = volume_now(c, ch.name, &v))) {
 		snprintf(what, sizeof(what), "delete %s %s (%s) and what only it holds",
 			 azb_vol_kind_name(v.kind), ch.name,
-			 thin_human_size(v.size_bytes, size, sizeof(size)));
+			 azbuse_format_size(v.size_bytes, size, sizeof(size)));
 		ret = confirm(c, a, what);
 	}
 	if (ret || (ret = change_and_reclaim(c, do_delete, &ch, &gc)))
@@ -688,7 +689,7 @@ static int cmd_rollback(struct thin_ctx *c, const struct thin_args *a)
 		printf("}\n");
 	} else {
 		printf("rolled %s back to snapshot %s (%s) in pool %s\n", ch.name, ch.snap,
-		       thin_human_size(ch.after.size_bytes, size, sizeof(size)), c->dir);
+		       azbuse_format_size(ch.after.size_bytes, size, sizeof(size)), c->dir);
 		thin_gc_print(c, &gc);
 	}
 	thin_gc_result_free(&gc);
@@ -709,8 +710,8 @@ static int cmd_resize(struct thin_ctx *c, const struct thin_args *a)
 	if (!ret && !thin_arg(a, "--yes") && !(ret = volume_now(c, ch.name, &v)) &&
 	    ch.size < v.size_bytes) {
 		snprintf(what, sizeof(what), "shrink %s from %s to %s, dropping its data beyond",
-			 ch.name, thin_human_size(v.size_bytes, from, sizeof(from)),
-			 thin_human_size(ch.size, to, sizeof(to)));
+			 ch.name, azbuse_format_size(v.size_bytes, from, sizeof(from)),
+			 azbuse_format_size(ch.size, to, sizeof(to)));
 		ret = confirm(c, a, what);
 	}
 	if (ret || (ret = change_and_reclaim(c, do_resize, &ch, &gc)))
@@ -724,8 +725,8 @@ static int cmd_resize(struct thin_ctx *c, const struct thin_args *a)
 		printf("}\n");
 	} else {
 		printf("resized %s from %s to %s in pool %s\n", ch.name,
-		       thin_human_size(ch.before.size_bytes, from, sizeof(from)),
-		       thin_human_size(ch.after.size_bytes, to, sizeof(to)), c->dir);
+		       azbuse_format_size(ch.before.size_bytes, from, sizeof(from)),
+		       azbuse_format_size(ch.after.size_bytes, to, sizeof(to)), c->dir);
 		thin_gc_print(c, &gc);
 	}
 	thin_gc_result_free(&gc);
@@ -887,8 +888,9 @@ static void usage(FILE *out)
 		fprintf(out, "  %-36s %s\n", head, commands[i].summary);
 	}
 	fprintf(out, "\nThe pool is --pool DIR, else $AZBUSE_THIN_POOL, else " AZB_POOL_DIR_DEFAULT
-		     ".\nSizes take k, M, G, T suffixes (powers of 1024). Every command takes "
-		     "--json\nand --help. Exit status: 0 ok, 1 failed, 2 bad usage.\n"
+		     ".\nSizes take k, M, G, T suffixes (powers of 1024) and fractions (1.5G).\n"
+		     "Every command takes --json and --help. Exit status: 0 ok, 1 failed,\n"
+		     "2 bad usage.\n"
 		     "Devices serving a pool are found from /dev/azbusectl and their saved\n"
 		     "configs and control sockets in $AZBUSE_RUN_DIR (default " AZBUSE_CONTROL_DIR
 		     ").\n");

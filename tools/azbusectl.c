@@ -33,16 +33,17 @@ static const char *const queue_state_names[] = { "no-worker", "attached", "recov
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: azbusectl COMMAND [ARGS]\n\n"
-		     "  add [ID|any] --engine=NAME [--size SIZE] [options]  create /dev/azbuseID\n"
-		     "  remove ID|--all [--force]     drain and remove a device (refused if in use)\n"
-		     "  list                          list devices\n"
-		     "  info ID                       parameters, state, workers, counters\n"
-		     "  cache ID [--mode M] [--policy P] [--dirty L,H] [--flush]  its RAM cache\n"
-		     "  engines                       list the built-in engines\n"
-		     "  version                       module ABI version\n\n"
-		     "Every command takes --json and --help. 'azbusectl add --help' lists the\n"
-		     "device options.\n");
+	fprintf(out,
+		"usage: azbusectl COMMAND [ARGS]\n\n"
+		"  add [ID|any] --engine=NAME [--size SIZE] [options]  create /dev/azbuseID\n"
+		"  remove ID|--all [--force]     drain and remove a device (refused if in use)\n"
+		"  list                          list devices\n"
+		"  info ID                       parameters, state, workers, counters\n"
+		"  cache ID [--mode M] [--policy P] [--dirty L,H] [--flush]  its RAM cache\n"
+		"  engines                       list the built-in engines\n"
+		"  version                       module ABI version\n\n"
+		"Every command takes --json and --help. 'azbusectl add --help' lists the\n"
+		"device options.\n");
 }
 
 static void add_usage(void)
@@ -93,20 +94,6 @@ static int parse_id(const char *text, uint32_t *id)
 		return -EINVAL;
 	*id = (uint32_t)v;
 	return 0;
-}
-
-static const char *human_size(uint64_t bytes, char *buf, size_t len)
-{
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
-	double v = (double)bytes;
-	int u = 0;
-
-	while (v >= 1024 && u < 5) {
-		v /= 1024;
-		u++;
-	}
-	snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", v, units[u]);
-	return buf;
 }
 
 static void feature_names(uint64_t f, char *buf, size_t len)
@@ -388,8 +375,8 @@ static int cmd_list(int argc, char **argv)
 			       (unsigned long long)info.size_bytes, info.nr_queues, info.owner_pid);
 		else
 			printf("azbuse%-6u %-8s %-12s %-7u %d\n", ids[i], state_name(info.state),
-			       human_size(info.size_bytes, size, sizeof(size)), info.nr_queues,
-			       info.owner_pid);
+			       azbuse_format_size(info.size_bytes, size, sizeof(size)),
+			       info.nr_queues, info.owner_pid);
 	}
 	if (json)
 		printf("]\n");
@@ -423,15 +410,16 @@ static void print_info_text(uint32_t id, const struct azbuse_dev_info *info,
 	feature_names(info->features, features, sizeof(features));
 	printf("device       " AZBUSE_BLOCK_PREFIX "%u\n", id);
 	printf("state        %s\n", state_name(info->state));
-	printf("size         %s (%llu bytes)\n", human_size(info->size_bytes, size, sizeof(size)),
+	printf("size         %s (%llu bytes)\n",
+	       azbuse_format_size(info->size_bytes, size, sizeof(size)),
 	       (unsigned long long)info->size_bytes);
 	printf("queues       %u, depth %u, max I/O %s\n", info->nr_queues, info->queue_depth,
-	       human_size(info->max_io_bytes, io, sizeof(io)));
+	       azbuse_format_size(info->max_io_bytes, io, sizeof(io)));
 	if (info->features & AZBUSE_F_SHARDED) {
 		char chunk[32];
 
 		printf("shards       %u, chunk %s, over %u hardware queues\n", info->nr_queues,
-		       human_size((uint64_t)info->chunk_sectors << 9, chunk, sizeof(chunk)),
+		       azbuse_format_size((uint64_t)info->chunk_sectors << 9, chunk, sizeof(chunk)),
 		       info->nr_hw_queues);
 	}
 	printf("block size   %u logical, %u physical\n", info->logical_block_size,

@@ -11,20 +11,6 @@
 
 #include "thin_tool.h"
 
-const char *thin_human_size(uint64_t bytes, char *buf, size_t len)
-{
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
-	double v = (double)bytes;
-	int u = 0;
-
-	while (v >= 1024 && u < 6) {
-		v /= 1024;
-		u++;
-	}
-	snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", v, units[u]);
-	return buf;
-}
-
 void thin_json_str(FILE *out, const char *s)
 {
 	if (!s) {

@@ -351,7 +351,7 @@ void thin_gc_print(const struct thin_ctx *c, const struct thin_gc_result *r)
 	}
 	if (r->how == THIN_GC_DONE)
 		printf("freed %s (%llu bytes) in pool %s\n",
-		       thin_human_size(r->freed_bytes, size, sizeof(size)),
+		       azbuse_format_size(r->freed_bytes, size, sizeof(size)),
 		       (unsigned long long)r->freed_bytes, c->dir);
 	if (r->how == THIN_GC_DAEMON) {
 		thin_print_lines(stdout, r->daemon_output);

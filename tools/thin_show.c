@@ -174,11 +174,11 @@ static void list_text(const struct pool_listing *pl, bool mapped)
 		const struct azb_volume *v = &pl->vols.v[i];
 
 		printf("%-*s %-8s %10s  %-*s %-19s", nw, v->name, azb_vol_kind_name(v->kind),
-		       thin_human_size(v->size_bytes, size, sizeof(size)), pw,
+		       azbuse_format_size(v->size_bytes, size, sizeof(size)), pw,
 		       v->parent[0] ? v->parent : "-", thin_time(v->created, when, sizeof(when)));
 		if (mapped)
-			printf("  %10s", thin_human_size(pl->usage[i].mapped * pl->s.chunk_size,
-							 used, sizeof(used)));
+			printf("  %10s", azbuse_format_size(pl->usage[i].mapped * pl->s.chunk_size,
+							    used, sizeof(used)));
 		if (devices)
 			printf("  %s", thin_served_device(&pl->cl, v->name, dev, sizeof(dev)));
 		printf("\n");
@@ -248,8 +248,9 @@ static void info_space_text(const char *what, const struct pool_listing *pl, uin
 	char size[32], chunk[32];
 
 	printf("%-12s %s (%llu chunks of %s)\n", what,
-	       thin_human_size(chunks * pl->s.chunk_size, size, sizeof(size)),
-	       (unsigned long long)chunks, thin_human_size(pl->s.chunk_size, chunk, sizeof(chunk)));
+	       azbuse_format_size(chunks * pl->s.chunk_size, size, sizeof(size)),
+	       (unsigned long long)chunks,
+	       azbuse_format_size(pl->s.chunk_size, chunk, sizeof(chunk)));
 }
 
 static void info_text(const struct thin_ctx *c, const struct pool_listing *pl, uint32_t i,
@@ -264,7 +265,7 @@ static void info_text(const struct thin_ctx *c, const struct pool_listing *pl, u
 	printf("%-12s %s\n%-12s %s\n%-12s %s\n", "name", v->name, "pool", c->dir, "kind",
 	       azb_vol_kind_name(v->kind));
 	printf("%-12s %s (%llu bytes)\n", "size",
-	       thin_human_size(v->size_bytes, size, sizeof(size)),
+	       azbuse_format_size(v->size_bytes, size, sizeof(size)),
 	       (unsigned long long)v->size_bytes);
 	printf("%-12s %s\n%-12s %s\n", "parent", v->parent[0] ? v->parent : "-", "created",
 	       thin_time(v->created, when, sizeof(when)));
@@ -463,14 +464,14 @@ static void usage_text(const struct thin_ctx *c, const struct pool_space *ps)
 	printf("%-12s %s\n", "pool", c->dir);
 	printf("%-12s %s\n", "mode", space_mode(ps));
 	printf("%-12s %s (%llu chunks of %s)\n", "used",
-	       thin_human_size(ps->used_bytes, used, sizeof(used)),
+	       azbuse_format_size(ps->used_bytes, used, sizeof(used)),
 	       (unsigned long long)ps->used_chunks,
-	       thin_human_size(ps->s.chunk_size, chunk, sizeof(chunk)));
-	thin_human_size(space_free(ps), avail, sizeof(avail));
+	       azbuse_format_size(ps->s.chunk_size, chunk, sizeof(chunk)));
+	azbuse_format_size(space_free(ps), avail, sizeof(avail));
 	if (ps->s.limit_bytes)
 		printf("%-12s %s (limit %s, or the filesystem's free space less 64 MiB kept "
 		       "for metadata, if less)\n",
-		       "free", avail, thin_human_size(ps->s.limit_bytes, quota, sizeof(quota)));
+		       "free", avail, azbuse_format_size(ps->s.limit_bytes, quota, sizeof(quota)));
 	else
 		printf("%-12s %s (no limit: the filesystem's free space less 64 MiB kept for "
 		       "metadata)\n",

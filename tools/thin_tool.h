@@ -57,7 +57,6 @@ int thin_activate_one(const struct thin_ctx *c, const char *name);
 
 /* ---- thin_out.c: printing ---- */
 
-const char *thin_human_size(uint64_t bytes, char *buf, size_t len);
 /* A JSON string (quoted, escaped), or null for NULL. */
 void thin_json_str(FILE *out, const char *s);
 /* "azbuse-thin CMD: MESSAGE" on stderr, naming the pool if MESSAGE does not; returns 1. */

@@ -294,8 +294,11 @@ int azbuse_queue_watch(int fd, unsigned (*ready)(void *queue));
 /* The value of option key, or NULL. */
 const char *azbuse_config_option(const struct azbuse_engine_config *cfg, const char *key);
 
-/* Parse "512", "4k", "1M", "1G", "1T" (powers of 1024) into bytes: 0 or -EINVAL/-ERANGE. */
+/* Parse "512", "4k", "1.5G", "1T" (powers of 1024; a whole number of bytes): 0 or -EINVAL/-ERANGE.
+ */
 int azbuse_parse_size(const char *text, uint64_t *bytes);
+/* bytes for people: "512 B", "64.0 KiB", "1.5 GiB" (into buf; returns buf). */
+const char *azbuse_format_size(uint64_t bytes, char *buf, size_t len);
 
 #ifdef __cplusplus
 }

@@ -50,6 +50,23 @@ static void test_size_units(void **state)
 	assert_int_equal(size_of("1P"), 1ULL << 50);
 }
 
+/* Decimal fractions of a unit, as lvcreate -L 1.5G takes them: a whole number of bytes. */
+static void test_size_fractions(void **state)
+{
+	char buf[32];
+
+	(void)state;
+	assert_int_equal(size_of("1.5G"), 3ULL << 29);
+	assert_int_equal(size_of("0.5k"), 512);
+	assert_int_equal(size_of("2.25M"), 9ULL << 18);
+	assert_int_equal(size_of("1.000G"), 1ULL << 30);
+	assert_int_equal(size_of("16383.75P"), (16383ULL << 50) + (3ULL << 48));
+	assert_int_equal(size_error("16384P"), -ERANGE);
+	assert_string_equal(azbuse_format_size(512, buf, sizeof(buf)), "512 B");
+	assert_string_equal(azbuse_format_size(3ULL << 29, buf, sizeof(buf)), "1.5 GiB");
+	assert_string_equal(azbuse_format_size(UINT64_MAX, buf, sizeof(buf)), "16.0 EiB");
+}
+
 static void test_size_long_units(void **state)
 {
 	(void)state;
@@ -66,7 +83,11 @@ static void test_size_rejects_malformed(void **state)
 	assert_int_equal(size_error("-1"), -EINVAL);
 	assert_int_equal(size_error("1X"), -EINVAL);
 	assert_int_equal(size_error("G"), -EINVAL);
-	assert_int_equal(size_error("1.5G"), -EINVAL);
+	assert_int_equal(size_error("1."), -EINVAL);
+	assert_int_equal(size_error("1.5"), -EINVAL);  /* half a byte */
+	assert_int_equal(size_error("0.1k"), -EINVAL); /* 102.4 bytes */
+	assert_int_equal(size_error(".5G"), -EINVAL);
+	assert_int_equal(size_error("1.5.5G"), -EINVAL);
 	assert_int_equal(size_error(" 1G"), -EINVAL);
 	assert_int_equal(size_error("1G "), -EINVAL);
 	assert_int_equal(size_error("+1"), -EINVAL);
@@ -120,6 +141,7 @@ int main(void)
 		cmocka_unit_test(test_size_plain_bytes),
 		cmocka_unit_test(test_size_units),
 		cmocka_unit_test(test_size_long_units),
+		cmocka_unit_test(test_size_fractions),
 		cmocka_unit_test(test_size_rejects_malformed),
 		cmocka_unit_test(test_size_overflow_is_erange),
 		cmocka_unit_test(test_size_largest_values),
