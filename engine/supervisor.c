@@ -737,6 +737,49 @@ static int azb_make_cache(const struct azbuse_device_opts *o, const struct azbus
 	return 0;
 }
 
+/*
+ * The module refused an ADD (-EINVAL): which field and which limit, as far
+ * as userspace can tell (the options' own ranges are checked when parsed).
+ */
+static void azb_explain_add(const struct azbuse_dev_info *info, char *buf, size_t len)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_CONF);
+	uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+	uint32_t depth = info->queue_depth ? info->queue_depth : AZBUSE_DEF_QUEUE_DEPTH;
+	uint32_t io = info->max_io_bytes ? info->max_io_bytes : AZBUSE_DEF_IO_BYTES;
+	uint32_t lbs = info->logical_block_size ? info->logical_block_size : 512;
+	uint64_t slots = (uint64_t)info->nr_queues * depth * io;
+	char a[32], b[32], c[32];
+
+	if (!(info->features & AZBUSE_F_SHARDED) && cpus > 0 && info->nr_queues > cpus)
+		snprintf(buf, len,
+			 "%u queues: the module takes at most one per CPU (%ld here) unless the "
+			 "device is sharded",
+			 info->nr_queues, cpus);
+	else if ((info->features & AZBUSE_F_SHARDED) &&
+		 (uint64_t)depth * info->nr_queues > AZBUSE_MAX_SHARED_TAGS)
+		snprintf(
+			buf, len,
+			"%u shards x depth %u = %llu tags: a sharded device has at most %u (give a "
+			"smaller --depth)",
+			info->nr_queues, depth, (unsigned long long)depth * info->nr_queues,
+			AZBUSE_MAX_SHARED_TAGS);
+	else if (info->size_bytes % lbs)
+		snprintf(buf, len, "size %llu: not a multiple of the %u-byte logical block",
+			 (unsigned long long)info->size_bytes, lbs);
+	else if (ram && slots > ram / 2)
+		snprintf(buf, len,
+			 "data slots of %u queues x depth %u x %s max I/O = %s: more than half of "
+			 "RAM (%s); give a smaller --depth or --max-io",
+			 info->nr_queues, depth, azbuse_format_size(io, a, sizeof(a)),
+			 azbuse_format_size(slots, b, sizeof(b)),
+			 azbuse_format_size(ram, c, sizeof(c)));
+	else
+		snprintf(buf, len,
+			 "a parameter is outside what the module accepts (its limits "
+			 "are in azbuse/uapi.h)");
+}
+
 /* Add (or, recovering, take over) member m's device; its id and queue count into m. */
 static int azb_add_device(struct azb_supervisor *s, struct azb_member *m,
 			  struct azbuse_dev_info *info, char *err, size_t err_size)
@@ -747,8 +790,14 @@ static int azb_add_device(struct azb_supervisor *s, struct azb_member *m,
 		ret = azb_take_over(s, info, err, err_size);
 	} else {
 		ret = azbuse_ctl_add(s->ctl, info);
-		if (ret)
+		if (ret == -EINVAL) {
+			char why[256];
+
+			azb_explain_add(info, why, sizeof(why));
+			snprintf(err, err_size, "the module refused the device: %s", why);
+		} else if (ret) {
 			snprintf(err, err_size, "cannot add device: %s", strerror(-ret));
+		}
 	}
 	if (ret)
 		return ret;

@@ -28,8 +28,6 @@
 /* removal fails what is left once the workers have made no progress for this long */
 #define AZBUSE_REMOVE_STALL_MS 5000
 #define AZBUSE_MAX_TIMEOUT_MS (3600U * 1000U)
-/* sharded mode's device-wide tags (blk-mq allows at most 10240) */
-#define AZBUSE_MAX_SHARED_TAGS 8192
 
 static DEFINE_MUTEX(azbuse_devs_lock); /* the registry */
 static DEFINE_IDR(azbuse_devs);	       /* id -> device; NULL while being built */

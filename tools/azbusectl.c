@@ -694,30 +694,40 @@ static int cmd_engines(int argc, char **argv)
 
 static int cmd_version(int argc, char **argv)
 {
+	bool json = has_flag(argc, argv, "--json");
 	struct azbuse_version v;
-	int ctl, ret;
+	const char *why = NULL;
+	int ctl, ret = 0;
 
 	if (has_flag(argc, argv, "--help")) {
-		printf("usage: azbusectl version [--json]\n\nPrints the loaded module's ABI "
-		       "version; exits 1 if it differs from azbusectl's.\n");
+		printf("usage: azbusectl version [--json]\n\nPrints azbusectl's version and ABI, "
+		       "and the loaded module's ABI;\nexits 1 if the module is not loaded or "
+		       "speaks another ABI.\n");
 		return 0;
 	}
-	ctl = open_ctl();
+	memset(&v, 0, sizeof(v));
+	ctl = azbuse_ctl_open();
 	if (ctl < 0)
-		return 1;
-	ret = azbuse_ctl_version(ctl, &v);
-	close(ctl);
-	if (ret) {
-		fprintf(stderr, "azbusectl version: %s\n", strerror(-ret));
-		return 1;
+		why = ctl == -ENOENT ? "not loaded (modprobe azbuse)" : strerror(-ctl);
+	else if ((ret = azbuse_ctl_version(ctl, &v)))
+		why = strerror(-ret);
+	else if (v.abi_version != AZBUSE_ABI_VERSION)
+		why = "another ABI: rebuild and reload the module, or use its azbusectl";
+	if (ctl >= 0)
+		close(ctl);
+	if (json) {
+		printf("{\"version\": \"" AZBUSE_VERSION "\", \"tool_abi_version\": %u, "
+		       "\"abi_version\": %u, \"max_devices\": %u, \"module_ok\": %s}\n",
+		       AZBUSE_ABI_VERSION, v.abi_version, v.max_devices, why ? "false" : "true");
+	} else {
+		printf("azbusectl %s, ABI %u\n", AZBUSE_VERSION, AZBUSE_ABI_VERSION);
+		if (v.abi_version)
+			printf("module    ABI %u, up to %u devices\n", v.abi_version,
+			       v.max_devices);
 	}
-	if (has_flag(argc, argv, "--json"))
-		printf("{\"abi_version\": %u, \"tool_abi_version\": %u, \"max_devices\": %u}\n",
-		       v.abi_version, AZBUSE_ABI_VERSION, v.max_devices);
-	else
-		printf("module ABI %u, azbusectl ABI %u, up to %u devices\n", v.abi_version,
-		       AZBUSE_ABI_VERSION, v.max_devices);
-	return v.abi_version == AZBUSE_ABI_VERSION ? 0 : 1;
+	if (why)
+		fprintf(stderr, "azbusectl version: the module: %s\n", why);
+	return why ? 1 : 0;
 }
 
 int main(int argc, char **argv)

@@ -150,14 +150,22 @@ static int thin_hold_pool(struct thin_engine *e, struct azbuse_engine_config *cf
 {
 	char real[PATH_MAX];
 	pid_t holder = 0;
+	size_t len;
 	int ret;
 
-	if (!realpath(e->pool_dir, real) || strlen(real) >= sizeof(cfg->group)) {
+	if (!realpath(e->pool_dir, real)) {
+		ret = -errno;
 		snprintf(cfg->error, cfg->error_size, "engine thin: no pool at %s: %s", e->pool_dir,
-			 errno ? strerror(errno) : "path too long");
-		return errno ? -errno : -ENAMETOOLONG;
+			 strerror(-ret));
+		return ret;
 	}
-	snprintf(cfg->group, sizeof(cfg->group), "%s", real);
+	len = strlen(real);
+	if (len >= sizeof(cfg->group) || len >= sizeof(thin_held.dir)) {
+		snprintf(cfg->error, cfg->error_size, "engine thin: pool path %s is too long",
+			 e->pool_dir);
+		return -ENAMETOOLONG;
+	}
+	memcpy(cfg->group, real, len + 1);
 	if (thin_held.devices) {
 		if (strcmp(thin_held.dir, real)) {
 			snprintf(cfg->error, cfg->error_size,
@@ -184,7 +192,7 @@ static int thin_hold_pool(struct thin_engine *e, struct azbuse_engine_config *cf
 	}
 	if (ret)
 		return ret;
-	snprintf(thin_held.dir, sizeof(thin_held.dir), "%s", real);
+	memcpy(thin_held.dir, real, len + 1);
 	thin_held.devices = 1;
 	thin_held.engines[0] = e;
 	e->hold = &thin_held;

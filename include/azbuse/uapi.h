@@ -60,6 +60,8 @@
 #define AZBUSE_MAX_QUEUE_DEPTH 4096
 #define AZBUSE_MIN_IO_BYTES 4096
 #define AZBUSE_MAX_IO_BYTES (4U << 20)
+/* sharded mode: queues x depth, the device-wide tags (blk-mq allows at most 10240) */
+#define AZBUSE_MAX_SHARED_TAGS 8192
 #define AZBUSE_DEF_QUEUE_DEPTH 128
 #define AZBUSE_DEF_IO_BYTES (256U << 10)
 #define AZBUSE_DEF_IO_TIMEOUT_MS 30000

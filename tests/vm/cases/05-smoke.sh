@@ -101,4 +101,19 @@ log "fio: ok ($((SECONDS - t0))s so far)"
 
 remove_device 1
 [ -z "$(device_ids)" ] || die "devices left after remove: $(device_ids)"
+
+# --- the module's refusals are explained: which field, which limit -----------------
+cpus=$(nproc)
+if azbusectl add 7 --engine=null --size 1G --queues $((cpus + 1)) >/dev/null 2>"$work/refused"; then
+	die "a device with more queues than CPUs (not sharded) was added"
+fi
+grep -q "queues: the module takes at most one per CPU" "$work/refused" ||
+	die "the refusal is not explained: $(cat "$work/refused")"
+if azbusectl add 7 --engine=null --size 1G --shards 4 --depth 4096 >/dev/null 2>"$work/refused"; then
+	die "4 shards x depth 4096 was added"
+fi
+grep -q "tags: a sharded device has at most 8192" "$work/refused" ||
+	die "the refusal is not explained: $(cat "$work/refused")"
+[ -z "$(device_ids)" ] || die "a refused add left a device: $(device_ids)"
+log "refusals explained: $(sed 's/^azbuse: //' "$work/refused")"
 log "ok"
