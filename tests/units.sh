@@ -86,4 +86,16 @@ grep -q "no volume of pool .* is recorded as active" "$WORK/out" || fail "activa
 expect_rc 0 deactivate vol1
 grep -q "vol1 was not served" "$WORK/out" || fail "deactivate of a volume not served"
 echo "units: activate and deactivate refuse bad usage and missing volumes"
+
+# --- list as lvs does, sizes like 1.5G ---------------------------------------------------
+expect_rc 0 create half --size 1.5G
+expect_rc 0 list -o name,size,active --units m --noheadings --separator ,
+grep -qx "half,1536.00m,no" "$WORK/out" || fail "list -o: $(cat "$WORK/out")"
+expect_rc 0 list -o size --units b --noheadings
+grep -qx "1610612736B" "$WORK/out" || fail "list --units b: $(cat "$WORK/out")"
+expect_rc 2 list -o name,bogus
+expect_rc 2 list --units x
+expect_rc 2 create bad --size 1.3k
+grep -q "not a size" "$WORK/err" || fail "create --size 1.3k: $(cat "$WORK/err")"
+echo "units: list -o/--units/--noheadings/--separator, and fractional sizes"
 echo "units: all passed"

@@ -828,9 +828,16 @@ static const struct command commands[] = {
 	  "azbusectl remove; --force removes it anyway) and records it as inactive, so\n"
 	  "that a boot does not bring it back. --all: every device of the pool.\n",
 	  1 },
-	{ "list", thin_cmd_list, 0, "--mapped", "[--mapped]", "volumes, snapshots and clones",
+	{ "list", thin_cmd_list, 0, "--mapped -o= --units= --noheadings --separator=",
+	  "[--mapped] [-o COLS] [--units U]", "volumes, snapshots and clones",
 	  "Lists NAME KIND SIZE PARENT CREATED, and a DEVICE column when the pool is\n"
-	  "served. --mapped adds the space each maps (scans the shards).\n",
+	  "served. --mapped adds the space each maps (scans the shards).\n"
+	  "As lvs does:\n"
+	  "  -o COLS          columns, from name, kind, size, parent, created, active,\n"
+	  "                   device, mapped, exclusive (the last two scan the shards)\n"
+	  "  --units U        sizes in h (human, the default), b, k, m, g or t\n"
+	  "  --noheadings     no header line\n"
+	  "  --separator S    columns separated by S instead of aligned\n",
 	  0 },
 	{ "info", thin_cmd_info, 1, "", "NAME", "size, lineage and space of one volume",
 	  "Shows NAME's size, kind, parent, creation time, namespace and epoch, and the\n"

@@ -338,16 +338,36 @@ static int cmd_remove(int argc, char **argv)
 	return failed ? 1 : 0;
 }
 
+/* What a device serves, from its saved configuration: engine, and a thin volume ("" if none). */
+static void device_serves(uint32_t id, char *engine, size_t elen, char *volume, size_t vlen)
+{
+	struct azbuse_args *a = calloc(1, sizeof(*a));
+	size_t i;
+
+	snprintf(engine, elen, "-");
+	snprintf(volume, vlen, "-");
+	if (!a)
+		return;
+	if (!azbuse_conf_load(id, a) && a->engine) {
+		snprintf(engine, elen, "%s", a->engine);
+		for (i = 0; i < a->nr_options; i++)
+			if (!strcmp(a->options[i].key, "volume"))
+				snprintf(volume, vlen, "%s", a->options[i].value);
+	}
+	free(a);
+}
+
 static int cmd_list(int argc, char **argv)
 {
 	uint32_t ids[AZBUSE_MAX_DEVICES];
 	struct azbuse_dev_info info;
-	bool json = has_flag(argc, argv, "--json");
-	char size[32];
+	bool json = has_flag(argc, argv, "--json"), first = true;
+	char size[32], engine[64], volume[128];
 	int ctl, n, i;
 
 	if (has_flag(argc, argv, "--help")) {
-		printf("usage: azbusectl list [--json]\n");
+		printf("usage: azbusectl list [--json]\n\nEach device: its state, size, queues, "
+		       "engine, volume (thin),\nand the supervisor that serves it.\n");
 		return 0;
 	}
 	ctl = open_ctl();
@@ -362,21 +382,26 @@ static int cmd_list(int argc, char **argv)
 	if (json)
 		printf("[");
 	else
-		printf("%-12s %-8s %-12s %-7s %s\n", "DEVICE", "STATE", "SIZE", "QUEUES",
-		       "SUPERVISOR");
-	for (i = 0; i < n; i++) {
+		printf("%-12s %-8s %-12s %-7s %-8s %-20s %s\n", "DEVICE", "STATE", "SIZE", "QUEUES",
+		       "ENGINE", "VOLUME", "SUPERVISOR");
+	for (i = 0; i < n && i < AZBUSE_MAX_DEVICES; i++) {
 		if (azbuse_ctl_info(ctl, ids[i], &info))
 			continue;
-		if (json)
+		device_serves(ids[i], engine, sizeof(engine), volume, sizeof(volume));
+		if (json) {
 			printf("%s{\"id\": %u, \"device\": \"" AZBUSE_BLOCK_PREFIX
 			       "%u\", \"state\": \"%s\", \"size_bytes\": %llu, \"queues\": %u, "
-			       "\"supervisor_pid\": %d}",
-			       i ? ", " : "", ids[i], ids[i], state_name(info.state),
-			       (unsigned long long)info.size_bytes, info.nr_queues, info.owner_pid);
-		else
-			printf("azbuse%-6u %-8s %-12s %-7u %d\n", ids[i], state_name(info.state),
+			       "\"engine\": \"%s\", \"volume\": \"%s\", \"supervisor_pid\": %d}",
+			       first ? "" : ", ", ids[i], ids[i], state_name(info.state),
+			       (unsigned long long)info.size_bytes, info.nr_queues, engine, volume,
+			       info.owner_pid);
+			first = false;
+		} else {
+			printf("azbuse%-6u %-8s %-12s %-7u %-8s %-20s %d\n", ids[i],
+			       state_name(info.state),
 			       azbuse_format_size(info.size_bytes, size, sizeof(size)),
-			       info.nr_queues, info.owner_pid);
+			       info.nr_queues, engine, volume, info.owner_pid);
+		}
 	}
 	if (json)
 		printf("]\n");

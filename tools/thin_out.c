@@ -136,7 +136,8 @@ void thin_json_volume_fields(const struct azb_volume *v)
 	printf(", \"kind\": \"%s\", \"size_bytes\": %llu, \"parent\": ", azb_vol_kind_name(v->kind),
 	       (unsigned long long)v->size_bytes);
 	thin_json_str(stdout, v->parent[0] ? v->parent : NULL);
-	printf(", \"created\": %lld", (long long)v->created);
+	printf(", \"created\": %lld, \"active\": %s", (long long)v->created,
+	       v->flags & AZB_VOL_F_ACTIVE ? "true" : "false");
 }
 
 void thin_json_served_by(const struct thin_claim *cl, const char *name)

@@ -3,6 +3,7 @@
  * They open pool.db and the shards read-only, so they work the same whether
  * or not a daemon serves the pool, and show which device serves what.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,15 +207,204 @@ static void list_json(const struct pool_listing *pl)
 	printf("]\n");
 }
 
+/* ---- list -o: columns as lvs shows them ---- */
+
+enum list_col {
+	COL_NAME,
+	COL_KIND,
+	COL_SIZE,
+	COL_PARENT,
+	COL_CREATED,
+	COL_ACTIVE,
+	COL_DEVICE,
+	COL_MAPPED,
+	COL_EXCLUSIVE,
+	COL_COUNT
+};
+
+static const char *const list_col_names[COL_COUNT] = {
+	"name", "kind", "size", "parent", "created", "active", "device", "mapped", "exclusive",
+};
+
+struct list_format {
+	enum list_col cols[COL_COUNT * 2];
+	unsigned nr;
+	char units; /* 'h' (human), or b, k, m, g, t */
+	bool headings;
+	const char *separator; /* NULL: aligned columns */
+};
+
+/* "name,size,device" into f->cols: 0, or EXIT_USAGE (printed). */
+static int list_parse_columns(const struct thin_ctx *c, const char *text, struct list_format *f)
+{
+	char buf[256], *tok, *save = NULL;
+	unsigned k;
+
+	snprintf(buf, sizeof(buf), "%s", text);
+	f->nr = 0;
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		for (k = 0; k < COL_COUNT && strcmp(tok, list_col_names[k]); k++)
+			;
+		if (k == COL_COUNT)
+			return thin_bad_usage(c,
+					      "-o: no column \"%s\" (name, kind, size, parent, "
+					      "created, active, device, mapped, exclusive)",
+					      tok);
+		if (f->nr == sizeof(f->cols) / sizeof(f->cols[0]))
+			return thin_bad_usage(c, "-o: too many columns");
+		f->cols[f->nr++] = (enum list_col)k;
+	}
+	return f->nr ? 0 : thin_bad_usage(c, "-o: no columns");
+}
+
+static bool list_wants(const struct list_format *f, enum list_col col)
+{
+	for (unsigned i = 0; i < f->nr; i++)
+		if (f->cols[i] == col)
+			return true;
+	return false;
+}
+
+/* A size in the chosen units: "1.5 GiB" (h), "1610612736B" (b), "1.50g". */
+static void list_size(const struct list_format *f, uint64_t bytes, char *buf, size_t len)
+{
+	static const char units[] = "bkmgt";
+	const char *u = strchr(units, f->units);
+
+	if (f->units == 'h' || !u)
+		azbuse_format_size(bytes, buf, len);
+	else if (f->units == 'b')
+		snprintf(buf, len, "%lluB", (unsigned long long)bytes);
+	else
+		snprintf(buf, len, "%.2f%c", (double)bytes / (double)(1ULL << (10 * (u - units))),
+			 f->units);
+}
+
+static void list_cell(const struct pool_listing *pl, const struct list_format *f, uint32_t i,
+		      enum list_col col, char *buf, size_t len)
+{
+	const struct azb_volume *v = &pl->vols.v[i];
+
+	switch (col) {
+	case COL_NAME:
+		snprintf(buf, len, "%s", v->name);
+		break;
+	case COL_KIND:
+		snprintf(buf, len, "%s", azb_vol_kind_name(v->kind));
+		break;
+	case COL_SIZE:
+		list_size(f, v->size_bytes, buf, len);
+		break;
+	case COL_PARENT:
+		snprintf(buf, len, "%s", v->parent[0] ? v->parent : "-");
+		break;
+	case COL_CREATED:
+		thin_time(v->created, buf, len);
+		break;
+	case COL_ACTIVE:
+		snprintf(buf, len, "%s", v->flags & AZB_VOL_F_ACTIVE ? "yes" : "no");
+		break;
+	case COL_DEVICE:
+		thin_served_device(&pl->cl, v->name, buf, len);
+		break;
+	case COL_MAPPED:
+	case COL_EXCLUSIVE:
+		if (!pl->usage)
+			snprintf(buf, len, "-");
+		else
+			list_size(
+				f,
+				(col == COL_MAPPED ? pl->usage[i].mapped : pl->usage[i].exclusive) *
+					pl->s.chunk_size,
+				buf, len);
+		break;
+	default:
+		buf[0] = '\0';
+	}
+}
+
+static void list_columns(const struct pool_listing *pl, const struct list_format *f)
+{
+	int width[COL_COUNT * 2];
+	char cell[128];
+	unsigned k;
+
+	for (k = 0; k < f->nr; k++) {
+		width[k] = f->headings ? (int)strlen(list_col_names[f->cols[k]]) : 0;
+		for (uint32_t i = 0; !f->separator && i < pl->vols.nr; i++) {
+			list_cell(pl, f, i, f->cols[k], cell, sizeof(cell));
+			width[k] = (int)strlen(cell) > width[k] ? (int)strlen(cell) : width[k];
+		}
+	}
+	if (f->headings) {
+		for (k = 0; k < f->nr; k++) {
+			char head[16];
+			size_t j;
+
+			snprintf(head, sizeof(head), "%s", list_col_names[f->cols[k]]);
+			for (j = 0; head[j]; j++)
+				head[j] = (char)toupper((unsigned char)head[j]);
+			if (f->separator)
+				printf("%s%s", k ? f->separator : "", head);
+			else
+				printf("%s%-*s", k ? "  " : "", k + 1 < f->nr ? width[k] : 0, head);
+		}
+		printf("\n");
+	}
+	for (uint32_t i = 0; i < pl->vols.nr; i++) {
+		for (k = 0; k < f->nr; k++) {
+			list_cell(pl, f, i, f->cols[k], cell, sizeof(cell));
+			if (f->separator)
+				printf("%s%s", k ? f->separator : "", cell);
+			else
+				printf("%s%-*s", k ? "  " : "", k + 1 < f->nr ? width[k] : 0, cell);
+		}
+		printf("\n");
+	}
+}
+
+/* -o, --units, --noheadings, --separator: 1 if any was given (f filled), 0, or EXIT_USAGE. */
+static int list_format_from(const struct thin_ctx *c, const struct thin_args *a, bool mapped,
+			    struct list_format *f)
+{
+	const char *cols = thin_arg(a, "-o"), *units = thin_arg(a, "--units");
+	int ret;
+
+	memset(f, 0, sizeof(*f));
+	f->units = 'h';
+	f->headings = !thin_arg(a, "--noheadings");
+	f->separator = thin_arg(a, "--separator");
+	if (!cols && !units && f->headings && !f->separator)
+		return 0;
+	if (units && (strlen(units) != 1 || !strchr("hbkmgt", units[0])))
+		return thin_bad_usage(c, "--units %s: one of h, b, k, m, g, t", units);
+	if (units)
+		f->units = units[0];
+	ret = list_parse_columns(c,
+				 cols	  ? cols
+				 : mapped ? "name,kind,size,parent,created,mapped,device"
+					  : "name,kind,size,parent,created,device",
+				 f);
+	return ret ? ret : 1;
+}
+
 int thin_cmd_list(struct thin_ctx *c, const struct thin_args *a)
 {
 	bool mapped = thin_arg(a, "--mapped") != NULL;
 	struct pool_listing pl;
+	struct list_format f;
+	int columns = list_format_from(c, a, mapped, &f);
 
+	if (columns > 1)
+		return columns;
+	if (columns && (list_wants(&f, COL_MAPPED) || list_wants(&f, COL_EXCLUSIVE)))
+		mapped = true;
 	if (listing_load(c, mapped, &pl))
 		return 1;
 	if (c->json)
 		list_json(&pl);
+	else if (columns)
+		list_columns(&pl, &f);
 	else
 		list_text(&pl, mapped);
 	listing_free(&pl);

@@ -75,6 +75,8 @@ for q in 0 1; do
 	pids=$(for id in 1 2 3 4; do queue_counter "$id" "$q" worker_pid; done | sort -u | wc -l)
 	[ "$pids" = 1 ] || die "queue $q has $pids different workers over the pool's devices"
 done
+azbusectl list | grep -Eq "^azbuse2 .* thin +snap1 +$daemon\$" ||
+	die "azbusectl list does not show azbuse2 serving snap1: $(azbusectl list)"
 log "vol1, snap1, clone1 and vol2 served by one daemon ($daemon), one worker per shard"
 
 # the snapshot holds the files as they were when it was taken
