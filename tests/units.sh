@@ -98,4 +98,22 @@ expect_rc 2 list --units x
 expect_rc 2 create bad --size 1.3k
 grep -q "not a size" "$WORK/err" || fail "create --size 1.3k: $(cat "$WORK/err")"
 echo "units: list -o/--units/--noheadings/--separator, and fractional sizes"
+# --- azbusectl refuses what it does not know, before touching the module ------------------
+ctl_rc() {
+	local want=$1 rc=0
+	shift
+	"$BUILD/tools/azbusectl" "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
+	[ "$rc" = "$want" ] || { cat "$WORK/out" "$WORK/err" >&2; fail "azbusectl $* exited $rc, not $want"; }
+}
+ctl_rc 2 remove 3 --bogus
+grep -q "unknown option --bogus" "$WORK/err" || fail "remove --bogus: $(cat "$WORK/err")"
+ctl_rc 2 remove 3 --mode writeback
+ctl_rc 2 remove 3 4
+ctl_rc 2 remove
+ctl_rc 2 info 3 --jsn
+ctl_rc 2 cache 3 --mode
+ctl_rc 0 list --help
+"$BUILD/tools/azbusectl" version >"$WORK/out" 2>"$WORK/err" || true
+grep -q "^azbusectl [0-9.]*, ABI [0-9]*" "$WORK/out" || fail "version: $(cat "$WORK/out" "$WORK/err")"
+echo "units: azbusectl refuses unknown options, extra arguments and missing values"
 echo "units: all passed"

@@ -4,6 +4,7 @@
  * scripts; exit 0 on success, 1 on failure, 2 on bad usage.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,105 @@ static bool has_flag(int argc, char **argv, const char *flag)
 		if (!strcmp(argv[i], flag))
 			return true;
 	return false;
+}
+
+/* What a command other than add was given (getopt_long). */
+struct cmd_opts {
+	bool json, help, force, all, flush;
+	const char *mode, *policy, *dirty, *cutoff, *size;
+	const char *pos[2];
+	int nr_pos;
+};
+
+/*
+ * Parse a command's arguments (argv[0] is its first) with getopt_long,
+ * accepting only the long options named in `allowed` (e.g. "json help
+ * force") and at most max_pos positionals: 0, or EXIT_USAGE (printed).
+ */
+static int cmd_parse(const char *cmd, int argc, char **argv, const char *allowed, int max_pos,
+		     struct cmd_opts *o)
+{
+	static const struct option longs[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "force", no_argument, NULL, 'f' },
+		{ "all", no_argument, NULL, 'a' },
+		{ "flush", no_argument, NULL, 'F' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ "policy", required_argument, NULL, 'p' },
+		{ "dirty", required_argument, NULL, 'd' },
+		{ "seq-cutoff", required_argument, NULL, 's' },
+		{ "size", required_argument, NULL, 'S' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char **args = argv - 1; /* getopt wants the program's name first: the command's */
+	int c, idx;
+
+	memset(o, 0, sizeof(*o));
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc + 1, args, ":h", longs, &idx)) != -1) {
+		const char *name = c == '?' || c == ':' ? args[optind - 1] : NULL;
+
+		if (c == '?') {
+			fprintf(stderr,
+				"azbusectl %s: unknown option %s (see azbusectl %s --help)\n", cmd,
+				name, cmd);
+			return EXIT_USAGE;
+		}
+		if (c == ':') {
+			fprintf(stderr, "azbusectl %s: %s needs a value\n", cmd, name);
+			return EXIT_USAGE;
+		}
+		if (c != 'h' && !strstr(allowed, longs[idx].name)) {
+			fprintf(stderr,
+				"azbusectl %s: --%s is not an option of %s (see azbusectl %s "
+				"--help)\n",
+				cmd, longs[idx].name, cmd, cmd);
+			return EXIT_USAGE;
+		}
+		switch (c) {
+		case 'j':
+			o->json = true;
+			break;
+		case 'h':
+			o->help = true;
+			break;
+		case 'f':
+			o->force = true;
+			break;
+		case 'a':
+			o->all = true;
+			break;
+		case 'F':
+			o->flush = true;
+			break;
+		case 'm':
+			o->mode = optarg;
+			break;
+		case 'p':
+			o->policy = optarg;
+			break;
+		case 'd':
+			o->dirty = optarg;
+			break;
+		case 's':
+			o->cutoff = optarg;
+			break;
+		case 'S':
+			o->size = optarg;
+			break;
+		}
+	}
+	for (; optind < argc + 1; optind++) {
+		if (o->nr_pos == max_pos) {
+			fprintf(stderr, "azbusectl %s: unexpected argument \"%s\"\n", cmd,
+				args[optind]);
+			return EXIT_USAGE;
+		}
+		o->pos[o->nr_pos++] = args[optind];
+	}
+	return 0;
 }
 
 static int open_ctl(void)
@@ -286,11 +386,13 @@ static int remove_one(int ctl, uint32_t id, bool force)
 static int cmd_remove(int argc, char **argv)
 {
 	uint32_t ids[AZBUSE_MAX_DEVICES], id;
-	bool json = has_flag(argc, argv, "--json"), force = has_flag(argc, argv, "--force");
-	bool all = has_flag(argc, argv, "--all");
-	int ctl, n, failed = 0;
+	struct cmd_opts o;
+	int ctl, n, failed = 0, ret = cmd_parse("remove", argc, argv, "json help force all", 1, &o);
+	bool json = o.json, force = o.force, all = o.all;
 
-	if (has_flag(argc, argv, "--help")) {
+	if (ret)
+		return ret;
+	if (o.help) {
 		printf("usage: azbusectl remove ID|--all [--force] [--json]\n\n"
 		       "Removes /dev/azbuseID (--all: every azbuse device): requests in flight "
 		       "are\n"
@@ -302,7 +404,7 @@ static int cmd_remove(int argc, char **argv)
 		       "uses it gets I/O errors from then on.\n");
 		return 0;
 	}
-	if (!all && (argc < 1 || parse_id(argv[0], &id))) {
+	if (all == (o.nr_pos == 1) || (!all && parse_id(o.pos[0], &id))) {
 		fprintf(stderr, "azbusectl remove: give a device id (0 to %u) or --all\n",
 			AZBUSE_MAX_DEVICES - 1);
 		return EXIT_USAGE;
@@ -361,11 +463,14 @@ static int cmd_list(int argc, char **argv)
 {
 	uint32_t ids[AZBUSE_MAX_DEVICES];
 	struct azbuse_dev_info info;
-	bool json = has_flag(argc, argv, "--json"), first = true;
 	char size[32], engine[64], volume[128];
-	int ctl, n, i;
+	struct cmd_opts o;
+	int ctl, n, i, ret = cmd_parse("list", argc, argv, "json help", 0, &o);
+	bool json = o.json, first = true;
 
-	if (has_flag(argc, argv, "--help")) {
+	if (ret)
+		return ret;
+	if (o.help) {
 		printf("usage: azbusectl list [--json]\n\nEach device: its state, size, queues, "
 		       "engine, volume (thin),\nand the supervisor that serves it.\n");
 		return 0;
@@ -530,16 +635,19 @@ static int cmd_info(int argc, char **argv)
 {
 	struct azbuse_queue_info qis[AZBUSE_MAX_QUEUES];
 	struct azbuse_dev_info info;
-	bool json = has_flag(argc, argv, "--json");
 	char *cache = NULL, err[256];
+	struct cmd_opts o;
 	uint32_t id;
-	int ctl, ret, q;
+	int ctl, q, ret = cmd_parse("info", argc, argv, "json help", 1, &o);
+	bool json = o.json;
 
-	if (has_flag(argc, argv, "--help")) {
+	if (ret)
+		return ret;
+	if (o.help) {
 		printf("usage: azbusectl info ID [--json]\n");
 		return 0;
 	}
-	if (argc < 1 || parse_id(argv[0], &id)) {
+	if (o.nr_pos < 1 || parse_id(o.pos[0], &id)) {
 		fprintf(stderr, "azbusectl info: give a device id (0 to %u)\n",
 			AZBUSE_MAX_DEVICES - 1);
 		return EXIT_USAGE;
@@ -570,15 +678,6 @@ static int cmd_info(int argc, char **argv)
 	}
 	free(cache);
 	return 0;
-}
-
-/* The value after `name` among the arguments, or NULL. */
-static const char *flag_value(int argc, char **argv, const char *name)
-{
-	for (int i = 0; i + 1 < argc; i++)
-		if (!strcmp(argv[i], name))
-			return argv[i + 1];
-	return NULL;
 }
 
 /* One request to device id's control socket; prints why it failed. */
@@ -633,15 +732,15 @@ static void print_cache_json(char *reply)
 
 static int cmd_cache(int argc, char **argv)
 {
-	const char *mode = flag_value(argc, argv, "--mode");
-	const char *policy = flag_value(argc, argv, "--policy");
-	const char *dirty = flag_value(argc, argv, "--dirty");
-	const char *cutoff = flag_value(argc, argv, "--seq-cutoff");
-	const char *size = flag_value(argc, argv, "--size");
 	char request[128], *out = NULL;
+	struct cmd_opts o;
 	uint32_t id;
+	int ret = cmd_parse("cache", argc, argv,
+			    "json help mode policy dirty seq-cutoff size flush", 1, &o);
 
-	if (has_flag(argc, argv, "--help")) {
+	if (ret)
+		return ret;
+	if (o.help) {
 		printf("usage: azbusectl cache ID [--mode M] [--policy P] [--dirty LOW,HIGH]\n"
 		       "                          [--seq-cutoff SIZE] [--size SIZE] [--flush] "
 		       "[--json]\n\n"
@@ -660,15 +759,15 @@ static int cmd_cache(int argc, char **argv)
 		       "  --flush           write every dirty block back before returning\n");
 		return 0;
 	}
-	if (argc < 1 || parse_id(argv[0], &id)) {
+	if (o.nr_pos < 1 || parse_id(o.pos[0], &id)) {
 		fprintf(stderr, "azbusectl cache: give a device id (0 to %u)\n",
 			AZBUSE_MAX_DEVICES - 1);
 		return EXIT_USAGE;
 	}
 	const char *const requests[][2] = {
-		{ "mode", mode },   { "policy", policy },
-		{ "dirty", dirty }, { "seq-cutoff", cutoff },
-		{ "size", size },   { "flush", has_flag(argc, argv, "--flush") ? "" : NULL },
+		{ "mode", o.mode },   { "policy", o.policy },
+		{ "dirty", o.dirty }, { "seq-cutoff", o.cutoff },
+		{ "size", o.size },   { "flush", o.flush ? "" : NULL },
 	};
 	for (size_t k = 0; k < sizeof(requests) / sizeof(requests[0]); k++) {
 		if (!requests[k][1])
@@ -681,7 +780,7 @@ static int cmd_cache(int argc, char **argv)
 	}
 	if (cache_request(id, "cache", &out))
 		return 1;
-	if (has_flag(argc, argv, "--json")) {
+	if (o.json) {
 		printf("{\"id\": %u, ", id);
 		print_cache_json(out);
 		printf("}\n");
@@ -695,9 +794,13 @@ static int cmd_cache(int argc, char **argv)
 static int cmd_engines(int argc, char **argv)
 {
 	const struct azbuse_engine_ops *const *e;
-	bool json = has_flag(argc, argv, "--json");
+	struct cmd_opts o;
+	int ret = cmd_parse("engines", argc, argv, "json help", 0, &o);
+	bool json = o.json;
 
-	if (has_flag(argc, argv, "--help")) {
+	if (ret)
+		return ret;
+	if (o.help) {
 		printf("usage: azbusectl engines [--json]\n\nLists the engines built into "
 		       "libazbuse.\n");
 		return 0;
@@ -719,12 +822,15 @@ static int cmd_engines(int argc, char **argv)
 
 static int cmd_version(int argc, char **argv)
 {
-	bool json = has_flag(argc, argv, "--json");
 	struct azbuse_version v;
 	const char *why = NULL;
-	int ctl, ret = 0;
+	struct cmd_opts o;
+	int ctl, ret = cmd_parse("version", argc, argv, "json help", 0, &o);
+	bool json = o.json;
 
-	if (has_flag(argc, argv, "--help")) {
+	if (ret)
+		return ret;
+	if (o.help) {
 		printf("usage: azbusectl version [--json]\n\nPrints azbusectl's version and ABI, "
 		       "and the loaded module's ABI;\nexits 1 if the module is not loaded or "
 		       "speaks another ABI.\n");
