@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/statvfs.h>
 
+#include <libsmartcols.h>
+
 #include <azbuse/azbuse.h>
 
 #include "thin_tool.h"
@@ -150,42 +152,6 @@ static int listing_load(const struct thin_ctx *c, bool measure, struct pool_list
 	return ret;
 }
 
-static int name_width(const struct vol_list *l, bool parent)
-{
-	int w = parent ? 6 : 4;
-
-	for (uint32_t i = 0; i < l->nr; i++) {
-		int n = (int)strlen(parent ? l->v[i].parent : l->v[i].name);
-
-		w = n > w ? n : w;
-	}
-	return w;
-}
-
-static void list_text(const struct pool_listing *pl, bool mapped)
-{
-	int nw = name_width(&pl->vols, false), pw = name_width(&pl->vols, true);
-	bool devices = pl->cl.held && pl->cl.served.nr;
-	char size[32], when[32], used[32], dev[32];
-
-	printf("%-*s %-8s %10s  %-*s %-*s", nw, "NAME", "KIND", "SIZE", pw, "PARENT",
-	       mapped || devices ? 19 : 0, "CREATED");
-	printf("%s%s\n", mapped ? "      MAPPED" : "", devices ? "  DEVICE" : "");
-	for (uint32_t i = 0; i < pl->vols.nr; i++) {
-		const struct azb_volume *v = &pl->vols.v[i];
-
-		printf("%-*s %-8s %10s  %-*s %-19s", nw, v->name, azb_vol_kind_name(v->kind),
-		       azbuse_format_size(v->size_bytes, size, sizeof(size)), pw,
-		       v->parent[0] ? v->parent : "-", thin_time(v->created, when, sizeof(when)));
-		if (mapped)
-			printf("  %10s", azbuse_format_size(pl->usage[i].mapped * pl->s.chunk_size,
-							    used, sizeof(used)));
-		if (devices)
-			printf("  %s", thin_served_device(&pl->cl, v->name, dev, sizeof(dev)));
-		printf("\n");
-	}
-}
-
 static void list_json(const struct pool_listing *pl)
 {
 	printf("[");
@@ -323,92 +289,94 @@ static void list_cell(const struct pool_listing *pl, const struct list_format *f
 	}
 }
 
-static void list_columns(const struct pool_listing *pl, const struct list_format *f)
+/* The table, by libsmartcols: aligned columns, or raw with --separator. */
+static int list_columns(const struct thin_ctx *c, const struct pool_listing *pl,
+			const struct list_format *f)
 {
-	int width[COL_COUNT * 2];
-	char cell[128];
+	struct libscols_table *tb = scols_new_table();
+	char cell[128], head[16];
 	unsigned k;
+	int ret = 0;
 
-	for (k = 0; k < f->nr; k++) {
-		width[k] = f->headings ? (int)strlen(list_col_names[f->cols[k]]) : 0;
-		for (uint32_t i = 0; !f->separator && i < pl->vols.nr; i++) {
-			list_cell(pl, f, i, f->cols[k], cell, sizeof(cell));
-			width[k] = (int)strlen(cell) > width[k] ? (int)strlen(cell) : width[k];
-		}
-	}
-	if (f->headings) {
-		for (k = 0; k < f->nr; k++) {
-			char head[16];
-			size_t j;
+	if (!tb)
+		return thin_fail(c, "out of memory");
+	scols_table_enable_noheadings(tb, !f->headings);
+	if (f->separator)
+		scols_table_enable_raw(tb, 1);
+	scols_table_set_column_separator(tb, f->separator ? f->separator : "  ");
+	for (k = 0; k < f->nr && !ret; k++) {
+		enum list_col col = f->cols[k];
+		bool right = col == COL_SIZE || col == COL_MAPPED || col == COL_EXCLUSIVE;
+		size_t j;
 
-			snprintf(head, sizeof(head), "%s", list_col_names[f->cols[k]]);
-			for (j = 0; head[j]; j++)
-				head[j] = (char)toupper((unsigned char)head[j]);
-			if (f->separator)
-				printf("%s%s", k ? f->separator : "", head);
-			else
-				printf("%s%-*s", k ? "  " : "", k + 1 < f->nr ? width[k] : 0, head);
-		}
-		printf("\n");
+		snprintf(head, sizeof(head), "%s", list_col_names[col]);
+		for (j = 0; head[j]; j++)
+			head[j] = (char)toupper((unsigned char)head[j]);
+		if (!scols_table_new_column(tb, head, 0, right ? SCOLS_FL_RIGHT : 0))
+			ret = -ENOMEM;
 	}
-	for (uint32_t i = 0; i < pl->vols.nr; i++) {
-		for (k = 0; k < f->nr; k++) {
+	for (uint32_t i = 0; i < pl->vols.nr && !ret; i++) {
+		struct libscols_line *ln = scols_table_new_line(tb, NULL);
+
+		for (k = 0; ln && k < f->nr && !ret; k++) {
 			list_cell(pl, f, i, f->cols[k], cell, sizeof(cell));
-			if (f->separator)
-				printf("%s%s", k ? f->separator : "", cell);
-			else
-				printf("%s%-*s", k ? "  " : "", k + 1 < f->nr ? width[k] : 0, cell);
+			ret = scols_line_set_data(ln, k, cell);
 		}
-		printf("\n");
+		if (!ln)
+			ret = -ENOMEM;
 	}
+	if (!ret)
+		ret = scols_print_table(tb);
+	scols_unref_table(tb);
+	return ret ? thin_fail(c, "cannot print the table: %s", strerror(-ret)) : 0;
 }
 
-/* -o, --units, --noheadings, --separator: 1 if any was given (f filled), 0, or EXIT_USAGE. */
+/* -o, --units, --noheadings, --separator into f: 0, or EXIT_USAGE (printed). */
 static int list_format_from(const struct thin_ctx *c, const struct thin_args *a, bool mapped,
-			    struct list_format *f)
+			    bool served, struct list_format *f)
 {
 	const char *cols = thin_arg(a, "-o"), *units = thin_arg(a, "--units");
-	int ret;
 
 	memset(f, 0, sizeof(*f));
 	f->units = 'h';
 	f->headings = !thin_arg(a, "--noheadings");
 	f->separator = thin_arg(a, "--separator");
-	if (!cols && !units && f->headings && !f->separator)
-		return 0;
 	if (units && (strlen(units) != 1 || !strchr("hbkmgt", units[0])))
 		return thin_bad_usage(c, "--units %s: one of h, b, k, m, g, t", units);
 	if (units)
 		f->units = units[0];
-	ret = list_parse_columns(c,
-				 cols	  ? cols
-				 : mapped ? "name,kind,size,parent,created,mapped,device"
-					  : "name,kind,size,parent,created,device",
-				 f);
-	return ret ? ret : 1;
+	if (!cols) /* the default: DEVICE while the pool is served */
+		cols = mapped	? served ? "name,kind,size,parent,created,mapped,device"
+					 : "name,kind,size,parent,created,mapped"
+		       : served ? "name,kind,size,parent,created,device"
+				: "name,kind,size,parent,created";
+	return list_parse_columns(c, cols, f);
 }
 
 int thin_cmd_list(struct thin_ctx *c, const struct thin_args *a)
 {
 	bool mapped = thin_arg(a, "--mapped") != NULL;
+	const char *cols = thin_arg(a, "-o");
 	struct pool_listing pl;
 	struct list_format f;
-	int columns = list_format_from(c, a, mapped, &f);
+	int ret;
 
-	if (columns > 1)
-		return columns;
-	if (columns && (list_wants(&f, COL_MAPPED) || list_wants(&f, COL_EXCLUSIVE)))
+	/* (the columns are checked before the pool is read; mapped and exclusive measure) */
+	ret = list_format_from(c, a, mapped, false, &f);
+	if (ret)
+		return ret;
+	if (list_wants(&f, COL_MAPPED) || list_wants(&f, COL_EXCLUSIVE))
 		mapped = true;
 	if (listing_load(c, mapped, &pl))
 		return 1;
+	if (!cols)
+		list_format_from(c, a, mapped, pl.cl.held && pl.cl.served.nr, &f);
 	if (c->json)
 		list_json(&pl);
-	else if (columns)
-		list_columns(&pl, &f);
 	else
-		list_text(&pl, mapped);
+		ret = list_columns(c, &pl, &f);
 	listing_free(&pl);
-	return 0;
+	return ret;
 }
 
 /* The epoch shown for a volume: a snapshot's own, a head's current one. */

@@ -9,7 +9,7 @@ set -euo pipefail
 
 packages=(
 	build-essential cmake pkg-config clang-format
-	libjemalloc-dev libnuma-dev librocksdb-dev libcmocka-dev liburing-dev
+	libjemalloc-dev libnuma-dev librocksdb-dev libcmocka-dev liburing-dev libsmartcols-dev
 	qemu-system-x86 busybox-static kmod cpio xz-utils zstd
 	fio e2fsprogs util-linux procps numactl
 	# tests/bench.sh: fio's JSON is read with python3; gnuplot draws the
