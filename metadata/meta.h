@@ -343,6 +343,8 @@ void azb_shard_close(struct azb_shard *shard);
 int azb_shard_flush_wal(struct azb_shard *shard);
 /* Last error message of a shard call. */
 const char *azb_shard_error(const struct azb_shard *shard);
+/* A metadata write failed: the shard serves no more changes until it is reopened. */
+bool azb_shard_broken(const struct azb_shard *shard);
 /* fd of DIR/shard-K/data (O_RDWR; O_RDONLY for a read-only shard), owned by the shard. */
 int azb_shard_data_fd(const struct azb_shard *shard);
 uint32_t azb_shard_index(const struct azb_shard *shard);

@@ -409,6 +409,11 @@ void azb_shard_close(struct azb_shard *shard)
 	free(shard);
 }
 
+bool azb_shard_broken(const struct azb_shard *shard)
+{
+	return shard->broken;
+}
+
 const char *azb_shard_error(const struct azb_shard *shard)
 {
 	return shard->err;

@@ -97,7 +97,10 @@ expect_rc 2 list -o name,bogus
 expect_rc 2 list --units x
 expect_rc 2 create bad --size 1.3k
 grep -q "not a size" "$WORK/err" || fail "create --size 1.3k: $(cat "$WORK/err")"
-echo "units: list -o/--units/--noheadings/--separator, and fractional sizes"
+expect_rc 0 --json usage
+grep -q '"mode": "ok"' "$WORK/out" || fail "usage --json: no mode ok: $(cat "$WORK/out")"
+grep -q '"metadata_bytes": [1-9]' "$WORK/out" || fail "usage --json: no metadata bytes"
+echo "units: list -o/--units/--noheadings/--separator, fractional sizes, usage's mode"
 # --- azbusectl refuses what it does not know, before touching the module ------------------
 ctl_rc() {
 	local want=$1 rc=0

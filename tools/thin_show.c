@@ -4,10 +4,13 @@
  * or not a daemon serves the pool, and show which device serves what.
  */
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #include <libsmartcols.h>
@@ -495,21 +498,72 @@ struct pool_space {
 	bool shard_low; /* a shard reached the threshold of its quota */
 	bool gc_pending;
 	struct thin_claim cl;
-	int64_t enospc; /* writes the daemon refused for lack of space; -1: not served */
+	int64_t enospc;	     /* writes the daemon refused for lack of space; -1: not served */
+	bool broken;	     /* the daemon's shard had a metadata write fail */
+	bool fs_readonly;    /* the pool's filesystem is mounted read-only */
+	uint64_t meta_bytes; /* RocksDB files on disk: pool.db and every shard's */
 };
 
-/* From a served pool's daemon: how many writes it refused for lack of space. */
-static int64_t served_enospc(const struct pool_space *ps)
+/* The sum of " KEY N" over a served pool's "thin status" lines. */
+static int64_t status_sum(const char *out, const char *key)
 {
-	char *out = NULL, *p, err[256];
+	size_t klen = strlen(key);
 	int64_t total = 0;
+	const char *p;
 
+	for (p = out; (p = strstr(p, key)); p += klen)
+		total += strtoll(p + klen, NULL, 10);
+	return total;
+}
+
+/* From a served pool's daemon: refused writes, and whether a shard is broken. */
+static void served_status(struct pool_space *ps)
+{
+	char *out = NULL, err[256];
+
+	ps->enospc = -1;
 	if (!ps->cl.held || !ps->cl.served.nr ||
-	    thin_control(ps->cl.served.dev[0].id, "thin status", &out, err, sizeof(err)))
-		return (free(out), -1);
-	for (p = out; p && (p = strstr(p, " enospc ")); p += 8)
-		total += strtoll(p + 8, NULL, 10);
+	    thin_control(ps->cl.served.dev[0].id, "thin status", &out, err, sizeof(err))) {
+		free(out);
+		return;
+	}
+	ps->enospc = status_sum(out, " enospc ");
+	ps->broken = status_sum(out, " broken ") > 0;
 	free(out);
+}
+
+/* Bytes of the files under dir (one level of subdirectories: RocksDB's). */
+static uint64_t dir_bytes(const char *dir)
+{
+	char path[PATH_MAX + 300];
+	struct dirent *de;
+	struct stat st;
+	uint64_t total = 0;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (de->d_name[0] != '.' && !stat(path, &st) && S_ISREG(st.st_mode))
+			total += (uint64_t)st.st_blocks * 512;
+	}
+	closedir(d);
+	return total;
+}
+
+/* The metadata's space: pool.db and shard-K/meta.db. */
+static uint64_t meta_bytes(const struct thin_ctx *c, uint32_t nr_shards)
+{
+	char path[PATH_MAX + 32];
+	uint64_t total;
+
+	snprintf(path, sizeof(path), "%s/pool.db", c->dir);
+	total = dir_bytes(path);
+	for (uint32_t k = 0; k < nr_shards; k++) {
+		snprintf(path, sizeof(path), "%s/shard-%u/meta.db", c->dir, k);
+		total += dir_bytes(path);
+	}
 	return total;
 }
 
@@ -555,7 +609,9 @@ static int space_load(const struct thin_ctx *c, struct pool_space *ps)
 	if (statvfs(c->dir, &fs))
 		return thin_fail(c, "statvfs %s: %s", c->dir, strerror(errno));
 	ps->fs_free_bytes = (uint64_t)fs.f_bavail * fs.f_frsize;
-	ps->enospc = served_enospc(ps);
+	ps->fs_readonly = fs.f_flag & ST_RDONLY;
+	ps->meta_bytes = meta_bytes(c, ps->s.nr_shards);
+	served_status(ps);
 	return 0;
 }
 
@@ -604,12 +660,14 @@ static void usage_json(const struct thin_ctx *c, const struct pool_space *ps)
 	printf(", \"chunk_size\": %llu, \"used_bytes\": %llu, \"used_chunks\": %llu, "
 	       "\"free_bytes\": %llu, \"limit_bytes\": %llu, \"fs_free_bytes\": %llu, "
 	       "\"use_percent\": %.1f, \"low_space_percent\": %u, \"low_space\": %s, "
-	       "\"gc_pending\": %s, \"mode\": \"%s\", \"enospc\": %lld, \"served_by\": [",
+	       "\"gc_pending\": %s, \"mode\": \"%s\", \"enospc\": %lld, \"metadata_bytes\": %llu, "
+	       "\"served_by\": [",
 	       (unsigned long long)ps->s.chunk_size, (unsigned long long)ps->used_bytes,
 	       (unsigned long long)ps->used_chunks, (unsigned long long)space_free(ps),
 	       (unsigned long long)ps->s.limit_bytes, (unsigned long long)ps->fs_free_bytes,
 	       space_use_percent(ps), ps->s.low_space_percent, space_low(ps) ? "true" : "false",
-	       ps->gc_pending ? "true" : "false", space_mode(ps), (long long)ps->enospc);
+	       ps->gc_pending ? "true" : "false", space_mode(ps), (long long)ps->enospc,
+	       (unsigned long long)ps->meta_bytes);
 	for (uint32_t i = 0; ps->cl.held && i < ps->cl.served.nr; i++)
 		printf("%s\"" AZBUSE_BLOCK_PREFIX "%u\"", i ? ", " : "", ps->cl.served.dev[i].id);
 	printf("]}\n");
@@ -636,6 +694,9 @@ static void usage_text(const struct thin_ctx *c, const struct pool_space *ps)
 		       "free", avail);
 	printf("%-12s warn at %u%% use (now %.1f%%)\n", "low space", ps->s.low_space_percent,
 	       space_use_percent(ps));
+	printf("%-12s %s on disk (RocksDB: pool.db and %u shard(s); 64 MiB of the filesystem "
+	       "kept for it)\n",
+	       "metadata", azbuse_format_size(ps->meta_bytes, used, sizeof(used)), ps->s.nr_shards);
 	if (ps->gc_pending)
 		printf("%-12s pending: freed space is not reclaimed yet (azbuse-thin gc)\n", "gc");
 	if (ps->cl.held) {

@@ -38,6 +38,7 @@ struct thin_status {
 	uint64_t layered_scanning; /* 1: still looking for them in the metadata */
 	uint64_t enospc;	   /* writes refused for lack of space (this worker) */
 	uint64_t low_space;	   /* 1: the pool is at or over its low-space threshold */
+	uint64_t broken;	   /* 1: a metadata write failed (restart the worker, check) */
 };
 
 struct thin_msg {
@@ -134,6 +135,7 @@ int thin_queue_control(void *queue, const void *msg, size_t len, void *reply, si
 			.layered_scanning = !tq->scan_done,
 			.enospc = thin_owned.enospc,
 			.low_space = thin_owned.low_space,
+			.broken = azb_shard_broken(tq->shard),
 		};
 
 		if (reply_room < sizeof(st))
@@ -285,7 +287,7 @@ static void thin_status_line(uint16_t queue, int result, const void *reply, size
 			     "table_readers_kib %llu map_cache_kib %llu other_shards_served %llu "
 			     "handed_to_owner %llu data_writes_async %llu layered_filled %llu "
 			     "layered_waiting %llu layered_scanning %llu enospc %llu low_space "
-			     "%llu\n",
+			     "%llu broken %llu\n",
 			     st.shard, (unsigned long long)st.mem.block_cache >> 10,
 			     (unsigned long long)st.mem.block_cache_pinned >> 10,
 			     (unsigned long long)st.mem.memtables >> 10,
@@ -296,7 +298,7 @@ static void thin_status_line(uint16_t queue, int result, const void *reply, size
 			     (unsigned long long)st.layered_filled,
 			     (unsigned long long)st.layered_waiting,
 			     (unsigned long long)st.layered_scanning, (unsigned long long)st.enospc,
-			     (unsigned long long)st.low_space);
+			     (unsigned long long)st.low_space, (unsigned long long)st.broken);
 	}
 	if (n > 0)
 		out->used += (size_t)n;

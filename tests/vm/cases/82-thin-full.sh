@@ -145,4 +145,10 @@ grep -hq "settings now limit $((256 * M))" /run/azbuse/supervisor-*.log || die "
 remove_device 1
 check_clean "after growing the pool"
 tlog "ok   set --limit 256M while served: the same writes succeed, mode ok; check clean"
+[ "$(usage_field metadata_bytes)" -gt 0 ] || die "usage --json: no metadata_bytes"
+mount -o remount,ro "$back"
+usage_load
+mount -o remount,rw "$back"
+[ "$(usage_field mode)" = read-only ] || die "usage --json on a read-only filesystem: mode $(usage_field mode)"
+tlog "ok   mode read-only while the pool's filesystem is; metadata $(usage_field metadata_bytes) bytes on disk"
 log "ok"
