@@ -61,6 +61,18 @@ void azb_logv(int level, const char *fmt, va_list ap)
 	fprintf(stderr, "%s\n", line);
 }
 
+void azbuse_log(int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	azb_logv(level <= AZB_LOG_ERR	 ? AZB_LOG_ERR
+		 : level == AZB_LOG_WARN ? AZB_LOG_WARN
+					 : AZB_LOG_INFO,
+		 fmt, ap);
+	va_end(ap);
+}
+
 void azb_log(const char *fmt, ...)
 {
 	va_list ap;

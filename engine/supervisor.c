@@ -1137,10 +1137,13 @@ int azbuse_run(const struct azbuse_engine_ops *ops, const struct azbuse_device_o
 	unsigned i;
 	int q, ret;
 
-	if (ops->struct_size < AZBUSE_ENGINE_OPS_MIN_SIZE ||
-	    ops->api_version != AZBUSE_ENGINE_API_VERSION) {
-		azb_report(o->ready_fd, "ERR engine %s was built for another libazbuse\n",
-			   ops->name);
+	/* an engine built against an older API works: callbacks past its struct_size are absent */
+	if (ops->struct_size < AZBUSE_ENGINE_OPS_MIN_SIZE || !ops->api_version ||
+	    ops->api_version > AZBUSE_ENGINE_API_VERSION) {
+		azb_report(
+			o->ready_fd,
+			"ERR engine %s was built for engine API %u; this libazbuse has 1 to %u\n",
+			ops->name, ops->api_version, AZBUSE_ENGINE_API_VERSION);
 		return -EINVAL;
 	}
 	sigemptyset(&signals);

@@ -135,4 +135,14 @@ static inline void azbuse_plug_set_timed(bool timed)
 }
 #endif
 
+/*
+ * 6.14 removed BLK_MQ_F_SHOULD_MERGE (an enum, not a macro): every tag set
+ * but passthrough ones merges since, without asking.
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 14, 0)
+#define AZBUSE_MQ_F_SHOULD_MERGE 0
+#else
+#define AZBUSE_MQ_F_SHOULD_MERGE BLK_MQ_F_SHOULD_MERGE
+#endif
+
 #endif /* AZBUSE_COMPAT_H */

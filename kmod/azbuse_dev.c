@@ -415,7 +415,7 @@ static int azbuse_init_tag_set(struct azbuse_dev *dev)
 	 * whose lock and queueing every request would pay, for a device that
 	 * is RAM or a userspace engine with its own ordering.
 	 */
-	set->flags = BLK_MQ_F_SHOULD_MERGE | BLK_MQ_F_NO_SCHED_BY_DEFAULT;
+	set->flags = AZBUSE_MQ_F_SHOULD_MERGE | BLK_MQ_F_NO_SCHED_BY_DEFAULT;
 	/* a block-device backing gets its remapped bio from queue_rq, which may sleep */
 	if (dev->direct_map) {
 		set->cmd_size = sizeof(struct azbuse_direct_cmd);

@@ -101,6 +101,13 @@ expect_rc 0 --json usage
 grep -q '"mode": "ok"' "$WORK/out" || fail "usage --json: no mode ok: $(cat "$WORK/out")"
 grep -q '"metadata_bytes": [1-9]' "$WORK/out" || fail "usage --json: no metadata bytes"
 echo "units: list -o/--units/--noheadings/--separator, fractional sizes, usage's mode"
+# --- versions agree ------------------------------------------------------------------------
+project=$(sed -n 's/^project(azbuse VERSION \([0-9.]*\).*/\1/p' "$SRC/CMakeLists.txt")
+dkms=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' "$SRC/kmod/dkms.conf")
+[ -n "$project" ] && [ "$project" = "$dkms" ] || fail "dkms.conf says $dkms, the project $project"
+grep -q "/usr/src/azbuse-$project" "$SRC/README.md" || fail "the README's DKMS path is not azbuse-$project"
+echo "units: dkms.conf and the README carry the project's version ($project)"
+
 # --- azbusectl refuses what it does not know, before touching the module ------------------
 ctl_rc() {
 	local want=$1 rc=0

@@ -147,10 +147,11 @@ struct azbuse_queue_params {
 /*
  * The ops table. Set struct_size to sizeof(struct azbuse_engine_ops) and
  * api_version to AZBUSE_ENGINE_API_VERSION (AZBUSE_ENGINE_INIT does both);
- * new callbacks only ever go at the end. Each request callback must lead to
- * exactly one azbuse_complete() of its io. A NULL request callback means
- * the op is not supported (and, for flush/discard/write_zeroes/secure_erase,
- * that the device does not advertise it).
+ * new callbacks only ever go at the end, so an engine built against an
+ * older libazbuse (a smaller api_version and struct_size) still runs. Each request callback must
+ * lead to exactly one azbuse_complete() of its io. A NULL request callback means the op is not
+ * supported (and, for flush/discard/write_zeroes/secure_erase, that the device does not advertise
+ * it).
  */
 struct azbuse_engine_ops {
 	uint32_t struct_size;
@@ -263,6 +264,17 @@ void azbuse_complete_zeroes(struct azbuse_io *io);
  * with EIO. Thread-safe.
  */
 void azbuse_complete_redirect(struct azbuse_io *io, uint16_t queue);
+
+/*
+ * A line in the daemon's log (stderr: the journal under systemd, which
+ * files it under the level; else a file in /run/azbuse with the time and
+ * level), prefixed with who says it ("azbuse1 worker 0"). From any process
+ * of the device, any thread.
+ */
+#define AZBUSE_LOG_ERR 3
+#define AZBUSE_LOG_WARN 4
+#define AZBUSE_LOG_INFO 6
+void azbuse_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /*
  * In a worker of a direct-map device, from open_queue on: the backing file
