@@ -148,10 +148,11 @@ struct azbuse_queue_params {
  * The ops table. Set struct_size to sizeof(struct azbuse_engine_ops) and
  * api_version to AZBUSE_ENGINE_API_VERSION (AZBUSE_ENGINE_INIT does both);
  * new callbacks only ever go at the end, so an engine built against an
- * older libazbuse (a smaller api_version and struct_size) still runs. Each request callback must
- * lead to exactly one azbuse_complete() of its io. A NULL request callback means the op is not
- * supported (and, for flush/discard/write_zeroes/secure_erase, that the device does not advertise
- * it).
+ * older libazbuse (a smaller api_version and struct_size) still runs. Each
+ * request callback must lead to exactly one azbuse_complete() of its io. A
+ * NULL request callback means the op is not supported (and, for
+ * flush/discard/write_zeroes/secure_erase, that the device does not
+ * advertise it).
  */
 struct azbuse_engine_ops {
 	uint32_t struct_size;
@@ -160,7 +161,16 @@ struct azbuse_engine_ops {
 	const char *description;
 	const char *const *option_keys; /* NULL-terminated keys the engine accepts */
 
-	/* In the supervisor, before workers start: parse options, decide size and caps. */
+	/*
+	 * In the supervisor, before workers start: parse options, decide size
+	 * and caps, and make the state every queue must see. One process per
+	 * queue: each worker is forked from the supervisor (a crashed one is
+	 * replaced by a new fork), so memory set up here with MAP_SHARED (or a
+	 * file every worker opens) is one state for all of them and survives a
+	 * worker's death; what a worker allocates in open_queue is its alone.
+	 * Plain memory of the engine struct is each worker's copy as it was at
+	 * the fork. engine/examples/example_engine.c shows the pattern.
+	 */
 	int (*setup)(struct azbuse_engine_config *cfg, void **engine);
 	/* In the supervisor, after every worker has exited. */
 	void (*teardown)(void *engine);

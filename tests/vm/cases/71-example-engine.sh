@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# 71-example-engine: the shipped example engine (engine/examples/), built as a
+# user builds it, serves one RAM disk from two queues: fio verify with two
+# jobs passes across a SIGKILL of a worker (its replacement finds the data,
+# which lives in memory the supervisor mapped before forking), and data
+# written before the kill reads back after it.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+require_cmd fio
+
+example=$AZBUSE_BUILD_DIR/engine/azbuse-example-engine
+[ -x "$example" ] || die "no $example"
+dev=/dev/azbuse1
+"$example" 1 --size 256M --queues 2 >/dev/null || die "the example engine did not start"
+[ -b "$dev" ] || die "$dev missing"
+[ "$(azbusectl info 1 --json | grep -o '"queues": [0-9]*' | grep -o '[0-9]*$')" = 2 ] ||
+	die "the example device does not have 2 queues"
+
+head -c 32M /dev/urandom >/tmp/example-data
+dd if=/tmp/example-data of="$dev" bs=1M seek=200 oflag=direct status=none
+fio --output-format=normal --name=example --filename="$dev" --size=64M --direct=1 \
+	--ioengine=libaio --iodepth=16 --numjobs=2 --offset_increment=64M --rw=randwrite \
+	--bssplit=4k/50:64k/40:256k/10 --verify=crc32c --do_verify=1 --verify_fatal=1 \
+	>/tmp/example-fio.log 2>&1 &
+fio_pid=$!
+sleep 2
+ms=$(replace_worker 1 1)
+wait_fio "$fio_pid" /tmp/example-fio.log "on the example engine"
+cmp <(dd if="$dev" bs=1M skip=200 count=32 iflag=direct status=none) /tmp/example-data ||
+	die "data written before the worker kill changed"
+log "two queues, one disk: fio verify and old data intact across a worker kill (new worker in $ms ms)"
+remove_device 1
+log "ok"
