@@ -129,6 +129,9 @@ int azbuse_worker_turn(struct azbuse_queue **qs, unsigned n, bool *stopped);
 struct azbuse_queue *azb_queue_now(void);
 int azb_direct_map_sync_of(struct azbuse_queue *q);
 
+/* supervisor.c: what the device offers, from the engine's callbacks and flags (cfg.caps). */
+uint32_t azb_engine_caps(const struct azbuse_engine_ops *ops, uint32_t flags);
+
 /* Finish what the engine holds and commit every completion (without taking new requests). */
 void azbuse_queue_quiesce(struct azbuse_queue *q);
 

@@ -119,19 +119,31 @@ static uint64_t azb_caps_to_features(uint32_t caps)
 	return f;
 }
 
-/* A capability is real only if the engine also has the callback for it. */
-static uint32_t azb_effective_caps(const struct azbuse_engine_ops *ops, uint32_t caps)
+/*
+ * What the device offers: what a callback can say, its presence says (flush,
+ * discard, write-zeroes, secure erase; no write callback: read-only); the
+ * flags say only the rest (FUA, read-only, rotational, user copy). A
+ * read-only device offers nothing that writes.
+ */
+uint32_t azb_engine_caps(const struct azbuse_engine_ops *ops, uint32_t flags)
 {
-	if (!ops->flush)
-		caps &= ~(AZBUSE_CAP_FLUSH | AZBUSE_CAP_FUA);
-	if (!ops->discard)
-		caps &= ~AZBUSE_CAP_DISCARD;
-	if (!ops->write_zeroes)
-		caps &= ~AZBUSE_CAP_WRITE_ZEROES;
-	if (!ops->secure_erase)
-		caps &= ~AZBUSE_CAP_SECURE_ERASE;
+	uint32_t caps = flags & (AZBUSE_CAP_FUA | AZBUSE_CAP_READ_ONLY | AZBUSE_CAP_ROTATIONAL |
+				 AZBUSE_CAP_USER_COPY);
+
+	if (ops->flush)
+		caps |= AZBUSE_CAP_FLUSH;
+	else
+		caps &= ~AZBUSE_CAP_FUA;
 	if (!ops->write)
 		caps |= AZBUSE_CAP_READ_ONLY;
+	if (caps & AZBUSE_CAP_READ_ONLY)
+		return caps;
+	if (ops->discard)
+		caps |= AZBUSE_CAP_DISCARD;
+	if (ops->write_zeroes)
+		caps |= AZBUSE_CAP_WRITE_ZEROES;
+	if (ops->secure_erase)
+		caps |= AZBUSE_CAP_SECURE_ERASE;
 	return caps;
 }
 
@@ -208,7 +220,7 @@ static int azb_setup_engine(struct azb_member *m, struct azbuse_dev_info *info, 
 	info->io_timeout_ms = o->io_timeout_ms;
 	info->recovery_timeout_ms = o->recovery_timeout_ms;
 	/* (the cache needs a write's data in the worker: no user copy with one) */
-	info->features = azb_caps_to_features(azb_effective_caps(m->ops, cfg.caps) &
+	info->features = azb_caps_to_features(azb_engine_caps(m->ops, cfg.caps) &
 					      ~(o->cache_bytes ? AZBUSE_CAP_USER_COPY : 0));
 	if (o->read_only)
 		info->features |= AZBUSE_F_READ_ONLY;

@@ -22,13 +22,21 @@ extern "C" {
 /* The supervisor's side of an engine control request (see ops->control). */
 struct azbuse_control;
 
-/* Capabilities an engine declares; they become the device's queue limits. */
-#define AZBUSE_CAP_FLUSH (1u << 0) /* volatile cache: FLUSH requests arrive */
-#define AZBUSE_CAP_FUA (1u << 1)   /* writes may carry AZBUSE_RQ_FUA */
-#define AZBUSE_CAP_DISCARD (1u << 2)
-#define AZBUSE_CAP_WRITE_ZEROES (1u << 3)
-#define AZBUSE_CAP_SECURE_ERASE (1u << 4)
-#define AZBUSE_CAP_READ_ONLY (1u << 5)
+/*
+ * What an engine can do is said once. Its callbacks say the ops: a flush
+ * callback gives the device a volatile write cache (FLUSH requests arrive),
+ * discard, write_zeroes and secure_erase callbacks advertise those, no
+ * write callback makes it read-only. setup() sets in cfg->caps only what a
+ * callback cannot say: FUA, read-only, rotational, user copy. (FLUSH,
+ * DISCARD, WRITE_ZEROES and SECURE_ERASE bits there change nothing: they
+ * are kept for engines written when they did.)
+ */
+#define AZBUSE_CAP_FLUSH (1u << 0)   /* (implied by ops->flush) */
+#define AZBUSE_CAP_FUA (1u << 1)     /* writes may carry AZBUSE_RQ_FUA (needs a flush callback) */
+#define AZBUSE_CAP_DISCARD (1u << 2) /* (implied by ops->discard) */
+#define AZBUSE_CAP_WRITE_ZEROES (1u << 3) /* (implied by ops->write_zeroes) */
+#define AZBUSE_CAP_SECURE_ERASE (1u << 4) /* (implied by ops->secure_erase) */
+#define AZBUSE_CAP_READ_ONLY (1u << 5)	  /* also without a write callback; no discard then */
 #define AZBUSE_CAP_ROTATIONAL (1u << 6)
 /*
  * User copy: a WRITE's data is not in io->buf (it is NULL). The engine

@@ -314,11 +314,43 @@ static void test_null_completes_every_op(void **state)
 	assert_int_equal(io(f, AZBUSE_OP_SECURE_ERASE, 0, 4096, 0, NULL), 0);
 }
 
+static void any_request(void *queue, struct azbuse_io *io)
+{
+	(void)queue;
+	azbuse_complete(io, 0);
+}
+
+/* The callbacks say what the device offers; the flags only what they cannot. */
+static void test_caps_from_callbacks(void **state)
+{
+	struct azbuse_engine_ops ops = { AZBUSE_ENGINE_INIT, .name = "t", .read = any_request,
+					 .write = any_request };
+
+	(void)state;
+	/* bits without callbacks offer nothing; FUA needs a flush callback */
+	assert_int_equal(
+		azb_engine_caps(&ops, AZBUSE_CAP_FLUSH | AZBUSE_CAP_FUA | AZBUSE_CAP_DISCARD), 0);
+	/* a flush callback without the FLUSH bit gives a write cache (it was never called) */
+	ops.flush = any_request;
+	assert_int_equal(azb_engine_caps(&ops, 0), AZBUSE_CAP_FLUSH);
+	assert_int_equal(azb_engine_caps(&ops, AZBUSE_CAP_FUA), AZBUSE_CAP_FLUSH | AZBUSE_CAP_FUA);
+	ops.discard = ops.write_zeroes = any_request;
+	assert_int_equal(azb_engine_caps(&ops, AZBUSE_CAP_ROTATIONAL),
+			 AZBUSE_CAP_FLUSH | AZBUSE_CAP_DISCARD | AZBUSE_CAP_WRITE_ZEROES |
+				 AZBUSE_CAP_ROTATIONAL);
+	/* read-only (a flag, or no write callback): nothing that writes */
+	assert_int_equal(azb_engine_caps(&ops, AZBUSE_CAP_READ_ONLY),
+			 AZBUSE_CAP_FLUSH | AZBUSE_CAP_READ_ONLY);
+	ops.write = NULL;
+	assert_int_equal(azb_engine_caps(&ops, 0), AZBUSE_CAP_FLUSH | AZBUSE_CAP_READ_ONLY);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mem_setup_needs_size),
 		cmocka_unit_test(test_mem_setup_sets_caps),
+		cmocka_unit_test(test_caps_from_callbacks),
 		cmocka_unit_test_setup_teardown(test_mem_write_then_read, setup_mem, teardown),
 		cmocka_unit_test_setup_teardown(test_mem_flush_succeeds, setup_mem, teardown),
 		cmocka_unit_test_setup_teardown(test_mem_is_shared_between_queues, setup_mem,
