@@ -989,8 +989,9 @@ static int azb_join_one(struct azb_supervisor *s, int fd, struct azb_member *m, 
 		snprintf(err, err_size, "this daemon serves %u devices already", s->nr_members);
 		return -ENOSPC;
 	}
-	m->ops = azbuse_find_engine(a->engine);
-	if (m->ops != s->members[0]->ops) {
+	/* (the daemon's engine: the joining device names it, the daemon has it) */
+	m->ops = s->members[0]->ops;
+	if (strcmp(a->engine, m->ops->name)) {
 		snprintf(err, err_size, "engine %s cannot join a daemon of engine %s", a->engine,
 			 s->members[0]->ops->name);
 		return -EINVAL;

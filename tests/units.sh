@@ -108,6 +108,18 @@ dkms=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' "$SRC/kmod/dkms.conf")
 grep -q "/usr/src/azbuse-$project" "$SRC/README.md" || fail "the README's DKMS path is not azbuse-$project"
 echo "units: dkms.conf and the README carry the project's version ($project)"
 
+# --- an engine links libazbuse, not the built-in engines' dependencies -----------------------
+lib=$(ls "$BUILD"/engine/libazbuse.so.* 2>/dev/null | head -n 1)
+[ -n "$lib" ] || fail "no libazbuse.so in $BUILD/engine"
+needed=$(objdump -p "$lib" | awk '/NEEDED/ { print $2 }' | tr '\n' ' ')
+case $needed in *rocksdb* | *uring* | *smartcols* | *systemd*) fail "libazbuse needs $needed" ;; esac
+needed=$(objdump -p "$BUILD/engine/azbuse-example-engine" | awk '/NEEDED/ { print $2 }' | tr '\n' ' ')
+case $needed in *rocksdb* | *uring*) fail "the example engine needs $needed" ;; esac
+if nm -D --defined-only "$lib" | grep -Eq 'thin|rocksdb|azbuse_find_engine'; then
+	fail "libazbuse exports the built-in engines"
+fi
+echo "units: libazbuse and the example engine need neither RocksDB nor liburing ($needed)"
+
 # --- azbusectl refuses what it does not know, before touching the module ------------------
 ctl_rc() {
 	local want=$1 rc=0

@@ -15,6 +15,7 @@
 #include <azbuse/azbuse.h>
 
 #include "../engine/internal.h"
+#include "engines.h"
 #include "control_client.h"
 
 /*
@@ -802,7 +803,7 @@ static int cmd_engines(int argc, char **argv)
 		return ret;
 	if (o.help) {
 		printf("usage: azbusectl engines [--json]\n\nLists the engines built into "
-		       "libazbuse.\n");
+		       "azbusectl.\n");
 		return 0;
 	}
 	if (json)

@@ -34,10 +34,6 @@ int azbuse_ctl_queue_info(int ctl, uint32_t dev_id, uint16_t queue, struct azbus
 /* Fills ids[0..min(count, capacity)) and returns the number of devices. */
 int azbuse_ctl_list(int ctl, uint32_t *ids, uint32_t capacity);
 
-/* The engines built into libazbuse (null, mem, ...): a NULL-terminated array. */
-const struct azbuse_engine_ops *const *azbuse_builtin_engines(void);
-const struct azbuse_engine_ops *azbuse_find_engine(const char *name);
-
 /* Where a worker runs (see worker.c). */
 enum azbuse_pin {
 	AZBUSE_PIN_NODE = 0, /* any CPU of the queue's NUMA node; memory from that node */
