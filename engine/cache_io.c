@@ -26,7 +26,7 @@
 
 #include "internal.h"
 
-/* io->cache_flags */
+/* azb_io(io)->cache_flags */
 #define AZB_CACHE_FILL 1   /* a read that missed: fill the cache with what it got */
 #define AZB_CACHE_WRITE 2  /* a write (or discard...): azc_write_begin was called */
 #define AZB_CACHE_ALONE 4  /* ... and no other write to its blocks was in flight */
@@ -50,7 +50,7 @@ struct azb_stream {
 };
 
 struct azb_cache_worker {
-	struct azbuse_io ios[AZB_CLEAN_IOS];
+	struct azb_io ios[AZB_CLEAN_IOS];
 	uint8_t *bufs; /* AZB_CLEAN_IOS blocks, page aligned (O_DIRECT engines) */
 	uint64_t blk[AZB_CLEAN_IOS], seq[AZB_CLEAN_IOS];
 	uint32_t busy_mask; /* ios in flight */
@@ -82,9 +82,9 @@ static bool azb_cache_span(const struct azbuse_io *io, uint64_t *first, uint32_t
 
 static void azb_list_push(struct azbuse_io **head, struct azbuse_io **tail, struct azbuse_io *io)
 {
-	io->next_done = NULL;
+	azb_io(io)->next_done = NULL;
 	if (*tail)
-		(*tail)->next_done = io;
+		azb_io(*tail)->next_done = io;
 	else
 		*head = io;
 	*tail = io;
@@ -162,11 +162,11 @@ static bool azb_cache_read(struct azbuse_queue *q, struct azbuse_io *io)
 		azbuse_complete(io, 0);
 		return true;
 	}
-	reg = azc_read_begin(c, q->geo.queue, io->tag, first, n, &io->cache_stamp);
+	reg = azc_read_begin(c, q->geo.queue, io->tag, first, n, &azb_io(io)->cache_stamp);
 	if (reg == -EBUSY)
 		return azb_cache_defer(q, io);
 	azc_note_read(c, q->geo.queue, false);
-	io->cache_flags =
+	azb_io(io)->cache_flags =
 		(aligned && !sequential ? AZB_CACHE_FILL : 0) | (reg == 1 ? AZB_CACHE_READ : 0);
 	return false;
 }
@@ -188,9 +188,9 @@ static bool azb_cache_write(struct azbuse_queue *q, struct azbuse_io *io)
 		azc_drain_begin(c, false);
 		return azb_cache_defer(q, io);
 	}
-	if (azc_write_begin(c, q->geo.queue, io->tag, first, n, &io->cache_stamp, &alone))
+	if (azc_write_begin(c, q->geo.queue, io->tag, first, n, &azb_io(io)->cache_stamp, &alone))
 		return azb_cache_defer(q, io);
-	io->cache_flags =
+	azb_io(io)->cache_flags =
 		AZB_CACHE_WRITE | (alone ? AZB_CACHE_ALONE : 0) | (keep ? AZB_CACHE_KEEP : 0);
 	return false;
 }
@@ -216,7 +216,7 @@ static bool azb_cache_flush(struct azbuse_queue *q, struct azbuse_io *io)
 
 bool azb_cache_dispatch(struct azbuse_queue *q, struct azbuse_io *io)
 {
-	io->cache_flags = 0;
+	azb_io(io)->cache_flags = 0;
 	if (!q->cache)
 		return false;
 	if (io->op == AZBUSE_OP_FLUSH)
@@ -231,65 +231,65 @@ bool azb_cache_dispatch(struct azbuse_queue *q, struct azbuse_io *io)
 /* A read that went to the engine ended: what it got, as the kernel will see it. */
 static void *azb_cache_read_data(struct azbuse_io *io)
 {
-	if (io->result)
+	if (azb_io(io)->result)
 		return NULL;
-	if (!io->cqe_flags)
+	if (!azb_io(io)->cqe_flags)
 		return io->buf;
-	if (io->cqe_flags == AZBUSE_CQE_F_ZERO && io->buf) {
+	if (azb_io(io)->cqe_flags == AZBUSE_CQE_F_ZERO && io->buf) {
 		memset(io->buf, 0, io->len);
-		io->cqe_flags = 0;
+		azb_io(io)->cqe_flags = 0;
 		return io->buf;
 	}
-	return io->cqe_flags == AZBUSE_CQE_F_COPY ? io->copy_buf : NULL;
+	return azb_io(io)->cqe_flags == AZBUSE_CQE_F_COPY ? azb_io(io)->copy_buf : NULL;
 }
 
 static void azb_cache_read_done(struct azbuse_io *io, uint8_t flags)
 {
-	struct azc_cache *c = io->queue->cache;
-	uint32_t queue = io->queue->geo.queue;
+	struct azc_cache *c = azb_io(io)->queue->cache;
+	uint32_t queue = azb_io(io)->queue->geo.queue;
 	void *data = azb_cache_read_data(io);
 	uint64_t first;
 	uint32_t n;
 
 	azb_cache_span(io, &first, &n);
-	if ((flags & AZB_CACHE_READ) && data && data == io->copy_buf && io->buf) {
+	if ((flags & AZB_CACHE_READ) && data && data == azb_io(io)->copy_buf && io->buf) {
 		/* the engine's buffer is its own: the dirty blocks go over a copy */
 		memcpy(io->buf, data, io->len);
-		io->cqe_flags = 0;
+		azb_io(io)->cqe_flags = 0;
 		data = io->buf;
 	}
 	if (flags & AZB_CACHE_READ)
 		azc_read_end(c, queue, io->tag, io->offset, io->len, 1,
-			     io->cqe_flags == AZBUSE_CQE_F_REDIRECT ? NULL : data);
+			     azb_io(io)->cqe_flags == AZBUSE_CQE_F_REDIRECT ? NULL : data);
 	if ((flags & AZB_CACHE_FILL) && data)
-		azc_fill(c, first, n, io->cache_stamp, data);
+		azc_fill(c, first, n, azb_io(io)->cache_stamp, data);
 }
 
 void azb_cache_done(struct azbuse_io *io)
 {
-	struct azc_cache *c = io->queue->cache;
-	uint8_t flags = io->cache_flags;
+	struct azc_cache *c = azb_io(io)->queue->cache;
+	uint8_t flags = azb_io(io)->cache_flags;
 	const void *data = NULL;
 	uint64_t first;
 	uint32_t n;
 
 	if (!c || !flags || (flags & AZB_CACHE_CLEAN))
 		return;
-	io->cache_flags = 0;
+	azb_io(io)->cache_flags = 0;
 	if (flags & (AZB_CACHE_FILL | AZB_CACHE_READ)) {
 		azb_cache_read_done(io, flags);
 		return;
 	}
 	azb_cache_span(io, &first, &n);
 	/* handed to another queue: it comes back through that one */
-	if (io->cqe_flags == AZBUSE_CQE_F_REDIRECT && !io->result) {
-		azc_write_cancel(c, io->queue->geo.queue, io->tag, first, n);
+	if (azb_io(io)->cqe_flags == AZBUSE_CQE_F_REDIRECT && !azb_io(io)->result) {
+		azc_write_cancel(c, azb_io(io)->queue->geo.queue, io->tag, first, n);
 		return;
 	}
-	if ((flags & AZB_CACHE_KEEP) && !io->result && !io->cqe_flags)
+	if ((flags & AZB_CACHE_KEEP) && !azb_io(io)->result && !azb_io(io)->cqe_flags)
 		data = io->buf;
-	azc_write_end(c, io->queue->geo.queue, io->tag, first, n, io->cache_stamp,
-		      flags & AZB_CACHE_ALONE, io->result, data);
+	azc_write_end(c, azb_io(io)->queue->geo.queue, io->tag, first, n, azb_io(io)->cache_stamp,
+		      flags & AZB_CACHE_ALONE, azb_io(io)->result, data);
 }
 
 /* ---- the cleaner ---- */
@@ -306,19 +306,20 @@ bool azb_cache_clean_done(struct azbuse_queue *q, struct azbuse_io *io)
 	unsigned k;
 	int redirect = -1;
 
-	if (!cw || io < cw->ios || io >= cw->ios + AZB_CLEAN_IOS)
+	if (!cw || azb_io(io) < cw->ios || azb_io(io) >= cw->ios + AZB_CLEAN_IOS)
 		return false;
-	k = (unsigned)(io - cw->ios);
+	k = (unsigned)(azb_io(io) - cw->ios);
 	/* what the module does for the kernel's writes: the engine named its buffer */
-	if (io->cqe_flags == AZBUSE_CQE_F_COPY && !io->result && io->copy_buf)
-		memcpy(io->copy_buf, io->buf, io->len);
-	if (io->cqe_flags == AZBUSE_CQE_F_REDIRECT && !io->result)
-		redirect = io->redirect_queue;
-	if (io->result && io->result != -ENOSPC)
+	if (azb_io(io)->cqe_flags == AZBUSE_CQE_F_COPY && !azb_io(io)->result &&
+	    azb_io(io)->copy_buf)
+		memcpy(azb_io(io)->copy_buf, io->buf, io->len);
+	if (azb_io(io)->cqe_flags == AZBUSE_CQE_F_REDIRECT && !azb_io(io)->result)
+		redirect = azb_io(io)->redirect_queue;
+	if (azb_io(io)->result && azb_io(io)->result != -ENOSPC)
 		azb_log("cache: write-back of block %llu failed: %s",
-			(unsigned long long)cw->blk[k], strerror(-io->result));
+			(unsigned long long)cw->blk[k], strerror(-azb_io(io)->result));
 	azc_clean_end(q->cache, q->geo.queue, azb_clean_tag(q, k), cw->blk[k], cw->seq[k],
-		      io->result, redirect);
+		      azb_io(io)->result, redirect);
 	cw->busy_mask &= ~(1U << k);
 	q->outstanding--;
 	return true;
@@ -328,16 +329,16 @@ bool azb_cache_clean_done(struct azbuse_queue *q, struct azbuse_io *io)
 static void azb_clean_submit(struct azbuse_queue *q, unsigned k)
 {
 	struct azb_cache_worker *cw = q->cache_worker;
-	struct azbuse_io *io = &cw->ios[k];
+	struct azbuse_io *io = &cw->ios[k].io;
 
 	memset(io, 0, sizeof(*io));
 	io->op = AZBUSE_OP_WRITE;
 	io->offset = cw->blk[k] * AZBUSE_CACHE_BLOCK;
 	io->len = AZBUSE_CACHE_BLOCK;
 	io->buf = cw->bufs + (size_t)k * AZBUSE_CACHE_BLOCK;
-	io->queue = q;
+	azb_io(io)->queue = q;
 	io->tag = q->geo.nr_slots + k; /* (beyond the kernel's: never posted to it) */
-	io->cache_flags = AZB_CACHE_CLEAN;
+	azb_io(io)->cache_flags = AZB_CACHE_CLEAN;
 	cw->busy_mask |= 1U << k;
 	q->outstanding++;
 	q->ops->write(q->engine_queue, io);
@@ -380,7 +381,7 @@ static void azb_flushes_release(struct azbuse_queue *q, bool failed)
 
 	cw->flushes = cw->flushes_tail = NULL;
 	for (; io; io = next) {
-		next = io->next_done;
+		next = azb_io(io)->next_done;
 		cw->held--;
 		if (failed || !q->ops->flush)
 			azbuse_complete(io, failed ? -EIO : 0);
@@ -397,7 +398,7 @@ static void azb_deferred_retry(struct azbuse_queue *q)
 
 	cw->deferred = cw->deferred_tail = NULL;
 	for (; io; io = next) {
-		next = io->next_done;
+		next = azb_io(io)->next_done;
 		cw->held--;
 		azb_serve(q, io);
 	}

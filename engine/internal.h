@@ -23,6 +23,25 @@
 #define azb_store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define azb_load_relaxed(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 
+/* A request as libazbuse keeps it: what the engine sees, then libazbuse's own. */
+struct azb_io {
+	struct azbuse_io io; /* first: an engine's io is an azb_io */
+	struct azbuse_queue *queue;
+	struct azbuse_io *next_done; /* completions handed over from other threads */
+	uint32_t seq;
+	int32_t result;
+	uint32_t cqe_flags;	 /* AZBUSE_CQE_F_* */
+	void *copy_buf;		 /* AZBUSE_CQE_F_COPY */
+	uint16_t redirect_queue; /* AZBUSE_CQE_F_REDIRECT */
+	uint8_t cache_flags;	 /* the cache's part in it (cache_io.c) */
+	uint64_t cache_stamp;	 /* the cache's write stamp when it was dispatched */
+};
+
+static inline struct azb_io *azb_io(struct azbuse_io *io)
+{
+	return (struct azb_io *)io;
+}
+
 /* The worker's side of one attached queue. */
 struct azbuse_queue {
 	int fd;
@@ -37,7 +56,7 @@ struct azbuse_queue {
 	uint32_t cq_tail;      /* private copy of what we posted */
 	uint32_t cq_committed; /* cq_tail at the last COMMIT */
 	uint32_t outstanding;  /* dispatched to the engine, not yet completed */
-	struct azbuse_io *ios; /* one per tag */
+	struct azb_io *ios;    /* one per tag */
 
 	const struct azbuse_engine_ops *ops;
 	void *engine_queue;

@@ -12,6 +12,7 @@
 #include <numa.h>
 #include <poll.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,13 @@
 
 #define AZB_OUTSTANDING_WAIT_MS 30000
 
+/* Engines built against an earlier libazbuse read these fields where they were. */
+_Static_assert(offsetof(struct azbuse_io, flags) == 8 && offsetof(struct azbuse_io, offset) == 16 &&
+		       offsetof(struct azbuse_io, len) == 24 &&
+		       offsetof(struct azbuse_io, buf) == 32 &&
+		       offsetof(struct azbuse_io, engine_data) == 40,
+	       "struct azbuse_io's public fields moved");
+
 static _Thread_local struct azbuse_queue *azb_current_queue;
 
 struct azc_cache *azb_device_cache;
@@ -35,11 +43,12 @@ static void azb_post_cqe(struct azbuse_queue *q, struct azbuse_io *io)
 	if (io->tag >= q->geo.nr_slots && azb_cache_clean_done(q, io))
 		return; /* the cache's own write-back */
 	cqe->tag = io->tag;
-	cqe->seq = io->seq;
-	cqe->result = io->result;
-	cqe->flags = io->result ? 0 : io->cqe_flags;
-	cqe->addr = io->cqe_flags == AZBUSE_CQE_F_REDIRECT ? io->redirect_queue
-							   : (uintptr_t)io->copy_buf;
+	cqe->seq = azb_io(io)->seq;
+	cqe->result = azb_io(io)->result;
+	cqe->flags = azb_io(io)->result ? 0 : azb_io(io)->cqe_flags;
+	cqe->addr = azb_io(io)->cqe_flags == AZBUSE_CQE_F_REDIRECT
+			    ? azb_io(io)->redirect_queue
+			    : (uintptr_t)azb_io(io)->copy_buf;
 	cqe->reserved = 0;
 	q->cq_tail++;
 	q->requests++;
@@ -49,10 +58,10 @@ static void azb_post_cqe(struct azbuse_queue *q, struct azbuse_io *io)
 /* Post a completion now (the worker's thread) or hand it to the worker. */
 static void azb_complete(struct azbuse_io *io, int result)
 {
-	struct azbuse_queue *q = io->queue;
+	struct azbuse_queue *q = azb_io(io)->queue;
 	struct azbuse_io *head;
 
-	io->result = result;
+	azb_io(io)->result = result;
 	azb_cache_done(io);
 	if (azb_current_queue == q) {
 		azb_post_cqe(q, io);
@@ -61,7 +70,7 @@ static void azb_complete(struct azbuse_io *io, int result)
 	/* another thread: hand it to the worker, and wake the worker if it sleeps */
 	head = atomic_load_explicit(&q->remote_done, memory_order_relaxed);
 	do {
-		io->next_done = head;
+		azb_io(io)->next_done = head;
 	} while (!atomic_compare_exchange_weak(&q->remote_done, &head, io));
 	/* seq_cst on both sides: either the worker sees our io before it sleeps, or we see it
 	 * asleep */
@@ -71,27 +80,27 @@ static void azb_complete(struct azbuse_io *io, int result)
 
 void azbuse_complete(struct azbuse_io *io, int result)
 {
-	io->cqe_flags = 0;
+	azb_io(io)->cqe_flags = 0;
 	azb_complete(io, result);
 }
 
 void azbuse_complete_copy(struct azbuse_io *io, void *buf)
 {
-	io->cqe_flags = AZBUSE_CQE_F_COPY;
-	io->copy_buf = buf;
+	azb_io(io)->cqe_flags = AZBUSE_CQE_F_COPY;
+	azb_io(io)->copy_buf = buf;
 	azb_complete(io, 0);
 }
 
 void azbuse_complete_zeroes(struct azbuse_io *io)
 {
-	io->cqe_flags = AZBUSE_CQE_F_ZERO;
+	azb_io(io)->cqe_flags = AZBUSE_CQE_F_ZERO;
 	azb_complete(io, 0);
 }
 
 void azbuse_complete_redirect(struct azbuse_io *io, uint16_t queue)
 {
-	io->cqe_flags = AZBUSE_CQE_F_REDIRECT;
-	io->redirect_queue = queue;
+	azb_io(io)->cqe_flags = AZBUSE_CQE_F_REDIRECT;
+	azb_io(io)->redirect_queue = queue;
 	azb_complete(io, 0);
 }
 
@@ -101,7 +110,7 @@ uint32_t azbuse_queue_drain_remote(struct azbuse_queue *q)
 		atomic_exchange_explicit(&q->remote_done, NULL, memory_order_acquire);
 	uint32_t n = 0;
 
-	for (; io; io = io->next_done, n++)
+	for (; io; io = azb_io(io)->next_done, n++)
 		azb_post_cqe(q, io);
 	return n;
 }
@@ -136,23 +145,23 @@ static void azb_dispatch(struct azbuse_queue *q, const struct azbuse_sqe *sqe)
 			sqe->tag);
 		return;
 	}
-	io = &q->ios[sqe->tag];
+	io = &q->ios[sqe->tag].io;
 	io->op = sqe->op;
 	io->ioprio = sqe->ioprio;
 	io->flags = sqe->flags;
 	io->offset = sqe->sector << 9;
 	io->len = sqe->len;
 	io->tag = sqe->tag;
-	io->seq = sqe->seq;
-	io->queue = q;
+	azb_io(io)->seq = sqe->seq;
+	azb_io(io)->queue = q;
 	io->buf = (char *)q->data_map + (size_t)sqe->tag * q->geo.slot_bytes;
 	/* user copy: a write's data reaches the engine only through azbuse_complete_copy() */
 	if (io->op == AZBUSE_OP_WRITE && (q->geo.features & AZBUSE_F_USER_COPY))
 		io->buf = NULL;
 	io->engine_data[0] = io->engine_data[1] = NULL;
-	io->cqe_flags = 0;
-	io->copy_buf = NULL;
-	io->cache_flags = 0;
+	azb_io(io)->cqe_flags = 0;
+	azb_io(io)->copy_buf = NULL;
+	azb_io(io)->cache_flags = 0;
 	q->outstanding++;
 
 	if ((io->op == AZBUSE_OP_READ || io->op == AZBUSE_OP_WRITE) &&

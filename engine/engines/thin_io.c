@@ -663,7 +663,7 @@ int thin_commit_waiting(struct thin_queue *tq)
 	}
 	tq->nr_wait_plans = tq->nr_wait_copies = 0;
 	for (i = 0; i < tq->nr_wait_ios; i++)
-		thin_complete(tq, tq->wait_ios[i], ret ? -EIO : tq->wait_ios[i]->result);
+		thin_complete(tq, tq->wait_ios[i], ret ? -EIO : 0);
 	tq->nr_wait_ios = 0;
 	return ret;
 }
@@ -809,7 +809,6 @@ static void thin_end_write(struct thin_queue *tq, struct azbuse_io *io, int ret,
 	if (!ret && (io->flags & AZBUSE_RQ_FUA))
 		ret = thin_make_durable(tq);
 	else if (deferred && !ret) {
-		io->result = 0;
 		tq->wait_ios[tq->nr_wait_ios++] = io;
 		return;
 	}

@@ -47,27 +47,20 @@ struct azbuse_control;
  */
 #define AZBUSE_CAP_USER_COPY (1u << 7)
 
-/* One request. The engine reads these fields and must not change them. */
+/*
+ * One request. The engine reads these fields and must not change them
+ * (engine_data is its own); libazbuse keeps its own state about the
+ * request elsewhere.
+ */
 struct azbuse_io {
 	uint8_t op;	      /* AZBUSE_OP_* */
 	uint16_t ioprio;      /* IOPRIO_PRIO_VALUE(class, level) */
+	uint32_t tag;	      /* the request's tag in its queue (for tracing) */
 	uint64_t flags;	      /* AZBUSE_RQ_* */
 	uint64_t offset;      /* bytes */
 	uint32_t len;	      /* bytes */
 	void *buf;	      /* READ: fill len bytes; WRITE: len bytes to store */
 	void *engine_data[2]; /* free for the engine while the request is in flight */
-
-	/* libazbuse's own */
-	struct azbuse_queue *queue;
-	struct azbuse_io *next_done;
-	uint32_t tag;
-	uint32_t seq;
-	int32_t result;
-	uint32_t cqe_flags;	 /* AZBUSE_CQE_F_* */
-	void *copy_buf;		 /* AZBUSE_CQE_F_COPY */
-	uint16_t redirect_queue; /* AZBUSE_CQE_F_REDIRECT */
-	uint8_t cache_flags;	 /* the cache's part in it (worker.c) */
-	uint64_t cache_stamp;	 /* the cache's write stamp when it was dispatched */
 };
 
 /* Key/value options given to the engine (--size, --path, -o key=value). */
