@@ -6,9 +6,9 @@
 # Downloads linux-image-KVER with `apt-get download`, extracts it with
 # `dpkg-deb -x` into ${AZBUSE_VM_CACHE:-/var/cache/azbuse-vm}/KVER, runs
 # depmod on the extracted tree and prints that directory. KVER defaults to
-# the newest /usr/src/linux-headers-*-amd64, so the VM boots the kernel the
-# module is built against (the backports 6.12 one when Debian 12's 6.1 headers
-# are installed too; pass e.g. 6.1.0-56-amd64 for 6.1, as run-6.1.sh does).
+# the one whose headers tests/vm/headers.sh prepared (the newest 6.12), so the
+# VM boots the kernel the module is built against (pass e.g. 6.1.0-56-amd64
+# for 6.1, as run-6.1.sh does).
 # The result holds boot/vmlinuz-KVER and
 # lib/modules/KVER; a stamp file makes later runs instant.
 set -euo pipefail
@@ -20,10 +20,12 @@ die() {
 
 kver=${1:-}
 if [ -z "$kver" ]; then
-	hdr=$(find /usr/src -maxdepth 1 -name 'linux-headers-*-amd64' -printf '%f\n' |
-		sed 's/^linux-headers-//' | sort -V | tail -n 1)
-	[ -n "$hdr" ] || die "no /usr/src/linux-headers-*-amd64 found: install linux-headers-amd64 (tests/vm/install-deps.sh) or pass KVER"
-	kver=$hdr
+	# the kernel whose headers the module is built against: tests/vm/headers.sh's
+	# newest 6.12+, else the newest installed
+	hdr=$("$(dirname "$0")/headers.sh" --find 6.12 2>/dev/null) ||
+		hdr=$(find /usr/src -maxdepth 1 -name 'linux-headers-*-amd64' | sort -V | tail -n 1)
+	[ -n "$hdr" ] || die "no kernel headers: run tests/vm/install-deps.sh (or tests/vm/headers.sh --newest 6.12), or pass KVER"
+	kver=${hdr##*/linux-headers-}
 fi
 
 cache=${AZBUSE_VM_CACHE:-/var/cache/azbuse-vm}

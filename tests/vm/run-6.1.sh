@@ -10,8 +10,8 @@
 # every case). --timeout, --out, --cpus, --mem and --numa go to vm-run.sh
 # (default timeout here: 900 s). Steps:
 #   1. copies kmod/ and include/ to BUILD/kmod-6.1/ and builds the module
-#      there against /usr/src/linux-headers-KVER (KVER defaults to the newest
-#      installed 6.1.0-*-amd64: tests/vm/install-deps.sh installs it);
+#      there against KVER's headers, unpacked by tests/vm/headers.sh (KVER
+#      defaults to the newest 6.1.0-*-amd64 there: install-deps.sh prepares it);
 #   2. boots KVER with tests/vm/vm-run.sh (tests/vm/kernel.sh fetches the
 #      matching linux-image) and, in the guest, puts the 6.1 module in place
 #      of kmod/azbuse.ko (in the guest's throw-away overlay only, as
@@ -72,13 +72,13 @@ cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=(05-smoke)
 [ "${cases[*]}" != all ] || cases=()
 
-if [ -z "$kver" ]; then
-	kver=$(find /usr/src -maxdepth 1 -name 'linux-headers-6.1.0-*-amd64' -printf '%f\n' |
-		sed 's/^linux-headers-//' | sort -V | tail -n 1)
-	[ -n "$kver" ] || die "no /usr/src/linux-headers-6.1.0-*-amd64: run tests/vm/install-deps.sh"
+if [ -n "$kver" ]; then
+	kdir=$("$here/headers.sh" "$kver") || die "no headers for $kver"
+else
+	kdir=$("$here/headers.sh" --find 6.1) ||
+		die "no 6.1 headers: run tests/vm/install-deps.sh (or tests/vm/headers.sh --newest 6.1)"
+	kver=${kdir##*/linux-headers-}
 fi
-kdir=/usr/src/linux-headers-$kver
-[ -d "$kdir" ] || die "no $kdir: install linux-headers-$kver (tests/vm/install-deps.sh)"
 
 build=${AZBUSE_BUILD_DIR:-$root/build}
 build=$(cd "$build" 2>/dev/null && pwd) || die "no build directory '$build': build userspace first"

@@ -14,7 +14,7 @@
 # directory, shared read-write with the host (use it to keep artifacts).
 # `modprobe` works in the guest (brd, null_blk, nbd, ...).
 #
-#   --kver KVER      kernel to boot (default: newest /usr/src/linux-headers-*-amd64)
+#   --kver KVER      kernel to boot (default: the one tests/vm/headers.sh prepared headers of)
 #   --mem SIZE       guest memory, QEMU syntax (default 2G)
 #   --cpus N         vCPUs (default 2)
 #   --numa           two NUMA nodes (one socket each), CPUs and memory split evenly
