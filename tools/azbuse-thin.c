@@ -127,6 +127,28 @@ static void print_created(const struct thin_ctx *c, const struct azb_volume *v)
 
 /* ---- init ---- */
 
+/* The settings that may change after init, from the arguments, over s. */
+static int set_settings(const struct thin_ctx *c, const struct thin_args *a,
+			struct azb_pool_settings *s)
+{
+	const char *v;
+
+	if ((v = thin_arg(a, "--limit")) && strcmp(v, "none") &&
+	    parse_size_opt(c, "--limit", v, &s->limit_bytes))
+		return EXIT_USAGE;
+	if (v && !strcmp(v, "none"))
+		s->limit_bytes = 0;
+	if ((v = thin_arg(a, "--meta-cache")) &&
+	    parse_size_opt(c, "--meta-cache", v, &s->meta_cache_bytes))
+		return EXIT_USAGE;
+	if ((v = thin_arg(a, "--map-cache")) &&
+	    parse_size_opt(c, "--map-cache", v, &s->map_cache_bytes))
+		return EXIT_USAGE;
+	if ((v = thin_arg(a, "--low-space")) && parse_uint(v, 100, "%", &s->low_space_percent))
+		return thin_bad_usage(c, "--low-space %s: must be a percentage from 1 to 100", v);
+	return 0;
+}
+
 static int init_settings(const struct thin_ctx *c, const struct thin_args *a,
 			 struct azb_pool_settings *s)
 {
@@ -138,19 +160,10 @@ static int init_settings(const struct thin_ctx *c, const struct thin_args *a,
 		return EXIT_USAGE;
 	if ((v = thin_arg(a, "--stripe")) && parse_size_opt(c, "--stripe", v, &s->stripe_size))
 		return EXIT_USAGE;
-	if ((v = thin_arg(a, "--limit")) && parse_size_opt(c, "--limit", v, &s->limit_bytes))
-		return EXIT_USAGE;
-	if ((v = thin_arg(a, "--meta-cache")) &&
-	    parse_size_opt(c, "--meta-cache", v, &s->meta_cache_bytes))
-		return EXIT_USAGE;
-	if ((v = thin_arg(a, "--map-cache")) &&
-	    parse_size_opt(c, "--map-cache", v, &s->map_cache_bytes))
-		return EXIT_USAGE;
 	if ((v = thin_arg(a, "--shards")) && parse_uint(v, AZB_SHARDS_MAX, NULL, &s->nr_shards))
 		return thin_bad_usage(c, "--shards %s: must be 1 to %d", v, AZB_SHARDS_MAX);
-	if ((v = thin_arg(a, "--low-space")) && parse_uint(v, 100, "%", &s->low_space_percent))
-		return thin_bad_usage(c, "--low-space %s: must be a percentage from 1 to 100", v);
-	return 0;
+	/* and what may change later too (azbuse-thin set) */
+	return set_settings(c, a, s);
 }
 
 static void print_settings(const struct thin_ctx *c, const char *head,
@@ -217,28 +230,6 @@ static int cmd_init(struct thin_ctx *c, const struct thin_args *a)
 }
 
 /* ---- set ---- */
-
-/* The settings that may change after init, from the arguments, over s. */
-static int set_settings(const struct thin_ctx *c, const struct thin_args *a,
-			struct azb_pool_settings *s)
-{
-	const char *v;
-
-	if ((v = thin_arg(a, "--limit")) && strcmp(v, "none") &&
-	    parse_size_opt(c, "--limit", v, &s->limit_bytes))
-		return EXIT_USAGE;
-	if (v && !strcmp(v, "none"))
-		s->limit_bytes = 0;
-	if ((v = thin_arg(a, "--meta-cache")) &&
-	    parse_size_opt(c, "--meta-cache", v, &s->meta_cache_bytes))
-		return EXIT_USAGE;
-	if ((v = thin_arg(a, "--map-cache")) &&
-	    parse_size_opt(c, "--map-cache", v, &s->map_cache_bytes))
-		return EXIT_USAGE;
-	if ((v = thin_arg(a, "--low-space")) && parse_uint(v, 100, "%", &s->low_space_percent))
-		return thin_bad_usage(c, "--low-space %s: must be a percentage from 1 to 100", v);
-	return 0;
-}
 
 /* A served pool's daemon takes the new settings at once. */
 static int set_tell_daemon(const struct thin_ctx *c)
