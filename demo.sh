@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # demo.sh: the azbuse demo, on a fresh Debian 12 machine as root. Installs what
 # is missing, builds azbuse, boots Debian's 6.12 kernel in QEMU (this machine's
 # own kernel is not touched), and there creates /dev/azbuse1 on the mem engine,

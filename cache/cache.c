@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * cache.c - the RAM cache tier's shared region (see cache.h): partitions of
  * slots, each with a hash index, its eviction queues, a ghost table and a

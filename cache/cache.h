@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * cache.h - the RAM cache tier: data blocks of one device in one shared
  * memory region that every queue worker of the device uses, whichever

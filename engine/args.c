@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * args.c - the device command line shared by azbusectl add and every
  * engine program built with azbuse_main(): parse it into device options,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * cache_ctl.c - the supervisor's side of the RAM cache: the control
  * socket's "cache ..." requests (state and counters, mode, policy, dirty

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * cache_io.c - the worker's side of the RAM cache (cache/): what each
  * request does with it on the way to the engine and back, and the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * cli.c - azbuse_main(): the whole command line of an engine program, so
  * that an engine author writes the ops table and a one-line main().

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * control.c - talking to a running device: the supervisor's control socket
  * (AZBUSE_CONTROL_DIR/azbuse<N>.sock: one request line in, output lines and

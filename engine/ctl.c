@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * ctl.c - thin wrappers around the /dev/azbusectl ioctls, returning
  * 0 or -errno.

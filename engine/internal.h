@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * internal.h - libazbuse's private declarations: the worker's view of one
  * queue, logging, the shared-ring memory-ordering helpers and the device

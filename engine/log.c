@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * log.c - one-line messages on stderr, prefixed with who says them
  * (e.g. "azbuse1 worker 0: ") and how much they matter. Under systemd

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * parse.c - parsing of what users type: sizes in human units and engine
  * options.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * persist.c - a device's configuration, saved by its supervisor in
  * /run/azbuse/azbuse<ID>.conf, so that `azbusectl add ID --recover` can

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * supervisor.c - runs one device: sets the engine up, adds the device,
  * forks a worker process per queue, starts the device once every queue is

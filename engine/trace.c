@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * trace.c - one line per request as the engine receives it, a small
  * blktrace of the engine's side (--trace FILE): queue, tag, op, offset,

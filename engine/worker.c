@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * worker.c - the queue worker: one process per hardware queue, pinned to
  * the queue's CPUs and NUMA node. It takes requests from the mmaped

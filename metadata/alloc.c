@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * alloc.c - physical chunk allocation in a shard: a high-water mark plus a
  * free set ('f' keys), lowest free chunk first, a quota, chunks reserved in

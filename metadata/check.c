@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * check.c - consistency checks: a shard (entries and tombstones, free set,
  * counters, data file size against a recount) and pool.db (volumes and

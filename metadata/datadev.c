@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * datadev.c - a pool's data on a raw block device (azbuse-thin init --data):
  * the device's header and each shard's region of it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * discard.c - unmapping a logical chunk of a writable head: the volume's own
  * chunk that no snapshot or clone sees is punched and freed; a tombstone is

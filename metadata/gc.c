@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * gc.c - garbage collection of a shard: an entry (ns, L, e) is kept while a
  * hold h of ns sees it (e <= h < the next newer entry's epoch, not hidden by

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * keys.c - encodings of the metadata store's keys and values: big-endian
  * numbers so RocksDB's bytewise order is numeric order, a one-byte kind

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * lock.c - DIR/daemon.lock: an flock held by the process serving a pool, with
  * its pid written in the file, so a second daemon refuses the pool and tools

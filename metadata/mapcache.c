@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * mapcache.c - the map cache: per (ns, L), the newest mapping entries a
  * shard's DB holds, so lookups and write plans seldom read RocksDB, and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * meta.h - the thin-provisioning metadata store: pools, volumes, snapshots,
  * clones and the per-shard chunk mappings, kept in RocksDB (C API).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * meta_internal.h - what the metadata store's files share: the RocksDB handle
  * wrapper, key and value encodings, the pool and shard structs. Not for users

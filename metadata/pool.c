@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * pool.c - the pool directory and its pool.db: init, open (read-write or
  * read-only), close, settings, counters, and reading/writing volume and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * pool_ops.c - volume management in pool.db: create, snapshot, clone,
  * rollback, delete, resize. Each is one synced WriteBatch (-EROFS on a pool

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * pubmap.c - the published map (see pubmap.h), laid out as the module's
  * direct map (struct azbuse_map_hdr, uapi.h): the header with the write

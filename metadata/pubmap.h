@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * pubmap.h - the published map of a served thin volume: for each logical
  * chunk, what the owner of its shard knows of it, in shared memory that

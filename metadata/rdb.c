@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * rdb.c - the RocksDB handle used by pool.db and the shard DBs: options that
  * keep metadata RAM bounded, open (read-write or read-only)/close with one

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * seen.c - which chunks of a namespace have ever had a mapping entry in a
  * shard, by segments of AZB_SEEN_SEG_CHUNKS chunks, so that a first write

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * settings.c - pool settings (defaults, validation, the metadata RAM bound),
  * the default pool directory, the chunk-to-shard rule and volume name rules;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * shard.c - one shard: its meta.db and data file. Create (pool init), open
  * (read-write or read-only) with the pool geometry checked, close, sync, the

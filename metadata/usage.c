@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * usage.c - accounting: a shard's allocation counters, and per view (volume
  * or snapshot) how many of the shard's chunks it sees (a tombstone is no

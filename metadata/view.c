@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * view.c - what pool.db implies for the shards: the view of a volume or
  * snapshot (its chain of (ns, max_epoch) links) and the holds on every

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * write.c - the write path decision for one logical chunk: overwrite the
  * volume's own chunk in place when no snapshot or clone can see it, else

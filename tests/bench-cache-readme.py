@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """bench-cache-readme.py: puts the cache benchmark of a tests/vm/bench-cache.sh
 run into the README, so that its figures come from the run kept in
 docs/bench/cache.log, never by hand.

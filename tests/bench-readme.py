@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """bench-readme.py: puts the overview of a tests/bench.sh run into the README,
 so that the figures there come from the run in docs/bench/, never by hand.
 

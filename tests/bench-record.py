@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """bench-record.py: turns what one VM run of tests/vm/bench-matrix.sh left in
 its output directory into records, one JSON object per line, on stdout
 (tests/bench.sh runs it on the host: python starts slowly in the emulated

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """bench-report.py: the report of tests/bench.sh, from the records the VM
 runs wrote (tests/vm/bench-matrix.sh, one JSON object per line).
 

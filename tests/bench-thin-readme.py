@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """bench-thin-readme.py: puts the thin-beside-dm-thin table of a
 tests/vm/bench-thin.sh run into the README, so that its figures come from
 the run kept in docs/bench/, never by hand.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # bench-thin.sh: the thin engine beside the kernel's dm-thin, run on the
 # host. Boots the test VM once (tests/vm/vm-run.sh, 2 vCPUs) and runs
 # tests/vm/bench-thin.sh in it (which says what is measured and how); keeps

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # bench.sh: the azbuse benchmark, run on the host. Boots the test VM twice
 # (tests/vm/vm-run.sh): once with 2 vCPUs to run the same fio jobs on every
 # device (in-kernel: brd, null_blk, loop, dm-thin, dm-cache; nbd through

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # run-all.sh: every azbuse test, on a fresh Debian 12 machine as root.
 # Installs what is missing, builds, runs the unit tests (also under ASan and
 # UBSan), then boots the 6.12 kernel in QEMU and runs the VM suite against the

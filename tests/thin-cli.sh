@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # thin-cli.sh - azbuse-thin on temporary pools, on the host (no kernel
 # needed): help and usage errors, every command's normal path and JSON, name
 # checks, a corrupt pool, a pool held by another process, and a pool served

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # thin-readme.sh - the README's thin commands exactly as written, in that
 # order, against the default pool location (/var/lib/azbuse/pool) on a fresh
 # machine: run in a private mount namespace whose /var/lib and /run are empty

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # units.sh - what the boot and naming pieces can show without a kernel:
 # azbuse-pool@.service passes `systemd-analyze verify` (its ExecStart pointed
 # at this build's azbuse-thin), and the udev helper names a thin device
@@ -138,4 +139,9 @@ ctl_rc 0 list --help
 "$BUILD/tools/azbusectl" version >"$WORK/out" 2>"$WORK/err" || true
 grep -q "^azbusectl [0-9.]*, ABI [0-9]*" "$WORK/out" || fail "version: $(cat "$WORK/out" "$WORK/err")"
 echo "units: azbusectl refuses unknown options, extra arguments and missing values"
+# --- every file says its license -------------------------------------------------------------
+missing=$(cd "$SRC" && git ls-files 2>/dev/null | grep -Ev '^(docs/bench/|COPYING|LICENSE$|README.md$|\.clang-format$|\.gitignore$)|\.(png|json|log|md)$' |
+	while read -r f; do head -n 3 "$f" | grep -q 'SPDX-License-Identifier' || echo "$f"; done)
+[ -z "$missing" ] || fail "files without an SPDX-License-Identifier line: $missing"
+echo "units: every file carries an SPDX license line"
 echo "units: all passed"

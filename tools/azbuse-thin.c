@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * azbuse-thin.c - the command line of thin pools: create a pool, and create,
  * list, describe, snapshot, clone, roll back, delete and resize its volumes;

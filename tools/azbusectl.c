@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * azbusectl.c - the azbuse command line: add a device served by a built-in
  * engine, remove, list and describe devices. Tables for people, --json for

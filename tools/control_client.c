@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * control_client.c - the tools' side of a device's control socket
  * (RUN_DIR/azbuse<N>.sock): one request line, then output lines and a last

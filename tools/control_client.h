@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * control_client.h - a request to a device's control socket, for the tools.
  */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * thin_activate.c - azbuse-thin activate and deactivate: which volumes of a
  * pool are served as devices, recorded in the pool (AZB_VOL_F_ACTIVE) so

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * thin_check.c - `azbuse-thin check`: pool.db's own check, then every shard
  * against the pool's holds, one line per problem; the pool must not be served.

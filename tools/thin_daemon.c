@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * thin_daemon.c - azbuse-thin's side of a served pool: which azbuse devices
  * serve which volumes of it (from /dev/azbusectl and the supervisors' saved

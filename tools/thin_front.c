@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * thin_front.c - azbuse-thin as the user runs it. A live snapshot of a
  * served volume it takes itself: one request to the serving daemon's control

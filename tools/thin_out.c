@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * thin_out.c - printing for azbuse-thin: sizes for people, JSON strings, and
  * the one-line error messages on stderr that always name the pool.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * thin_pool.c - how azbuse-thin gets at a pool: the daemon lock (taken for
  * the length of a command so that no daemon starts serving meanwhile, or

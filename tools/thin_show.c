@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * thin_show.c - the commands that only read a pool: list, info and usage.
  * They open pool.db and the shards read-only, so they work the same whether

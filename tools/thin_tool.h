@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * thin_tool.h - what the parts of azbuse-thin (the thin pool command line)
  * share: the command context and arguments (azbuse-thin.c), the reading

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * engines.h - the built-in engines (null, mem, file, thin): not part of
  * libazbuse, which an engine links, but a library of their own beside it

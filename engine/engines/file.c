@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * file.c - the file engine: passthrough to a file or block device
  * (--path PATH). Each worker keeps its queue's requests in flight through

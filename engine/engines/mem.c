@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * mem.c - the mem engine: a RAM disk of --size bytes in one shared memory
  * file that the supervisor creates and every worker process maps, so any

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * null.c - the null engine: completes every request at once; reads return
  * zeros, writes are dropped. The floor of azbuse's own overhead.

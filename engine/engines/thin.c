@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * thin.c - the thin engine: serves a volume, snapshot (read-only) or clone
  * of a thin pool (metadata/: RocksDB, sparse backing files per shard).

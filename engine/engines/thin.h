@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * thin.h - the thin engine's shared types: the engine (set up in the
  * supervisor, inherited by every worker it forks) and a worker's queue.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * thin_control.c - managing a pool while one of its volumes is served.
  * The supervisor gets requests on the device's control socket (from

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * thin_io.c - the thin engine's data path. A request is cut into pieces,
  * one per thin chunk. A worker serves a piece of any shard's chunk that the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * thin_keeper.c - the keeper: a child of the thin engine's supervisor that
  * keeps pool.db open for writing between requests, so that a live snapshot

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * thin_pool.c - pool.db for the thin engine's supervisor, read and written
  * in a short-lived child process. Opening any RocksDB starts its

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * thin_pub.c - the thin engine's use of the published map (metadata/
  * pubmap.h): the owner of a shard publishes what its chunks map to, every

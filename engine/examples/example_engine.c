@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * example_engine.c - a complete azbuse engine: a RAM disk.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * azbuse/azbuse.h - for programs that create and manage azbuse devices:
  * the control-device calls, and running a device served by an engine

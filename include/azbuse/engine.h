@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * azbuse/engine.h - the API a storage engine implements: one ops table of
  * callbacks, called in worker processes with requests exactly as the block

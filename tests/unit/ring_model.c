@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * ring_model.c - the kernel side of one azbuse queue, modelled in userspace
  * for the unit tests (see ring_model.h). Layout and checks follow

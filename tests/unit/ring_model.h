@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * ring_model.h - a userspace model of the kernel side of one azbuse queue,
  * for the unit tests: a ring region and data area in ordinary memory laid

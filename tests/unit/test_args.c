@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * test_args.c - engine/args.c: azbuse_parse_device_args (the device command
  * line, given without the program/command name) into device options and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * test_cache.c - the RAM cache tier's region (cache/cache.c, compiled in
  * here to reach a partition's lock): hits and misses, S3-FIFO keeping a hot

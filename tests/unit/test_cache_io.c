@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * test_cache_io.c - the worker's side of the RAM cache (engine/cache_io.c)
  * in write-back mode, on the kernel model of ring_model.c and a RAM store

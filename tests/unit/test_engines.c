@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * test_engines.c - the built-in engines (engine/engines/mem.c and null.c)
  * through their ops tables, with requests going through a real worker queue

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * test_log.c - engine/log.c: each line says who, how much it matters and
  * (outside the journal) when; under systemd (stderr is $JOURNAL_STREAM) the

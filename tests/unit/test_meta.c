@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * test_meta.c - metadata/: the thin-provisioning metadata store on a real
  * RocksDB in a temporary directory: pool init/open/settings, names, volume

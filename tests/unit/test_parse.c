@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * test_parse.c - engine/parse.c: azbuse_parse_size (plain numbers and
  * power-of-1024 units, what it rejects, overflow) and azbuse_config_option.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * test_pubmap.c - the published map (metadata/pubmap.c): what a reader
  * finds for each kind of entry, write epochs (a snapshot makes every owned

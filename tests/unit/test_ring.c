@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * test_ring.c - the worker's side of the ring protocol (engine/worker.c:
  * azbuse_queue_map, azbuse_queue_turn, azbuse_complete) against a userspace

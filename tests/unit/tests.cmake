@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Unit tests: one azbuse_add_unit_test() per test file.
 azbuse_add_unit_test(test_ring unit/ring_model.c)
 azbuse_add_unit_test(test_parse)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # bench-baseline.sh: baseline block-device numbers to compare azbuse against.
 # Runs INSIDE the test VM (as root), e.g.
 #   tests/vm/vm-run.sh -- tests/vm/bench-baseline.sh

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # bench-cache.sh: runs INSIDE the test VM. The RAM cache tier in front of a
 # thin volume whose pool is on a slow disk, beside the same volume without
 # it, dm-cache over the same slow disk, and the mem engine, in one VM run.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # shellcheck shell=bash
 # bench-devices.sh: sets up and tears down each device that bench-matrix.sh
 # measures, inside the test VM (sourced, not run). One device at a time:

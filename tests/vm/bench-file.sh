@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # bench-file.sh: runs INSIDE the test VM. fio 4k random read and write at
 # queue depth 32 on a loop device and on azbuse's file engine over the same
 # file (on ext4 on brd), buffered and with O_DIRECT on the backing file, all

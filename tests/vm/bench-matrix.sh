@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # bench-matrix.sh: runs INSIDE the test VM (started by tests/bench.sh). Runs
 # the same fio jobs on every device, one device at a time, and leaves what
 # each fio run measured in the output directory; the host turns that into

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # bench-thin.sh: runs INSIDE the test VM. azbuse's thin engine beside the
 # kernel's dm-thin, both on the same RAM-backed storage (brd), in this one VM
 # run, with the ratios azbuse/dm-thin.

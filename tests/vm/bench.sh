@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # bench.sh: runs INSIDE the test VM. fio 4k random read and write at queue
 # depth 32 on brd and null_blk (the in-kernel limits) and on azbuse's null
 # and mem engines, all in this one VM run, and prints each azbuse figure as

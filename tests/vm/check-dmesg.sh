@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # check-dmesg.sh: fails if a kernel log shows kernel trouble (oops, BUG,
 # WARNING, lockdep, RCU, hung task, KASAN/UBSAN, list corruption, lockups...).
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # demo-guest.sh: the demo's part inside the VM (run by ../../demo.sh): a
 # filesystem on a block device whose every request is served by a userspace
 # process, then a thin volume with a snapshot, narrated in plain words.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # headers.sh: a Debian kernel's headers to build azbuse.ko against, without
 # installing them.
 #

@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # initramfs-init.sh: /init of the test VM's initramfs (built by vm-run.sh, run
 # by busybox sh as PID 1 inside the guest).
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # install-deps.sh: installs, on a Debian 12 host, everything azbuse needs to build
 # and to run its tests (userspace build deps, QEMU), and prepares the kernel
 # headers the module is built against, unpacked into the VM cache by

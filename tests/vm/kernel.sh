@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # kernel.sh: prepares a Debian kernel for the test VM without installing it.
 #
 #   tests/vm/kernel.sh [KVER]

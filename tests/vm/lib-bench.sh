@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # lib-bench.sh: fio helpers for block-device benchmarks in the test VM, sourced
 # by bench-baseline.sh and by the azbuse benchmarks.
 #

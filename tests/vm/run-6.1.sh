@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # run-6.1.sh: builds azbuse.ko for Debian 12's own 6.1 kernel and runs VM test
 # cases on that kernel with that module, leaving kmod/ (the 6.12 build) alone.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # run-suite.sh: the VM integration suite. Runs INSIDE the guest, as root:
 #
 #   tests/vm/vm-run.sh --timeout 1500 -- tests/vm/run-suite.sh [CASE...]

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # thin-hard-stop.sh: thin volumes across hard power-offs. Boots the VM several
 # times on one sparse disk image (/dev/vda in the guest):
 #

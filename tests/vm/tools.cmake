@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Helper programs for the VM suite, built on the host, run in the guest.
 
 # ioctl_abuse.c: malformed, unprivileged and hostile ioctls and rings (40-ioctl-abuse.sh).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # vm-run.sh: runs a command as root inside a throw-away QEMU VM that boots
 # Debian's kernel (the one matching the installed headers) on the host's root
 # filesystem, shared read-only over 9p under a tmpfs overlay.

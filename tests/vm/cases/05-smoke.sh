@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 05-smoke: a quick end-to-end check, meant to pass on every kernel azbuse
 # builds for (Debian 12's 6.1 and bookworm-backports' 6.12): a 128M mem
 # device with 2 queues shows the queue limits and features it was added with

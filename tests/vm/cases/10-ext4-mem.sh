@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 10-ext4-mem: ext4 on a mem-engine device (512M, 2 queues) keeps 200 MB of
 # files intact: mkfs, mount, write 50 random files with recorded sha256s,
 # sync, umount, fsck -f -n clean, remount, checksums match, umount, remove.

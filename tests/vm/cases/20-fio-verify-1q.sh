@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 20-fio-verify-1q: fio random writes of 4k to 1M blocks with crc32c verify
 # on a one-queue mem device: every block reads back as written.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 21-fio-verify-multiq: two fio jobs (one per CPU, each on its own 192M range)
 # write 4k to 1M blocks with crc32c verify on a two-queue mem device; every
 # block reads back as written, and both queues carry requests.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 22-sharded: a mem device in sharded mode (--shards 2, 64 KiB chunks).
 # fio trims and writes 4k to 1M blocks (each write preceded by a trim of
 # its block) and verifies every block with crc32c; then discards and

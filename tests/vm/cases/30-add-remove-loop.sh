@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 30-add-remove-loop: 50 rounds of add / 4k direct read / remove, alternating
 # an explicit id and "any"; each time the block and char nodes appear and
 # vanish and `azbusectl list` ends up empty. Then the module unloads and

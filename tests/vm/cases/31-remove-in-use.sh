@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 31-remove-in-use: `azbusectl remove` refuses a device that is mounted or
 # held open by a process (as dmsetup remove does) and leaves it serving;
 # --force removes it anyway; once nothing uses it, remove works; `remove

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 40-ioctl-abuse: malformed, misencoded and unprivileged ioctls, bad user
 # pointers and mmaps, and a worker writing garbage into its rings all get the
 # documented errors (garbage completions are counted as rejected), see

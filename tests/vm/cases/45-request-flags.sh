@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 45-request-flags: every request reaches the engine with its op and flags
 # intact, checked against what the engine received (--trace): discard,
 # write-zeroes with and without NOUNMAP, secure erase, FUA from O_DSYNC direct

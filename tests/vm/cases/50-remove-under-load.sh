@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 50-remove-under-load: `azbusectl remove` while fio runs on the device is
 # refused; `azbusectl remove --force` then returns promptly, fio ends with
 # I/O errors instead of hanging, and the device number is free again.

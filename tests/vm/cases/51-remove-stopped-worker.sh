@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 51-remove-stopped-worker: remove a device while one of its workers is
 # stopped with SIGSTOP and holds requests: the module gives up on it after
 # the removal's stall timeout, fails those requests, and nothing hangs.

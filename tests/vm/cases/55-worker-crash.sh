@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 55-worker-crash: SIGKILL workers while fio writes and verifies: the
 # supervisor starts a new worker, which attaches to the same queue and gets
 # the queue's in-flight requests again; fio ends without an error and every

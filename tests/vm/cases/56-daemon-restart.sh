@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 56-daemon-restart: SIGKILL the supervisor and all its workers while ext4 is
 # mounted on the device and fio writes to it: I/O waits; `azbusectl add 1
 # --recover` starts a new daemon that takes the device over with the engine

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 57-wedged-worker: a worker that is alive but gets nowhere (here: stopped
 # with SIGSTOP) while requests wait: once a request has waited --io-timeout
 # with nothing completed, the supervisor kills the worker, starts another,

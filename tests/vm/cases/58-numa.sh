@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 58-numa: with two NUMA nodes, each worker runs only on its queue's node's
 # CPUs and allocates its memory from that node: its Cpus_allowed_list and
 # Mems policy (/proc/PID/status, numa_maps) and where its ring and data pages

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 60-ioctl-fuzz: a seeded fuzzer (tools/fuzz_ioctl.c) makes 100,000 random
 # ioctls, mmaps and ring scribbles on /dev/azbusectl and a device's
 # /dev/azbusec<N>: every outcome must be an errno the command can give, the

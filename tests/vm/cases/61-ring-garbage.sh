@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 61-ring-garbage: a malicious worker (tools/ring_garbage.c) serves a device
 # under verified O_DIRECT I/O while writing garbage into its rings (bad
 # cq_tails, random, stale, duplicate and foreign completions, scribbled

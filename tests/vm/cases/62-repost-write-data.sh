@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 62-repost-write-data: a WRITE re-posted after its worker died carries the
 # writer's data. A raw worker (tools/repost_write.c) takes a WRITE,
 # scribbles over its data slot and exits without completing it; the next

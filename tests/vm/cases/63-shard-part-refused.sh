@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 63-shard-part-refused: in sharded mode a request cut into parts (a discard
 # crossing a chunk, a FLUSH sent to every shard) fails with EIO when a later
 # part is refused because its shard has FAILED (no worker within the

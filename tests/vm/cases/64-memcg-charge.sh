@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 64-memcg-charge: a device's rings and data slots are charged to the memory
 # cgroup of the process that added it (the supervisor, which issues ADD):
 # memory.current grows by at least the data area (nr_slots * slot_bytes)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 65-start-retry: START again after add_disk failed. A null_blk disk named
 # after the configfs directory "azbuse930" takes the name, so START of azbuse
 # device 930 fails in add_disk (the kernel logs the duplicate sysfs name,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 66-sync-end: completion in the submitter's context. With --poll-us, a
 # request that is alone on its ring while the worker polls is ended by its
 # submitter in queue_rq (the sync_ends counter). Depth-1 reads and writes of

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 67-redirect: a sharded device routed by queue (AZBUSE_F_ROUTE_QUEUE) gives
 # each read and write to the ring of the queue it was submitted on, and a
 # worker hands a request to another ring with AZBUSE_CQE_F_REDIRECT: a raw

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 70-file-engine: the file engine over a file on ext4: an ext4 filesystem on
 # the azbuse device survives umount, fsck and remount; fio verify passes with
 # one and two queues; each worker is one thread (its loop waits for new

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 71-example-engine: the shipped example engine (engine/examples/), built as a
 # user builds it, serves one RAM disk from two queues: fio verify with two
 # jobs passes across a SIGKILL of a worker (its replacement finds the data,

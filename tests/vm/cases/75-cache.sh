@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 75-cache: the RAM cache in front of an engine (azbusectl add --cache). On
 # a two-queue mem device: fio verify (mixed sizes, both queues) in
 # write-through mode; a second read pass of a set that fits is served by the

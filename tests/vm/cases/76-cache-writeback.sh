@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 76-cache-writeback: the RAM cache in write-back mode (azbusectl add
 # --cache SIZE --cache-mode writeback). On a two-queue mem device: fio
 # verify with mixed and unaligned sizes (writes kept dirty, reads through

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 80-thin: the thin engine on a pool on ext4 (on brd). ext4 on a thin volume
 # survives umount, fsck and remount; fio verify passes; a snapshot taken
 # while a writer runs holds exactly what was acknowledged before it (blocks

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 81-thin-crash: daemon crashes under an fsync-heavy workload on a thin volume.
 # ext4 (mounted with discard) on a thin volume of a pool on ext4 on brd; a
 # writer creates files of random size and content, fsyncs each (and its

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 82-thin-full: a thin pool with a space limit (init --limit 64M) and a 1 GiB
 # volume. Writing past the limit fails with ENOSPC (O_DIRECT dd, and a
 # buffered dd's fsync); everything acknowledged before reads back intact and

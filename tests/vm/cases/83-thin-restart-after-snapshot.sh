@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 83-thin-restart-after-snapshot: a worker restarted after a live snapshot
 # keeps working. The snapshot writes pool.db read-write; if the supervisor
 # did that itself, RocksDB's background threads would start in it and a

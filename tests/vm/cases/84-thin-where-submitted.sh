@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 84-thin-where-submitted: a thin volume is served where each request was
 # submitted. The device has a direct map (route-queue direct-map): reads
 # and overwrites of any chunk whose owner published it are served by the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 85-thin-raw-pool: a thin pool whose data lives on a raw block device
 # (azbuse-thin init --data /dev/X, like dm-thin's data device). init refuses
 # a relative path, a mounted device, something that is not a block device

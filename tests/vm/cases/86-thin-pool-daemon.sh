@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 86-thin-pool-daemon: one daemon serves every device of a pool. vol1 is
 # served and written (ext4, fio verify); a snapshot of it, a clone of the
 # snapshot and a second volume are added while it is, and join the same

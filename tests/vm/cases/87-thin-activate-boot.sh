@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # 87-thin-activate-boot: LVM-like names and activation, and a reboot. With
 # udevd running and the project's rule, `azbuse-thin create --activate` and
 # `activate` serve volumes as /dev/azbuse/POOL/VOLUME; `deactivate` removes

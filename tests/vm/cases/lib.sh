@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # shellcheck shell=bash
 # lib.sh: helpers shared by the VM test cases (sourced, not run). The suite
 # runner (run-suite.sh) sets AZBUSE_CTL, AZBUSE_BUILD_DIR and AZBUSE_TOOLS.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * fuzz_ioctl.c - a seeded fuzzer for the ioctls and mmaps of /dev/azbusectl
  * and /dev/azbusec<N>. Run as root inside the test VM (60-ioctl-fuzz.sh).

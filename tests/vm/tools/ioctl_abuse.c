@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * ioctl_abuse.c - feeds the azbuse module malformed, misdirected and
  * unprivileged requests through /dev/azbusectl and /dev/azbusec<N>, and acts

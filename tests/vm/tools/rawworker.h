@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * rawworker.h - a minimal azbuse worker for the VM suite's C test programs
  * that drive the ioctls themselves: attach to queue 0 of a device, map its

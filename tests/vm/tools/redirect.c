@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * redirect.c - route by queue and AZBUSE_CQE_F_REDIRECT on a sharded device.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * repost_write.c - a WRITE re-posted after its worker died carries the
  * writer's data, not what the dead worker left in the data slot.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * ring_garbage.c - a malicious worker. Adds a device through the ioctls
  * (1 queue, depth 16), attaches, mmaps and starts it, and serves it from a

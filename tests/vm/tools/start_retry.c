@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * start_retry.c - START after a failed add_disk. Adds a device through the
  * ioctls (1 queue) whose disk name the caller has made collide with another

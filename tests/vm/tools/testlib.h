@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * testlib.h - what the VM suite's C test programs share: one line per check
  * ("ok   ..." / "FAIL ...") with a running count, and a small seeded random
