@@ -139,6 +139,29 @@ ctl_rc 0 list --help
 "$BUILD/tools/azbusectl" version >"$WORK/out" 2>"$WORK/err" || true
 grep -q "^azbusectl [0-9.]*, ABI [0-9]*" "$WORK/out" || fail "version: $(cat "$WORK/out" "$WORK/err")"
 echo "units: azbusectl refuses unknown options, extra arguments and missing values"
+# --- an out-of-tree engine, built against the installed package (pkg-config and CMake) -----
+if [ -f "$BUILD/CMakeCache.txt" ] && command -v cmake >/dev/null; then
+	DESTDIR=$WORK/root cmake --install "$BUILD" >"$WORK/install.log" 2>&1 ||
+		{ cat "$WORK/install.log" >&2; fail "cmake --install into a DESTDIR"; }
+	prefix=$(sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p' "$BUILD/CMakeCache.txt")
+	root=$WORK/root$prefix
+	pc=$(find "$root" -name azbuse.pc | head -n 1)
+	[ -n "$pc" ] || fail "no azbuse.pc installed"
+	# shellcheck disable=SC2046
+	cc -o "$WORK/engine-pc" "$SRC/engine/examples/example_engine.c" \
+		$(PKG_CONFIG_PATH=${pc%/*} pkg-config --cflags --libs azbuse) ||
+		fail "the example engine does not build with pkg-config --cflags --libs azbuse"
+	objdump -p "$WORK/engine-pc" | grep -q 'NEEDED.*libazbuse' || fail "the engine does not link libazbuse"
+	mkdir -p "$WORK/oot"
+	printf '%s\n' 'cmake_minimum_required(VERSION 3.20)' 'project(oot C)' \
+		'find_package(azbuse REQUIRED)' "add_executable(example $SRC/engine/examples/example_engine.c)" \
+		'target_link_libraries(example PRIVATE azbuse::azbuse)' >"$WORK/oot/CMakeLists.txt"
+	{ cmake -S "$WORK/oot" -B "$WORK/oot/b" -DCMAKE_PREFIX_PATH="$root" &&
+		cmake --build "$WORK/oot/b"; } >"$WORK/oot.log" 2>&1 ||
+		{ cat "$WORK/oot.log" >&2; fail "the example engine does not build with find_package(azbuse)"; }
+	echo "units: an engine builds against the installed package, with pkg-config and with find_package"
+fi
+
 # --- every file says its license -------------------------------------------------------------
 missing=$(cd "$SRC" && git ls-files 2>/dev/null | grep -Ev '^(docs/bench/|COPYING|LICENSE$|README.md$|\.clang-format$|\.gitignore$)|\.(png|json|log|md)$' |
 	while read -r f; do head -n 3 "$f" | grep -q 'SPDX-License-Identifier' || echo "$f"; done)
