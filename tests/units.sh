@@ -106,7 +106,7 @@ echo "units: list -o/--units/--noheadings/--separator, fractional sizes, usage's
 project=$(sed -n 's/^project(azbuse VERSION \([0-9.]*\).*/\1/p' "$SRC/CMakeLists.txt")
 dkms=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' "$SRC/kmod/dkms.conf")
 [ -n "$project" ] && [ "$project" = "$dkms" ] || fail "dkms.conf says $dkms, the project $project"
-grep -q "/usr/src/azbuse-$project" "$SRC/README.md" || fail "the README's DKMS path is not azbuse-$project"
+grep -q "azbuse/$project" "$SRC/README.md" || fail "the README's DKMS version is not $project"
 echo "units: dkms.conf and the README carry the project's version ($project)"
 
 # --- an engine links libazbuse, not the built-in engines' dependencies -----------------------
@@ -159,6 +159,8 @@ if [ -f "$BUILD/CMakeCache.txt" ] && command -v cmake >/dev/null; then
 	{ cmake -S "$WORK/oot" -B "$WORK/oot/b" -DCMAKE_PREFIX_PATH="$root" &&
 		cmake --build "$WORK/oot/b"; } >"$WORK/oot.log" 2>&1 ||
 		{ cat "$WORK/oot.log" >&2; fail "the example engine does not build with find_package(azbuse)"; }
+	[ -f "$WORK/root/usr/src/azbuse-$project/dkms.conf" ] || [ ! -f "$BUILD/kmod/Makefile" ] ||
+		fail "cmake --install put no module source for DKMS in /usr/src/azbuse-$project"
 	echo "units: an engine builds against the installed package, with pkg-config and with find_package"
 fi
 
