@@ -112,8 +112,10 @@ done
 
 src=$tmp/root/usr/src/linux-headers-$kver
 [ -f "$src/Makefile" ] || die "linux-headers-$kver has no Makefile"
-# its Makefile includes the -common one by absolute path: point it here
-sed -i "s|^include /usr/src/|include $dir/usr/src/|" "$src/Makefile"
+# its Makefile names the -common one (and, since 6.13, itself as
+# KBUILD_OUTPUT) by absolute path: point them here
+sed -i "s|^include /usr/src/|include $dir/usr/src/|; s|^KBUILD_OUTPUT=/usr/src/|KBUILD_OUTPUT=$dir/usr/src/|" \
+	"$src/Makefile"
 [ -e "$src/scripts/Makefile.build" ] || die "scripts/ does not resolve (linux-kbuild missing?)"
 rm -rf "$tmp/root/usr/share"
 
