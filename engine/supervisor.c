@@ -923,6 +923,19 @@ static int azb_join_read(int fd, struct azbuse_args *a)
 }
 
 /* Set up, add and serve a device that joined; 0 or -errno with a message in err. */
+/*
+ * A joining device failed after its engine was set up: tear it down, also
+ * when it was to be taken over (unlike the first device's, its state is in
+ * this daemon's own engine: a thin device's share of the pool's hold).
+ */
+static int azb_member_undo(struct azb_member *m, int ret)
+{
+	if (m->ops->teardown && m->engine)
+		m->ops->teardown(m->engine);
+	m->engine = NULL;
+	return ret;
+}
+
 static int azb_join_member(struct azb_supervisor *s, struct azb_member *m, char *err,
 			   size_t err_size)
 {
@@ -936,20 +949,20 @@ static int azb_join_member(struct azb_supervisor *s, struct azb_member *m, char 
 	ret = azb_setup_engine(m, &info, group, sizeof(group), err, err_size);
 	if (!ret && strcmp(group, s->group)) {
 		snprintf(err, err_size, "the device is not of this daemon's group");
-		return azb_setup_undo(m, -EINVAL);
+		return azb_member_undo(m, -EINVAL);
 	}
 	if (ret)
 		return ret == -EALREADY ? -EDEADLK : ret;
 	if (info.nr_queues != s->nr_queues) {
 		snprintf(err, err_size, "the device has %u queues; this daemon's have %u",
 			 info.nr_queues, s->nr_queues);
-		return azb_setup_undo(m, -EINVAL);
+		return azb_member_undo(m, -EINVAL);
 	}
 	ret = azb_add_device(s, m, &info, err, err_size);
 	if (ret) {
 		if (m->dev_id != AZBUSE_DEV_ID_ANY && !m->opts->recover) /* added, then no cache */
 			azbuse_ctl_remove(s->ctl, m->dev_id);
-		return azb_setup_undo(m, ret);
+		return azb_member_undo(m, ret);
 	}
 	s->members[s->nr_members++] = m;
 	azb_replace_workers(s);
