@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libsmartcols.h>
+
 #include <azbuse/azbuse.h>
 
 #include "../engine/internal.h"
@@ -30,6 +32,49 @@ const char *malloc_conf = "dirty_decay_ms:0,muzzy_decay_ms:0";
 #define EXIT_USAGE 2
 #define REMOVE_WAIT_MS 15000
 #define REMOVE_BUSY_WAIT_MS 2000 /* an opener that may be passing (udev) */
+
+/* ---- tables, by libsmartcols ---- */
+
+#define TABLE_CELL 136 /* a thin volume's name and more */
+
+/* A table whose columns are heads[0..n); bit i of right: column i right-aligned. */
+static struct libscols_table *table_start(const char *const *heads, unsigned n, unsigned long right)
+{
+	struct libscols_table *tb = scols_new_table();
+	unsigned i;
+
+	for (i = 0; tb && i < n; i++) {
+		if (!scols_table_new_column(tb, heads[i], 0,
+					    (right >> i) & 1 ? SCOLS_FL_RIGHT : 0)) {
+			scols_unref_table(tb);
+			tb = NULL;
+		}
+	}
+	return tb;
+}
+
+/* One line of n cells. */
+static int table_add(struct libscols_table *tb, char cells[][TABLE_CELL], unsigned n)
+{
+	struct libscols_line *ln = scols_table_new_line(tb, NULL);
+	unsigned i;
+
+	for (i = 0; ln && i < n; i++)
+		if (scols_line_set_data(ln, i, cells[i]))
+			return -ENOMEM;
+	return ln ? 0 : -ENOMEM;
+}
+
+/* Print the table and free it: 0, or 1 (printed). */
+static int table_end(struct libscols_table *tb, const char *cmd)
+{
+	int ret = tb ? scols_print_table(tb) : -ENOMEM;
+
+	scols_unref_table(tb);
+	if (ret)
+		fprintf(stderr, "azbusectl %s: cannot print the table: %s\n", cmd, strerror(-ret));
+	return ret ? 1 : 0;
+}
 
 static const char *const state_names[] = { "created", "live", "dying" };
 static const char *const queue_state_names[] = { "no-worker", "attached", "recovering", "failed" };
@@ -463,6 +508,10 @@ static void device_serves(uint32_t id, char *engine, size_t elen, char *volume, 
 
 static int cmd_list(int argc, char **argv)
 {
+	static const char *const heads[] = { "DEVICE", "STATE",	 "SIZE",      "QUEUES",
+					     "ENGINE", "VOLUME", "SUPERVISOR" };
+	char cells[7][TABLE_CELL];
+	struct libscols_table *tb = NULL;
 	uint32_t ids[AZBUSE_MAX_DEVICES];
 	struct azbuse_dev_info info;
 	char size[32], engine[64], volume[128];
@@ -488,10 +537,9 @@ static int cmd_list(int argc, char **argv)
 	}
 	if (json)
 		printf("[");
-	else
-		printf("%-12s %-8s %-12s %-7s %-8s %-20s %s\n", "DEVICE", "STATE", "SIZE", "QUEUES",
-		       "ENGINE", "VOLUME", "SUPERVISOR");
-	for (i = 0; i < n && i < AZBUSE_MAX_DEVICES; i++) {
+	else if (!(tb = table_start(heads, 7, 1UL << 2 | 1UL << 3 | 1UL << 6)))
+		ret = -ENOMEM;
+	for (i = 0; !ret && i < n && i < AZBUSE_MAX_DEVICES; i++) {
 		if (azbuse_ctl_info(ctl, ids[i], &info))
 			continue;
 		device_serves(ids[i], engine, sizeof(engine), volume, sizeof(volume));
@@ -503,17 +551,24 @@ static int cmd_list(int argc, char **argv)
 			       (unsigned long long)info.size_bytes, info.nr_queues, engine, volume,
 			       info.owner_pid);
 			first = false;
-		} else {
-			printf("azbuse%-6u %-8s %-12s %-7u %-8s %-20s %d\n", ids[i],
-			       state_name(info.state),
-			       azbuse_format_size(info.size_bytes, size, sizeof(size)),
-			       info.nr_queues, engine, volume, info.owner_pid);
+			continue;
 		}
+		snprintf(cells[0], TABLE_CELL, "azbuse%u", ids[i]);
+		snprintf(cells[1], TABLE_CELL, "%s", state_name(info.state));
+		snprintf(cells[2], TABLE_CELL, "%s",
+			 azbuse_format_size(info.size_bytes, size, sizeof(size)));
+		snprintf(cells[3], TABLE_CELL, "%u", info.nr_queues);
+		snprintf(cells[4], TABLE_CELL, "%s", engine);
+		snprintf(cells[5], TABLE_CELL, "%s", volume);
+		snprintf(cells[6], TABLE_CELL, "%d", info.owner_pid);
+		ret = table_add(tb, cells, 7);
 	}
-	if (json)
-		printf("]\n");
 	close(ctl);
-	return 0;
+	if (json) {
+		printf("]\n");
+		return 0;
+	}
+	return table_end(tb, "list");
 }
 
 static double per_syscall(const struct azbuse_queue_info *qi)
@@ -536,7 +591,13 @@ static double wakeups_per_request(const struct azbuse_queue_info *qi)
 static void print_info_text(uint32_t id, const struct azbuse_dev_info *info,
 			    const struct azbuse_queue_info *qis, int nq)
 {
-	char size[32], io[32], features[256];
+	static const char *const heads[] = {
+		"QUEUE",     "WORKER",	   "STATE",    "INFLIGHT", "REQUESTS", "BYTES",
+		"SYSCALLS",  "REQ/CALL",   "WAKE/REQ", "WAIT_US",  "POLL_MS",  "POLL_HITS",
+		"SYNC_ENDS", "REDIRECTED", "DIRECT",   "REJECTED", "FAILED",   "ERRORS",
+	};
+	char size[32], io[32], features[256], cells[18][TABLE_CELL];
+	struct libscols_table *tb;
 	int q;
 
 	feature_names(info->features, features, sizeof(features));
@@ -560,26 +621,33 @@ static void print_info_text(uint32_t id, const struct azbuse_dev_info *info,
 	printf("timeouts     I/O %u ms, recovery %u ms\n", info->io_timeout_ms,
 	       info->recovery_timeout_ms);
 	printf("supervisor   pid %d\n\n", info->owner_pid);
-	printf("%-5s %-7s %-10s %8s %12s %14s %10s %8s %8s %8s %8s %9s %9s %10s %10s %8s %8s "
-	       "%8s\n",
-	       "QUEUE", "WORKER", "STATE", "INFLIGHT", "REQUESTS", "BYTES", "SYSCALLS", "REQ/CALL",
-	       "WAKE/REQ", "WAIT_US", "POLL_MS", "POLL_HITS", "SYNC_ENDS", "REDIRECTED", "DIRECT",
-	       "REJECTED", "FAILED", "ERRORS");
-	for (q = 0; q < nq; q++) {
+	tb = table_start(heads, 18, ~3UL & ((1UL << 18) - 1) & ~(1UL << 2));
+	for (q = 0; tb && q < nq; q++) {
 		const struct azbuse_queue_info *qi = &qis[q];
+		const unsigned long long v[] = {
+			qi->requests,  qi->bytes,     qi->commits,    qi->poll_ns / 1000000,
+			qi->poll_hits, qi->sync_ends, qi->redirected, qi->direct,
+			qi->rejected,  qi->failed,    qi->errors,
+		};
+		unsigned k;
 
-		printf("%-5d %-7d %-10s %8u %12llu %14llu %10llu %8.1f %8.2f %8.1f %8llu %9llu "
-		       "%9llu %10llu %10llu %8llu %8llu %8llu\n",
-		       q, qi->worker_pid, qi->state < 4 ? queue_state_names[qi->state] : "?",
-		       qi->inflight, (unsigned long long)qi->requests,
-		       (unsigned long long)qi->bytes, (unsigned long long)qi->commits,
-		       per_syscall(qi), wakeups_per_request(qi), wait_us(qi),
-		       (unsigned long long)(qi->poll_ns / 1000000),
-		       (unsigned long long)qi->poll_hits, (unsigned long long)qi->sync_ends,
-		       (unsigned long long)qi->redirected, (unsigned long long)qi->direct,
-		       (unsigned long long)qi->rejected, (unsigned long long)qi->failed,
-		       (unsigned long long)qi->errors);
+		snprintf(cells[0], TABLE_CELL, "%d", q);
+		snprintf(cells[1], TABLE_CELL, "%d", qi->worker_pid);
+		snprintf(cells[2], TABLE_CELL, "%s",
+			 qi->state < 4 ? queue_state_names[qi->state] : "?");
+		snprintf(cells[3], TABLE_CELL, "%u", qi->inflight);
+		snprintf(cells[4], TABLE_CELL, "%llu", v[0]);
+		snprintf(cells[5], TABLE_CELL, "%llu", v[1]);
+		snprintf(cells[6], TABLE_CELL, "%llu", v[2]);
+		snprintf(cells[7], TABLE_CELL, "%.1f", per_syscall(qi));
+		snprintf(cells[8], TABLE_CELL, "%.2f", wakeups_per_request(qi));
+		snprintf(cells[9], TABLE_CELL, "%.1f", wait_us(qi));
+		for (k = 3; k < 11; k++)
+			snprintf(cells[10 + k - 3], TABLE_CELL, "%llu", v[k]);
+		if (table_add(tb, cells, 18))
+			break;
 	}
+	table_end(tb, "info");
 }
 
 static void print_cache_json(char *reply);
