@@ -50,7 +50,7 @@ grep -q '@AZBUSE_LIBEXEC@/azbuse-udev-name %k' "$SRC/tools/udev/60-azbuse.rules.
 	fail "the rule does not run the helper"
 echo "units: the udev helper names thin devices POOL/VOLUME"
 # --- man pages and completion ----------------------------------------------------------
-for page in "$SRC"/docs/man/*.8; do
+for page in "$SRC"/docs/man/*.[0-9]; do
 	if command -v groff >/dev/null; then
 		groff -man -ww -z -Tutf8 "$page" 2>"$WORK/groff.log" || fail "groff cannot format $page"
 		[ ! -s "$WORK/groff.log" ] || { cat "$WORK/groff.log" >&2; fail "groff warns about $page"; }
