@@ -643,15 +643,21 @@ static bool space_low(const struct pool_space *ps)
 }
 
 /*
- * The pool's mode, as dm-thin's status gives it: out-of-space when not
- * one more chunk fits (new writes fail with ENOSPC; overwrites of what is
- * mapped go on), low-space at the threshold, else ok.
+ * The pool's mode, as dm-thin's status gives it: needs-check when a
+ * served shard had a metadata write fail (its worker must be restarted,
+ * then azbuse-thin check), read-only when its filesystem is, out-of-space
+ * when not one more chunk fits (new writes fail with ENOSPC; overwrites of
+ * what is mapped go on), low-space at the threshold, else ok.
  */
 static const char *space_mode(const struct pool_space *ps)
 {
-	return space_free(ps) < ps->s.chunk_size ? "out-of-space"
-	       : space_low(ps)			 ? "low-space"
-						 : "ok";
+	if (ps->broken)
+		return "needs-check";
+	if (ps->fs_readonly)
+		return "read-only";
+	if (space_free(ps) < ps->s.chunk_size)
+		return "out-of-space";
+	return space_low(ps) ? "low-space" : "ok";
 }
 
 static void usage_json(const struct thin_ctx *c, const struct pool_space *ps)
