@@ -100,9 +100,9 @@ expect_rc 2 create bad --size 1.3k
 grep -q "not a size" "$WORK/err" || fail "create --size 1.3k: $(cat "$WORK/err")"
 expect_rc 0 --json usage
 grep -q '"mode": "ok"' "$WORK/out" || fail "usage --json: no mode ok: $(cat "$WORK/out")"
+grep -q '"metadata_bytes": [1-9]' "$WORK/out" || fail "usage --json: no metadata bytes"
 expect_rc 0 usage
 grep -q "^mode  *ok" "$WORK/out" || fail "usage: no mode line: $(cat "$WORK/out")"
-grep -q '"metadata_bytes": [1-9]' "$WORK/out" || fail "usage --json: no metadata bytes"
 echo "units: list -o/--units/--noheadings/--separator, fractional sizes, usage's mode"
 # --- versions agree ------------------------------------------------------------------------
 project=$(sed -n 's/^project(azbuse VERSION \([0-9.]*\).*/\1/p' "$SRC/CMakeLists.txt")
