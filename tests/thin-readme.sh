@@ -3,8 +3,9 @@
 # thin-readme.sh - the README's thin commands exactly as written, in that
 # order, against the default pool location (/var/lib/azbuse/pool) on a fresh
 # machine: run in a private mount namespace whose /var/lib and /run are empty
-# tmpfs mounts, so nothing of the host's is seen or touched. The device step
-# (azbusectl add) needs the kernel module and runs in the VM suite instead.
+# tmpfs mounts, so nothing of the host's is seen or touched. The device steps
+# (create --activate, activate, deactivate) need the kernel module: VM case
+# 87-thin-activate-boot runs them.
 #   thin-readme.sh PATH/TO/azbuse-thin
 set -euo pipefail
 
