@@ -167,8 +167,13 @@ if [ -f "$BUILD/CMakeCache.txt" ] && command -v cmake >/dev/null; then
 fi
 
 # --- every file says its license -------------------------------------------------------------
-missing=$(cd "$SRC" && git ls-files 2>/dev/null | grep -Ev '^(docs/bench/|COPYING|LICENSE$|README.md$|\.clang-format$|\.gitignore$)|\.(png|json|log|md)$' |
-	while read -r f; do head -n 3 "$f" | grep -q 'SPDX-License-Identifier' || echo "$f"; done)
-[ -z "$missing" ] || fail "files without an SPDX-License-Identifier line: $missing"
-echo "units: every file carries an SPDX license line"
+if git -C "$SRC" rev-parse --git-dir >/dev/null 2>&1; then
+	missing=$(cd "$SRC" && git ls-files |
+		grep -Ev '^(docs/bench/|COPYING|LICENSE$|README.md$|\.clang-format$|\.gitignore$)|\.(png|json|log|md)$' |
+		while read -r f; do head -n 3 "$f" | grep -q 'SPDX-License-Identifier' || echo "$f"; done)
+	[ -z "$missing" ] || fail "files without an SPDX-License-Identifier line: $missing"
+	echo "units: every file carries an SPDX license line"
+else
+	echo "units: not a git checkout: the license lines are not checked"
+fi
 echo "units: all passed"
