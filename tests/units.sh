@@ -115,7 +115,7 @@ echo "units: dkms.conf and the README carry the project's version ($project)"
 lib=$(ls "$BUILD"/engine/libazbuse.so.* 2>/dev/null | head -n 1)
 [ -n "$lib" ] || fail "no libazbuse.so in $BUILD/engine"
 needed=$(objdump -p "$lib" | awk '/NEEDED/ { print $2 }' | tr '\n' ' ')
-case $needed in *rocksdb* | *uring* | *smartcols* | *systemd*) fail "libazbuse needs $needed" ;; esac
+case $needed in *rocksdb* | *uring* | *smartcols* | *systemd* | *json-c*) fail "libazbuse needs $needed" ;; esac
 needed=$(objdump -p "$BUILD/engine/azbuse-example-engine" | awk '/NEEDED/ { print $2 }' | tr '\n' ' ')
 case $needed in *rocksdb* | *uring*) fail "the example engine needs $needed" ;; esac
 if nm -D --defined-only "$lib" | grep -Eq 'thin|rocksdb|azbuse_find_engine'; then

@@ -109,21 +109,20 @@ static int fail_on(const struct thin_ctx *c, const char *name, const char *err)
 /* ---- printing ---- */
 
 /* "created snapshot s1 of vol1 (1.0 GiB) in pool DIR", or its JSON. */
-static void print_created(const struct thin_ctx *c, const struct azb_volume *v)
+static int print_created(const struct thin_ctx *c, const struct azb_volume *v)
 {
 	char size[32];
 
 	if (c->json) {
-		printf("{\"pool\": ");
-		thin_json_str(stdout, c->dir);
-		printf(", ");
-		thin_json_volume_fields(v);
-		printf("}\n");
-		return;
+		json_object *doc = thin_json_doc(c);
+
+		thin_json_volume(doc, v);
+		return tj_print(doc, "azbuse-thin");
 	}
 	printf("created %s %s%s%s (%s) in pool %s\n", azb_vol_kind_name(v->kind), v->name,
 	       v->parent[0] ? " of " : "", v->parent,
 	       azbuse_format_size(v->size_bytes, size, sizeof(size)), c->dir);
+	return 0;
 }
 
 /* ---- init ---- */
@@ -167,25 +166,25 @@ static int init_settings(const struct thin_ctx *c, const struct thin_args *a,
 	return set_settings(c, a, s);
 }
 
-static void print_settings(const struct thin_ctx *c, const char *head,
-			   const struct azb_pool_settings *s, const char *data_dev)
+static int print_settings(const struct thin_ctx *c, const char *head,
+			  const struct azb_pool_settings *s, const char *data_dev)
 {
 	char chunk[32], stripe[32], limit[32], cache[32], map[32], ram[32];
 	uint64_t bound = azb_meta_ram_bound(s);
 
 	if (c->json) {
-		printf("{\"pool\": ");
-		thin_json_str(stdout, c->dir);
-		printf(", \"data_device\": ");
-		thin_json_str(stdout, data_dev);
-		printf(", \"chunk_size\": %llu, \"stripe_size\": %llu, \"shards\": %u, "
-		       "\"limit_bytes\": %llu, \"low_space_percent\": %u, \"meta_cache_bytes\": "
-		       "%llu, \"map_cache_bytes\": %llu, \"meta_ram_bound_bytes\": %llu}\n",
-		       (unsigned long long)s->chunk_size, (unsigned long long)s->stripe_size,
-		       s->nr_shards, (unsigned long long)s->limit_bytes, s->low_space_percent,
-		       (unsigned long long)s->meta_cache_bytes,
-		       (unsigned long long)s->map_cache_bytes, (unsigned long long)bound);
-		return;
+		json_object *doc = thin_json_doc(c);
+
+		tj_str(doc, "data_device", data_dev);
+		tj_u64(doc, "chunk_size", s->chunk_size);
+		tj_u64(doc, "stripe_size", s->stripe_size);
+		tj_u64(doc, "shards", s->nr_shards);
+		tj_u64(doc, "limit_bytes", s->limit_bytes);
+		tj_u64(doc, "low_space_percent", s->low_space_percent);
+		tj_u64(doc, "meta_cache_bytes", s->meta_cache_bytes);
+		tj_u64(doc, "map_cache_bytes", s->map_cache_bytes);
+		tj_u64(doc, "meta_ram_bound_bytes", bound);
+		return tj_print(doc, "azbuse-thin");
 	}
 	printf("%s %s\n", head, c->dir);
 	if (!strcmp(head, "created pool")) /* (set: where the data is does not change) */
@@ -205,6 +204,7 @@ static void print_settings(const struct thin_ctx *c, const char *head,
 	       s->map_cache_bytes ? " per shard" : "");
 	printf("metadata RAM    at most %s (plus RocksDB's fixed per-process overhead)\n",
 	       azbuse_format_size(bound, ram, sizeof(ram)));
+	return 0;
 }
 
 static int cmd_init(struct thin_ctx *c, const struct thin_args *a)
@@ -226,8 +226,7 @@ static int cmd_init(struct thin_ctx *c, const struct thin_args *a)
 		return thin_fail(c, "%s already holds a pool; not touched", c->dir);
 	if (ret)
 		return thin_fail(c, "cannot create a pool in %s: %s", c->dir, err);
-	print_settings(c, "created pool", &s, data_dev);
-	return 0;
+	return print_settings(c, "created pool", &s, data_dev);
 }
 
 /* ---- set ---- */
@@ -275,8 +274,7 @@ static int cmd_set(struct thin_ctx *c, const struct thin_args *a)
 	ret = set_tell_daemon(c);
 	if (ret)
 		return ret;
-	print_settings(c, "settings of pool", &s, NULL);
-	return 0;
+	return print_settings(c, "settings of pool", &s, NULL);
 }
 
 /* ---- create, clone ---- */
@@ -304,8 +302,7 @@ static int cmd_create(struct thin_ctx *c, const struct thin_args *a)
 		return thin_fail(c, "cannot create %s: %s", name, err);
 	if (thin_arg(a, "--activate"))
 		return thin_activate_one(c, name);
-	print_created(c, &vol);
-	return 0;
+	return print_created(c, &vol);
 }
 
 static int cmd_clone(struct thin_ctx *c, const struct thin_args *a)
@@ -328,8 +325,7 @@ static int cmd_clone(struct thin_ctx *c, const struct thin_args *a)
 	azb_pool_close(pool);
 	if (ret)
 		return thin_fail(c, "cannot clone %s as %s: %s", snap, name, err);
-	print_created(c, &vol);
-	return 0;
+	return print_created(c, &vol);
 }
 
 /* ---- snapshot ---- */
@@ -373,7 +369,7 @@ static int snapshot_print(const struct thin_ctx *c, const char *snap, const stru
 {
 	struct azb_pool *pool;
 	struct azb_volume v;
-	char err[512], extra[64];
+	char err[512], taken_by[32];
 	int ret;
 
 	if (thin_pool_open_ro(c, &pool))
@@ -382,21 +378,16 @@ static int snapshot_print(const struct thin_ctx *c, const char *snap, const stru
 	azb_pool_close(pool);
 	if (ret)
 		return thin_fail(c, "the snapshot was reported taken, but: %s", err);
-	if (!dev) {
-		print_created(c, &v);
-		return 0;
-	}
+	if (!dev)
+		return print_created(c, &v);
 	if (c->json) {
-		snprintf(extra, sizeof(extra), ", \"taken_by\": \"" AZBUSE_BLOCK_PREFIX "%u\"",
-			 dev->id);
-		printf("{\"pool\": ");
-		thin_json_str(stdout, c->dir);
-		printf(", ");
-		thin_json_volume_fields(&v);
-		printf("%s, \"daemon_output\": ", extra);
-		thin_json_lines(stdout, output);
-		printf("}\n");
-		return 0;
+		json_object *doc = thin_json_doc(c);
+
+		snprintf(taken_by, sizeof(taken_by), AZBUSE_BLOCK_PREFIX "%u", dev->id);
+		thin_json_volume(doc, &v);
+		tj_str(doc, "taken_by", taken_by);
+		tj_add(doc, "daemon_output", tj_lines(output));
+		return tj_print(doc, "azbuse-thin");
 	}
 	thin_print_lines(stdout, output);
 	print_created(c, &v);
@@ -615,16 +606,16 @@ static int volume_now(const struct thin_ctx *c, const char *name, struct azb_vol
 	return ret ? fail_on(c, name, err) : 0;
 }
 
-static void json_change_head(const struct thin_ctx *c, const char *key, const char *name)
+/* print the outcome of a change: its JSON document, or a line and GC's */
+static int print_change(const struct thin_ctx *c, json_object *doc, const struct thin_gc_result *gc)
 {
-	printf("{\"pool\": ");
-	thin_json_str(stdout, c->dir);
-	printf(", \"%s\": ", key);
-	thin_json_str(stdout, name);
+	thin_gc_print(c, gc, doc);
+	return c->json ? tj_print(doc, "azbuse-thin") : 0;
 }
 
 static int cmd_delete(struct thin_ctx *c, const struct thin_args *a)
 {
+	json_object *doc = NULL;
 	struct change ch = { .name = a->pos[0] };
 	struct thin_gc_result gc;
 	struct azb_volume v;
@@ -640,21 +631,21 @@ static int cmd_delete(struct thin_ctx *c, const struct thin_args *a)
 	if (ret || (ret = change_and_reclaim(c, do_delete, &ch, &gc)))
 		return ret;
 	if (c->json) {
-		json_change_head(c, "deleted", ch.name);
-		printf(", \"kind\": \"%s\"", azb_vol_kind_name(ch.before.kind));
-		thin_gc_print(c, &gc);
-		printf("}\n");
+		doc = thin_json_doc(c);
+		tj_str(doc, "deleted", ch.name);
+		tj_str(doc, "kind", azb_vol_kind_name(ch.before.kind));
 	} else {
 		printf("deleted %s %s from pool %s\n", azb_vol_kind_name(ch.before.kind), ch.name,
 		       c->dir);
-		thin_gc_print(c, &gc);
 	}
+	ret = print_change(c, doc, &gc);
 	thin_gc_result_free(&gc);
-	return 0;
+	return ret;
 }
 
 static int cmd_rollback(struct thin_ctx *c, const struct thin_args *a)
 {
+	json_object *doc = NULL;
 	struct change ch = { .name = a->pos[0], .snap = a->pos[1] };
 	struct thin_gc_result gc;
 	char size[32];
@@ -673,23 +664,22 @@ static int cmd_rollback(struct thin_ctx *c, const struct thin_args *a)
 	if (ret || (ret = change_and_reclaim(c, do_rollback, &ch, &gc)))
 		return ret;
 	if (c->json) {
-		json_change_head(c, "name", ch.name);
-		printf(", \"snapshot\": ");
-		thin_json_str(stdout, ch.snap);
-		printf(", \"size_bytes\": %llu", (unsigned long long)ch.after.size_bytes);
-		thin_gc_print(c, &gc);
-		printf("}\n");
+		doc = thin_json_doc(c);
+		tj_str(doc, "name", ch.name);
+		tj_str(doc, "snapshot", ch.snap);
+		tj_u64(doc, "size_bytes", ch.after.size_bytes);
 	} else {
 		printf("rolled %s back to snapshot %s (%s) in pool %s\n", ch.name, ch.snap,
 		       azbuse_format_size(ch.after.size_bytes, size, sizeof(size)), c->dir);
-		thin_gc_print(c, &gc);
 	}
+	ret = print_change(c, doc, &gc);
 	thin_gc_result_free(&gc);
-	return 0;
+	return ret;
 }
 
 static int cmd_resize(struct thin_ctx *c, const struct thin_args *a)
 {
+	json_object *doc = NULL;
 	struct change ch = { .name = a->pos[0] };
 	struct thin_gc_result gc;
 	struct azb_volume v;
@@ -709,26 +699,25 @@ static int cmd_resize(struct thin_ctx *c, const struct thin_args *a)
 	if (ret || (ret = change_and_reclaim(c, do_resize, &ch, &gc)))
 		return ret;
 	if (c->json) {
-		json_change_head(c, "name", ch.name);
-		printf(", \"old_size_bytes\": %llu, \"size_bytes\": %llu",
-		       (unsigned long long)ch.before.size_bytes,
-		       (unsigned long long)ch.after.size_bytes);
-		thin_gc_print(c, &gc);
-		printf("}\n");
+		doc = thin_json_doc(c);
+		tj_str(doc, "name", ch.name);
+		tj_u64(doc, "old_size_bytes", ch.before.size_bytes);
+		tj_u64(doc, "size_bytes", ch.after.size_bytes);
 	} else {
 		printf("resized %s from %s to %s in pool %s\n", ch.name,
 		       azbuse_format_size(ch.before.size_bytes, from, sizeof(from)),
 		       azbuse_format_size(ch.after.size_bytes, to, sizeof(to)), c->dir);
-		thin_gc_print(c, &gc);
 	}
+	ret = print_change(c, doc, &gc);
 	thin_gc_result_free(&gc);
-	return 0;
+	return ret;
 }
 
 /* ---- gc ---- */
 
 static int cmd_gc(struct thin_ctx *c, const struct thin_args *a)
 {
+	json_object *doc = NULL;
 	struct azb_pool_settings s;
 	struct azb_holds holds;
 	struct thin_gc_result gc;
@@ -761,12 +750,10 @@ static int cmd_gc(struct thin_ctx *c, const struct thin_args *a)
 	if (gc.how == THIN_GC_DEFERRED || gc.how == THIN_GC_FAILED) {
 		ret = thin_fail(c, "%s", gc.message);
 	} else {
-		ret = 0;
 		if (c->json)
-			json_change_head(c, "action", "gc");
-		thin_gc_print(c, &gc);
-		if (c->json)
-			printf("}\n");
+			doc = thin_json_doc(c);
+		tj_str(doc, "action", "gc");
+		ret = print_change(c, doc, &gc);
 	}
 	thin_gc_result_free(&gc);
 	return ret;

@@ -20,6 +20,7 @@
 #include "../engine/internal.h"
 #include "engines.h"
 #include "control_client.h"
+#include "tool_json.h"
 
 /*
  * jemalloc (linked in): give freed pages back to the system at once instead
@@ -436,6 +437,7 @@ static int cmd_remove(int argc, char **argv)
 	struct cmd_opts o;
 	int ctl, n, failed = 0, ret = cmd_parse("remove", argc, argv, "json help force all", 1, &o);
 	bool json = o.json, force = o.force, all = o.all;
+	json_object *removed;
 
 	if (ret)
 		return ret;
@@ -471,19 +473,22 @@ static int cmd_remove(int argc, char **argv)
 		ids[0] = id;
 		n = 1;
 	}
-	if (json)
-		printf("{\"removed\": [");
-	for (int i = 0, shown = 0; i < n && i < AZBUSE_MAX_DEVICES; i++) {
-		if (remove_one(ctl, ids[i], force)) {
+	removed = json ? tj_array() : NULL;
+	for (int i = 0; i < n && i < AZBUSE_MAX_DEVICES; i++) {
+		if (remove_one(ctl, ids[i], force))
 			failed++;
-			continue;
-		}
-		if (json)
-			printf("%s%u", shown++ ? ", " : "", ids[i]);
+		else
+			tj_append(removed, tj_number(ids[i]));
 	}
-	if (json)
-		printf("], \"failed\": %d}\n", failed);
 	close(ctl);
+	if (json) {
+		json_object *doc = tj_object();
+
+		tj_add(doc, "removed", removed);
+		tj_i64(doc, "failed", failed);
+		if (tj_print(doc, "azbusectl"))
+			return 1;
+	}
 	return failed ? 1 : 0;
 }
 
@@ -506,6 +511,20 @@ static void device_serves(uint32_t id, char *engine, size_t elen, char *volume, 
 	free(a);
 }
 
+/* "id", "device", "state", "size_bytes", "queues", "supervisor_pid" of a device, added to o. */
+static void list_json_device(json_object *o, uint32_t id, const struct azbuse_dev_info *info)
+{
+	char dev[32];
+
+	snprintf(dev, sizeof(dev), AZBUSE_BLOCK_PREFIX "%u", id);
+	tj_u64(o, "id", id);
+	tj_str(o, "device", dev);
+	tj_str(o, "state", state_name(info->state));
+	tj_u64(o, "size_bytes", info->size_bytes);
+	tj_u64(o, "queues", info->nr_queues);
+	tj_i64(o, "supervisor_pid", info->owner_pid);
+}
+
 static int cmd_list(int argc, char **argv)
 {
 	static const char *const heads[] = { "DEVICE", "STATE",	 "SIZE",      "QUEUES",
@@ -517,7 +536,8 @@ static int cmd_list(int argc, char **argv)
 	char size[32], engine[64], volume[128];
 	struct cmd_opts o;
 	int ctl, n, i, ret = cmd_parse("list", argc, argv, "json help", 0, &o);
-	bool json = o.json, first = true;
+	json_object *list = NULL;
+	bool json = o.json;
 
 	if (ret)
 		return ret;
@@ -536,7 +556,7 @@ static int cmd_list(int argc, char **argv)
 		return 1;
 	}
 	if (json)
-		printf("[");
+		list = tj_array();
 	else if (!(tb = table_start(heads, 7, 1UL << 2 | 1UL << 3 | 1UL << 6)))
 		ret = -ENOMEM;
 	for (i = 0; !ret && i < n && i < AZBUSE_MAX_DEVICES; i++) {
@@ -544,13 +564,12 @@ static int cmd_list(int argc, char **argv)
 			continue;
 		device_serves(ids[i], engine, sizeof(engine), volume, sizeof(volume));
 		if (json) {
-			printf("%s{\"id\": %u, \"device\": \"" AZBUSE_BLOCK_PREFIX
-			       "%u\", \"state\": \"%s\", \"size_bytes\": %llu, \"queues\": %u, "
-			       "\"engine\": \"%s\", \"volume\": \"%s\", \"supervisor_pid\": %d}",
-			       first ? "" : ", ", ids[i], ids[i], state_name(info.state),
-			       (unsigned long long)info.size_bytes, info.nr_queues, engine, volume,
-			       info.owner_pid);
-			first = false;
+			json_object *one = tj_object();
+
+			list_json_device(one, ids[i], &info);
+			tj_str(one, "engine", engine);
+			tj_str(one, "volume", volume);
+			tj_append(list, one);
 			continue;
 		}
 		snprintf(cells[0], TABLE_CELL, "azbuse%u", ids[i]);
@@ -564,10 +583,8 @@ static int cmd_list(int argc, char **argv)
 		ret = table_add(tb, cells, 7);
 	}
 	close(ctl);
-	if (json) {
-		printf("]\n");
-		return 0;
-	}
+	if (json)
+		return tj_print(list, "azbusectl");
 	return table_end(tb, "list");
 }
 
@@ -650,55 +667,67 @@ static void print_info_text(uint32_t id, const struct azbuse_dev_info *info,
 	table_end(tb, "info");
 }
 
-static void print_cache_json(char *reply);
+static void cache_json(json_object *o, char *reply);
+
+/* One queue's counters, as `info --json` shows them. */
+static json_object *queue_json(int q, const struct azbuse_queue_info *qi)
+{
+	json_object *o = tj_object();
+
+	tj_i64(o, "queue", q);
+	tj_i64(o, "worker_pid", qi->worker_pid);
+	tj_str(o, "state", qi->state < 4 ? queue_state_names[qi->state] : "?");
+	tj_u64(o, "inflight", qi->inflight);
+	tj_u64(o, "requests", qi->requests);
+	tj_u64(o, "bytes", qi->bytes);
+	tj_u64(o, "syscalls", qi->commits);
+	tj_real(o, "requests_per_syscall", per_syscall(qi), 2);
+	tj_u64(o, "waits", qi->waits);
+	tj_u64(o, "wakeups", qi->wakeups);
+	tj_real(o, "wakeups_per_request", wakeups_per_request(qi), 3);
+	tj_u64(o, "wait_ns", qi->wait_ns);
+	tj_real(o, "wait_us_per_request", wait_us(qi), 2);
+	tj_u64(o, "poll_ns", qi->poll_ns);
+	tj_u64(o, "poll_hits", qi->poll_hits);
+	tj_u64(o, "sync_ends", qi->sync_ends);
+	tj_u64(o, "redirected", qi->redirected);
+	tj_u64(o, "direct", qi->direct);
+	tj_u64(o, "rejected", qi->rejected);
+	tj_u64(o, "requeued", qi->requeued);
+	tj_u64(o, "failed", qi->failed);
+	tj_u64(o, "timeouts", qi->timeouts);
+	tj_u64(o, "errors", qi->errors);
+	return o;
+}
 
 /* cache: the daemon's cache reply, or NULL (no cache). */
-static void print_info_json(uint32_t id, const struct azbuse_dev_info *info,
-			    const struct azbuse_queue_info *qis, int nq, char *cache)
+static int print_info_json(uint32_t id, const struct azbuse_dev_info *info,
+			   const struct azbuse_queue_info *qis, int nq, char *cache)
 {
+	json_object *doc = tj_object(), *queues = tj_array(), *c;
 	char features[256];
 	int q;
 
 	feature_names(info->features, features, sizeof(features));
-	printf("{\"id\": %u, \"device\": \"" AZBUSE_BLOCK_PREFIX "%u\", \"state\": \"%s\", "
-	       "\"size_bytes\": %llu, \"queues\": %u, \"queue_depth\": %u, \"max_io_bytes\": %u, "
-	       "\"logical_block_size\": %u, \"physical_block_size\": %u, \"features\": \"%s\", "
-	       "\"io_timeout_ms\": %u, \"recovery_timeout_ms\": %u, \"supervisor_pid\": %d, "
-	       "\"chunk_bytes\": %llu, \"hw_queues\": %u, \"queue_info\": [",
-	       id, id, state_name(info->state), (unsigned long long)info->size_bytes,
-	       info->nr_queues, info->queue_depth, info->max_io_bytes, info->logical_block_size,
-	       info->physical_block_size, features, info->io_timeout_ms, info->recovery_timeout_ms,
-	       info->owner_pid, (unsigned long long)info->chunk_sectors << 9, info->nr_hw_queues);
-	for (q = 0; q < nq; q++) {
-		const struct azbuse_queue_info *qi = &qis[q];
-
-		printf("%s{\"queue\": %d, \"worker_pid\": %d, \"state\": \"%s\", \"inflight\": %u, "
-		       "\"requests\": %llu, \"bytes\": %llu, \"syscalls\": %llu, "
-		       "\"requests_per_syscall\": %.2f, \"waits\": %llu, \"wakeups\": %llu, "
-		       "\"wakeups_per_request\": %.3f, \"wait_ns\": %llu, \"wait_us_per_request\": "
-		       "%.2f, \"poll_ns\": %llu, \"poll_hits\": %llu, \"sync_ends\": %llu, "
-		       "\"redirected\": %llu, \"direct\": %llu, "
-		       "\"rejected\": %llu, \"requeued\": %llu, \"failed\": %llu, \"timeouts\": "
-		       "%llu, \"errors\": %llu}",
-		       q ? ", " : "", q, qi->worker_pid,
-		       qi->state < 4 ? queue_state_names[qi->state] : "?", qi->inflight,
-		       (unsigned long long)qi->requests, (unsigned long long)qi->bytes,
-		       (unsigned long long)qi->commits, per_syscall(qi),
-		       (unsigned long long)qi->waits, (unsigned long long)qi->wakeups,
-		       wakeups_per_request(qi), (unsigned long long)qi->wait_ns, wait_us(qi),
-		       (unsigned long long)qi->poll_ns, (unsigned long long)qi->poll_hits,
-		       (unsigned long long)qi->sync_ends, (unsigned long long)qi->redirected,
-		       (unsigned long long)qi->direct, (unsigned long long)qi->rejected,
-		       (unsigned long long)qi->requeued, (unsigned long long)qi->failed,
-		       (unsigned long long)qi->timeouts, (unsigned long long)qi->errors);
-	}
-	printf("]");
+	list_json_device(doc, id, info);
+	tj_u64(doc, "queue_depth", info->queue_depth);
+	tj_u64(doc, "max_io_bytes", info->max_io_bytes);
+	tj_u64(doc, "logical_block_size", info->logical_block_size);
+	tj_u64(doc, "physical_block_size", info->physical_block_size);
+	tj_str(doc, "features", features);
+	tj_u64(doc, "io_timeout_ms", info->io_timeout_ms);
+	tj_u64(doc, "recovery_timeout_ms", info->recovery_timeout_ms);
+	tj_u64(doc, "chunk_bytes", (uint64_t)info->chunk_sectors << 9);
+	tj_u64(doc, "hw_queues", info->nr_hw_queues);
+	for (q = 0; q < nq; q++)
+		tj_append(queues, queue_json(q, &qis[q]));
+	tj_add(doc, "queue_info", queues);
 	if (cache) {
-		printf(", \"cache\": {");
-		print_cache_json(cache);
-		printf("}");
+		c = tj_object();
+		cache_json(c, cache);
+		tj_add(doc, "cache", c);
 	}
-	printf("}\n");
+	return tj_print(doc, "azbusectl");
 }
 
 static int cmd_info(int argc, char **argv)
@@ -740,14 +769,14 @@ static int cmd_info(int argc, char **argv)
 		cache = NULL;
 	}
 	if (json) {
-		print_info_json(id, &info, qis, q, cache);
+		ret = print_info_json(id, &info, qis, q, cache);
 	} else {
 		print_info_text(id, &info, qis, q);
 		if (cache)
 			printf("\n%s", cache);
 	}
 	free(cache);
-	return 0;
+	return ret;
 }
 
 /* One request to device id's control socket; prints why it failed. */
@@ -764,40 +793,42 @@ static int cache_request(uint32_t id, const char *request, char **out)
 	return 1;
 }
 
-/* "key value ..." pairs of one line as JSON members (numbers bare), after `sep`. */
-static void print_pairs(char *line, const char *sep)
+/* "key value ..." pairs of one line as members of o (numbers as numbers). */
+static void pairs_json(json_object *o, char *line)
 {
 	char *save = NULL, *key = strtok_r(line, " \n", &save);
 
 	while (key) {
 		char *value = strtok_r(NULL, " \n", &save), *end;
+		unsigned long long n;
 
 		if (!value)
 			break;
-		strtoull(value, &end, 10);
-		printf(*end ? "%s\"%s\": \"%s\"" : "%s\"%s\": %s", sep, key, value);
-		sep = ", ";
+		errno = 0;
+		n = strtoull(value, &end, 10);
+		if (*end || errno || value[0] == '-')
+			tj_str(o, key, value);
+		else
+			tj_u64(o, key, n);
 		key = strtok_r(NULL, " \n", &save);
 	}
 }
 
 /* The daemon's cache reply ("cache key value ..." and a "queue N key value
- * ..." line per queue) as the members of a JSON object. */
-static void print_cache_json(char *reply)
+ * ..." line per queue) as members of o, the queues' in an array "queues". */
+static void cache_json(json_object *o, char *reply)
 {
 	char *save = NULL, *line = strtok_r(reply, "\n", &save);
-	const char *sep = "";
+	json_object *queues = tj_array(), *one;
 
 	if (line && !strncmp(line, "cache ", 6))
-		print_pairs(line + 6, "");
-	printf(", \"queues\": [");
+		pairs_json(o, line + 6);
 	while ((line = strtok_r(NULL, "\n", &save))) {
-		printf("%s{", sep);
-		print_pairs(line, "");
-		printf("}");
-		sep = ", ";
+		one = tj_object();
+		pairs_json(one, line);
+		tj_append(queues, one);
 	}
-	printf("]");
+	tj_add(o, "queues", queues);
 }
 
 static int cmd_cache(int argc, char **argv)
@@ -851,14 +882,16 @@ static int cmd_cache(int argc, char **argv)
 	if (cache_request(id, "cache", &out))
 		return 1;
 	if (o.json) {
-		printf("{\"id\": %u, ", id);
-		print_cache_json(out);
-		printf("}\n");
+		json_object *doc = tj_object();
+
+		tj_u64(doc, "id", id);
+		cache_json(doc, out);
+		ret = tj_print(doc, "azbusectl");
 	} else {
 		printf("%s", out);
 	}
 	free(out);
-	return 0;
+	return ret;
 }
 
 static int cmd_engines(int argc, char **argv)
@@ -866,6 +899,7 @@ static int cmd_engines(int argc, char **argv)
 	const struct azbuse_engine_ops *const *e;
 	struct cmd_opts o;
 	int ret = cmd_parse("engines", argc, argv, "json help", 0, &o);
+	json_object *list = NULL;
 	bool json = o.json;
 
 	if (ret)
@@ -876,18 +910,20 @@ static int cmd_engines(int argc, char **argv)
 		return 0;
 	}
 	if (json)
-		printf("[");
+		list = tj_array();
 	for (e = azbuse_builtin_engines(); *e; e++) {
-		if (json)
-			printf("%s{\"name\": \"%s\", \"description\": \"%s\"}",
-			       e == azbuse_builtin_engines() ? "" : ", ", (*e)->name,
-			       (*e)->description);
-		else
+		json_object *one;
+
+		if (!json) {
 			printf("%-8s %s\n", (*e)->name, (*e)->description);
+			continue;
+		}
+		one = tj_object();
+		tj_str(one, "name", (*e)->name);
+		tj_str(one, "description", (*e)->description);
+		tj_append(list, one);
 	}
-	if (json)
-		printf("]\n");
-	return 0;
+	return json ? tj_print(list, "azbusectl") : 0;
 }
 
 static int cmd_version(int argc, char **argv)
@@ -917,9 +953,15 @@ static int cmd_version(int argc, char **argv)
 	if (ctl >= 0)
 		close(ctl);
 	if (json) {
-		printf("{\"version\": \"" AZBUSE_VERSION "\", \"tool_abi_version\": %u, "
-		       "\"abi_version\": %u, \"max_devices\": %u, \"module_ok\": %s}\n",
-		       AZBUSE_ABI_VERSION, v.abi_version, v.max_devices, why ? "false" : "true");
+		json_object *doc = tj_object();
+
+		tj_str(doc, "version", AZBUSE_VERSION);
+		tj_u64(doc, "tool_abi_version", AZBUSE_ABI_VERSION);
+		tj_u64(doc, "abi_version", v.abi_version);
+		tj_u64(doc, "max_devices", v.max_devices);
+		tj_bool(doc, "module_ok", !why);
+		if (tj_print(doc, "azbusectl"))
+			return 1;
 	} else {
 		printf("azbusectl %s, ABI %u\n", AZBUSE_VERSION, AZBUSE_ABI_VERSION);
 		if (v.abi_version)

@@ -172,27 +172,28 @@ static const struct thin_device *served_now(const struct thin_ctx *c, struct thi
 }
 
 static void print_activated(const struct thin_ctx *c, const char *name, const char *dev,
-			    bool already, bool *first)
+			    bool already, json_object *list)
 {
-	char pname[NAME_MAX + 1];
+	char pname[NAME_MAX + 1], link[PATH_MAX];
+	json_object *one;
 
 	pool_name(c, pname, sizeof(pname));
-	if (c->json) {
-		printf("%s{\"volume\": ", *first ? "" : ", ");
-		thin_json_str(stdout, name);
-		printf(", \"device\": ");
-		thin_json_str(stdout, dev);
-		printf(", \"link\": \"/dev/azbuse/%s/%s\", \"already\": %s}", pname, name,
-		       already ? "true" : "false");
-	} else {
-		printf("%s %s on %s (/dev/azbuse/%s/%s)\n", name,
-		       already ? "is already served" : "activated", dev, pname, name);
+	snprintf(link, sizeof(link), "/dev/azbuse/%s/%s", pname, name);
+	if (!c->json) {
+		printf("%s %s on %s (%s)\n", name, already ? "is already served" : "activated", dev,
+		       link);
+		return;
 	}
-	*first = false;
+	one = tj_object();
+	tj_str(one, "volume", name);
+	tj_str(one, "device", dev);
+	tj_str(one, "link", link);
+	tj_bool(one, "already", already);
+	tj_append(list, one);
 }
 
 /* Serve NAME unless it is: 0, or 1 (printed). */
-static int serve_volume(const struct thin_ctx *c, const char *name, bool *first)
+static int serve_volume(const struct thin_ctx *c, const char *name, json_object *list)
 {
 	const char *args[] = { "add", "any", "--engine=thin", "--pool", c->dir, "--volume",
 			       name,  NULL };
@@ -203,12 +204,12 @@ static int serve_volume(const struct thin_ctx *c, const char *name, bool *first)
 	d = served_now(c, &s, name);
 	if (d) {
 		snprintf(dev, sizeof(dev), AZBUSE_BLOCK_PREFIX "%u", d->id);
-		print_activated(c, name, dev, true, first);
+		print_activated(c, name, dev, true, list);
 		return 0;
 	}
 	if (run_azbusectl(args, out, sizeof(out)))
 		return thin_fail(c, "%s: azbusectl add failed (see above)", name);
-	print_activated(c, name, out, false, first);
+	print_activated(c, name, out, false, list);
 	return 0;
 }
 
@@ -241,8 +242,8 @@ static int activate_foreground(const struct thin_ctx *c, const struct active_lis
 	if (helper < 0)
 		return thin_fail(c, "cannot fork: %s", strerror(errno));
 	if (!helper) {
+		json_object *list = c->json ? tj_array() : NULL;
 		struct thin_served s;
-		bool first = true;
 		unsigned k, waited;
 		int failed = 0;
 
@@ -250,7 +251,9 @@ static int activate_foreground(const struct thin_ctx *c, const struct active_lis
 		for (waited = 0; !served_now(c, &s, l->names[0]) && waited < 120000; waited += 100)
 			usleep(100000);
 		for (k = 1; k < l->nr; k++)
-			failed |= serve_volume(c, l->names[k], &first);
+			failed |= serve_volume(c, l->names[k], list);
+		if (c->json)
+			failed |= tj_print(list, "azbuse-thin activate");
 		notify_ready(l->nr, daemon);
 		_exit(failed);
 	}
@@ -264,25 +267,30 @@ static int activate_foreground(const struct thin_ctx *c, const struct active_lis
 	return thin_fail(c, "cannot run %s: %s", path, strerror(errno));
 }
 
+/* Under --json, the volumes activated (list) once all were: ret, or 1. */
+static int print_list(const struct thin_ctx *c, json_object *list, int ret)
+{
+	if (!ret && c->json)
+		return tj_print(list, "azbuse-thin");
+	json_object_put(list);
+	return ret;
+}
+
 int thin_activate_one(const struct thin_ctx *c, const char *name)
 {
-	bool first = true;
+	json_object *list = c->json ? tj_array() : NULL;
 	int ret = record_active(c, name, true);
 
-	if (!ret && c->json)
-		printf("[");
 	if (!ret)
-		ret = serve_volume(c, name, &first);
-	if (c->json && !first)
-		printf("]\n");
-	return ret;
+		ret = serve_volume(c, name, list);
+	return print_list(c, list, ret);
 }
 
 int thin_cmd_activate(struct thin_ctx *c, const struct thin_args *a)
 {
 	bool all = thin_arg(a, "--all"), foreground = thin_arg(a, "--foreground");
+	json_object *list = NULL;
 	struct active_list *l;
-	bool first = true;
 	unsigned k;
 	int ret = 0;
 
@@ -303,16 +311,14 @@ int thin_cmd_activate(struct thin_ctx *c, const struct thin_args *a)
 	}
 	if (!ret && foreground)
 		notify_ready(0, getpid());
-	if (!ret && c->json)
-		printf("[");
+	if (c->json)
+		list = tj_array();
 	for (k = 0; !ret && k < l->nr; k++)
-		ret = serve_volume(c, l->names[k], &first);
-	if (!ret && c->json)
-		printf("]\n");
+		ret = serve_volume(c, l->names[k], list);
 	if (!ret && !c->json && !l->nr)
 		printf("no volume of pool %s is recorded as active\n", c->dir);
 	free(l);
-	return ret;
+	return print_list(c, list, ret);
 }
 
 /* Stop serving NAME (if served): 0, or 1 (printed). */
@@ -337,6 +343,18 @@ static int unserve_volume(const struct thin_ctx *c, const char *name, bool force
 	return 0;
 }
 
+/* Under --json, how many volumes were deactivated: 0, or 1. */
+static int print_deactivated(const struct thin_ctx *c, unsigned nr)
+{
+	json_object *doc;
+
+	if (!c->json)
+		return 0;
+	doc = thin_json_doc(c);
+	tj_u64(doc, "deactivated", nr);
+	return tj_print(doc, "azbuse-thin");
+}
+
 int thin_cmd_deactivate(struct thin_ctx *c, const struct thin_args *a)
 {
 	bool all = thin_arg(a, "--all"), force = thin_arg(a, "--force");
@@ -349,7 +367,9 @@ int thin_cmd_deactivate(struct thin_ctx *c, const struct thin_args *a)
 		return thin_bad_usage(c, "give a volume, or --all");
 	if (!all) {
 		ret = unserve_volume(c, a->pos[0], force);
-		return ret ? ret : record_active(c, a->pos[0], false);
+		if (!ret)
+			ret = record_active(c, a->pos[0], false);
+		return ret ? ret : print_deactivated(c, 1);
 	}
 	l = calloc(1, sizeof(*l));
 	if (!l)
@@ -370,8 +390,8 @@ int thin_cmd_deactivate(struct thin_ctx *c, const struct thin_args *a)
 		if (!ret)
 			ret = record_active(c, l->names[k], false);
 	}
-	if (!ret && c->json)
-		printf("{\"deactivated\": %u}\n", l->nr);
+	if (!ret)
+		ret = print_deactivated(c, l->nr);
 	free(l);
 	return ret;
 }

@@ -121,21 +121,22 @@ static void check_shards(const struct azb_pool_settings *pool_settings,
 	}
 }
 
-static void check_print(const struct thin_ctx *c, const struct check_report *r, uint64_t nr_vols,
-			uint64_t mapped)
+static int check_print(const struct thin_ctx *c, const struct check_report *r, uint64_t nr_vols,
+		       uint64_t mapped)
 {
+	int failed = 0;
+
 	if (c->json) {
-		printf("{\"pool\": ");
-		thin_json_str(stdout, c->dir);
-		printf(", \"clean\": %s, \"volumes\": %llu, \"chunks_mapped\": %llu, "
-		       "\"problem_count\": %llu, \"problems\": [",
-		       r->problems ? "false" : "true", (unsigned long long)nr_vols,
-		       (unsigned long long)mapped, (unsigned long long)r->problems);
-		for (uint32_t i = 0; i < r->nr; i++) {
-			printf("%s", i ? ", " : "");
-			thin_json_str(stdout, r->lines[i]);
-		}
-		printf("]}\n");
+		json_object *doc = thin_json_doc(c), *problems = tj_array();
+
+		tj_bool(doc, "clean", !r->problems);
+		tj_u64(doc, "volumes", nr_vols);
+		tj_u64(doc, "chunks_mapped", mapped);
+		tj_u64(doc, "problem_count", r->problems);
+		for (uint32_t i = 0; i < r->nr; i++)
+			tj_append(problems, tj_string(r->lines[i]));
+		tj_add(doc, "problems", problems);
+		failed = tj_print(doc, "azbuse-thin");
 	} else if (!r->problems) {
 		printf("pool %s: clean, %llu volumes, %llu chunks mapped\n", c->dir,
 		       (unsigned long long)nr_vols, (unsigned long long)mapped);
@@ -145,8 +146,10 @@ static void check_print(const struct thin_ctx *c, const struct check_report *r, 
 		       (unsigned long long)nr_vols, (unsigned long long)mapped);
 	}
 	if (r->problems)
-		thin_fail(c, "%llu problem%s found in pool %s", (unsigned long long)r->problems,
-			  r->problems == 1 ? "" : "s", c->dir);
+		failed = thin_fail(c, "%llu problem%s found in pool %s",
+				   (unsigned long long)r->problems, r->problems == 1 ? "" : "s",
+				   c->dir);
+	return failed;
 }
 
 int thin_cmd_check(struct thin_ctx *c, const struct thin_args *a)
@@ -157,6 +160,7 @@ int thin_cmd_check(struct thin_ctx *c, const struct thin_args *a)
 	struct thin_claim cl;
 	uint64_t nr_vols = 0, mapped = 0;
 	char holder[256];
+	int ret;
 
 	(void)a;
 	if (thin_claim(c, &cl))
@@ -169,9 +173,9 @@ int thin_cmd_check(struct thin_ctx *c, const struct thin_args *a)
 		check_shards(&s, &holds, &r, &mapped);
 	azb_holds_free(&holds);
 	thin_unclaim(&cl);
-	check_print(c, &r, nr_vols, mapped);
+	ret = check_print(c, &r, nr_vols, mapped);
 	for (uint32_t i = 0; i < r.nr; i++)
 		free(r.lines[i]);
 	free(r.lines);
-	return r.problems ? 1 : 0;
+	return ret;
 }

@@ -219,21 +219,21 @@ int thin_snapshot_served(const struct thin_ctx *c, const struct thin_device *dev
 		return ret;
 	}
 	if (c->json) {
-		printf("{\"pool\": ");
-		thin_json_str(stdout, c->dir);
-		printf(", \"name\": ");
-		thin_json_str(stdout, snap);
-		printf(", \"kind\": \"snapshot\", \"parent\": ");
-		thin_json_str(stdout, src);
-		printf(", \"taken_by\": \"" AZBUSE_BLOCK_PREFIX "%u\", \"daemon_output\": ",
-		       dev->id);
-		thin_json_lines(stdout, output);
-		printf("}\n");
+		json_object *doc = thin_json_doc(c);
+		char taken_by[32];
+
+		snprintf(taken_by, sizeof(taken_by), AZBUSE_BLOCK_PREFIX "%u", dev->id);
+		tj_str(doc, "name", snap);
+		tj_str(doc, "kind", "snapshot");
+		tj_str(doc, "parent", src);
+		tj_str(doc, "taken_by", taken_by);
+		tj_add(doc, "daemon_output", tj_lines(output));
+		ret = tj_print(doc, "azbuse-thin");
 	} else {
 		thin_print_lines(stdout, output);
 		printf("created snapshot %s of %s in pool %s\n", snap, src, c->dir);
 		printf("(taken by " AZBUSE_BLOCK_PREFIX "%u, which serves %s)\n", dev->id, src);
 	}
 	free(output);
-	return 0;
+	return ret;
 }

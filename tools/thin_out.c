@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * thin_out.c - printing for azbuse-thin: sizes for people, JSON strings, and
+ * thin_out.c - printing for azbuse-thin: sizes for people, JSON documents, and
  * the one-line error messages on stderr that always name the pool.
  */
 #include <stdarg.h>
@@ -11,30 +11,6 @@
 #include <azbuse/azbuse.h>
 
 #include "thin_tool.h"
-
-void thin_json_str(FILE *out, const char *s)
-{
-	if (!s) {
-		fputs("null", out);
-		return;
-	}
-	fputc('"', out);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			fprintf(out, "\\%c", ch);
-		else if (ch == '\n')
-			fputs("\\n", out);
-		else if (ch == '\t')
-			fputs("\\t", out);
-		else if (ch < 0x20)
-			fprintf(out, "\\u%04x", ch);
-		else
-			fputc(ch, out);
-	}
-	fputc('"', out);
-}
 
 static void vmessage(const struct thin_ctx *c, const char *prefix, const char *fmt, va_list ap)
 {
@@ -100,25 +76,6 @@ void thin_print_lines(FILE *out, const char *text)
 		fputc('\n', out);
 }
 
-void thin_json_lines(FILE *out, const char *text)
-{
-	bool first = true;
-
-	fputc('[', out);
-	while (text && *text) {
-		size_t n = strcspn(text, "\n");
-		char line[1024];
-
-		snprintf(line, sizeof(line), "%.*s", (int)(n < sizeof(line) ? n : sizeof(line) - 1),
-			 text);
-		fputs(first ? "" : ", ", out);
-		thin_json_str(out, line);
-		first = false;
-		text += n + (text[n] == '\n');
-	}
-	fputc(']', out);
-}
-
 const char *thin_served_device(const struct thin_claim *cl, const char *name, char *buf, size_t len)
 {
 	const struct thin_device *d = cl->held ? thin_served_volume(&cl->served, name) : NULL;
@@ -130,26 +87,36 @@ const char *thin_served_device(const struct thin_claim *cl, const char *name, ch
 	return buf;
 }
 
-void thin_json_volume_fields(const struct azb_volume *v)
+json_object *thin_json_doc(const struct thin_ctx *c)
 {
-	printf("\"name\": ");
-	thin_json_str(stdout, v->name);
-	printf(", \"kind\": \"%s\", \"size_bytes\": %llu, \"parent\": ", azb_vol_kind_name(v->kind),
-	       (unsigned long long)v->size_bytes);
-	thin_json_str(stdout, v->parent[0] ? v->parent : NULL);
-	printf(", \"created\": %lld, \"active\": %s", (long long)v->created,
-	       v->flags & AZB_VOL_F_ACTIVE ? "true" : "false");
+	json_object *doc = tj_object();
+
+	tj_str(doc, "pool", c->dir);
+	return doc;
 }
 
-void thin_json_served_by(const struct thin_claim *cl, const char *name)
+void thin_json_volume(json_object *o, const struct azb_volume *v)
+{
+	tj_str(o, "name", v->name);
+	tj_str(o, "kind", azb_vol_kind_name(v->kind));
+	tj_u64(o, "size_bytes", v->size_bytes);
+	tj_str(o, "parent", v->parent[0] ? v->parent : NULL);
+	tj_i64(o, "created", v->created);
+	tj_bool(o, "active", v->flags & AZB_VOL_F_ACTIVE);
+}
+
+void thin_json_served_by(json_object *o, const struct thin_claim *cl, const char *name)
 {
 	const struct thin_device *d = cl->held ? thin_served_volume(&cl->served, name) : NULL;
+	json_object *by = NULL;
+	char dev[32];
 
-	printf("\"served_by\": ");
-	if (!d) {
-		printf("null");
-		return;
+	if (d) {
+		snprintf(dev, sizeof(dev), AZBUSE_BLOCK_PREFIX "%u", d->id);
+		by = tj_object();
+		tj_str(by, "device", dev);
+		tj_u64(by, "id", d->id);
+		tj_i64(by, "pid", d->pid ? d->pid : cl->served.holder);
 	}
-	printf("{\"device\": \"" AZBUSE_BLOCK_PREFIX "%u\", \"id\": %u, \"pid\": %d}", d->id, d->id,
-	       (int)(d->pid ? d->pid : cl->served.holder));
+	tj_add(o, "served_by", by);
 }

@@ -328,26 +328,22 @@ void thin_gc_daemon(const struct thin_claim *cl, struct thin_gc_result *r)
 		 holder, err);
 }
 
-void thin_gc_print(const struct thin_ctx *c, const struct thin_gc_result *r)
+void thin_gc_print(const struct thin_ctx *c, const struct thin_gc_result *r, json_object *doc)
 {
 	char size[32];
 
 	if (r->how == THIN_GC_DEFERRED || r->how == THIN_GC_FAILED)
 		thin_warn(c, "%s", r->message);
 	if (c->json) {
-		printf(", \"gc\": \"%s\", \"freed_bytes\": ", thin_gc_how_name(r->how));
+		tj_str(doc, "gc", thin_gc_how_name(r->how));
 		if (r->how == THIN_GC_DONE || r->how == THIN_GC_NONE)
-			printf("%llu", (unsigned long long)r->freed_bytes);
+			tj_u64(doc, "freed_bytes", r->freed_bytes);
 		else
-			printf("null");
-		if (r->how == THIN_GC_DAEMON) {
-			printf(", \"daemon_output\": ");
-			thin_json_lines(stdout, r->daemon_output);
-		}
-		if (r->message[0]) {
-			printf(", \"gc_message\": ");
-			thin_json_str(stdout, r->message);
-		}
+			tj_add(doc, "freed_bytes", NULL);
+		if (r->how == THIN_GC_DAEMON)
+			tj_add(doc, "daemon_output", tj_lines(r->daemon_output));
+		if (r->message[0])
+			tj_str(doc, "gc_message", r->message);
 		return;
 	}
 	if (r->how == THIN_GC_DONE)

@@ -156,25 +156,26 @@ static int listing_load(const struct thin_ctx *c, bool measure, struct pool_list
 	return ret;
 }
 
-static void list_json(const struct pool_listing *pl)
+static int list_json(const struct pool_listing *pl)
 {
-	printf("[");
+	json_object *list = tj_array();
+
 	for (uint32_t i = 0; i < pl->vols.nr; i++) {
 		const struct azb_volume *v = &pl->vols.v[i];
+		json_object *one = tj_object();
 
-		printf("%s{", i ? ", " : "");
-		thin_json_volume_fields(v);
-		if (pl->usage)
-			printf(", \"mapped_bytes\": %llu, \"exclusive_bytes\": %llu",
-			       (unsigned long long)(pl->usage[i].mapped * pl->s.chunk_size),
-			       (unsigned long long)(pl->usage[i].exclusive * pl->s.chunk_size));
-		else
-			printf(", \"mapped_bytes\": null, \"exclusive_bytes\": null");
-		printf(", ");
-		thin_json_served_by(&pl->cl, v->name);
-		printf("}");
+		thin_json_volume(one, v);
+		if (pl->usage) {
+			tj_u64(one, "mapped_bytes", pl->usage[i].mapped * pl->s.chunk_size);
+			tj_u64(one, "exclusive_bytes", pl->usage[i].exclusive * pl->s.chunk_size);
+		} else {
+			tj_add(one, "mapped_bytes", NULL);
+			tj_add(one, "exclusive_bytes", NULL);
+		}
+		thin_json_served_by(one, &pl->cl, v->name);
+		tj_append(list, one);
 	}
-	printf("]\n");
+	return tj_print(list, "azbuse-thin");
 }
 
 /* ---- list -o: columns as lvs shows them ---- */
@@ -376,7 +377,7 @@ int thin_cmd_list(struct thin_ctx *c, const struct thin_args *a)
 	if (!cols)
 		list_format_from(c, a, mapped, pl.cl.held && pl.cl.served.nr, &f);
 	if (c->json)
-		list_json(&pl);
+		ret = list_json(&pl);
 	else
 		ret = list_columns(c, &pl, &f);
 	listing_free(&pl);
@@ -441,24 +442,23 @@ static void info_text(const struct thin_ctx *c, const struct pool_listing *pl, u
 		       (int)(d->pid ? d->pid : pl->cl.served.holder));
 }
 
-static void info_json(const struct thin_ctx *c, const struct pool_listing *pl, uint32_t i,
-		      uint64_t epoch)
+static int info_json(const struct thin_ctx *c, const struct pool_listing *pl, uint32_t i,
+		     uint64_t epoch)
 {
 	const struct azb_volume *v = &pl->vols.v[i];
 	const struct azb_view_usage *u = &pl->usage[i];
+	json_object *doc = thin_json_doc(c);
 	uint64_t cs = pl->s.chunk_size;
 
-	printf("{\"pool\": ");
-	thin_json_str(stdout, c->dir);
-	printf(", ");
-	thin_json_volume_fields(v);
-	printf(", \"ns\": %llu, \"epoch\": %llu, \"chunk_size\": %llu, \"mapped_bytes\": %llu, "
-	       "\"exclusive_bytes\": %llu, \"shared_bytes\": %llu, ",
-	       (unsigned long long)v->ns, (unsigned long long)epoch, (unsigned long long)cs,
-	       (unsigned long long)(u->mapped * cs), (unsigned long long)(u->exclusive * cs),
-	       (unsigned long long)(u->shared * cs));
-	thin_json_served_by(&pl->cl, v->name);
-	printf("}\n");
+	thin_json_volume(doc, v);
+	tj_u64(doc, "ns", v->ns);
+	tj_u64(doc, "epoch", epoch);
+	tj_u64(doc, "chunk_size", cs);
+	tj_u64(doc, "mapped_bytes", u->mapped * cs);
+	tj_u64(doc, "exclusive_bytes", u->exclusive * cs);
+	tj_u64(doc, "shared_bytes", u->shared * cs);
+	thin_json_served_by(doc, &pl->cl, v->name);
+	return tj_print(doc, "azbuse-thin");
 }
 
 int thin_cmd_info(struct thin_ctx *c, const struct thin_args *a)
@@ -480,7 +480,7 @@ int thin_cmd_info(struct thin_ctx *c, const struct thin_args *a)
 	if (!ret)
 		ret = volume_epoch(c, &pl.vols.v[i], &epoch);
 	if (!ret && c->json)
-		info_json(c, &pl, i, epoch);
+		ret = info_json(c, &pl, i, epoch);
 	else if (!ret)
 		info_text(c, &pl, i, epoch);
 	listing_free(&pl);
@@ -660,24 +660,30 @@ static const char *space_mode(const struct pool_space *ps)
 	return space_low(ps) ? "low-space" : "ok";
 }
 
-static void usage_json(const struct thin_ctx *c, const struct pool_space *ps)
+static int usage_json(const struct thin_ctx *c, const struct pool_space *ps)
 {
-	printf("{\"pool\": ");
-	thin_json_str(stdout, c->dir);
-	printf(", \"chunk_size\": %llu, \"used_bytes\": %llu, \"used_chunks\": %llu, "
-	       "\"free_bytes\": %llu, \"limit_bytes\": %llu, \"fs_free_bytes\": %llu, "
-	       "\"use_percent\": %.1f, \"low_space_percent\": %u, \"low_space\": %s, "
-	       "\"gc_pending\": %s, \"mode\": \"%s\", \"enospc\": %lld, \"metadata_bytes\": %llu, "
-	       "\"served_by\": [",
-	       (unsigned long long)ps->s.chunk_size, (unsigned long long)ps->used_bytes,
-	       (unsigned long long)ps->used_chunks, (unsigned long long)space_free(ps),
-	       (unsigned long long)ps->s.limit_bytes, (unsigned long long)ps->fs_free_bytes,
-	       space_use_percent(ps), ps->s.low_space_percent, space_low(ps) ? "true" : "false",
-	       ps->gc_pending ? "true" : "false", space_mode(ps), (long long)ps->enospc,
-	       (unsigned long long)ps->meta_bytes);
-	for (uint32_t i = 0; ps->cl.held && i < ps->cl.served.nr; i++)
-		printf("%s\"" AZBUSE_BLOCK_PREFIX "%u\"", i ? ", " : "", ps->cl.served.dev[i].id);
-	printf("]}\n");
+	json_object *doc = thin_json_doc(c), *served = tj_array();
+	char dev[32];
+
+	tj_u64(doc, "chunk_size", ps->s.chunk_size);
+	tj_u64(doc, "used_bytes", ps->used_bytes);
+	tj_u64(doc, "used_chunks", ps->used_chunks);
+	tj_u64(doc, "free_bytes", space_free(ps));
+	tj_u64(doc, "limit_bytes", ps->s.limit_bytes);
+	tj_u64(doc, "fs_free_bytes", ps->fs_free_bytes);
+	tj_real(doc, "use_percent", space_use_percent(ps), 1);
+	tj_u64(doc, "low_space_percent", ps->s.low_space_percent);
+	tj_bool(doc, "low_space", space_low(ps));
+	tj_bool(doc, "gc_pending", ps->gc_pending);
+	tj_str(doc, "mode", space_mode(ps));
+	tj_i64(doc, "enospc", ps->enospc);
+	tj_u64(doc, "metadata_bytes", ps->meta_bytes);
+	for (uint32_t i = 0; ps->cl.held && i < ps->cl.served.nr; i++) {
+		snprintf(dev, sizeof(dev), AZBUSE_BLOCK_PREFIX "%u", ps->cl.served.dev[i].id);
+		tj_append(served, tj_string(dev));
+	}
+	tj_add(doc, "served_by", served);
+	return tj_print(doc, "azbuse-thin");
 }
 
 static void usage_text(const struct thin_ctx *c, const struct pool_space *ps)
@@ -726,8 +732,7 @@ int thin_cmd_usage(struct thin_ctx *c, const struct thin_args *a)
 	if (space_load(c, &ps))
 		return 1;
 	if (c->json)
-		usage_json(c, &ps);
-	else
-		usage_text(c, &ps);
+		return usage_json(c, &ps);
+	usage_text(c, &ps);
 	return 0;
 }

@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include "meta.h"
+#include "tool_json.h"
 
 #define EXIT_USAGE 2
 #define THIN_MAX_SERVED 16
@@ -58,8 +59,6 @@ int thin_activate_one(const struct thin_ctx *c, const char *name);
 
 /* ---- thin_out.c: printing ---- */
 
-/* A JSON string (quoted, escaped), or null for NULL. */
-void thin_json_str(FILE *out, const char *s);
 /* "azbuse-thin CMD: MESSAGE" on stderr, naming the pool if MESSAGE does not; returns 1. */
 int thin_fail(const struct thin_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The same for bad usage; returns EXIT_USAGE. */
@@ -71,9 +70,8 @@ void thin_warn(const struct thin_ctx *c, const char *fmt, ...)
 /* Local time "YYYY-MM-DD HH:MM:SS". */
 const char *thin_time(int64_t t, char *buf, size_t len);
 
-/* Print daemon output lines (text), or as a JSON array of strings. */
+/* Print daemon output lines (for --json: tj_lines). */
 void thin_print_lines(FILE *out, const char *text);
-void thin_json_lines(FILE *out, const char *text);
 
 /* ---- thin_daemon.c: the daemon serving a pool ---- */
 
@@ -136,10 +134,12 @@ void thin_holder_text(const struct thin_claim *cl, char *buf, size_t len);
 /* "/dev/azbuseN" if a device serves `name`, else "-". */
 const char *thin_served_device(const struct thin_claim *cl, const char *name, char *buf,
 			       size_t len);
-/* "name": ..., "kind": ..., "size_bytes": ..., "parent": ..., "created": ... */
-void thin_json_volume_fields(const struct azb_volume *v);
-/* "served_by": {"device": ..., "id": ..., "pid": ...} or null */
-void thin_json_served_by(const struct thin_claim *cl, const char *name);
+/* A --json document: {"pool": DIR}, for the command to add to and tj_print. */
+json_object *thin_json_doc(const struct thin_ctx *c);
+/* "name", "kind", "size_bytes", "parent", "created", "active" of v, added to o. */
+void thin_json_volume(json_object *o, const struct azb_volume *v);
+/* "served_by": {"device", "id", "pid"}, or null, added to o. */
+void thin_json_served_by(json_object *o, const struct thin_claim *cl, const char *name);
 
 /* azb_pool_open, retried for a few seconds while pool.db is busy; 0 or 1 (printed). */
 int thin_pool_open(const struct thin_ctx *c, struct azb_pool **pool);
@@ -177,8 +177,8 @@ void thin_gc_here(const struct thin_ctx *c, const struct azb_pool_settings *s,
 		  const struct azb_holds *holds, struct thin_gc_result *r);
 /* Ask the daemon of a held pool to GC. */
 void thin_gc_daemon(const struct thin_claim *cl, struct thin_gc_result *r);
-/* Print the outcome (a line, or JSON members ', "gc": ...' inside an object). */
-void thin_gc_print(const struct thin_ctx *c, const struct thin_gc_result *r);
+/* Print the outcome (a line; under --json, members "gc", "freed_bytes", ... of doc). */
+void thin_gc_print(const struct thin_ctx *c, const struct thin_gc_result *r, json_object *doc);
 void thin_gc_result_free(struct thin_gc_result *r);
 
 #endif /* AZBUSE_THIN_TOOL_H */

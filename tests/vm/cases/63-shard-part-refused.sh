@@ -17,8 +17,7 @@ log "device $dev"
 [ "$(cat /sys/block/azbuse1/queue/discard_max_bytes)" -gt 0 ] || die "no discard"
 
 queue_state() { # QUEUE
-	azbusectl info 1 --json | grep -o "{\"queue\": $1, [^}]*}" |
-		grep -o '"state": "[a-z-]*"' | cut -d'"' -f4
+	queue_counter 1 "$1" state
 }
 
 sup=$(supervisor_pids | head -1)
@@ -26,7 +25,7 @@ sup=$(supervisor_pids | head -1)
 kill -STOP "$sup" # no restart of the worker
 trap 'kill -CONT "$sup" 2>/dev/null || true' EXIT
 kill -KILL "$(queue_counter 1 1 worker_pid)"
-wait_for 15 sh -c "[ \"\$($AZBUSE_CTL info 1 --json | grep -o '{\"queue\": 1, [^}]*}' | grep -o '\"state\": \"[a-z-]*\"' | cut -d'\"' -f4)\" = failed ]" ||
+wait_for 15 queue_field_is 1 1 state failed ||
 	die "shard 1 is not failed after the recovery window (state $(queue_state 1))"
 log "shard 1 failed, shard 0 $(queue_state 0)"
 
@@ -62,7 +61,7 @@ fi
 
 kill -CONT "$sup"
 trap - EXIT
-wait_for 15 sh -c "[ \"\$($AZBUSE_CTL info 1 --json | grep -o '{\"queue\": 1, [^}]*}' | grep -o '\"state\": \"[a-z-]*\"' | cut -d'\"' -f4)\" = attached ]" ||
+wait_for 15 queue_field_is 1 1 state attached ||
 	die "shard 1 got no new worker"
 blkdiscard -f -o $((chunk - 4096)) -l 8192 "$dev" || die "the discard fails with shard 1 back"
 dd if=/dev/zero of="$dev" bs=4k count=1 oflag=direct conv=fsync status=none || die "fsync fails with shard 1 back"

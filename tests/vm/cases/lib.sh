@@ -175,7 +175,7 @@ replace_worker() {
 	[ -n "$pid" ] && [ "$pid" -gt 1 ] || die "no worker on queue $q"
 	start=$(date +%s%N)
 	kill -KILL "$pid"
-	wait_for 10 sh -c "p=\$($AZBUSE_CTL info $id --json | grep -o '{\"queue\": $q, \"worker_pid\": [0-9]*' | grep -o '[0-9]*\$'); [ -n \"\$p\" ] && [ \"\$p\" != 0 ] && [ \"\$p\" != $pid ]" ||
+	wait_for 10 queue_worker_replaced "$id" "$q" "$pid" ||
 		die "no new worker on queue $q within 10 s (killed $pid)"
 	echo $((($(date +%s%N) - start) / 1000000))
 }
@@ -185,10 +185,25 @@ queue_requests() {
 	azbusectl info "$1" --json | grep -o '"requests": [0-9]*' | awk '{ print $2 }'
 }
 
-# queue_counter ID QUEUE NAME: one counter of one queue (from info --json).
+# queue_counter ID QUEUE NAME: one field (a counter, "worker_pid", "state")
+# of one queue, from info --json (one member per line).
 queue_counter() {
-	azbusectl info "$1" --json |
-		grep -o "{\"queue\": $2, [^}]*}" | grep -o "\"$3\": [0-9]*" | awk '{ print $2 }'
+	azbusectl info "$1" --json | awk -v q="$2" -v f="\"$3\":" '
+		BEGIN { cur = "none" }
+		$1 == "\"queue\":" { cur = $2; sub(/,$/, "", cur) }
+		$1 == f && cur == q { v = $2; sub(/,$/, "", v); gsub(/"/, "", v); print v; exit }'
+}
+
+# queue_field_is ID QUEUE NAME VALUE: whether that field has that value now.
+queue_field_is() {
+	[ "$(queue_counter "$1" "$2" "$3")" = "$4" ]
+}
+
+# queue_worker_replaced ID QUEUE OLD_PID: whether a worker other than OLD_PID serves the queue.
+queue_worker_replaced() {
+	local p
+	p=$(queue_counter "$1" "$2" worker_pid)
+	[ -n "$p" ] && [ "$p" != 0 ] && [ "$p" != "$3" ]
 }
 
 # module_still_works QUEUES WHAT: after abuse, a new mem device (id 1) takes
