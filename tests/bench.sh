@@ -118,8 +118,8 @@ if [ "$build" = 1 ]; then
 	[ -f build/CMakeCache.txt ] || cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build build -j"$(nproc)" >/dev/null
 fi
-if [ ! -f kmod/azbuse.ko ] || [ ! -x build/tools/azbusectl ]; then
-	echo "bench.sh: no kmod/azbuse.ko or build/tools/azbusectl: build first" >&2
+if [ ! -f build/kmod/azbuse.ko ] || [ ! -x build/tools/azbusectl ]; then
+	echo "bench.sh: no build/kmod/azbuse.ko or build/tools/azbusectl: build first" >&2
 	exit 2
 fi
 

@@ -173,6 +173,13 @@ if git -C "$SRC" rev-parse --git-dir >/dev/null 2>&1; then
 		while read -r f; do head -n 3 "$f" | grep -q 'SPDX-License-Identifier' || echo "$f"; done)
 	[ -z "$missing" ] || fail "files without an SPDX-License-Identifier line: $missing"
 	echo "units: every file carries an SPDX license line"
+	# the build (module included) writes only into its build directory: no
+	# build product (what .gitignore ignores) in the source tree outside it
+	written=$(cd "$SRC" && git status --porcelain --ignored | sed -n 's/^!! //p' |
+		grep -v '^build[^/]*/' || true)
+	case $BUILD in "$SRC"/*) written=$(grep -v "^${BUILD#"$SRC"/}/" <<<"$written" || true) ;; esac
+	[ -z "$written" ] || fail "the build wrote into the source tree: $written (a make -C kmod of your own? make -C kmod clean)"
+	echo "units: the build wrote nothing into the source tree"
 else
 	echo "units: not a git checkout: the license lines are not checked"
 fi

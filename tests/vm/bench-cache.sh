@@ -228,7 +228,7 @@ mem_subject() {
 	"$ctl" remove 1 >/dev/null
 }
 
-lsmod | grep -q '^azbuse ' || insmod "$top/kmod/azbuse.ko"
+lsmod | grep -q '^azbuse ' || insmod "${AZBUSE_MODULE:-$build/kmod/azbuse.ko}"
 modprobe dm-delay
 say "slow disk: dm-delay ${delay_ms} ms over brd; hot set ${HOT_MB} MiB; caches ${FAST_MB} MiB; ${runtime} s per run"
 thin_subject thin

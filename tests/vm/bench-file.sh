@@ -21,7 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-lsmod | grep -q '^azbuse ' || insmod "$top/kmod/azbuse.ko"
+lsmod | grep -q '^azbuse ' || insmod "${AZBUSE_MODULE:-${AZBUSE_BUILD_DIR:-$top/build}/kmod/azbuse.ko}"
 modprobe loop
 modprobe brd rd_nr=1 rd_size=$((700 * 1024)) max_part=0
 sleep 0.5

@@ -480,7 +480,7 @@ fi
 
 modprobe dm-thin-pool
 if [ "$do_az" = 1 ]; then
-	lsmod | grep -q '^azbuse ' || insmod "$top/kmod/azbuse.ko"
+	lsmod | grep -q '^azbuse ' || insmod "${AZBUSE_MODULE:-$build/kmod/azbuse.ko}"
 	"$ctl" remove 1 --force >/dev/null 2>&1 || true
 	rm -f /run/azbuse/supervisor-*.log
 fi

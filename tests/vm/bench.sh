@@ -27,7 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-lsmod | grep -q '^azbuse ' || insmod "$top/kmod/azbuse.ko"
+lsmod | grep -q '^azbuse ' || insmod "${AZBUSE_MODULE:-$build/kmod/azbuse.ko}"
 
 modprobe brd rd_nr=1 rd_size=$((512 * 1024)) max_part=0
 wait_for_dev /dev/ram0

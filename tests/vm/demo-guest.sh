@@ -21,7 +21,7 @@ cleanup() {
 trap cleanup EXIT
 
 say "Loading the azbuse kernel module (kernel $(uname -r))."
-insmod "$top/kmod/azbuse.ko"
+insmod "${AZBUSE_BUILD_DIR:-$top/build}/kmod/azbuse.ko"
 
 say "Creating /dev/azbuse1: a 1 GiB disk served from RAM by the userspace 'mem' engine,"
 more "one worker process per CPU queue, requests passed through mmaped rings."

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # run-6.1.sh: builds azbuse.ko for Debian 12's own 6.1 kernel and runs VM test
-# cases on that kernel with that module, leaving kmod/ (the 6.12 build) alone.
+# cases on that kernel with that module, leaving BUILD/kmod (the 6.12 build) alone.
 #
 #   tests/vm/run-6.1.sh [--kver KVER] [--timeout SECS] [--out DIR]
 #                       [--cpus N] [--mem SIZE] [--numa] [--build-only] [CASE...]
@@ -14,10 +14,9 @@
 #      there against KVER's headers, unpacked by tests/vm/headers.sh (KVER
 #      defaults to the newest 6.1.0-*-amd64 there: install-deps.sh prepares it);
 #   2. boots KVER with tests/vm/vm-run.sh (tests/vm/kernel.sh fetches the
-#      matching linux-image) and, in the guest, puts the 6.1 module in place
-#      of kmod/azbuse.ko (in the guest's throw-away overlay only, as
-#      run-suite.sh always inserts kmod/azbuse.ko) and runs run-suite.sh
-#      with copies of BUILD's programs (BUILD/kmod-6.1/userspace), so that
+#      matching linux-image) and, in the guest, runs run-suite.sh with the
+#      6.1 module (AZBUSE_MODULE) and copies of BUILD's programs
+#      (BUILD/kmod-6.1/userspace), so that
 #      a rebuild on the host during the run does not pull them from under it.
 # Exit status: run-suite.sh's, or vm-run.sh's (123 kernel trouble, 124
 # timeout, 125 VM failure), or 2 if the module does not build.
@@ -39,8 +38,7 @@ if [ "${1:-}" = --in-guest ]; then
 	vermagic=$(modinfo -F vermagic "$module")
 	[ "${vermagic%% *}" = "$(uname -r)" ] ||
 		die "$module is built for ${vermagic%% *}, the guest runs $(uname -r)"
-	# The guest's root is an overlay whose writes are lost at power-off.
-	cp "$module" "$root/kmod/azbuse.ko"
+	export AZBUSE_MODULE=$module
 	exec "$here/run-suite.sh" "$@"
 fi
 
@@ -85,7 +83,7 @@ build=${AZBUSE_BUILD_DIR:-$root/build}
 build=$(cd "$build" 2>/dev/null && pwd) || die "no build directory '$build': build userspace first"
 export AZBUSE_BUILD_DIR=$build
 
-# A fresh copy each time: no stale objects, and kmod/'s own build is untouched.
+# A fresh copy each time: no stale objects, and BUILD/kmod is untouched.
 mdir=$build/kmod-6.1
 rm -rf "$mdir"
 mkdir -p "$mdir/kmod" "$mdir/include"

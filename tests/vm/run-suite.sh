@@ -4,7 +4,7 @@
 #
 #   tests/vm/vm-run.sh --timeout 1500 -- tests/vm/run-suite.sh [CASE...]
 #
-# from the repository root. Inserts kmod/azbuse.ko, runs every
+# from the repository root. Inserts BUILD/kmod/azbuse.ko, runs every
 # tests/vm/cases/NN-name.sh in order (or only the CASEs named: "10-ext4-mem",
 # "10" or "ext4-mem"), each in its own bash with a time limit, with a clean
 # dmesg that is checked afterwards (kernel trouble fails the case), and
@@ -16,7 +16,7 @@
 # Environment: AZBUSE_BUILD_DIR (default ./build), AZBUSE_CASE_TIMEOUT
 # (seconds per case, default 300). Cases get AZBUSE_CTL (azbusectl),
 # AZBUSE_BUILD_DIR, AZBUSE_TOOLS (the helper programs) and AZBUSE_MODULE
-# (kmod/azbuse.ko), run from the repository root and source
+# (default BUILD/kmod/azbuse.ko), run from the repository root and source
 # tests/vm/cases/lib.sh.
 set -euo pipefail
 
@@ -30,7 +30,7 @@ build=$(cd "$build" 2>/dev/null && pwd) || {
 	exit 2
 }
 case_timeout=${AZBUSE_CASE_TIMEOUT:-300}
-module=${AZBUSE_MODULE:-$root/kmod/azbuse.ko}
+module=${AZBUSE_MODULE:-$build/kmod/azbuse.ko}
 export AZBUSE_MODULE=$module
 export AZBUSE_BUILD_DIR=$build
 export AZBUSE_CTL=$build/tools/azbusectl

@@ -280,7 +280,7 @@ rounds=${AZBUSE_CRASH_ROUNDS:-3}
 build=${AZBUSE_BUILD_DIR:-$root/build}
 build=$(cd "$build" 2>/dev/null && pwd) || { echo "thin-hard-stop.sh: no build directory" >&2; exit 2; }
 for f in "$build/tools/azbusectl" "$build/tools/azbuse-thin" "$build/tools/libexec/azbuse-thin" \
-	"$root/kmod/azbuse.ko"; do
+	"$build/kmod/azbuse.ko"; do
 	[ -f "$f" ] || { echo "thin-hard-stop.sh: $f is missing: build first" >&2; exit 2; }
 done
 
@@ -302,7 +302,7 @@ truncate -s 2G "$img"
 # copies of the programs and of this script: a rebuild or an edit on the host
 # during the run must not change them under the guest
 mkdir -p "$work/bin/libexec"
-cp "$build/tools/azbusectl" "$build/tools/azbuse-thin" "$root/kmod/azbuse.ko" "$self" "$work/bin/"
+cp "$build/tools/azbusectl" "$build/tools/azbuse-thin" "$build/kmod/azbuse.ko" "$self" "$work/bin/"
 # the full azbuse-thin, which the front runs for everything but a served snapshot
 cp "$build/tools/libexec/azbuse-thin" "$work/bin/libexec/"
 self=$work/bin/thin-hard-stop.sh

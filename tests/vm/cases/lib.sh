@@ -6,8 +6,8 @@
 : "${AZBUSE_CTL:?run the cases through tests/vm/run-suite.sh}"
 : "${AZBUSE_TOOLS:?run the cases through tests/vm/run-suite.sh}"
 
-# The module under test (run-suite.sh exports it; default: this checkout's).
-: "${AZBUSE_MODULE:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)/kmod/azbuse.ko}"
+# The module under test (run-suite.sh exports it; default: the build's).
+: "${AZBUSE_MODULE:=${AZBUSE_BUILD_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)/build}/kmod/azbuse.ko}"
 
 # Exit status that makes run-suite.sh report the case as skipped.
 EXIT_SKIP=77
