@@ -122,6 +122,27 @@ def ratio(m, k):
     return f"{v['ratio_to_brd']:.2f}"
 
 
+def rust_vs_c(summary, metas):
+    """The Rust binding's RAM disk beside the C mem engine (both copy through
+    the module), per job of each VM run that measured both: IOPS and the ratio."""
+    lines = []
+    for boot, jobs in summary.items():
+        rows = [(job, devs["azbuse-rust-ram"], devs["azbuse-mem"]) for job, devs in jobs.items()
+                if "iops" in devs.get("azbuse-rust-ram", {}) and "iops" in devs.get("azbuse-mem", {})]
+        if not rows:
+            continue
+        vc = metas.get(boot, {}).get("vcpus", "?")
+        lines += [f"## The Rust binding beside C ({vc} vCPUs, {BOOT_TITLES.get(boot, boot)})", "",
+                  "azbuse-rust-ram (bindings/rust/examples/ramdisk.rs) and azbuse-mem (the C "
+                  "mem engine): the same RAM disk, served through the same ring.", "",
+                  "| job | Rust IOPS | C mem IOPS | Rust ÷ C |", "|---|---:|---:|---:|"]
+        for job, rust, c in rows:
+            lines.append(f"| {job} | {cell(rust, 'iops')} | {cell(c, 'iops')} "
+                         f"| {rust['iops']['median'] / c['iops']['median']:.2f} |")
+        lines.append("")
+    return lines
+
+
 def markdown(recs, summary, host, statuses):
     metas = {r["boot"]: r for r in recs if r.get("type") == "meta"}
     lines = ["# azbuse benchmark", ""]
@@ -177,6 +198,7 @@ def markdown(recs, summary, host, statuses):
                     f"| {cell(m, 'ring_wait_us_per_request', False, lambda x: f'{x:.0f}')} "
                     f"| {cell(m, 'sync_ends_per_request', False, lambda x: f'{x:.2f}')} |")
             lines.append("")
+    lines += rust_vs_c(summary, metas)
     notes = [s for s in statuses if s["status"] != "ok"]
     if notes:
         lines += ["## Not measured", ""]

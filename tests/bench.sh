@@ -34,7 +34,7 @@
 #   --no-build         do not run cmake --build first
 #
 # Devices: brd null_blk loop nbd ublk-null ublk-loop dm-thin dm-thin-nozero
-#   dm-cache azbuse-null azbuse-mem azbuse-mem-nopoll azbuse-file azbuse-thin
+#   dm-cache azbuse-null azbuse-mem azbuse-rust-ram azbuse-mem-nopoll azbuse-file azbuse-thin
 #   azbuse-thin-raw
 #   azbuse-null-qN
 #   (tests/vm/bench-devices.sh says how each is set up; dm-thin-nozero is
@@ -62,7 +62,7 @@ usage() { # STATUS: the comment at the top, on stdout (0) or stderr
 	exit "$1"
 }
 
-all_devices="brd,null_blk,loop,nbd,ublk-null,ublk-loop,dm-thin,dm-cache,azbuse-null,azbuse-mem,azbuse-mem-nopoll,azbuse-file,azbuse-thin,azbuse-thin-raw"
+all_devices="brd,null_blk,loop,nbd,ublk-null,ublk-loop,dm-thin,dm-cache,azbuse-null,azbuse-mem,azbuse-rust-ram,azbuse-mem-nopoll,azbuse-file,azbuse-thin,azbuse-thin-raw"
 short=0
 out=
 runtime=${AZBUSE_BENCH_RUNTIME:-}

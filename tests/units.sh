@@ -169,7 +169,7 @@ fi
 # --- every file says its license -------------------------------------------------------------
 if git -C "$SRC" rev-parse --git-dir >/dev/null 2>&1; then
 	missing=$(cd "$SRC" && git ls-files |
-		grep -Ev '^(docs/bench/|COPYING|LICENSE$|README.md$|\.clang-format$|\.gitignore$)|\.(png|json|log|md)$' |
+		grep -Ev '^(docs/bench/|COPYING|LICENSE$|README.md$|\.clang-format$|\.gitignore$)|(^|/)Cargo\.lock$|\.(png|json|log|md)$' |
 		while read -r f; do head -n 3 "$f" | grep -q 'SPDX-License-Identifier' || echo "$f"; done)
 	[ -z "$missing" ] || fail "files without an SPDX-License-Identifier line: $missing"
 	echo "units: every file carries an SPDX license line"

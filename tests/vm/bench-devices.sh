@@ -28,6 +28,8 @@
 #   azbuse-mem-nopoll               mem with --poll-us 0 (no polling, no
 #                                   completion in the submitter's context)
 #   azbuse-null-q1|q2|q4...         the null engine with that many queues
+#   azbuse-rust-ram  the Rust binding's RAM disk example (bindings/rust),
+#                    to compare with azbuse-mem: both copy through the module
 #   azbuse-file      file engine (-o direct=1) over a file on ext4 on brd
 #   azbuse-thin      thin engine: pool on ext4 on brd (bench-thin.sh's way),
 #                    64 KiB chunks, AZBUSE_BENCH_THIN_SHARDS shards (default 2)
@@ -35,7 +37,8 @@
 #                    a raw device (init --data; dm-linear on the brd beside
 #                    the ext4 of the pool's DBs), with that many queues
 #                    (shards)
-# Needs: SIZE_MB, CTL (azbusectl), THIN (azbuse-thin), MODULE (azbuse.ko).
+# Needs: SIZE_MB, CTL (azbusectl), THIN (azbuse-thin), MODULE (azbuse.ko),
+# RUST_RAMDISK (the Rust example's program).
 # shellcheck disable=SC2034 # DEV, FILL and AZ_ID are for the caller
 
 # (wait_for_dev, dm_create, dm_remove; $here: bench-matrix.sh's directory)
@@ -87,19 +90,28 @@ bd_ublk_bin() {
 	fi
 }
 
-bd_azbuse_add() { # ID ARGS...: azbusectl add, DEV and AZ_ID set
+bd_azbuse_start() { # ID CMD...: CMD (with AZBUSE_BENCH_ADD_OPTS) adds device ID; DEV and AZ_ID set
 	local id=$1
 	shift
 	lsmod | grep -q '^azbuse ' || insmod "$MODULE" || return 1
 	# shellcheck disable=SC2086 # extra options, split on purpose
-	"$CTL" add "$id" "$@" ${AZBUSE_BENCH_ADD_OPTS:-} >/dev/null || return 1
+	"$@" ${AZBUSE_BENCH_ADD_OPTS:-} >/dev/null || return 1
 	AZ_ID=$id
 	DEV=/dev/azbuse$id
 	wait_for_dev "$DEV"
 }
 
+bd_azbuse_add() { # ID ARGS...: azbusectl add
+	bd_azbuse_start "$1" "$CTL" add "$@"
+}
+
 dev_skip() {
 	case $1 in
+	azbuse-rust-ram)
+		[ -x "$RUST_RAMDISK" ] && return 1
+		echo "no $RUST_RAMDISK: build with Debian's cargo (apt-get install rustc cargo)"
+		return 0
+		;;
 	ublk-*)
 		if ! bd_ublk_bin >/dev/null; then
 			echo "ublksrv's ublk binary not found (${AZBUSE_UBLK:+AZBUSE_UBLK=$AZBUSE_UBLK, }PATH=$PATH);" \
@@ -180,6 +192,9 @@ dev_up() {
 		;;
 	azbuse-mem)
 		bd_azbuse_add 1 --engine=mem --size "${mb}M"
+		;;
+	azbuse-rust-ram)
+		bd_azbuse_start 1 "$RUST_RAMDISK" 1 --size "${mb}M"
 		;;
 	azbuse-mem-nopoll)
 		bd_azbuse_add 1 --engine=mem --size "${mb}M" --poll-us 0

@@ -36,6 +36,7 @@ build=$(cd "${AZBUSE_BUILD_DIR:-$top/build}" && pwd)
 CTL=$build/tools/azbusectl
 THIN=$build/tools/azbuse-thin
 MODULE=${AZBUSE_MODULE:-$build/kmod/azbuse.ko}
+RUST_RAMDISK=$build/bindings/rust/target/release/examples/azbuse-ramdisk
 SIZE_MB=${AZBUSE_BENCH_SIZE_MB:-512}
 boot=${1:?usage: bench-matrix.sh BOOT}
 runtime=${AZBUSE_BENCH_RUNTIME:-5}

@@ -13,6 +13,8 @@ set -euo pipefail
 packages=(
 	build-essential cmake pkg-config clang-format
 	libjemalloc-dev libnuma-dev librocksdb-dev libcmocka-dev liburing-dev libsmartcols-dev libjson-c-dev
+	# the Rust binding (bindings/rust): Debian's rustc and cargo, no crates registry
+	rustc cargo
 	qemu-system-x86 busybox-static kmod cpio xz-utils zstd
 	fio e2fsprogs util-linux procps numactl
 	# what the kernel's kbuild tools (in the unpacked headers) use
