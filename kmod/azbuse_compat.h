@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * azbuse_compat.h - every kernel API difference between the versions azbuse
- * builds against (Debian 12's 6.1 and bookworm-backports' 6.12), in one place.
+ * builds against (Debian 12's 6.1, bookworm-backports' 6.12, sid's 7.2 and
+ * experimental's 7.3: tests/kmod-newest.sh), in one place.
  */
 #ifndef AZBUSE_COMPAT_H
 #define AZBUSE_COMPAT_H
@@ -143,6 +144,16 @@ static inline void azbuse_plug_set_timed(bool timed)
 #define AZBUSE_MQ_F_SHOULD_MERGE 0
 #else
 #define AZBUSE_MQ_F_SHOULD_MERGE BLK_MQ_F_SHOULD_MERGE
+#endif
+
+/*
+ * How far into its current bvec an iterator is: 7.3 renamed bvec_iter's
+ * bi_bvec_done to bi_offset.
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(7, 3, 0)
+#define azbuse_bvec_iter_done(iter) ((iter).bi_offset)
+#else
+#define azbuse_bvec_iter_done(iter) ((iter).bi_bvec_done)
 #endif
 
 #endif /* AZBUSE_COMPAT_H */

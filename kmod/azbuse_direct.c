@@ -416,7 +416,7 @@ static void azbuse_direct_issue(struct azbuse_direct_cmd *cmd, struct request *r
 	/* the bio may start inside its first bvec (a split): pass the offset on */
 	iov_iter_bvec(&iter, write ? ITER_SOURCE : ITER_DEST,
 		      __bvec_iter_bvec(bio->bi_io_vec, bio->bi_iter), nr_bvec, blk_rq_bytes(rq));
-	iter.iov_offset = bio->bi_iter.bi_bvec_done;
+	iter.iov_offset = azbuse_bvec_iter_done(bio->bi_iter);
 
 	memset(&cmd->iocb, 0, sizeof(cmd->iocb));
 	cmd->iocb.ki_filp = file;

@@ -2,8 +2,12 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # run-all.sh: every azbuse test, on a fresh Debian 12 machine as root.
 # Installs what is missing, builds, runs the unit tests (also under ASan and
-# UBSan), then boots the 6.12 kernel in QEMU and runs the VM suite against the
-# real module, and the benchmark in its short mode (tests/bench.sh --short).
+# UBSan; the Rust binding's with cargo), builds and installs the tree in a
+# fresh Debian 12 root as the README says (tests/fresh-install.sh), builds
+# the module against the newest kernel headers Debian ships
+# (tests/kmod-newest.sh), then boots the 6.12 kernel in QEMU and runs the VM
+# suite against the real module, and the benchmark in its short mode
+# (tests/bench.sh --short).
 # Ends with one line: "N passed, N failed".
 #
 #   tests/run-all.sh            everything
@@ -74,6 +78,24 @@ run_vm_suite() {
 	[ "$vm_failed" = 0 ] || failed_steps+=("$title|$log")
 }
 
+# run_check TITLE LOG CMD...: one check of its own (a script): passes on exit
+# 0, is reported as skipped on 77 (something outside the project, such as
+# Debian's archive, was not there), fails otherwise.
+run_check() {
+	local title=$1 log=$2
+	shift 2
+	step "$title"
+	run_logged "$log" "$@"
+	case $rc in
+	0) passed=$((passed + 1)) ;;
+	77) echo "run-all.sh: skipped: $title" ;;
+	*)
+		failed=$((failed + 1))
+		failed_steps+=("$title|$log")
+		;;
+	esac
+}
+
 step "dependencies"
 tests/vm/install-deps.sh --if-needed
 
@@ -92,6 +114,12 @@ run_logged build-sanitize/ctest.log ctest --test-dir build-sanitize --output-on-
 count_ctest build-sanitize/ctest.log "unit tests under ASan + UBSan"
 
 if [ "$unit_only" = 0 ]; then
+	run_check "a fresh Debian 12 root: the README's install lines, an engine built against the package" \
+		build/fresh-install.log tests/fresh-install.sh
+	run_check "azbuse.ko against the newest kernel headers Debian ships (sid)" \
+		build/kmod-newest.log tests/kmod-newest.sh
+	run_check "azbuse.ko against the release candidate in Debian's experimental" \
+		build/kmod-experimental.log tests/kmod-newest.sh --suite experimental
 	run_vm_suite "VM suite (Debian 6.12 kernel in QEMU)" build/vm-suite.log
 	run_vm_suite "NUMA (two emulated nodes)" build/vm-numa.log --numa -- 58-numa
 	run_vm_suite "Debian 12's own 6.1 kernel: smoke test" build/vm-6.1.log \

@@ -15,6 +15,8 @@ packages=(
 	libjemalloc-dev libnuma-dev librocksdb-dev libcmocka-dev liburing-dev libsmartcols-dev libjson-c-dev
 	# the Rust binding (bindings/rust): Debian's rustc and cargo, no crates registry
 	rustc cargo
+	# tests/fresh-install.sh and tests/kmod-newest.sh: throw-away Debian roots
+	debootstrap
 	qemu-system-x86 busybox-static kmod cpio xz-utils zstd
 	fio e2fsprogs util-linux procps numactl
 	# what the kernel's kbuild tools (in the unpacked headers) use
