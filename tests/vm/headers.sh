@@ -75,25 +75,9 @@ if [ -f "$stamp" ]; then
 	kdir_of "$kver"
 	exit 0
 fi
-for tool in apt-get apt-cache dpkg-deb flock; do
-	command -v "$tool" >/dev/null || die "$tool not found"
-done
-
-mkdir -p "$cache"
-exec 9>"$cache/.headers-$kver.lock"
-flock 9
-if [ -f "$stamp" ]; then
-	kdir_of "$kver"
-	exit 0
-fi
-
-tmp=$(mktemp -d "$cache/.headers-$kver.tmp.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-mkdir "$tmp/deb" "$tmp/root"
-if id _apt >/dev/null 2>&1; then # apt drops privileges to _apt while downloading
-	chmod 755 "$tmp"
-	chown _apt "$tmp/deb"
-fi
+# shellcheck source=lib-download.sh
+. "$(dirname "$0")/lib-download.sh"
+download_begin "apt-get apt-cache dpkg-deb flock" "headers-$kver" "$stamp" "$(kdir_of "$kver")"
 
 # the headers, and the -common and kbuild packages they use (not the image)
 pkgs=("linux-headers-$kver")
@@ -119,7 +103,5 @@ sed -i "s|^include /usr/src/|include $dir/usr/src/|; s|^KBUILD_OUTPUT=/usr/src/|
 [ -e "$src/scripts/Makefile.build" ] || die "scripts/ does not resolve (linux-kbuild missing?)"
 rm -rf "$tmp/root/usr/share"
 
-rm -rf "$dir"
-mv "$tmp/root" "$dir"
-touch "$stamp"
+download_finish "$dir" "$stamp"
 kdir_of "$kver"

@@ -38,27 +38,9 @@ if [ -f "$stamp" ]; then
 	exit 0
 fi
 
-for tool in apt-get dpkg-deb depmod flock; do
-	command -v "$tool" >/dev/null || die "$tool not found"
-done
-
-mkdir -p "$cache"
-# Serialise concurrent preparations of the same kernel.
-exec 9>"$cache/.$kver.lock"
-flock 9
-if [ -f "$stamp" ]; then
-	echo "$dir"
-	exit 0
-fi
-
-tmp=$(mktemp -d "$cache/.$kver.tmp.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-mkdir "$tmp/deb" "$tmp/root"
-# apt drops privileges to _apt while downloading: let it write there.
-if id _apt >/dev/null 2>&1; then
-	chmod 755 "$tmp"
-	chown _apt "$tmp/deb"
-fi
+# shellcheck source=lib-download.sh
+. "$(dirname "$0")/lib-download.sh"
+download_begin "apt-get dpkg-deb depmod flock" "$kver" "$stamp" "$dir"
 
 pkg=linux-image-$kver
 echo "kernel.sh: downloading $pkg" >&2
@@ -83,7 +65,5 @@ rmdir "$tmp/root/usr" 2>/dev/null || true
 
 depmod -b "$tmp/root" "$kver"
 
-rm -rf "$dir"
-mv "$tmp/root" "$dir"
-touch "$stamp"
+download_finish "$dir" "$stamp"
 echo "$dir"
