@@ -477,7 +477,7 @@ static int cmd_remove(int argc, char **argv)
 	for (int i = 0; i < n && i < AZBUSE_MAX_DEVICES; i++) {
 		if (remove_one(ctl, ids[i], force))
 			failed++;
-		else
+		else if (json)
 			tj_append(removed, tj_number(ids[i]));
 	}
 	close(ctl);
