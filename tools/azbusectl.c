@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -278,8 +279,52 @@ static const char *state_name(uint32_t s)
 	return s < 3 ? state_names[s] : "unknown";
 }
 
-static int cmd_add(int argc, char **argv)
+/*
+ * An engine that is a program of its own, azbuse-engine-NAME (rbd: its
+ * libraries are too large for every azbusectl command to load): in
+ * engines/ beside azbusectl (a build tree), else in AZBUSE_ENGINE_DIR. Its
+ * path into path; false if there is none.
+ */
+static bool external_engine(const char *name, char *path, size_t len)
 {
+	char self[PATH_MAX];
+	ssize_t n;
+
+	if (!*name || strchr(name, '/') || name[0] == '.')
+		return false;
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = '\0';
+		if (strrchr(self, '/'))
+			*strrchr(self, '/') = '\0';
+		if (snprintf(path, len, "%s/engines/azbuse-engine-%s", self, name) < (int)len &&
+		    !access(path, X_OK))
+			return true;
+	}
+	return snprintf(path, len, "%s/azbuse-engine-%s", AZBUSE_ENGINE_DIR, name) < (int)len &&
+	       !access(path, X_OK);
+}
+
+/* Hand `azbusectl add ARGS` to the engine's program: PROGRAM ARGS (it parses them as we do). */
+static int run_external_engine(const char *path, int argc, char **argv)
+{
+	char **args = calloc((size_t)argc + 2, sizeof(*args));
+
+	if (!args)
+		return 1;
+	args[0] = (char *)path;
+	memcpy(args + 1, argv, (size_t)argc * sizeof(*args));
+	fflush(stdout);
+	execv(path, args);
+	fprintf(stderr, "azbusectl add: cannot run %s: %s\n", path, strerror(errno));
+	free(args);
+	return 1;
+}
+
+/* add, with argv as given (given: a copy, for an engine program) */
+static int add_device(int argc, char **argv, char **given)
+{
+	char engine_path[PATH_MAX];
 	const struct azbuse_engine_ops *ops;
 	struct azbuse_args a;
 	char err[256];
@@ -302,6 +347,8 @@ static int cmd_add(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	ops = azbuse_find_engine(a.engine);
+	if (!ops && external_engine(a.engine, engine_path, sizeof(engine_path)))
+		return run_external_engine(engine_path, argc, given);
 	if (!ops) {
 		fprintf(stderr, "azbusectl add: no engine '%s' (see azbusectl engines)\n",
 			a.engine);
@@ -312,6 +359,23 @@ static int cmd_add(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	return azbuse_launch(ops, &a);
+}
+
+static int cmd_add(int argc, char **argv)
+{
+	char **given = calloc((size_t)argc + 1, sizeof(*given));
+	int i, ret = given ? 0 : 1;
+
+	/* parsing changes argv: an engine program gets it as it was given */
+	for (i = 0; !ret && i < argc; i++)
+		if (!(given[i] = strdup(argv[i])))
+			ret = 1;
+	if (!ret)
+		ret = add_device(argc, argv, given);
+	for (i = 0; given && i < argc; i++)
+		free(given[i]);
+	free(given);
+	return ret;
 }
 
 static void sleep_ms(unsigned ms)
@@ -894,9 +958,29 @@ static int cmd_cache(int argc, char **argv)
 	return ret;
 }
 
+/* One line of `engines` (or its JSON, into list). */
+static void show_engine(json_object *list, const char *name, const char *description)
+{
+	json_object *one;
+
+	if (!list) {
+		printf("%-8s %s\n", name, description);
+		return;
+	}
+	one = tj_object();
+	tj_str(one, "name", name);
+	tj_str(one, "description", description);
+	tj_append(list, one);
+}
+
 static int cmd_engines(int argc, char **argv)
 {
+	/* engines that are programs of their own, listed when installed */
+	static const char *const external_engines[][2] = {
+		{ "rbd", "a Ceph RBD image (--image POOL/IMAGE), librbd (azbuse-engine-rbd)" },
+	};
 	const struct azbuse_engine_ops *const *e;
+	char path[PATH_MAX];
 	struct cmd_opts o;
 	int ret = cmd_parse("engines", argc, argv, "json help", 0, &o);
 	json_object *list = NULL;
@@ -906,23 +990,16 @@ static int cmd_engines(int argc, char **argv)
 		return ret;
 	if (o.help) {
 		printf("usage: azbusectl engines [--json]\n\nLists the engines built into "
-		       "azbusectl.\n");
+		       "azbusectl, and those installed as programs of their own.\n");
 		return 0;
 	}
 	if (json)
 		list = tj_array();
-	for (e = azbuse_builtin_engines(); *e; e++) {
-		json_object *one;
-
-		if (!json) {
-			printf("%-8s %s\n", (*e)->name, (*e)->description);
-			continue;
-		}
-		one = tj_object();
-		tj_str(one, "name", (*e)->name);
-		tj_str(one, "description", (*e)->description);
-		tj_append(list, one);
-	}
+	for (e = azbuse_builtin_engines(); *e; e++)
+		show_engine(list, (*e)->name, (*e)->description);
+	for (size_t k = 0; k < sizeof(external_engines) / sizeof(external_engines[0]); k++)
+		if (external_engine(external_engines[k][0], path, sizeof(path)))
+			show_engine(list, external_engines[k][0], external_engines[k][1]);
 	return json ? tj_print(list, "azbusectl") : 0;
 }
 

@@ -25,6 +25,9 @@ packages=(
 	# chart; the peers it measures: nbd (nbdkit memory, nbd-client), dm-thin
 	# and dm-cache (dmsetup)
 	python3 gnuplot-nox nbdkit nbd-client dmsetup
+	# the rbd engine (librbd) and the Ceph cluster its VM cases start, with
+	# its peers rbd-nbd and krbd (rbd map)
+	librbd-dev ceph-mon ceph-mgr ceph-osd ceph-common rbd-nbd uuid-runtime
 )
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 

@@ -434,3 +434,23 @@ sup_log_keep() {
 		[ -z "${AZBUSE_VM_OUT:-}" ] || cp "$f" "$AZBUSE_VM_OUT/" || true
 	done
 }
+
+# ceph_up: a Ceph cluster in this VM (tests/vm/ceph-cluster.sh), started by
+# the first case that needs it and shared by the later ones (one per boot:
+# its start is slow under emulation); prints its ceph.conf. Skips the case
+# if Ceph's daemons are not installed.
+CEPH_DIR=/run/azbuse-ceph
+ceph_up() {
+	require_cmd ceph-mon ceph-mgr ceph-osd rbd
+	if [ -f "$CEPH_DIR/mon.a.pid" ] && kill -0 "$(cat "$CEPH_DIR/mon.a.pid")" 2>/dev/null &&
+		[ -f "$CEPH_DIR/ready" ]; then
+		echo "$CEPH_DIR/ceph.conf"
+		return 0
+	fi
+	local start=$SECONDS
+	"$(dirname "${BASH_SOURCE[0]}")/../ceph-cluster.sh" start "$CEPH_DIR" 1024 >/dev/null 2>"$CEPH_DIR.log" ||
+		{ cat "$CEPH_DIR.log" >&2; die "the Ceph cluster did not start"; }
+	touch "$CEPH_DIR/ready"
+	log "Ceph cluster (mon, mgr, osd.0 on BlueStore) started in $((SECONDS - start)) s" >&2
+	echo "$CEPH_DIR/ceph.conf"
+}

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# bench-rbd.sh: runs INSIDE the test VM. The rbd engine beside its peers on
+# one Ceph cluster (tests/vm/ceph-cluster.sh, started here) and one image:
+# rbd-nbd (librbd behind NBD) and krbd (the kernel's client, `rbd map`).
+# fio (libaio, O_DIRECT, time-based) 4k random read and write at depth 1 and
+# 32, and 1M sequential read and write at depth 8; each device writes the
+# image whole once before it is measured. Prints one line per run and a
+# table with the ratios azbuse/rbd-nbd and azbuse/krbd.
+#
+#   tests/vm/vm-run.sh --mem 3G -- tests/vm/bench-rbd.sh [SECONDS_PER_RUN] [IMAGE_MB]
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+top=$(cd "$here/../.." && pwd)
+build=${AZBUSE_BUILD_DIR:-$top/build}
+ctl=$build/tools/azbusectl
+runtime=${1:-10}
+mb=${2:-256}
+dir=/run/azbuse-ceph-bench
+. "$here/lib-bench.sh"
+
+cleanup() {
+	"$ctl" remove 3 --force >/dev/null 2>&1 || true
+	rbd-nbd unmap /dev/nbd0 >/dev/null 2>&1 || true
+	rbd unmap /dev/rbd0 >/dev/null 2>&1 || true
+	"$here/ceph-cluster.sh" stop "$dir" || true
+}
+trap cleanup EXIT
+
+lsmod | grep -q '^azbuse ' || insmod "${AZBUSE_MODULE:-$build/kmod/azbuse.ko}"
+modprobe nbd nbds_max=1
+modprobe rbd
+start=$SECONDS
+conf=$("$here/ceph-cluster.sh" start "$dir" $((mb * 3)))
+echo "bench-rbd: the cluster started in $((SECONDS - start)) s"
+export CEPH_CONF=$conf
+rbd create --size "${mb}M" --image-feature layering rbd/bench
+
+# run DEVICE JOB RW BS DEPTH: one fio run; prints "DEVICE JOB IOPS MB/s LAT_US"
+run() {
+	local out
+	out=$(fio --name=bench --filename="$1" --rw="$3" --bs="$4" --iodepth="$5" \
+		--ioengine=libaio --direct=1 --numjobs=1 --time_based --runtime="$runtime" \
+		--ramp_time=1 --norandommap --randrepeat=0 --output-format=terse \
+		--terse-version=3) || { echo "bench-rbd: fio $2 on $1 failed" >&2; return 1; }
+	awk -F';' -v dev="$dev" -v job="$2" -v rw="$3" '
+		$5 != 0 { print "fio error " $5 > "/dev/stderr"; exit 1 }
+		rw ~ /read/ { printf "%s %s %d %.1f %.0f\n", dev, job, $8, $7 / 1024, $40; exit }
+		{ printf "%s %s %d %.1f %.0f\n", dev, job, $49, $48 / 1024, $81; exit }' <<<"$out"
+}
+
+results=()
+measure() { # DEVICE PATH
+	local dev=$1 path=$2 line
+	wait_for_dev "$path"
+	fill_device "$path"
+	for spec in "randread-4k-qd1 randread 4k 1" "randwrite-4k-qd1 randwrite 4k 1" \
+		"randread-4k-qd32 randread 4k 32" "randwrite-4k-qd32 randwrite 4k 32" \
+		"read-1m-qd8 read 1m 8" "write-1m-qd8 write 1m 8"; do
+		# shellcheck disable=SC2086 # the spec's words are run's arguments
+		line=$(run "$path" $spec)
+		echo "BENCH $line"
+		results+=("$line")
+	done
+}
+
+"$ctl" add 3 --engine=rbd --image rbd/bench --conf "$conf" >/dev/null
+measure azbuse-rbd /dev/azbuse3
+"$ctl" remove 3
+nbd=$(rbd-nbd map rbd/bench)
+measure rbd-nbd "$nbd"
+rbd-nbd unmap "$nbd"
+krbd=$(rbd map rbd/bench)
+measure krbd "$krbd"
+rbd unmap "$krbd"
+
+echo
+printf '| job | azbuse-rbd IOPS | rbd-nbd IOPS | krbd IOPS | ×rbd-nbd | ×krbd |\n|---|---:|---:|---:|---:|---:|\n'
+for job in randread-4k-qd1 randwrite-4k-qd1 randread-4k-qd32 randwrite-4k-qd32 read-1m-qd8 write-1m-qd8; do
+	printf '%s\n' "${results[@]}" | awk -v job="$job" '
+		$2 == job { iops[$1] = $3 }
+		END {
+			a = iops["azbuse-rbd"]; n = iops["rbd-nbd"]; k = iops["krbd"]
+			printf "| %s | %d | %d | %d | %.2f | %.2f |\n", job, a, n, k, n ? a / n : 0, k ? a / k : 0
+		}'
+done
