@@ -20,14 +20,7 @@ dev=/dev/azbuse1
 
 head -c 32M /dev/urandom >/tmp/example-data
 dd if=/tmp/example-data of="$dev" bs=1M seek=200 oflag=direct status=none
-fio --output-format=normal --name=example --filename="$dev" --size=64M --direct=1 \
-	--ioengine=libaio --iodepth=16 --numjobs=2 --offset_increment=64M --rw=randwrite \
-	--bssplit=4k/50:64k/40:256k/10 --verify=crc32c --do_verify=1 --verify_fatal=1 \
-	>/tmp/example-fio.log 2>&1 &
-fio_pid=$!
-sleep 2
-ms=$(replace_worker 1 1)
-wait_fio "$fio_pid" /tmp/example-fio.log "on the example engine"
+ms=$(verify_across_worker_kill 1 "$dev" /tmp/example-fio.log)
 cmp <(dd if="$dev" bs=1M skip=200 count=32 iflag=direct status=none) /tmp/example-data ||
 	die "data written before the worker kill changed"
 log "two queues, one disk: fio verify and old data intact across a worker kill (new worker in $ms ms)"

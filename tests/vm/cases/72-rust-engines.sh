@@ -19,7 +19,7 @@ work=$(mktemp -d /tmp/rust-engines.XXXXXX)
 
 # exercise NAME PROGRAM ARGS...: the checks every example passes
 exercise() {
-	local name=$1 ms fio_pid
+	local name=$1 ms
 	shift
 	"$@" >/dev/null || die "$name did not start"
 	[ -b "$dev" ] || die "$name: $dev missing"
@@ -27,14 +27,7 @@ exercise() {
 		die "$name: the device does not have 2 queues"
 	head -c 16M /dev/urandom >"$work/old"
 	dd if="$work/old" of="$dev" bs=1M seek=200 oflag=direct status=none
-	fio --output-format=normal --name="$name" --filename="$dev" --size=64M --direct=1 \
-		--ioengine=libaio --iodepth=16 --numjobs=2 --offset_increment=64M --rw=randwrite \
-		--bssplit=4k/50:64k/40:256k/10 --verify=crc32c --do_verify=1 --verify_fatal=1 \
-		>"$work/fio.log" 2>&1 &
-	fio_pid=$!
-	sleep 2
-	ms=$(replace_worker 1 1)
-	wait_fio "$fio_pid" "$work/fio.log" "on $name"
+	ms=$(verify_across_worker_kill 1 "$dev" "$work/fio.log")
 	cmp <(dd if="$dev" bs=1M skip=200 count=16 iflag=direct status=none) "$work/old" ||
 		die "$name: data written before the worker kill changed"
 	mkfs.ext4 -q -F "$dev" || die "$name: mkfs.ext4 failed"

@@ -27,14 +27,7 @@ log "rbd/vol1 on $dev, two queues"
 # fio verify across a worker kill
 head -c 16M /dev/urandom >"$work/old"
 dd if="$work/old" of="$dev" bs=1M seek=400 oflag=direct status=none
-fio --output-format=normal --name=rbd --filename="$dev" --size=64M --direct=1 \
-	--ioengine=libaio --iodepth=16 --numjobs=2 --offset_increment=64M --rw=randwrite \
-	--bssplit=4k/50:64k/40:256k/10 --verify=crc32c --do_verify=1 --verify_fatal=1 \
-	>"$work/fio.log" 2>&1 &
-fio_pid=$!
-sleep 3
-ms=$(replace_worker 1 1)
-wait_fio "$fio_pid" "$work/fio.log" "across a worker kill"
+ms=$(verify_across_worker_kill 1 "$dev" "$work/fio.log")
 cmp <(dd if="$dev" bs=1M skip=400 count=16 iflag=direct status=none) "$work/old" ||
 	die "data written before the worker kill changed"
 # (dd stops reading after what it compares: the export's broken pipe is expected)

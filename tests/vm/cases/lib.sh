@@ -180,6 +180,23 @@ replace_worker() {
 	echo $((($(date +%s%N) - start) / 1000000))
 }
 
+# verify_across_worker_kill ID DEV LOG: fio verify on DEV (two jobs of 64
+# MiB each, 4k to 256k writes, depth 16) while the worker of queue 1 of
+# device ID is SIGKILLed; fails (showing LOG) if fio failed or a block did
+# not verify; prints how many ms the new worker took to attach.
+verify_across_worker_kill() {
+	local id=$1 dev=$2 out=$3 pid ms
+	fio --output-format=normal --name=verify-kill --filename="$dev" --size=64M --direct=1 \
+		--ioengine=libaio --iodepth=16 --numjobs=2 --offset_increment=64M --rw=randwrite \
+		--bssplit=4k/50:64k/40:256k/10 --verify=crc32c --do_verify=1 --verify_fatal=1 \
+		>"$out" 2>&1 &
+	pid=$!
+	sleep 2
+	ms=$(replace_worker "$id" 1)
+	wait_fio "$pid" "$out" "across a worker kill"
+	echo "$ms"
+}
+
 # queue_requests ID: the requests counter of each queue of device ID, one per line.
 queue_requests() {
 	azbusectl info "$1" --json | grep -o '"requests": [0-9]*' | awk '{ print $2 }'
