@@ -26,10 +26,7 @@ exercise() {
 	[ "$(azbusectl info 1 --json | grep -o '"queues": [0-9]*' | grep -o '[0-9]*$')" = 2 ] ||
 		die "$name: the device does not have 2 queues"
 	head -c 16M /dev/urandom >"$work/old"
-	dd if="$work/old" of="$dev" bs=1M seek=200 oflag=direct status=none
-	ms=$(verify_across_worker_kill 1 "$dev" "$work/fio.log")
-	cmp <(dd if="$dev" bs=1M skip=200 count=16 iflag=direct status=none) "$work/old" ||
-		die "$name: data written before the worker kill changed"
+	ms=$(verify_across_worker_kill 1 "$dev" "$work/fio.log" "$work/old" 200)
 	mkfs.ext4 -q -F "$dev" || die "$name: mkfs.ext4 failed"
 	mkdir -p "$work/mnt"
 	mount "$dev" "$work/mnt" || die "$name: mount failed"

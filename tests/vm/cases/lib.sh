@@ -180,12 +180,16 @@ replace_worker() {
 	echo $((($(date +%s%N) - start) / 1000000))
 }
 
-# verify_across_worker_kill ID DEV LOG: fio verify on DEV (two jobs of 64
-# MiB each, 4k to 256k writes, depth 16) while the worker of queue 1 of
+# verify_across_worker_kill ID DEV LOG OLD AT_MIB: writes file OLD to DEV at
+# AT_MIB MiB (past the first 128), then runs fio verify on DEV (two jobs of
+# 64 MiB each, 4k to 256k writes, depth 16) while the worker of queue 1 of
 # device ID is SIGKILLed; fails (showing LOG) if fio failed or a block did
-# not verify; prints how many ms the new worker took to attach.
+# not verify, or if OLD no longer reads back; prints how many ms the new
+# worker took to attach.
 verify_across_worker_kill() {
-	local id=$1 dev=$2 out=$3 pid ms
+	local id=$1 dev=$2 out=$3 old=$4 at=$5 pid ms mib
+	mib=$(($(stat -c %s "$old") >> 20))
+	dd if="$old" of="$dev" bs=1M seek="$at" oflag=direct status=none
 	fio --output-format=normal --name=verify-kill --filename="$dev" --size=64M --direct=1 \
 		--ioengine=libaio --iodepth=16 --numjobs=2 --offset_increment=64M --rw=randwrite \
 		--bssplit=4k/50:64k/40:256k/10 --verify=crc32c --do_verify=1 --verify_fatal=1 \
@@ -194,6 +198,8 @@ verify_across_worker_kill() {
 	sleep 2
 	ms=$(replace_worker "$id" 1)
 	wait_fio "$pid" "$out" "across a worker kill"
+	cmp <(dd if="$dev" bs=1M skip="$at" count="$mib" iflag=direct status=none) "$old" ||
+		die "data written before the worker kill changed"
 	echo "$ms"
 }
 
