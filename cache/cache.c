@@ -16,13 +16,17 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <azbuse/uapi.h>
+
 #include "cache.h"
 
-#define AZC_MAGIC 0x415a424341434845ULL /* "AZBCACHE" */
-#define NIL UINT32_MAX
-#define PARTS_MAX 256
+/* The module reads the region too (AZBUSE_CTL_CACHE_ATTACH): its layout,
+ * slot states, modes and hashes are the ones uapi.h describes. */
+#define AZC_MAGIC AZBUSE_CACHE_MAGIC
+#define NIL AZBUSE_CACHE_NIL
+#define PARTS_MAX AZBUSE_CACHE_MAX_PARTS
 #define BLOCKS_PER_PART 4096
-#define FREQ_MAX 3
+#define FREQ_MAX AZBUSE_CACHE_FREQ_MAX
 #define SMALL_SHARE 10	    /* the small FIFO holds 1/10 of a partition's slots */
 #define STAMP_BUCKETS 65536 /* write stamps: buckets of block numbers */
 #define NO_OWNER UINT16_MAX
@@ -55,10 +59,14 @@ struct azc_queue {
 };
 
 struct azc_part {
-	pthread_mutex_t lock;
+	union {
+		pthread_mutex_t lock;
+		uint8_t lock_space[AZBUSE_CACHE_LOCK_BYTES];
+	};
 	uint64_t slot_off, bucket_off, ghost_off, data_off; /* from the region's start */
 	uint32_t nr_slots, nr_buckets;			    /* buckets: a power of two */
-	uint32_t limit, pad1; /* slots in use: [0, limit) (azc_resize) */
+	uint32_t limit;		 /* slots in use: [0, limit) (azc_resize) */
+	_Atomic uint32_t change; /* odd while the lock is held: the module's seqcount */
 	uint32_t free_head, used, dirty, pad0;
 	struct azc_queue q[Q_COUNT];
 	uint64_t seq;
@@ -83,6 +91,7 @@ struct azc_inflight {
 };
 
 struct azc_cache {
+	/* what the module reads: struct azbuse_cache_region */
 	uint64_t magic;
 	uint64_t region_bytes;
 	uint32_t block_size;
@@ -90,10 +99,15 @@ struct azc_cache {
 	_Atomic uint32_t policy;
 	_Atomic uint32_t mode;
 	uint64_t part_off;
+	uint32_t part_stride, slot_stride;
+	uint64_t qstat_off; /* per queue: struct azc_qstat */
+	uint32_t queues;    /* (also of the inflight records) */
+	uint32_t qstat_stride;
+	/* userspace's own */
+	uint32_t tags; /* of the inflight records */
 	uint64_t stamp_off;
 	_Atomic uint64_t clock; /* the global write counter */
 	uint64_t inflight_off;
-	uint32_t queues, tags;	       /* of the inflight records */
 	uint64_t pid_off;	       /* the workers' pids, one per queue (azc_set_worker) */
 	uint64_t nr_slots;	       /* allocated */
 	_Atomic uint64_t capacity;     /* in use: the partitions' limits */
@@ -104,23 +118,52 @@ struct azc_cache {
 	_Atomic uint32_t cleaning;   /* dirty went above high and not yet back to low */
 	_Atomic uint32_t retry_gen;  /* failed write-backs are tried again once it moves */
 	_Atomic uint64_t seq_cutoff; /* bytes: a longer sequential stream bypasses (0: never) */
-	uint64_t qstat_off;	     /* per queue: struct azc_qstat */
+	_Atomic uint32_t pinned;     /* the module holds the pages (azc_set_pinned) */
 };
 
-/* One queue's counters (only its worker adds to them). */
+/* One queue's counters (its worker adds to them, and the module to module_*). */
 struct azc_qstat {
 	_Atomic uint64_t read_hits, read_misses, absorbed, through, bypassed, writebacks,
-		writeback_errors;
+		writeback_errors, module_hits, module_blocks;
 } __attribute__((aligned(64)));
+
+#define AZC_SAME(ours, field, theirs)                                                              \
+	_Static_assert(offsetof(struct ours, field) == offsetof(struct theirs, field) &&           \
+			       sizeof(((struct ours *)0)->field) ==                                \
+				       sizeof(((struct theirs *)0)->field),                        \
+		       #ours "." #field " is not where the module reads it")
+AZC_SAME(azc_cache, magic, azbuse_cache_region);
+AZC_SAME(azc_cache, region_bytes, azbuse_cache_region);
+AZC_SAME(azc_cache, block_size, azbuse_cache_region);
+AZC_SAME(azc_cache, nr_parts, azbuse_cache_region);
+AZC_SAME(azc_cache, policy, azbuse_cache_region);
+AZC_SAME(azc_cache, mode, azbuse_cache_region);
+AZC_SAME(azc_cache, part_off, azbuse_cache_region);
+AZC_SAME(azc_cache, part_stride, azbuse_cache_region);
+AZC_SAME(azc_cache, slot_stride, azbuse_cache_region);
+AZC_SAME(azc_cache, qstat_off, azbuse_cache_region);
+AZC_SAME(azc_cache, queues, azbuse_cache_region);
+AZC_SAME(azc_cache, qstat_stride, azbuse_cache_region);
+AZC_SAME(azc_part, slot_off, azbuse_cache_part);
+AZC_SAME(azc_part, bucket_off, azbuse_cache_part);
+AZC_SAME(azc_part, data_off, azbuse_cache_part);
+AZC_SAME(azc_part, nr_slots, azbuse_cache_part);
+AZC_SAME(azc_part, nr_buckets, azbuse_cache_part);
+AZC_SAME(azc_part, change, azbuse_cache_part);
+AZC_SAME(azc_slot, blk, azbuse_cache_slot);
+AZC_SAME(azc_slot, hnext, azbuse_cache_slot);
+AZC_SAME(azc_slot, state, azbuse_cache_slot);
+AZC_SAME(azc_slot, freq, azbuse_cache_slot);
+AZC_SAME(azc_qstat, read_hits, azbuse_cache_qstat);
+AZC_SAME(azc_qstat, module_hits, azbuse_cache_qstat);
+AZC_SAME(azc_qstat, module_blocks, azbuse_cache_qstat);
+_Static_assert(SLOT_CLEAN == AZBUSE_CACHE_SLOT_CLEAN && SLOT_DIRTY == AZBUSE_CACHE_SLOT_DIRTY,
+	       "slot states differ from the module's");
+_Static_assert(sizeof(pthread_mutex_t) <= AZBUSE_CACHE_LOCK_BYTES, "the lock does not fit");
 
 static uint64_t mix64(uint64_t x)
 {
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	x ^= x >> 33;
-	return x;
+	return azbuse_cache_mix64(x);
 }
 
 static struct azc_part *part_at(struct azc_cache *c, uint32_t i)
@@ -155,7 +198,7 @@ static uint8_t *slot_data(struct azc_cache *c, struct azc_part *p, uint32_t i)
 
 static uint32_t bucket_of(const struct azc_part *p, uint64_t blk)
 {
-	return (uint32_t)(mix64(blk ^ 0x9e3779b97f4a7c15ULL) & (p->nr_buckets - 1));
+	return (uint32_t)(azbuse_cache_bucket_hash(blk) & (p->nr_buckets - 1));
 }
 
 /* ---- queues ---- */
@@ -412,9 +455,21 @@ static void part_rebuild(struct azc_cache *c, struct azc_part *p)
 	}
 }
 
+/*
+ * The lock, and around it the seqcount that the module's lookups check:
+ * odd from the moment it is taken (still odd if its last holder died) until
+ * every change is written.
+ */
 static void part_lock(struct azc_cache *c, struct azc_part *p)
 {
-	if (pthread_mutex_lock(&p->lock) == EOWNERDEAD) {
+	int ret = pthread_mutex_lock(&p->lock);
+	uint32_t change = atomic_load_explicit(&p->change, memory_order_relaxed);
+
+	if (!(change & 1))
+		atomic_store_explicit(&p->change, change + 1, memory_order_relaxed);
+	/* (the odd count is seen before any change) */
+	atomic_thread_fence(memory_order_release);
+	if (ret == EOWNERDEAD) {
 		/* its holder died mid-change: what the slots say is the truth */
 		part_rebuild(c, p);
 		p->recoveries++;
@@ -424,6 +479,7 @@ static void part_lock(struct azc_cache *c, struct azc_part *p)
 
 static void part_unlock(struct azc_part *p)
 {
+	atomic_fetch_add_explicit(&p->change, 1, memory_order_release);
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -563,6 +619,9 @@ int azc_create(const struct azc_params *pr, struct azc_cache **out)
 	c->queues = pr->queues;
 	c->tags = pr->tags;
 	c->nr_parts = parts;
+	c->part_stride = sizeof(struct azc_part);
+	c->slot_stride = sizeof(struct azc_slot);
+	c->qstat_stride = sizeof(struct azc_qstat);
 	atomic_store(&c->policy, (uint32_t)pr->policy);
 	atomic_store(&c->mode, (uint32_t)pr->mode);
 	atomic_store(&c->low_pct, pr->dirty_high_pct ? pr->dirty_low_pct : DIRTY_LOW_PCT);
@@ -650,8 +709,10 @@ static int part_resize(struct azc_cache *c, struct azc_part *p, uint32_t limit)
 			*link = s[*link].next;
 		else
 			link = &s[*link].next;
-	/* the memory of what went goes back */
-	madvise(slot_data(c, p, limit), (size_t)(p->nr_slots - limit) * c->block_size, MADV_REMOVE);
+	/* the memory of what went goes back, unless the module holds it: the
+	 * pages it reads would no longer be the ones the workers write */
+	if (!atomic_load(&c->pinned))
+		madvise(slot_data(c, p, limit), (size_t)(p->nr_slots - limit) * c->block_size, MADV_REMOVE);
 	return 0;
 }
 
@@ -678,6 +739,19 @@ int azc_resize(struct azc_cache *c, uint64_t bytes)
 uint64_t azc_max_bytes(const struct azc_cache *c)
 {
 	return c->nr_slots * c->block_size;
+}
+
+void azc_set_pinned(struct azc_cache *c, bool pinned)
+{
+	atomic_store(&c->pinned, pinned);
+}
+
+void azc_region(const struct azc_cache *c, void **addr, uint64_t *len)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+
+	*addr = (void *)c;
+	*len = align_up(c->region_bytes, page);
 }
 
 /* ---- blocks ---- */
@@ -819,6 +893,9 @@ void azc_get_queue_stats(struct azc_cache *c, uint32_t queue, struct azc_queue_s
 	st->bypassed = atomic_load(&q->bypassed);
 	st->writebacks = atomic_load(&q->writebacks);
 	st->writeback_errors = atomic_load(&q->writeback_errors);
+	st->module_hits = atomic_load(&q->module_hits);
+	st->module_blocks = atomic_load(&q->module_blocks);
+	st->read_hits += st->module_hits;
 }
 
 uint32_t azc_queues(const struct azc_cache *c)
@@ -1134,6 +1211,8 @@ void azc_get_stats(struct azc_cache *c, struct azc_stats *st)
 		st->writebacks += qs.writebacks;
 		st->writeback_errors += qs.writeback_errors;
 		st->bypassed += qs.bypassed;
+		st->hits += qs.module_blocks;
+		st->module_hits += qs.module_hits;
 	}
 }
 

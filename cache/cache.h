@@ -79,6 +79,7 @@ struct azc_stats {
 	uint64_t writebacks;	   /* blocks the cleaners wrote back */
 	uint64_t writeback_errors; /* ... and failed to */
 	uint64_t bypassed;	   /* requests of sequential streams past the cutoff */
+	uint64_t module_hits;	   /* reads the module served from the cache (azc_region) */
 };
 
 /*
@@ -240,11 +241,19 @@ void azc_get_stats(struct azc_cache *c, struct azc_stats *st);
 uint64_t azc_get_seq_cutoff(struct azc_cache *c);
 void azc_set_seq_cutoff(struct azc_cache *c, uint64_t bytes);
 
-/* One queue's part: its worker's requests (read_hits: served whole by the
- * cache; read_misses: sent on to the engine) and write-backs. */
+/* One queue's part: its requests (read_hits: served whole by the cache, by
+ * the worker or by the module, which module_hits counts alone; read_misses:
+ * sent on to the engine) and write-backs. */
 struct azc_queue_stats {
 	uint64_t read_hits, read_misses, absorbed, through, bypassed, writebacks, writeback_errors;
+	uint64_t module_hits, module_blocks;
 };
+/* The region's start and length (whole pages), for the module to serve
+ * hits from (AZBUSE_CTL_CACHE_ATTACH). */
+void azc_region(const struct azc_cache *c, void **addr, uint64_t *len);
+/* The module holds the region's pages (pinned): a shrink keeps its memory,
+ * since the module would go on reading the pages given back. */
+void azc_set_pinned(struct azc_cache *c, bool pinned);
 void azc_note_read(struct azc_cache *c, uint32_t queue, bool hit);
 void azc_note_bypass(struct azc_cache *c, uint32_t queue);
 void azc_get_queue_stats(struct azc_cache *c, uint32_t queue, struct azc_queue_stats *st);

@@ -155,7 +155,7 @@ static void azb_cache_format(struct azc_cache *c, char *out, size_t out_size)
 		 "dirty_low %u "
 		 "dirty_high %u seq_cutoff %llu hits %llu misses %llu inserts %llu evictions %llu "
 		 "absorbed %llu through %llu writebacks %llu writeback_errors %llu bypassed %llu "
-		 "recoveries %llu\n",
+		 "recoveries %llu module_hits %llu\n",
 		 azc_mode_name(azc_get_mode(c)), azc_policy_name(azc_get_policy(c)),
 		 azc_block_size(c), (unsigned long long)st.slots,
 		 (unsigned long long)azc_max_bytes(c), (unsigned long long)st.used,
@@ -164,7 +164,8 @@ static void azb_cache_format(struct azc_cache *c, char *out, size_t out_size)
 		 (unsigned long long)st.inserts, (unsigned long long)st.evictions,
 		 (unsigned long long)st.absorbed, (unsigned long long)st.through,
 		 (unsigned long long)st.writebacks, (unsigned long long)st.writeback_errors,
-		 (unsigned long long)st.bypassed, (unsigned long long)st.recoveries);
+		 (unsigned long long)st.bypassed, (unsigned long long)st.recoveries,
+		 (unsigned long long)st.module_hits);
 	for (uint32_t q = 0; q < azc_queues(c); q++) {
 		struct azc_queue_stats qs;
 		size_t used = strlen(out);
@@ -172,11 +173,12 @@ static void azb_cache_format(struct azc_cache *c, char *out, size_t out_size)
 		azc_get_queue_stats(c, q, &qs);
 		snprintf(out + used, out_size - used,
 			 "queue %u read_hits %llu read_misses %llu absorbed %llu through %llu "
-			 "bypassed %llu writebacks %llu writeback_errors %llu\n",
+			 "bypassed %llu writebacks %llu writeback_errors %llu module_hits %llu\n",
 			 q, (unsigned long long)qs.read_hits, (unsigned long long)qs.read_misses,
 			 (unsigned long long)qs.absorbed, (unsigned long long)qs.through,
 			 (unsigned long long)qs.bypassed, (unsigned long long)qs.writebacks,
-			 (unsigned long long)qs.writeback_errors);
+			 (unsigned long long)qs.writeback_errors,
+			 (unsigned long long)qs.module_hits);
 	}
 }
 

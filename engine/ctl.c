@@ -58,6 +58,13 @@ int azbuse_ctl_takeover(int ctl, uint32_t dev_id)
 	return azb_dev_cmd(ctl, AZBUSE_CTL_TAKEOVER, dev_id, 0);
 }
 
+int azbuse_ctl_cache_attach(int ctl, uint32_t dev_id, void *addr, uint64_t len)
+{
+	struct azbuse_cache_attach a = { .dev_id = dev_id, .addr = (uintptr_t)addr, .len = len };
+
+	return azb_ioctl(ctl, AZBUSE_CTL_CACHE_ATTACH, &a);
+}
+
 int azbuse_ctl_remove(int ctl, uint32_t dev_id)
 {
 	return azb_dev_cmd(ctl, AZBUSE_CTL_REMOVE, dev_id, 0);

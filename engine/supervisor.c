@@ -719,6 +719,30 @@ static void azb_place_cache(struct azc_cache *cache, uint32_t dev_id, uint32_t n
 		azb_log("cache: on NUMA nodes %#llx", (unsigned long long)nodes);
 }
 
+/*
+ * Let the module serve the cache's hits itself (after azb_place_cache: the
+ * module pins the region's pages, so they must be where they belong first).
+ * Without that (an older module), the workers serve every hit.
+ */
+static void azb_attach_cache(struct azb_supervisor *s, struct azb_member *m)
+{
+	uint64_t len;
+	void *addr;
+	int ret;
+
+	if (!m->cache)
+		return;
+	azc_region(m->cache, &addr, &len);
+	/* (first: a shrink meanwhile must not give back pages the module holds) */
+	azc_set_pinned(m->cache, true);
+	ret = azbuse_ctl_cache_attach(s->ctl, m->dev_id, addr, len);
+	if (!ret)
+		return;
+	azc_set_pinned(m->cache, false);
+	azb_warn("cache: the module cannot serve its hits (%s): the workers serve them",
+		 strerror(-ret));
+}
+
 /* The device's RAM cache (--cache), shared by the workers forked after it. */
 static int azb_make_cache(const struct azbuse_device_opts *o, const struct azbuse_dev_info *info,
 			  struct azc_cache **cache, char *err, size_t err_size)
@@ -859,6 +883,7 @@ static int azb_start_member(struct azb_supervisor *s, struct azb_member *m, char
 	}
 	azb_wait_node(m->dev_id);
 	azb_place_cache(m->cache, m->dev_id, m->nr_queues);
+	azb_attach_cache(s, m);
 	m->control = (struct azbuse_control){ .dev_id = m->dev_id,
 					      .nr_queues = s->nr_queues,
 					      .workers = s->workers,

@@ -51,7 +51,9 @@ static blk_status_t azbuse_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk
 	/* the block layer only warns about writes to a read-only disk */
 	if (unlikely((dev->info.features & AZBUSE_F_READ_ONLY) && op_is_write(req_op(bd->rq))))
 		return BLK_STS_IOERR;
-	if (dev->direct_map)
+	if (rcu_access_pointer(dev->kcache) && azbuse_cache_try(dev, hctx, bd->rq))
+		direct = AZBUSE_DIRECT_TAKEN;
+	else if (dev->direct_map)
 		direct = azbuse_direct_try(dev, hctx, bd->rq);
 	if (direct == AZBUSE_DIRECT_TAKEN) {
 		/* requests posted before this one in the batch wait for their wake-up */
@@ -396,6 +398,7 @@ static void azbuse_dev_release(struct device *d)
 
 	azbuse_free_rings(dev);
 	azbuse_direct_free(dev);
+	azbuse_cache_free(dev);
 	mutex_destroy(&dev->lock);
 	kfree(dev);
 }
@@ -527,6 +530,7 @@ int azbuse_dev_add(struct azbuse_dev_info *info, struct file *owner)
 	dev->owner_file = owner;
 	dev->state = AZBUSE_DEV_CREATED;
 	mutex_init(&dev->lock);
+	mutex_init(&dev->cache_mutex);
 	INIT_DELAYED_WORK(&dev->remove_watchdog, azbuse_remove_watchdog);
 
 	dev->nr_rings = info->nr_queues;
@@ -678,6 +682,9 @@ int azbuse_dev_takeover(u32 id)
 	else
 		WRITE_ONCE(dev->info.owner_pid, task_tgid_vnr(current));
 	mutex_unlock(&dev->lock);
+	/* the old supervisor's cache is not the new one's: it attaches its own */
+	if (!ret)
+		azbuse_cache_detach(dev);
 	azbuse_dev_put(dev);
 	return ret;
 }
@@ -747,6 +754,7 @@ static void azbuse_dev_teardown(struct azbuse_dev *dev)
 	cancel_delayed_work_sync(&dev->remove_watchdog);
 	azbuse_dev_kill(dev);
 	azbuse_free_disk_and_tags(dev);
+	azbuse_cache_detach(dev);
 	cdev_device_del(&dev->cdev, &dev->cdev_dev);
 }
 
@@ -902,6 +910,8 @@ void azbuse_dev_owner_gone(struct file *owner)
 			if (dev->owner_file != owner)
 				continue;
 			dev->owner_file = NULL;
+			/* its cache went with it: the next supervisor's workers serve reads */
+			azbuse_cache_detach(dev);
 			if (READ_ONCE(dev->state) == AZBUSE_DEV_CREATED && !dev->removing) {
 				WRITE_ONCE(dev->removing, true);
 				get_device(&dev->cdev_dev);

@@ -190,6 +190,10 @@ struct azbuse_dev {
 	struct workqueue_struct *direct_wq;
 	struct azbuse_direct_queue *direct_queues; /* one per hardware queue */
 	struct bio_set direct_bioset;		   /* remapped bios of block-device backings */
+
+	/* the RAM cache the module serves hits from (azbuse_cache.c), or NULL */
+	struct azbuse_kcache __rcu *kcache;
+	struct mutex cache_mutex; /* replacing kcache */
 };
 
 /* Requests of one hardware queue waiting for their direct I/O to start. */
@@ -243,6 +247,12 @@ enum azbuse_direct_verdict azbuse_direct_try(struct azbuse_dev *dev, struct blk_
 					     struct request *rq);
 void azbuse_direct_kick(struct azbuse_dev *dev, struct blk_mq_hw_ctx *hctx);
 bool azbuse_direct_active(struct azbuse_dev *dev, struct request *rq);
+
+/* azbuse_cache.c */
+int azbuse_cache_attach(const struct azbuse_cache_attach *a);
+void azbuse_cache_detach(struct azbuse_dev *dev);
+void azbuse_cache_free(struct azbuse_dev *dev);
+bool azbuse_cache_try(struct azbuse_dev *dev, struct blk_mq_hw_ctx *hctx, struct request *rq);
 
 /* azbuse_ring.c */
 void azbuse_zero_rq(struct request *rq);

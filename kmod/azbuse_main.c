@@ -129,6 +129,15 @@ static long azbuse_ctl_queue_info(void __user *uarg)
 	return copy_to_user(uarg, &qi, sizeof(qi)) ? -EFAULT : 0;
 }
 
+static long azbuse_ctl_cache_attach(void __user *uarg)
+{
+	struct azbuse_cache_attach a;
+
+	if (copy_from_user(&a, uarg, sizeof(a)))
+		return -EFAULT;
+	return azbuse_cache_attach(&a);
+}
+
 static long azbuse_ctl_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	void __user *uarg = (void __user *)arg;
@@ -150,6 +159,8 @@ static long azbuse_ctl_ioctl(struct file *file, unsigned int cmd, unsigned long 
 		return azbuse_ctl_list(uarg);
 	case AZBUSE_CTL_QUEUE_INFO:
 		return azbuse_ctl_queue_info(uarg);
+	case AZBUSE_CTL_CACHE_ATTACH:
+		return azbuse_ctl_cache_attach(uarg);
 	default:
 		return -ENOTTY;
 	}

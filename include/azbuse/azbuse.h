@@ -25,6 +25,9 @@ int azbuse_ctl_version(int ctl, struct azbuse_version *v);
 int azbuse_ctl_add(int ctl, struct azbuse_dev_info *info);
 int azbuse_ctl_start(int ctl, uint32_t dev_id);
 int azbuse_ctl_takeover(int ctl, uint32_t dev_id);
+/* The module serves reads that the cache region [addr, addr + len) holds
+ * (len 0: no longer); -ENOTTY from a module without it. */
+int azbuse_ctl_cache_attach(int ctl, uint32_t dev_id, void *addr, uint64_t len);
 /* Removes the device even if it is open (its openers' I/O fails from then on). */
 int azbuse_ctl_remove(int ctl, uint32_t dev_id);
 /* Removes it only if nothing has it open or mounted: -EBUSY otherwise

@@ -385,6 +385,103 @@ struct azbuse_cqe {
 #define AZBUSE_CQE_F_ALL ((1U << 3) - 1)
 #define AZBUSE_MAX_REDIRECTS 4
 
+/*
+ * CACHE_ATTACH (on /dev/azbusectl): the module serves a read that the
+ * device's RAM cache (cache/, --cache) holds whole by itself, in queue_rq,
+ * without a round trip through a worker. The supervisor names the cache's
+ * shared region in its own address space; the module pins its pages for as
+ * long as it stays attached. Nothing in the region is trusted: every offset
+ * and index is checked against the region's length before use, and a lookup
+ * counts only if its partition's change counter was even and the same before
+ * and after it (a seqcount that userspace makes odd while it holds the
+ * partition's lock). len 0 detaches; so do a TAKEOVER, the close of the
+ * owner's /dev/azbusectl and removal.
+ */
+struct azbuse_cache_attach {
+	__u32 dev_id;
+	__u32 flags; /* must be 0 */
+	__u64 addr;  /* the region's start, page aligned */
+	__u64 len;   /* a multiple of the page size, at least region_bytes; 0: detach */
+	__u64 reserved[2];
+};
+
+/* The cache region as the module reads it (cache/cache.c lays it out). */
+#define AZBUSE_CACHE_MAGIC 0x415a424341434845ULL /* "AZBCACHE" */
+#define AZBUSE_CACHE_NIL 0xffffffffU		 /* no slot */
+#define AZBUSE_CACHE_LOCK_BYTES 64		 /* a partition's lock: userspace's */
+#define AZBUSE_CACHE_SLOT_CLEAN 2
+#define AZBUSE_CACHE_SLOT_DIRTY 3
+#define AZBUSE_CACHE_FREQ_MAX 3
+#define AZBUSE_CACHE_MODE_PASSTHROUGH 2 /* no hits served */
+#define AZBUSE_CACHE_POLICY_S3FIFO 0	/* the module serves hits only under it */
+#define AZBUSE_CACHE_MAX_PARTS 256
+#define AZBUSE_CACHE_BUCKET_SALT 0x9e3779b97f4a7c15ULL
+
+/* At the region's start. */
+struct azbuse_cache_region {
+	__u64 magic;
+	__u64 region_bytes;
+	__u32 block_size; /* a power of two, 512..1 MiB */
+	__u32 nr_parts;
+	__u32 policy; /* may change at any time */
+	__u32 mode;   /* may change at any time */
+	__u64 part_off;
+	__u32 part_stride; /* partition k at part_off + k * part_stride */
+	__u32 slot_stride;
+	__u64 qstat_off;
+	__u32 queues; /* per-queue counters: qstat_off + q * qstat_stride */
+	__u32 qstat_stride;
+};
+
+/* A partition: blocks whose azbuse_cache_mix64(block) % nr_parts is its index. */
+struct azbuse_cache_part {
+	__u8 lock[AZBUSE_CACHE_LOCK_BYTES];
+	__u64 slot_off;	  /* nr_slots slots of slot_stride bytes */
+	__u64 bucket_off; /* nr_buckets __u32 slot indexes: hash chains' heads */
+	__u64 ghost_off;
+	__u64 data_off; /* nr_slots blocks of data */
+	__u32 nr_slots;
+	__u32 nr_buckets; /* a power of two; block b's chain: hash_bucket(b) & (nr_buckets - 1) */
+	__u32 limit;
+	__u32 change; /* odd while userspace changes the partition */
+};
+
+struct azbuse_cache_slot {
+	__u64 blk;
+	__u64 seq;
+	__u64 since;
+	__u32 prev, next;
+	__u32 hnext; /* the hash chain's next slot, or AZBUSE_CACHE_NIL */
+	__u16 owner, fail_gen;
+	__u8 state; /* AZBUSE_CACHE_SLOT_*: only CLEAN and DIRTY slots hold data */
+	__u8 queue;
+	__u8 freq; /* S3-FIFO's hit count, up to AZBUSE_CACHE_FREQ_MAX (a hint) */
+	__u8 written;
+	__u32 pad;
+};
+
+/* One queue's counters; the module adds to module_hits and module_blocks. */
+struct azbuse_cache_qstat {
+	__u64 read_hits, read_misses, absorbed, through, bypassed, writebacks, writeback_errors;
+	__u64 module_hits;   /* reads the module served whole from the cache */
+	__u64 module_blocks; /* ... and their blocks */
+};
+
+static inline __u64 azbuse_cache_mix64(__u64 x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ULL;
+	x ^= x >> 33;
+	return x;
+}
+
+static inline __u64 azbuse_cache_bucket_hash(__u64 blk)
+{
+	return azbuse_cache_mix64(blk ^ AZBUSE_CACHE_BUCKET_SALT);
+}
+
 #define AZBUSE_IOC_MAGIC 0xB7
 
 /* /dev/azbusectl */
@@ -397,6 +494,7 @@ struct azbuse_cqe {
 #define AZBUSE_CTL_QUEUE_INFO _IOWR(AZBUSE_IOC_MAGIC, 0x06, struct azbuse_queue_info)
 /* a new supervisor takes over a live device whose supervisor died (owner_pid := caller) */
 #define AZBUSE_CTL_TAKEOVER _IOW(AZBUSE_IOC_MAGIC, 0x07, struct azbuse_dev_cmd)
+#define AZBUSE_CTL_CACHE_ATTACH _IOW(AZBUSE_IOC_MAGIC, 0x08, struct azbuse_cache_attach)
 
 /* /dev/azbusec<N> */
 #define AZBUSE_IOC_ATTACH _IOWR(AZBUSE_IOC_MAGIC, 0x20, struct azbuse_attach)
@@ -450,6 +548,13 @@ struct azbuse_cqe {
 	check(__builtin_offsetof(struct azbuse_sqe, op) == 28);                                    \
 	check(__builtin_offsetof(struct azbuse_sqe, ioprio) == 30);                                \
 	check(sizeof(struct azbuse_cqe) == 32);                                                    \
+	check(sizeof(struct azbuse_cache_attach) == 40);                                           \
+	check(sizeof(struct azbuse_cache_region) == 64);                                           \
+	check(sizeof(struct azbuse_cache_part) == 112);                                            \
+	check(__builtin_offsetof(struct azbuse_cache_part, change) == 108);                        \
+	check(sizeof(struct azbuse_cache_slot) == 48);                                             \
+	check(__builtin_offsetof(struct azbuse_cache_slot, state) == 40);                          \
+	check(sizeof(struct azbuse_cache_qstat) == 72);                                            \
 	check(__builtin_offsetof(struct azbuse_cqe, result) == 8);                                 \
 	check(__builtin_offsetof(struct azbuse_cqe, flags) == 12);                                 \
 	check(__builtin_offsetof(struct azbuse_cqe, addr) == 16)
