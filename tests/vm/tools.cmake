@@ -24,3 +24,7 @@ target_include_directories(azbuse-start-retry PRIVATE ${PROJECT_SOURCE_DIR}/incl
 # redirect.c: route by queue and REDIRECT between the rings of a sharded device (67-redirect.sh).
 add_executable(azbuse-redirect vm/tools/redirect.c)
 target_include_directories(azbuse-redirect PRIVATE ${PROJECT_SOURCE_DIR}/include)
+
+# cache_attach.c: the module's reads from a RAM cache: torn copies, hostile regions (77-cache-module-hits.sh).
+add_executable(azbuse-cache-attach vm/tools/cache_attach.c)
+target_include_directories(azbuse-cache-attach PRIVATE ${PROJECT_SOURCE_DIR}/include)
