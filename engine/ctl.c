@@ -65,6 +65,13 @@ int azbuse_ctl_cache_attach(int ctl, uint32_t dev_id, void *addr, uint64_t len)
 	return azb_ioctl(ctl, AZBUSE_CTL_CACHE_ATTACH, &a);
 }
 
+int azbuse_ctl_resize(int ctl, uint32_t dev_id, uint64_t size_bytes)
+{
+	struct azbuse_dev_resize r = { .dev_id = dev_id, .size_bytes = size_bytes };
+
+	return azb_ioctl(ctl, AZBUSE_CTL_RESIZE, &r);
+}
+
 int azbuse_ctl_remove(int ctl, uint32_t dev_id)
 {
 	return azb_dev_cmd(ctl, AZBUSE_CTL_REMOVE, dev_id, 0);

@@ -689,6 +689,36 @@ int azbuse_dev_takeover(u32 id)
 	return ret;
 }
 
+/*
+ * RESIZE: a new size, checked as ADD checks it, and the disk's capacity
+ * with a uevent. (The direct map keeps its chunk count: what lies past it
+ * goes to the rings.)
+ */
+int azbuse_dev_resize(u32 id, u64 size_bytes)
+{
+	struct azbuse_dev *dev = azbuse_dev_get(id);
+	int ret = 0;
+
+	if (!dev)
+		return -ENOENT;
+	mutex_lock(&dev->lock);
+	if (READ_ONCE(dev->removing) || !dev->disk)
+		ret = -ENODEV;
+	else if (!size_bytes || !IS_ALIGNED(size_bytes, dev->info.logical_block_size) ||
+		 size_bytes > (U64_MAX >> 1))
+		ret = -EINVAL;
+	else {
+		WRITE_ONCE(dev->info.size_bytes, size_bytes);
+		if (dev->state == AZBUSE_DEV_LIVE)
+			set_capacity_and_notify(dev->disk, size_bytes >> SECTOR_SHIFT);
+		else
+			set_capacity(dev->disk, size_bytes >> SECTOR_SHIFT);
+	}
+	mutex_unlock(&dev->lock);
+	azbuse_dev_put(dev);
+	return ret;
+}
+
 static u64 azbuse_progress(struct azbuse_dev *dev)
 {
 	u64 done = 0;

@@ -138,6 +138,19 @@ static long azbuse_ctl_cache_attach(void __user *uarg)
 	return azbuse_cache_attach(&a);
 }
 
+static long azbuse_ctl_resize(void __user *uarg)
+{
+	struct azbuse_dev_resize r;
+
+	if (copy_from_user(&r, uarg, sizeof(r)))
+		return -EFAULT;
+	if (r.flags || memchr_inv(r.reserved, 0, sizeof(r.reserved)))
+		return -EINVAL;
+	if (r.dev_id >= AZBUSE_MAX_DEVICES)
+		return -ENOENT;
+	return azbuse_dev_resize(r.dev_id, r.size_bytes);
+}
+
 static long azbuse_ctl_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	void __user *uarg = (void __user *)arg;
@@ -161,6 +174,8 @@ static long azbuse_ctl_ioctl(struct file *file, unsigned int cmd, unsigned long 
 		return azbuse_ctl_queue_info(uarg);
 	case AZBUSE_CTL_CACHE_ATTACH:
 		return azbuse_ctl_cache_attach(uarg);
+	case AZBUSE_CTL_RESIZE:
+		return azbuse_ctl_resize(uarg);
 	default:
 		return -ENOTTY;
 	}

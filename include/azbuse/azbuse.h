@@ -28,6 +28,8 @@ int azbuse_ctl_takeover(int ctl, uint32_t dev_id);
 /* The module serves reads that the cache region [addr, addr + len) holds
  * (len 0: no longer); -ENOTTY from a module without it. */
 int azbuse_ctl_cache_attach(int ctl, uint32_t dev_id, void *addr, uint64_t len);
+/* The device's size becomes size_bytes (the engine serves the new range). */
+int azbuse_ctl_resize(int ctl, uint32_t dev_id, uint64_t size_bytes);
 /* Removes the device even if it is open (its openers' I/O fails from then on). */
 int azbuse_ctl_remove(int ctl, uint32_t dev_id);
 /* Removes it only if nothing has it open or mounted: -EBUSY otherwise

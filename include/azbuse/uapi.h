@@ -197,6 +197,20 @@ struct azbuse_dev_cmd {
 };
 
 /*
+ * RESIZE: the device's size becomes size_bytes (a multiple of its logical
+ * block size), and the kernel is told (a uevent; openers see the new size).
+ * The engine must serve the new range before a device grows, and stop
+ * needing the old one only after it shrank: the engine's own tool calls it
+ * (azbuse-rbd resize), not azbusectl.
+ */
+struct azbuse_dev_resize {
+	__u32 dev_id;
+	__u32 flags; /* must be 0 */
+	__u64 size_bytes;
+	__u64 reserved[2];
+};
+
+/*
  * REMOVE only if nothing has the block device open (no mount, no process;
  * partitions count): else EBUSY and the device stays. Without it, REMOVE
  * takes the device away from its openers (their I/O fails from then on).
@@ -495,6 +509,7 @@ static inline __u64 azbuse_cache_bucket_hash(__u64 blk)
 /* a new supervisor takes over a live device whose supervisor died (owner_pid := caller) */
 #define AZBUSE_CTL_TAKEOVER _IOW(AZBUSE_IOC_MAGIC, 0x07, struct azbuse_dev_cmd)
 #define AZBUSE_CTL_CACHE_ATTACH _IOW(AZBUSE_IOC_MAGIC, 0x08, struct azbuse_cache_attach)
+#define AZBUSE_CTL_RESIZE _IOW(AZBUSE_IOC_MAGIC, 0x09, struct azbuse_dev_resize)
 
 /* /dev/azbusec<N> */
 #define AZBUSE_IOC_ATTACH _IOWR(AZBUSE_IOC_MAGIC, 0x20, struct azbuse_attach)
@@ -549,6 +564,7 @@ static inline __u64 azbuse_cache_bucket_hash(__u64 blk)
 	check(__builtin_offsetof(struct azbuse_sqe, ioprio) == 30);                                \
 	check(sizeof(struct azbuse_cqe) == 32);                                                    \
 	check(sizeof(struct azbuse_cache_attach) == 40);                                           \
+	check(sizeof(struct azbuse_dev_resize) == 32);                                             \
 	check(sizeof(struct azbuse_cache_region) == 64);                                           \
 	check(sizeof(struct azbuse_cache_part) == 112);                                            \
 	check(__builtin_offsetof(struct azbuse_cache_part, change) == 108);                        \
