@@ -19,12 +19,17 @@
  * completes them on the worker's thread with rbd_poll_io_events: no
  * completion crosses a thread.
  *
- * librbd's cache is off (see rbd_connect): a write completes once RADOS has
+ * librbd's cache is off (see rbd_cluster_connect): a write completes once RADOS has
  * it, and a worker that dies loses nothing it acknowledged.
  * flush -> rbd_aio_flush;
  * discard -> rbd_aio_discard; write-zeroes -> rbd_aio_write_zeroes (NOUNMAP:
  * thick-provisioned). FUA is not advertised: the block layer sends such a
  * write followed by a flush, which is what librbd could do with it anyway.
+ *
+ * A resize of the image (azbuse-rbd resize, which resizes the device too)
+ * reaches every worker's handle through librbd's header watch
+ * (rbd_update_watch): the worker refreshes its handle before its next
+ * request, since librbd checks a request against the size it last read.
  *
  * Several queues share an image only if it lacks the exclusive-lock
  * feature: with it, librbd hands the lock from handle to handle on every
@@ -35,6 +40,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,11 +54,10 @@
 
 #include <azbuse/azbuse.h>
 
+#include "rbd_cluster.h"
+
 struct rbd_engine {
-	char pool[256];
-	char image[256];
-	char client[128]; /* a cephx id, without "client." */
-	char conf[512];	  /* ceph.conf; "" for librados' default search */
+	struct rbd_target t;
 	uint64_t size;
 };
 
@@ -63,6 +68,8 @@ struct rbd_queue {
 	rbd_image_t image;
 	int event_fd;
 	unsigned inflight;
+	uint64_t update_handle;	     /* rbd_update_watch */
+	_Atomic bool header_changed; /* since the handle last read it */
 };
 
 static const char *const rbd_option_keys[] = { "image", "id", "conf", NULL };
@@ -75,50 +82,6 @@ struct rbd_probe {
 	uint64_t features;
 };
 
-/* Connect to the cluster as the engine says; 0 or -errno (step says where). */
-static int rbd_connect(const struct rbd_engine *e, rados_t *cluster, rados_ioctx_t *ioctx,
-		       const char **step)
-{
-	int ret;
-
-	char name[sizeof(e->client) + 8];
-
-	snprintf(name, sizeof(name), "client.%s", e->client);
-	*step = "rados_create2";
-	ret = rados_create2(cluster, "ceph", name, 0);
-	if (ret < 0)
-		return ret;
-	*step = "reading the configuration";
-	ret = rados_conf_read_file(*cluster, e->conf[0] ? e->conf : NULL);
-	/*
-	 * No librbd cache: each queue's handle would cache writes of its own,
-	 * which another queue's handle does not see, and a worker that dies
-	 * would take writes it acknowledged with it. A write completes once
-	 * RADOS has it.
-	 */
-	if (ret >= 0) {
-		*step = "turning librbd's cache off";
-		ret = rados_conf_set(*cluster, "rbd_cache", "false");
-	}
-	if (ret >= 0) {
-		*step = "connecting to the cluster";
-		ret = rados_connect(*cluster);
-	}
-	if (ret >= 0) {
-		*step = "opening the pool";
-		ret = rados_ioctx_create(*cluster, e->pool, ioctx);
-	}
-	if (ret < 0)
-		rados_shutdown(*cluster);
-	return ret;
-}
-
-static void rbd_disconnect(rados_t cluster, rados_ioctx_t ioctx)
-{
-	rados_ioctx_destroy(ioctx);
-	rados_shutdown(cluster);
-}
-
 /* In a child: connect, read the image's size and features, report, exit. */
 static void rbd_probe_child(const struct rbd_engine *e, int fd)
 {
@@ -128,10 +91,10 @@ static void rbd_probe_child(const struct rbd_engine *e, int fd)
 	rbd_image_t image;
 	const char *step;
 
-	p.error = rbd_connect(e, &cluster, &ioctx, &step);
+	p.error = rbd_cluster_connect(&e->t, &cluster, &ioctx, &step);
 	if (!p.error) {
 		step = "opening the image";
-		p.error = rbd_open_read_only(ioctx, e->image, &image, NULL);
+		p.error = rbd_open_read_only(ioctx, e->t.image, &image, NULL);
 		if (!p.error) {
 			step = "reading its size";
 			p.error = rbd_get_size(image, &p.size);
@@ -139,7 +102,7 @@ static void rbd_probe_child(const struct rbd_engine *e, int fd)
 				p.error = rbd_get_features(image, &p.features);
 			rbd_close(image);
 		}
-		rbd_disconnect(cluster, ioctx);
+		rbd_cluster_disconnect(cluster, ioctx);
 	}
 	snprintf(p.step, sizeof(p.step), "%s", step);
 	if (write(fd, &p, sizeof(p)) != (ssize_t)sizeof(p))
@@ -183,39 +146,14 @@ static int rbd_probe(const struct rbd_engine *e, struct rbd_probe *p)
 /* --image POOL/IMAGE (or IMAGE, in pool "rbd"), -o id=, -o conf= into e. */
 static int rbd_parse(struct azbuse_engine_config *cfg, struct rbd_engine *e)
 {
-	const char *spec = azbuse_config_option(cfg, "image");
-	const char *id = azbuse_config_option(cfg, "id");
-	const char *conf = azbuse_config_option(cfg, "conf");
-	const char *slash;
+	char why[200];
+	int ret = rbd_target_parse(&e->t, azbuse_config_option(cfg, "image"), false,
+				   azbuse_config_option(cfg, "id"),
+				   azbuse_config_option(cfg, "conf"), why, sizeof(why));
 
-	if (!spec || !*spec) {
-		snprintf(cfg->error, cfg->error_size, "engine rbd needs --image POOL/IMAGE");
-		return -EINVAL;
-	}
-	slash = strchr(spec, '/');
-	if (slash && ((size_t)(slash - spec) >= sizeof(e->pool) || slash == spec)) {
-		snprintf(cfg->error, cfg->error_size, "engine rbd: bad pool in --image %s", spec);
-		return -EINVAL;
-	}
-	snprintf(e->pool, sizeof(e->pool), "%.*s", slash ? (int)(slash - spec) : 3,
-		 slash ? spec : "rbd");
-	if (snprintf(e->image, sizeof(e->image), "%s", slash ? slash + 1 : spec) >=
-		    (int)sizeof(e->image) ||
-	    !e->image[0] || strchr(e->image, '/') || strchr(e->image, '@')) {
-		snprintf(cfg->error, cfg->error_size,
-			 "engine rbd: --image %s: give POOL/IMAGE (snapshots are not served)",
-			 spec);
-		return -EINVAL;
-	}
-	if (snprintf(e->client, sizeof(e->client), "%s", id ? id : "admin") >=
-		    (int)sizeof(e->client) ||
-	    snprintf(e->conf, sizeof(e->conf), "%s", conf ? conf : "") >= (int)sizeof(e->conf)) {
-		snprintf(cfg->error, cfg->error_size, "engine rbd: id or conf too long");
-		return -EINVAL;
-	}
-	if (!strncmp(e->client, "client.", 7))
-		memmove(e->client, e->client + 7, strlen(e->client + 7) + 1);
-	return 0;
+	if (ret)
+		snprintf(cfg->error, cfg->error_size, "engine rbd: --image: %s", why);
+	return ret;
 }
 
 static int rbd_setup(struct azbuse_engine_config *cfg, void **engine)
@@ -232,14 +170,14 @@ static int rbd_setup(struct azbuse_engine_config *cfg, void **engine)
 	if (!ret && p.error) {
 		ret = p.error;
 		snprintf(cfg->error, cfg->error_size, "engine rbd: %s/%s as client.%s: %s: %s",
-			 e->pool, e->image, e->client, p.step, strerror(-p.error));
+			 e->t.pool, e->t.image, e->t.client, p.step, strerror(-p.error));
 	}
 	if (!ret && cfg->size_bytes && cfg->size_bytes != p.size) {
 		ret = -EINVAL;
 		snprintf(cfg->error, cfg->error_size,
 			 "engine rbd: %s/%s has %" PRIu64 " bytes, not --size %" PRIu64
 			 " (resize the image with rbd resize)",
-			 e->pool, e->image, p.size, cfg->size_bytes);
+			 e->t.pool, e->t.image, p.size, cfg->size_bytes);
 	}
 	if (!ret && (p.features & RBD_FEATURE_EXCLUSIVE_LOCK) && cfg->nr_queues > 1) {
 		ret = -EINVAL;
@@ -248,14 +186,14 @@ static int rbd_setup(struct azbuse_engine_config *cfg, void **engine)
 			 "write at a time: serve it with --queues 1, or disable it to serve it "
 			 "from %u queues (rbd feature disable %s/%s fast-diff object-map "
 			 "exclusive-lock)",
-			 e->pool, e->image, cfg->nr_queues, e->pool, e->image);
+			 e->t.pool, e->t.image, cfg->nr_queues, e->t.pool, e->t.image);
 	}
 	if (!ret && (p.size < cfg->logical_block_size || p.size % cfg->logical_block_size)) {
 		ret = -EINVAL;
 		snprintf(cfg->error, cfg->error_size,
 			 "engine rbd: %s/%s has %" PRIu64 " bytes, not a whole number of %u-byte "
 			 "blocks",
-			 e->pool, e->image, p.size, cfg->logical_block_size);
+			 e->t.pool, e->t.image, p.size, cfg->logical_block_size);
 	}
 	if (ret) {
 		free(e);
@@ -283,6 +221,32 @@ static void rbd_end(struct rbd_queue *q, rbd_completion_t c)
 	if (ret >= 0 && io->op == AZBUSE_OP_READ && (uint64_t)ret < io->len)
 		memset((char *)io->buf + ret, 0, io->len - (size_t)ret); /* (past the end) */
 	azbuse_complete(io, ret < 0 ? (int)ret : 0);
+}
+
+/*
+ * A thread of librbd's: the image's header changed (a resize, a snapshot).
+ * librbd checks a request's range against the size it knows before it
+ * refreshes the image, so the worker refreshes it before its next request.
+ */
+static void rbd_header_changed(void *arg)
+{
+	struct rbd_queue *q = arg;
+
+	atomic_store(&q->header_changed, true);
+}
+
+static void rbd_refresh(struct rbd_queue *q)
+{
+	uint64_t size;
+	int ret;
+
+	if (!atomic_exchange(&q->header_changed, false))
+		return;
+	ret = rbd_get_size(q->image, &size); /* (refreshes the handle) */
+	if (ret < 0)
+		azbuse_log(AZBUSE_LOG_WARN,
+			   "engine rbd: %s/%s changed, and cannot be read again: %s",
+			   q->engine->t.pool, q->engine->t.image, strerror(-ret));
 }
 
 /* The worker loop's call when the eventfd fired (or at each turn): complete what ended. */
@@ -319,21 +283,23 @@ static int rbd_open_queue(void *engine, const struct azbuse_queue_params *p, voi
 		ret = -errno;
 		goto out_free;
 	}
-	ret = rbd_connect(e, &q->cluster, &q->ioctx, &step);
+	ret = rbd_cluster_connect(&e->t, &q->cluster, &q->ioctx, &step);
 	if (ret < 0) {
-		azbuse_log(AZBUSE_LOG_ERR, "engine rbd: %s/%s: %s: %s", e->pool, e->image, step,
+		azbuse_log(AZBUSE_LOG_ERR, "engine rbd: %s/%s: %s: %s", e->t.pool, e->t.image, step,
 			   strerror(-ret));
 		goto out_close;
 	}
-	ret = rbd_open(q->ioctx, e->image, &q->image, NULL);
+	ret = rbd_open(q->ioctx, e->t.image, &q->image, NULL);
 	if (ret < 0) {
-		azbuse_log(AZBUSE_LOG_ERR, "engine rbd: opening %s/%s: %s", e->pool, e->image,
+		azbuse_log(AZBUSE_LOG_ERR, "engine rbd: opening %s/%s: %s", e->t.pool, e->t.image,
 			   strerror(-ret));
 		goto out_disconnect;
 	}
 	ret = rbd_set_image_notification(q->image, q->event_fd, EVENT_TYPE_EVENTFD);
 	if (!ret)
 		ret = azbuse_queue_watch(q->event_fd, rbd_ready);
+	if (!ret)
+		ret = rbd_update_watch(q->image, &q->update_handle, rbd_header_changed, q);
 	if (ret < 0)
 		goto out_image;
 	*queue = q;
@@ -342,7 +308,7 @@ static int rbd_open_queue(void *engine, const struct azbuse_queue_params *p, voi
 out_image:
 	rbd_close(q->image);
 out_disconnect:
-	rbd_disconnect(q->cluster, q->ioctx);
+	rbd_cluster_disconnect(q->cluster, q->ioctx);
 out_close:
 	close(q->event_fd);
 out_free:
@@ -358,10 +324,11 @@ static void rbd_close_queue(void *queue)
 	/* every request has completed (libazbuse waited, calling rbd_ready) */
 	ret = rbd_flush(q->image);
 	if (ret < 0)
-		azbuse_log(AZBUSE_LOG_ERR, "engine rbd: flushing %s/%s: %s", q->engine->pool,
-			   q->engine->image, strerror(-ret));
+		azbuse_log(AZBUSE_LOG_ERR, "engine rbd: flushing %s/%s: %s", q->engine->t.pool,
+			   q->engine->t.image, strerror(-ret));
+	rbd_update_unwatch(q->image, q->update_handle);
 	rbd_close(q->image);
-	rbd_disconnect(q->cluster, q->ioctx);
+	rbd_cluster_disconnect(q->cluster, q->ioctx);
 	close(q->event_fd);
 	free(q);
 }
@@ -371,6 +338,7 @@ static rbd_completion_t rbd_completion(struct rbd_queue *q, struct azbuse_io *io
 {
 	rbd_completion_t c;
 
+	rbd_refresh(q);
 	if (rbd_aio_create_completion(io, NULL, &c) < 0) {
 		azbuse_complete(io, -ENOMEM);
 		return NULL;
