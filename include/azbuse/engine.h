@@ -144,6 +144,7 @@ struct azbuse_queue_params {
 	 */
 	void *direct_map;
 	uint64_t direct_map_bytes;
+	uint32_t dev_id; /* the device: /dev/azbuse<dev_id> (azbuse_ctl_* calls) */
 };
 
 /*

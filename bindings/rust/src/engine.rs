@@ -217,6 +217,8 @@ pub struct QueueParams {
     pub size: u64,
     /// The NUMA node the worker runs on (-1: none).
     pub numa_node: i32,
+    /// The device's number (/dev/azbuse<device>).
+    pub device: u32,
 }
 
 /// A queue's state in its worker: the engine's, and whether it still takes completions.
@@ -290,6 +292,7 @@ unsafe extern "C" fn open_queue_cb<E: StorageEngine>(
             depth: p.nr_slots,
             size: p.size_bytes,
             numa_node: p.numa_node,
+            device: p.dev_id,
         };
         match e.open_queue(&params) {
             Ok(q) => {

@@ -83,6 +83,7 @@ pub struct azbuse_queue_params {
     pub numa_node: c_int,
     pub direct_map: *mut c_void,
     pub direct_map_bytes: u64,
+    pub dev_id: u32,
 }
 
 /// struct azbuse_control (opaque).

@@ -57,6 +57,7 @@ int main(void)
 	FIELD(azbuse_queue_params, numa_node);
 	FIELD(azbuse_queue_params, direct_map);
 	FIELD(azbuse_queue_params, direct_map_bytes);
+	FIELD(azbuse_queue_params, dev_id);
 	SIZE(azbuse_engine_ops);
 	FIELD(azbuse_engine_ops, struct_size);
 	FIELD(azbuse_engine_ops, api_version);

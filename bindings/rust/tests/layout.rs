@@ -80,7 +80,8 @@ fn rust_layout() -> BTreeMap<&'static str, usize> {
             size_bytes,
             numa_node,
             direct_map,
-            direct_map_bytes
+            direct_map_bytes,
+            dev_id
         }
     );
     layout!(
