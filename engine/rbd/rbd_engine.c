@@ -30,6 +30,9 @@
  * reaches every worker's handle through librbd's header watch
  * (rbd_update_watch): the worker refreshes its handle before its next
  * request, since librbd checks a request against the size it last read.
+ * Whoever grew the image (azbuse-rbd, rbd resize), queue 0's worker then
+ * grows the device to it; a shrink is azbuse-rbd's to make (the devices
+ * first), so one made behind the device's back is only warned about.
  *
  * Several queues share an image only if it lacks the exclusive-lock
  * feature: with it, librbd hands the lock from handle to handle on every
@@ -70,6 +73,8 @@ struct rbd_queue {
 	unsigned inflight;
 	uint64_t update_handle;	     /* rbd_update_watch */
 	_Atomic bool header_changed; /* since the handle last read it */
+	uint32_t dev_id;
+	bool follows_size; /* queue 0's worker: the device follows the image's size */
 };
 
 static const char *const rbd_option_keys[] = { "image", "id", "conf", NULL };
@@ -231,8 +236,43 @@ static void rbd_end(struct rbd_queue *q, rbd_completion_t c)
 static void rbd_header_changed(void *arg)
 {
 	struct rbd_queue *q = arg;
+	uint64_t one = 1;
 
 	atomic_store(&q->header_changed, true);
+	/* (wakes the worker, which refreshes in rbd_ready: a grown image grows the device) */
+	if (write(q->event_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		azbuse_log(AZBUSE_LOG_WARN, "engine rbd: waking the worker: %s", strerror(errno));
+}
+
+/*
+ * Queue 0's worker: the image is now `size` bytes. A device smaller than
+ * that grows to it (whoever grew the image: azbuse-rbd, rbd resize). One
+ * larger is left alone, with a warning: I/O past the image's end fails, and
+ * a shrink is azbuse-rbd's to make (devices first, refused under a cache,
+ * which would keep blocks past the end).
+ */
+static void rbd_follow_size(struct rbd_queue *q, uint64_t size)
+{
+	struct azbuse_dev_info info;
+	int ctl = azbuse_ctl_open(), ret;
+
+	if (ctl < 0)
+		return;
+	ret = azbuse_ctl_info(ctl, q->dev_id, &info);
+	if (!ret && size > info.size_bytes && !(size % info.logical_block_size)) {
+		ret = azbuse_ctl_resize(ctl, q->dev_id, size);
+		azbuse_log(ret ? AZBUSE_LOG_WARN : AZBUSE_LOG_INFO,
+			   "engine rbd: %s/%s grew to %" PRIu64 " bytes: azbuse%u %s",
+			   q->engine->t.pool, q->engine->t.image, size, q->dev_id,
+			   ret ? strerror(-ret) : "follows");
+	} else if (!ret && size < info.size_bytes) {
+		azbuse_log(AZBUSE_LOG_WARN,
+			   "engine rbd: %s/%s shrank to %" PRIu64 " bytes under azbuse%u (%" PRIu64
+			   "): I/O past its end fails (azbuse-rbd resize shrinks both)",
+			   q->engine->t.pool, q->engine->t.image, size, q->dev_id,
+			   (uint64_t)info.size_bytes);
+	}
+	close(ctl);
 }
 
 static void rbd_refresh(struct rbd_queue *q)
@@ -247,6 +287,8 @@ static void rbd_refresh(struct rbd_queue *q)
 		azbuse_log(AZBUSE_LOG_WARN,
 			   "engine rbd: %s/%s changed, and cannot be read again: %s",
 			   q->engine->t.pool, q->engine->t.image, strerror(-ret));
+	else if (q->follows_size)
+		rbd_follow_size(q, size);
 }
 
 /* The worker loop's call when the eventfd fired (or at each turn): complete what ended. */
@@ -259,6 +301,7 @@ static unsigned rbd_ready(void *queue)
 
 	if (read(q->event_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
 		azbuse_log(AZBUSE_LOG_WARN, "engine rbd: reading the eventfd: %s", strerror(errno));
+	rbd_refresh(q);
 	do {
 		n = rbd_poll_io_events(q->image, done, 64);
 		for (i = 0; i < n; i++)
@@ -274,10 +317,11 @@ static int rbd_open_queue(void *engine, const struct azbuse_queue_params *p, voi
 	const char *step;
 	int ret;
 
-	(void)p;
 	if (!q)
 		return -ENOMEM;
 	q->engine = e;
+	q->dev_id = p->dev_id;
+	q->follows_size = p->queue == 0;
 	q->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (q->event_fd < 0) {
 		ret = -errno;

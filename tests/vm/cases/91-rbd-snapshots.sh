@@ -7,7 +7,8 @@
 # reads as the snapshot and is served too; a rollback is refused while the
 # image is served and done after, and the device then reads the snapshot; a
 # resize grows and shrinks the served device with the image (a shrink is
-# refused while a cache serves it); a snapshot with
+# refused while a cache serves it), and the device follows an image grown
+# by `rbd resize`; a snapshot with
 # clones is not deleted; the cache's reads are served by the module.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -93,8 +94,15 @@ arbd resize rbd/snapvol --size 128M --yes >/dev/null || die "azbuse-rbd resize (
 [ "$(rbd info --format json rbd/snapvol | python3 -c 'import json, sys; print(json.load(sys.stdin)["size"])')" = $((128 << 20)) ] ||
 	die "the image did not shrink"
 cmp <(dd if="$dev" bs=1M count=16 iflag=direct status=none) "$work/a" || die "data lost in the resizes"
+# grown behind the device's back: the device follows
+rbd resize --no-progress --size 192M rbd/snapvol >/dev/null || die "rbd resize failed"
+wait_for 20 sh -c "[ \$(blockdev --getsize64 $dev) = $((192 << 20)) ]" ||
+	die "the device did not follow rbd resize: $(blockdev --getsize64 "$dev")"
+dd if="$work/b" of="$dev" bs=1M seek=160 oflag=direct status=none
+cmp <(dd if="$dev" bs=1M skip=160 count=16 iflag=direct status=none) "$work/b" ||
+	die "the range rbd resize added reads back wrong"
 remove_device 1
-log "ok   resize: the served device grew to 256 MiB and shrank back to 128 MiB with its image"
+log "ok   resize: the served device grew to 256 MiB and shrank back to 128 MiB with its image; it followed rbd resize to 192 MiB"
 
 # --- a snapshot with clones is not deleted ----------------------------------------
 if arbd delete rbd/snapvol@s1 --yes 2>"$work/err"; then
