@@ -84,8 +84,8 @@ static void usage(FILE *out)
 	      out);
 }
 
-/* Connect and open t's image (or, with no_image, only its pool). */
-static int tool_open(struct rbd_tool *r, const char *spec, bool with_snap, bool no_image)
+/* Connect and open the image named by spec (with_snap: it may name a snapshot). */
+static int tool_open(struct rbd_tool *r, const char *spec, bool with_snap)
 {
 	char why[256];
 	const char *step;
@@ -96,8 +96,6 @@ static int tool_open(struct rbd_tool *r, const char *spec, bool with_snap, bool 
 	ret = rbd_cluster_connect(&r->t, &r->cluster, &r->ioctx, &step);
 	if (ret < 0)
 		return fail("%s/%s: %s: %s", r->t.pool, r->t.image, step, strerror(-ret)), ret;
-	if (no_image)
-		return 0;
 	ret = rbd_open(r->ioctx, r->t.image, &r->image, NULL);
 	if (ret < 0) {
 		fail("%s/%s: cannot open the image: %s", r->t.pool, r->t.image, strerror(-ret));
@@ -106,10 +104,9 @@ static int tool_open(struct rbd_tool *r, const char *spec, bool with_snap, bool 
 	return ret;
 }
 
-static void tool_close(struct rbd_tool *r, bool image)
+static void tool_close(struct rbd_tool *r)
 {
-	if (image)
-		rbd_close(r->image);
+	rbd_close(r->image);
 	rbd_cluster_disconnect(r->cluster, r->ioctx);
 }
 
@@ -135,10 +132,10 @@ static int cmd_snapshot(struct rbd_tool *r, int argc, char **argv)
 
 	if (argc != 2)
 		return 2;
-	if (tool_open(r, argv[0], false, false))
+	if (tool_open(r, argv[0], false))
 		return 1;
 	ret = rbd_snap_create(r->image, argv[1]);
-	tool_close(r, true);
+	tool_close(r);
 	if (ret < 0)
 		return fail("snapshot %s@%s: %s", argv[0], argv[1], strerror(-ret));
 	snprintf(name, sizeof(name), "%s/%s@%s", r->t.pool, r->t.image, argv[1]);
@@ -157,14 +154,14 @@ static int cmd_list(struct rbd_tool *r, int argc, char **argv)
 		json_object_put(arr);
 		return snaps ? 2 : fail("out of memory");
 	}
-	if (tool_open(r, argv[0], false, false)) {
+	if (tool_open(r, argv[0], false)) {
 		free(snaps);
 		json_object_put(arr);
 		return 1;
 	}
 	n = rbd_snap_list(r->image, snaps, &max);
 	if (n < 0) {
-		tool_close(r, true);
+		tool_close(r);
 		free(snaps);
 		json_object_put(arr);
 		return fail("listing the snapshots of %s: %s", argv[0], strerror(-n));
@@ -193,7 +190,7 @@ static int cmd_list(struct rbd_tool *r, int argc, char **argv)
 	json_object_put(arr);
 	rbd_snap_list_end(snaps);
 	free(snaps);
-	tool_close(r, true);
+	tool_close(r);
 	return 0;
 }
 
@@ -209,10 +206,10 @@ static int cmd_clone(struct rbd_tool *r, int argc, char **argv)
 		return 2;
 	if (rbd_target_parse(&dst, argv[1], false, r->id, r->conf, why, sizeof(why)))
 		return fail("clone: %s", why);
-	if (tool_open(r, argv[0], true, false))
+	if (tool_open(r, argv[0], true))
 		return 1;
 	if (!r->t.snap[0]) {
-		tool_close(r, true);
+		tool_close(r);
 		return fail("clone: give the snapshot as POOL/IMAGE@SNAP");
 	}
 	ret = rbd_get_features(r->image, &features);
@@ -264,18 +261,18 @@ static int cmd_rollback(struct rbd_tool *r, int argc, char **argv)
 		return 2;
 	if (!r->yes)
 		return fail("rollback discards what %s got since %s: add --yes", argv[0], argv[1]);
-	if (tool_open(r, argv[0], false, false))
+	if (tool_open(r, argv[0], false))
 		return 1;
 	/* (our own handle watches the header too) */
 	openers = image_openers(r);
 	if (openers > 1) {
-		tool_close(r, true);
+		tool_close(r);
 		return fail("%s is open by %d other client(s) (an azbuse device, rbd-nbd or krbd): "
 			    "stop serving it first",
 			    argv[0], openers - 1);
 	}
 	ret = openers < 0 ? openers : rbd_snap_rollback(r->image, argv[1]);
-	tool_close(r, true);
+	tool_close(r);
 	if (ret < 0)
 		return fail("rollback %s to %s: %s", argv[0], argv[1], strerror(-ret));
 	snprintf(name, sizeof(name), "%s/%s@%s", r->t.pool, r->t.image, argv[1]);
@@ -292,10 +289,10 @@ static int cmd_delete(struct rbd_tool *r, int argc, char **argv)
 		return 2;
 	if (!r->yes)
 		return fail("delete %s: add --yes", argv[0]);
-	if (tool_open(r, argv[0], true, false))
+	if (tool_open(r, argv[0], true))
 		return 1;
 	if (!r->t.snap[0]) {
-		tool_close(r, true);
+		tool_close(r);
 		return fail("delete: give a snapshot as POOL/IMAGE@SNAP (images: rbd rm)");
 	}
 	ret = rbd_snap_is_protected(r->image, r->t.snap, &prot);
@@ -303,7 +300,7 @@ static int cmd_delete(struct rbd_tool *r, int argc, char **argv)
 		ret = rbd_snap_unprotect(r->image, r->t.snap); /* -EBUSY: it has clones */
 	if (!ret)
 		ret = rbd_snap_remove(r->image, r->t.snap);
-	tool_close(r, true);
+	tool_close(r);
 	if (ret == -EBUSY)
 		return fail("delete %s: it has clones", argv[0]);
 	if (ret < 0)
@@ -386,17 +383,17 @@ static int cmd_resize(struct rbd_tool *r, int argc, char **argv)
 		return 2;
 	if (!r->size || r->size % 512)
 		return fail("--size must be a positive multiple of 512 bytes");
-	if (tool_open(r, argv[0], false, false))
+	if (tool_open(r, argv[0], false))
 		return 1;
 	ret = rbd_get_size(r->image, &old);
 	if (!ret && r->size < old && !r->yes) {
-		tool_close(r, true);
+		tool_close(r);
 		return fail("shrinking %s discards its data past %" PRIu64 " bytes: add --yes",
 			    argv[0], r->size);
 	}
 	n = serving_devices(&r->t, ids, RBD_TOOL_MAX_DEVICES, &cached);
 	if (!ret && r->size < old && cached) {
-		tool_close(r, true);
+		tool_close(r);
 		/* (it would keep blocks past the new end, and serve them after a grow) */
 		return fail("%s is served behind a RAM cache: remove the device, shrink the image, "
 			    "serve it again",
@@ -407,7 +404,7 @@ static int cmd_resize(struct rbd_tool *r, int argc, char **argv)
 		ret = -EIO;
 	if (!ret)
 		ret = rbd_resize(r->image, r->size);
-	tool_close(r, true);
+	tool_close(r);
 	if (ret < 0)
 		return fail("resize %s: %s", argv[0], strerror(-ret));
 	if (r->size > old && resize_devices(ids, n, r->size))
