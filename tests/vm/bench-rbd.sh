@@ -13,7 +13,8 @@
 #   tests/vm/vm-run.sh --mem 3G -- tests/vm/bench-rbd.sh [SECONDS_PER_RUN] [IMAGE_MB]
 #
 # AZBUSE_RBD_DEVICES: which of them, in order (default "azbuse-rbd
-# azbuse-rbd-cache rbd-nbd krbd").
+# azbuse-rbd-cache rbd-nbd krbd"); AZBUSE_RBD_OPTS: more options for
+# azbusectl add (e.g. --queues 1).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -77,13 +78,15 @@ measure() { # DEVICE PATH [warm]
 for d in ${AZBUSE_RBD_DEVICES:-azbuse-rbd azbuse-rbd-cache rbd-nbd krbd}; do
 	case $d in
 	azbuse-rbd)
-		"$ctl" add 3 --engine=rbd --image rbd/bench --conf "$conf" >/dev/null
+		# shellcheck disable=SC2086 # options, word by word
+		"$ctl" add 3 --engine=rbd --image rbd/bench --conf "$conf" ${AZBUSE_RBD_OPTS:-} >/dev/null
 		measure azbuse-rbd /dev/azbuse3
 		"$ctl" remove 3
 		;;
 	azbuse-rbd-cache)
+		# shellcheck disable=SC2086 # options, word by word
 		"$ctl" add 3 --engine=rbd --image rbd/bench --conf "$conf" \
-			--cache $((mb + mb / 4))M >/dev/null
+			--cache $((mb + mb / 4))M ${AZBUSE_RBD_OPTS:-} >/dev/null
 		"$ctl" cache 3 --seq-cutoff 0 >/dev/null
 		measure azbuse-rbd-cache /dev/azbuse3 warm
 		"$ctl" remove 3
