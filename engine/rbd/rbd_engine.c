@@ -31,8 +31,8 @@
  * (rbd_update_watch): the worker refreshes its handle before its next
  * request, since librbd checks a request against the size it last read.
  * Whoever grew the image (azbuse-rbd, rbd resize), queue 0's worker then
- * grows the device to it; a shrink is azbuse-rbd's to make (the devices
- * first), so one made behind the device's back is only warned about.
+ * grows the device to it (at its next request, or idle within 500 ms); a shrink is azbuse-rbd's to
+ * make (the devices first), so one made behind the device's back is only warned about.
  *
  * Several queues share an image only if it lacks the exclusive-lock
  * feature: with it, librbd hands the lock from handle to handle on every
@@ -291,6 +291,22 @@ static void rbd_refresh(struct rbd_queue *q)
 		rbd_follow_size(q, size);
 }
 
+/*
+ * With no request to serve: a header change that came meanwhile is taken
+ * (an idle worker sleeps in the module, not on the eventfd). Queue 0's
+ * worker looks twice a second, so that a grown image grows the device
+ * without waiting for I/O; the others at their next request.
+ */
+#define RBD_IDLE_CHECK_MS 500
+
+static unsigned rbd_idle(void *queue)
+{
+	struct rbd_queue *q = queue;
+
+	rbd_refresh(q);
+	return q->follows_size ? RBD_IDLE_CHECK_MS : 0;
+}
+
 /* The worker loop's call when the eventfd fired (or at each turn): complete what ended. */
 static unsigned rbd_ready(void *queue)
 {
@@ -458,6 +474,7 @@ static const struct azbuse_engine_ops rbd_engine_ops = {
 	.flush = rbd_flush_io,
 	.discard = rbd_unmap,
 	.write_zeroes = rbd_unmap,
+	.idle = rbd_idle,
 };
 
 int main(int argc, char **argv)
