@@ -21,6 +21,15 @@
 #      AZBUSE_THIN_BENCH_DATA        raw (default): the pool's data on a block
 #                                    device, as dm-thin's; file: sparse files
 #                                    on ext4
+#      AZBUSE_THIN_BENCH_TESTS       which tests run (default "main first
+#                                    mem"): main = fill, overwrite, read,
+#                                    snapshot, CoW; first = first write; mem
+#                                    = memory
+#      AZBUSE_THIN_BENCH_REPEAT      times the first-write pair runs (default 1)
+#      AZBUSE_THIN_BENCH_PROFILE     a directory: the first writes of azbuse
+#                                    and dm-thin skip_block_zeroing run under
+#                                    `perf record -a -g -e cpu-clock`, their
+#                                    reports kept there
 # Without azbuse-thin or the thin engine, only dm-thin is measured.
 #
 # Storage: every test starts from a fresh brd (rd_nr=1, same size every time,
@@ -460,7 +469,13 @@ mem_tests() {
 
 # --- run -------------------------------------------------------------------------
 
+tests=" ${AZBUSE_THIN_BENCH_TESTS:-main first mem} "
+repeat=${AZBUSE_THIN_BENCH_REPEAT:-1}
+profile=${AZBUSE_THIN_BENCH_PROFILE:-}
+want() { [[ $tests == *" $1 "* ]]; }
+
 # a mapped chunk takes a whole chunk of a data device (of a sparse file only what was written)
+want mem || mapped_gb=1
 [ "$data_kind" = file ] || [ $((mapped_gb * 1024)) -le $((data_mb - 512)) ] ||
 	die "$mapped_gb GiB mapped do not fit the ${data_mb} MiB data device: AZBUSE_THIN_BENCH_DATA=file"
 mem_kb=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
@@ -495,13 +510,13 @@ say "brd ${brd_mb} MiB (dm-thin: ${META_MB} MiB metadata + ${data_mb} MiB data; 
 
 # dm-thin and azbuse take turns, test by test, so that a change in the
 # host's load during the run falls on both sides alike.
-if [ "$do_dm" = 1 ]; then
+if [ "$do_dm" = 1 ] && want main; then
 	say "dm-thin: fill, overwrite, read, snapshot, CoW"
 	dmthin_up 1 "$region_mb"
 	main_tests dm-thin dmthin_snapshot
 	dmthin_down
 fi
-if [ "$do_az" = 1 ]; then
+if [ "$do_az" = 1 ] && want main; then
 	say "azbuse: fill, overwrite, read, snapshot, CoW"
 	azbuse_up "${region_mb}M"
 	main_tests azbuse-thin azbuse_snapshot
@@ -512,26 +527,60 @@ if [ "$do_az" = 1 ]; then
 		/run/azbuse/supervisor-*.log 2>/dev/null | tail -n 1 || true)
 	[ -z "$d" ] || record_time azbuse-thin snapshot_in_daemon "$d"
 fi
-if [ "$do_dm" = 1 ]; then
+if [ "$do_dm" = 1 ] && want first; then
 	say "dm-thin: first write (block zeroing on, the default)"
 	dmthin_up 1 "$first_vol_mb"
 	fio_replay dm-thin firstwrite "$logs/first"
 	dmthin_down
 fi
-if [ "$do_az" = 1 ]; then
-	say "azbuse: first write"
-	azbuse_up "${first_vol_mb}M"
-	fio_replay azbuse-thin firstwrite "$logs/first"
-	azbuse_down
-	check_phase "azbuse first write"
-fi
-if [ "$do_dm" = 1 ]; then
-	say "dm-thin: first write (skip_block_zeroing)"
-	dmthin_up 0 "$first_vol_mb"
-	fio_replay dm-thin-nozero firstwrite "$logs/first"
-	dmthin_down
-fi
-if [ "$do_az" = 1 ]; then
+# profiled_replay NAME: the first-write replay on $dev, under perf record
+# when AZBUSE_THIN_BENCH_PROFILE names a directory (NAME.*.txt there)
+profiled_replay() {
+	local perf_pid='' data=$logs/perf.data
+	if [ -n "$profile" ]; then
+		mkdir -p "$profile"
+		# The samples go to the guest's RAM (a shared directory, 9p, would
+		# slow the guest down more than perf does). perf starts disabled and
+		# is enabled once it is ready (its start-up takes seconds under
+		# emulation): its ack says it is sampling.
+		mkfifo "$logs/perf.ctl" "$logs/perf.ack"
+		perf record -a -g -e cpu-clock -D -1 --control "fifo:$logs/perf.ctl,$logs/perf.ack" \
+			-o "$data" >/dev/null 2>&1 &
+		perf_pid=$!
+		exec 8<>"$logs/perf.ctl" 9<>"$logs/perf.ack"
+		echo enable >&8
+		read -r -t 300 -u 9 _ || say "perf did not start sampling"
+	fi
+	fio_replay "$1" firstwrite "$logs/first"
+	[ -n "$perf_pid" ] || return 0
+	kill -INT "$perf_pid"
+	wait "$perf_pid" || true
+	exec 8>&- 9>&-
+	rm -f "$logs/perf.ctl" "$logs/perf.ack"
+	perf report -i "$data" --no-children --sort comm,dso,sym -g none --percent-limit 0.3 \
+		--stdio 2>/dev/null >"$profile/$1.self.txt" || true
+	perf report -i "$data" --no-children --sort comm -g none \
+		--stdio 2>/dev/null >"$profile/$1.comm.txt" || true
+	perf report -i "$data" --children --sort sym -g none --percent-limit 2 \
+		--stdio 2>/dev/null >"$profile/$1.children.txt" || true
+	rm -f "$data"
+}
+for _ in $(seq "$repeat"); do
+	if [ "$do_az" = 1 ] && want first; then
+		say "azbuse: first write"
+		azbuse_up "${first_vol_mb}M"
+		profiled_replay azbuse-thin
+		azbuse_down
+		check_phase "azbuse first write"
+	fi
+	if [ "$do_dm" = 1 ] && want first; then
+		say "dm-thin: first write (skip_block_zeroing)"
+		dmthin_up 0 "$first_vol_mb"
+		profiled_replay dm-thin-nozero
+		dmthin_down
+	fi
+done
+if [ "$do_az" = 1 ] && want mem; then
 	say "azbuse: memory, 1 TiB volume, 1 and $mapped_gb GiB mapped"
 	mem_tests
 	check_phase "azbuse memory (mapping)"
