@@ -553,16 +553,22 @@ profiled_replay() {
 	fi
 	fio_replay "$1" firstwrite "$logs/first"
 	[ -n "$perf_pid" ] || return 0
+	# the rings' counters (requests per syscall, wake-ups) over the run
+	[ "$dev" != /dev/azbuse1 ] || "$ctl" info 1 --json >"$profile/$1.info.json" 2>&1 || true
 	kill -INT "$perf_pid"
 	wait "$perf_pid" || true
 	exec 8>&- 9>&-
 	rm -f "$logs/perf.ctl" "$logs/perf.ack"
 	perf report -i "$data" --no-children --sort comm,dso,sym -g none --percent-limit 0.3 \
 		--stdio 2>/dev/null >"$profile/$1.self.txt" || true
-	perf report -i "$data" --no-children --sort comm -g none \
+	perf report -i "$data" --no-children --sort comm,dso -g none \
 		--stdio 2>/dev/null >"$profile/$1.comm.txt" || true
 	perf report -i "$data" --children --sort sym -g none --percent-limit 2 \
 		--stdio 2>/dev/null >"$profile/$1.children.txt" || true
+	# the device's own processes: azbuse's workers, dm-thin's kworker
+	perf report -i "$data" --comms "$([ "$dev" = /dev/azbuse1 ] && echo azbusectl || echo kworker/u8:0-dm)" \
+		--children --sort sym -g none --percent-limit 0.5 \
+		--stdio 2>/dev/null >"$profile/$1.server.txt" || true
 	rm -f "$data"
 }
 for _ in $(seq "$repeat"); do
