@@ -14,7 +14,9 @@
 #
 # AZBUSE_RBD_DEVICES: which of them, in order (default "azbuse-rbd
 # azbuse-rbd-cache rbd-nbd krbd"); AZBUSE_RBD_OPTS: more options for
-# azbusectl add (e.g. --queues 1).
+# azbusectl add (e.g. --queues 1); AZBUSE_RBD_CONF: the ceph.conf of a
+# cluster that runs elsewhere (tests/bench-rbd-host.sh: on the host, reached
+# through vm-run.sh --net) instead of one started here.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -30,7 +32,11 @@ cleanup() {
 	"$ctl" remove 3 --force >/dev/null 2>&1 || true
 	rbd-nbd unmap /dev/nbd0 >/dev/null 2>&1 || true
 	rbd unmap -o noudev /dev/rbd0 >/dev/null 2>&1 || true
-	"$here/ceph-cluster.sh" stop "$dir" || true
+	if [ -n "${AZBUSE_RBD_CONF:-}" ]; then
+		rbd rm rbd/bench >/dev/null 2>&1 || true
+	else
+		"$here/ceph-cluster.sh" stop "$dir" || true
+	fi
 }
 trap cleanup EXIT
 
@@ -38,11 +44,16 @@ lsmod | grep -q '^azbuse ' || insmod "${AZBUSE_MODULE:-$build/kmod/azbuse.ko}"
 modprobe nbd nbds_max=1
 modprobe rbd
 start=$SECONDS
-# (BlueStore needs room beside the data: a store much smaller than 1 GiB
-# fills up, and a full OSD blocks writes instead of failing them)
-store=$((mb * 3 > 1024 ? mb * 3 : 1024))
-conf=$("$here/ceph-cluster.sh" start "$dir" "$store")
-echo "bench-rbd: the cluster started in $((SECONDS - start)) s"
+if [ -n "${AZBUSE_RBD_CONF:-}" ]; then
+	conf=$AZBUSE_RBD_CONF
+	echo "bench-rbd: the cluster of $conf"
+else
+	# (BlueStore needs room beside the data: a store much smaller than 1 GiB
+	# fills up, and a full OSD blocks writes instead of failing them)
+	store=$((mb * 3 > 1024 ? mb * 3 : 1024))
+	conf=$("$here/ceph-cluster.sh" start "$dir" "$store")
+	echo "bench-rbd: the cluster started in $((SECONDS - start)) s"
+fi
 export CEPH_CONF=$conf
 rbd create --size "${mb}M" --image-feature layering rbd/bench
 

@@ -11,6 +11,12 @@
 #   tests/vm/ceph-cluster.sh start DIR [STORE_MB]   start it; prints DIR/ceph.conf
 #   tests/vm/ceph-cluster.sh stop DIR               stop its daemons, remove DIR
 #
+# CEPH_CLUSTER_ADDR: the IPv4 address the daemons listen on (default
+# 127.0.0.1). Another one (the host's, for the test VM's clients through
+# QEMU's user network) lets clients of other machines in; they use
+# DIR/client.conf (the monitor's address and no authentication, nothing of
+# DIR).
+#
 # start creates the pool "rbd" (rbd pool init) and returns once a test image
 # can be written; the clients use `-c DIR/ceph.conf` (or CEPH_CONF). Prints
 # how long each step took to stderr. Exit status 0, or 1 with the daemons'
@@ -27,6 +33,8 @@ cmd=${1:?usage: ceph-cluster.sh start|stop DIR [STORE_MB]}
 dir=${2:?usage: ceph-cluster.sh start|stop DIR [STORE_MB]}
 store_mb=${3:-1024}
 conf=$dir/ceph.conf
+addr=${CEPH_CLUSTER_ADDR:-127.0.0.1}
+[[ $addr =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "CEPH_CLUSTER_ADDR: not an IPv4 address: $addr"
 
 stop() {
 	local pidf pid _
@@ -61,8 +69,8 @@ fsid=$(uuidgen)
 cat >"$conf" <<CONF
 [global]
 fsid = $fsid
-mon host = v2:127.0.0.1:3300,v1:127.0.0.1:6789
-public network = 127.0.0.0/8
+mon host = v2:$addr:3300,v1:$addr:6789
+public network = $addr/32
 ms bind ipv6 = false
 auth cluster required = none
 auth service required = none
@@ -109,11 +117,22 @@ admin socket = $dir/osd.0.asok
 admin socket =
 CONF
 mkdir -p "$dir/no-ec-plugins"
+cat >"$dir/client.conf" <<CONF
+[global]
+fsid = $fsid
+mon host = v2:$addr:3300,v1:$addr:6789
+auth cluster required = none
+auth service required = none
+auth client required = none
+ms bind ipv6 = false
+log file =
+admin socket =
+CONF
 
 ceph-authtool --create-keyring "$dir/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
 ceph-authtool "$dir/keyring" --gen-key -n client.admin --cap mon 'allow *' --cap osd 'allow *' \
 	--cap mgr 'allow *' >/dev/null
-monmaptool --create --fsid "$fsid" --addv a '[v2:127.0.0.1:3300,v1:127.0.0.1:6789]' "$dir/monmap" >/dev/null
+monmaptool --create --fsid "$fsid" --addv a "[v2:$addr:3300,v1:$addr:6789]" "$dir/monmap" >/dev/null
 ceph-mon -c "$conf" -i a --mkfs --monmap "$dir/monmap" --keyring "$dir/keyring" ||
 	die "ceph-mon --mkfs failed"
 ceph-mon -c "$conf" -i a || die "ceph-mon did not start"

@@ -43,6 +43,12 @@ if [ "${1:-}" = stage2 ]; then
 	for mod in $LOAD_MODULES; do
 		/sbin/modprobe "$mod" || fail "modprobe $mod failed"
 	done
+	if [ -n "${NET_ADDR:-}" ]; then # QEMU's user network (vm-run.sh --net)
+		if ! ip link set eth0 up || ! ip addr add "$NET_ADDR" dev eth0 ||
+			! ip route add default via 10.0.2.2; then
+			fail "cannot set up eth0"
+		fi
+	fi
 
 	# tells the host that the guest booted: a VM that dies before this
 	# line (a crash while the kernel boots) may be started again
@@ -79,7 +85,8 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 azbuseout /out ||
 	fail "cannot mount the output share"
 [ -f /out/.vm/config ] || fail "no .vm/config in the output share"
 # Sets: OUT (host path of the share), KVER, KDIR (host path of the extracted
-# kernel), VM_HOSTNAME, LOAD_MODULES (modules to modprobe before the command).
+# kernel), VM_HOSTNAME, LOAD_MODULES (modules to modprobe before the command),
+# NET_ADDR (eth0's address on QEMU's user network, or empty).
 # shellcheck disable=SC1091 # written by vm-run.sh
 . /out/.vm/config
 

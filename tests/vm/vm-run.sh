@@ -5,7 +5,7 @@
 # filesystem, shared read-only over 9p under a tmpfs overlay.
 #
 #   tests/vm/vm-run.sh [--kver KVER] [--mem 2G] [--cpus 2] [--numa]
-#                      [--timeout SECS] [--disk IMG]... [--out DIR]
+#                      [--timeout SECS] [--disk IMG]... [--net] [--out DIR]
 #                      [--no-dmesg-check] -- COMMAND [ARGS...]
 #
 # COMMAND runs in the same working directory as on the host (writes there land
@@ -21,6 +21,9 @@
 #   --numa           two NUMA nodes (one socket each), CPUs and memory split evenly
 #   --timeout SECS   kill the VM after SECS seconds (default 1800)
 #   --disk IMG       attach IMG (raw) as a virtio disk: /dev/vda, then /dev/vdb...
+#   --net            a network card on QEMU's user network: the guest is
+#                    10.0.2.15/24 on eth0, and reaches the host's addresses
+#                    (and the host's loopback at 10.0.2.2) through QEMU
 #   --out DIR        output directory (default: a fresh temporary one, removed
 #                    after a successful run); gets rc, dmesg and .vm/
 #   --no-dmesg-check do not fail on kernel warnings in the guest's dmesg
@@ -53,6 +56,7 @@ timeout_s=1800
 out=
 dmesg_check=1
 disks=()
+net=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--kver) kver=${2:?}; shift 2 ;;
@@ -61,6 +65,7 @@ while [ $# -gt 0 ]; do
 	--numa) numa=1; shift ;;
 	--timeout) timeout_s=${2:?}; shift 2 ;;
 	--disk) disks+=("${2:?}"); shift 2 ;;
+	--net) net=1; shift ;;
 	--out) out=${2:?}; shift 2 ;;
 	--no-dmesg-check) dmesg_check=0; shift ;;
 	--) shift; break ;;
@@ -154,12 +159,18 @@ mkdir "$out/.vm"
 
 modules_to_load=
 [ ${#disks[@]} -eq 0 ] || modules_to_load=virtio_blk
+net_addr=
+if [ "$net" = 1 ]; then
+	modules_to_load="$modules_to_load virtio_net"
+	net_addr=10.0.2.15/24
+fi
 cat >"$out/.vm/config" <<EOF
 OUT='$out'
 KVER='$kver'
 KDIR='$kdir'
 VM_HOSTNAME=azbuse-vm
 LOAD_MODULES='$modules_to_load'
+NET_ADDR='$net_addr'
 EOF
 
 {
@@ -208,6 +219,8 @@ fi
 for d in "${disks[@]}"; do
 	qemu+=(-drive "file=$d,if=virtio,format=raw")
 done
+# shellcheck disable=SC2054 # the comma belongs to the option's value
+[ "$net" = 0 ] || qemu+=(-nic user,model=virtio-net-pci)
 
 # A VM that dies while its kernel boots, before the command starts (rarely,
 # TCG trips over the kernel patching its own code: "Oops: int3" in early

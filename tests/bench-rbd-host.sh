@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# bench-rbd-host.sh: the rbd benchmark (tests/vm/bench-rbd.sh: azbuse-rbd,
+# with the cache, rbd-nbd and krbd) against a Ceph cluster that runs on the
+# host, natively, while the clients run in the test VM and reach it through
+# QEMU's user network (vm-run.sh --net). In tests/vm/bench-rbd.sh's own
+# setup the cluster runs in the VM beside the clients, and under emulation
+# the OSD's CPU sets every figure; here the clients' own cost shows.
+#
+#   tests/bench-rbd-host.sh [SECONDS_PER_RUN] [IMAGE_MB]
+#
+# The cluster (tests/vm/ceph-cluster.sh) listens on the host's first global
+# IPv4 address (CEPH_CLUSTER_ADDR to choose another), keeps its files in
+# build/ceph-host and is stopped at the end. AZBUSE_* variables reach the
+# guest (AZBUSE_RBD_DEVICES, AZBUSE_RBD_OPTS). Output: bench-rbd.sh's lines
+# and table, on stdout.
+set -euo pipefail
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$top"
+runtime=${1:-10}
+mb=${2:-256}
+dir=$top/build/ceph-host
+
+addr=${CEPH_CLUSTER_ADDR:-$(ip -4 -o addr show scope global | awk '{ sub("/.*", "", $4); print $4; exit }')}
+[ -n "$addr" ] || {
+	echo "bench-rbd-host.sh: the host has no global IPv4 address for the VM to reach (set CEPH_CLUSTER_ADDR)" >&2
+	exit 2
+}
+[ -f build/kmod/azbuse.ko ] || { echo "bench-rbd-host.sh: build first (no build/kmod/azbuse.ko)" >&2; exit 2; }
+
+cleanup() { tests/vm/ceph-cluster.sh stop "$dir"; }
+trap cleanup EXIT
+# (BlueStore needs room beside the data: see tests/vm/bench-rbd.sh)
+store=$((mb * 3 > 1024 ? mb * 3 : 1024))
+CEPH_CLUSTER_ADDR=$addr tests/vm/ceph-cluster.sh start "$dir" "$store" >/dev/null
+echo "bench-rbd-host.sh: the cluster listens on $addr (host: $(nproc) cores)"
+AZBUSE_RBD_CONF=$dir/client.conf tests/vm/vm-run.sh --net --mem 3G --timeout 3000 -- \
+	tests/vm/bench-rbd.sh "$runtime" "$mb"
