@@ -12,8 +12,9 @@
 # The cluster (tests/vm/ceph-cluster.sh) listens on the host's first global
 # IPv4 address (CEPH_CLUSTER_ADDR to choose another), keeps its files in
 # build/ceph-host and is stopped at the end. AZBUSE_* variables reach the
-# guest (AZBUSE_RBD_DEVICES, AZBUSE_RBD_OPTS). Output: bench-rbd.sh's lines
-# and table, on stdout.
+# guest (AZBUSE_RBD_DEVICES, AZBUSE_RBD_OPTS; AZBUSE_RBD_PROFILE=DIR: the
+# profiles land in DIR/profile). Output: bench-rbd.sh's lines and table, on
+# stdout.
 set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,5 +36,12 @@ trap cleanup EXIT
 store=$((mb * 3 > 1024 ? mb * 3 : 1024))
 CEPH_CLUSTER_ADDR=$addr tests/vm/ceph-cluster.sh start "$dir" "$store" >/dev/null
 echo "bench-rbd-host.sh: the cluster listens on $addr (host: $(nproc) cores)"
-AZBUSE_RBD_CONF=$dir/client.conf tests/vm/vm-run.sh --net --mem 3G --timeout 3000 -- \
+# the profiles go to the VM's output directory, shared with the host
+vm_out=()
+if [ -n "${AZBUSE_RBD_PROFILE:-}" ]; then
+	mkdir -p "$AZBUSE_RBD_PROFILE"
+	vm_out=(--out "$(cd "$AZBUSE_RBD_PROFILE" && pwd)")
+	AZBUSE_RBD_PROFILE=${vm_out[1]}/profile
+fi
+AZBUSE_RBD_CONF=$dir/client.conf tests/vm/vm-run.sh --net --mem 3G --timeout 3000 "${vm_out[@]}" -- \
 	tests/vm/bench-rbd.sh "$runtime" "$mb"

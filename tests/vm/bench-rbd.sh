@@ -16,7 +16,9 @@
 # azbuse-rbd-cache rbd-nbd krbd"); AZBUSE_RBD_OPTS: more options for
 # azbusectl add (e.g. --queues 1); AZBUSE_RBD_CONF: the ceph.conf of a
 # cluster that runs elsewhere (tests/bench-rbd-host.sh: on the host, reached
-# through vm-run.sh --net) instead of one started here.
+# through vm-run.sh --net) instead of one started here; AZBUSE_RBD_PROFILE: a
+# directory, where each device's 4k random read at depth 32 leaves a
+# system-wide CPU profile (perf_end in lib-bench.sh: DEVICE.comm.txt, ...).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -79,8 +81,17 @@ measure() { # DEVICE PATH [warm]
 	for spec in "randread-4k-qd1 randread 4k 1" "randwrite-4k-qd1 randwrite 4k 1" \
 		"randread-4k-qd32 randread 4k 32" "randwrite-4k-qd32 randwrite 4k 32" \
 		"read-1m-qd8 read 1m 8" "write-1m-qd8 write 1m 8"; do
-		# shellcheck disable=SC2086 # the spec's words are run's arguments
-		line=$(run "$path" $spec)
+		if [ -n "${AZBUSE_RBD_PROFILE:-}" ] && [ "${spec%% *}" = randread-4k-qd32 ]; then
+			mkdir -p "$AZBUSE_RBD_PROFILE" /run/bench-rbd-perf
+			perf_begin /run/bench-rbd-perf
+			# shellcheck disable=SC2086 # the spec's words are run's arguments
+			line=$(run "$path" $spec)
+			perf_end /run/bench-rbd-perf "$AZBUSE_RBD_PROFILE/$dev" \
+				azbuse-engine-r,msgr-worker-0,msgr-worker-1,msgr-worker-2,io_context_pool,rbd_reader,rbd_writer
+		else
+			# shellcheck disable=SC2086 # the spec's words are run's arguments
+			line=$(run "$path" $spec)
+		fi
 		echo "BENCH $line"
 		results+=("$line")
 	done

@@ -536,40 +536,13 @@ fi
 # profiled_replay NAME: the first-write replay on $dev, under perf record
 # when AZBUSE_THIN_BENCH_PROFILE names a directory (NAME.*.txt there)
 profiled_replay() {
-	local perf_pid='' data=$logs/perf.data
-	if [ -n "$profile" ]; then
-		mkdir -p "$profile"
-		# The samples go to the guest's RAM (a shared directory, 9p, would
-		# slow the guest down more than perf does). perf starts disabled and
-		# is enabled once it is ready (its start-up takes seconds under
-		# emulation): its ack says it is sampling.
-		mkfifo "$logs/perf.ctl" "$logs/perf.ack"
-		perf record -a -g -e cpu-clock -D -1 --control "fifo:$logs/perf.ctl,$logs/perf.ack" \
-			-o "$data" >/dev/null 2>&1 &
-		perf_pid=$!
-		exec 8<>"$logs/perf.ctl" 9<>"$logs/perf.ack"
-		echo enable >&8
-		read -r -t 300 -u 9 _ || say "perf did not start sampling"
-	fi
+	[ -z "$profile" ] || { mkdir -p "$profile" && perf_begin "$logs"; }
 	fio_replay "$1" firstwrite "$logs/first"
-	[ -n "$perf_pid" ] || return 0
+	[ -n "$profile" ] || return 0
 	# the rings' counters (requests per syscall, wake-ups) over the run
 	[ "$dev" != /dev/azbuse1 ] || "$ctl" info 1 --json >"$profile/$1.info.json" 2>&1 || true
-	kill -INT "$perf_pid"
-	wait "$perf_pid" || true
-	exec 8>&- 9>&-
-	rm -f "$logs/perf.ctl" "$logs/perf.ack"
-	perf report -i "$data" --no-children --sort comm,dso,sym -g none --percent-limit 0.3 \
-		--stdio 2>/dev/null >"$profile/$1.self.txt" || true
-	perf report -i "$data" --no-children --sort comm,dso -g none \
-		--stdio 2>/dev/null >"$profile/$1.comm.txt" || true
-	perf report -i "$data" --children --sort sym -g none --percent-limit 2 \
-		--stdio 2>/dev/null >"$profile/$1.children.txt" || true
 	# the device's own processes: azbuse's workers, dm-thin's kworker
-	perf report -i "$data" --comms "$([ "$dev" = /dev/azbuse1 ] && echo azbusectl || echo kworker/u8:0-dm)" \
-		--children --sort sym -g none --percent-limit 0.5 \
-		--stdio 2>/dev/null >"$profile/$1.server.txt" || true
-	rm -f "$data"
+	perf_end "$logs" "$profile/$1" "$([ "$dev" = /dev/azbuse1 ] && echo azbusectl || echo kworker/u8:0-dm)"
 }
 for _ in $(seq "$repeat"); do
 	if [ "$do_az" = 1 ] && want first; then

@@ -8,6 +8,7 @@
 #   bench_table               # table of everything measured so far
 #   wait_for_dev PATH         # a block device node within 10 s, or 1
 #   dm_create NAME TABLE / dm_remove NAME...   # device-mapper devices and their nodes
+#   perf_begin WORKDIR / perf_end WORKDIR OUT COMMS  # a system-wide CPU profile
 #
 # Each measurement is fio, 4 KiB random I/O, iodepth 32, libaio, O_DIRECT, one
 # job, time-based: ${AZBUSE_BENCH_RUNTIME:-10} seconds (plus 1 s ramp-up).
@@ -100,4 +101,40 @@ dm_remove() {
 		fi
 		rm -f "/dev/mapper/$name"
 	done
+}
+
+# perf_begin WORKDIR: starts `perf record -a -g -e cpu-clock` into WORKDIR
+# (the guest's RAM: a shared directory, 9p, would slow the guest down more
+# than perf does) and returns once it samples. perf starts disabled and is
+# enabled once it is ready (its start-up takes seconds under emulation):
+# its ack says it is sampling.
+perf_begin() {
+	mkfifo "$1/perf.ctl" "$1/perf.ack"
+	perf record -a -g -e cpu-clock -D -1 --control "fifo:$1/perf.ctl,$1/perf.ack" \
+		-o "$1/perf.data" >/dev/null 2>&1 &
+	PERF_PID=$!
+	exec 8<>"$1/perf.ctl" 9<>"$1/perf.ack"
+	echo enable >&8
+	read -r -t 300 -u 9 _ || echo "perf did not start sampling" >&2
+}
+
+# perf_end WORKDIR OUT COMMS: stops it and writes OUT.self.txt (by process,
+# object and symbol), OUT.comm.txt (by process and object), OUT.children.txt
+# (symbols with what they call) and OUT.server.txt (the same for the
+# processes named in COMMS, comma-separated).
+perf_end() {
+	local data=$1/perf.data
+	kill -INT "$PERF_PID"
+	wait "$PERF_PID" || true
+	exec 8>&- 9>&-
+	rm -f "$1/perf.ctl" "$1/perf.ack"
+	perf report -i "$data" --no-children --sort comm,dso,sym -g none --percent-limit 0.3 \
+		--stdio 2>/dev/null >"$2.self.txt" || true
+	perf report -i "$data" --no-children --sort comm,dso -g none \
+		--stdio 2>/dev/null >"$2.comm.txt" || true
+	perf report -i "$data" --children --sort sym -g none --percent-limit 2 \
+		--stdio 2>/dev/null >"$2.children.txt" || true
+	perf report -i "$data" --comms "$3" --children --sort sym -g none --percent-limit 0.5 \
+		--stdio 2>/dev/null >"$2.server.txt" || true
+	rm -f "$data"
 }
