@@ -541,8 +541,8 @@ profiled_replay() {
 	[ -n "$profile" ] || return 0
 	# the rings' counters (requests per syscall, wake-ups) over the run
 	[ "$dev" != /dev/azbuse1 ] || "$ctl" info 1 --json >"$profile/$1.info.json" 2>&1 || true
-	# the device's own processes: azbuse's workers, dm-thin's kworker
-	perf_end "$logs" "$profile/$1" "$([ "$dev" = /dev/azbuse1 ] && echo azbusectl || echo kworker/u8:0-dm)"
+	# azbuse's workers apart (dm-thin's kworker has no name of its own)
+	perf_end "$logs" "$profile/$1" "$([ "$dev" != /dev/azbuse1 ] || echo azbusectl)"
 }
 for _ in $(seq "$repeat"); do
 	if [ "$do_az" = 1 ] && want first; then

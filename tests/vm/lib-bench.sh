@@ -121,7 +121,7 @@ perf_begin() {
 # perf_end WORKDIR OUT COMMS: stops it and writes OUT.self.txt (by process,
 # object and symbol), OUT.comm.txt (by process and object), OUT.children.txt
 # (symbols with what they call) and OUT.server.txt (the same for the
-# processes named in COMMS, comma-separated).
+# processes named in COMMS, comma-separated; none if COMMS is empty).
 perf_end() {
 	local data=$1/perf.data
 	kill -INT "$PERF_PID"
@@ -134,7 +134,7 @@ perf_end() {
 		--stdio 2>/dev/null >"$2.comm.txt" || true
 	perf report -i "$data" --children --sort sym -g none --percent-limit 2 \
 		--stdio 2>/dev/null >"$2.children.txt" || true
-	perf report -i "$data" --comms "$3" --children --sort sym -g none --percent-limit 0.5 \
-		--stdio 2>/dev/null >"$2.server.txt" || true
+	[ -z "$3" ] || perf report -i "$data" --comms "$3" --children --sort sym -g none \
+		--percent-limit 0.5 --stdio 2>/dev/null >"$2.server.txt" || true
 	rm -f "$data"
 }
