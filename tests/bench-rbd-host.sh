@@ -31,6 +31,7 @@ addr=${CEPH_CLUSTER_ADDR:-$(ip -4 -o addr show scope global | awk '{ sub("/.*", 
 [ -f build/kmod/azbuse.ko ] || { echo "bench-rbd-host.sh: build first (no build/kmod/azbuse.ko)" >&2; exit 2; }
 
 cleanup() { tests/vm/ceph-cluster.sh stop "$dir"; }
+cleanup # a cluster left by an interrupted run holds the ports
 trap cleanup EXIT
 # (BlueStore needs room beside the data: see tests/vm/bench-rbd.sh)
 store=$((mb * 3 > 1024 ? mb * 3 : 1024))
