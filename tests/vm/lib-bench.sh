@@ -109,6 +109,10 @@ dm_remove() {
 # enabled once it is ready (its start-up takes seconds under emulation):
 # its ack says it is sampling.
 perf_begin() {
+	command -v perf >/dev/null || {
+		echo "no perf for the profile: apt-get install linux-perf" >&2
+		return 1
+	}
 	mkfifo "$1/perf.ctl" "$1/perf.ack"
 	perf record -a -g -e cpu-clock -D -1 --control "fifo:$1/perf.ctl,$1/perf.ack" \
 		-o "$1/perf.data" >/dev/null 2>&1 &
