@@ -749,6 +749,8 @@ static int azb_worker_open(struct azb_worker_queue *w, const struct azb_serve_de
 	params.direct_map = w->map != MAP_FAILED ? w->map : NULL;
 	params.direct_map_bytes = w->map_bytes;
 	params.dev_id = dev->dev_id;
+	params.data_area = w->data;
+	params.data_area_bytes = w->geo.data_bytes;
 	azb_current_queue = &w->q; /* the engine may set its backing file (azbuse_set_backing) */
 	ret = dev->ops->open_queue ? dev->ops->open_queue(dev->engine, &params, &w->q.engine_queue)
 				   : 0;

@@ -401,6 +401,29 @@ static void thin_disown_shard(struct thin_queue *tq)
 	tq->shard = NULL;
 }
 
+/*
+ * Register the ring's data buffers with the io_uring once: a new chunk's
+ * data written from a request's buffer then goes out as a fixed-buffer
+ * write, which the kernel does not pin and unpin for each write. Not fatal:
+ * without it, writes pin their buffers as before.
+ */
+static void thin_register_data_area(struct thin_queue *tq, const struct azbuse_queue_params *p)
+{
+	struct iovec iov = { .iov_base = p->data_area, .iov_len = (size_t)p->data_area_bytes };
+	int ret;
+
+	if (!p->data_area || !p->data_area_bytes)
+		return;
+	ret = io_uring_register_buffers(&tq->uring, &iov, 1);
+	if (ret) {
+		azb_log("shard %u: the ring's buffers are not registered with io_uring (%s)",
+			p->queue, strerror(-ret));
+		return;
+	}
+	tq->fixed_base = p->data_area;
+	tq->fixed_bytes = p->data_area_bytes;
+}
+
 static int thin_open_queue(void *engine, const struct azbuse_queue_params *p, void **queue)
 {
 	struct thin_engine *e = engine;
@@ -455,6 +478,8 @@ static int thin_open_queue(void *engine, const struct azbuse_queue_params *p, vo
 	if (ret) /* (not fatal: new chunks' data is then written one request at a time) */
 		azb_log("shard %u: no io_uring (%s): new chunks' data is written synchronously",
 			p->queue, strerror(-ret));
+	else
+		thin_register_data_area(tq, p);
 	/* a shard whose GC is behind the pool's (a delete while it was closed) catches up */
 	ret = thin_queue_gc(tq, &holds);
 	if (ret)

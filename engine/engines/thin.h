@@ -127,6 +127,10 @@ struct thin_queue {
 	uint32_t data_inflight;	   /* writes submitted or prepared, not yet reaped */
 	int data_err;		   /* the first failure among them since the last wait */
 	uint64_t data_async;	   /* writes that went through the io_uring (stats) */
+	/* the ring's data buffers, registered with it (fixed buffer 0), or NULL */
+	const uint8_t *fixed_base;
+	uint64_t fixed_bytes;
+	uint64_t data_fixed; /* of data_async: from the fixed buffer (stats) */
 	/*
 	 * Layered chunks (copies-on-write that copied only what was written)
 	 * to complete when the device is quiet: the rest of the old chunk is

@@ -40,6 +40,7 @@ struct thin_status {
 	uint64_t enospc;	   /* writes refused for lack of space (this worker) */
 	uint64_t low_space;	   /* 1: the pool is at or over its low-space threshold */
 	uint64_t broken;	   /* 1: a metadata write failed (restart the worker, check) */
+	uint64_t data_fixed;	   /* of data_async: from the ring's registered buffers */
 };
 
 struct thin_msg {
@@ -137,6 +138,7 @@ int thin_queue_control(void *queue, const void *msg, size_t len, void *reply, si
 			.enospc = thin_owned.enospc,
 			.low_space = thin_owned.low_space,
 			.broken = azb_shard_broken(tq->shard),
+			.data_fixed = tq->data_fixed,
 		};
 
 		if (reply_room < sizeof(st))
@@ -286,7 +288,8 @@ static void thin_status_line(uint16_t queue, int result, const void *reply, size
 		n = snprintf(out->buf + out->used, out->size - out->used,
 			     "shard %u: block_cache_kib %llu pinned_kib %llu memtables_kib %llu "
 			     "table_readers_kib %llu map_cache_kib %llu other_shards_served %llu "
-			     "handed_to_owner %llu data_writes_async %llu layered_filled %llu "
+			     "handed_to_owner %llu data_writes_async %llu data_writes_fixed %llu "
+			     "layered_filled %llu "
 			     "layered_waiting %llu layered_scanning %llu enospc %llu low_space "
 			     "%llu broken %llu\n",
 			     st.shard, (unsigned long long)st.mem.block_cache >> 10,
@@ -295,7 +298,7 @@ static void thin_status_line(uint16_t queue, int result, const void *reply, size
 			     (unsigned long long)st.mem.table_readers >> 10,
 			     (unsigned long long)st.mem.map_cache >> 10,
 			     (unsigned long long)st.foreign, (unsigned long long)st.redirected,
-			     (unsigned long long)st.data_async,
+			     (unsigned long long)st.data_async, (unsigned long long)st.data_fixed,
 			     (unsigned long long)st.layered_filled,
 			     (unsigned long long)st.layered_waiting,
 			     (unsigned long long)st.layered_scanning, (unsigned long long)st.enospc,

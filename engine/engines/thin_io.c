@@ -233,7 +233,13 @@ static int thin_write_async(struct thin_queue *tq, const uint8_t *buf, size_t le
 		if (!sqe)
 			return 1;
 	}
-	io_uring_prep_write(sqe, tq->direct_fd, buf, (unsigned)len, off);
+	if (tq->fixed_base && buf >= tq->fixed_base &&
+	    len <= tq->fixed_bytes - (uint64_t)(buf - tq->fixed_base)) {
+		io_uring_prep_write_fixed(sqe, tq->direct_fd, buf, (unsigned)len, off, 0);
+		tq->data_fixed++;
+	} else {
+		io_uring_prep_write(sqe, tq->direct_fd, buf, (unsigned)len, off);
+	}
 	io_uring_sqe_set_data64(sqe, len);
 	tq->data_inflight++;
 	tq->data_async++;

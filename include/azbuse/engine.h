@@ -145,6 +145,14 @@ struct azbuse_queue_params {
 	void *direct_map;
 	uint64_t direct_map_bytes;
 	uint32_t dev_id; /* the device: /dev/azbuse<dev_id> (azbuse_ctl_* calls) */
+	/*
+	 * The ring's data buffers as mapped into this worker: the buf of every
+	 * request the module hands over lies within (an engine may register
+	 * them once, e.g. as an io_uring fixed buffer, instead of having the
+	 * kernel pin them for each direct I/O).
+	 */
+	void *data_area;
+	uint64_t data_area_bytes;
 };
 
 /*

@@ -84,6 +84,8 @@ pub struct azbuse_queue_params {
     pub direct_map: *mut c_void,
     pub direct_map_bytes: u64,
     pub dev_id: u32,
+    pub data_area: *mut c_void,
+    pub data_area_bytes: u64,
 }
 
 /// struct azbuse_control (opaque).

@@ -58,6 +58,8 @@ int main(void)
 	FIELD(azbuse_queue_params, direct_map);
 	FIELD(azbuse_queue_params, direct_map_bytes);
 	FIELD(azbuse_queue_params, dev_id);
+	FIELD(azbuse_queue_params, data_area);
+	FIELD(azbuse_queue_params, data_area_bytes);
 	SIZE(azbuse_engine_ops);
 	FIELD(azbuse_engine_ops, struct_size);
 	FIELD(azbuse_engine_ops, api_version);

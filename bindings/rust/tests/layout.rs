@@ -81,7 +81,9 @@ fn rust_layout() -> BTreeMap<&'static str, usize> {
             numa_node,
             direct_map,
             direct_map_bytes,
-            dev_id
+            dev_id,
+            data_area,
+            data_area_bytes
         }
     );
     layout!(

@@ -40,6 +40,9 @@ done
 # the owners wrote the new chunks' data through their io_uring, many at once
 async=$(thin_status_sum data_writes_async)
 [ "$async" -ge 2048 ] || die "only $async of the fill's 2048 new chunks went through the io_uring"
+# from the ring's buffers, registered with it once (no pin per write)
+fixed=$(thin_status_sum data_writes_fixed)
+[ "$fixed" -ge 2048 ] || die "only $fixed of the fill's 2048 new chunks were written from the registered buffers"
 foreign0=$(thin_status_sum other_shards_served)
 direct0=$(queue_sum direct)
 for cpu in 0 1; do
