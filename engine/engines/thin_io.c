@@ -213,6 +213,15 @@ static int thin_pwrite_all(const struct thin_queue *tq, const uint8_t *buf, size
 	return thin_pwrite_at(tq, tq->index, buf, len, off);
 }
 
+/* Does [buf, buf + len) lie within the ring's buffers registered with the io_uring? */
+static bool thin_in_fixed(const struct thin_queue *tq, const uint8_t *buf, size_t len)
+{
+	uintptr_t base = (uintptr_t)tq->fixed_base, at = (uintptr_t)buf;
+
+	return tq->fixed_base && at >= base && at - base < tq->fixed_bytes &&
+	       len <= tq->fixed_bytes - (at - base);
+}
+
 /*
  * Queue a write of the own shard's data file on the worker's io_uring
  * (submitted every few, and at the latest by thin_data_wait): 0, or 1 if it
@@ -233,8 +242,7 @@ static int thin_write_async(struct thin_queue *tq, const uint8_t *buf, size_t le
 		if (!sqe)
 			return 1;
 	}
-	if (tq->fixed_base && buf >= tq->fixed_base &&
-	    len <= tq->fixed_bytes - (uint64_t)(buf - tq->fixed_base)) {
+	if (thin_in_fixed(tq, buf, len)) {
 		io_uring_prep_write_fixed(sqe, tq->direct_fd, buf, (unsigned)len, off, 0);
 		tq->data_fixed++;
 	} else {
