@@ -74,24 +74,22 @@ run() {
 
 results=()
 measure() { # DEVICE PATH [warm]
-	local dev=$1 path=$2 line
+	local dev=$1 path=$2 line prof
 	wait_for_dev "$path"
 	fill_device "$path"
 	[ "${3:-}" != warm ] || dd if="$path" of=/dev/null bs=64k iflag=direct status=none
 	for spec in "randread-4k-qd1 randread 4k 1" "randwrite-4k-qd1 randwrite 4k 1" \
 		"randread-4k-qd32 randread 4k 32" "randwrite-4k-qd32 randwrite 4k 32" \
 		"read-1m-qd8 read 1m 8" "write-1m-qd8 write 1m 8"; do
-		if [ -n "${AZBUSE_RBD_PROFILE:-}" ] && [ "${spec%% *}" = randread-4k-qd32 ]; then
-			mkdir -p "$AZBUSE_RBD_PROFILE" /run/bench-rbd-perf
-			perf_begin /run/bench-rbd-perf
-			# shellcheck disable=SC2086 # the spec's words are run's arguments
-			line=$(run "$path" $spec)
-			perf_end /run/bench-rbd-perf "$AZBUSE_RBD_PROFILE/$dev" \
-				azbuse-engine-r,msgr-worker-0,msgr-worker-1,msgr-worker-2,io_context_pool,rbd_reader,rbd_writer
-		else
-			# shellcheck disable=SC2086 # the spec's words are run's arguments
-			line=$(run "$path" $spec)
-		fi
+		prof=
+		[ -z "${AZBUSE_RBD_PROFILE:-}" ] || [ "${spec%% *}" != randread-4k-qd32 ] ||
+			prof=$AZBUSE_RBD_PROFILE/$dev
+		[ -z "$prof" ] || { mkdir -p "$AZBUSE_RBD_PROFILE" /run/bench-rbd-perf &&
+			perf_begin /run/bench-rbd-perf; }
+		# shellcheck disable=SC2086 # the spec's words are run's arguments
+		line=$(run "$path" $spec)
+		[ -z "$prof" ] || perf_end /run/bench-rbd-perf "$prof" \
+			azbuse-engine-r,msgr-worker-0,msgr-worker-1,msgr-worker-2,io_context_pool,rbd_reader,rbd_writer
 		echo "BENCH $line"
 		results+=("$line")
 	done
