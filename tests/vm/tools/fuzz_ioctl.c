@@ -125,6 +125,8 @@ enum kind {
 	K_LIST,
 	K_QINFO,
 	K_TAKEOVER,
+	K_CACHE_ATTACH,
+	K_RESIZE,
 	K_CTL_OTHER, /* anything else on the control device */
 	K_ATTACH,
 	K_COMMIT,
@@ -139,10 +141,10 @@ enum kind {
 };
 
 static const char *const kind_names[NR_KINDS] = {
-	"ctl VERSION", "ctl ADD",	 "ctl START",	     "ctl REMOVE",    "ctl INFO",
-	"ctl LIST",    "ctl QUEUE_INFO", "ctl TAKEOVER",     "ctl other cmd", "cdev ATTACH",
-	"cdev COMMIT", "cdev KICK",	 "cdev SET_BACKING", "cdev MAP_SYNC", "cdev other cmd",
-	"ctl mmap",    "cdev mmap",	 "cdev open",
+	"ctl VERSION",	 "ctl ADD",	   "ctl START",	   "ctl REMOVE",       "ctl INFO",
+	"ctl LIST",	 "ctl QUEUE_INFO", "ctl TAKEOVER", "ctl CACHE_ATTACH", "ctl RESIZE",
+	"ctl other cmd", "cdev ATTACH",	   "cdev COMMIT",  "cdev KICK",	       "cdev SET_BACKING",
+	"cdev MAP_SYNC", "cdev other cmd", "ctl mmap",	   "cdev mmap",	       "cdev open",
 };
 
 /* The errnos each kind may give (0: success), terminated by -1. */
@@ -157,6 +159,9 @@ static const int allowed[NR_KINDS][10] = {
 	[K_QINFO] = { 0, EFAULT, EINVAL, ENOENT, -1 },
 	/* only a LIVE device can be taken over, and no fuzz device is live */
 	[K_TAKEOVER] = { EFAULT, EINVAL, ENOENT, ENODEV, -1 },
+	/* a region that passes every check is attached (the fuzzer owns none) */
+	[K_CACHE_ATTACH] = { 0, EFAULT, EINVAL, ENOENT, ENODEV, ENOMEM, EINTR, -1 },
+	[K_RESIZE] = { 0, EFAULT, EINVAL, ENOENT, ENODEV, -1 },
 	[K_CTL_OTHER] = { ENOTTY, -1 },
 	[K_ATTACH] = { 0, EFAULT, EINVAL, ENOSPC, EBUSY, ENODEV, -1 },
 	[K_COMMIT] = { 0, ENXIO, EINVAL, ENODEV, EINTR, -1 },
@@ -689,8 +694,9 @@ static void sanitize(unsigned long cmd, void *buf)
 /* ---- the calls --------------------------------------------------------------------- */
 
 static const unsigned long ctl_cmds[] = {
-	AZBUSE_CTL_VERSION, AZBUSE_CTL_ADD,  AZBUSE_CTL_START,	    AZBUSE_CTL_REMOVE,
-	AZBUSE_CTL_INFO,    AZBUSE_CTL_LIST, AZBUSE_CTL_QUEUE_INFO, AZBUSE_CTL_TAKEOVER,
+	AZBUSE_CTL_VERSION,	 AZBUSE_CTL_ADD,    AZBUSE_CTL_START,	   AZBUSE_CTL_REMOVE,
+	AZBUSE_CTL_INFO,	 AZBUSE_CTL_LIST,   AZBUSE_CTL_QUEUE_INFO, AZBUSE_CTL_TAKEOVER,
+	AZBUSE_CTL_CACHE_ATTACH, AZBUSE_CTL_RESIZE,
 };
 #define NR_CTL_CMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))
 static const unsigned long cdev_cmds[] = { AZBUSE_IOC_ATTACH, AZBUSE_IOC_COMMIT, AZBUSE_IOC_KICK,
@@ -699,8 +705,10 @@ static const unsigned long cdev_cmds[] = { AZBUSE_IOC_ATTACH, AZBUSE_IOC_COMMIT,
 
 static enum kind classify(bool on_ctl, unsigned long cmd)
 {
-	static const enum kind ctl_kinds[NR_CTL_CMDS] = { K_VERSION, K_ADD,  K_START, K_REMOVE,
-							  K_INFO,    K_LIST, K_QINFO, K_TAKEOVER };
+	static const enum kind ctl_kinds[NR_CTL_CMDS] = { K_VERSION, K_ADD,	 K_START,
+							  K_REMOVE,  K_INFO,	 K_LIST,
+							  K_QINFO,   K_TAKEOVER, K_CACHE_ATTACH,
+							  K_RESIZE };
 	size_t k;
 
 	if (on_ctl) {
