@@ -19,6 +19,11 @@
  * completes them on the worker's thread with rbd_poll_io_events: no
  * completion crosses a thread.
  *
+ * A read or write that lies in one of the image's RADOS objects goes to that
+ * object through librados (rbd_direct.c: the object path, what krbd does in
+ * the kernel), where the image's features allow; -o direct=off sends all
+ * through librbd.
+ *
  * librbd's cache is off (see rbd_cluster_connect): a write completes once RADOS has
  * it, and a worker that dies loses nothing it acknowledged.
  * flush -> rbd_aio_flush;
@@ -58,10 +63,13 @@
 #include <azbuse/azbuse.h>
 
 #include "rbd_cluster.h"
+#include "rbd_direct.h"
 
 struct rbd_engine {
 	struct rbd_target t;
+	char name[sizeof(((struct rbd_target *)0)->pool) * 2 + 2]; /* POOL/IMAGE */
 	uint64_t size;
+	bool object_path; /* -o direct= (on unless off) */
 };
 
 struct rbd_queue {
@@ -69,6 +77,7 @@ struct rbd_queue {
 	rados_t cluster;
 	rados_ioctx_t ioctx;
 	rbd_image_t image;
+	struct rbd_direct *direct; /* the object path; NULL: all through librbd */
 	int event_fd;
 	unsigned inflight;
 	uint64_t update_handle;	     /* rbd_update_watch */
@@ -77,7 +86,7 @@ struct rbd_queue {
 	bool follows_size; /* queue 0's worker: the device follows the image's size */
 };
 
-static const char *const rbd_option_keys[] = { "image", "id", "conf", NULL };
+static const char *const rbd_option_keys[] = { "image", "id", "conf", "direct", NULL };
 
 /* What the probe child tells the supervisor. */
 struct rbd_probe {
@@ -152,13 +161,25 @@ static int rbd_probe(const struct rbd_engine *e, struct rbd_probe *p)
 static int rbd_parse(struct azbuse_engine_config *cfg, struct rbd_engine *e)
 {
 	char why[200];
+	const char *direct = azbuse_config_option(cfg, "direct");
 	int ret = rbd_target_parse(&e->t, azbuse_config_option(cfg, "image"), false,
 				   azbuse_config_option(cfg, "id"),
 				   azbuse_config_option(cfg, "conf"), why, sizeof(why));
 
-	if (ret)
+	if (ret) {
 		snprintf(cfg->error, cfg->error_size, "engine rbd: --image: %s", why);
-	return ret;
+		return ret;
+	}
+	if (direct && strcmp(direct, "on") && strcmp(direct, "off")) {
+		snprintf(cfg->error, cfg->error_size,
+			 "engine rbd: -o direct=%s: give on (the object path, the default) or off "
+			 "(everything through librbd)",
+			 direct);
+		return -EINVAL;
+	}
+	e->object_path = !direct || !strcmp(direct, "on");
+	snprintf(e->name, sizeof(e->name), "%s/%s", e->t.pool, e->t.image);
+	return 0;
 }
 
 static int rbd_setup(struct azbuse_engine_config *cfg, void **engine)
@@ -323,8 +344,11 @@ static unsigned rbd_ready(void *queue)
 		for (i = 0; i < n; i++)
 			rbd_end(q, done[i]);
 	} while (n == 64);
-	return q->inflight;
+	rbd_direct_reap(q->direct);
+	return q->inflight + rbd_direct_inflight(q->direct);
 }
+
+static void rbd_librbd_rw(void *queue, struct azbuse_io *io);
 
 static int rbd_open_queue(void *engine, const struct azbuse_queue_params *p, void **queue)
 {
@@ -362,6 +386,9 @@ static int rbd_open_queue(void *engine, const struct azbuse_queue_params *p, voi
 		ret = rbd_update_watch(q->image, &q->update_handle, rbd_header_changed, q);
 	if (ret < 0)
 		goto out_image;
+	if (e->object_path)
+		q->direct = rbd_direct_open(q->cluster, q->ioctx, q->image, q->event_fd,
+					    rbd_librbd_rw, q, e->name);
 	*queue = q;
 	return 0;
 
@@ -382,6 +409,7 @@ static void rbd_close_queue(void *queue)
 	int ret;
 
 	/* every request has completed (libazbuse waited, calling rbd_ready) */
+	rbd_direct_close(q->direct);
 	ret = rbd_flush(q->image);
 	if (ret < 0)
 		azbuse_log(AZBUSE_LOG_ERR, "engine rbd: flushing %s/%s: %s", q->engine->t.pool,
@@ -415,7 +443,8 @@ static void rbd_not_started(struct rbd_queue *q, struct azbuse_io *io, rbd_compl
 	azbuse_complete(io, ret);
 }
 
-static void rbd_rw(void *queue, struct azbuse_io *io)
+/* A read or write through librbd. */
+static void rbd_librbd_rw(void *queue, struct azbuse_io *io)
 {
 	struct rbd_queue *q = queue;
 	rbd_completion_t c = rbd_completion(q, io);
@@ -429,6 +458,16 @@ static void rbd_rw(void *queue, struct azbuse_io *io)
 		ret = rbd_aio_write(q->image, io->offset, io->len, io->buf, c);
 	if (ret < 0)
 		rbd_not_started(q, io, c, ret);
+}
+
+/* A read or write: to its object directly if it may go so, else through librbd. */
+static void rbd_rw(void *queue, struct azbuse_io *io)
+{
+	struct rbd_queue *q = queue;
+
+	rbd_refresh(q);
+	if (!rbd_direct_submit(q->direct, io))
+		rbd_librbd_rw(q, io);
 }
 
 static void rbd_flush_io(void *queue, struct azbuse_io *io)

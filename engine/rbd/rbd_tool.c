@@ -239,17 +239,26 @@ static int cmd_clone(struct rbd_tool *r, int argc, char **argv)
 	return 0;
 }
 
-/* How many clients have the image open (its header's watchers), or -errno. */
+/*
+ * How many clients have the image open (its header's watchers, counted once
+ * per client: an rbd engine worker's object path watches beside its
+ * handle), or -errno.
+ */
 static int image_openers(struct rbd_tool *r)
 {
 	rbd_image_watcher_t watchers[64];
-	size_t n = 64;
-	int ret = rbd_watchers_list(r->image, watchers, &n);
+	size_t n = 64, i, j;
+	int ret = rbd_watchers_list(r->image, watchers, &n), clients = 0;
 
 	if (ret < 0)
 		return ret;
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < i && watchers[j].id != watchers[i].id; j++)
+			;
+		clients += j == i;
+	}
 	rbd_watchers_list_cleanup(watchers, n);
-	return (int)n;
+	return clients;
 }
 
 static int cmd_rollback(struct rbd_tool *r, int argc, char **argv)

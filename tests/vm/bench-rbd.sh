@@ -7,13 +7,15 @@
 # 32, and 1M sequential read and write at depth 8; each device writes the
 # image whole once before it is measured. azbuse-rbd-cache is azbuse-rbd
 # behind a RAM cache larger than the image (--cache, write-through): the
-# image is read once more before it is measured, so the reads hit. Prints
+# image is read once more before it is measured, so the reads hit.
+# azbuse-rbd-librbd is azbuse-rbd with its object path off (-o direct=off):
+# every request through librbd's dispatch, as before the path. Prints
 # one line per run and a table with the ratios to rbd-nbd and krbd.
 #
 #   tests/vm/vm-run.sh --mem 3G -- tests/vm/bench-rbd.sh [SECONDS_PER_RUN] [IMAGE_MB]
 #
 # AZBUSE_RBD_DEVICES: which of them, in order (default "azbuse-rbd
-# azbuse-rbd-cache rbd-nbd krbd"); AZBUSE_RBD_OPTS: more options for
+# azbuse-rbd-librbd azbuse-rbd-cache rbd-nbd krbd"); AZBUSE_RBD_OPTS: more options for
 # azbusectl add (e.g. --queues 1); AZBUSE_RBD_CONF: the ceph.conf of a
 # cluster that runs elsewhere (tests/bench-rbd-host.sh: on the host, reached
 # through vm-run.sh --net) instead of one started here; AZBUSE_RBD_PROFILE: a
@@ -89,18 +91,25 @@ measure() { # DEVICE PATH [warm]
 		# shellcheck disable=SC2086 # the spec's words are run's arguments
 		line=$(run "$path" $spec)
 		[ -z "$prof" ] || perf_end /run/bench-rbd-perf "$prof" \
-			azbuse-engine-r,msgr-worker-0,msgr-worker-1,msgr-worker-2,io_context_pool,rbd_reader,rbd_writer
+			azbuse-engine-r,msgr-worker-0,msgr-worker-1,msgr-worker-2,io_context_pool,fn-radosclient,rbd_reader,rbd_writer
 		echo "BENCH $line"
 		results+=("$line")
 	done
 }
 
-for d in ${AZBUSE_RBD_DEVICES:-azbuse-rbd azbuse-rbd-cache rbd-nbd krbd}; do
+for d in ${AZBUSE_RBD_DEVICES:-azbuse-rbd azbuse-rbd-librbd azbuse-rbd-cache rbd-nbd krbd}; do
 	case $d in
 	azbuse-rbd)
 		# shellcheck disable=SC2086 # options, word by word
 		"$ctl" add 3 --engine=rbd --image rbd/bench --conf "$conf" ${AZBUSE_RBD_OPTS:-} >/dev/null
 		measure azbuse-rbd /dev/azbuse3
+		"$ctl" remove 3
+		;;
+	azbuse-rbd-librbd)
+		# shellcheck disable=SC2086 # options, word by word
+		"$ctl" add 3 --engine=rbd --image rbd/bench --conf "$conf" -o direct=off \
+			${AZBUSE_RBD_OPTS:-} >/dev/null
+		measure azbuse-rbd-librbd /dev/azbuse3
 		"$ctl" remove 3
 		;;
 	azbuse-rbd-cache)
@@ -122,18 +131,22 @@ for d in ${AZBUSE_RBD_DEVICES:-azbuse-rbd azbuse-rbd-cache rbd-nbd krbd}; do
 		measure krbd "$krbd"
 		rbd unmap -o noudev "$krbd"
 		;;
-	*) echo "bench-rbd: no device $d (azbuse-rbd, azbuse-rbd-cache, rbd-nbd, krbd)" >&2; exit 2 ;;
+	*)
+		echo "bench-rbd: no device $d (azbuse-rbd, azbuse-rbd-librbd, azbuse-rbd-cache, rbd-nbd, krbd)" >&2
+		exit 2
+		;;
 	esac
 done
 
 echo
-printf '| job | azbuse-rbd IOPS | +cache IOPS | rbd-nbd IOPS | krbd IOPS | ×rbd-nbd | ×krbd | +cache ×rbd-nbd |\n|---|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '| job | azbuse-rbd IOPS | librbd path IOPS | +cache IOPS | rbd-nbd IOPS | krbd IOPS | ×rbd-nbd | ×krbd | librbd path ×rbd-nbd | +cache ×rbd-nbd |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for job in randread-4k-qd1 randwrite-4k-qd1 randread-4k-qd32 randwrite-4k-qd32 read-1m-qd8 write-1m-qd8; do
 	printf '%s\n' "${results[@]}" | awk -v job="$job" '
 		$2 == job { iops[$1] = $3 }
 		END {
-			a = iops["azbuse-rbd"]; c = iops["azbuse-rbd-cache"]; n = iops["rbd-nbd"]; k = iops["krbd"]
-			printf "| %s | %d | %d | %d | %d | %.2f | %.2f | %.2f |\n", job, a, c, n, k,
-				n ? a / n : 0, k ? a / k : 0, n ? c / n : 0
+			a = iops["azbuse-rbd"]; l = iops["azbuse-rbd-librbd"]; c = iops["azbuse-rbd-cache"]
+			n = iops["rbd-nbd"]; k = iops["krbd"]
+			printf "| %s | %d | %d | %d | %d | %d | %.2f | %.2f | %.2f | %.2f |\n", job, a, l, c, n, k,
+				n ? a / n : 0, k ? a / k : 0, n ? l / n : 0, n ? c / n : 0
 		}'
 done

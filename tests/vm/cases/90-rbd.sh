@@ -7,6 +7,8 @@
 # `azbusectl add --recover` with nothing lost; an OSD restarted under load
 # delays I/O but no error reaches the filesystem; an image with the
 # exclusive-lock feature is refused on several queues, with the fix named.
+# Reads and writes go to the objects directly (the object path) where the
+# image's features allow: all of vol1's, only the reads of the locked image.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -22,7 +24,9 @@ rbd create --size 512M --image-feature layering rbd/vol1 || die "rbd create fail
 dev=$(azbusectl add 1 --engine=rbd --image rbd/vol1 --conf "$conf" --queues 2 \
 	--recovery-timeout 60000) || die "azbusectl add --engine=rbd failed"
 [ "$(blockdev --getsize64 "$dev")" = $((512 << 20)) ] || die "$dev is not the image's 512 MiB"
-log "rbd/vol1 on $dev, two queues"
+wait_for 10 grep -q "rbd/vol1: object path for reads and writes" /run/azbuse/supervisor-*.log ||
+	die "rbd/vol1 (layering only) does not take the object path for reads and writes"
+log "rbd/vol1 on $dev, two queues, reads and writes to its objects directly"
 
 # fio verify across a worker kill
 head -c 16M /dev/urandom >"$work/old"
@@ -70,6 +74,11 @@ e2fsck -fn "$dev" >"$work/fsck.log" 2>&1 || { cat "$work/fsck.log" >&2; die "fsc
 dmesg | grep -q 'I/O error, dev azbuse1' && die "an I/O error reached the block layer"
 log "fio verified across the OSD restart; fsck clean; no I/O error"
 remove_device 1
+read -r reads writes _ < <(rbd_object_path_counts rbd/vol1)
+if [ "$reads" = 0 ] || [ "$writes" = 0 ]; then
+	die "the workers did not use the object path: $reads reads, $writes writes"
+fi
+log "object path: $reads reads and $writes writes went to vol1's objects directly"
 
 # exclusive-lock: one handle writes at a time, so several queues are refused
 rbd create --size 64M rbd/locked || die "rbd create failed"
@@ -77,8 +86,24 @@ if azbusectl add 1 --engine=rbd --image rbd/locked --conf "$conf" --queues 2 2>"
 	die "an exclusive-lock image was served from two queues"
 fi
 grep -q 'rbd feature disable' "$work/err" || die "the refusal does not say how: $(cat "$work/err")"
+if azbusectl add 1 --engine=rbd --image rbd/locked --conf "$conf" --queues 1 -o direct=maybe \
+	2>"$work/err-direct"; then
+	die "-o direct=maybe was taken"
+fi
+grep -q "give on" "$work/err-direct" || die "unclear refusal of -o direct=maybe: $(cat "$work/err-direct")"
+dev=$(azbusectl add 1 --engine=rbd --image rbd/locked --conf "$conf" --queues 1 -o direct=off) ||
+	die "the exclusive-lock image with one queue, all through librbd (-o direct=off), failed"
+dd if="$work/old" of="$dev" bs=1M count=8 oflag=direct status=none
+cmp <(dd if="$dev" bs=1M count=8 iflag=direct status=none) <(head -c 8M "$work/old") ||
+	die "rbd/locked reads back wrong through librbd"
+remove_device 1
+if grep -q "rbd/locked: object path" /run/azbuse/supervisor-*.log; then
+	die "-o direct=off took the object path"
+fi
 dev=$(azbusectl add 1 --engine=rbd --image rbd/locked --conf "$conf" --queues 1) ||
 	die "the exclusive-lock image with one queue failed"
+wait_for 10 grep -q "rbd/locked: object path for reads (writes through librbd" \
+	/run/azbuse/supervisor-*.log || die "rbd/locked's writes are not left to librbd"
 dd if="$work/old" of="$dev" bs=1M count=16 oflag=direct status=none
 cmp <(dd if="$dev" bs=1M count=16 iflag=direct status=none) "$work/old" || die "rbd/locked reads back wrong"
 remove_device 1

@@ -9,7 +9,10 @@
 # resize grows and shrinks the served device with the image (a shrink is
 # refused while a cache serves it), and the device follows an image grown
 # by `rbd resize`; a snapshot with
-# clones is not deleted; the cache's reads are served by the module.
+# clones is not deleted; the cache's reads are served by the module. The
+# snapshot is taken while writes go to the objects directly (the object
+# path), which must carry the new snapshot context from the next write on;
+# the clone's reads of objects it never wrote are handed to librbd.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -61,6 +64,12 @@ dd if="$work/b" of="$dev2" bs=1M seek=32 oflag=direct status=none
 cmp <(dd if="$dev2" bs=1M skip=32 count=16 iflag=direct status=none) "$work/b" ||
 	die "the clone does not read back its own writes"
 remove_device 2
+grep -q "rbd/clone1: object path for reads (writes through librbd" /run/azbuse/supervisor-*.log ||
+	die "the clone's writes are not left to librbd (a first write copies the parent's object up)"
+read -r reads writes handed < <(rbd_object_path_counts rbd/clone1)
+if [ "$writes" != 0 ] || [ "$handed" = 0 ]; then
+	die "the clone's object path: $reads reads, $writes writes, $handed reads of unwritten objects through librbd"
+fi
 log "ok   clone of the snapshot (protected on the way) served: reads the snapshot, takes writes"
 
 # --- rollback: refused while served, then done ---------------------------------
@@ -68,6 +77,7 @@ if arbd rollback rbd/snapvol s1 --yes 2>"$work/err"; then
 	die "rollback of a served image succeeded"
 fi
 grep -q "stop serving it first" "$work/err" || die "unclear refusal: $(cat "$work/err")"
+grep -q "open by 2 other client" "$work/err" || die "not one client per queue: $(cat "$work/err")"
 if arbd rollback rbd/snapvol s1 2>/dev/null; then
 	die "rollback without --yes succeeded"
 fi

@@ -458,6 +458,16 @@ sup_log_keep() {
 	done
 }
 
+# rbd_object_path_counts IMAGE: "READS WRITES HANDED_BACK", what the rbd
+# engine's object path did for POOL/IMAGE, summed over the queues that
+# logged their counts when they closed (since the VM booted).
+rbd_object_path_counts() {
+	cat /run/azbuse/supervisor-*.log 2>/dev/null |
+		awk -v img="$1: object path: " 'index($0, img) {
+			sub(/.*object path: /, ""); r += $1; w += $3; h += $5
+		} END { print r + 0, w + 0, h + 0 }'
+}
+
 # ceph_up: a Ceph cluster in this VM (tests/vm/ceph-cluster.sh), started by
 # the first case that needs it and shared by the later ones (one per boot:
 # its start is slow under emulation); prints its ceph.conf. Skips the case

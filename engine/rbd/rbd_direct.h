@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * rbd_direct.h - the rbd engine's object path: reads and writes that lie in
+ * one RADOS object go to that object through librados, past librbd's
+ * dispatch layers, as krbd does in the kernel; everything else, and every
+ * image whose features ask more of a writer, stays with librbd.
+ */
+#ifndef AZBUSE_RBD_DIRECT_H
+#define AZBUSE_RBD_DIRECT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <rados/librados.h>
+#include <rbd/librbd.h>
+
+#include <azbuse/azbuse.h>
+
+struct rbd_direct;
+
+/* What takes a request the object path gave back (a read of a clone's unwritten object). */
+typedef void (*rbd_direct_fallback_fn)(void *arg, struct azbuse_io *io);
+
+/*
+ * The object path of an open image, sharing the handle's cluster
+ * connection; its completions wake event_fd. NULL (with a warning) if it
+ * cannot be set up: every request then goes through librbd.
+ */
+struct rbd_direct *rbd_direct_open(rados_t cluster, rados_ioctx_t ioctx, rbd_image_t image,
+				   int event_fd, rbd_direct_fallback_fn fallback, void *arg,
+				   const char *name);
+/* After every request it took has completed (rbd_direct_inflight() == 0). */
+void rbd_direct_close(struct rbd_direct *d);
+
+/*
+ * Read the image again (its header changed: a resize, a snapshot, a
+ * feature, a flatten): which requests may go directly, and the snapshot
+ * context the object writes carry. rbd_direct_submit() does it when the
+ * path's own watch on the header saw a change.
+ */
+void rbd_direct_refresh(struct rbd_direct *d);
+
+/* Take io (a read or write) if it may go directly: true if it was taken. */
+bool rbd_direct_submit(struct rbd_direct *d, struct azbuse_io *io);
+
+/* On the worker's thread: complete what ended (or hand it to the fallback). */
+void rbd_direct_reap(struct rbd_direct *d);
+
+unsigned rbd_direct_inflight(const struct rbd_direct *d);
+
+/*
+ * Decode cls_rbd's get_snapcontext reply: le64 seq, le32 count, count
+ * le64 ids (newest first). 0, or -EINVAL if buf is not that or holds more
+ * than max ids.
+ */
+int rbd_snapc_decode(const void *buf, size_t len, uint64_t *seq, uint64_t *snaps, size_t max,
+		     size_t *count);
+
+#endif

@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * test_rbd.c - the rbd engine's parts that need no cluster: image names
+ * (rbd_target_parse) and the snapshot context its object path reads from an
+ * image's header (rbd_snapc_decode), which every write then carries: a
+ * wrong one loses a snapshot's data, so a reply that is not exactly one is
+ * refused.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "rbd_cluster.h"
+#include "rbd_direct.h"
+
+/* Encode seq and n ids as cls_rbd does (little-endian); its length. */
+static size_t encode_snapc(unsigned char *buf, uint64_t seq, const uint64_t *ids, uint32_t n)
+{
+	size_t len = 0;
+	uint32_t i;
+	int b;
+
+	for (b = 0; b < 8; b++)
+		buf[len++] = (unsigned char)(seq >> (8 * b));
+	for (b = 0; b < 4; b++)
+		buf[len++] = (unsigned char)(n >> (8 * b));
+	for (i = 0; i < n; i++)
+		for (b = 0; b < 8; b++)
+			buf[len++] = (unsigned char)(ids[i] >> (8 * b));
+	return len;
+}
+
+static void test_snapc_decodes(void **state)
+{
+	const uint64_t ids[] = { 0x1122334455667788ULL >> 8, 9, 4 };
+	unsigned char buf[64];
+	uint64_t seq, snaps[8];
+	size_t n, len = encode_snapc(buf, 0x0011223344556677ULL, ids, 3);
+
+	(void)state;
+	assert_int_equal(rbd_snapc_decode(buf, len, &seq, snaps, 8, &n), 0);
+	assert_true(seq == 0x0011223344556677ULL);
+	assert_int_equal(n, 3);
+	assert_memory_equal(snaps, ids, sizeof(ids));
+
+	len = encode_snapc(buf, 0, NULL, 0); /* a new image: no snapshots */
+	assert_int_equal(rbd_snapc_decode(buf, len, &seq, snaps, 8, &n), 0);
+	assert_true(seq == 0 && n == 0);
+}
+
+static void test_snapc_refuses(void **state)
+{
+	const uint64_t rising[] = { 3, 5 }, above_seq[] = { 9 }, twice[] = { 4, 4 };
+	const uint64_t many[] = { 9, 8, 7 };
+	unsigned char buf[64];
+	uint64_t seq, snaps[8];
+	size_t n, len;
+
+	(void)state;
+	len = encode_snapc(buf, 6, rising, 2); /* the OSD wants the newest first */
+	assert_int_equal(rbd_snapc_decode(buf, len, &seq, snaps, 8, &n), -EINVAL);
+	len = encode_snapc(buf, 6, above_seq, 1);
+	assert_int_equal(rbd_snapc_decode(buf, len, &seq, snaps, 8, &n), -EINVAL);
+	len = encode_snapc(buf, 6, twice, 2);
+	assert_int_equal(rbd_snapc_decode(buf, len, &seq, snaps, 8, &n), -EINVAL);
+	len = encode_snapc(buf, 9, many, 3); /* more than the caller holds */
+	assert_int_equal(rbd_snapc_decode(buf, len, &seq, snaps, 2, &n), -EINVAL);
+	assert_int_equal(rbd_snapc_decode(buf, len, &seq, snaps, 3, &n), 0);
+	assert_int_equal(rbd_snapc_decode(buf, len - 1, &seq, snaps, 8, &n), -EINVAL);
+	assert_int_equal(rbd_snapc_decode(buf, len + 8, &seq, snaps, 8, &n), -EINVAL);
+	assert_int_equal(rbd_snapc_decode(buf, 11, &seq, snaps, 8, &n), -EINVAL);
+	buf[8] = 0xff; /* a count far beyond the reply */
+	assert_int_equal(rbd_snapc_decode(buf, len, &seq, snaps, 8, &n), -EINVAL);
+}
+
+static void test_target_names(void **state)
+{
+	struct rbd_target t;
+	char why[200];
+
+	(void)state;
+	assert_int_equal(rbd_target_parse(&t, "fast/vol1", false, NULL, NULL, why, sizeof(why)), 0);
+	assert_string_equal(t.pool, "fast");
+	assert_string_equal(t.image, "vol1");
+	assert_string_equal(t.client, "admin");
+	assert_int_equal(rbd_target_parse(&t, "vol1", false, "client.bench", "/etc/c.conf", why,
+					  sizeof(why)),
+			 0);
+	assert_string_equal(t.pool, "rbd");
+	assert_string_equal(t.client, "bench");
+	assert_string_equal(t.conf, "/etc/c.conf");
+	assert_int_equal(rbd_target_parse(&t, "p/v@s", true, NULL, NULL, why, sizeof(why)), 0);
+	assert_string_equal(t.snap, "s");
+	assert_int_equal(rbd_target_parse(&t, "p/v@s", false, NULL, NULL, why, sizeof(why)),
+			 -EINVAL);
+	assert_int_equal(rbd_target_parse(&t, "/v", false, NULL, NULL, why, sizeof(why)), -EINVAL);
+	assert_int_equal(rbd_target_parse(&t, "p/", false, NULL, NULL, why, sizeof(why)), -EINVAL);
+	assert_int_equal(rbd_target_parse(&t, "p/a/b", false, NULL, NULL, why, sizeof(why)),
+			 -EINVAL);
+	assert_int_equal(rbd_target_parse(&t, "", false, NULL, NULL, why, sizeof(why)), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_snapc_decodes),
+		cmocka_unit_test(test_snapc_refuses),
+		cmocka_unit_test(test_target_names),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
