@@ -29,7 +29,8 @@
  * RADOS when it completes, and a flush has nothing of this path's to wait
  * for: a write completes here when every replica has it.
  * Completions come on a librados thread, which pushes them on a lock-free
- * stack and wakes the worker's eventfd; the worker completes them.
+ * stack and wakes the worker's eventfd (once per batch: see
+ * rbd_direct_ended); the worker completes them.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -331,17 +332,23 @@ unsigned rbd_direct_inflight(const struct rbd_direct *d)
 /* A librados thread: op's object I/O ended. */
 static void rbd_direct_ended(rados_completion_t c, void *arg)
 {
-	struct rbd_direct_op *op = arg;
+	struct rbd_direct_op *op = arg, *head;
 	struct rbd_direct *d = op->d;
 	int event_fd = d->event_fd; /* (once op is pushed, the worker may close d) */
 	uint64_t one = 1;
 
 	(void)c;
-	op->next = atomic_load_explicit(&d->done, memory_order_relaxed);
-	while (!atomic_compare_exchange_weak_explicit(&d->done, &op->next, op, memory_order_release,
-						      memory_order_relaxed))
-		;
-	if (write(event_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+	head = atomic_load_explicit(&d->done, memory_order_relaxed);
+	do
+		op->next = head;
+	while (!atomic_compare_exchange_weak_explicit(&d->done, &head, op, memory_order_release,
+						      memory_order_relaxed));
+	/*
+	 * Only the op that makes the stack non-empty wakes the worker: the
+	 * worker reads the eventfd before it takes the stack, so the ones
+	 * pushed after that wake are taken with it.
+	 */
+	if (!head && write(event_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		azbuse_log(AZBUSE_LOG_WARN, "engine rbd: waking the worker: %s", strerror(errno));
 }
 

@@ -3,7 +3,7 @@
  * rbd_engine.c - the rbd engine: a Ceph RBD image as an azbuse device,
  * through librbd's C API (a faster rbd-nbd, with every request flag intact).
  *
- *   azbuse-engine-rbd ID --image POOL/IMAGE [-o id=CLIENT] [-o conf=FILE]
+ *   azbuse-engine-rbd ID --image POOL/IMAGE [-o id=CLIENT] [-o conf=FILE] [-o direct=off]
  *   (azbusectl add ID --engine=rbd --image POOL/IMAGE runs it)
  *
  * Its own program, not one of azbusectl's built-in engines: librbd and
@@ -502,7 +502,8 @@ static void rbd_unmap(void *queue, struct azbuse_io *io)
 static const struct azbuse_engine_ops rbd_engine_ops = {
 	AZBUSE_ENGINE_INIT,
 	.name = "rbd",
-	.description = "a Ceph RBD image (--image POOL/IMAGE, -o id=CLIENT, -o conf=FILE), librbd",
+	.description = "a Ceph RBD image (--image POOL/IMAGE, -o id=CLIENT, -o conf=FILE, "
+		       "-o direct=off: all through librbd), librados and librbd",
 	.option_keys = rbd_option_keys,
 	.setup = rbd_setup,
 	.teardown = rbd_teardown,

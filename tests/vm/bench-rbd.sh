@@ -20,7 +20,10 @@
 # cluster that runs elsewhere (tests/bench-rbd-host.sh: on the host, reached
 # through vm-run.sh --net) instead of one started here; AZBUSE_RBD_PROFILE: a
 # directory, where each device's 4k random read at depth 32 leaves a
-# system-wide CPU profile (perf_end in lib-bench.sh: DEVICE.comm.txt, ...).
+# system-wide CPU profile (perf_end in lib-bench.sh: DEVICE.comm.txt, ...);
+# AZBUSE_RBD_REPEAT=N: N rounds over the devices (each fills the image
+# again), the tables giving each figure's median (the host's load moves
+# single runs by a third here).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -61,17 +64,41 @@ fi
 export CEPH_CONF=$conf
 rbd create --size "${mb}M" --image-feature layering rbd/bench
 
-# run DEVICE JOB RW BS DEPTH: one fio run; prints "DEVICE JOB IOPS MB/s LAT_US"
+# cpu_sample FILE: the guest's CPU counters (/proc/stat's "cpu" line) at
+# 1.5 s into a run (after fio's ramp) and 1 s before its end, into FILE.
+cpu_sample() {
+	local line
+	sleep 1.5
+	read -r line </proc/stat
+	echo "$line" >"$1"
+	sleep $((runtime - 1)).5
+	read -r line </proc/stat
+	echo "$line" >>"$1"
+}
+
+# run DEVICE JOB RW BS DEPTH: one fio run; prints "DEVICE JOB IOPS MB/s
+# LAT_US CPU_US": CPU_US is the guest CPU time per I/O (all processes,
+# kernel included: the client's whole cost, from cpu_sample's window).
 run() {
-	local out
+	local out sampler
+	cpu_sample /run/bench-rbd-cpu &
+	sampler=$!
 	out=$(fio --name=bench --filename="$1" --rw="$3" --bs="$4" --iodepth="$5" \
 		--ioengine=libaio --direct=1 --numjobs=1 --time_based --runtime="$runtime" \
 		--ramp_time=1 --norandommap --randrepeat=0 --output-format=terse \
 		--terse-version=3) || { echo "bench-rbd: fio $2 on $1 failed" >&2; return 1; }
-	awk -F';' -v dev="$dev" -v job="$2" -v rw="$3" '
+	wait "$sampler"
+	awk -F';' -v dev="$dev" -v job="$2" -v rw="$3" -v cpus="$(nproc)" \
+		-v s0="$(head -1 /run/bench-rbd-cpu)" -v s1="$(tail -1 /run/bench-rbd-cpu)" '
+		function busy_share(   a, b, i, busy, all) { # of all CPUs, between the samples
+			split(s0, a, " "); split(s1, b, " ")
+			for (i = 2; i <= 9; i++) { all += b[i] - a[i]; if (i != 5 && i != 6) busy += b[i] - a[i] }
+			return all ? busy / all : 0
+		}
 		$5 != 0 { print "fio error " $5 > "/dev/stderr"; exit 1 }
-		rw ~ /read/ { printf "%s %s %d %.1f %.0f\n", dev, job, $8, $7 / 1024, $40; exit }
-		{ printf "%s %s %d %.1f %.0f\n", dev, job, $49, $48 / 1024, $81; exit }' <<<"$out"
+		{ iops = rw ~ /read/ ? $8 : $49; cpu_us = iops ? busy_share() * cpus * 1e6 / iops : 0 }
+		rw ~ /read/ { printf "%s %s %d %.1f %.0f %.0f\n", dev, job, $8, $7 / 1024, $40, cpu_us; exit }
+		{ printf "%s %s %d %.1f %.0f %.0f\n", dev, job, $49, $48 / 1024, $81, cpu_us; exit }' <<<"$out"
 }
 
 results=()
@@ -97,56 +124,85 @@ measure() { # DEVICE PATH [warm]
 	done
 }
 
-for d in ${AZBUSE_RBD_DEVICES:-azbuse-rbd azbuse-rbd-librbd azbuse-rbd-cache rbd-nbd krbd}; do
-	case $d in
-	azbuse-rbd)
-		# shellcheck disable=SC2086 # options, word by word
-		"$ctl" add 3 --engine=rbd --image rbd/bench --conf "$conf" ${AZBUSE_RBD_OPTS:-} >/dev/null
-		measure azbuse-rbd /dev/azbuse3
-		"$ctl" remove 3
-		;;
-	azbuse-rbd-librbd)
-		# shellcheck disable=SC2086 # options, word by word
-		"$ctl" add 3 --engine=rbd --image rbd/bench --conf "$conf" -o direct=off \
-			${AZBUSE_RBD_OPTS:-} >/dev/null
-		measure azbuse-rbd-librbd /dev/azbuse3
-		"$ctl" remove 3
-		;;
-	azbuse-rbd-cache)
-		# shellcheck disable=SC2086 # options, word by word
-		"$ctl" add 3 --engine=rbd --image rbd/bench --conf "$conf" \
-			--cache $((mb + mb / 4))M ${AZBUSE_RBD_OPTS:-} >/dev/null
-		"$ctl" cache 3 --seq-cutoff 0 >/dev/null
-		measure azbuse-rbd-cache /dev/azbuse3 warm
-		"$ctl" remove 3
-		;;
-	rbd-nbd)
-		nbd=$(rbd-nbd map rbd/bench)
-		measure rbd-nbd "$nbd"
-		rbd-nbd unmap "$nbd"
-		;;
-	krbd)
-		# (the guest runs no udev: rbd must not wait for it; devtmpfs makes the node)
-		krbd=$(rbd map -o noudev rbd/bench)
-		measure krbd "$krbd"
-		rbd unmap -o noudev "$krbd"
-		;;
-	*)
-		echo "bench-rbd: no device $d (azbuse-rbd, azbuse-rbd-librbd, azbuse-rbd-cache, rbd-nbd, krbd)" >&2
-		exit 2
-		;;
-	esac
+for round in $(seq "${AZBUSE_RBD_REPEAT:-1}"); do
+	[ "${AZBUSE_RBD_REPEAT:-1}" = 1 ] || echo "bench-rbd: round $round"
+	for d in ${AZBUSE_RBD_DEVICES:-azbuse-rbd azbuse-rbd-librbd azbuse-rbd-cache rbd-nbd krbd}; do
+		case $d in
+		azbuse-rbd)
+			# shellcheck disable=SC2086 # options, word by word
+			"$ctl" add 3 --engine=rbd --image rbd/bench --conf "$conf" ${AZBUSE_RBD_OPTS:-} >/dev/null
+			measure azbuse-rbd /dev/azbuse3
+			"$ctl" remove 3
+			;;
+		azbuse-rbd-librbd)
+			# shellcheck disable=SC2086 # options, word by word
+			"$ctl" add 3 --engine=rbd --image rbd/bench --conf "$conf" -o direct=off \
+				${AZBUSE_RBD_OPTS:-} >/dev/null
+			measure azbuse-rbd-librbd /dev/azbuse3
+			"$ctl" remove 3
+			;;
+		azbuse-rbd-cache)
+			# shellcheck disable=SC2086 # options, word by word
+			"$ctl" add 3 --engine=rbd --image rbd/bench --conf "$conf" \
+				--cache $((mb + mb / 4))M ${AZBUSE_RBD_OPTS:-} >/dev/null
+			"$ctl" cache 3 --seq-cutoff 0 >/dev/null
+			measure azbuse-rbd-cache /dev/azbuse3 warm
+			"$ctl" remove 3
+			;;
+		rbd-nbd)
+			nbd=$(rbd-nbd map rbd/bench)
+			measure rbd-nbd "$nbd"
+			rbd-nbd unmap "$nbd"
+			;;
+		krbd)
+			# (the guest runs no udev: rbd must not wait for it; devtmpfs makes the node)
+			krbd=$(rbd map -o noudev rbd/bench)
+			measure krbd "$krbd"
+			rbd unmap -o noudev "$krbd"
+			;;
+		*)
+			echo "bench-rbd: no device $d (azbuse-rbd, azbuse-rbd-librbd, azbuse-rbd-cache, rbd-nbd, krbd)" >&2
+			exit 2
+			;;
+		esac
+	done
 done
 
+# medians FIELD JOB: "DEVICE MEDIAN" of field FIELD (3: IOPS, 6: CPU per I/O) of JOB's runs
+medians() {
+	printf '%s\n' "${results[@]}" | awk -v f="$1" -v job="$2" '
+		$2 == job { runs[$1] = runs[$1] " " $f }
+		END {
+			for (d in runs) {
+				n = split(runs[d], v, " ")
+				for (i = 2; i <= n; i++) # (insertion sort: a few rounds)
+					for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+				print d, n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+			}
+		}'
+}
+
+jobs="randread-4k-qd1 randwrite-4k-qd1 randread-4k-qd32 randwrite-4k-qd32 read-1m-qd8 write-1m-qd8"
 echo
 printf '| job | azbuse-rbd IOPS | librbd path IOPS | +cache IOPS | rbd-nbd IOPS | krbd IOPS | ×rbd-nbd | ×krbd | librbd path ×rbd-nbd | +cache ×rbd-nbd |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
-for job in randread-4k-qd1 randwrite-4k-qd1 randread-4k-qd32 randwrite-4k-qd32 read-1m-qd8 write-1m-qd8; do
-	printf '%s\n' "${results[@]}" | awk -v job="$job" '
-		$2 == job { iops[$1] = $3 }
+for job in $jobs; do
+	medians 3 "$job" | awk -v job="$job" '
+		{ iops[$1] = $2 }
 		END {
 			a = iops["azbuse-rbd"]; l = iops["azbuse-rbd-librbd"]; c = iops["azbuse-rbd-cache"]
 			n = iops["rbd-nbd"]; k = iops["krbd"]
 			printf "| %s | %d | %d | %d | %d | %d | %.2f | %.2f | %.2f | %.2f |\n", job, a, l, c, n, k,
 				n ? a / n : 0, k ? a / k : 0, n ? l / n : 0, n ? c / n : 0
+		}'
+done
+echo
+echo "guest CPU time per I/O, us (all of the guest's CPUs, kernel included):"
+printf '| job | azbuse-rbd | librbd path | +cache | rbd-nbd | krbd |\n|---|---:|---:|---:|---:|---:|\n'
+for job in $jobs; do
+	medians 6 "$job" | awk -v job="$job" '
+		{ us[$1] = $2 }
+		END {
+			printf "| %s | %d | %d | %d | %d | %d |\n", job, us["azbuse-rbd"], us["azbuse-rbd-librbd"],
+				us["azbuse-rbd-cache"], us["rbd-nbd"], us["krbd"]
 		}'
 done
