@@ -3,7 +3,8 @@
  * rbd_direct.h - the rbd engine's object path: reads and writes that lie in
  * one RADOS object go to that object through librados, past librbd's
  * dispatch layers, as krbd does in the kernel; everything else, and every
- * image whose features ask more of a writer, stays with librbd.
+ * image whose features ask more of a writer, stays with librbd. The rbd
+ * engine takes it with -o direct=on (see rbd_engine.c for why not always).
  */
 #ifndef AZBUSE_RBD_DIRECT_H
 #define AZBUSE_RBD_DIRECT_H

@@ -8,14 +8,15 @@
 # image whole once before it is measured. azbuse-rbd-cache is azbuse-rbd
 # behind a RAM cache larger than the image (--cache, write-through): the
 # image is read once more before it is measured, so the reads hit.
-# azbuse-rbd-librbd is azbuse-rbd with its object path off (-o direct=off):
-# every request through librbd's dispatch, as before the path. Prints
+# azbuse-rbd-objects is azbuse-rbd with its object path on (-o direct=on):
+# a read or write within one RADOS object goes to it through librados,
+# past librbd's dispatch. Prints
 # one line per run and a table with the ratios to rbd-nbd and krbd.
 #
 #   tests/vm/vm-run.sh --mem 3G -- tests/vm/bench-rbd.sh [SECONDS_PER_RUN] [IMAGE_MB]
 #
 # AZBUSE_RBD_DEVICES: which of them, in order (default "azbuse-rbd
-# azbuse-rbd-librbd azbuse-rbd-cache rbd-nbd krbd"); AZBUSE_RBD_OPTS: more options for
+# azbuse-rbd-objects azbuse-rbd-cache rbd-nbd krbd"); AZBUSE_RBD_OPTS: more options for
 # azbusectl add (e.g. --queues 1); AZBUSE_RBD_CONF: the ceph.conf of a
 # cluster that runs elsewhere (tests/bench-rbd-host.sh: on the host, reached
 # through vm-run.sh --net) instead of one started here; AZBUSE_RBD_PROFILE: a
@@ -65,13 +66,13 @@ export CEPH_CONF=$conf
 rbd create --size "${mb}M" --image-feature layering rbd/bench
 
 # cpu_sample FILE: the guest's CPU counters (/proc/stat's "cpu" line) at
-# 1.5 s into a run (after fio's ramp) and 1 s before its end, into FILE.
+# 1.5 s into a run (after fio's ramp) and 1.5 s before its end, into FILE.
 cpu_sample() {
 	local line
 	sleep 1.5
 	read -r line </proc/stat
 	echo "$line" >"$1"
-	sleep $((runtime - 1)).5
+	sleep $((runtime - 1))
 	read -r line </proc/stat
 	echo "$line" >>"$1"
 }
@@ -126,7 +127,7 @@ measure() { # DEVICE PATH [warm]
 
 for round in $(seq "${AZBUSE_RBD_REPEAT:-1}"); do
 	[ "${AZBUSE_RBD_REPEAT:-1}" = 1 ] || echo "bench-rbd: round $round"
-	for d in ${AZBUSE_RBD_DEVICES:-azbuse-rbd azbuse-rbd-librbd azbuse-rbd-cache rbd-nbd krbd}; do
+	for d in ${AZBUSE_RBD_DEVICES:-azbuse-rbd azbuse-rbd-objects azbuse-rbd-cache rbd-nbd krbd}; do
 		case $d in
 		azbuse-rbd)
 			# shellcheck disable=SC2086 # options, word by word
@@ -134,11 +135,11 @@ for round in $(seq "${AZBUSE_RBD_REPEAT:-1}"); do
 			measure azbuse-rbd /dev/azbuse3
 			"$ctl" remove 3
 			;;
-		azbuse-rbd-librbd)
+		azbuse-rbd-objects)
 			# shellcheck disable=SC2086 # options, word by word
-			"$ctl" add 3 --engine=rbd --image rbd/bench --conf "$conf" -o direct=off \
+			"$ctl" add 3 --engine=rbd --image rbd/bench --conf "$conf" -o direct=on \
 				${AZBUSE_RBD_OPTS:-} >/dev/null
-			measure azbuse-rbd-librbd /dev/azbuse3
+			measure azbuse-rbd-objects /dev/azbuse3
 			"$ctl" remove 3
 			;;
 		azbuse-rbd-cache)
@@ -161,7 +162,7 @@ for round in $(seq "${AZBUSE_RBD_REPEAT:-1}"); do
 			rbd unmap -o noudev "$krbd"
 			;;
 		*)
-			echo "bench-rbd: no device $d (azbuse-rbd, azbuse-rbd-librbd, azbuse-rbd-cache, rbd-nbd, krbd)" >&2
+			echo "bench-rbd: no device $d (azbuse-rbd, azbuse-rbd-objects, azbuse-rbd-cache, rbd-nbd, krbd)" >&2
 			exit 2
 			;;
 		esac
@@ -184,12 +185,12 @@ medians() {
 
 jobs="randread-4k-qd1 randwrite-4k-qd1 randread-4k-qd32 randwrite-4k-qd32 read-1m-qd8 write-1m-qd8"
 echo
-printf '| job | azbuse-rbd IOPS | librbd path IOPS | +cache IOPS | rbd-nbd IOPS | krbd IOPS | ×rbd-nbd | ×krbd | librbd path ×rbd-nbd | +cache ×rbd-nbd |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '| job | azbuse-rbd IOPS | object path IOPS | +cache IOPS | rbd-nbd IOPS | krbd IOPS | ×rbd-nbd | ×krbd | object path ×rbd-nbd | +cache ×rbd-nbd |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for job in $jobs; do
 	medians 3 "$job" | awk -v job="$job" '
 		{ iops[$1] = $2 }
 		END {
-			a = iops["azbuse-rbd"]; l = iops["azbuse-rbd-librbd"]; c = iops["azbuse-rbd-cache"]
+			a = iops["azbuse-rbd"]; l = iops["azbuse-rbd-objects"]; c = iops["azbuse-rbd-cache"]
 			n = iops["rbd-nbd"]; k = iops["krbd"]
 			printf "| %s | %d | %d | %d | %d | %d | %.2f | %.2f | %.2f | %.2f |\n", job, a, l, c, n, k,
 				n ? a / n : 0, k ? a / k : 0, n ? l / n : 0, n ? c / n : 0
@@ -197,12 +198,12 @@ for job in $jobs; do
 done
 echo
 echo "guest CPU time per I/O, us (all of the guest's CPUs, kernel included):"
-printf '| job | azbuse-rbd | librbd path | +cache | rbd-nbd | krbd |\n|---|---:|---:|---:|---:|---:|\n'
+printf '| job | azbuse-rbd | object path | +cache | rbd-nbd | krbd |\n|---|---:|---:|---:|---:|---:|\n'
 for job in $jobs; do
 	medians 6 "$job" | awk -v job="$job" '
 		{ us[$1] = $2 }
 		END {
-			printf "| %s | %d | %d | %d | %d | %d |\n", job, us["azbuse-rbd"], us["azbuse-rbd-librbd"],
+			printf "| %s | %d | %d | %d | %d | %d |\n", job, us["azbuse-rbd"], us["azbuse-rbd-objects"],
 				us["azbuse-rbd-cache"], us["rbd-nbd"], us["krbd"]
 		}'
 done

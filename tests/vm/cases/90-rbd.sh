@@ -7,8 +7,9 @@
 # `azbusectl add --recover` with nothing lost; an OSD restarted under load
 # delays I/O but no error reaches the filesystem; an image with the
 # exclusive-lock feature is refused on several queues, with the fix named.
-# Reads and writes go to the objects directly (the object path) where the
-# image's features allow: all of vol1's, only the reads of the locked image.
+# With -o direct=on, reads and writes go to the objects directly (the
+# object path) where the image's features allow: all of vol1's, only the
+# reads of the locked image; without it, everything goes through librbd.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -21,12 +22,12 @@ work=$(mktemp -d /tmp/rbd.XXXXXX)
 trap 'if mountpoint -q "$mnt"; then umount "$mnt"; fi' EXIT
 
 rbd create --size 512M --image-feature layering rbd/vol1 || die "rbd create failed"
-dev=$(azbusectl add 1 --engine=rbd --image rbd/vol1 --conf "$conf" --queues 2 \
+dev=$(azbusectl add 1 --engine=rbd --image rbd/vol1 --conf "$conf" --queues 2 -o direct=on \
 	--recovery-timeout 60000) || die "azbusectl add --engine=rbd failed"
 [ "$(blockdev --getsize64 "$dev")" = $((512 << 20)) ] || die "$dev is not the image's 512 MiB"
 wait_for 10 grep -q "rbd/vol1: object path for reads and writes" /run/azbuse/supervisor-*.log ||
 	die "rbd/vol1 (layering only) does not take the object path for reads and writes"
-log "rbd/vol1 on $dev, two queues, reads and writes to its objects directly"
+log "rbd/vol1 on $dev, two queues, -o direct=on: reads and writes to its objects directly"
 
 # fio verify across a worker kill
 head -c 16M /dev/urandom >"$work/old"
@@ -91,17 +92,17 @@ if azbusectl add 1 --engine=rbd --image rbd/locked --conf "$conf" --queues 1 -o 
 	die "-o direct=maybe was taken"
 fi
 grep -q "give on" "$work/err-direct" || die "unclear refusal of -o direct=maybe: $(cat "$work/err-direct")"
-dev=$(azbusectl add 1 --engine=rbd --image rbd/locked --conf "$conf" --queues 1 -o direct=off) ||
-	die "the exclusive-lock image with one queue, all through librbd (-o direct=off), failed"
+dev=$(azbusectl add 1 --engine=rbd --image rbd/locked --conf "$conf" --queues 1) ||
+	die "the exclusive-lock image with one queue, all through librbd (the default), failed"
 dd if="$work/old" of="$dev" bs=1M count=8 oflag=direct status=none
 cmp <(dd if="$dev" bs=1M count=8 iflag=direct status=none) <(head -c 8M "$work/old") ||
 	die "rbd/locked reads back wrong through librbd"
 remove_device 1
 if grep -q "rbd/locked: object path" /run/azbuse/supervisor-*.log; then
-	die "-o direct=off took the object path"
+	die "the object path was taken without -o direct=on"
 fi
-dev=$(azbusectl add 1 --engine=rbd --image rbd/locked --conf "$conf" --queues 1) ||
-	die "the exclusive-lock image with one queue failed"
+dev=$(azbusectl add 1 --engine=rbd --image rbd/locked --conf "$conf" --queues 1 -o direct=on) ||
+	die "the exclusive-lock image with one queue and -o direct=on failed"
 wait_for 10 grep -q "rbd/locked: object path for reads (writes through librbd" \
 	/run/azbuse/supervisor-*.log || die "rbd/locked's writes are not left to librbd"
 dd if="$work/old" of="$dev" bs=1M count=16 oflag=direct status=none

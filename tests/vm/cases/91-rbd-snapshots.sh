@@ -9,10 +9,11 @@
 # resize grows and shrinks the served device with the image (a shrink is
 # refused while a cache serves it), and the device follows an image grown
 # by `rbd resize`; a snapshot with
-# clones is not deleted; the cache's reads are served by the module. The
-# snapshot is taken while writes go to the objects directly (the object
-# path), which must carry the new snapshot context from the next write on;
-# the clone's reads of objects it never wrote are handed to librbd.
+# clones is not deleted; the cache's reads are served by the module. Served
+# with -o direct=on: the snapshot is taken while writes go to the objects
+# directly (the object path), which must carry the new snapshot context
+# from the next write on; the clone's reads of objects it never wrote are
+# handed to librbd.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -26,7 +27,7 @@ arbd() { "$tool" --conf "$conf" "$@"; }
 work=$(mktemp -d /tmp/rbd-snap.XXXXXX)
 
 rbd create --size 128M --image-feature layering rbd/snapvol || die "rbd create failed"
-dev=$(azbusectl add 1 --engine=rbd --image rbd/snapvol --conf "$conf" --queues 2 --cache 64M) ||
+dev=$(azbusectl add 1 --engine=rbd --image rbd/snapvol --conf "$conf" --queues 2 -o direct=on --cache 64M) ||
 	die "azbusectl add --engine=rbd --cache failed"
 head -c 16M /dev/urandom >"$work/a"
 head -c 16M /dev/urandom >"$work/b"
@@ -57,7 +58,7 @@ log "ok   snapshot of the served image holds exactly the writes before it; list 
 
 # --- a clone of it, served ------------------------------------------------------
 arbd clone rbd/snapvol@s1 rbd/clone1 >/dev/null || die "azbuse-rbd clone failed"
-dev2=$(azbusectl add 2 --engine=rbd --image rbd/clone1 --conf "$conf" --queues 2) ||
+dev2=$(azbusectl add 2 --engine=rbd --image rbd/clone1 --conf "$conf" --queues 2 -o direct=on) ||
 	die "serving the clone failed"
 cmp <(dd if="$dev2" bs=1M count=16 iflag=direct status=none) "$work/a" || die "the clone reads wrong"
 dd if="$work/b" of="$dev2" bs=1M seek=32 oflag=direct status=none
@@ -83,7 +84,7 @@ if arbd rollback rbd/snapvol s1 2>/dev/null; then
 fi
 remove_device 1
 arbd rollback rbd/snapvol s1 --yes >/dev/null || die "azbuse-rbd rollback failed"
-dev=$(azbusectl add 1 --engine=rbd --image rbd/snapvol --conf "$conf" --queues 2) ||
+dev=$(azbusectl add 1 --engine=rbd --image rbd/snapvol --conf "$conf" --queues 2 -o direct=on) ||
 	die "serving the image again failed"
 cmp <(dd if="$dev" bs=1M count=16 iflag=direct status=none) "$work/a" ||
 	die "after the rollback the image does not read as the snapshot"
