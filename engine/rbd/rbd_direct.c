@@ -25,7 +25,8 @@
  * header itself and acknowledges a notification (snapshot created, resize,
  * feature change) only after marking itself stale, and librbd's snapshot
  * command returns after every watcher acknowledged; a stale path reads the
- * header again before its next request.
+ * header again before its next request (and one that could not read it
+ * sends everything through librbd, and tries again 5 s later).
  *
  * librbd's cache is off (rbd_cluster_connect), so what librbd wrote is in
  * RADOS when it completes, and a flush has nothing of this path's to wait
@@ -40,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <rbd/features.h>
@@ -47,6 +49,7 @@
 #include "rbd_direct.h"
 
 #define RBD_DIRECT_MAX_SNAPS 8192
+#define RBD_DIRECT_RETRY_NS (5 * 1000000000ULL) /* after a refresh that failed */
 
 struct rbd_direct;
 
@@ -77,6 +80,7 @@ struct rbd_direct {
 	uint64_t watch;	    /* our watch on the header */
 	bool watching;	    /* (re-established at refresh if it broke) */
 	_Atomic bool stale; /* the header changed since the last refresh */
+	uint64_t retry_at;  /* a refresh failed: read again from then (CLOCK_MONOTONIC ns) */
 
 	unsigned inflight;
 	struct rbd_direct_op *free_ops;
@@ -204,6 +208,14 @@ static int rbd_direct_is_clone(rbd_image_t image)
 	return 1;
 }
 
+static uint64_t rbd_direct_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
 void rbd_direct_refresh(struct rbd_direct *d)
 {
 	rbd_image_t image = d->image;
@@ -236,8 +248,9 @@ void rbd_direct_refresh(struct rbd_direct *d)
 			d->writes = ret >= 0;
 		}
 	}
+	d->retry_at = 0;
 	if (ret < 0) {
-		atomic_store(&d->stale, true); /* (try again at the next request) */
+		d->retry_at = rbd_direct_now() + RBD_DIRECT_RETRY_NS; /* (not at every request) */
 		azbuse_log(AZBUSE_LOG_WARN,
 			   "engine rbd: %s: object path: %s: %s; %s through librbd", d->name, step,
 			   strerror(-ret), d->reads ? "writes go" : "requests go");
@@ -379,7 +392,8 @@ bool rbd_direct_submit(struct rbd_direct *d, struct azbuse_io *io)
 
 	if (!d)
 		return false;
-	if (atomic_load_explicit(&d->stale, memory_order_acquire))
+	if (atomic_load_explicit(&d->stale, memory_order_acquire) ||
+	    (d->retry_at && rbd_direct_now() >= d->retry_at))
 		rbd_direct_refresh(d);
 	if (!(read ? d->reads : d->writes) || !rbd_direct_fits(d, io))
 		return false;
