@@ -7,8 +7,9 @@
  * one librados call on that object, which is what krbd does in the kernel;
  * through librbd it passes its image and object dispatch layers and a hop
  * to librbd's own thread first. Measured in tests/bench-rbd-host.sh
- * (azbuse-rbd-objects beside azbuse-rbd): as much guest CPU per request as
- * the librbd path, and no more IOPS, on a 2-core host under emulation.
+ * (azbuse-rbd-objects beside azbuse-rbd): about the same guest CPU per
+ * request as the librbd path, and no gain in IOPS beyond the noise, on a
+ * 2-core host under emulation.
  *
  * When the object path may be taken, read again at each header change:
  * - reads: standard striping, the image not migrating and without a

@@ -23,9 +23,10 @@
  * objects goes to that object through librados (rbd_direct.c: the object
  * path, what krbd does in the kernel), where the image's features allow.
  * Off by default: measured beside the librbd path in tests/bench-rbd-host.sh
- * it cost the guest as much CPU per request and gave no more IOPS (librados'
- * objecter and messenger, which both paths share, are the client's cost),
- * so librbd, the reference client, keeps the data path unless asked.
+ * it gained nothing beyond the host's noise, at about the same CPU per
+ * request (librados' objecter and messenger, which both paths share, are
+ * the client's cost), so librbd, the reference client, keeps the data path
+ * unless asked.
  *
  * librbd's cache is off (see rbd_cluster_connect): a write completes once RADOS has
  * it, and a worker that dies loses nothing it acknowledged.
