@@ -59,6 +59,7 @@ struct rbd_direct_op {
 	struct rbd_direct *d;
 	struct azbuse_io *io;
 	rados_completion_t c;
+	bool has_parent;	    /* the image was a clone when the request left */
 	struct rbd_direct_op *next; /* on the done stack, or the free list */
 };
 
@@ -217,6 +218,12 @@ static uint64_t rbd_direct_now(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+void rbd_direct_mark_stale(struct rbd_direct *d)
+{
+	if (d)
+		atomic_store(&d->stale, true);
+}
+
 void rbd_direct_refresh(struct rbd_direct *d)
 {
 	rbd_image_t image = d->image;
@@ -324,14 +331,26 @@ void rbd_direct_close(struct rbd_direct *d)
 
 	if (!d)
 		return;
-	if (d->watching) {
+	if (d->watching)
 		rados_unwatch2(d->header_io, d->watch);
-		rados_watch_flush(rados_ioctx_get_cluster(d->header_io));
-	}
+	/* (also a callback of a watch that broke and was dropped) */
+	rados_watch_flush(rados_ioctx_get_cluster(d->header_io));
 	azbuse_log(AZBUSE_LOG_INFO,
 		   "engine rbd: %s: object path: %" PRIu64 " reads, %" PRIu64 " writes, %" PRIu64
 		   " reads handed to librbd",
 		   d->name, d->nr_reads, d->nr_writes, d->nr_handed_back);
+	/*
+	 * libazbuse waits for requests in flight before it closes a queue, but
+	 * not forever (a cluster that stopped answering): the completions of
+	 * what is left still come to d and its pool, so both stay, for the
+	 * exiting process to drop.
+	 */
+	if (d->inflight) {
+		azbuse_log(AZBUSE_LOG_WARN,
+			   "engine rbd: %s: object path: %u requests still in flight at close",
+			   d->name, d->inflight);
+		return;
+	}
 	while ((op = d->free_ops)) {
 		d->free_ops = op->next;
 		free(op);
@@ -405,6 +424,7 @@ bool rbd_direct_submit(struct rbd_direct *d, struct azbuse_io *io)
 		return false;
 	op->d = d;
 	op->io = io;
+	op->has_parent = d->has_parent;
 	if (rados_aio_create_completion2(op, rbd_direct_ended, &op->c) < 0) {
 		op->next = d->free_ops;
 		d->free_ops = op;
@@ -433,9 +453,11 @@ static void rbd_direct_finish(struct rbd_direct *d, struct rbd_direct_op *op)
 {
 	struct azbuse_io *io = op->io;
 	int ret = rados_aio_get_return_value(op->c);
+	bool has_parent = op->has_parent;
 
 	rbd_direct_put(d, op);
-	if (ret == -ENOENT && io->op == AZBUSE_OP_READ && d->has_parent) {
+	/* (a clone when the read left: a flatten since then may have copied it up) */
+	if (ret == -ENOENT && io->op == AZBUSE_OP_READ && has_parent) {
 		d->nr_handed_back++;
 		d->fallback(d->fallback_arg, io); /* (librbd reads the parent) */
 		return;

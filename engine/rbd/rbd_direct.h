@@ -31,8 +31,20 @@ typedef void (*rbd_direct_fallback_fn)(void *arg, struct azbuse_io *io);
 struct rbd_direct *rbd_direct_open(rados_t cluster, rados_ioctx_t ioctx, rbd_image_t image,
 				   int event_fd, rbd_direct_fallback_fn fallback, void *arg,
 				   const char *name);
-/* After every request it took has completed (rbd_direct_inflight() == 0). */
+/*
+ * After every request it took has completed (rbd_direct_inflight() == 0);
+ * one with requests left in flight is kept (their completions use it), for
+ * the exiting process to drop.
+ */
 void rbd_direct_close(struct rbd_direct *d);
+
+/*
+ * Any thread: read the image again before the next request. For librbd's
+ * header callback, which runs once the worker's handle has taken the change
+ * (the path's own watch may fire before that, and read the handle's old
+ * view of the features and size).
+ */
+void rbd_direct_mark_stale(struct rbd_direct *d);
 
 /*
  * Read the image again (its header changed: a resize, a snapshot, a
