@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rbd_cluster.h"
@@ -100,4 +101,46 @@ void rbd_cluster_disconnect(rados_t cluster, rados_ioctx_t ioctx)
 {
 	rados_ioctx_destroy(ioctx);
 	rados_shutdown(cluster);
+}
+
+int rbd_cache_enabled(rbd_image_t image, bool *on)
+{
+	rbd_config_option_t *opts = NULL;
+	int n = 0, ret, i;
+
+	/* (-ERANGE with the count while the array is too small) */
+	while ((ret = rbd_config_image_list(image, opts, &n)) == -ERANGE) {
+		free(opts);
+		opts = calloc((size_t)n, sizeof(*opts));
+		if (!opts)
+			return -ENOMEM;
+	}
+	*on = false;
+	for (i = 0; !ret && i < n; i++)
+		if (!strcmp(opts[i].name, "rbd_cache"))
+			*on = !strcmp(opts[i].value, "true");
+	if (!ret)
+		rbd_config_image_list_cleanup(opts, n);
+	free(opts);
+	return ret;
+}
+
+int rbd_header_size(rados_ioctx_t ioctx, const char *header_oid, uint64_t *size)
+{
+	unsigned char in[8], out[9];	    /* le64 snap id; u8 order, le64 size */
+	const uint64_t head = (uint64_t)-2; /* CEPH_NOSNAP: the image itself */
+	int ret, i;
+
+	for (i = 0; i < 8; i++)
+		in[i] = (unsigned char)(head >> (8 * i));
+	ret = rados_exec(ioctx, header_oid, "rbd", "get_size", (const char *)in, sizeof(in),
+			 (char *)out, sizeof(out));
+	if (ret < 0)
+		return ret;
+	if (ret != (int)sizeof(out))
+		return -EBADMSG;
+	*size = 0;
+	for (i = 0; i < 8; i++)
+		*size |= (uint64_t)out[1 + i] << (8 * i);
+	return 0;
 }

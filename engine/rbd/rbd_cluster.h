@@ -10,7 +10,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <stdint.h>
+
 #include <rados/librados.h>
+#include <rbd/librbd.h>
 
 struct rbd_target {
 	char pool[256];
@@ -32,5 +35,15 @@ int rbd_target_parse(struct rbd_target *t, const char *spec, bool with_snap, con
 int rbd_cluster_connect(const struct rbd_target *t, rados_t *cluster, rados_ioctx_t *ioctx,
 			const char **step);
 void rbd_cluster_disconnect(rados_t cluster, rados_ioctx_t ioctx);
+
+/*
+ * Whether librbd caches the open image: rbd_cache as the image's and its
+ * pool's configuration leave it, which librbd applies over ours when it
+ * opens the image. 0 or -errno.
+ */
+int rbd_cache_enabled(rbd_image_t image, bool *on);
+
+/* The image's size as its header holds it now (cls_rbd get_size): 0 or -errno. */
+int rbd_header_size(rados_ioctx_t ioctx, const char *header_oid, uint64_t *size);
 
 #endif

@@ -29,7 +29,9 @@
  * unless asked.
  *
  * librbd's cache is off (see rbd_cluster_connect): a write completes once RADOS has
- * it, and a worker that dies loses nothing it acknowledged.
+ * it, and a worker that dies loses nothing it acknowledged. An image or pool
+ * whose configuration turns it back on (librbd applies that over ours) is
+ * refused, with how to turn it off.
  * flush -> rbd_aio_flush;
  * discard -> rbd_aio_discard; write-zeroes -> rbd_aio_write_zeroes (NOUNMAP:
  * thick-provisioned). FUA is not advertised: the block layer sends such a
@@ -42,6 +44,10 @@
  * Whoever grew the image (azbuse-rbd, rbd resize), queue 0's worker then
  * grows the device to it (at its next request, or idle within 500 ms); a shrink is azbuse-rbd's to
  * make (the devices first), so one made behind the device's back is only warned about.
+ * The other queues' handles take the change through watches of their own,
+ * maybe later than queue 0's: a request past the end their handle knows
+ * waits for it (rbd_within_image), since librbd would clip it and report
+ * success.
  *
  * Several queues share an image only if it lacks the exclusive-lock
  * feature: with it, librbd hands the lock from handle to handle on every
@@ -58,6 +64,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <rados/librados.h>
@@ -82,8 +89,10 @@ struct rbd_queue {
 	rados_ioctx_t ioctx;
 	rbd_image_t image;
 	struct rbd_direct *direct; /* the object path; NULL: all through librbd */
+	char header_oid[128];	   /* rbd_header.ID */
 	int event_fd;
 	unsigned inflight;
+	uint64_t size;		     /* the image's size as this handle last read it */
 	uint64_t update_handle;	     /* rbd_update_watch */
 	_Atomic bool header_changed; /* since the handle last read it */
 	uint32_t dev_id;
@@ -98,6 +107,7 @@ struct rbd_probe {
 	char step[64];
 	uint64_t size;
 	uint64_t features;
+	bool cached; /* rbd_cache is on in the image's or pool's configuration */
 };
 
 /* In a child: connect, read the image's size and features, report, exit. */
@@ -118,6 +128,10 @@ static void rbd_probe_child(const struct rbd_engine *e, int fd)
 			p.error = rbd_get_size(image, &p.size);
 			if (!p.error)
 				p.error = rbd_get_features(image, &p.features);
+			if (!p.error) {
+				step = "reading its configuration";
+				p.error = rbd_cache_enabled(image, &p.cached);
+			}
 			rbd_close(image);
 		}
 		rbd_cluster_disconnect(cluster, ioctx);
@@ -186,6 +200,23 @@ static int rbd_parse(struct azbuse_engine_config *cfg, struct rbd_engine *e)
 	return 0;
 }
 
+/*
+ * Why an image whose configuration turns librbd's cache on is not served:
+ * librbd applies the image's and pool's settings over the connection's
+ * (rbd_cluster_connect turns it off), and a cached handle per queue would
+ * acknowledge writes that another queue's handle does not see and that a
+ * dead worker loses.
+ */
+static void rbd_explain_cached(char *why, size_t size, const char *name)
+{
+	snprintf(why, size,
+		 "engine rbd: %s has rbd_cache on in its image or pool configuration: "
+		 "azbuse serves an image uncached (each queue has a handle of its own, and a "
+		 "write completes when RADOS has it); turn it off for this image: rbd config "
+		 "image set %s rbd_cache false",
+		 name, name);
+}
+
 static int rbd_setup(struct azbuse_engine_config *cfg, void **engine)
 {
 	struct rbd_engine *e = calloc(1, sizeof(*e));
@@ -208,6 +239,10 @@ static int rbd_setup(struct azbuse_engine_config *cfg, void **engine)
 			 "engine rbd: %s/%s has %" PRIu64 " bytes, not --size %" PRIu64
 			 " (resize the image with rbd resize)",
 			 e->t.pool, e->t.image, p.size, cfg->size_bytes);
+	}
+	if (!ret && p.cached) {
+		ret = -EINVAL;
+		rbd_explain_cached(cfg->error, cfg->error_size, e->name);
 	}
 	if (!ret && (p.features & RBD_FEATURE_EXCLUSIVE_LOCK) && cfg->nr_queues > 1) {
 		ret = -EINVAL;
@@ -264,19 +299,24 @@ static void rbd_header_changed(void *arg)
 	uint64_t one = 1;
 
 	atomic_store(&q->header_changed, true);
+	/* (the object path read this handle before it took the change: again) */
+	rbd_direct_mark_stale(q->direct);
 	/* (wakes the worker, which refreshes in rbd_ready: a grown image grows the device) */
 	if (write(q->event_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		azbuse_log(AZBUSE_LOG_WARN, "engine rbd: waking the worker: %s", strerror(errno));
 }
 
 /*
- * Queue 0's worker: the image is now `size` bytes. A device smaller than
- * that grows to it (whoever grew the image: azbuse-rbd, rbd resize). One
- * larger is left alone, with a warning: I/O past the image's end fails, and
- * a shrink is azbuse-rbd's to make (devices first, refused under a cache,
- * which would keep blocks past the end).
+ * Queue 0's worker: the image went from `old` to `size` bytes. A device
+ * smaller than an image that grew grows to it (whoever grew the image:
+ * azbuse-rbd, rbd resize). Only a growth does: azbuse-rbd shrinks the
+ * devices before the image, and a header change in between (a snapshot)
+ * must not grow them back. A device larger than the image is left alone,
+ * with a warning: I/O past the image's end fails, and a shrink is
+ * azbuse-rbd's to make (devices first, refused under a cache, which would
+ * keep blocks past the end).
  */
-static void rbd_follow_size(struct rbd_queue *q, uint64_t size)
+static void rbd_follow_size(struct rbd_queue *q, uint64_t old, uint64_t size)
 {
 	struct azbuse_dev_info info;
 	int ctl = azbuse_ctl_open(), ret;
@@ -284,7 +324,7 @@ static void rbd_follow_size(struct rbd_queue *q, uint64_t size)
 	if (ctl < 0)
 		return;
 	ret = azbuse_ctl_info(ctl, q->dev_id, &info);
-	if (!ret && size > info.size_bytes && !(size % info.logical_block_size)) {
+	if (!ret && size > old && size > info.size_bytes && !(size % info.logical_block_size)) {
 		ret = azbuse_ctl_resize(ctl, q->dev_id, size);
 		azbuse_log(ret ? AZBUSE_LOG_WARN : AZBUSE_LOG_INFO,
 			   "engine rbd: %s/%s grew to %" PRIu64 " bytes: azbuse%u %s",
@@ -308,12 +348,15 @@ static void rbd_refresh(struct rbd_queue *q)
 	if (!atomic_exchange(&q->header_changed, false))
 		return;
 	ret = rbd_get_size(q->image, &size); /* (refreshes the handle) */
-	if (ret < 0)
+	if (ret < 0) {
 		azbuse_log(AZBUSE_LOG_WARN,
 			   "engine rbd: %s/%s changed, and cannot be read again: %s",
 			   q->engine->t.pool, q->engine->t.image, strerror(-ret));
-	else if (q->follows_size)
-		rbd_follow_size(q, size);
+		return;
+	}
+	if (q->follows_size && size != q->size)
+		rbd_follow_size(q, q->size, size);
+	q->size = size;
 }
 
 /*
@@ -354,6 +397,36 @@ static unsigned rbd_ready(void *queue)
 
 static void rbd_librbd_rw(void *queue, struct azbuse_io *io);
 
+/*
+ * The image as this queue's handle opened it: its size, its header's name,
+ * and librbd's cache still off (the image's configuration may have turned
+ * it on since setup() looked). 0 or -errno, logged.
+ */
+static int rbd_open_check(struct rbd_queue *q)
+{
+	const char *name = q->engine->name;
+	char id[96], why[1400];
+	bool cached = false;
+	int ret;
+
+	ret = rbd_get_size(q->image, &q->size);
+	if (!ret)
+		ret = rbd_get_id(q->image, id, sizeof(id));
+	if (!ret)
+		ret = rbd_cache_enabled(q->image, &cached);
+	if (ret < 0) {
+		azbuse_log(AZBUSE_LOG_ERR, "engine rbd: %s: reading it: %s", name, strerror(-ret));
+		return ret;
+	}
+	if (cached) {
+		rbd_explain_cached(why, sizeof(why), name);
+		azbuse_log(AZBUSE_LOG_ERR, "%s", why);
+		return -EINVAL;
+	}
+	snprintf(q->header_oid, sizeof(q->header_oid), "rbd_header.%s", id);
+	return 0;
+}
+
 static int rbd_open_queue(void *engine, const struct azbuse_queue_params *p, void **queue)
 {
 	struct rbd_engine *e = engine;
@@ -383,19 +456,25 @@ static int rbd_open_queue(void *engine, const struct azbuse_queue_params *p, voi
 			   strerror(-ret));
 		goto out_disconnect;
 	}
-	ret = rbd_set_image_notification(q->image, q->event_fd, EVENT_TYPE_EVENTFD);
+	ret = rbd_open_check(q);
+	if (!ret)
+		ret = rbd_set_image_notification(q->image, q->event_fd, EVENT_TYPE_EVENTFD);
 	if (!ret)
 		ret = azbuse_queue_watch(q->event_fd, rbd_ready);
-	if (!ret)
-		ret = rbd_update_watch(q->image, &q->update_handle, rbd_header_changed, q);
 	if (ret < 0)
 		goto out_image;
+	/* (before the header watch, whose callback marks the object path stale) */
 	if (e->object_path)
 		q->direct = rbd_direct_open(q->cluster, q->ioctx, q->image, q->event_fd,
 					    rbd_librbd_rw, q, e->name);
+	ret = rbd_update_watch(q->image, &q->update_handle, rbd_header_changed, q);
+	if (ret < 0)
+		goto out_direct;
 	*queue = q;
 	return 0;
 
+out_direct:
+	rbd_direct_close(q->direct);
 out_image:
 	rbd_close(q->image);
 out_disconnect:
@@ -413,24 +492,70 @@ static void rbd_close_queue(void *queue)
 	int ret;
 
 	/* every request has completed (libazbuse waited, calling rbd_ready) */
+	rbd_update_unwatch(q->image, q->update_handle); /* (its callback uses q->direct) */
 	rbd_direct_close(q->direct);
 	ret = rbd_flush(q->image);
 	if (ret < 0)
 		azbuse_log(AZBUSE_LOG_ERR, "engine rbd: flushing %s/%s: %s", q->engine->t.pool,
 			   q->engine->t.image, strerror(-ret));
-	rbd_update_unwatch(q->image, q->update_handle);
 	rbd_close(q->image);
 	rbd_cluster_disconnect(q->cluster, q->ioctx);
 	close(q->event_fd);
 	free(q);
 }
 
-/* A completion for io, counted in flight; NULL (io completed -ENOMEM) if none. */
+/*
+ * Another queue's handle may take a resize before this one: each has a
+ * watch of its own on the header. Queue 0's worker may then have grown the
+ * device on a change that this handle has not taken yet, and librbd clips a
+ * request to the size it knows and reports success: a write's tail would be
+ * lost, a read's left unread. Such a request waits here for the handle to
+ * take the change (the header says the image is larger: the notification
+ * is on its way), at most RBD_CATCH_UP_MS; one past the end of the image
+ * itself (shrunk behind the device's back) fails at once.
+ */
+#define RBD_CATCH_UP_MS 5000
+
+static bool rbd_within_image(struct rbd_queue *q, const struct azbuse_io *io)
+{
+	const struct timespec ms = { 0, 1000000 };
+	uint64_t header = 0, size;
+	unsigned waited;
+
+	if (io->offset <= q->size && io->len <= q->size - io->offset)
+		return true;
+	for (waited = 0; waited < RBD_CATCH_UP_MS; waited++) {
+		if (!waited && rbd_header_size(q->ioctx, q->header_oid, &header) < 0)
+			break;
+		if (rbd_get_size(q->image, &size) >= 0) /* (takes a change it was told of) */
+			q->size = size;
+		if (io->offset <= q->size && io->len <= q->size - io->offset)
+			return true;
+		if (header <= q->size)
+			break;
+		nanosleep(&ms, NULL);
+	}
+	azbuse_log(AZBUSE_LOG_WARN,
+		   "engine rbd: %s: %u bytes at %" PRIu64 " lie past the image's end (%" PRIu64
+		   " bytes%s): I/O error",
+		   q->engine->name, io->len, io->offset, q->size,
+		   header > q->size ? ", and this queue's handle has not taken a resize" : "");
+	return false;
+}
+
+/*
+ * A completion for io, counted in flight; NULL if none: io lies past the
+ * image's end (completed -EIO) or there is no memory (-ENOMEM).
+ */
 static rbd_completion_t rbd_completion(struct rbd_queue *q, struct azbuse_io *io)
 {
 	rbd_completion_t c;
 
 	rbd_refresh(q);
+	if (io->op != AZBUSE_OP_FLUSH && !rbd_within_image(q, io)) {
+		azbuse_complete(io, -EIO);
+		return NULL;
+	}
 	if (rbd_aio_create_completion(io, NULL, &c) < 0) {
 		azbuse_complete(io, -ENOMEM);
 		return NULL;
@@ -469,7 +594,6 @@ static void rbd_rw(void *queue, struct azbuse_io *io)
 {
 	struct rbd_queue *q = queue;
 
-	rbd_refresh(q);
 	if (!rbd_direct_submit(q->direct, io))
 		rbd_librbd_rw(q, io);
 }

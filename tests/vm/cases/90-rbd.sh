@@ -6,7 +6,8 @@
 # ext4 on it passes fsck; the whole daemon killed under fio is taken over by
 # `azbusectl add --recover` with nothing lost; an OSD restarted under load
 # delays I/O but no error reaches the filesystem; an image with the
-# exclusive-lock feature is refused on several queues, with the fix named.
+# exclusive-lock feature is refused on several queues, with the fix named;
+# one whose configuration turns librbd's cache on is refused.
 # With -o direct=on, reads and writes go to the objects directly (the
 # object path) where the image's features allow: all of vol1's, only the
 # reads of the locked image; without it, everything goes through librbd.
@@ -109,6 +110,21 @@ dd if="$work/old" of="$dev" bs=1M count=16 oflag=direct status=none
 cmp <(dd if="$dev" bs=1M count=16 iflag=direct status=none) "$work/old" || die "rbd/locked reads back wrong"
 remove_device 1
 log "exclusive-lock image: refused on two queues ($(cut -c1-60 "$work/err")...), served on one"
+
+# librbd's cache turned on by the image's configuration (applied over the
+# engine's): refused with how to turn it off, since a cached handle per
+# queue would acknowledge writes a dead worker loses
+rbd config image set rbd/locked rbd_cache true || die "rbd config image set failed"
+if azbusectl add 1 --engine=rbd --image rbd/locked --conf "$conf" --queues 1 2>"$work/err-cache"; then
+	die "an image with rbd_cache on in its configuration was served"
+fi
+grep -q "rbd config image set rbd/locked rbd_cache false" "$work/err-cache" ||
+	die "the refusal of rbd_cache does not say how: $(cat "$work/err-cache")"
+rbd config image set rbd/locked rbd_cache false || die "rbd config image set failed"
+dev=$(azbusectl add 1 --engine=rbd --image rbd/locked --conf "$conf" --queues 1) ||
+	die "the image with rbd_cache set off again was refused"
+remove_device 1
+log "rbd_cache on in the image's configuration: refused ($(cut -c1-70 "$work/err-cache")...)"
 # (the images stay: a killed client's watch on vol1 outlives it for a while,
 # and the cluster is gone with the VM)
 rm -rf "$work"

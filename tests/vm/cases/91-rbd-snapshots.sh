@@ -112,8 +112,28 @@ wait_for 20 sh -c "[ \$(blockdev --getsize64 $dev) = $((192 << 20)) ]" ||
 dd if="$work/b" of="$dev" bs=1M seek=160 oflag=direct status=none
 cmp <(dd if="$dev" bs=1M skip=160 count=16 iflag=direct status=none) "$work/b" ||
 	die "the range rbd resize added reads back wrong"
+# shrunk behind the device's back: the device stays, and I/O past the
+# image's end fails (librbd would cut a write short and report success)
+rbd resize --no-progress --allow-shrink --size 176M rbd/snapvol >/dev/null ||
+	die "rbd resize (shrink) failed"
+wait_for 20 grep -q "rbd/snapvol shrank to $((176 << 20)) bytes under azbuse1" \
+	/run/azbuse/supervisor-*.log || die "no warning of the shrink behind the device's back"
+end=$((176 << 20))
+if dd if="$work/b" of="$dev" bs=8K count=1 seek=$((end - 4096)) oflag=direct,seek_bytes \
+	status=none 2>/dev/null; then
+	die "a write across the shrunk image's end succeeded"
+fi
+if dd if="$dev" of=/dev/null bs=8K count=1 skip=$((end - 4096)) iflag=direct,skip_bytes \
+	status=none 2>/dev/null; then
+	die "a read across the shrunk image's end succeeded"
+fi
+grep -q "rbd/snapvol: .* lie past the image's end" /run/azbuse/supervisor-*.log ||
+	die "the worker did not say why the I/O past the end failed"
+# (a failed write may have written a part: the last MiB is not compared)
+cmp <(dd if="$dev" bs=1M skip=160 count=15 iflag=direct status=none) <(head -c 15M "$work/b") ||
+	die "the range within the shrunk image reads back wrong"
 remove_device 1
-log "ok   resize: the served device grew to 256 MiB and shrank back to 128 MiB with its image; it followed rbd resize to 192 MiB"
+log "ok   resize: the served device grew to 256 MiB and shrank back to 128 MiB with its image; it followed rbd resize to 192 MiB; past the end of an image shrunk behind it, I/O fails"
 
 # --- a snapshot with clones is not deleted ----------------------------------------
 if arbd delete rbd/snapvol@s1 --yes 2>"$work/err"; then
