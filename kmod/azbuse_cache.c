@@ -51,7 +51,7 @@
 #include "azbuse_int.h"
 
 #define AZBUSE_CACHE_CHAIN_MAX 64	    /* a longer hash chain: a miss */
-#define AZBUSE_CACHE_MAX_BYTES (1ULL << 40) /* the largest region attached */
+#define AZBUSE_CACHE_MAX_BYTES (1ULL << 40) /* regions are smaller (azbuse_cache_map) */
 #define AZBUSE_CACHE_PIN_BATCH 65536	    /* pages pinned per call */
 
 static bool serve_cache_hits = true;
@@ -143,8 +143,9 @@ static struct azbuse_kcache *azbuse_cache_map(u64 addr, u64 len)
 	struct azbuse_kcache *kc;
 	int ret;
 
+	/* (below 1 TiB: a page array of 2^31 bytes would pass kvmalloc's INT_MAX and WARN) */
 	if (!PAGE_ALIGNED(addr) || !PAGE_ALIGNED(len) || len < PAGE_SIZE ||
-	    len > AZBUSE_CACHE_MAX_BYTES || addr + len < addr)
+	    len >= AZBUSE_CACHE_MAX_BYTES || addr + len < addr)
 		return ERR_PTR(-EINVAL);
 	kc = kzalloc(sizeof(*kc), GFP_KERNEL);
 	if (!kc)
@@ -210,6 +211,7 @@ int azbuse_cache_attach(const struct azbuse_cache_attach *a)
 {
 	struct azbuse_kcache *kc = NULL;
 	struct azbuse_dev *dev;
+	u32 block_shift = 0;
 	int ret;
 
 	if (a->flags || memchr_inv(a->reserved, 0, sizeof(a->reserved)))
@@ -225,14 +227,16 @@ int azbuse_cache_attach(const struct azbuse_cache_attach *a)
 			azbuse_dev_put(dev);
 			return PTR_ERR(kc);
 		}
+		block_shift = kc->block_shift;
 	}
+	/* (once swapped in, kc is another detach's to free: not read after) */
 	ret = azbuse_cache_swap(dev, kc);
 	if (ret)
 		azbuse_cache_unmap(kc, kc->nr_pages);
 	else if (kc)
 		pr_info("azbuse%u: serving reads from its cache (%llu MiB region, %u-byte "
 			"blocks)\n",
-			dev->id, kc->len >> 20, 1U << kc->block_shift);
+			dev->id, a->len >> 20, 1U << block_shift);
 	azbuse_dev_put(dev);
 	return ret;
 }
