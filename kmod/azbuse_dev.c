@@ -664,10 +664,12 @@ int azbuse_dev_start(u32 id)
 
 /*
  * A new supervisor takes over a live device (its old one died): it becomes
- * the owner that INFO reports. Its workers then attach to the queues, whose
- * requests waited within the recovery window.
+ * the owner that INFO reports, and its control file the one whose closing
+ * detaches the cache it attaches (azbuse_dev_owner_gone), as the first
+ * supervisor's did. Its workers then attach to the queues, whose requests
+ * waited within the recovery window.
  */
-int azbuse_dev_takeover(u32 id)
+int azbuse_dev_takeover(u32 id, struct file *owner)
 {
 	struct azbuse_dev *dev = azbuse_dev_get(id);
 	int ret = 0;
@@ -682,17 +684,26 @@ int azbuse_dev_takeover(u32 id)
 	else
 		WRITE_ONCE(dev->info.owner_pid, task_tgid_vnr(current));
 	mutex_unlock(&dev->lock);
-	/* the old supervisor's cache is not the new one's: it attaches its own */
-	if (!ret)
+	if (!ret) {
+		mutex_lock(&azbuse_devs_lock); /* (owner_gone reads it under the registry lock) */
+		dev->owner_file = owner;
+		mutex_unlock(&azbuse_devs_lock);
+		/* the old supervisor's cache is not the new one's: it attaches its own */
 		azbuse_cache_detach(dev);
+	}
 	azbuse_dev_put(dev);
 	return ret;
 }
 
 /*
  * RESIZE: a new size, checked as ADD checks it, and the disk's capacity
- * with a uevent. (The direct map keeps its chunk count: what lies past it
- * goes to the rings.)
+ * with a uevent. Refused on a device with a direct map, which would serve
+ * the part of a chunk past the old end from the backing chunk.
+ *
+ * START holds dev->lock across add_disk, whose partition scan waits for the
+ * workers; a worker may resize (an engine that follows its store's size),
+ * so RESIZE never waits for the lock of a device not yet live: -EAGAIN,
+ * and the caller tries again once the device is.
  */
 int azbuse_dev_resize(u32 id, u64 size_bytes)
 {
@@ -701,9 +712,17 @@ int azbuse_dev_resize(u32 id, u64 size_bytes)
 
 	if (!dev)
 		return -ENOENT;
-	mutex_lock(&dev->lock);
+	if (!mutex_trylock(&dev->lock)) {
+		if (READ_ONCE(dev->state) != AZBUSE_DEV_LIVE) {
+			azbuse_dev_put(dev);
+			return -EAGAIN;
+		}
+		mutex_lock(&dev->lock);
+	}
 	if (READ_ONCE(dev->removing) || !dev->disk)
 		ret = -ENODEV;
+	else if (dev->direct_map)
+		ret = -EOPNOTSUPP;
 	else if (!size_bytes || !IS_ALIGNED(size_bytes, dev->info.logical_block_size) ||
 		 size_bytes > (U64_MAX >> 1))
 		ret = -EINVAL;

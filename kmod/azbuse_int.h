@@ -217,7 +217,7 @@ struct azbuse_direct_cmd {
 /* azbuse_dev.c */
 int azbuse_dev_add(struct azbuse_dev_info *info, struct file *owner);
 int azbuse_dev_start(u32 id);
-int azbuse_dev_takeover(u32 id);
+int azbuse_dev_takeover(u32 id, struct file *owner);
 int azbuse_dev_resize(u32 id, u64 size_bytes);
 int azbuse_dev_remove(u32 id);
 /* The same, unless the block device is open: -EBUSY then. */

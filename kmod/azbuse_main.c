@@ -62,7 +62,7 @@ static long azbuse_ctl_add(struct file *file, void __user *uarg)
 	return 0;
 }
 
-static long azbuse_ctl_dev_cmd(unsigned int cmd, void __user *uarg)
+static long azbuse_ctl_dev_cmd(struct file *file, unsigned int cmd, void __user *uarg)
 {
 	struct azbuse_dev_cmd c;
 
@@ -78,7 +78,7 @@ static long azbuse_ctl_dev_cmd(unsigned int cmd, void __user *uarg)
 	case AZBUSE_CTL_START:
 		return azbuse_dev_start(c.dev_id);
 	case AZBUSE_CTL_TAKEOVER:
-		return azbuse_dev_takeover(c.dev_id);
+		return azbuse_dev_takeover(c.dev_id, file);
 	default:
 		if (c.flags & AZBUSE_REMOVE_IF_UNUSED)
 			return azbuse_dev_remove_unused(c.dev_id);
@@ -165,7 +165,7 @@ static long azbuse_ctl_ioctl(struct file *file, unsigned int cmd, unsigned long 
 	case AZBUSE_CTL_START:
 	case AZBUSE_CTL_REMOVE:
 	case AZBUSE_CTL_TAKEOVER:
-		return azbuse_ctl_dev_cmd(cmd, uarg);
+		return azbuse_ctl_dev_cmd(file, cmd, uarg);
 	case AZBUSE_CTL_INFO:
 		return azbuse_ctl_info(uarg);
 	case AZBUSE_CTL_LIST:

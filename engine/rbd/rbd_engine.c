@@ -314,18 +314,23 @@ static void rbd_header_changed(void *arg)
  * must not grow them back. A device larger than the image is left alone,
  * with a warning: I/O past the image's end fails, and a shrink is
  * azbuse-rbd's to make (devices first, refused under a cache, which would
- * keep blocks past the end).
+ * keep blocks past the end). False if the device is still starting (its
+ * partition scan may be waiting on this worker): again later.
  */
-static void rbd_follow_size(struct rbd_queue *q, uint64_t old, uint64_t size)
+static bool rbd_follow_size(struct rbd_queue *q, uint64_t old, uint64_t size)
 {
 	struct azbuse_dev_info info;
 	int ctl = azbuse_ctl_open(), ret;
 
 	if (ctl < 0)
-		return;
+		return true;
 	ret = azbuse_ctl_info(ctl, q->dev_id, &info);
 	if (!ret && size > old && size > info.size_bytes && !(size % info.logical_block_size)) {
 		ret = azbuse_ctl_resize(ctl, q->dev_id, size);
+		if (ret == -EAGAIN) {
+			close(ctl);
+			return false;
+		}
 		azbuse_log(ret ? AZBUSE_LOG_WARN : AZBUSE_LOG_INFO,
 			   "engine rbd: %s/%s grew to %" PRIu64 " bytes: azbuse%u %s",
 			   q->engine->t.pool, q->engine->t.image, size, q->dev_id,
@@ -338,6 +343,7 @@ static void rbd_follow_size(struct rbd_queue *q, uint64_t old, uint64_t size)
 			   (uint64_t)info.size_bytes);
 	}
 	close(ctl);
+	return true;
 }
 
 static void rbd_refresh(struct rbd_queue *q)
@@ -354,8 +360,10 @@ static void rbd_refresh(struct rbd_queue *q)
 			   q->engine->t.pool, q->engine->t.image, strerror(-ret));
 		return;
 	}
-	if (q->follows_size && size != q->size)
-		rbd_follow_size(q, q->size, size);
+	if (q->follows_size && size != q->size && !rbd_follow_size(q, q->size, size)) {
+		atomic_store(&q->header_changed, true); /* (at the next request, or idle) */
+		return;
+	}
 	q->size = size;
 }
 

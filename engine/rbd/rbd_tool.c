@@ -372,8 +372,13 @@ static int resize_devices(const uint32_t *ids, int n, uint64_t size)
 	if (ctl < 0)
 		return fail("cannot open " AZBUSE_CTL_DEVICE ": %s", strerror(-ctl));
 	for (int i = 0; i < n; i++) {
-		int ret = azbuse_ctl_resize(ctl, ids[i], size);
+		int ret, tries;
 
+		/* (-EAGAIN: the device is starting; its scan is short) */
+		for (tries = 0;
+		     (ret = azbuse_ctl_resize(ctl, ids[i], size)) == -EAGAIN && tries < 100;
+		     tries++)
+			usleep(100 * 1000);
 		if (ret)
 			failed = fail("azbuse%u: cannot resize: %s", ids[i], strerror(-ret));
 	}

@@ -199,9 +199,13 @@ struct azbuse_dev_cmd {
 /*
  * RESIZE: the device's size becomes size_bytes (a multiple of its logical
  * block size), and the kernel is told (a uevent; openers see the new size).
- * The engine must serve the new range before a device grows, and stop
- * needing the old one only after it shrank: the engine's own tool calls it
- * (azbuse-rbd resize), not azbusectl.
+ * The engine must serve the new range before a device grows. After a
+ * shrink, requests already on their way, or through a partition reaching
+ * past the new end, may still come past it: the engine fails them, and must
+ * not free what lay there while the device is served. The engine's own tool
+ * calls it (azbuse-rbd resize), not azbusectl. -EAGAIN: the device is
+ * starting (its partition scan may wait on the caller's worker): try again
+ * once it is live. -EOPNOTSUPP: the device has a direct map.
  */
 struct azbuse_dev_resize {
 	__u32 dev_id;

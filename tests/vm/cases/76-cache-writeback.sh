@@ -124,11 +124,26 @@ wait_for 5 sh -c "! kill -0 $sup 2>/dev/null" || die "the supervisor survived SI
 azbusectl add 1 --recover >/dev/null || die "--recover failed"
 cmp <(dd if="$dev" bs=1M skip=8 count=16 iflag=direct status=none) /tmp/wb-a ||
 	die "data flushed before the daemon was killed is lost"
+# The recovered supervisor's cache (the module serves its hits) goes with it,
+# as the first one's did: a read of a warm block then waits in the recovery
+# window for the next supervisor, not served from the dead one's region.
+dd if="$dev" of=/dev/null bs=4k skip=2048 count=1 iflag=direct status=none # (warm)
+sup=$(supervisor_pids | head -1)
+kill -KILL -- "-$sup"
+wait_for 5 sh -c "! kill -0 $sup 2>/dev/null" || die "the recovered supervisor survived SIGKILL"
+dd if="$dev" of=/tmp/wb-after bs=4k skip=2048 count=1 iflag=direct status=none &
+dd_pid=$!
+sleep 2
+kill -0 "$dd_pid" 2>/dev/null ||
+	die "a read was served from the cache of a recovered supervisor that died"
+azbusectl add 1 --recover >/dev/null || die "the second --recover failed"
+wait "$dd_pid" || die "the read that waited for the second --recover failed"
+cmp /tmp/wb-after <(head -c 4k /tmp/wb-a) || die "the read that waited for --recover is wrong"
 remove_device 1
 cmp <(dd if="$img" bs=1M skip=8 count=16 status=none) /tmp/wb-a ||
 	die "the file does not hold what was flushed"
 rm -f "$img"
-log "ok   file engine: daemon SIGKILLed with dirty blocks and --recovered; everything flushed is there"
+log "ok   file engine: daemon SIGKILLed with dirty blocks and --recovered; everything flushed is there; the recovered daemon's cache left with it"
 
 # --- thin, two shards: ext4 + fsck, a snapshot holds the dirty blocks ----------
 thin_pool_setup wb-thin 768

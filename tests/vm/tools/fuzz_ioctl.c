@@ -161,7 +161,8 @@ static const int allowed[NR_KINDS][10] = {
 	[K_TAKEOVER] = { EFAULT, EINVAL, ENOENT, ENODEV, -1 },
 	/* a region that passes every check is attached (the fuzzer owns none) */
 	[K_CACHE_ATTACH] = { 0, EFAULT, EINVAL, ENOENT, ENODEV, ENOMEM, EINTR, -1 },
-	[K_RESIZE] = { 0, EFAULT, EINVAL, ENOENT, ENODEV, -1 },
+	/* EOPNOTSUPP: a direct-mapped device; EAGAIN: one not live whose lock is held */
+	[K_RESIZE] = { 0, EFAULT, EINVAL, ENOENT, ENODEV, EOPNOTSUPP, EAGAIN, -1 },
 	[K_CTL_OTHER] = { ENOTTY, -1 },
 	[K_ATTACH] = { 0, EFAULT, EINVAL, ENOSPC, EBUSY, ENODEV, -1 },
 	[K_COMMIT] = { 0, ENXIO, EINVAL, ENODEV, EINTR, -1 },
