@@ -136,6 +136,26 @@ static void azbuse_cache_unmap(struct azbuse_kcache *kc, unsigned long pinned)
 	kfree(kc);
 }
 
+/*
+ * Anonymous or shmem memory only. A long-term pin of a file's page cache,
+ * which 6.1's GUP still allows (6.5 and later refuse it themselves), would
+ * have the module write to pages behind the filesystem's back. Checked on
+ * the pinned pages, which cannot change under the check.
+ */
+static int azbuse_cache_check_pages(const struct azbuse_kcache *kc)
+{
+	struct folio *folio;
+	unsigned long i;
+
+	for (i = 0; i < kc->nr_pages; i++) {
+		folio = page_folio(kc->pages[i]);
+		/* (anon also when MADV_FREE cleared swapbacked; shmem is swapbacked) */
+		if (!folio_test_anon(folio) && !folio_test_swapbacked(folio))
+			return -EINVAL;
+	}
+	return 0;
+}
+
 /* Pin and map the caller's region [addr, addr + len), and check its header. */
 static struct azbuse_kcache *azbuse_cache_map(u64 addr, u64 len)
 {
@@ -172,6 +192,13 @@ static struct azbuse_kcache *azbuse_cache_map(u64 addr, u64 len)
 		}
 		pinned += ret;
 		cond_resched();
+	}
+	ret = azbuse_cache_check_pages(kc);
+	if (ret) {
+		unpin_user_pages(kc->pages, pinned); /* (untouched: not dirtied) */
+		kvfree(kc->pages);
+		kfree(kc);
+		return ERR_PTR(ret);
 	}
 	kc->base = vmap(kc->pages, kc->nr_pages, VM_MAP, PAGE_KERNEL);
 	if (!kc->base) {

@@ -263,11 +263,15 @@ static void scramble(uint8_t *r)
 	}
 }
 
-/* Attaches the malformed ones and checks each refusal. */
-static void bad_attaches(int ctl, uint32_t id)
+/* Attaches the malformed ones and checks each refusal; dev: a block device to map. */
+static void bad_attaches(int ctl, uint32_t id, const char *dev)
 {
 	uint8_t *r = region_new();
 	void *gone = region_new();
+	int fd = open(dev, O_RDWR);
+	void *file_backed =
+		fd < 0 ? MAP_FAILED : mmap(NULL, REGION, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	int ret;
 
 	region_header((void *)r);
 	check(attach(ctl, id, r, REGION, 1) == -EINVAL, "flags 1: EINVAL");
@@ -298,6 +302,18 @@ static void bad_attaches(int ctl, uint32_t id)
 	region_header((void *)r);
 	((struct azbuse_cache_region *)r)->qstat_off = REGION - 8;
 	check(attach(ctl, id, r, REGION, 0) == -EINVAL, "counters past the end: EINVAL");
+	/* (checked before anything is pinned: 2^28 pages would be a 2 GiB page array) */
+	check(attach(ctl, id, r, 1ULL << 40, 0) == -EINVAL, "1 TiB: EINVAL");
+	/* a file's page cache (6.1: the module refuses it; 6.5 on: GUP does) */
+	check(file_backed != MAP_FAILED, "mapping %s", dev);
+	if (file_backed != MAP_FAILED) {
+		ret = attach(ctl, id, file_backed, REGION, 0);
+		check(ret == -EINVAL || ret == -EFAULT, "a block device's page cache: %s",
+		      strerror(-ret));
+		munmap(file_backed, REGION);
+	}
+	if (fd >= 0)
+		close(fd);
 	munmap(r, REGION);
 }
 
@@ -326,7 +342,7 @@ static int hostile(uint32_t id, const char *dev, unsigned rounds, uint64_t seed)
 		perror("pwrite");
 		return 2;
 	}
-	bad_attaches(ctl, id);
+	bad_attaches(ctl, id, dev);
 
 	r = region_new();
 	region_header((void *)r);
