@@ -950,28 +950,38 @@ int azbuse_dev_list(struct azbuse_dev_list *list)
 void azbuse_dev_owner_gone(struct file *owner)
 {
 	struct azbuse_dev *dev, *found;
+	bool claimed;
 	int id;
 
 	for (;;) {
 		found = NULL;
+		claimed = false;
 		mutex_lock(&azbuse_devs_lock);
 		idr_for_each_entry (&azbuse_devs, dev, id) {
 			if (dev->owner_file != owner)
 				continue;
-			dev->owner_file = NULL;
-			/* its cache went with it: the next supervisor's workers serve reads */
-			azbuse_cache_detach(dev);
+			dev->owner_file = NULL; /* (not found again) */
+			get_device(&dev->cdev_dev);
 			if (READ_ONCE(dev->state) == AZBUSE_DEV_CREATED && !dev->removing) {
 				WRITE_ONCE(dev->removing, true);
-				get_device(&dev->cdev_dev);
-				found = dev;
-				break;
+				claimed = true;
 			}
+			found = dev;
+			break;
 		}
 		mutex_unlock(&azbuse_devs_lock);
 		if (!found)
 			return;
-		azbuse_dev_remove_claimed(found);
+		/*
+		 * Its cache went with it: the next supervisor's workers serve
+		 * reads. (Outside the registry lock: a grace period and an unpin
+		 * of the whole region, which every ctl ioctl would wait for.)
+		 */
+		azbuse_cache_detach(found);
+		if (claimed)
+			azbuse_dev_remove_claimed(found);
+		else
+			put_device(&found->cdev_dev);
 	}
 }
 
