@@ -273,11 +273,10 @@ void rbd_direct_refresh(struct rbd_direct *d)
 }
 
 struct rbd_direct *rbd_direct_open(rados_t cluster, rados_ioctx_t ioctx, rbd_image_t image,
-				   int event_fd, rbd_direct_fallback_fn fallback, void *arg,
-				   const char *name)
+				   const char *header_oid, int event_fd,
+				   rbd_direct_fallback_fn fallback, void *arg, const char *name)
 {
 	struct rbd_direct *d = calloc(1, sizeof(*d));
-	char id[96];
 	rbd_image_info_t info;
 	const char *step = "out of memory";
 	int64_t data_pool;
@@ -293,8 +292,6 @@ struct rbd_direct *rbd_direct_open(rados_t cluster, rados_ioctx_t ioctx, rbd_ima
 	if (ret >= 0)
 		ret = rbd_stat(image, &info, sizeof(info));
 	if (ret >= 0)
-		ret = rbd_get_id(image, id, sizeof(id));
-	if (ret >= 0)
 		ret = rbd_get_block_name_prefix(image, d->prefix, sizeof(d->prefix));
 	if (ret >= 0 && (info.order < 12 || info.order > 30))
 		ret = -EOPNOTSUPP;
@@ -305,7 +302,7 @@ struct rbd_direct *rbd_direct_open(rados_t cluster, rados_ioctx_t ioctx, rbd_ima
 	ret = data_pool < 0 ? (int)data_pool : rados_ioctx_create2(cluster, data_pool, &d->data_io);
 	if (ret < 0)
 		goto fail_free;
-	snprintf(d->header_oid, sizeof(d->header_oid), "rbd_header.%s", id);
+	snprintf(d->header_oid, sizeof(d->header_oid), "%s", header_oid);
 	d->image = image;
 	d->header_io = ioctx;
 	d->order = info.order;

@@ -24,13 +24,14 @@ struct rbd_direct;
 typedef void (*rbd_direct_fallback_fn)(void *arg, struct azbuse_io *io);
 
 /*
- * The object path of an open image, sharing the handle's cluster
- * connection; its completions wake event_fd. NULL (with a warning) if it
- * cannot be set up: every request then goes through librbd.
+ * The object path of an open image (its header object header_oid, as the
+ * engine named it), sharing the handle's cluster connection; its
+ * completions wake event_fd. NULL (with a warning) if it cannot be set up:
+ * every request then goes through librbd.
  */
 struct rbd_direct *rbd_direct_open(rados_t cluster, rados_ioctx_t ioctx, rbd_image_t image,
-				   int event_fd, rbd_direct_fallback_fn fallback, void *arg,
-				   const char *name);
+				   const char *header_oid, int event_fd,
+				   rbd_direct_fallback_fn fallback, void *arg, const char *name);
 /*
  * After every request it took has completed (rbd_direct_inflight() == 0);
  * one with requests left in flight is kept (their completions use it), for

@@ -406,19 +406,23 @@ static unsigned rbd_ready(void *queue)
 static void rbd_librbd_rw(void *queue, struct azbuse_io *io);
 
 /*
- * The image as this queue's handle opened it: its size, its header's name,
- * and librbd's cache still off (the image's configuration may have turned
- * it on since setup() looked). 0 or -errno, logged.
+ * The image as this queue's handle opened it: its size, its header's name
+ * ("" for a format 1 image, whose header cls_rbd does not serve), and
+ * librbd's cache still off (the image's configuration may have turned it
+ * on since setup() looked). 0 or -errno, logged.
  */
 static int rbd_open_check(struct rbd_queue *q)
 {
 	const char *name = q->engine->name;
-	char id[96], why[1400];
+	char id[96] = "", why[1400];
 	bool cached = false;
+	uint8_t old = 0;
 	int ret;
 
 	ret = rbd_get_size(q->image, &q->size);
 	if (!ret)
+		ret = rbd_get_old_format(q->image, &old);
+	if (!ret && !old)
 		ret = rbd_get_id(q->image, id, sizeof(id));
 	if (!ret)
 		ret = rbd_cache_enabled(q->image, &cached);
@@ -431,7 +435,8 @@ static int rbd_open_check(struct rbd_queue *q)
 		azbuse_log(AZBUSE_LOG_ERR, "%s", why);
 		return -EINVAL;
 	}
-	snprintf(q->header_oid, sizeof(q->header_oid), "rbd_header.%s", id);
+	if (!old)
+		snprintf(q->header_oid, sizeof(q->header_oid), "rbd_header.%s", id);
 	return 0;
 }
 
@@ -473,8 +478,8 @@ static int rbd_open_queue(void *engine, const struct azbuse_queue_params *p, voi
 		goto out_image;
 	/* (before the header watch, whose callback marks the object path stale) */
 	if (e->object_path)
-		q->direct = rbd_direct_open(q->cluster, q->ioctx, q->image, q->event_fd,
-					    rbd_librbd_rw, q, e->name);
+		q->direct = rbd_direct_open(q->cluster, q->ioctx, q->image, q->header_oid,
+					    q->event_fd, rbd_librbd_rw, q, e->name);
 	ret = rbd_update_watch(q->image, &q->update_handle, rbd_header_changed, q);
 	if (ret < 0)
 		goto out_direct;
@@ -533,7 +538,8 @@ static bool rbd_within_image(struct rbd_queue *q, const struct azbuse_io *io)
 	if (io->offset <= q->size && io->len <= q->size - io->offset)
 		return true;
 	for (waited = 0; waited < RBD_CATCH_UP_MS; waited++) {
-		if (!waited && rbd_header_size(q->ioctx, q->header_oid, &header) < 0)
+		if (!waited &&
+		    (!q->header_oid[0] || rbd_header_size(q->ioctx, q->header_oid, &header) < 0))
 			break;
 		if (rbd_get_size(q->image, &size) >= 0) /* (takes a change it was told of) */
 			q->size = size;
