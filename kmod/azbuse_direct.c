@@ -323,11 +323,22 @@ long azbuse_direct_sync(struct azbuse_dev *dev)
 	if (mutex_lock_killable(&dev->map_sync_mutex))
 		return -EINTR;
 	old = dev->map_phase & 1;
+	/*
+	 * A sync killed in its wait (a worker SIGKILLed there) left the phase
+	 * flipped with I/O still counted in the other one: the flip below
+	 * would hand that phase to new I/O and this sync would not wait for
+	 * the old. Such I/O ends first.
+	 */
+	if (wait_event_killable(dev->map_wq, !atomic_read(&dev->map_users[old ^ 1]))) {
+		ret = -EINTR;
+		goto out;
+	}
 	WRITE_ONCE(dev->map_phase, old ^ 1);
 	/* the flip before the count: see azbuse_map_enter() */
 	smp_mb();
 	if (wait_event_killable(dev->map_wq, !atomic_read(&dev->map_users[old])))
 		ret = -EINTR;
+out:
 	mutex_unlock(&dev->map_sync_mutex);
 	return ret;
 }
