@@ -54,6 +54,12 @@ int thin_pub_open(struct thin_queue *tq, void *map, uint64_t map_bytes)
 	}
 	/* a worker restarted in place of one that died mid-request holds nothing */
 	azb_pubmap_idle(e->pubmap, tq->index);
+	/*
+	 * The shard's previous owner (dead, or replaced when a device joined
+	 * the pool) may have freed chunks that other workers or the module
+	 * still write through: its wait before reusing them died with it.
+	 */
+	thin_pub_freed(tq);
 	return 0;
 }
 

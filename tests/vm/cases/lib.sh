@@ -250,36 +250,65 @@ module_still_works() {
 	log "ok   a mem device still works after $what"
 }
 
-# held_write_reuse_check DEV SECONDS: no chunk is handed out again while a
-# write through its old mapping is in flight. CPU 1 overwrites region X
-# (160-176 MiB of DEV) at random, which the module serves from the direct
-# map, each write held 1 s between its lookup and its data (the module's
-# direct_write_delay_ms); for SECONDS, CPU 0 (worker 0, shard 0's owner)
-# discards X's shard-0 stripes (1 MiB stripes, 2 shards), which frees their
-# chunks (past 64 frees, reusable at once), writes shard-0 stripes of region
-# Y (200-208 MiB) afresh, which takes the lowest free chunks, waits for the
-# held writes and reads Y back. A chunk handed out before the held writes
-# ended would let them land in Y. Fails the case if one did.
+# held_write_reuse_check DEV SECONDS [kill-owner]: no chunk is handed out
+# again while a write through its old mapping is in flight. CPU 1
+# overwrites region X (160-176 MiB of DEV) at random, which the module
+# serves from the direct map, each write held 1 s between its lookup and
+# its data (the module's direct_write_delay_ms); for SECONDS, CPU 0 (worker
+# 0, shard 0's owner) discards X's shard-0 stripes (1 MiB stripes, 2
+# shards), which frees their chunks (past 64 frees, reusable at once),
+# writes shard-0 stripes of region Y (200-208 MiB) afresh, which takes the
+# lowest free chunks, waits for the held writes and reads Y back. A chunk
+# handed out before the held writes ended would let them land in Y. Fails
+# the case if one did.
+# With kill-owner, shard 0's owner is SIGKILLed after each round's
+# discards (its wait before reuse dies with it) and Y is written by the
+# worker that replaces it. Four writers then overwrite X's shard-0 stripes
+# only, one each, so that four writes looked up before the discards are
+# held or queued behind each other (one kworker) for up to 4 s. For Y to
+# take X's chunks, run it on a pool with no other free chunks.
 held_write_reuse_check() {
 	local dev=$1 seconds=$2 delay=/sys/module/azbuse/parameters/direct_write_delay_ms stale_pid
+	local kill_owner=${3:-} writers=1 where=(--offset=160M --size=16M)
+	[ -n "$kill_owner" ] && writers=4 where=(--offset=160M --size=1M --offset_increment=2M)
 	dd if=/dev/zero of="$dev" bs=1M seek=160 count=16 oflag=direct status=none
-	fio --name=stale --filename="$dev" --rw=randwrite --bs=4k --offset=160M --size=16M \
+	fio --name=stale --filename="$dev" --rw=randwrite --bs=4k "${where[@]}" --numjobs=$writers \
 		--direct=1 --ioengine=psync --runtime=$((seconds * 3)) --time_based --cpus_allowed=1 \
 		--eta=never --output=/tmp/held-write-stale.log &
 	stale_pid=$!
 	echo 1000 >"$delay"
 	sleep 1
-	if ! python3 - "$dev" "$seconds" <<'EOF'; then
-import fcntl, mmap, os, struct, sys, time
+	if ! python3 - "$dev" "$seconds" "$writers" "$kill_owner" "$AZBUSE_CTL" <<'EOF'; then
+import fcntl, mmap, os, re, signal, struct, subprocess, sys, time
 os.sched_setaffinity(0, {0})
 MIB, BLKDISCARD = 1 << 20, 0x1277
 fd = os.open(sys.argv[1], os.O_RDWR | os.O_DIRECT)
+writers, kill_owner, azbusectl = int(sys.argv[3]), sys.argv[4], sys.argv[5]
 x_stripes = range(160, 176, 2)  # shard 0's stripes of X
 y_stripes = range(200, 208, 2)  # and of Y
+
+def owner_pid():
+    out = subprocess.run([azbusectl, "info", "1", "--json"], check=True,
+                         capture_output=True, text=True).stdout
+    return int(re.findall(r'"worker_pid": (\d+)', out)[0])
+
+def replace_owner():
+    old, start = owner_pid(), time.monotonic()
+    os.kill(old, signal.SIGKILL)
+    while time.monotonic() < start + 10:
+        pid = owner_pid()
+        if pid > 1 and pid != old:
+            print(f"owner replaced in {(time.monotonic() - start) * 1000:.0f} ms", file=sys.stderr)
+            return
+        time.sleep(0.05)
+    sys.exit(f"no new worker on queue 0 within 10 s (killed {old})")
+
 rounds, end = 0, time.monotonic() + int(sys.argv[2])
 while time.monotonic() < end:
     for s in x_stripes:
         fcntl.ioctl(fd, BLKDISCARD, struct.pack("QQ", s * MIB, MIB))
+    if kill_owner:
+        replace_owner()
     want = {}
     for s in y_stripes:
         buf = mmap.mmap(-1, MIB)
@@ -287,13 +316,15 @@ while time.monotonic() < end:
         os.pwrite(fd, buf, s * MIB)
         want[s] = bytes(buf)
     os.fsync(fd)
-    time.sleep(1.5)  # every write held before the reuse has landed by now
+    time.sleep(writers + 0.5)  # every write held before the reuse has landed by now
     for s in y_stripes:
         got = mmap.mmap(-1, MIB)
         os.preadv(fd, [got], s * MIB)
         if bytes(got) != want[s]:
-            bad = next(i for i in range(0, MIB, 4096) if got[i:i + 4096] != want[s][i:i + 4096])
-            sys.exit(f"round {rounds}: stripe {s} MiB changed at +{bad} after it was written")
+            bad = [i for i in range(0, MIB, 4096) if got[i:i + 4096] != want[s][i:i + 4096]]
+            zeros = sum(got[i:i + 4096] == bytes(4096) for i in bad)
+            sys.exit(f"round {rounds}: stripe {s} MiB changed at +{bad[0]} after it was "
+                     f"written ({len(bad)} blocks of 4 KiB, {zeros} of them zeros)")
     for s in y_stripes:
         fcntl.ioctl(fd, BLKDISCARD, struct.pack("QQ", s * MIB, MIB))
     rounds += 1
