@@ -140,6 +140,17 @@ static int thin_take_options(struct thin_engine *e, struct azbuse_engine_config 
 	return 0;
 }
 
+/* Whether a device of this daemon serves VOLUME. */
+static bool thin_volume_held(const char *volume)
+{
+	unsigned i;
+
+	for (i = 0; i < thin_held.devices; i++)
+		if (!strcmp(thin_held.engines[i]->volume, volume))
+			return true;
+	return false;
+}
+
 /*
  * One daemon per pool: the pool is libazbuse's group, named by its real
  * path. The first device of a pool takes the pool's lock; the next ones
@@ -173,6 +184,14 @@ static int thin_hold_pool(struct thin_engine *e, struct azbuse_engine_config *cf
 				 "engine thin: this daemon serves pool %s, not %s", thin_held.dir,
 				 real);
 			return -EXDEV;
+		}
+		if (thin_volume_held(e->volume)) {
+			/* two devices of one volume would each keep a map of its chunks */
+			snprintf(cfg->error, cfg->error_size,
+				 "engine thin: volume %s is served already, by another device of "
+				 "this pool's daemon (azbuse-thin list shows its device)",
+				 e->volume);
+			return -EBUSY;
 		}
 		if (thin_held.devices == sizeof(thin_held.engines) / sizeof(thin_held.engines[0])) {
 			snprintf(cfg->error, cfg->error_size,

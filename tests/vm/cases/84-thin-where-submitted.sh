@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # 84-thin-where-submitted: a thin volume is served where each request was
-# submitted. The device has a direct map (route-queue direct-map): reads
+# submitted (a second device of the volume is refused). The device has a direct map (route-queue direct-map): reads
 # and overwrites of any chunk whose owner published it are served by the
 # module from the map (counted as DIRECT), none handed on; first writes
 # (posted by the module straight to the owner's ring, as the map knows no
@@ -18,7 +18,6 @@ require_cmd fio
 require_cmd python3
 require_cmd blkdiscard
 
-MIB=$((1024 * 1024))
 thin_pool_setup thin-where 768
 
 sum_redirected() { queue_sum redirected; }
@@ -29,6 +28,15 @@ athin create vol1 --size 256M >/dev/null || die "create failed"
 # --- reads and overwrites where submitted ----------------------------------------
 serve vol1
 azbusectl info 1 | grep -q "route-queue direct-map" || die "thin is not routed by queue with a direct map by default"
+# a second device of the same volume would keep a map of its own, and a
+# chunk freed through one would still be written in place through the other
+if azbusectl add 2 --engine=thin --pool "$pool" --volume vol1 >/tmp/where-twice.log 2>&1; then
+	die "vol1 was served by a second device"
+fi
+grep -q "volume vol1 is served already" /tmp/where-twice.log ||
+	{ cat /tmp/where-twice.log >&2; die "serving vol1 twice: not the expected error"; }
+[ -b /dev/azbuse2 ] && die "/dev/azbuse2 left behind by a refused add"
+log "ok   a volume already served is refused a second device"
 # first writes: the map knows no chunk yet, so the module posts each write to
 # its chunk's owner at once (none handed on by a worker); owners publish
 run_fio --name=fill --filename=/dev/azbuse1 --rw=write --bs=1M --size=128M --direct=1 \
@@ -58,6 +66,11 @@ direct=$(($(queue_sum direct) - direct0))
 [ "$after" = 0 ] || die "reads and overwrites of published chunks were handed on ($after requests)"
 [ "$direct" -gt 10000 ] || die "only $direct reads and overwrites were served by the module itself"
 log "ok   first writes posted straight to their owners, none handed on; then $direct reads and overwrites served by the module from the map, $foreign of other shards' chunks by the worker where submitted, none handed on"
+
+# --- a new owner waits, as the one it replaces would have, before reusing ---------
+# (here, before any snapshot's chunks are freed, X's chunks are the only free ones)
+held_write_reuse_check /dev/azbuse1 20 kill-owner
+log "ok   discards, a new owner and its reuse beside held writers of the discarded chunks"
 
 # --- fio verify from both CPUs across live snapshots ------------------------------
 fio --name=verify --filename=/dev/azbuse1 --rw=randwrite --bssplit=4k/50:64k/30:256k/20 \
