@@ -167,6 +167,7 @@ struct thin_pool_facts {
 	uint64_t write_epoch;
 	uint64_t write_max_hold;
 	int32_t read_only; /* the volume is a snapshot */
+	int32_t have_view; /* the fields above were read (even if ret says an error) */
 	int32_t ret;
 	char msg[512]; /* the error, if ret */
 };

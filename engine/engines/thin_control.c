@@ -186,24 +186,35 @@ static int thin_seal(struct azbuse_control *ctl)
 /*
  * Record the snapshot (by the keeper, or in a child process: see
  * thin_pool.c) and, if it is of the served volume, take its new write epoch
- * (workers paused).
+ * (workers paused). *epoch_moved: the served volume's epoch changed, which
+ * the workers must take even if recording it reported an error.
  */
 static int thin_record_snapshot(struct thin_engine *e, const char *src, const char *name,
-				char *reply, size_t reply_size)
+				char *reply, size_t reply_size, bool *epoch_moved)
 {
-	struct thin_pool_facts f;
+	struct thin_pool_facts f = { 0 };
 	int ret = thin_keeper_snapshot(e, src, name, &f);
 
 	if (ret == -ENOTCONN)
 		ret = thin_pool_query(e, src, name, &f);
-
-	if (ret) {
-		snprintf(reply, reply_size, "%s", f.msg);
-		return ret;
-	}
-	if (!strcmp(src, e->volume)) {
+	/*
+	 * pool.db can hold the snapshot although recording it failed (an error
+	 * after the commit, or a keeper that committed and died, whose retry
+	 * here found the name taken): writes from now on must not land in it.
+	 */
+	*epoch_moved = f.have_view && !strcmp(src, e->volume) &&
+		       (f.write_epoch != e->view.write_epoch ||
+			f.write_max_hold != e->view.write_max_hold);
+	if (*epoch_moved) {
 		e->view.write_epoch = f.write_epoch;
 		e->view.write_max_hold = f.write_max_hold;
+	}
+	if (ret) {
+		snprintf(reply, reply_size, "%s%s", f.msg,
+			 *epoch_moved ? " (the snapshot is recorded all the same, exact to "
+					"the writes completed before it)"
+				      : "");
+		return ret;
 	}
 	return 0;
 }
@@ -211,12 +222,12 @@ static int thin_record_snapshot(struct thin_engine *e, const char *src, const ch
 static int thin_snapshot(struct thin_engine *e, struct azbuse_control *ctl, const char *src,
 			 const char *name, char *reply, size_t reply_size)
 {
-	bool live = !strcmp(src, e->volume) && !e->read_only;
+	bool live = !strcmp(src, e->volume) && !e->read_only, epoch_moved = false;
 	uint64_t t0 = azb_clock_ms(), t_paused = 0, t_synced = 0, t_recorded = 0;
 	int ret;
 
 	if (!live)
-		return thin_record_snapshot(e, src, name, reply, reply_size);
+		return thin_record_snapshot(e, src, name, reply, reply_size, &epoch_moved);
 	/* what a write-back cache holds goes into the volume first (and no more is kept) */
 	ret = azb_cache_drain(true, AZB_CACHE_DRAIN_MS, reply, reply_size);
 	if (!ret)
@@ -245,11 +256,15 @@ static int thin_snapshot(struct thin_engine *e, struct azbuse_control *ctl, cons
 	}
 	t_synced = azb_clock_ms();
 	if (!ret)
-		ret = thin_record_snapshot(e, src, name, reply, reply_size);
+		ret = thin_record_snapshot(e, src, name, reply, reply_size, &epoch_moved);
 	t_recorded = azb_clock_ms();
 	/* our view is updated first: a worker restarted from now on has the new epoch */
-	if (!ret)
-		ret = thin_broadcast(ctl, e, THIN_MSG_EPOCH);
+	if (!ret || epoch_moved) {
+		int epoch_ret = thin_broadcast(ctl, e, THIN_MSG_EPOCH);
+
+		if (!ret)
+			ret = epoch_ret;
+	}
 	azbuse_control_resume(ctl);
 	azb_cache_drain_end(true);
 	/* where the time went */

@@ -21,28 +21,37 @@
 void thin_pool_facts_from(struct azb_pool *pool, const struct thin_engine *e, const char *snap_src,
 			  const char *snap_name, struct thin_pool_facts *f)
 {
+	char view_msg[sizeof(f->msg)];
 	struct azb_volume vol;
 	struct azb_view view;
-	int ret = 0;
+	int ret = 0, view_ret;
 
 	if (snap_src)
 		ret = azb_pool_snapshot(pool, snap_src, snap_name, f->msg, sizeof(f->msg));
-	if (!ret)
-		ret = azb_pool_get_volume(pool, e->volume, &vol, f->msg, sizeof(f->msg));
-	if (!ret)
-		ret = azb_pool_get_view(pool, e->volume, &view, f->msg, sizeof(f->msg));
-	/* a data device gone or swapped: said here, not by workers that cannot start */
-	if (!ret)
-		ret = azb_pool_check_data(e->pool_dir, azb_pool_get_settings(pool), f->msg,
-					  sizeof(f->msg));
-	if (!ret) {
+	/*
+	 * The facts are read even if the snapshot failed: pool.db may hold it
+	 * all the same (taken by a keeper that died before it replied), and
+	 * the served volume's new epoch must then be taken.
+	 */
+	view_ret = azb_pool_get_volume(pool, e->volume, &vol, view_msg, sizeof(view_msg));
+	if (!view_ret)
+		view_ret = azb_pool_get_view(pool, e->volume, &view, view_msg, sizeof(view_msg));
+	if (!view_ret) {
 		f->settings = *azb_pool_get_settings(pool);
 		f->size_bytes = view.size_bytes;
 		f->write_epoch = view.write_epoch;
 		f->write_max_hold = view.write_max_hold;
 		f->read_only = vol.kind == AZB_VOL_SNAPSHOT;
+		f->have_view = 1;
 		azb_view_free(&view);
+	} else if (!ret) {
+		ret = view_ret;
+		snprintf(f->msg, sizeof(f->msg), "%s", view_msg);
 	}
+	/* a data device gone or swapped: said here, not by workers that cannot start */
+	if (!ret)
+		ret = azb_pool_check_data(e->pool_dir, azb_pool_get_settings(pool), f->msg,
+					  sizeof(f->msg));
 	f->ret = ret;
 }
 
