@@ -1057,8 +1057,8 @@ static blk_status_t azbuse_complete_data(struct azbuse_ring *ring, struct reques
  * to another ring, as shard parts are passed on. BLK_STS_OK if it was;
  * otherwise the status to end it with: IOERR for a redirect that makes no
  * sense (counted as rejected: not sharded, other flags or a result with
- * it, no such ring, its own ring, too many hops) or a ring that takes no
- * more requests.
+ * it, no such ring, its own ring, too many hops, a FLUSH, whose parts go to
+ * every ring in turn) or a ring that takes no more requests.
  */
 static blk_status_t azbuse_redirect(struct azbuse_ring *ring, struct azbuse_slot *slot,
 				    struct request *rq, s32 result, u32 flags, u64 target)
@@ -1067,7 +1067,8 @@ static blk_status_t azbuse_redirect(struct azbuse_ring *ring, struct azbuse_slot
 	struct azbuse_ring *to;
 
 	if (!dev->sharded || result || flags != AZBUSE_CQE_F_REDIRECT || target >= dev->nr_rings ||
-	    target == ring->index || slot->redirects >= AZBUSE_MAX_REDIRECTS) {
+	    target == ring->index || slot->redirects >= AZBUSE_MAX_REDIRECTS ||
+	    req_op(rq) == REQ_OP_FLUSH) {
 		ring->rejected++;
 		pr_warn_ratelimited("azbuse%u: queue %u: cannot redirect tag %d to ring %llu\n",
 				    dev->id, ring->index, rq->tag, target);

@@ -397,7 +397,9 @@ struct azbuse_cqe {
  * unchanged, to ring addr (not this one), whose worker gets it as a new
  * submission. A request may be redirected AZBUSE_MAX_REDIRECTS times; one
  * more fails it with EIO (and counts as rejected), so two workers cannot
- * pass it back and forth for ever.
+ * pass it back and forth for ever. A FLUSH is not redirected (EIO,
+ * rejected): it goes to every shard's ring in turn, and each must do its
+ * own part.
  */
 #define AZBUSE_CQE_F_REDIRECT (1U << 2)
 #define AZBUSE_CQE_F_ALL ((1U << 3) - 1)

@@ -10,8 +10,11 @@
  * redirected, and read back intact; blocks whose requests ring 0 redirects
  * to itself or to a ring that does not exist, or that the two workers pass
  * back and forth, must fail with EIO (and count as rejected) while the
- * device goes on serving. Also: ROUTE_QUEUE without SHARDED is refused, and
- * a REDIRECT on an unsharded device fails its request.
+ * device goes on serving. A FLUSH reaches both rings; one that ring 0
+ * redirects fails with EIO (its parts go to every ring in turn: a redirect
+ * would let it complete without ring 0's). Also: ROUTE_QUEUE without
+ * SHARDED is refused, and a REDIRECT on an unsharded device fails its
+ * request.
  *
  *   azbuse-redirect [--dev-id N]
  *
@@ -59,6 +62,8 @@ struct shared {
 	unsigned char store[DEV_SIZE];
 	volatile unsigned redirected[2]; /* READ/WRITEs each worker passed on */
 	volatile unsigned served[2];	 /* requests each worker served */
+	volatile unsigned flushes[2];	 /* FLUSHes each worker served */
+	volatile bool redirect_flush;	 /* ring 0 passes FLUSHes on to ring 1 */
 };
 static struct shared *sh;
 
@@ -77,7 +82,12 @@ static bool take_ring0(struct worker *w, const struct azbuse_sqe *s)
 {
 	uint64_t to = 1;
 
+	if (s->op == AZBUSE_OP_FLUSH && sh->redirect_flush) {
+		post_completion(w, s, 0, AZBUSE_CQE_F_REDIRECT, 1);
+		return true;
+	}
 	if (!has_data(s)) {
+		sh->flushes[0] += s->op == AZBUSE_OP_FLUSH;
 		sh->served[0]++;
 		return false;
 	}
@@ -98,6 +108,7 @@ static bool take_ring1(struct worker *w, const struct azbuse_sqe *s)
 		sh->redirected[1]++;
 		return true;
 	}
+	sh->flushes[1] += s->op == AZBUSE_OP_FLUSH;
 	sh->served[1]++;
 	return false;
 }
@@ -163,8 +174,29 @@ static int block_io(uint64_t off)
 	return 0;
 }
 
-/* Run block_io(off) in a child; its exit status, or -1 if it hung. */
-static int run_block_io(uint64_t off)
+/* In a child pinned to CPU 0: fsync the device (a FLUSH). 0, or 5 for EIO. */
+static int flush_io(uint64_t unused)
+{
+	char path[64];
+	cpu_set_t cpu0;
+	int fd;
+
+	(void)unused;
+	CPU_ZERO(&cpu0);
+	CPU_SET(0, &cpu0);
+	if (sched_setaffinity(0, sizeof(cpu0), &cpu0))
+		return 20;
+	snprintf(path, sizeof(path), AZBUSE_BLOCK_PREFIX "%u", dev_id);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return 10;
+	if (fsync(fd))
+		return errno == EIO ? 5 : 11;
+	return 0;
+}
+
+/* Run fn(arg) in a child; its exit status, or -1 if it hung. */
+static int run_child(int (*fn)(uint64_t), uint64_t arg)
 {
 	uint64_t deadline = now_ms() + WAIT_MS;
 	int status;
@@ -176,7 +208,7 @@ static int run_block_io(uint64_t off)
 		die("fork");
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		_exit(block_io(off));
+		_exit(fn(arg));
 	}
 	while (now_ms() < deadline) {
 		if (waitpid(pid, &status, WNOHANG) == pid)
@@ -186,6 +218,11 @@ static int run_block_io(uint64_t off)
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 	return -1;
+}
+
+static int run_block_io(uint64_t off)
+{
+	return run_child(block_io, off);
 }
 
 static int add_device(uint64_t features, uint32_t queues, uint32_t chunk_sectors)
@@ -235,7 +272,8 @@ int main(int argc, char **argv)
 	if (!ret)
 		ctl_dev_cmd(ctl, dev_id, AZBUSE_CTL_REMOVE);
 
-	ret = add_device(AZBUSE_F_SHARDED | AZBUSE_F_ROUTE_QUEUE, 2, CHUNK >> 9);
+	ret = add_device(AZBUSE_F_SHARDED | AZBUSE_F_ROUTE_QUEUE | AZBUSE_F_WRITE_CACHE, 2,
+			 CHUNK >> 9);
 	check(ret == 0, "ADD sharded, routed by queue, 2 shards: %s", ret ? strerror(ret) : "ok");
 	if (ret)
 		return 1;
@@ -287,6 +325,20 @@ int main(int argc, char **argv)
 	      (unsigned long long)(qi0.rejected + qi1.rejected));
 	st = run_block_io(0);
 	check(st == 0, "and the device goes on serving (status %d)", st);
+
+	st = run_child(flush_io, 0);
+	check(st == 0 && sh->flushes[0] && sh->flushes[1],
+	      "an fsync on CPU 0 flushes both rings (status %d, flushes %u and %u)", st,
+	      sh->flushes[0], sh->flushes[1]);
+	sh->redirect_flush = true;
+	rejected = qi0.rejected + qi1.rejected;
+	st = run_child(flush_io, 0);
+	ring_attached(0, &qi0);
+	ring_attached(1, &qi1);
+	check(st == 5 && qi0.rejected + qi1.rejected > rejected,
+	      "a FLUSH that ring 0 redirects fails with EIO and counts as rejected (status %d)",
+	      st);
+	sh->redirect_flush = false;
 
 out_remove:
 	ret = ctl_dev_cmd(ctl, dev_id, AZBUSE_CTL_REMOVE);
