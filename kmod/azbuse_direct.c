@@ -234,9 +234,22 @@ static struct block_device *azbuse_backing_bdev(struct file *file)
 	return S_ISBLK(inode->i_mode) ? I_BDEV(inode) : NULL;
 }
 
+/* What direct I/O to a regular file must be aligned to (its filesystem's disk's sector). */
+static u32 azbuse_file_dio_align(struct file *file)
+{
+	struct super_block *sb = file_inode(file)->i_sb;
+	struct kstat st = {};
+
+	if (!vfs_getattr(&file->f_path, &st, STATX_DIOALIGN, AT_STATX_SYNC_AS_STAT) &&
+	    (st.result_mask & STATX_DIOALIGN) && st.dio_offset_align)
+		return st.dio_offset_align;
+	return sb->s_bdev ? bdev_logical_block_size(sb->s_bdev) : SECTOR_SIZE;
+}
+
 /*
- * A regular file with direct I/O, or a block device that is not this one
- * and takes this device's blocks, open for what the device does.
+ * A regular file with direct I/O or a block device that is not this one,
+ * either taking this device's blocks (a 512-byte write to a file on a disk
+ * of 4 KiB sectors would fail), open for what the device does.
  */
 static bool azbuse_backing_usable(struct azbuse_dev *dev, struct file *file, bool writable)
 {
@@ -247,7 +260,8 @@ static bool azbuse_backing_usable(struct azbuse_dev *dev, struct file *file, boo
 		return false;
 	if (S_ISREG(mode))
 		return (file->f_mode & FMODE_CAN_ODIRECT) && file->f_op->read_iter &&
-		       file->f_op->write_iter;
+		       file->f_op->write_iter &&
+		       azbuse_file_dio_align(file) <= dev->info.logical_block_size;
 	if (!S_ISBLK(mode))
 		return false;
 	bdev = azbuse_backing_bdev(file);
