@@ -219,6 +219,50 @@ static int thin_hold_pool(struct thin_engine *e, struct azbuse_engine_config *cf
 	return 0;
 }
 
+/* What direct I/O to a shard's data file or device must be aligned to (0: unknown). */
+static uint32_t thin_data_dio_align(const char *path)
+{
+	struct statx stx;
+	uint32_t align = 0;
+	int fd, lbs;
+
+	if (statx(AT_FDCWD, path, 0, STATX_TYPE | STATX_DIOALIGN, &stx))
+		return 0;
+	if (S_ISBLK(stx.stx_mode)) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 && !ioctl(fd, BLKSSZGET, &lbs) && lbs > 0)
+			align = (uint32_t)lbs;
+		if (fd >= 0)
+			close(fd);
+	} else if (stx.stx_mask & STATX_DIOALIGN) {
+		align = stx.stx_dio_offset_align;
+	}
+	return align;
+}
+
+/*
+ * The device's logical block is at least what direct I/O to every shard's
+ * data needs (a filesystem or a data device on a disk of 4 KiB sectors), as
+ * a loop device's with direct I/O is: the module's direct I/O takes the
+ * device's requests as they come, and refuses a backing that needs more.
+ */
+static void thin_block_size(const struct thin_engine *e, struct azbuse_engine_config *cfg)
+{
+	char path[PATH_MAX + 32];
+	uint32_t s, align;
+
+	for (s = 0; s < e->settings.nr_shards; s++) {
+		snprintf(path, sizeof(path), "%s/shard-%u/data", e->pool_dir, s);
+		align = thin_data_dio_align(path);
+		if (align <= cfg->logical_block_size || align > 4096 || (align & (align - 1)))
+			continue;
+		azb_log("pool %s: shard %u's data takes direct I/O in blocks of %u bytes: so "
+			"does the device",
+			e->pool_dir, s, align);
+		cfg->logical_block_size = align;
+	}
+}
+
 static int thin_setup(struct azbuse_engine_config *cfg, void **engine)
 {
 	struct thin_engine *e = calloc(1, sizeof(*e));
@@ -257,6 +301,7 @@ static int thin_setup(struct azbuse_engine_config *cfg, void **engine)
 			azb_log("no pool.db keeper (%s): each snapshot opens pool.db",
 				strerror(-ret));
 	}
+	thin_block_size(e, cfg);
 	cfg->size_bytes = e->view.size_bytes;
 	cfg->nr_queues = e->settings.nr_shards;
 	cfg->shard_chunk_bytes = (uint32_t)e->settings.stripe_size;
