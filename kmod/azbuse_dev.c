@@ -27,6 +27,16 @@
 #define AZBUSE_PART_MINORS 16
 /* removal fails what is left once the workers have made no progress for this long */
 #define AZBUSE_REMOVE_STALL_MS 5000
+
+/*
+ * ... or once one request has been with them this long while others
+ * complete: del_gendisk first writes back what the page cache holds, and
+ * waits for that, with the disk still taking I/O.
+ */
+static unsigned int remove_stuck_ms = 60000;
+module_param(remove_stuck_ms, uint, 0644);
+MODULE_PARM_DESC(remove_stuck_ms,
+		 "during removal, fail the workers' I/O once one request is this old (ms, 0: never)");
 #define AZBUSE_MAX_TIMEOUT_MS (3600U * 1000U)
 
 static DEFINE_MUTEX(azbuse_devs_lock); /* the registry */
@@ -760,21 +770,55 @@ static void azbuse_dev_kill(struct azbuse_dev *dev)
 		azbuse_ring_abort(&dev->rings[i], BLK_STS_IOERR);
 }
 
+/* When the oldest request still with the workers was posted (ktime ns; U64_MAX: none). */
+static u64 azbuse_oldest_posted(struct azbuse_dev *dev)
+{
+	u64 oldest = U64_MAX;
+	u32 t, i;
+
+	for (t = 0; t < dev->nr_tables; t++) {
+		struct azbuse_slot_table *table = &dev->tables[t];
+
+		for (i = 0; table->slots && i < table->nr; i++) {
+			struct azbuse_slot *slot = &table->slots[i];
+			u64 w = atomic64_read_acquire(&slot->word), posted;
+
+			if (AZBUSE_SLOT_STATE(w) != AZBUSE_SLOT_PENDING &&
+			    AZBUSE_SLOT_STATE(w) != AZBUSE_SLOT_INFLIGHT)
+				continue;
+			posted = READ_ONCE(slot->posted_ns);
+			/* the time is the request's if the slot did not move on meanwhile */
+			smp_rmb();
+			if (atomic64_read(&slot->word) == w)
+				oldest = min(oldest, posted);
+		}
+	}
+	return oldest;
+}
+
 /* During removal: if the workers stopped making progress, give up on them. */
 static void azbuse_remove_watchdog(struct work_struct *work)
 {
 	struct azbuse_dev *dev =
 		container_of(to_delayed_work(work), struct azbuse_dev, remove_watchdog);
-	u64 now = azbuse_progress(dev);
+	u64 now = azbuse_progress(dev), oldest = azbuse_oldest_posted(dev);
+	u64 stuck_ns = (u64)READ_ONCE(remove_stuck_ms) * NSEC_PER_MSEC;
+	bool stuck = stuck_ns && oldest != U64_MAX && ktime_get_ns() - oldest > stuck_ns;
 
-	if (now != dev->remove_progress) {
+	if (now != dev->remove_progress && !stuck) {
 		dev->remove_progress = now;
 		schedule_delayed_work(&dev->remove_watchdog,
 				      msecs_to_jiffies(AZBUSE_REMOVE_STALL_MS));
 		return;
 	}
-	pr_warn("azbuse%u: workers made no progress for %u ms during removal: failing their I/O\n",
-		dev->id, AZBUSE_REMOVE_STALL_MS);
+	if (stuck)
+		pr_warn("azbuse%u: a request has been with the workers for over %u ms during "
+			"removal: failing their I/O\n",
+			dev->id, READ_ONCE(remove_stuck_ms));
+	else
+		pr_warn("azbuse%u: workers made no progress for %u ms during removal: failing "
+			"their I/O\n",
+			dev->id, AZBUSE_REMOVE_STALL_MS);
 	azbuse_dev_kill(dev);
 }
 

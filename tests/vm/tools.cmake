@@ -28,3 +28,7 @@ target_include_directories(azbuse-redirect PRIVATE ${PROJECT_SOURCE_DIR}/include
 # cache_attach.c: the module's reads from a RAM cache: torn copies, hostile regions (77-cache-module-hits.sh).
 add_executable(azbuse-cache-attach vm/tools/cache_attach.c)
 target_include_directories(azbuse-cache-attach PRIVATE ${PROJECT_SOURCE_DIR}/include)
+
+# stuck_write.c: removal fails a write its worker never completes while other I/O flows (52-remove-stuck-write.sh).
+add_executable(azbuse-stuck-write vm/tools/stuck_write.c)
+target_include_directories(azbuse-stuck-write PRIVATE ${PROJECT_SOURCE_DIR}/include)
