@@ -452,6 +452,13 @@ unsigned azb_cache_work(struct azbuse_queue *q, bool busy)
 	return cw->held ? 1 : w.background != AZC_CLEAN_NONE ? AZB_CACHE_RESCAN_MS : 0;
 }
 
+bool azb_cache_written_back(struct azbuse_queue *q, uint64_t target)
+{
+	struct azb_cache_worker *cw = q->cache_worker;
+
+	return !cw || cw->done_target >= target || !azc_clean_demand(q->cache).target;
+}
+
 uint32_t azb_cache_held(const struct azbuse_queue *q)
 {
 	return q->cache_worker ? q->cache_worker->held : 0;

@@ -57,6 +57,7 @@ struct azbuse_queue {
 	uint32_t cq_tail;      /* private copy of what we posted */
 	uint32_t cq_committed; /* cq_tail at the last COMMIT */
 	uint32_t outstanding;  /* dispatched to the engine, not yet completed */
+	bool device_gone;      /* COMMIT said the device is dead (removed) */
 	struct azb_io *ios;    /* one per tag */
 
 	const struct azbuse_engine_ops *ops;
@@ -122,6 +123,8 @@ bool azb_cache_clean_done(struct azbuse_queue *q, struct azbuse_io *io);
 unsigned azb_cache_work(struct azbuse_queue *q, bool busy);
 /* Requests the cache holds back (dispatched, not with the engine). */
 uint32_t azb_cache_held(const struct azbuse_queue *q);
+/* Whether this worker wrote back every block dirty at drain target (or none is due). */
+bool azb_cache_written_back(struct azbuse_queue *q, uint64_t target);
 /* Supervisor: write every dirty block back (hold: and keep none dirty until
  * azb_cache_drain_end, which a caller with hold calls whatever this returned),
  * waiting at most timeout_ms. 0, -ETIMEDOUT or -EIO (and a message in err). */

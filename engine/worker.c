@@ -25,6 +25,7 @@
 #include "internal.h"
 
 #define AZB_OUTSTANDING_WAIT_MS 30000
+#define AZB_CLOSE_WRITE_BACK_MS 30000
 
 /* Engines built against an earlier libazbuse read these fields where they were. */
 _Static_assert(offsetof(struct azbuse_io, flags) == 8 && offsetof(struct azbuse_io, offset) == 16 &&
@@ -249,8 +250,10 @@ static int azb_commit_result(struct azbuse_queue *q, int ret)
 {
 	q->cq_committed = q->cq_tail;
 	q->commits++;
-	if (ret == -ENODEV || (azb_load_acquire(&q->hdr->kflags) & AZBUSE_KF_DEAD))
+	if (ret == -ENODEV || (azb_load_acquire(&q->hdr->kflags) & AZBUSE_KF_DEAD)) {
+		q->device_gone = true;
 		return 1;
+	}
 	if (ret == -EINTR)
 		return 0;
 	return ret;
@@ -639,6 +642,34 @@ struct azb_worker_queue {
 	bool engine_open;
 };
 
+/*
+ * The device is gone, and a removal sends no FLUSH to a disk that nothing
+ * mounted: what this queue holds dirty in a write-back cache goes to the
+ * engine before it closes (which makes it durable), or it would be lost
+ * with the cache.
+ */
+static void azb_write_back_before_close(struct azbuse_queue *q)
+{
+	struct timespec pause = { .tv_nsec = 2000000 };
+	uint64_t start = azb_clock_ms(), target;
+
+	if (!q->cache_worker || !q->device_gone)
+		return;
+	target = azc_drain_begin(q->cache, false);
+	while (!azb_cache_written_back(q, target)) {
+		if (azb_clock_ms() - start > AZB_CLOSE_WRITE_BACK_MS) {
+			azb_warn("the device is gone and dirty cache blocks could not be written "
+				 "back in %u ms: they are lost",
+				 AZB_CLOSE_WRITE_BACK_MS);
+			return;
+		}
+		azb_cache_work(q, false);
+		azb_wait_outstanding(q);
+		if (!azb_cache_written_back(q, target))
+			nanosleep(&pause, NULL);
+	}
+}
+
 /* Close what azb_worker_open opened (the engine's queue first, once it has finished). */
 static void azb_worker_close(struct azb_worker_queue *w, uint16_t queue)
 {
@@ -646,6 +677,7 @@ static void azb_worker_close(struct azb_worker_queue *w, uint16_t queue)
 
 	if (w->engine_open) {
 		azb_current_queue = q;
+		azb_write_back_before_close(q);
 		azb_wait_outstanding(q);
 		if (q->ops->close_queue)
 			q->ops->close_queue(q->engine_queue);

@@ -145,6 +145,18 @@ cmp <(dd if="$img" bs=1M skip=8 count=16 status=none) /tmp/wb-a ||
 rm -f "$img"
 log "ok   file engine: daemon SIGKILLed with dirty blocks and --recovered; everything flushed is there; the recovered daemon's cache left with it"
 
+# --- a removal writes back what the cache holds dirty (no FLUSH comes) ---------
+truncate -s 64M "$img"
+dev=$(azbusectl add 1 --engine=file --path "$img" --size 64M --cache 32M --cache-mode writeback) ||
+	die "file engine with a write-back cache, again"
+dd if=/tmp/wb-b of="$dev" bs=1M seek=40 oflag=direct status=none # (not flushed)
+[ "$(cache_stat dirty)" -gt 0 ] || die "nothing dirty before the removal"
+remove_device 1
+cmp <(dd if="$img" bs=1M skip=40 count=4 status=none) /tmp/wb-b ||
+	die "a removal lost what the write-back cache held dirty"
+rm -f "$img"
+log "ok   a removal writes back what the cache held dirty first"
+
 # --- thin, two shards: ext4 + fsck, a snapshot holds the dirty blocks ----------
 thin_pool_setup wb-thin 768
 athin init --chunk-size 64k --shards 2 >/dev/null || die "init failed"
