@@ -69,6 +69,16 @@ static int azb_chan_send(struct azbuse_control *c, uint16_t q, char type, const 
 	return 0;
 }
 
+/*
+ * A worker that did not answer (in time, or at all): replaced, since a late
+ * reply would be taken for the answer to the next message.
+ */
+static void azb_chan_failed(struct azbuse_control *c, uint16_t q, const char *what, int err)
+{
+	azb_log("queue %u: %s: %s; restarting its worker", q, what, strerror(-err));
+	kill(c->workers[q], SIGKILL);
+}
+
 /* Wait for queue q's reply, signalling the worker again while it does not come. */
 static int azb_chan_reply(struct azbuse_control *c, uint16_t q, int *result, void *reply,
 			  size_t *len)
@@ -117,9 +127,10 @@ int azbuse_control_pause(struct azbuse_control *c)
 			continue;
 		err = azb_chan_reply(c, q, &result, NULL, NULL);
 		/* a worker that died meanwhile is not running: the restarted one starts afresh */
-		if (err && err != -EPIPE && !ret) {
-			azb_err("queue %u did not pause: %s", q, strerror(-err));
-			ret = err;
+		if (err && err != -EPIPE) {
+			azb_chan_failed(c, q, "did not pause", err);
+			if (!ret)
+				ret = err;
 		}
 	}
 	c->paused = true;
@@ -135,9 +146,15 @@ void azbuse_control_resume(struct azbuse_control *c)
 
 	if (!c->paused)
 		return;
-	for (q = 0; q < c->nr_queues; q++)
-		if (azb_chan_live(c, q) && !azb_chan_send(c, q, AZB_CHAN_RESUME, NULL, 0))
-			azb_chan_reply(c, q, &result, NULL, NULL);
+	for (q = 0; q < c->nr_queues; q++) {
+		int err;
+
+		if (!azb_chan_live(c, q) || azb_chan_send(c, q, AZB_CHAN_RESUME, NULL, 0))
+			continue;
+		err = azb_chan_reply(c, q, &result, NULL, NULL);
+		if (err && err != -EPIPE)
+			azb_chan_failed(c, q, "did not resume", err);
+	}
 	c->paused = false;
 }
 
@@ -157,8 +174,7 @@ static void azb_broadcast_reply(struct azbuse_control *c, uint16_t q, int err,
 		return; /* died: its successor is forked from the supervisor's state */
 	if (err) {
 		/* it would go on with stale state: replace it (the engine updated ours first) */
-		azb_log("queue %u: control message: %s; restarting its worker", q, strerror(-err));
-		kill(c->workers[q], SIGKILL);
+		azb_chan_failed(c, q, "control message", err);
 		return;
 	}
 	if (reply_fn)
@@ -366,6 +382,7 @@ void azb_control_serve(int listen_fd, const struct azbuse_engine_ops *ops, void 
 		uint64_t start = azb_clock_ms();
 
 		out[0] = '\0';
+		line[0] = '\0'; /* (a client that sent nothing) */
 		ret = azb_read_request(fd, line, sizeof(line));
 		if (ret)
 			snprintf(out, sizeof(out), "bad request: %s", strerror(-ret));

@@ -294,6 +294,9 @@ static void azb_worker_child(struct azb_supervisor *s, uint16_t queue, int chan_
 	if (s->join_fd >= 0)
 		close(s->join_fd);
 	sigemptyset(&none);
+	/* a control message's signal before the worker handles them must not kill it
+	 * (the supervisor signals again while it waits for the answer) */
+	signal(SIGUSR1, SIG_IGN);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_IGN); /* a terminal's ^C goes to the supervisor, which drains */
