@@ -25,7 +25,9 @@
 
 #define AZB_ATTACH_WAIT_MS 10000
 #define AZB_NODE_WAIT_MS 5000
-#define AZB_MAX_RESTARTS 100
+#define AZB_MAX_RESTARTS 100	    /* worker restarts in one window ... */
+#define AZB_RESTART_WINDOW_MS 60000 /* ... beyond which the device is given up */
+#define AZB_ORPHAN_EXIT_MS 10000    /* --recover: a dead supervisor's worker lets go */
 #define AZB_WORKER_EXIT_MS 5000
 
 /* What the watchdog last saw of a queue. */
@@ -64,12 +66,14 @@ struct azb_supervisor {
 	const struct azbuse_device_opts *opts; /* the first device's (ready_fd) */
 	int ctl;
 	uint16_t nr_queues;
-	pid_t *workers;	 /* per queue; 0 when not running */
-	int *chans;	 /* per queue: our end of its worker's channel, or -1 */
-	char group[512]; /* "" unless the devices form a group */
-	int group_fd;	 /* the group's listening socket, or -1 */
-	int join_fd;	 /* a joining device's connection, while it is served, or -1 */
-	unsigned restarts;
+	pid_t *workers;	   /* per queue; 0 when not running */
+	int *chans;	   /* per queue: our end of its worker's channel, or -1 */
+	char group[512];   /* "" unless the devices form a group */
+	int group_fd;	   /* the group's listening socket, or -1 */
+	int join_fd;	   /* a joining device's connection, while it is served, or -1 */
+	unsigned restarts; /* in the window that began at restarts_since_ms */
+	uint64_t restarts_since_ms;
+	unsigned long restarts_total;
 	bool stopping;
 	bool ready_closed;
 };
@@ -373,8 +377,14 @@ static void azb_reap_workers(struct azb_supervisor *s)
 				WEXITSTATUS(status));
 		if (s->stopping || !azb_live_members(s))
 			continue;
+		if (azb_clock_ms() - s->restarts_since_ms > AZB_RESTART_WINDOW_MS) {
+			s->restarts = 0;
+			s->restarts_since_ms = azb_clock_ms();
+		}
+		s->restarts_total++;
 		if (++s->restarts > AZB_MAX_RESTARTS) {
-			azb_err("too many worker restarts; removing the device");
+			azb_err("%u worker restarts within %u s; removing the device",
+				AZB_MAX_RESTARTS, AZB_RESTART_WINDOW_MS / 1000);
 			s->stopping = true;
 			continue;
 		}
@@ -401,7 +411,8 @@ static int azb_running_workers(const struct azb_supervisor *s)
 static int azb_wait_attached(struct azb_supervisor *s, uint32_t dev_id, char *err, size_t err_size)
 {
 	struct azbuse_queue_info qi;
-	unsigned waited, restarts = s->restarts;
+	unsigned long restarts = s->restarts_total;
+	unsigned waited;
 	int q, ret;
 
 	for (waited = 0; waited < AZB_ATTACH_WAIT_MS; waited += 10) {
@@ -418,7 +429,7 @@ static int azb_wait_attached(struct azb_supervisor *s, uint32_t dev_id, char *er
 		}
 		if (attached == s->nr_queues)
 			return 0;
-		if (s->restarts != restarts) {
+		if (s->restarts_total != restarts) {
 			snprintf(err, err_size, "a worker failed to start (see the log)");
 			return -EIO;
 		}
@@ -621,6 +632,42 @@ static void azb_supervise(struct azb_supervisor *s, const sigset_t *signals)
 	}
 }
 
+/*
+ * --recover when only the supervisor died: its workers may still serve the
+ * queues, and a new worker cannot attach until they let go. They are
+ * stopped (the module posts what they held to the new workers).
+ */
+static int azb_stop_orphan_workers(struct azb_supervisor *s, uint32_t dev_id, uint32_t nr_queues,
+				   char *err, size_t err_size)
+{
+	struct azbuse_queue_info qi;
+	uint64_t deadline = azb_clock_ms() + AZB_ORPHAN_EXIT_MS;
+	uint32_t q;
+	int ret;
+
+	for (q = 0; q < nr_queues; q++) {
+		ret = azbuse_ctl_queue_info(s->ctl, dev_id, q, &qi);
+		if (ret) {
+			snprintf(err, err_size, "queue info: %s", strerror(-ret));
+			return ret;
+		}
+		if (qi.state != AZBUSE_QUEUE_ATTACHED || qi.worker_pid <= 1)
+			continue;
+		azb_log("queue %u: worker %d of the dead supervisor still serves it: stopping it",
+			q, qi.worker_pid);
+		kill(qi.worker_pid, SIGKILL);
+		while (!(ret = azbuse_ctl_queue_info(s->ctl, dev_id, q, &qi)) &&
+		       qi.state == AZBUSE_QUEUE_ATTACHED && azb_clock_ms() < deadline)
+			azb_sleep_ms(10);
+		if (!ret && qi.state == AZBUSE_QUEUE_ATTACHED) {
+			snprintf(err, err_size, "queue %u: worker %d did not let go", q,
+				 qi.worker_pid);
+			return -EBUSY;
+		}
+	}
+	return 0;
+}
+
 /* --recover: the device must be live; we become its supervisor. */
 static int azb_take_over(struct azb_supervisor *s, struct azbuse_dev_info *want, char *err,
 			 size_t err_size)
@@ -649,6 +696,9 @@ static int azb_take_over(struct azb_supervisor *s, struct azbuse_dev_info *want,
 			 strerror(-ret));
 		return ret;
 	}
+	ret = azb_stop_orphan_workers(s, want->dev_id, info.nr_queues, err, err_size);
+	if (ret)
+		return ret;
 	*want = info;
 	return 0;
 }

@@ -4,7 +4,8 @@
 # mounted on the device and fio writes to it: I/O waits; `azbusectl add 1
 # --recover` starts a new daemon that takes the device over with the engine
 # and options it was added with; the filesystem stays mounted, fio finishes
-# and verifies, and fsck is clean afterwards.
+# and verifies, and fsck is clean afterwards. With only the supervisor
+# killed, its workers go on serving, and --recover replaces them.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -57,6 +58,32 @@ ls /dev/shm/azbuse-mem-* >/dev/null 2>&1 || die "the refused --recover destroyed
 mount "$dev" "$mnt"
 [ -n "$(ls "$mnt")" ] || die "the filesystem is empty after the refused --recover"
 umount "$mnt"
+
+# only the supervisor killed: its workers go on serving; --recover stops them
+# and starts its own, with the filesystem mounted and written meanwhile
+mount "$dev" "$mnt"
+trap 'umount "$mnt" 2>/dev/null; true' EXIT
+sup=$(supervisor_pids | head -1)
+mapfile -t orphans < <(worker_pids)
+kill -KILL "$sup"
+wait_for 5 sh -c "! kill -0 $sup 2>/dev/null" || die "the supervisor survived SIGKILL"
+dd if=/dev/urandom of="$mnt/after-sup" bs=1M count=2 conv=fsync status=none ||
+	die "the orphaned workers did not serve"
+azbusectl add 1 --recover >/dev/null || die "--recover with the old workers still serving failed"
+sleep 3
+[ -b "$dev" ] || die "$dev is gone after the --recover"
+for p in "${orphans[@]}"; do
+	if kill -0 "$p" 2>/dev/null; then die "the dead supervisor's worker $p still runs"; fi
+done
+for p in $(worker_pids); do
+	[ "$p" -gt 1 ] || die "a queue has no worker after the --recover"
+done
+dd if=/dev/urandom of="$mnt/after-recover" bs=1M count=2 conv=fsync status=none ||
+	die "writing after the --recover failed"
+umount "$mnt"
+trap - EXIT
+fsck.ext4 -f -n "$dev" >/dev/null || die "fsck found errors after the supervisor-only restart"
+log "ok   only the supervisor killed: --recover stopped its workers and serves"
 
 # a device whose daemon is dead can still be removed, and leaves nothing behind
 kill -KILL -- "-$(supervisor_pids | head -1)"
