@@ -490,6 +490,24 @@ else
 	expect 0 gc
 	out_has "gc: 2 shards collected"
 
+	# every device of the pool counts (a daemon serves up to 64): 20 more
+	for i in $(seq 20 39); do
+		printf 'engine=thin\nsize=1073741824\noption=volume=many%s\noption=pool=%s\n' \
+			"$i" "$WORK/pool" >"$AZBUSE_RUN_DIR/azbuse$i.conf"
+	done
+	for i in $(seq 20 39); do
+		expect 1 delete "many$i" --yes
+		err_has "many$i is being served by azbuse device /dev/azbuse$i"
+	done
+	# more than that: whether a volume is served cannot be told, nothing changes
+	for i in $(seq 40 99); do
+		printf 'engine=thin\nsize=1073741824\noption=volume=many%s\noption=pool=%s\n' \
+			"$i" "$WORK/pool" >"$AZBUSE_RUN_DIR/azbuse$i.conf"
+	done
+	expect 1 resize vol2 --size 2G --yes
+	err_has "it cannot be told whether vol2 is being served"
+	rm -f "$AZBUSE_RUN_DIR"/azbuse[2-9][0-9].conf
+
 	# a daemon that cannot be reached: the change is made, GC is deferred
 	rm -f "$AZBUSE_RUN_DIR/azbuse7.sock"
 	expect 0 resize vol2 --size 512M --yes

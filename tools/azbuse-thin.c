@@ -355,7 +355,7 @@ static int snapshot_route(const struct thin_ctx *c, const struct thin_claim *cl,
 	if (!cl->held || src->kind == AZB_VOL_SNAPSHOT)
 		return 0;
 	*dev = thin_served_volume(&cl->served, src->name);
-	if (*dev || cl->served.nr)
+	if (*dev || (cl->served.nr && !cl->served.incomplete))
 		return 0;
 	thin_holder_text(cl, holder, sizeof(holder));
 	return thin_fail(c,
@@ -464,7 +464,7 @@ static int refuse_if_served(const struct thin_ctx *c, const struct thin_claim *c
 				 "%s is being served by azbuse device " AZBUSE_BLOCK_PREFIX
 				 "%u (pid %d); remove the device first",
 				 name, d->id, (int)(d->pid ? d->pid : cl->served.holder));
-	if (cl->served.nr)
+	if (cl->served.nr && !cl->served.incomplete)
 		return 0;
 	thin_holder_text(cl, holder, sizeof(holder));
 	return thin_fail(c,

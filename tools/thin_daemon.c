@@ -95,9 +95,13 @@ static void consider_device(const char *dir, uint32_t id, pid_t pid, struct thin
 	struct saved_conf sc;
 	struct thin_device *d;
 
-	if (s->nr >= THIN_MAX_SERVED || conf_read(id, &sc) || !sc.thin || !sc.volume[0] ||
+	if (conf_read(id, &sc) || !sc.thin || !sc.volume[0] ||
 	    !serves_pool(&sc, dir, pid, s->holder))
 		return;
+	if (s->nr >= THIN_MAX_SERVED) {
+		s->incomplete = true;
+		return;
+	}
 	d = &s->dev[s->nr++];
 	d->id = id;
 	d->pid = pid;

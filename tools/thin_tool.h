@@ -18,7 +18,7 @@
 #include "tool_json.h"
 
 #define EXIT_USAGE 2
-#define THIN_MAX_SERVED 16
+#define THIN_MAX_SERVED 64 /* as many as a pool's daemon serves (engine/engines/thin.h) */
 
 /* One invocation: which command, on which pool, how to print. */
 struct thin_ctx {
@@ -83,8 +83,9 @@ struct thin_device {
 };
 
 struct thin_served {
-	pid_t holder; /* pid in DIR/daemon.lock, 0 if unknown */
-	uint32_t nr;  /* 0: the pool is held but no device of it was found */
+	pid_t holder;	 /* pid in DIR/daemon.lock, 0 if unknown */
+	uint32_t nr;	 /* 0: the pool is held but no device of it was found */
+	bool incomplete; /* more serve it than dev[] holds: who serves a name is unknown */
 	struct thin_device dev[THIN_MAX_SERVED];
 };
 
