@@ -5,6 +5,7 @@
  * namespace records.
  */
 #include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,11 +66,43 @@ static int pool_dir_prepare(const char *dir, char *err, size_t errlen)
 
 	if (ret)
 		return ret;
-	if (path_exists(dir, "pool.db") || path_exists(dir, "shard-0")) {
+	if (path_exists(dir, "pool.db")) {
 		azb_seterr(err, errlen, "%s is already a pool", dir);
 		return -EEXIST;
 	}
+	/* (not removed here: they may be a pool's whose pool.db was lost) */
+	if (path_exists(dir, "shard-0")) {
+		azb_seterr(err, errlen,
+			   "%s holds shards but no pool.db: an init that did not finish, or a "
+			   "pool whose pool.db is gone; remove %s/shard-* to make a new pool "
+			   "there",
+			   dir, dir);
+		return -ENOTEMPTY;
+	}
 	return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	return remove(path);
+}
+
+/* An init that failed: what it made goes (nothing else can have used it). */
+static void pool_init_undo(const char *dir, uint32_t shards_made, bool pool_db_made)
+{
+	char path[PATH_MAX + 32];
+
+	if (pool_db_made) {
+		snprintf(path, sizeof(path), "%s/pool.db", dir);
+		nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	}
+	for (uint32_t k = 0; k < shards_made; k++) {
+		snprintf(path, sizeof(path), "%s/shard-%u", dir, k);
+		nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	}
 }
 
 static int pool_db_create(const char *dir, const struct azb_pool_settings *s, char *err,
@@ -106,6 +139,7 @@ int azb_pool_init_on(const char *dir, const struct azb_pool_settings *settings,
 		     const char *data_dev, char *err, size_t errlen)
 {
 	struct azb_pool_settings s = *settings;
+	uint32_t made = 0; /* shards */
 	uint64_t pool_id;
 	int ret = azb_pool_settings_check(&s, err, errlen);
 
@@ -121,13 +155,17 @@ int azb_pool_init_on(const char *dir, const struct azb_pool_settings *settings,
 		return ret;
 	if (data_dev && (ret = azb_datadev_claim(data_dev, &s, &pool_id, err, errlen)))
 		return ret;
-	for (uint32_t k = 0; !ret && k < s.nr_shards; k++)
-		ret = azb_shard_create(dir, &s, k, data_dev, err, errlen);
+	for (; !ret && made < s.nr_shards; made++)
+		ret = azb_shard_create(dir, &s, made, data_dev, err, errlen);
+	if (ret)
+		made--; /* (the one that failed is not known to be ours) */
 	/* pool.db last: a directory is a pool once pool.db exists. */
 	if (!ret)
 		ret = pool_db_create(dir, &s, err, errlen);
 	if (ret && data_dev)
 		azb_datadev_unclaim(data_dev); /* a new init may take it */
+	if (ret)
+		pool_init_undo(dir, made, made == s.nr_shards);
 	return ret;
 }
 

@@ -140,6 +140,20 @@ json_is 'd["meta_cache_bytes"]' $((8 << 20))
 json_is 'd["meta_ram_bound_bytes"] >= 3 * (d["meta_cache_bytes"] + d["map_cache_bytes"])' True
 expect 1 init
 err_has "already holds a pool"
+# an init that fails midway takes back what it made and says why
+mkdir -p "$WORK/pool3/shard-1"
+expect 1 --pool "$WORK/pool3" init --shards 2
+err_has "shard-1"
+[ ! -e "$WORK/pool3/shard-0" ] || fail "a failed init left shard-0 behind"
+[ ! -e "$WORK/pool3/pool.db" ] || fail "a failed init left pool.db behind"
+rmdir "$WORK/pool3/shard-1"
+# shards without pool.db (an init that was killed) are not taken for a pool
+mkdir -p "$WORK/pool3/shard-0"
+expect 1 --pool "$WORK/pool3" init
+err_has "holds shards but no pool.db"
+rmdir "$WORK/pool3/shard-0"
+expect 0 --pool "$WORK/pool3" init --shards 2
+expect 0 --pool "$WORK/pool3" check
 expect 0 --pool "$WORK/pool2" init --map-cache 0
 out_has "metadata RAM"
 out_has "chunk size *64.0 KiB"

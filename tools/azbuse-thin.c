@@ -222,7 +222,7 @@ static int cmd_init(struct thin_ctx *c, const struct thin_args *a)
 	if (data_dev && data_dev[0] != '/')
 		return thin_bad_usage(c, "--data %s: give the device's absolute path", data_dev);
 	ret = azb_pool_init_on(c->dir, &s, data_dev, err, sizeof(err));
-	if (ret == -EEXIST && !strstr(err, "azbuse pool's data"))
+	if (ret == -EEXIST && strstr(err, "is already a pool"))
 		return thin_fail(c, "%s already holds a pool; not touched", c->dir);
 	if (ret)
 		return thin_fail(c, "cannot create a pool in %s: %s", c->dir, err);
