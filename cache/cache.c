@@ -920,6 +920,7 @@ static bool bucket_claim(struct azc_stamp *st)
 }
 
 static struct azc_stamp *stamp_of(struct azc_cache *c, uint64_t blk);
+static void stamp_set(struct azc_stamp *st, uint64_t v);
 static struct azc_inflight *inflight_of(struct azc_cache *c, uint32_t queue, uint32_t tag);
 
 /* Does slot i qualify for this pass of queue's cleaner? (Lock held.) */
@@ -1158,7 +1159,7 @@ int azc_write_dirty(struct azc_cache *c, uint32_t queue, uint64_t first, uint32_
 		    const void *buf)
 {
 	struct azc_qstat *qs = qstat_of(c, queue);
-	uint64_t dirty = atomic_load(&c->dirty);
+	uint64_t dirty = atomic_load(&c->dirty), v;
 	bool full;
 
 	if (atomic_load(&c->mode) != AZC_MODE_WRITEBACK || atomic_load(&c->hold))
@@ -1170,6 +1171,14 @@ int azc_write_dirty(struct azc_cache *c, uint32_t queue, uint64_t first, uint32_
 	    !atomic_exchange(&c->cleaning, 1))
 		azc_wake_workers(c);
 	full = (dirty + n) * 100 >= (uint64_t)DIRTY_MAX_PCT * atomic_load(&c->capacity);
+	/*
+	 * A read of the store that began before this write must not fill its
+	 * older data in later, when the dirty copy may have been written back
+	 * and become clean (put_locked refuses a fill only over a dirty copy).
+	 */
+	v = atomic_fetch_add(&c->clock, 1) + 1;
+	for (uint32_t k = 0; k < n; k++)
+		stamp_set(stamp_of(c, first + k), v);
 	for (uint32_t k = 0; k < n; k++) {
 		const uint8_t *data = (const uint8_t *)buf + (uint64_t)k * c->block_size;
 		int ret =

@@ -491,6 +491,35 @@ static void test_write_settle(void **state)
 }
 
 /*
+ * A read of the store that began before a write the cache absorbed (dirty),
+ * ending after that write was written back and became clean, does not fill
+ * its older data in over it.
+ */
+static void test_fill_after_write_back(void **state)
+{
+	struct azc_cache *c = make(64, 1, AZC_POLICY_S3FIFO);
+	struct azc_clean_want w = { .target = UINT64_MAX };
+	struct azc_clean_pass pass = { 0 };
+	uint64_t buf[BS / 8], cursor = 0, blk, seq, st;
+
+	(void)state;
+	azc_set_mode(c, AZC_MODE_WRITEBACK);
+	/* no dirty block: the read is not registered, only stamped */
+	assert_int_equal(azc_read_begin(c, 0, 1, 5, 1, &st), 0);
+	stamp(buf, 5, 2);
+	assert_int_equal(azc_write_dirty(c, 1, 5, 1, buf), 0);
+	assert_int_equal(azc_clean_next(c, 1, 3, &cursor, &w, &pass, &blk, &seq, buf), 1);
+	assert_int_equal(blk, 5);
+	azc_clean_end(c, 1, 3, blk, seq, 0, -1);
+	assert_false(azc_is_dirty(c, 5));
+	stamp(buf, 5, 1); /* what the store gave the read, before the write */
+	azc_fill(c, 5, 1, st, buf);
+	assert_int_equal(azc_read(c, 5, buf), 1);
+	assert_int_equal(stamped(buf, 5), 2);
+	azc_destroy(c);
+}
+
+/*
  * The thresholds and the cleaner's choice: dirty blocks past the high mark
  * wake the cleaning (past 90%, only blocks dirty already are kept dirty), which writes back blocks
  * not written again since its last pass, down to the low mark; a hot set written over and over is
@@ -670,6 +699,7 @@ int main(void)
 		cmocka_unit_test(test_stamps),
 		cmocka_unit_test(test_write_back_exclusion),
 		cmocka_unit_test(test_write_settle),
+		cmocka_unit_test(test_fill_after_write_back),
 		cmocka_unit_test(test_thresholds_and_hot_blocks),
 		cmocka_unit_test(test_resize),
 	};
