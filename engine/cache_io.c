@@ -191,6 +191,17 @@ static bool azb_cache_write(struct azbuse_queue *q, struct azbuse_io *io)
 	}
 	if (azc_write_begin(c, q->geo.queue, io->tag, first, n, &azb_io(io)->cache_stamp, &alone))
 		return azb_cache_defer(q, io);
+	/*
+	 * Again now that the write is stamped: a block another queue made dirty
+	 * between the check above and the stamp would be taken for older than
+	 * this write and dropped when it ends, its other bytes never stored.
+	 */
+	if (!aligned && azb_cache_cuts_dirty(c, io)) {
+		azc_write_end(c, q->geo.queue, io->tag, first, n, azb_io(io)->cache_stamp, alone,
+			      -EAGAIN, NULL);
+		azc_drain_begin(c, false);
+		return azb_cache_defer(q, io);
+	}
 	azb_io(io)->cache_flags =
 		AZB_CACHE_WRITE | (alone ? AZB_CACHE_ALONE : 0) | (keep ? AZB_CACHE_KEEP : 0);
 	return false;
