@@ -129,6 +129,7 @@ static int azb_cache_set_size(struct azc_cache *c, const char *arg, char *out, s
 static int azb_cache_set_mode(struct azc_cache *c, const char *arg, char *out, size_t out_size)
 {
 	enum azc_mode mode;
+	int ret = 0, rounds;
 
 	if (azc_mode_parse(arg, &mode)) {
 		snprintf(out, out_size,
@@ -136,10 +137,16 @@ static int azb_cache_set_mode(struct azc_cache *c, const char *arg, char *out, s
 		return -EINVAL;
 	}
 	azc_set_mode(c, mode);
-	/* (no write is kept dirty now: the cleaners write back what is) */
-	return mode == AZC_MODE_WRITEBACK
-		       ? 0
-		       : azb_cache_drain(false, AZB_CACHE_DRAIN_MS, out, out_size);
+	if (mode == AZC_MODE_WRITEBACK)
+		return 0;
+	/*
+	 * No write is kept dirty now, and the cleaners write back what is. A
+	 * write that saw the old mode may still be kept dirty after a drain
+	 * began, past its target: drain again while any block is dirty.
+	 */
+	for (rounds = 0; !ret && rounds < 3 && (!rounds || azc_dirty_count(c)); rounds++)
+		ret = azb_cache_drain(false, AZB_CACHE_DRAIN_MS, out, out_size);
+	return ret;
 }
 
 /* The state and totals on one line, then one line per queue ("queue N ..."). */
