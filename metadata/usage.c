@@ -28,9 +28,10 @@ int azb_shard_usage(struct azb_shard *shard, struct azb_shard_usage *u)
 struct cand {
 	uint64_t chunk;
 	uint32_t link;
-	uint32_t pad0;
+	uint32_t layered; /* the entry reads what lies beneath it where it holds nothing */
 	uint64_t epoch;
 	uint64_t phys;
+	uint64_t base; /* a layered entry's: the link's entry beneath it (AZB_PHYS_NONE: none) */
 };
 
 struct vec {
@@ -87,9 +88,14 @@ static int link_candidates(struct azb_shard *sh, const struct azb_view_link *l, 
 			continue;
 		if (have && mk.chunk != cur.chunk)
 			ret = vec_push(cands, &cur);
+		/* (entries of a chunk come oldest first) */
+		cur.base = have && mk.chunk == cur.chunk && e.layered && cur.phys != AZB_TOMBSTONE
+				   ? cur.phys
+				   : AZB_PHYS_NONE;
 		cur.chunk = mk.chunk;
 		cur.epoch = mk.epoch;
 		cur.phys = e.phys;
+		cur.layered = e.layered;
 		have = 1;
 	}
 	if (!ret && have)
@@ -122,6 +128,29 @@ static int cmp_phys_view(const void *a, const void *b)
 	return x->view < y->view ? -1 : x->view > y->view;
 }
 
+/*
+ * The chunk a visible layered entry (candidate i) reads through: the entry
+ * beneath it in its own namespace, or else the chunk's first visible entry
+ * of a later link (the parent's).
+ */
+static int push_beneath(const struct azb_view *v, const struct cand *cands, size_t n, size_t i,
+			uint32_t vi, struct vec *seen)
+{
+	struct phys_view pv = { cands[i].base, vi, 0 };
+
+	if (cands[i].base != AZB_PHYS_NONE)
+		return vec_push(seen, &pv);
+	for (size_t j = i + 1; j < n && cands[j].chunk == cands[i].chunk; j++) {
+		if (!cand_visible(v, &cands[j]))
+			continue;
+		if (cands[j].phys == AZB_TOMBSTONE)
+			return 0;
+		pv.phys = cands[j].phys;
+		return vec_push(seen, &pv);
+	}
+	return 0;
+}
+
 /* Append (P, view) for every chunk view `vi` sees in this shard. */
 static int view_visible(struct azb_shard *sh, const struct azb_view *v, uint32_t vi,
 			struct vec *seen)
@@ -139,8 +168,11 @@ static int view_visible(struct azb_shard *sh, const struct azb_view *v, uint32_t
 
 		if (i && c->chunk == ((const struct cand *)cands.a)[i - 1].chunk)
 			continue;
-		if (c->phys != AZB_TOMBSTONE && cand_visible(v, c))
-			ret = vec_push(seen, &pv);
+		if (c->phys == AZB_TOMBSTONE || !cand_visible(v, c))
+			continue;
+		ret = vec_push(seen, &pv);
+		if (!ret && c->layered)
+			ret = push_beneath(v, cands.a, cands.n, i, vi, seen);
 	}
 	free(cands.a);
 	return ret;

@@ -622,9 +622,10 @@ static void test_valid_masks(void **state)
 {
 	struct fixture *f = *state;
 	struct azb_pool_settings s;
+	struct azb_view_usage u[2];
 	struct azb_write_plan plan;
+	struct azb_view v, views[2];
 	struct azb_shard *sh;
-	struct azb_view v;
 	uint64_t phys, layered;
 
 	settings_small(&s, 1, 0);
@@ -699,6 +700,17 @@ static void test_valid_masks(void **state)
 	view_of(f, "s", &v);
 	expect_map(sh, &v, phys, 5, AZB_PHYS_NONE, AZB_VALID_ALL);
 	azb_view_free(&v);
+	/* the head maps the layered chunk and, beneath it, the snapshot's: shared */
+	view_of(f, "v", &views[0]);
+	view_of(f, "s", &views[1]);
+	assert_int_equal(azb_shard_view_usage(sh, views, 2, u), 0);
+	assert_int_equal(u[0].mapped, 2);
+	assert_int_equal(u[0].exclusive, 1);
+	assert_int_equal(u[0].shared, 1);
+	assert_int_equal(u[1].mapped, 1);
+	assert_int_equal(u[1].exclusive, 0);
+	azb_view_free(&views[0]);
+	azb_view_free(&views[1]);
 
 	/* no snapshot sees the old chunk any more: GC keeps it, the layered one reads it */
 	del(f, "s");
