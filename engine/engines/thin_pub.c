@@ -175,8 +175,6 @@ static void thin_pub_reuse_wait(struct thin_queue *tq)
 
 	if (!tq->reuse_wait)
 		return;
-	/* this worker's own lookups are done: it serves one request at a time */
-	azb_pubmap_quiescent(pm, tq->index);
 	while (!azb_pubmap_passed(pm, tq->reuse_ticket)) {
 		nanosleep(&pause, NULL);
 		waited_ns += THIN_GRACE_PAUSE_NS;
@@ -193,11 +191,39 @@ static void thin_pub_reuse_wait(struct thin_queue *tq)
 	tq->reuse_wait = false;
 }
 
-void thin_pub_before_alloc(struct thin_queue *tq)
+/*
+ * Before it waits, an owner holds no entry it looked up (it serves one
+ * request at a time, and finds its own chunks in its shard): it has passed
+ * a request boundary in the map of the device whose request it serves, and
+ * is idle in the others'. Another owner may be waiting for it there; a mark
+ * left in a device's map that no request of this worker comes to clear
+ * would hold every later wait of the others for ever.
+ */
+static void thin_pub_quiescent_all(struct thin_queue *tq)
 {
 	unsigned i;
 
+	for (i = 0; i < thin_owned.nr_queues; i++) {
+		struct thin_queue *q = thin_owned.queues[i];
+
+		if (q != tq && q->engine->pubmap)
+			azb_pubmap_idle(q->engine->pubmap, q->index);
+	}
+	if (tq->engine->pubmap)
+		azb_pubmap_quiescent(tq->engine->pubmap, tq->index);
+}
+
+void thin_pub_before_alloc(struct thin_queue *tq)
+{
+	bool waits = tq->reuse_wait;
+	unsigned i;
+
 	/* the shard is shared by this worker's queue of every device of the pool */
+	for (i = 0; i < thin_owned.nr_queues; i++)
+		waits |= thin_owned.queues[i]->reuse_wait;
+	if (!waits)
+		return;
+	thin_pub_quiescent_all(tq);
 	for (i = 0; i < thin_owned.nr_queues; i++)
 		thin_pub_reuse_wait(thin_owned.queues[i]);
 	if (!thin_owned.nr_queues)
