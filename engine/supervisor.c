@@ -25,9 +25,11 @@
 
 #define AZB_ATTACH_WAIT_MS 10000
 #define AZB_NODE_WAIT_MS 5000
-#define AZB_MAX_RESTARTS 100	    /* worker restarts in one window ... */
-#define AZB_RESTART_WINDOW_MS 60000 /* ... beyond which the device is given up */
-#define AZB_ORPHAN_EXIT_MS 10000    /* --recover: a dead supervisor's worker lets go */
+#define AZB_MAX_RESTARTS 100	      /* worker restarts in one window ... */
+#define AZB_RESTART_WINDOW_MS 60000   /* ... beyond which the device is given up */
+#define AZB_QUICK_DEATH_MS 2000	      /* a worker that dies this soon is restarted later, */
+#define AZB_RESTART_DELAY_MAX_MS 2000 /* up to this much later, doubling each time */
+#define AZB_ORPHAN_EXIT_MS 10000      /* --recover: a dead supervisor's worker lets go */
 #define AZB_WORKER_EXIT_MS 5000
 
 /* What the watchdog last saw of a queue. */
@@ -60,18 +62,26 @@ struct azb_member {
  * then worker q serves queue q of each of them, and a device added to the
  * group joins this daemon (over the group's socket) instead of starting one.
  */
+/* When a queue's worker started, and when it is due to start again. */
+struct azb_restart {
+	uint64_t started_ms;
+	uint64_t due_ms; /* 0: not waiting to start */
+	unsigned delay_ms;
+};
+
 struct azb_supervisor {
 	struct azb_member *members[AZB_WORKER_DEVS_MAX];
 	unsigned nr_members;
 	const struct azbuse_device_opts *opts; /* the first device's (ready_fd) */
 	int ctl;
 	uint16_t nr_queues;
-	pid_t *workers;	   /* per queue; 0 when not running */
-	int *chans;	   /* per queue: our end of its worker's channel, or -1 */
-	char group[512];   /* "" unless the devices form a group */
-	int group_fd;	   /* the group's listening socket, or -1 */
-	int join_fd;	   /* a joining device's connection, while it is served, or -1 */
-	unsigned restarts; /* in the window that began at restarts_since_ms */
+	pid_t *workers;		     /* per queue; 0 when not running */
+	struct azb_restart *restart; /* per queue */
+	int *chans;		     /* per queue: our end of its worker's channel, or -1 */
+	char group[512];	     /* "" unless the devices form a group */
+	int group_fd;		     /* the group's listening socket, or -1 */
+	int join_fd;		     /* a joining device's connection, while it is served, or -1 */
+	unsigned restarts;	     /* in the window that began at restarts_since_ms */
 	uint64_t restarts_since_ms;
 	unsigned long restarts_total;
 	bool stopping;
@@ -328,6 +338,7 @@ static pid_t azb_spawn_worker(struct azb_supervisor *s, uint16_t queue)
 			return -errno;
 		}
 		s->chans[queue] = sv[0];
+		s->restart[queue].started_ms = azb_clock_ms();
 		return pid;
 	}
 	if (sv[0] >= 0)
@@ -353,6 +364,56 @@ static unsigned azb_live_members(const struct azb_supervisor *s)
 	for (i = 0; i < s->nr_members; i++)
 		n += !s->members[i]->removed;
 	return n;
+}
+
+/*
+ * A queue's worker died: it starts again at once, or, if it died soon after
+ * it started (an engine that cannot open its queue for now), after a delay
+ * that doubles each time, so that a failure for a while does not use up the
+ * restarts and give the device up.
+ */
+static void azb_schedule_restart(struct azb_supervisor *s, uint16_t q)
+{
+	struct azb_restart *r = &s->restart[q];
+	uint64_t now = azb_clock_ms();
+
+	if (now - r->started_ms < AZB_QUICK_DEATH_MS)
+		r->delay_ms = r->delay_ms ? r->delay_ms * 2 : 50;
+	else
+		r->delay_ms = 0;
+	if (r->delay_ms > AZB_RESTART_DELAY_MAX_MS)
+		r->delay_ms = AZB_RESTART_DELAY_MAX_MS;
+	if (r->delay_ms)
+		azb_log("worker for queue %u died %llu ms after it started: starting another "
+			"in %u ms",
+			q, (unsigned long long)(now - r->started_ms), r->delay_ms);
+	r->due_ms = now + r->delay_ms;
+}
+
+/* Start the workers that are due (again, 1 s later, if one cannot be forked). */
+static void azb_restart_due(struct azb_supervisor *s)
+{
+	uint64_t now = azb_clock_ms();
+	pid_t pid;
+	int q;
+
+	for (q = 0; q < s->nr_queues; q++) {
+		struct azb_restart *r = &s->restart[q];
+
+		if (!r->due_ms || now < r->due_ms || s->workers[q])
+			continue;
+		r->due_ms = 0;
+		if (s->stopping || !azb_live_members(s))
+			continue;
+		pid = azb_spawn_worker(s, (uint16_t)q);
+		if (pid < 0) {
+			azb_err("cannot restart worker for queue %d: %s", q, strerror(-pid));
+			r->due_ms = now + 1000;
+			continue;
+		}
+		s->workers[q] = pid;
+		azb_log("restarted worker for queue %d as pid %d", q, pid);
+	}
 }
 
 /* Reap exited workers; restart the ones that crashed unless we are stopping. */
@@ -388,15 +449,9 @@ static void azb_reap_workers(struct azb_supervisor *s)
 			s->stopping = true;
 			continue;
 		}
-		s->workers[q] = azb_spawn_worker(s, q);
-		if (s->workers[q] < 0) {
-			azb_err("cannot restart worker for queue %d: %s", q,
-				strerror(-s->workers[q]));
-			s->workers[q] = 0;
-		} else {
-			azb_log("restarted worker for queue %d as pid %d", q, s->workers[q]);
-		}
+		azb_schedule_restart(s, (uint16_t)q);
 	}
+	azb_restart_due(s);
 }
 
 static int azb_running_workers(const struct azb_supervisor *s)
@@ -502,6 +557,7 @@ static void azb_replace_workers(struct azb_supervisor *s)
 			azb_err("cannot fork a worker for queue %u: %s", q,
 				strerror(-s->workers[q]));
 			s->workers[q] = 0;
+			s->restart[q].due_ms = azb_clock_ms() + 1000; /* (tried again) */
 		}
 	}
 }
@@ -1287,7 +1343,8 @@ int azbuse_run(const struct azbuse_engine_ops *ops, const struct azbuse_device_o
 	azb_log_set_prefix(prefix);
 	s.workers = calloc(s.nr_queues, sizeof(*s.workers));
 	s.chans = malloc(s.nr_queues * sizeof(*s.chans));
-	if (!s.workers || !s.chans) {
+	s.restart = calloc(s.nr_queues, sizeof(*s.restart));
+	if (!s.workers || !s.chans || !s.restart) {
 		ret = -ENOMEM;
 		snprintf(err, sizeof(err), "out of memory");
 		goto out_remove;
@@ -1339,6 +1396,7 @@ out_free:
 			azb_close_chan(&s, (uint16_t)q);
 	free(s.chans);
 	free(s.workers);
+	free(s.restart);
 out_close:
 	close(s.ctl);
 out_teardown:

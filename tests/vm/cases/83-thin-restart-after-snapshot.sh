@@ -100,6 +100,25 @@ if [ "$(watchdog_kills)" != "$kills_before" ]; then
 	grep -h 'killing it' /run/azbuse/supervisor-*.log >&2
 	die "the watchdog killed a worker that completed nothing"
 fi
+
+# A worker that cannot start (its shard's data gone for a while) is started
+# again later and later, not at once: the restarts are not used up and the
+# device is not given up; once the data is back, a worker serves it again.
+restarts_of0() { cat /run/azbuse/supervisor-*.log | grep -c 'restarted worker for queue 0' || true; }
+before=$(restarts_of0)
+mv "$pool/shard-0/data" "$pool/shard-0/data.away"
+kill -KILL "$(queue_counter 1 0 worker_pid)"
+sleep 6
+restarts=$(($(restarts_of0) - before))
+mv "$pool/shard-0/data.away" "$pool/shard-0/data"
+log "a worker that could not start for 6 s was started $restarts times"
+[ "$restarts" -ge 2 ] || die "the worker was not started again ($restarts)"
+[ "$restarts" -le 10 ] || die "the worker was started again $restarts times in 6 s: no delay"
+[ -b /dev/azbuse1 ] || die "the device was given up"
+both_attached() { [ "$(azbusectl info 1 --json | grep -c '"state": "attached"')" = 2 ]; }
+wait_for 10 both_attached || die "queue 0 has no worker once its data is back"
+dd if=/dev/azbuse1 of=/dev/null bs=64k count=16 iflag=direct status=none ||
+	die "reading after the worker came back failed"
 remove_device 1
 athin check >/tmp/thin-restart-check.log 2>&1 || { cat /tmp/thin-restart-check.log >&2; die "azbuse-thin check found problems"; }
 log "ok"
