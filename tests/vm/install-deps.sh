@@ -19,8 +19,10 @@ packages=(
 	debootstrap
 	qemu-system-x86 busybox-static kmod cpio xz-utils zstd
 	fio e2fsprogs util-linux procps numactl
-	# what the kernel's kbuild tools (in the unpacked headers) use
-	libelf1 libssl3 zlib1g
+	# what the kernel's kbuild tools (in the unpacked headers) use; pahole
+	# (dwarves) writes a module's BTF where the headers ship a vmlinux
+	# (Debian's 6.12 from 6.12.95 on), and the build fails without it
+	libelf1 libssl3 zlib1g dwarves
 	# tests/bench.sh: fio's JSON is read with python3; gnuplot draws the
 	# chart; the peers it measures: nbd (nbdkit memory, nbd-client), dm-thin
 	# and dm-cache (dmsetup)
