@@ -47,6 +47,8 @@
 
 #include <rbd/features.h>
 
+#include "osd_wire.h"
+#include "rbd_cluster.h"
 #include "rbd_direct.h"
 
 #define RBD_DIRECT_MAX_SNAPS 8192
@@ -58,7 +60,7 @@ struct rbd_direct;
 struct rbd_direct_op {
 	struct rbd_direct *d;
 	struct azbuse_io *io;
-	rados_completion_t c;
+	rados_completion_t c;	    /* (NULL on the own path) */
 	bool has_parent;	    /* the image was a clone when the request left */
 	struct rbd_direct_op *next; /* on the done stack, or the free list */
 };
@@ -87,8 +89,15 @@ struct rbd_direct {
 	unsigned inflight;
 	struct rbd_direct_op *free_ops;
 	_Atomic(struct rbd_direct_op *) done;
+	uint64_t snap_seq; /* the write snapshot context, for the own path */
+	uint32_t nr_snaps;
 	uint64_t snaps[RBD_DIRECT_MAX_SNAPS];
 	uint64_t nr_reads, nr_writes, nr_handed_back;
+
+	/* -o direct=wire: the objects' OSDs over our own messenger (osd_wire.c) */
+	struct osdw *wire;
+	rados_t wire_cluster; /* a connection for its global id and monitor commands */
+	rados_ioctx_t wire_ioctx;
 };
 
 int rbd_snapc_decode(const void *buf, size_t len, uint64_t *seq, uint64_t *snaps, size_t max,
@@ -182,6 +191,10 @@ static int rbd_direct_load_snapc(struct rbd_direct *d)
 	if (!ret)
 		ret = rados_ioctx_selfmanaged_snap_set_write_ctx(d->data_io, seq, d->snaps,
 								 (int)count);
+	if (!ret) {
+		d->snap_seq = seq;
+		d->nr_snaps = (uint32_t)count;
+	}
 	return ret;
 }
 
@@ -272,13 +285,52 @@ void rbd_direct_refresh(struct rbd_direct *d)
 	}
 }
 
+static void rbd_direct_wire_done(void *cookie, int result);
+
+/*
+ * The own path: a connection of its own (for a global id that no librados
+ * objecter uses, and for the monitor commands that place objects), and the
+ * client. Without it the object path goes through librados.
+ */
+static void rbd_direct_wire_open(struct rbd_direct *d, const struct rbd_target *t, int64_t pool,
+				 rados_ioctx_t ioctx)
+{
+	const char *step = "the image is in a namespace";
+	char ns[8];
+	int ret;
+
+	ret = rados_ioctx_get_namespace(ioctx, ns, sizeof(ns));
+	if (ret)
+		goto fail; /* (osd_wire.c places objects of no namespace) */
+	ret = rbd_cluster_connect(t, &d->wire_cluster, &d->wire_ioctx, &step);
+	if (ret < 0)
+		goto fail;
+	d->wire =
+		osdw_open(d->wire_cluster, pool, t->client, rados_get_instance_id(d->wire_cluster),
+			  rbd_direct_wire_done, d->name, &ret);
+	if (d->wire) {
+		azbuse_log(AZBUSE_LOG_INFO,
+			   "engine rbd: %s: object path over azbuse's own RADOS messenger",
+			   d->name);
+		return;
+	}
+	rbd_cluster_disconnect(d->wire_cluster, d->wire_ioctx);
+	step = "setting it up";
+fail:
+	azbuse_log(AZBUSE_LOG_WARN,
+		   "engine rbd: %s: no own RADOS path (%s: %s): object path through librados",
+		   d->name, step, ret > 0 ? "namespace" : strerror(-ret));
+}
+
 struct rbd_direct *rbd_direct_open(rados_t cluster, rados_ioctx_t ioctx, rbd_image_t image,
 				   const char *header_oid, int event_fd,
-				   rbd_direct_fallback_fn fallback, void *arg, const char *name)
+				   rbd_direct_fallback_fn fallback, void *arg, const char *name,
+				   const struct rbd_target *wire)
 {
 	struct rbd_direct *d = calloc(1, sizeof(*d));
 	rbd_image_info_t info;
 	const char *step = "out of memory";
+	char ns[256];
 	int64_t data_pool;
 	uint8_t old = 1;
 	int ret = -ENOMEM;
@@ -302,6 +354,14 @@ struct rbd_direct *rbd_direct_open(rados_t cluster, rados_ioctx_t ioctx, rbd_ima
 	ret = data_pool < 0 ? (int)data_pool : rados_ioctx_create2(cluster, data_pool, &d->data_io);
 	if (ret < 0)
 		goto fail_free;
+	/* an image in a namespace keeps its data objects there */
+	ret = rados_ioctx_get_namespace(ioctx, ns, sizeof(ns));
+	if (ret >= 0)
+		rados_ioctx_set_namespace(d->data_io, ret ? ns : NULL);
+	if (ret < 0) {
+		rados_ioctx_destroy(d->data_io);
+		goto fail_free;
+	}
 	snprintf(d->header_oid, sizeof(d->header_oid), "%s", header_oid);
 	d->image = image;
 	d->header_io = ioctx;
@@ -311,6 +371,8 @@ struct rbd_direct *rbd_direct_open(rados_t cluster, rados_ioctx_t ioctx, rbd_ima
 	d->fallback = fallback;
 	d->fallback_arg = arg;
 	atomic_init(&d->done, NULL);
+	if (wire)
+		rbd_direct_wire_open(d, wire, data_pool, ioctx);
 	rbd_direct_refresh(d);
 	return d;
 
@@ -352,6 +414,10 @@ void rbd_direct_close(struct rbd_direct *d)
 		d->free_ops = op->next;
 		free(op);
 	}
+	if (d->wire) {
+		osdw_close(d->wire);
+		rbd_cluster_disconnect(d->wire_cluster, d->wire_ioctx);
+	}
 	rados_ioctx_destroy(d->data_io);
 	free(d);
 }
@@ -386,7 +452,8 @@ static void rbd_direct_ended(rados_completion_t c, void *arg)
 
 static void rbd_direct_put(struct rbd_direct *d, struct rbd_direct_op *op)
 {
-	rados_aio_release(op->c);
+	if (op->c)
+		rados_aio_release(op->c);
 	op->next = d->free_ops;
 	d->free_ops = op;
 	d->inflight--;
@@ -422,18 +489,29 @@ bool rbd_direct_submit(struct rbd_direct *d, struct azbuse_io *io)
 	op->d = d;
 	op->io = io;
 	op->has_parent = d->has_parent;
+	op->c = NULL;
+	snprintf(oid, sizeof(oid), "%s.%016" PRIx64, d->prefix, io->offset >> d->order);
+	within = io->offset & ((1ULL << d->order) - 1);
+	if (d->wire) {
+		if (read)
+			ret = osdw_read(d->wire, oid, within, io->len, io->buf, op);
+		else
+			ret = osdw_write(d->wire, oid, within, io->len, io->buf, d->snap_seq,
+					 d->snaps, d->nr_snaps, op);
+		d->inflight++;
+		goto sent;
+	}
 	if (rados_aio_create_completion2(op, rbd_direct_ended, &op->c) < 0) {
 		op->next = d->free_ops;
 		d->free_ops = op;
 		return false;
 	}
-	snprintf(oid, sizeof(oid), "%s.%016" PRIx64, d->prefix, io->offset >> d->order);
-	within = io->offset & ((1ULL << d->order) - 1);
 	if (read)
 		ret = rados_aio_read(d->data_io, oid, op->c, io->buf, io->len, within);
 	else
 		ret = rados_aio_write(d->data_io, oid, op->c, io->buf, io->len, within);
 	d->inflight++;
+sent:
 	if (ret < 0) {
 		rbd_direct_put(d, op);
 		return false;
@@ -445,11 +523,10 @@ bool rbd_direct_submit(struct rbd_direct *d, struct azbuse_io *io)
 	return true;
 }
 
-/* Complete (or hand back) one op that ended. */
-static void rbd_direct_finish(struct rbd_direct *d, struct rbd_direct_op *op)
+/* Complete (or hand back) one op that ended with ret (bytes read, or -errno). */
+static void rbd_direct_finish(struct rbd_direct *d, struct rbd_direct_op *op, int ret)
 {
 	struct azbuse_io *io = op->io;
-	int ret = rados_aio_get_return_value(op->c);
 	bool has_parent = op->has_parent;
 
 	rbd_direct_put(d, op);
@@ -480,6 +557,26 @@ void rbd_direct_reap(struct rbd_direct *d)
 	}
 	for (op = fifo; op; op = next) {
 		next = op->next;
-		rbd_direct_finish(d, op);
+		rbd_direct_finish(d, op, rados_aio_get_return_value(op->c));
 	}
+	if (d->wire)
+		osdw_service(d->wire); /* (completes through rbd_direct_wire_done) */
+}
+
+/* The worker's thread, in osdw_service: an op of the own path ended. */
+static void rbd_direct_wire_done(void *cookie, int result)
+{
+	struct rbd_direct_op *op = cookie;
+
+	rbd_direct_finish(op->d, op, result);
+}
+
+int rbd_direct_wait_fd(struct rbd_direct *d, int event_fd)
+{
+	int ret;
+
+	if (!d || !d->wire)
+		return event_fd;
+	ret = osdw_watch_fd(d->wire, event_fd);
+	return ret < 0 ? ret : osdw_fd(d->wire);
 }

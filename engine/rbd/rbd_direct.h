@@ -29,9 +29,22 @@ typedef void (*rbd_direct_fallback_fn)(void *arg, struct azbuse_io *io);
  * completions wake event_fd. NULL (with a warning) if it cannot be set up:
  * every request then goes through librbd.
  */
+struct rbd_target;
+/*
+ * With wire (the image's target, -o direct=wire), the objects' OSDs are
+ * reached over azbuse's own messenger (osd_wire.h) instead of librados,
+ * where the cluster allows (no authentication, no namespace).
+ */
 struct rbd_direct *rbd_direct_open(rados_t cluster, rados_ioctx_t ioctx, rbd_image_t image,
 				   const char *header_oid, int event_fd,
-				   rbd_direct_fallback_fn fallback, void *arg, const char *name);
+				   rbd_direct_fallback_fn fallback, void *arg, const char *name,
+				   const struct rbd_target *wire);
+
+/*
+ * The fd the worker waits on: event_fd, or, on the own path, one that
+ * also wakes for its sockets and timers (event_fd among them). -errno.
+ */
+int rbd_direct_wait_fd(struct rbd_direct *d, int event_fd);
 /*
  * After every request it took has completed (rbd_direct_inflight() == 0);
  * one with requests left in flight is kept (their completions use it), for

@@ -80,7 +80,8 @@ struct rbd_engine {
 	struct rbd_target t;
 	char name[sizeof(((struct rbd_target *)0)->pool) * 2 + 2]; /* POOL/IMAGE */
 	uint64_t size;
-	bool object_path; /* -o direct=on */
+	bool object_path; /* -o direct=on or wire */
+	bool wire;	  /* -o direct=wire: the object path over our own messenger */
 };
 
 struct rbd_queue {
@@ -188,14 +189,16 @@ static int rbd_parse(struct azbuse_engine_config *cfg, struct rbd_engine *e)
 		snprintf(cfg->error, cfg->error_size, "engine rbd: --image: %s", why);
 		return ret;
 	}
-	if (direct && strcmp(direct, "on") && strcmp(direct, "off")) {
+	if (direct && strcmp(direct, "on") && strcmp(direct, "wire") && strcmp(direct, "off")) {
 		snprintf(cfg->error, cfg->error_size,
-			 "engine rbd: -o direct=%s: give on (the object path) or off (everything "
-			 "through librbd, the default)",
+			 "engine rbd: -o direct=%s: give on (the object path through librados), "
+			 "wire (the object path over azbuse's own RADOS messenger) or off "
+			 "(everything through librbd, the default)",
 			 direct);
 		return -EINVAL;
 	}
-	e->object_path = direct && !strcmp(direct, "on");
+	e->object_path = direct && strcmp(direct, "off");
+	e->wire = direct && !strcmp(direct, "wire");
 	snprintf(e->name, sizeof(e->name), "%s/%s", e->t.pool, e->t.image);
 	return 0;
 }
@@ -472,15 +475,18 @@ static int rbd_open_queue(void *engine, const struct azbuse_queue_params *p, voi
 	ret = rbd_open_check(q);
 	if (!ret)
 		ret = rbd_set_image_notification(q->image, q->event_fd, EVENT_TYPE_EVENTFD);
-	if (!ret)
-		ret = azbuse_queue_watch(q->event_fd, rbd_ready);
 	if (ret < 0)
 		goto out_image;
 	/* (before the header watch, whose callback marks the object path stale) */
 	if (e->object_path)
-		q->direct = rbd_direct_open(q->cluster, q->ioctx, q->image, q->header_oid,
-					    q->event_fd, rbd_librbd_rw, q, e->name);
-	ret = rbd_update_watch(q->image, &q->update_handle, rbd_header_changed, q);
+		q->direct =
+			rbd_direct_open(q->cluster, q->ioctx, q->image, q->header_oid, q->event_fd,
+					rbd_librbd_rw, q, e->name, e->wire ? &e->t : NULL);
+	ret = rbd_direct_wait_fd(q->direct, q->event_fd);
+	if (ret >= 0)
+		ret = azbuse_queue_watch(ret, rbd_ready);
+	if (!ret)
+		ret = rbd_update_watch(q->image, &q->update_handle, rbd_header_changed, q);
 	if (ret < 0)
 		goto out_direct;
 	*queue = q;

@@ -1,0 +1,1583 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * osd_wire.c - the rbd engine's own RADOS data path (see osd_wire.h).
+ *
+ * The wire format is Ceph's msgr2 revision 1 in crc mode (src/msg/async/
+ * ProtocolV2.cc and frames_v2.h in Ceph; net/ceph/messenger_v2.c in Linux):
+ *   banner    "ceph v2\n", le16 16, le64 supported, le64 required features
+ *   frame     preamble (32 bytes: tag, segment count, 4 x (le32 length,
+ *             le16 alignment), 2 bytes, le32 crc32c(0) of the 28 before),
+ *             segment 0 and its le32 crc32c(-1), then, if any of segments
+ *             1-3 has bytes, those and an epilogue (u8 0x0e, 3 x le32 crc:
+ *             crc32c(-1) of each segment the frame counts, 0 past them)
+ *   handshake HELLO both ways, AUTH_REQUEST (auth none: our name and
+ *             global id) -> AUTH_DONE, AUTH_SIGNATURE both ways (zeros
+ *             without a session key), CLIENT_IDENT -> SERVER_IDENT
+ *   message   a MESSAGE frame: ceph_msg_header2 in segment 0, then front,
+ *             middle, data
+ * An op is an MOSDOp (v8) with one READ or WRITE; its MOSDOpReply names it
+ * by the transaction id in the header.
+ *
+ * Placement: an object's placement group is its name's rjenkins hash,
+ * stable_mod the pool's pg_num; the PG's primary and the OSDs' addresses
+ * come from the monitors (`pg map`, `osd dump`, through librados), kept
+ * per map epoch. A reply or a map from an OSD that names a newer epoch,
+ * a broken connection, or an op unanswered for OSDW_OP_TIMEOUT_NS, makes
+ * the client read the map again and send again what moved.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include <azbuse/engine.h>
+
+#include "osd_wire.h"
+
+/* frame tags */
+enum {
+	TAG_HELLO = 1,
+	TAG_AUTH_REQUEST = 2,
+	TAG_AUTH_BAD_METHOD = 3,
+	TAG_AUTH_REPLY_MORE = 4,
+	TAG_AUTH_DONE = 6,
+	TAG_AUTH_SIGNATURE = 7,
+	TAG_CLIENT_IDENT = 8,
+	TAG_SERVER_IDENT = 9,
+	TAG_IDENT_MISSING_FEATURES = 10,
+	TAG_WAIT = 16,
+	TAG_MESSAGE = 17,
+	TAG_KEEPALIVE2 = 18,
+	TAG_KEEPALIVE2_ACK = 19,
+	TAG_ACK = 20,
+};
+
+#define PREAMBLE_LEN 32
+#define EPILOGUE_LEN 13
+#define HEADER2_LEN 41
+#define LATE_STATUS_COMPLETE 0x0e
+#define MSGR2_FEATURE_REVISION_1 1ULL
+
+#define ENTITY_TYPE_OSD 4
+#define ENTITY_TYPE_CLIENT 8
+#define ADDR_TYPE_MSGR2 2
+#define ADDR_TYPE_ANY 3
+#define AUTH_NONE 1
+#define CON_MODE_CRC 1
+
+#define MSG_OSD_MAP 41
+#define MSG_OSD_OP 42
+#define MSG_OSD_OPREPLY 43
+#define MSG_OSD_BACKOFF 61
+
+#define OSD_OP_READ 0x1201
+#define OSD_OP_WRITE 0x2201
+#define OSD_FLAG_ONDISK 0x0004
+#define OSD_FLAG_RETRY 0x0008
+#define OSD_FLAG_READ 0x0010
+#define OSD_FLAG_WRITE 0x0020
+#define OSD_FLAG_KNOWN_REDIR 0x400000
+#define NOSNAP ((uint64_t)-2)
+
+/*
+ * What we tell the OSD we understand: the kernel client's set
+ * (CEPH_FEATURES_SUPPORTED_DEFAULT of include/linux/ceph/ceph_features.h
+ * in Linux 6.12), which decides how the OSD encodes its replies. It
+ * implies RADOS_BACKOFF (bit 21, shared with SERVER_LUMINOUS): an OSD
+ * that asks the client to hold a PG's ops (MOSDBackoff) may drop what
+ * came meanwhile; this client does not take part, and sends such ops
+ * again when they time out (OSDW_OP_TIMEOUT_NS), reading the map first.
+ */
+#define OSDW_FEATURES 0x2f018fb87aa4aafeULL
+
+#define OSDW_OP_TIMEOUT_NS (10 * 1000000000ULL)
+#define OSDW_TICK_NS (200 * 1000000ULL)
+#define OSDW_IO_TIMEOUT_MS 5000 /* a handshake step */
+#define OSDW_MAX_OIDS 256
+#define OSDW_MAX_OSDS 65536
+
+struct osdw_op {
+	uint64_t tid;
+	bool write;
+	char oid[OSDW_MAX_OIDS];
+	uint32_t oid_len;
+	uint32_t hash; /* rjenkins of the name: the raw PG */
+	uint64_t off;
+	uint32_t len;
+	void *buf;
+	uint64_t snap_seq;
+	uint64_t *snaps;
+	uint32_t nr_snaps;
+	int osd;	   /* where it was last sent, or -1 */
+	unsigned attempts; /* sends so far */
+	uint64_t sent_at;
+	void *cookie;
+	struct osdw_op *prev, *next; /* on its OSD's list, or the waiting list */
+};
+
+struct osdw_bytes {
+	char *p;
+	size_t len, cap;
+};
+
+struct osdw_osd {
+	bool up;
+	struct sockaddr_in addr;
+	uint32_t nonce;
+	int fd; /* -1: not connected */
+	uint64_t out_seq, in_seq;
+	uint64_t peer_features;
+	uint64_t retry_at; /* no connect before (after a failure) */
+	unsigned failures;
+	bool wants_out;	       /* EPOLLOUT on */
+	struct osdw_bytes in;  /* received, not yet taken */
+	struct osdw_bytes out; /* not yet sent */
+	struct osdw_op *ops;   /* sent to it, unanswered */
+};
+
+struct osdw {
+	rados_t cluster;
+	int64_t pool;
+	char pool_name[128];
+	uint32_t pg_num, pg_mask;
+	char entity[64];
+	uint64_t gid;
+	osdw_done_fn done;
+	const char *name;
+
+	uint32_t epoch;
+	bool map_stale; /* read the map again at the next service */
+	int *primary;	/* per PG: its primary OSD, -1 unknown (this epoch) */
+	struct osdw_osd *osds;
+	unsigned nr_osds;
+
+	int epoll_fd, timer_fd;
+	uint64_t next_tid;
+	uint64_t global_seq;
+	unsigned inflight;
+	struct osdw_op *waiting; /* to be sent (no connection, or no map yet) */
+	struct osdw_op *free_ops;
+	uint64_t nr_resent;
+};
+
+/* crc32c (Castagnoli), raw: no inversion on either side, as Ceph uses it */
+
+static uint32_t crc_table[8][256];
+
+static void crc_init(void)
+{
+	uint32_t i, j, c;
+
+	if (crc_table[0][1])
+		return;
+	for (i = 0; i < 256; i++) {
+		c = i;
+		for (j = 0; j < 8; j++)
+			c = c & 1 ? (c >> 1) ^ 0x82f63b78 : c >> 1;
+		crc_table[0][i] = c;
+	}
+	for (i = 0; i < 256; i++)
+		for (j = 1; j < 8; j++)
+			crc_table[j][i] = (crc_table[j - 1][i] >> 8) ^
+					  crc_table[0][crc_table[j - 1][i] & 0xff];
+}
+
+__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const unsigned char *p,
+							 size_t len)
+{
+	uint64_t c = crc, v;
+
+	for (; len >= 8; len -= 8, p += 8) {
+		memcpy(&v, p, 8);
+		c = __builtin_ia32_crc32di(c, v);
+	}
+	crc = (uint32_t)c;
+	for (; len; len--, p++)
+		crc = __builtin_ia32_crc32qi(crc, *p);
+	return crc;
+}
+
+static uint32_t crc_sw(uint32_t crc, const unsigned char *p, size_t len)
+{
+	uint64_t v;
+
+	crc_init();
+	for (; len >= 8; len -= 8, p += 8) {
+		memcpy(&v, p, 8);
+		v ^= crc;
+		crc = crc_table[7][v & 0xff] ^ crc_table[6][(v >> 8) & 0xff] ^
+		      crc_table[5][(v >> 16) & 0xff] ^ crc_table[4][(v >> 24) & 0xff] ^
+		      crc_table[3][(v >> 32) & 0xff] ^ crc_table[2][(v >> 40) & 0xff] ^
+		      crc_table[1][(v >> 48) & 0xff] ^ crc_table[0][v >> 56];
+	}
+	for (; len; len--, p++)
+		crc = crc_table[0][(crc ^ *p) & 0xff] ^ (crc >> 8);
+	return crc;
+}
+
+uint32_t osdw_crc32c(uint32_t crc, const void *data, size_t len)
+{
+	static int hw = -1;
+
+	if (hw < 0)
+		hw = __builtin_cpu_supports("sse4.2");
+	return hw ? crc_hw(crc, data, len) : crc_sw(crc, data, len);
+}
+
+/* Bob Jenkins' hash, Ceph's CEPH_STR_HASH_RJENKINS (public domain) */
+
+#define RJ_MIX(a, b, c)                                                                            \
+	do {                                                                                       \
+		a -= b, a -= c, a ^= c >> 13;                                                      \
+		b -= c, b -= a, b ^= a << 8;                                                       \
+		c -= a, c -= b, c ^= b >> 13;                                                      \
+		a -= b, a -= c, a ^= c >> 12;                                                      \
+		b -= c, b -= a, b ^= a << 16;                                                      \
+		c -= a, c -= b, c ^= b >> 5;                                                       \
+		a -= b, a -= c, a ^= c >> 3;                                                       \
+		b -= c, b -= a, b ^= a << 10;                                                      \
+		c -= a, c -= b, c ^= b >> 15;                                                      \
+	} while (0)
+
+static uint32_t le32_at(const unsigned char *k)
+{
+	return k[0] | (uint32_t)k[1] << 8 | (uint32_t)k[2] << 16 | (uint32_t)k[3] << 24;
+}
+
+uint32_t osdw_str_hash(const char *s, size_t length)
+{
+	const unsigned char *k = (const unsigned char *)s;
+	uint32_t a = 0x9e3779b9, b = a, c = 0;
+	size_t len = length;
+
+	for (; len >= 12; len -= 12, k += 12) {
+		a += le32_at(k);
+		b += le32_at(k + 4);
+		c += le32_at(k + 8);
+		RJ_MIX(a, b, c);
+	}
+	c += (uint32_t)length;
+	switch (len) { /* the last 11 bytes; c's low byte is the length's */
+	case 11:
+		c += (uint32_t)k[10] << 24; /* fall through */
+	case 10:
+		c += (uint32_t)k[9] << 16; /* fall through */
+	case 9:
+		c += (uint32_t)k[8] << 8; /* fall through */
+	case 8:
+		b += (uint32_t)k[7] << 24; /* fall through */
+	case 7:
+		b += (uint32_t)k[6] << 16; /* fall through */
+	case 6:
+		b += (uint32_t)k[5] << 8; /* fall through */
+	case 5:
+		b += k[4]; /* fall through */
+	case 4:
+		a += (uint32_t)k[3] << 24; /* fall through */
+	case 3:
+		a += (uint32_t)k[2] << 16; /* fall through */
+	case 2:
+		a += (uint32_t)k[1] << 8; /* fall through */
+	case 1:
+		a += k[0];
+	}
+	RJ_MIX(a, b, c);
+	return c;
+}
+
+uint32_t osdw_stable_mod(uint32_t x, uint32_t b, uint32_t bmask)
+{
+	return (x & bmask) < b ? x & bmask : x & (bmask >> 1);
+}
+
+/* little-endian encoding into a byte cursor */
+
+struct enc {
+	unsigned char *p;
+};
+
+static void put8(struct enc *e, uint8_t v)
+{
+	*e->p++ = v;
+}
+static void put16(struct enc *e, uint16_t v)
+{
+	put8(e, v & 0xff);
+	put8(e, v >> 8);
+}
+static void put32(struct enc *e, uint32_t v)
+{
+	put16(e, v & 0xffff);
+	put16(e, v >> 16);
+}
+static void put64(struct enc *e, uint64_t v)
+{
+	put32(e, (uint32_t)v);
+	put32(e, (uint32_t)(v >> 32));
+}
+static void putmem(struct enc *e, const void *p, size_t n)
+{
+	memcpy(e->p, p, n);
+	e->p += n;
+}
+static uint16_t get16(const unsigned char *p)
+{
+	return p[0] | (uint16_t)(p[1] << 8);
+}
+static uint64_t get64(const unsigned char *p)
+{
+	return le32_at(p) | (uint64_t)le32_at(p + 4) << 32;
+}
+
+/* An entity_addr_t, IPv4: marker 1, encoding v1 of 28 bytes. */
+static void put_addr(struct enc *e, uint32_t type, uint32_t nonce, const struct sockaddr_in *sin)
+{
+	put8(e, 1);
+	put8(e, 1);
+	put8(e, 1);
+	put32(e, 4 + 4 + 4 + 16);
+	put32(e, type);
+	put32(e, nonce);
+	put32(e, 16);
+	put16(e, AF_INET);
+	putmem(e, &sin->sin_port, 2); /* network order, as sockaddr keeps them */
+	putmem(e, &sin->sin_addr, 4);
+	memset(e->p, 0, 8);
+	e->p += 8;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* byte buffers */
+
+static int bytes_reserve(struct osdw_bytes *b, size_t more)
+{
+	size_t cap = b->cap ? b->cap : 65536;
+	char *p;
+
+	if (b->len + more <= b->cap)
+		return 0;
+	while (cap < b->len + more)
+		cap *= 2;
+	p = realloc(b->p, cap);
+	if (!p)
+		return -ENOMEM;
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+static int bytes_append(struct osdw_bytes *b, const void *p, size_t n)
+{
+	int ret = bytes_reserve(b, n);
+
+	if (ret)
+		return ret;
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+static void bytes_consume(struct osdw_bytes *b, size_t n)
+{
+	memmove(b->p, b->p + n, b->len - n);
+	b->len -= n;
+}
+
+/* frames */
+
+struct frame {
+	unsigned tag;
+	unsigned nr_segs;
+	uint32_t len[4];
+	const unsigned char *seg[4];
+	size_t size; /* on the wire */
+};
+
+/*
+ * Parse the frame at the start of buf: its size if it is whole (and checks),
+ * 0 if more bytes are needed, -EBADMSG if it is corrupt.
+ */
+static ssize_t frame_parse(const unsigned char *buf, size_t have, struct frame *f)
+{
+	const unsigned char *p;
+	size_t size, tail = 0;
+	unsigned i;
+
+	if (have < PREAMBLE_LEN)
+		return 0;
+	if (osdw_crc32c(0, buf, 28) != le32_at(buf + 28))
+		return -EBADMSG;
+	f->tag = buf[0];
+	f->nr_segs = buf[1];
+	if (f->nr_segs < 1 || f->nr_segs > 4)
+		return -EBADMSG;
+	for (i = 0; i < 4; i++)
+		f->len[i] = i < f->nr_segs ? le32_at(buf + 2 + 6 * i) : 0;
+	if (f->len[0] > (1u << 20) || f->len[1] > (16u << 20) || f->len[2] > (16u << 20) ||
+	    f->len[3] > (64u << 20))
+		return -EBADMSG;
+	size = PREAMBLE_LEN + f->len[0] + 4;
+	if (f->len[1] || f->len[2] || f->len[3])
+		tail = (size_t)f->len[1] + f->len[2] + f->len[3] + EPILOGUE_LEN;
+	if (have < size + tail)
+		return 0;
+	p = buf + PREAMBLE_LEN;
+	f->seg[0] = p;
+	if (osdw_crc32c(0xffffffff, p, f->len[0]) != le32_at(p + f->len[0]))
+		return -EBADMSG;
+	p += f->len[0] + 4;
+	for (i = 1; i < 4; i++) {
+		f->seg[i] = p;
+		p += f->len[i];
+	}
+	if (tail) {
+		if ((p[0] & 0x0f) != LATE_STATUS_COMPLETE)
+			return -EBADMSG;
+		for (i = 1; i < 4; i++) {
+			uint32_t want =
+				i < f->nr_segs ? osdw_crc32c(0xffffffff, f->seg[i], f->len[i]) : 0;
+
+			if (le32_at(p + 1 + 4 * (i - 1)) != want)
+				return -EBADMSG;
+		}
+	}
+	f->size = size + tail;
+	return (ssize_t)f->size;
+}
+
+/*
+ * Lay out a frame's head: preamble, segment 0 (copied in) and its crc,
+ * into out (PREAMBLE_LEN + len[0] + 4 bytes). Segments 1-3 and the
+ * epilogue are the caller's.
+ */
+static size_t frame_head(unsigned char *out, unsigned tag, const uint32_t len[4], const void *seg0)
+{
+	static const uint16_t align[4] = { 8, 8, 8, 4096 };
+	unsigned nr = 4, i;
+	struct enc e = { out };
+
+	while (nr > 1 && !len[nr - 1])
+		nr--;
+	memset(out, 0, PREAMBLE_LEN);
+	put8(&e, (uint8_t)tag);
+	put8(&e, (uint8_t)nr);
+	for (i = 0; i < nr; i++) {
+		put32(&e, len[i]);
+		put16(&e, align[i]);
+	}
+	e.p = out + 28;
+	put32(&e, osdw_crc32c(0, out, 28));
+	memcpy(out + PREAMBLE_LEN, seg0, len[0]);
+	e.p = out + PREAMBLE_LEN + len[0];
+	put32(&e, osdw_crc32c(0xffffffff, seg0, len[0]));
+	return PREAMBLE_LEN + len[0] + 4;
+}
+
+static void frame_epilogue(unsigned char *out, const uint32_t len[4], const uint32_t crc[4])
+{
+	unsigned nr = 4, i;
+	struct enc e = { out };
+
+	while (nr > 1 && !len[nr - 1])
+		nr--;
+	put8(&e, LATE_STATUS_COMPLETE);
+	for (i = 1; i < 4; i++)
+		put32(&e, i < nr ? crc[i] : 0);
+}
+
+/* blocking I/O for the handshake */
+
+static int io_wait(int fd, short events)
+{
+	struct pollfd pfd = { .fd = fd, .events = events };
+	int ret;
+
+	do
+		ret = poll(&pfd, 1, OSDW_IO_TIMEOUT_MS);
+	while (ret < 0 && errno == EINTR);
+	if (ret < 0)
+		return -errno;
+	return ret ? 0 : -ETIMEDOUT;
+}
+
+static int send_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	ssize_t n;
+	int ret;
+
+	while (len) {
+		n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EAGAIN) {
+			ret = io_wait(fd, POLLOUT);
+			if (ret)
+				return ret;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Receive into o->in until it holds need bytes. */
+static int recv_until(struct osdw_osd *o, size_t need)
+{
+	ssize_t n;
+	int ret;
+
+	ret = bytes_reserve(&o->in, need > o->in.len ? need - o->in.len : 0);
+	if (ret)
+		return ret;
+	while (o->in.len < need) {
+		n = recv(o->fd, o->in.p + o->in.len, o->in.cap - o->in.len, 0);
+		if (n < 0 && errno == EAGAIN) {
+			ret = io_wait(o->fd, POLLIN);
+			if (ret)
+				return ret;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (!n)
+			return -ECONNRESET;
+		o->in.len += (size_t)n;
+	}
+	return 0;
+}
+
+/* Wait for the next whole frame (handshake): its size in o->in, or -errno. */
+static ssize_t recv_frame(struct osdw_osd *o, struct frame *f)
+{
+	ssize_t n;
+	int ret;
+
+	for (;;) {
+		n = frame_parse((unsigned char *)o->in.p, o->in.len, f);
+		if (n)
+			return n;
+		ret = recv_until(o, o->in.len + 1);
+		if (ret)
+			return ret;
+	}
+}
+
+static int send_control(struct osdw_osd *o, unsigned tag, const void *body, uint32_t len)
+{
+	uint32_t lens[4] = { len, 0, 0, 0 };
+	unsigned char *buf = malloc(PREAMBLE_LEN + len + 4);
+	int ret;
+
+	if (!buf)
+		return -ENOMEM;
+	ret = send_all(o->fd, buf, frame_head(buf, tag, lens, body));
+	free(buf);
+	return ret;
+}
+
+/* The msgr2 handshake on a connected socket; o->fd is blocking-free (O_NONBLOCK). */
+static int osd_handshake(struct osdw *w, struct osdw_osd *o, const char **step)
+{
+	unsigned char buf[512], me[64];
+	struct enc e = { buf };
+	struct sockaddr_in my_addr;
+	struct frame f;
+	ssize_t n;
+	uint64_t server_features, server_required;
+	int ret;
+
+	*step = "sending the banner";
+	memcpy(e.p, "ceph v2\n", 8);
+	e.p += 8;
+	put16(&e, 16);
+	put64(&e, MSGR2_FEATURE_REVISION_1);
+	put64(&e, MSGR2_FEATURE_REVISION_1);
+	ret = send_all(o->fd, buf, (size_t)(e.p - buf));
+	if (ret)
+		return ret;
+	*step = "reading the banner";
+	ret = recv_until(o, 10);
+	if (ret)
+		return ret;
+	if (memcmp(o->in.p, "ceph v2\n", 8))
+		return -EPROTO;
+	n = get16((unsigned char *)o->in.p + 8);
+	if (n < 16)
+		return -EPROTO;
+	ret = recv_until(o, 10 + (size_t)n);
+	if (ret)
+		return ret;
+	server_features = get64((unsigned char *)o->in.p + 10);
+	server_required = get64((unsigned char *)o->in.p + 18);
+	bytes_consume(&o->in, 10 + (size_t)n);
+	if (!(server_features & MSGR2_FEATURE_REVISION_1) ||
+	    (server_required & ~MSGR2_FEATURE_REVISION_1))
+		return -EPROTONOSUPPORT;
+
+	*step = "hello";
+	e.p = buf;
+	put8(&e, ENTITY_TYPE_CLIENT);
+	put_addr(&e, ADDR_TYPE_MSGR2, o->nonce, &o->addr);
+	ret = send_control(o, TAG_HELLO, buf, (uint32_t)(e.p - buf));
+	if (!ret)
+		n = recv_frame(o, &f);
+	if (ret || n < 0)
+		return ret ? ret : (int)n;
+	if (f.tag != TAG_HELLO || f.len[0] < 1 + 1 + 6 + 28 || f.seg[0][0] != ENTITY_TYPE_OSD)
+		return -EPROTO;
+	/* the address the OSD sees us at: ours, with port 0 */
+	memset(&my_addr, 0, sizeof(my_addr));
+	my_addr.sin_family = AF_INET;
+	memcpy(&my_addr.sin_addr, f.seg[0] + 1 + 1 + 6 + 16 + 2, 4);
+	bytes_consume(&o->in, (size_t)n);
+
+	*step = "authenticating (auth none)";
+	e.p = buf;
+	put32(&e, AUTH_NONE);
+	put32(&e, 1);
+	put32(&e, CON_MODE_CRC);
+	put32(&e, (uint32_t)(1 + 4 + 4 + strlen(w->entity) + 8));
+	put8(&e, 1);
+	put32(&e, ENTITY_TYPE_CLIENT);
+	put32(&e, (uint32_t)strlen(w->entity));
+	putmem(&e, w->entity, strlen(w->entity));
+	put64(&e, w->gid);
+	ret = send_control(o, TAG_AUTH_REQUEST, buf, (uint32_t)(e.p - buf));
+	if (!ret)
+		n = recv_frame(o, &f);
+	if (ret || n < 0)
+		return ret ? ret : (int)n;
+	if (f.tag == TAG_AUTH_BAD_METHOD || f.tag == TAG_AUTH_REPLY_MORE)
+		return -EACCES; /* the cluster wants cephx */
+	if (f.tag != TAG_AUTH_DONE || f.len[0] < 12 || le32_at(f.seg[0] + 8) != CON_MODE_CRC)
+		return -EPROTO;
+	bytes_consume(&o->in, (size_t)n);
+	memset(buf, 0, 32); /* no session key: the signature is zeros */
+	ret = send_control(o, TAG_AUTH_SIGNATURE, buf, 32);
+	if (!ret)
+		n = recv_frame(o, &f);
+	if (ret || n < 0)
+		return ret ? ret : (int)n;
+	if (f.tag != TAG_AUTH_SIGNATURE)
+		return -EPROTO;
+	bytes_consume(&o->in, (size_t)n);
+
+	*step = "identifying";
+	e.p = me;
+	put_addr(&e, ADDR_TYPE_ANY, (uint32_t)w->gid, &my_addr);
+	e.p = buf;
+	put8(&e, 2); /* an addrvec of one */
+	put32(&e, 1);
+	putmem(&e, me, 1 + 6 + 28);
+	put_addr(&e, ADDR_TYPE_MSGR2, o->nonce, &o->addr);
+	put64(&e, w->gid);
+	put64(&e, ++w->global_seq);
+	put64(&e, OSDW_FEATURES);
+	put64(&e, 0);	       /* required */
+	put64(&e, 0);	       /* flags */
+	put64(&e, w->gid | 1); /* cookie, not 0 */
+	ret = send_control(o, TAG_CLIENT_IDENT, buf, (uint32_t)(e.p - buf));
+	if (!ret)
+		n = recv_frame(o, &f);
+	if (ret || n < 0)
+		return ret ? ret : (int)n;
+	if (f.tag == TAG_IDENT_MISSING_FEATURES)
+		return -EPROTONOSUPPORT;
+	if (f.tag != TAG_SERVER_IDENT || f.len[0] < 6 * 8)
+		return -EPROTO;
+	/* addrvec, gid, global_seq, features, required, flags, cookie: the features */
+	o->peer_features = get64(f.seg[0] + f.len[0] - 4 * 8);
+	bytes_consume(&o->in, (size_t)n);
+	return 0;
+}
+
+/* the cluster map, through the monitors */
+
+static int mon_json(struct osdw *w, const char *cmd, json_object **out)
+{
+	const char *cmds[1] = { cmd };
+	char *outbuf = NULL, *outs = NULL;
+	size_t outlen = 0, outslen = 0;
+	int ret;
+
+	ret = rados_mon_command(w->cluster, cmds, 1, "", 0, &outbuf, &outlen, &outs, &outslen);
+	if (ret >= 0) {
+		*out = json_tokener_parse(outbuf ? outbuf : "");
+		if (!*out)
+			ret = -EBADMSG;
+	}
+	rados_buffer_free(outbuf);
+	rados_buffer_free(outs);
+	return ret;
+}
+
+static int64_t json_int(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : -1;
+}
+
+/* An OSD's msgr2 address from its public_addrs. */
+static int osd_addr_from_json(json_object *osd, struct sockaddr_in *sin, uint32_t *nonce)
+{
+	json_object *addrs, *vec, *a, *v;
+	char host[64], *colon;
+	size_t i;
+
+	if (!json_object_object_get_ex(osd, "public_addrs", &addrs) ||
+	    !json_object_object_get_ex(addrs, "addrvec", &vec))
+		return -ENOENT;
+	for (i = 0; i < json_object_array_length(vec); i++) {
+		a = json_object_array_get_idx(vec, i);
+		if (!json_object_object_get_ex(a, "type", &v) ||
+		    strcmp(json_object_get_string(v), "v2"))
+			continue;
+		if (!json_object_object_get_ex(a, "addr", &v))
+			continue;
+		snprintf(host, sizeof(host), "%s", json_object_get_string(v));
+		colon = strrchr(host, ':');
+		if (!colon)
+			continue;
+		*colon = 0;
+		memset(sin, 0, sizeof(*sin));
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)atoi(colon + 1));
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			continue; /* (IPv6: not yet) */
+		*nonce = (uint32_t)json_int(a, "nonce");
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static void osd_disconnect(struct osdw *w, struct osdw_osd *o);
+
+/* Read the OSD map (epoch, pool, OSDs' addresses); a new epoch forgets the PGs' primaries. */
+static int map_refresh(struct osdw *w)
+{
+	json_object *map, *pools, *osds, *p;
+	uint32_t epoch, pg_num = 0;
+	size_t i;
+	int ret;
+
+	ret = mon_json(w, "{\"prefix\": \"osd dump\", \"format\": \"json\"}", &map);
+	if (ret < 0)
+		return ret;
+	ret = -ENOENT;
+	epoch = (uint32_t)json_int(map, "epoch");
+	if (json_object_object_get_ex(map, "pools", &pools))
+		for (i = 0; i < json_object_array_length(pools); i++) {
+			p = json_object_array_get_idx(pools, i);
+			if (json_int(p, "pool") == w->pool) {
+				pg_num = (uint32_t)json_int(p, "pg_num");
+				snprintf(w->pool_name, sizeof(w->pool_name), "%s",
+					 json_object_get_string(
+						 json_object_object_get(p, "pool_name")));
+			}
+		}
+	if (!pg_num || !json_object_object_get_ex(map, "osds", &osds))
+		goto out;
+	if (pg_num != w->pg_num) {
+		int *primary = realloc(w->primary, pg_num * sizeof(*primary));
+
+		ret = -ENOMEM;
+		if (!primary)
+			goto out;
+		w->primary = primary;
+		w->pg_num = pg_num;
+		w->pg_mask = 1;
+		while (w->pg_mask < pg_num)
+			w->pg_mask <<= 1;
+		w->pg_mask--;
+		w->epoch = 0; /* (forget every primary below) */
+	}
+	for (i = 0; i < json_object_array_length(osds); i++) {
+		json_object *osd = json_object_array_get_idx(osds, i);
+		int64_t id = json_int(osd, "osd");
+		struct osdw_osd *o;
+		struct sockaddr_in sin;
+		uint32_t nonce = 0;
+
+		if (id < 0 || id >= OSDW_MAX_OSDS)
+			continue;
+		if ((unsigned)id >= w->nr_osds) {
+			struct osdw_osd *more = realloc(w->osds, (size_t)(id + 1) * sizeof(*more));
+			unsigned j;
+
+			ret = -ENOMEM;
+			if (!more)
+				goto out;
+			for (j = w->nr_osds; j <= id; j++) {
+				memset(&more[j], 0, sizeof(more[j]));
+				more[j].fd = -1;
+			}
+			w->osds = more;
+			w->nr_osds = (unsigned)id + 1;
+		}
+		o = &w->osds[id];
+		o->up = json_int(osd, "up") == 1 && !osd_addr_from_json(osd, &sin, &nonce);
+		if (o->up && (memcmp(&sin, &o->addr, sizeof(sin)) || nonce != o->nonce)) {
+			osd_disconnect(w, o); /* (restarted: a new address) */
+			o->addr = sin;
+			o->nonce = nonce;
+		}
+	}
+	if (epoch != w->epoch)
+		for (i = 0; i < w->pg_num; i++)
+			w->primary[i] = -1;
+	w->epoch = epoch;
+	w->map_stale = false;
+	ret = 0;
+out:
+	json_object_put(map);
+	return ret;
+}
+
+/* The primary OSD of PG pg (asked of the monitors once per epoch), or -errno. */
+static int pg_primary(struct osdw *w, uint32_t pg)
+{
+	json_object *reply, *acting;
+	char cmd[160];
+	int ret;
+
+	if (w->primary[pg] >= 0)
+		return w->primary[pg];
+	snprintf(cmd, sizeof(cmd),
+		 "{\"prefix\": \"pg map\", \"pgid\": \"%" PRId64 ".%" PRIx32
+		 "\", \"format\": \"json\"}",
+		 w->pool, pg);
+	ret = mon_json(w, cmd, &reply);
+	if (ret < 0)
+		return ret;
+	ret = -EAGAIN; /* (no acting primary: the PG is not served) */
+	if (json_object_object_get_ex(reply, "acting", &acting) &&
+	    json_object_array_length(acting) > 0) {
+		ret = json_object_get_int(json_object_array_get_idx(acting, 0));
+		if (ret < 0 || (unsigned)ret >= w->nr_osds)
+			ret = -EAGAIN;
+	}
+	if ((uint32_t)json_int(reply, "epoch") > w->epoch)
+		w->map_stale = true; /* (the map moved meanwhile: read it again) */
+	json_object_put(reply);
+	if (ret >= 0)
+		w->primary[pg] = ret;
+	return ret;
+}
+
+/* ops lists */
+
+static void op_unlink(struct osdw_op **list, struct osdw_op *op)
+{
+	if (op->prev)
+		op->prev->next = op->next;
+	else
+		*list = op->next;
+	if (op->next)
+		op->next->prev = op->prev;
+	op->prev = op->next = NULL;
+}
+
+static void op_push(struct osdw_op **list, struct osdw_op *op)
+{
+	op->prev = NULL;
+	op->next = *list;
+	if (*list)
+		(*list)->prev = op;
+	*list = op;
+}
+
+/* connections */
+
+static int epoll_mod(struct osdw *w, struct osdw_osd *o, bool out)
+{
+	struct epoll_event ev = { .events = EPOLLIN | (out ? EPOLLOUT : 0),
+				  .data.u64 = (uint64_t)(o - w->osds) + 2 };
+
+	if (o->wants_out == out)
+		return 0;
+	o->wants_out = out;
+	return epoll_ctl(w->epoll_fd, EPOLL_CTL_MOD, o->fd, &ev) ? -errno : 0;
+}
+
+/* Close o's connection: what it had in flight waits to be sent again. */
+static void osd_disconnect(struct osdw *w, struct osdw_osd *o)
+{
+	struct osdw_op *op;
+
+	if (o->fd >= 0) {
+		epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, o->fd, NULL);
+		close(o->fd);
+		o->fd = -1;
+	}
+	o->in.len = o->out.len = 0;
+	o->wants_out = false;
+	while ((op = o->ops)) {
+		op_unlink(&o->ops, op);
+		op->osd = -1;
+		op_push(&w->waiting, op);
+	}
+}
+
+static void osd_failed(struct osdw *w, struct osdw_osd *o, const char *step, int err)
+{
+	unsigned id = (unsigned)(o - w->osds);
+
+	if (!o->failures++ || o->failures % 50 == 0)
+		azbuse_log(AZBUSE_LOG_WARN, "engine rbd: %s: osd.%u: %s: %s (ops go again)",
+			   w->name, id, step, strerror(-err));
+	osd_disconnect(w, o);
+	o->retry_at = now_ns() + (o->failures > 10 ? 1000 : 100 * o->failures) * 1000000ULL;
+	w->map_stale = true;
+}
+
+static int osd_connect(struct osdw *w, struct osdw_osd *o)
+{
+	const char *step = "connecting";
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = (uint64_t)(o - w->osds) + 2 };
+	int one = 1, ret;
+
+	o->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (o->fd < 0)
+		return -errno;
+	setsockopt(o->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	ret = connect(o->fd, (struct sockaddr *)&o->addr, sizeof(o->addr));
+	if (ret < 0 && errno == EINPROGRESS) {
+		socklen_t len = sizeof(ret);
+
+		ret = io_wait(o->fd, POLLOUT);
+		if (!ret && getsockopt(o->fd, SOL_SOCKET, SO_ERROR, &ret, &len) < 0)
+			ret = errno;
+		ret = -ret;
+	} else if (ret < 0) {
+		ret = -errno;
+	}
+	o->out_seq = o->in_seq = 0;
+	o->in.len = o->out.len = 0;
+	if (!ret)
+		ret = osd_handshake(w, o, &step);
+	if (!ret) {
+		o->wants_out = false;
+		ret = epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, o->fd, &ev) ? -errno : 0;
+	}
+	if (ret) {
+		osd_failed(w, o, step, ret);
+		return ret;
+	}
+	o->failures = 0;
+	return 0;
+}
+
+/* Queue bytes: send what the socket takes now, keep the rest for EPOLLOUT. */
+static int osd_send(struct osdw *w, struct osdw_osd *o, struct iovec *iov, int nr)
+{
+	size_t total = 0, sent;
+	ssize_t n = 0;
+	int i, ret;
+
+	for (i = 0; i < nr; i++)
+		total += iov[i].iov_len;
+	if (!o->out.len) {
+		struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)nr };
+
+		do
+			n = sendmsg(o->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		while (n < 0 && errno == EINTR);
+		if (n < 0 && errno != EAGAIN)
+			return -errno;
+		if (n < 0)
+			n = 0;
+	}
+	if ((size_t)n == total)
+		return 0;
+	sent = (size_t)n;
+	for (i = 0; i < nr; i++) { /* the rest, copied */
+		if (sent >= iov[i].iov_len) {
+			sent -= iov[i].iov_len;
+			continue;
+		}
+		ret = bytes_append(&o->out, (char *)iov[i].iov_base + sent, iov[i].iov_len - sent);
+		if (ret)
+			return ret;
+		sent = 0;
+	}
+	return epoll_mod(w, o, true);
+}
+
+static int osd_flush_out(struct osdw *w, struct osdw_osd *o)
+{
+	ssize_t n;
+
+	while (o->out.len) {
+		n = send(o->fd, o->out.p, o->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		if (n < 0)
+			return -errno;
+		bytes_consume(&o->out, (size_t)n);
+	}
+	return epoll_mod(w, o, false);
+}
+
+/* MOSDOp */
+
+static size_t op_front(struct osdw *w, struct osdw_osd *o, struct osdw_op *op, uint32_t pg,
+		       unsigned char *out)
+{
+	struct enc e = { out };
+	struct timespec mtime;
+	uint32_t i, flags;
+
+	flags = (op->write ? OSD_FLAG_WRITE : OSD_FLAG_READ) | OSD_FLAG_ONDISK |
+		OSD_FLAG_KNOWN_REDIR | (op->attempts ? OSD_FLAG_RETRY : 0);
+	/* spg_t: pg_t (v1: pool, seed, preferred -1) and shard (none) */
+	put8(&e, 1);
+	put8(&e, 1);
+	put32(&e, 18);
+	put8(&e, 1);
+	put64(&e, (uint64_t)w->pool);
+	put32(&e, pg);
+	put32(&e, 0xffffffff);
+	put8(&e, 0xff);
+	put32(&e, op->hash); /* the raw PG */
+	put32(&e, w->epoch);
+	put32(&e, flags);
+	put8(&e, 2); /* osd_reqid_t: zeros, the OSD takes ours (name, tid) */
+	put8(&e, 2);
+	put32(&e, 21);
+	memset(e.p, 0, 21 + 24); /* and a blkin trace of zeros */
+	e.p += 21 + 24;
+	put32(&e, 0); /* client_inc */
+	clock_gettime(CLOCK_REALTIME, &mtime);
+	put32(&e, op->write ? (uint32_t)mtime.tv_sec : 0);
+	put32(&e, op->write ? (uint32_t)mtime.tv_nsec : 0);
+	put8(&e, 5); /* object_locator_t v5: pool, preferred, key, namespace */
+	put8(&e, 4);
+	put32(&e, 20);
+	put64(&e, (uint64_t)w->pool);
+	put32(&e, 0xffffffff);
+	put32(&e, 0);
+	put32(&e, 0);
+	put32(&e, op->oid_len);
+	putmem(&e, op->oid, op->oid_len);
+	put16(&e, 1); /* one op */
+	put16(&e, op->write ? OSD_OP_WRITE : OSD_OP_READ);
+	put32(&e, 0);
+	put64(&e, op->off);
+	put64(&e, op->len);
+	put64(&e, 0); /* truncate size, seq */
+	put32(&e, 0);
+	put32(&e, op->write ? op->len : 0);
+	put64(&e, NOSNAP);
+	put64(&e, op->write ? op->snap_seq : 0);
+	put32(&e, op->write ? op->nr_snaps : 0);
+	for (i = 0; op->write && i < op->nr_snaps; i++)
+		put64(&e, op->snaps[i]);
+	put32(&e, op->attempts);
+	put64(&e, o->peer_features);
+	return (size_t)(e.p - out);
+}
+
+static size_t op_front_max(const struct osdw_op *op)
+{
+	return 256 + op->oid_len + 8 * (size_t)op->nr_snaps;
+}
+
+/* Send op to its PG's primary (connecting first); on failure it waits. */
+static void op_send(struct osdw *w, struct osdw_op *op)
+{
+	uint32_t pg = osdw_stable_mod(op->hash, w->pg_num, w->pg_mask);
+	unsigned char head[PREAMBLE_LEN + HEADER2_LEN + 4], epi[EPILOGUE_LEN], hdr[HEADER2_LEN];
+	uint32_t lens[4], crcs[4] = { 0 };
+	struct osdw_osd *o;
+	struct iovec iov[4];
+	unsigned char *front;
+	struct enc e = { hdr };
+	size_t front_len;
+	int osd, ret;
+
+	osd = pg_primary(w, pg);
+	if (osd < 0 || !w->osds[osd].up)
+		goto wait;
+	o = &w->osds[osd];
+	if (o->fd < 0 && (now_ns() < o->retry_at || osd_connect(w, o)))
+		goto wait;
+	front = malloc(op_front_max(op));
+	if (!front)
+		goto wait;
+	front_len = op_front(w, o, op, pg, front);
+	lens[0] = HEADER2_LEN;
+	lens[1] = (uint32_t)front_len;
+	lens[2] = 0;
+	lens[3] = op->write ? op->len : 0;
+	put64(&e, ++o->out_seq);
+	put64(&e, op->tid);
+	put16(&e, MSG_OSD_OP);
+	put16(&e, 127); /* priority */
+	put16(&e, 8);	/* MOSDOp v8 */
+	put32(&e, 0);
+	put16(&e, (uint16_t)op->off);
+	put64(&e, o->in_seq);
+	put8(&e, 0);
+	put16(&e, 3); /* compat version */
+	put16(&e, 0);
+	frame_head(head, TAG_MESSAGE, lens, hdr);
+	crcs[1] = osdw_crc32c(0xffffffff, front, front_len);
+	crcs[2] = 0xffffffff;
+	crcs[3] = op->write ? osdw_crc32c(0xffffffff, op->buf, op->len) : 0;
+	frame_epilogue(epi, lens, crcs);
+	iov[0] = (struct iovec){ head, sizeof(head) };
+	iov[1] = (struct iovec){ front, front_len };
+	iov[2] = (struct iovec){ op->buf, op->write ? op->len : 0 };
+	iov[3] = (struct iovec){ epi, sizeof(epi) };
+	op->osd = osd;
+	op->sent_at = now_ns();
+	if (op->attempts++)
+		w->nr_resent++;
+	op_push(&o->ops, op);
+	ret = osd_send(w, o, iov, 4);
+	free(front);
+	if (ret)
+		osd_failed(w, o, "sending", ret); /* (op waits again) */
+	return;
+wait:
+	op->osd = -1;
+	op->sent_at = now_ns();
+	op_push(&w->waiting, op);
+}
+
+/* replies */
+
+static struct osdw_op *find_op(struct osdw_osd *o, uint64_t tid)
+{
+	struct osdw_op *op;
+
+	for (op = o->ops; op; op = op->next)
+		if (op->tid == tid)
+			return op;
+	return NULL;
+}
+
+static void op_end(struct osdw *w, struct osdw_op *op, int result)
+{
+	void *cookie = op->cookie;
+
+	free(op->snaps);
+	op->snaps = NULL;
+	op->next = w->free_ops;
+	w->free_ops = op;
+	w->inflight--;
+	w->done(cookie, result);
+}
+
+/* An MOSDOpReply: complete its op. -EBADMSG if it cannot be read. */
+static int handle_reply(struct osdw *w, struct osdw_osd *o, const struct frame *f)
+{
+	const unsigned char *p = f->seg[1], *end = p + f->len[1];
+	struct osdw_op *op = find_op(o, get64(f->seg[0] + 8));
+	uint32_t len, epoch, nr_ops, outdata;
+	int32_t result;
+
+	if (end - p < 4)
+		return -EBADMSG;
+	len = le32_at(p);
+	p += 4;
+	if ((size_t)(end - p) < (size_t)len + 17 + 8 + 4 + 12 + 4 + 4)
+		return -EBADMSG;
+	p += len + 17 + 8; /* oid, pgid, flags */
+	result = (int32_t)le32_at(p);
+	p += 4 + 12; /* result, bad replay version */
+	epoch = le32_at(p);
+	p += 4;
+	nr_ops = le32_at(p);
+	p += 4;
+	if (nr_ops != 1 || end - p < 38)
+		return -EBADMSG;
+	outdata = le32_at(p + 34);
+	if (epoch > w->epoch)
+		w->map_stale = true;
+	if (!op)
+		return 0; /* (a reply to an earlier send of an op that ended) */
+	op_unlink(&o->ops, op);
+	if (result == -EAGAIN || result == -ESTALE) { /* (not here: the map moved) */
+		op->osd = -1;
+		op_push(&w->waiting, op);
+		w->map_stale = true;
+		return 0;
+	}
+	if (result >= 0 && !op->write) {
+		if (outdata > f->len[3] || outdata > op->len)
+			return -EBADMSG;
+		memcpy(op->buf, f->seg[3], outdata);
+		result = (int32_t)outdata;
+	} else if (result >= 0) {
+		result = 0;
+	}
+	op_end(w, op, result);
+	return 0;
+}
+
+static int handle_frame(struct osdw *w, struct osdw_osd *o, const struct frame *f)
+{
+	unsigned type;
+
+	switch (f->tag) {
+	case TAG_MESSAGE:
+		if (f->len[0] < HEADER2_LEN)
+			return -EBADMSG;
+		o->in_seq = get64(f->seg[0]);
+		type = get16(f->seg[0] + 16);
+		if (type == MSG_OSD_OPREPLY)
+			return handle_reply(w, o, f);
+		if (type == MSG_OSD_MAP || type == MSG_OSD_BACKOFF)
+			w->map_stale = true;
+		return 0; /* (nothing else is for us) */
+	case TAG_KEEPALIVE2: {
+		unsigned char buf[PREAMBLE_LEN + 8 + 4];
+		uint32_t lens[4] = { 8, 0, 0, 0 };
+		struct iovec iov;
+
+		if (f->len[0] < 8)
+			return -EBADMSG;
+		iov.iov_base = buf;
+		iov.iov_len = frame_head(buf, TAG_KEEPALIVE2_ACK, lens, f->seg[0]);
+		return osd_send(w, o, &iov, 1);
+	}
+	case TAG_KEEPALIVE2_ACK:
+	case TAG_ACK:
+		return 0;
+	default:
+		return -EPROTO;
+	}
+}
+
+/* Take what o's socket has: every whole frame in it. */
+static int osd_receive(struct osdw *w, struct osdw_osd *o)
+{
+	struct frame f;
+	ssize_t n;
+	int ret;
+
+	for (;;) {
+		ret = bytes_reserve(&o->in, 65536);
+		if (ret)
+			return ret;
+		n = recv(o->fd, o->in.p + o->in.len, o->in.cap - o->in.len, MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		if (n < 0)
+			return -errno;
+		if (!n)
+			return -ECONNRESET;
+		o->in.len += (size_t)n;
+		for (;;) {
+			n = frame_parse((unsigned char *)o->in.p, o->in.len, &f);
+			if (n < 0)
+				return (int)n;
+			if (!n)
+				break;
+			ret = handle_frame(w, o, &f);
+			if (ret)
+				return ret;
+			if (o->fd < 0)
+				return 0;
+			bytes_consume(&o->in, (size_t)n);
+		}
+	}
+}
+
+/* After a map change: send again each op whose PG's primary moved, and what waits. */
+static void resend_moved(struct osdw *w)
+{
+	struct osdw_op *op, *next, *list = w->waiting;
+	unsigned i;
+
+	w->waiting = NULL;
+	for (i = 0; i < w->nr_osds; i++)
+		for (op = w->osds[i].ops; op; op = next) {
+			uint32_t pg = osdw_stable_mod(op->hash, w->pg_num, w->pg_mask);
+
+			next = op->next;
+			if (pg_primary(w, pg) == (int)i)
+				continue;
+			op_unlink(&w->osds[i].ops, op);
+			op_push(&list, op);
+		}
+	for (op = list; op; op = next) {
+		next = op->next;
+		op->prev = op->next = NULL;
+		op_send(w, op);
+	}
+}
+
+/* Every tick: ops unanswered too long go again (same tid), after a map read. */
+static void check_timeouts(struct osdw *w)
+{
+	uint64_t now = now_ns();
+	struct osdw_op *op, *next, *late = NULL;
+	unsigned i;
+
+	for (i = 0; i < w->nr_osds; i++)
+		for (op = w->osds[i].ops; op; op = next) {
+			next = op->next;
+			if (now - op->sent_at < OSDW_OP_TIMEOUT_NS)
+				continue;
+			op_unlink(&w->osds[i].ops, op);
+			op_push(&late, op);
+		}
+	if (!late)
+		return;
+	w->map_stale = true;
+	while ((op = late)) {
+		op_unlink(&late, op);
+		op_push(&w->waiting, op);
+	}
+}
+
+unsigned osdw_service(struct osdw *w)
+{
+	struct epoll_event ev[16];
+	uint64_t ticks;
+	int n, i, ret;
+
+	n = epoll_wait(w->epoll_fd, ev, 16, 0);
+	for (i = 0; i < n; i++) {
+		struct osdw_osd *o;
+
+		if (ev[i].data.u64 == 0) { /* the timer */
+			if (read(w->timer_fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+				azbuse_log(AZBUSE_LOG_WARN, "engine rbd: reading a timerfd: %s",
+					   strerror(errno));
+			check_timeouts(w);
+			continue;
+		}
+		if (ev[i].data.u64 == 1)
+			continue; /* the engine's fd: its own to read */
+		o = &w->osds[ev[i].data.u64 - 2];
+		if (o->fd < 0)
+			continue;
+		ret = 0;
+		if (ev[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+			ret = osd_receive(w, o);
+		if (!ret && o->fd >= 0 && (ev[i].events & EPOLLOUT))
+			ret = osd_flush_out(w, o);
+		if (ret)
+			osd_failed(w, o, "receiving", ret);
+	}
+	if (w->map_stale) {
+		ret = map_refresh(w);
+		if (ret < 0)
+			azbuse_log(AZBUSE_LOG_WARN, "engine rbd: %s: reading the OSD map: %s",
+				   w->name, strerror(-ret));
+		else
+			resend_moved(w);
+	} else if (w->waiting) {
+		struct osdw_op *op, *next, *list = w->waiting;
+
+		w->waiting = NULL;
+		for (op = list; op; op = next) {
+			next = op->next;
+			op->prev = op->next = NULL;
+			op_send(w, op);
+		}
+	}
+	return w->inflight;
+}
+
+static struct osdw_op *op_new(struct osdw *w, const char *oid, void *cookie)
+{
+	size_t len = strlen(oid);
+	struct osdw_op *op;
+
+	if (len >= OSDW_MAX_OIDS)
+		return NULL;
+	op = w->free_ops;
+	if (op)
+		w->free_ops = op->next;
+	else if (!(op = malloc(sizeof(*op))))
+		return NULL;
+	memset(op, 0, sizeof(*op));
+	memcpy(op->oid, oid, len);
+	op->oid_len = (uint32_t)len;
+	op->hash = osdw_str_hash(oid, len);
+	op->tid = ++w->next_tid;
+	op->cookie = cookie;
+	op->osd = -1;
+	return op;
+}
+
+static void op_start(struct osdw *w, struct osdw_op *op)
+{
+	w->inflight++;
+	if (w->map_stale || w->waiting)
+		op_push(&w->waiting, op); /* (in order, after what waits) */
+	else
+		op_send(w, op);
+}
+
+int osdw_read(struct osdw *w, const char *oid, uint64_t off, uint32_t len, void *buf, void *cookie)
+{
+	struct osdw_op *op = op_new(w, oid, cookie);
+
+	if (!op)
+		return -ENOMEM;
+	op->off = off;
+	op->len = len;
+	op->buf = buf;
+	op_start(w, op);
+	return 0;
+}
+
+int osdw_write(struct osdw *w, const char *oid, uint64_t off, uint32_t len, const void *buf,
+	       uint64_t snap_seq, const uint64_t *snaps, uint32_t nr_snaps, void *cookie)
+{
+	struct osdw_op *op = op_new(w, oid, cookie);
+
+	if (!op)
+		return -ENOMEM;
+	if (nr_snaps) {
+		op->snaps = malloc(nr_snaps * sizeof(*snaps));
+		if (!op->snaps) {
+			op->next = w->free_ops;
+			w->free_ops = op;
+			return -ENOMEM;
+		}
+		memcpy(op->snaps, snaps, nr_snaps * sizeof(*snaps));
+	}
+	op->write = true;
+	op->off = off;
+	op->len = len;
+	op->buf = (void *)buf;
+	op->snap_seq = snap_seq;
+	op->nr_snaps = nr_snaps;
+	op_start(w, op);
+	return 0;
+}
+
+unsigned osdw_inflight(const struct osdw *w)
+{
+	return w ? w->inflight : 0;
+}
+
+int osdw_fd(const struct osdw *w)
+{
+	return w->epoll_fd;
+}
+
+int osdw_watch_fd(struct osdw *w, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 1 };
+
+	return epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
+}
+
+struct osdw *osdw_open(rados_t cluster, int64_t pool_id, const char *entity, uint64_t gid,
+		       osdw_done_fn done, const char *name, int *err)
+{
+	struct itimerspec tick = { { 0, OSDW_TICK_NS }, { 0, OSDW_TICK_NS } };
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0 };
+	struct osdw *w = calloc(1, sizeof(*w));
+	const char *step = "out of memory";
+	int ret = -ENOMEM;
+
+	if (!w)
+		goto fail;
+	w->cluster = cluster;
+	w->pool = pool_id;
+	w->gid = gid;
+	w->done = done;
+	w->name = name;
+	w->epoll_fd = w->timer_fd = -1;
+	snprintf(w->entity, sizeof(w->entity), "%s", entity);
+	step = "an epoll fd";
+	w->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	w->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (w->epoll_fd < 0 || w->timer_fd < 0 || timerfd_settime(w->timer_fd, 0, &tick, NULL) ||
+	    epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, w->timer_fd, &ev)) {
+		ret = -errno;
+		goto fail_close;
+	}
+	step = "reading the OSD map";
+	ret = map_refresh(w);
+	if (ret < 0)
+		goto fail_close;
+	*err = 0;
+	return w;
+
+fail_close:
+	osdw_close(w);
+fail:
+	azbuse_log(AZBUSE_LOG_WARN, "engine rbd: %s: own RADOS path: %s: %s", name, step,
+		   strerror(-ret));
+	*err = ret;
+	return NULL;
+}
+
+void osdw_close(struct osdw *w)
+{
+	struct osdw_op *op;
+	unsigned i;
+
+	if (!w)
+		return;
+	if (w->inflight)
+		azbuse_log(AZBUSE_LOG_WARN,
+			   "engine rbd: %s: own RADOS path: %u ops still in flight", w->name,
+			   w->inflight);
+	else if (w->nr_resent)
+		azbuse_log(AZBUSE_LOG_INFO,
+			   "engine rbd: %s: own RADOS path: %" PRIu64 " ops sent again", w->name,
+			   w->nr_resent);
+	for (i = 0; i < w->nr_osds; i++) {
+		osd_disconnect(w, &w->osds[i]);
+		free(w->osds[i].in.p);
+		free(w->osds[i].out.p);
+	}
+	while ((op = w->waiting)) {
+		op_unlink(&w->waiting, op);
+		free(op->snaps);
+		free(op);
+	}
+	while ((op = w->free_ops)) {
+		w->free_ops = op->next;
+		free(op);
+	}
+	if (w->epoll_fd >= 0)
+		close(w->epoll_fd);
+	if (w->timer_fd >= 0)
+		close(w->timer_fd);
+	free(w->osds);
+	free(w->primary);
+	free(w);
+}
