@@ -144,6 +144,7 @@ struct osdw_osd {
 	uint64_t retry_at; /* no connect before (after a failure) */
 	unsigned failures;
 	bool wants_out;	       /* EPOLLOUT on */
+	bool corked;	       /* on the corked list: out has messages to send */
 	struct osdw_bytes in;  /* received, not yet taken */
 	struct osdw_bytes out; /* not yet sent */
 	struct osdw_op *ops;   /* sent to it, unanswered */
@@ -166,6 +167,9 @@ struct osdw {
 	unsigned nr_osds;
 
 	int epoll_fd, timer_fd;
+	bool watched_fired; /* the fd of osdw_watch_fd() was readable */
+	unsigned *corked;   /* OSDs whose out waits for osdw_service's flush */
+	unsigned nr_corked;
 	uint64_t next_tid;
 	uint64_t global_seq;
 	unsigned inflight;
@@ -196,6 +200,7 @@ static void crc_init(void)
 					  crc_table[0][crc_table[j - 1][i] & 0xff];
 }
 
+#if defined(__x86_64__)
 __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const unsigned char *p,
 							 size_t len)
 {
@@ -210,6 +215,8 @@ __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const uns
 		crc = __builtin_ia32_crc32qi(crc, *p);
 	return crc;
 }
+
+#endif
 
 static uint32_t crc_sw(uint32_t crc, const unsigned char *p, size_t len)
 {
@@ -231,11 +238,15 @@ static uint32_t crc_sw(uint32_t crc, const unsigned char *p, size_t len)
 
 uint32_t osdw_crc32c(uint32_t crc, const void *data, size_t len)
 {
+#if defined(__x86_64__)
 	static int hw = -1;
 
 	if (hw < 0)
 		hw = __builtin_cpu_supports("sse4.2");
-	return hw ? crc_hw(crc, data, len) : crc_sw(crc, data, len);
+	if (hw)
+		return crc_hw(crc, data, len);
+#endif
+	return crc_sw(crc, data, len);
 }
 
 /* Bob Jenkins' hash, Ceph's CEPH_STR_HASH_RJENKINS (public domain) */
@@ -830,7 +841,7 @@ static int map_refresh(struct osdw *w)
 			continue;
 		if ((unsigned)id >= w->nr_osds) {
 			struct osdw_osd *more = realloc(w->osds, (size_t)(id + 1) * sizeof(*more));
-			unsigned j;
+			unsigned *corked, j;
 
 			ret = -ENOMEM;
 			if (!more)
@@ -840,6 +851,10 @@ static int map_refresh(struct osdw *w)
 				more[j].fd = -1;
 			}
 			w->osds = more;
+			corked = realloc(w->corked, (size_t)(id + 1) * sizeof(*corked));
+			if (!corked)
+				goto out;
+			w->corked = corked;
 			w->nr_osds = (unsigned)id + 1;
 		}
 		o = &w->osds[id];
@@ -992,6 +1007,27 @@ static int osd_connect(struct osdw *w, struct osdw_osd *o)
 		return ret;
 	}
 	o->failures = 0;
+	return 0;
+}
+
+/*
+ * Queue a message's pieces in o->out, to go out with the others of this
+ * turn in one send at the end of osdw_service (fewer system calls and
+ * fewer, fuller segments than one send per op).
+ */
+static int osd_queue(struct osdw *w, struct osdw_osd *o, const struct iovec *iov, int nr)
+{
+	int i, ret;
+
+	for (i = 0; i < nr; i++) {
+		ret = bytes_append(&o->out, iov[i].iov_base, iov[i].iov_len);
+		if (ret)
+			return ret;
+	}
+	if (!o->corked && !o->wants_out) {
+		o->corked = true;
+		w->corked[w->nr_corked++] = (unsigned)(o - w->osds);
+	}
 	return 0;
 }
 
@@ -1164,7 +1200,7 @@ static void op_send(struct osdw *w, struct osdw_op *op)
 	if (op->attempts++)
 		w->nr_resent++;
 	op_push(&o->ops, op);
-	ret = osd_send(w, o, iov, 4);
+	ret = osd_queue(w, o, iov, 4);
 	free(front);
 	if (ret)
 		osd_failed(w, o, "sending", ret); /* (op waits again) */
@@ -1284,6 +1320,7 @@ static int handle_frame(struct osdw *w, struct osdw_osd *o, const struct frame *
 static int osd_receive(struct osdw *w, struct osdw_osd *o)
 {
 	struct frame f;
+	bool more;
 	ssize_t n;
 	int ret;
 
@@ -1301,6 +1338,7 @@ static int osd_receive(struct osdw *w, struct osdw_osd *o)
 		if (!n)
 			return -ECONNRESET;
 		o->in.len += (size_t)n;
+		more = o->in.len == o->in.cap; /* (a short read emptied the socket) */
 		for (;;) {
 			n = frame_parse((unsigned char *)o->in.p, o->in.len, &f);
 			if (n < 0)
@@ -1314,6 +1352,8 @@ static int osd_receive(struct osdw *w, struct osdw_osd *o)
 				return 0;
 			bytes_consume(&o->in, (size_t)n);
 		}
+		if (!more)
+			return 0;
 	}
 }
 
@@ -1382,8 +1422,10 @@ unsigned osdw_service(struct osdw *w)
 			check_timeouts(w);
 			continue;
 		}
-		if (ev[i].data.u64 == 1)
-			continue; /* the engine's fd: its own to read */
+		if (ev[i].data.u64 == 1) {
+			w->watched_fired = true; /* (the engine's fd: its own to read) */
+			continue;
+		}
 		o = &w->osds[ev[i].data.u64 - 2];
 		if (o->fd < 0)
 			continue;
@@ -1412,7 +1454,34 @@ unsigned osdw_service(struct osdw *w)
 			op_send(w, op);
 		}
 	}
+	osdw_flush(w);
 	return w->inflight;
+}
+
+void osdw_flush(struct osdw *w)
+{
+	struct osdw_osd *o;
+	int ret;
+
+	while (w->nr_corked) {
+		o = &w->osds[w->corked[--w->nr_corked]];
+		o->corked = false;
+		if (o->fd < 0 || o->wants_out)
+			continue; /* (gone, or EPOLLOUT sends it) */
+		ret = osd_flush_out(w, o);
+		if (!ret && o->out.len)
+			ret = epoll_mod(w, o, true);
+		if (ret)
+			osd_failed(w, o, "sending", ret);
+	}
+}
+
+bool osdw_take_watched(struct osdw *w)
+{
+	bool fired = w->watched_fired;
+
+	w->watched_fired = false;
+	return fired;
 }
 
 static struct osdw_op *op_new(struct osdw *w, const char *oid, void *cookie)
@@ -1578,6 +1647,7 @@ void osdw_close(struct osdw *w)
 	if (w->timer_fd >= 0)
 		close(w->timer_fd);
 	free(w->osds);
+	free(w->corked);
 	free(w->primary);
 	free(w);
 }

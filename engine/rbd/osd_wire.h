@@ -61,8 +61,15 @@ int osdw_read(struct osdw *w, const char *oid, uint64_t off, uint32_t len, void 
 int osdw_write(struct osdw *w, const char *oid, uint64_t off, uint32_t len, const void *buf,
 	       uint64_t snap_seq, const uint64_t *snaps, uint32_t nr_snaps, void *cookie);
 
-/* Read, complete, send and retry what is due; returns the ops in flight. */
+/*
+ * Read, complete, send and retry what is due; returns the ops in flight.
+ * What osdw_read/osdw_write queued leaves at its end (or osdw_flush).
+ */
 unsigned osdw_service(struct osdw *w);
+void osdw_flush(struct osdw *w);
+
+/* Whether the fd given to osdw_watch_fd() was readable at the last osdw_service (once). */
+bool osdw_take_watched(struct osdw *w);
 
 unsigned osdw_inflight(const struct osdw *w);
 

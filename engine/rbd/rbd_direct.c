@@ -559,8 +559,14 @@ void rbd_direct_reap(struct rbd_direct *d)
 		next = op->next;
 		rbd_direct_finish(d, op, rados_aio_get_return_value(op->c));
 	}
-	if (d->wire)
-		osdw_service(d->wire); /* (completes through rbd_direct_wire_done) */
+}
+
+bool rbd_direct_serve(struct rbd_direct *d)
+{
+	if (!d || !d->wire)
+		return true;
+	osdw_service(d->wire); /* (completes through rbd_direct_wire_done) */
+	return osdw_take_watched(d->wire);
 }
 
 /* The worker's thread, in osdw_service: an op of the own path ended. */

@@ -74,6 +74,13 @@ bool rbd_direct_submit(struct rbd_direct *d, struct azbuse_io *io);
 /* On the worker's thread: complete what ended (or hand it to the fallback). */
 void rbd_direct_reap(struct rbd_direct *d);
 
+/*
+ * On the worker's thread, first in its turn: serve the own path (read,
+ * complete, send). Whether the engine's eventfd may have fired (always
+ * true without the own path): if not, it need not be read, nor librbd asked.
+ */
+bool rbd_direct_serve(struct rbd_direct *d);
+
 unsigned rbd_direct_inflight(const struct rbd_direct *d);
 
 /*

@@ -394,14 +394,17 @@ static unsigned rbd_ready(void *queue)
 	uint64_t count;
 	int n, i;
 
-	if (read(q->event_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+	bool fired = rbd_direct_serve(q->direct); /* (the own path's sockets, first) */
+
+	if (fired && read(q->event_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
 		azbuse_log(AZBUSE_LOG_WARN, "engine rbd: reading the eventfd: %s", strerror(errno));
 	rbd_refresh(q);
-	do {
+	while (fired) {
 		n = rbd_poll_io_events(q->image, done, 64);
 		for (i = 0; i < n; i++)
 			rbd_end(q, done[i]);
-	} while (n == 64);
+		fired = n == 64;
+	}
 	rbd_direct_reap(q->direct);
 	return q->inflight + rbd_direct_inflight(q->direct);
 }

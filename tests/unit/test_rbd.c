@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "rbd_cluster.h"
+#include "osd_wire.h"
 #include "rbd_direct.h"
 
 /* Encode seq and n ids as cls_rbd does (little-endian); its length. */
@@ -105,11 +106,48 @@ static void test_target_names(void **state)
 	assert_int_equal(rbd_target_parse(&t, "", false, NULL, NULL, why, sizeof(why)), -EINVAL);
 }
 
+/* crc32c as Ceph uses it (raw): the check value of "123456789" is ~0xe3069283 */
+static void test_wire_crc32c(void **state)
+{
+	static const char digits[] = "123456789";
+	char big[1000];
+	uint32_t split;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(osdw_crc32c(0xffffffff, digits, 9), ~0xe3069283u);
+	assert_int_equal(osdw_crc32c(0xffffffff, digits, 0), 0xffffffffu);
+	for (i = 0; i < sizeof(big); i++)
+		big[i] = (char)(i * 7 + 3);
+	/* in pieces, at odd places, as the whole (the hardware and table paths agree) */
+	split = osdw_crc32c(0xffffffff, big, 333);
+	split = osdw_crc32c(split, big + 333, sizeof(big) - 333);
+	assert_int_equal(split, osdw_crc32c(0xffffffff, big, sizeof(big)));
+}
+
+/*
+ * An object's placement: `ceph osd map rbd rbd_data.abc.0000000000000001`
+ * on a pool of 8 PGs said raw_pgid 2.3601b467, pgid 2.7.
+ */
+static void test_wire_placement(void **state)
+{
+	static const char oid[] = "rbd_data.abc.0000000000000001";
+	uint32_t hash = osdw_str_hash(oid, sizeof(oid) - 1);
+
+	(void)state;
+	assert_int_equal(hash, 0x3601b467);
+	assert_int_equal(osdw_stable_mod(hash, 8, 7), 7);
+	/* pg_num 12 (mask 15): a seed past the PGs folds into the lower half */
+	assert_int_equal(osdw_stable_mod(0x0d, 12, 15), 5);
+	assert_int_equal(osdw_stable_mod(0x0b, 12, 15), 11);
+	assert_int_equal(osdw_str_hash("", 0), osdw_str_hash("", 0));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_snapc_decodes),
-		cmocka_unit_test(test_snapc_refuses),
+		cmocka_unit_test(test_wire_crc32c),   cmocka_unit_test(test_wire_placement),
+		cmocka_unit_test(test_snapc_decodes), cmocka_unit_test(test_snapc_refuses),
 		cmocka_unit_test(test_target_names),
 	};
 

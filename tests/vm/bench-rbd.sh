@@ -10,13 +10,15 @@
 # image is read once more before it is measured, so the reads hit.
 # azbuse-rbd-objects is azbuse-rbd with its object path on (-o direct=on):
 # a read or write within one RADOS object goes to it through librados,
-# past librbd's dispatch. Prints
+# past librbd's dispatch. azbuse-rbd-wire is the object path over azbuse's
+# own RADOS messenger (-o direct=wire, engine/rbd/osd_wire.c): no librados
+# objecter or messenger threads on the data path. Prints
 # one line per run and a table with the ratios to rbd-nbd and krbd.
 #
 #   tests/vm/vm-run.sh --mem 3G -- tests/vm/bench-rbd.sh [SECONDS_PER_RUN] [IMAGE_MB]
 #
 # AZBUSE_RBD_DEVICES: which of them, in order (default "azbuse-rbd
-# azbuse-rbd-objects azbuse-rbd-cache rbd-nbd krbd"); AZBUSE_RBD_OPTS: more options for
+# azbuse-rbd-objects azbuse-rbd-wire azbuse-rbd-cache rbd-nbd krbd"); AZBUSE_RBD_OPTS: more options for
 # azbusectl add (e.g. --queues 1); AZBUSE_RBD_CONF: the ceph.conf of a
 # cluster that runs elsewhere (tests/bench-rbd-host.sh: on the host, reached
 # through vm-run.sh --net) instead of one started here; AZBUSE_RBD_PROFILE: a
@@ -127,7 +129,7 @@ measure() { # DEVICE PATH [warm]
 
 for round in $(seq "${AZBUSE_RBD_REPEAT:-1}"); do
 	[ "${AZBUSE_RBD_REPEAT:-1}" = 1 ] || echo "bench-rbd: round $round"
-	for d in ${AZBUSE_RBD_DEVICES:-azbuse-rbd azbuse-rbd-objects azbuse-rbd-cache rbd-nbd krbd}; do
+	for d in ${AZBUSE_RBD_DEVICES:-azbuse-rbd azbuse-rbd-objects azbuse-rbd-wire azbuse-rbd-cache rbd-nbd krbd}; do
 		case $d in
 		azbuse-rbd)
 			# shellcheck disable=SC2086 # options, word by word
@@ -140,6 +142,13 @@ for round in $(seq "${AZBUSE_RBD_REPEAT:-1}"); do
 			"$ctl" add 3 --engine=rbd --image rbd/bench --conf "$conf" -o direct=on \
 				${AZBUSE_RBD_OPTS:-} >/dev/null
 			measure azbuse-rbd-objects /dev/azbuse3
+			"$ctl" remove 3
+			;;
+		azbuse-rbd-wire)
+			# shellcheck disable=SC2086 # options, word by word
+			"$ctl" add 3 --engine=rbd --image rbd/bench --conf "$conf" -o direct=wire \
+				${AZBUSE_RBD_OPTS:-} >/dev/null
+			measure azbuse-rbd-wire /dev/azbuse3
 			"$ctl" remove 3
 			;;
 		azbuse-rbd-cache)
@@ -162,7 +171,7 @@ for round in $(seq "${AZBUSE_RBD_REPEAT:-1}"); do
 			rbd unmap -o noudev "$krbd"
 			;;
 		*)
-			echo "bench-rbd: no device $d (azbuse-rbd, azbuse-rbd-objects, azbuse-rbd-cache, rbd-nbd, krbd)" >&2
+			echo "bench-rbd: no device $d (azbuse-rbd, azbuse-rbd-objects, azbuse-rbd-wire, azbuse-rbd-cache, rbd-nbd, krbd)" >&2
 			exit 2
 			;;
 		esac
@@ -185,25 +194,25 @@ medians() {
 
 jobs="randread-4k-qd1 randwrite-4k-qd1 randread-4k-qd32 randwrite-4k-qd32 read-1m-qd8 write-1m-qd8"
 echo
-printf '| job | azbuse-rbd IOPS | object path IOPS | +cache IOPS | rbd-nbd IOPS | krbd IOPS | ×rbd-nbd | ×krbd | object path ×rbd-nbd | +cache ×rbd-nbd |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '| job | azbuse-rbd IOPS | object path IOPS | own messenger IOPS | +cache IOPS | rbd-nbd IOPS | krbd IOPS | ×rbd-nbd | ×krbd | object path ×rbd-nbd | own messenger ×rbd-nbd | own messenger ×krbd | +cache ×rbd-nbd |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for job in $jobs; do
 	medians 3 "$job" | awk -v job="$job" '
 		{ iops[$1] = $2 }
 		END {
 			a = iops["azbuse-rbd"]; l = iops["azbuse-rbd-objects"]; c = iops["azbuse-rbd-cache"]
-			n = iops["rbd-nbd"]; k = iops["krbd"]
-			printf "| %s | %d | %d | %d | %d | %d | %.2f | %.2f | %.2f | %.2f |\n", job, a, l, c, n, k,
-				n ? a / n : 0, k ? a / k : 0, n ? l / n : 0, n ? c / n : 0
+			w = iops["azbuse-rbd-wire"]; n = iops["rbd-nbd"]; k = iops["krbd"]
+			printf "| %s | %d | %d | %d | %d | %d | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", job, a, l, w, c, n, k,
+				n ? a / n : 0, k ? a / k : 0, n ? l / n : 0, n ? w / n : 0, k ? w / k : 0, n ? c / n : 0
 		}'
 done
 echo
 echo "guest CPU time per I/O, us (all of the guest's CPUs, kernel included):"
-printf '| job | azbuse-rbd | object path | +cache | rbd-nbd | krbd |\n|---|---:|---:|---:|---:|---:|\n'
+printf '| job | azbuse-rbd | object path | own messenger | +cache | rbd-nbd | krbd |\n|---|---:|---:|---:|---:|---:|---:|\n'
 for job in $jobs; do
 	medians 6 "$job" | awk -v job="$job" '
 		{ us[$1] = $2 }
 		END {
-			printf "| %s | %d | %d | %d | %d | %d |\n", job, us["azbuse-rbd"], us["azbuse-rbd-objects"],
-				us["azbuse-rbd-cache"], us["rbd-nbd"], us["krbd"]
+			printf "| %s | %d | %d | %d | %d | %d | %d |\n", job, us["azbuse-rbd"], us["azbuse-rbd-objects"],
+				us["azbuse-rbd-wire"], us["azbuse-rbd-cache"], us["rbd-nbd"], us["krbd"]
 		}'
 done
