@@ -106,6 +106,7 @@ enum {
 
 #define OSDW_OP_TIMEOUT_NS (10 * 1000000000ULL)
 #define OSDW_TICK_NS (200 * 1000000ULL)
+#define OSDW_UNSERVED_NS (500 * 1000000ULL)
 #define OSDW_IO_TIMEOUT_MS 5000 /* a handshake step */
 #define OSDW_MAX_OIDS 256
 #define OSDW_MAX_OSDS 65536
@@ -161,8 +162,10 @@ struct osdw {
 	const char *name;
 
 	uint32_t epoch;
-	bool map_stale; /* read the map again at the next service */
-	int *primary;	/* per PG: its primary OSD, -1 unknown (this epoch) */
+	bool map_stale;		 /* read the map again at the next service */
+	int *primary;		 /* per PG: its primary OSD, -1 unknown (this epoch), -2 none */
+	uint64_t unserved_until; /* a PG had no primary: ask again from then */
+	unsigned unreachable;	 /* OSDs up in the map that we cannot address */
 	struct osdw_osd *osds;
 	unsigned nr_osds;
 
@@ -175,7 +178,7 @@ struct osdw {
 	unsigned inflight;
 	struct osdw_op *waiting; /* to be sent (no connection, or no map yet) */
 	struct osdw_op *free_ops;
-	uint64_t nr_resent;
+	uint64_t nr_ops, nr_resent;
 };
 
 /* crc32c (Castagnoli), raw: no inversion on either side, as Ceph uses it */
@@ -802,6 +805,7 @@ static int map_refresh(struct osdw *w)
 	ret = mon_json(w, "{\"prefix\": \"osd dump\", \"format\": \"json\"}", &map);
 	if (ret < 0)
 		return ret;
+	w->unreachable = 0;
 	ret = -ENOENT;
 	epoch = (uint32_t)json_int(map, "epoch");
 	if (json_object_object_get_ex(map, "pools", &pools))
@@ -859,6 +863,8 @@ static int map_refresh(struct osdw *w)
 		}
 		o = &w->osds[id];
 		o->up = json_int(osd, "up") == 1 && !osd_addr_from_json(osd, &sin, &nonce);
+		if (json_int(osd, "up") == 1 && !o->up)
+			w->unreachable++; /* (up, without an IPv4 msgr2 address) */
 		if (o->up && (memcmp(&sin, &o->addr, sizeof(sin)) || nonce != o->nonce)) {
 			osd_disconnect(w, o); /* (restarted: a new address) */
 			o->addr = sin;
@@ -876,26 +882,41 @@ out:
 	return ret;
 }
 
-/* The primary OSD of PG pg (asked of the monitors once per epoch), or -errno. */
-static int pg_primary(struct osdw *w, uint32_t pg)
+/*
+ * The acting primary of PG pg, which holds oid (asked of the monitors,
+ * `osd map POOL OID`, once per PG and epoch), or -errno: -EAGAIN while the
+ * PG has none (asked again after OSDW_UNSERVED_NS, not at every turn).
+ */
+static int pg_primary(struct osdw *w, uint32_t pg, const char *oid)
 {
-	json_object *reply, *acting;
-	char cmd[160];
+	json_object *reply, *v;
+	char cmd[600], want[40];
+	uint64_t now;
 	int ret;
 
 	if (w->primary[pg] >= 0)
 		return w->primary[pg];
+	now = now_ns();
+	if (w->primary[pg] == -2 && now < w->unserved_until)
+		return -EAGAIN;
 	snprintf(cmd, sizeof(cmd),
-		 "{\"prefix\": \"pg map\", \"pgid\": \"%" PRId64 ".%" PRIx32
-		 "\", \"format\": \"json\"}",
-		 w->pool, pg);
+		 "{\"prefix\": \"osd map\", \"pool\": \"%s\", \"object\": \"%s\", "
+		 "\"format\": \"json\"}",
+		 w->pool_name, oid);
 	ret = mon_json(w, cmd, &reply);
 	if (ret < 0)
 		return ret;
-	ret = -EAGAIN; /* (no acting primary: the PG is not served) */
-	if (json_object_object_get_ex(reply, "acting", &acting) &&
-	    json_object_array_length(acting) > 0) {
-		ret = json_object_get_int(json_object_array_get_idx(acting, 0));
+	/* (our placement must be the cluster's: a PG we name wrongly is never served) */
+	snprintf(want, sizeof(want), "%" PRId64 ".%" PRIx32, w->pool, pg);
+	if (!json_object_object_get_ex(reply, "pgid", &v) ||
+	    strcmp(json_object_get_string(v), want)) {
+		azbuse_log(
+			AZBUSE_LOG_ERR,
+			"engine rbd: %s: own RADOS path: %s placed in PG %s, the cluster says %s",
+			w->name, oid, want, v ? json_object_get_string(v) : "nothing");
+		ret = -EPROTO;
+	} else {
+		ret = (int)json_int(reply, "acting_primary");
 		if (ret < 0 || (unsigned)ret >= w->nr_osds)
 			ret = -EAGAIN;
 	}
@@ -904,6 +925,10 @@ static int pg_primary(struct osdw *w, uint32_t pg)
 	json_object_put(reply);
 	if (ret >= 0)
 		w->primary[pg] = ret;
+	else if (ret == -EAGAIN) {
+		w->primary[pg] = -2;
+		w->unserved_until = now + OSDW_UNSERVED_NS;
+	}
 	return ret;
 }
 
@@ -1161,7 +1186,7 @@ static void op_send(struct osdw *w, struct osdw_op *op)
 	size_t front_len;
 	int osd, ret;
 
-	osd = pg_primary(w, pg);
+	osd = pg_primary(w, pg, op->oid);
 	if (osd < 0 || !w->osds[osd].up)
 		goto wait;
 	o = &w->osds[osd];
@@ -1369,7 +1394,7 @@ static void resend_moved(struct osdw *w)
 			uint32_t pg = osdw_stable_mod(op->hash, w->pg_num, w->pg_mask);
 
 			next = op->next;
-			if (pg_primary(w, pg) == (int)i)
+			if (pg_primary(w, pg, op->oid) == (int)i)
 				continue;
 			op_unlink(&w->osds[i].ops, op);
 			op_push(&list, op);
@@ -1509,6 +1534,7 @@ static struct osdw_op *op_new(struct osdw *w, const char *oid, void *cookie)
 static void op_start(struct osdw *w, struct osdw_op *op)
 {
 	w->inflight++;
+	w->nr_ops++;
 	if (w->map_stale || w->waiting)
 		op_push(&w->waiting, op); /* (in order, after what waits) */
 	else
@@ -1571,6 +1597,36 @@ int osdw_watch_fd(struct osdw *w, int fd)
 	return epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
 }
 
+/* 0 if the client's configuration lets it in without authentication, or -EACCES. */
+static int osdw_auth_none(rados_t cluster)
+{
+	char val[256];
+
+	if (rados_conf_get(cluster, "auth_client_required", val, sizeof(val)) < 0)
+		return -EACCES;
+	return strcmp(val, "none") ? -EACCES : 0;
+}
+
+/*
+ * Shake hands with one OSD (the first that is up): a cluster that wants
+ * what this client does not speak (cephx, msgr1 only) says so now, not by
+ * leaving every op waiting. 0 also when no OSD can be reached now (they
+ * are tried again with the ops).
+ */
+static int osdw_try_osd(struct osdw *w)
+{
+	int osd, ret;
+
+	for (osd = 0; (unsigned)osd < w->nr_osds && !w->osds[osd].up; osd++)
+		;
+	if ((unsigned)osd == w->nr_osds)
+		return 0;
+	ret = osd_connect(w, &w->osds[osd]);
+	if (ret == -EACCES || ret == -EPROTONOSUPPORT || ret == -EPROTO)
+		return ret;
+	return 0;
+}
+
 struct osdw *osdw_open(rados_t cluster, int64_t pool_id, const char *entity, uint64_t gid,
 		       osdw_done_fn done, const char *name, int *err)
 {
@@ -1597,8 +1653,20 @@ struct osdw *osdw_open(rados_t cluster, int64_t pool_id, const char *entity, uin
 		ret = -errno;
 		goto fail_close;
 	}
+	step = "the cluster asks for authentication (auth_client_required)";
+	ret = osdw_auth_none(cluster);
+	if (ret < 0)
+		goto fail_close;
 	step = "reading the OSD map";
 	ret = map_refresh(w);
+	if (ret < 0)
+		goto fail_close;
+	step = "an OSD has no IPv4 msgr2 address";
+	ret = -EAFNOSUPPORT;
+	if (w->unreachable)
+		goto fail_close;
+	step = "trying an OSD";
+	ret = osdw_try_osd(w);
 	if (ret < 0)
 		goto fail_close;
 	*err = 0;
@@ -1624,10 +1692,11 @@ void osdw_close(struct osdw *w)
 		azbuse_log(AZBUSE_LOG_WARN,
 			   "engine rbd: %s: own RADOS path: %u ops still in flight", w->name,
 			   w->inflight);
-	else if (w->nr_resent)
+	else
 		azbuse_log(AZBUSE_LOG_INFO,
-			   "engine rbd: %s: own RADOS path: %" PRIu64 " ops sent again", w->name,
-			   w->nr_resent);
+			   "engine rbd: %s: own RADOS path: %" PRIu64 " ops, %" PRIu64
+			   " sent again",
+			   w->name, w->nr_ops, w->nr_resent);
 	for (i = 0; i < w->nr_osds; i++) {
 		osd_disconnect(w, &w->osds[i]);
 		free(w->osds[i].in.p);
