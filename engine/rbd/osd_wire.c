@@ -130,9 +130,10 @@ struct osdw_op {
 	struct osdw_op *prev, *next; /* on its OSD's list, or the waiting list */
 };
 
+/* bytes p[off, len) of a buffer of cap */
 struct osdw_bytes {
 	char *p;
-	size_t len, cap;
+	size_t off, len, cap;
 };
 
 struct osdw_osd {
@@ -163,6 +164,9 @@ struct osdw {
 
 	uint32_t epoch;
 	bool map_stale;		 /* read the map again at the next service */
+	uint64_t map_read_at;	 /* not before then (CLOCK_MONOTONIC ns) */
+	unsigned map_failures;	 /* reads of the map that failed in a row */
+	bool broken;		 /* our placement is not the cluster's: take no more ops */
 	int *primary;		 /* per PG: its primary OSD, -1 unknown (this epoch), -2 none */
 	uint64_t unserved_until; /* a PG had no primary: ask again from then */
 	unsigned unreachable;	 /* OSDs up in the map that we cannot address */
@@ -384,6 +388,7 @@ static uint64_t now_ns(void)
 
 /* byte buffers */
 
+/* Room for more bytes after the last (what was taken moves to the front first). */
 static int bytes_reserve(struct osdw_bytes *b, size_t more)
 {
 	size_t cap = b->cap ? b->cap : 65536;
@@ -391,6 +396,13 @@ static int bytes_reserve(struct osdw_bytes *b, size_t more)
 
 	if (b->len + more <= b->cap)
 		return 0;
+	if (b->off) {
+		memmove(b->p, b->p + b->off, b->len - b->off);
+		b->len -= b->off;
+		b->off = 0;
+		if (b->len + more <= b->cap)
+			return 0;
+	}
 	while (cap < b->len + more)
 		cap *= 2;
 	p = realloc(b->p, cap);
@@ -412,10 +424,27 @@ static int bytes_append(struct osdw_bytes *b, const void *p, size_t n)
 	return 0;
 }
 
+static unsigned char *bytes_data(const struct osdw_bytes *b)
+{
+	return (unsigned char *)b->p + b->off;
+}
+
+static size_t bytes_size(const struct osdw_bytes *b)
+{
+	return b->len - b->off;
+}
+
+/* Take n bytes from the front (no copy: the next bytes_reserve compacts). */
 static void bytes_consume(struct osdw_bytes *b, size_t n)
 {
-	memmove(b->p, b->p + n, b->len - n);
-	b->len -= n;
+	b->off += n;
+	if (b->off == b->len)
+		b->off = b->len = 0;
+}
+
+static void bytes_clear(struct osdw_bytes *b)
+{
+	b->off = b->len = 0;
 }
 
 /* frames */
@@ -565,10 +594,10 @@ static int recv_until(struct osdw_osd *o, size_t need)
 	ssize_t n;
 	int ret;
 
-	ret = bytes_reserve(&o->in, need > o->in.len ? need - o->in.len : 0);
+	ret = bytes_reserve(&o->in, need > bytes_size(&o->in) ? need - bytes_size(&o->in) : 0);
 	if (ret)
 		return ret;
-	while (o->in.len < need) {
+	while (bytes_size(&o->in) < need) {
 		n = recv(o->fd, o->in.p + o->in.len, o->in.cap - o->in.len, 0);
 		if (n < 0 && errno == EAGAIN) {
 			ret = io_wait(o->fd, POLLIN);
@@ -594,10 +623,10 @@ static ssize_t recv_frame(struct osdw_osd *o, struct frame *f)
 	int ret;
 
 	for (;;) {
-		n = frame_parse((unsigned char *)o->in.p, o->in.len, f);
+		n = frame_parse(bytes_data(&o->in), bytes_size(&o->in), f);
 		if (n)
 			return n;
-		ret = recv_until(o, o->in.len + 1);
+		ret = recv_until(o, bytes_size(&o->in) + 1);
 		if (ret)
 			return ret;
 	}
@@ -640,16 +669,16 @@ static int osd_handshake(struct osdw *w, struct osdw_osd *o, const char **step)
 	ret = recv_until(o, 10);
 	if (ret)
 		return ret;
-	if (memcmp(o->in.p, "ceph v2\n", 8))
+	if (memcmp(bytes_data(&o->in), "ceph v2\n", 8))
 		return -EPROTO;
-	n = get16((unsigned char *)o->in.p + 8);
+	n = get16(bytes_data(&o->in) + 8);
 	if (n < 16)
 		return -EPROTO;
 	ret = recv_until(o, 10 + (size_t)n);
 	if (ret)
 		return ret;
-	server_features = get64((unsigned char *)o->in.p + 10);
-	server_required = get64((unsigned char *)o->in.p + 18);
+	server_features = get64(bytes_data(&o->in) + 10);
+	server_required = get64(bytes_data(&o->in) + 18);
 	bytes_consume(&o->in, 10 + (size_t)n);
 	if (!(server_features & MSGR2_FEATURE_REVISION_1) ||
 	    (server_required & ~MSGR2_FEATURE_REVISION_1))
@@ -664,12 +693,17 @@ static int osd_handshake(struct osdw *w, struct osdw_osd *o, const char **step)
 		n = recv_frame(o, &f);
 	if (ret || n < 0)
 		return ret ? ret : (int)n;
-	if (f.tag != TAG_HELLO || f.len[0] < 1 + 1 + 6 + 28 || f.seg[0][0] != ENTITY_TYPE_OSD)
+	/*
+	 * entity type, then the address the OSD sees us at (ours, with port 0):
+	 * marker 1, v1 encoding (3 + 4 bytes), type, nonce, sockaddr length,
+	 * family, port, IPv4 address at offset 24
+	 */
+	if (f.tag != TAG_HELLO || f.len[0] < 1 + 1 + 6 + 28 || f.seg[0][0] != ENTITY_TYPE_OSD ||
+	    f.seg[0][1] != 1 || get16(f.seg[0] + 20) != AF_INET)
 		return -EPROTO;
-	/* the address the OSD sees us at: ours, with port 0 */
 	memset(&my_addr, 0, sizeof(my_addr));
 	my_addr.sin_family = AF_INET;
-	memcpy(&my_addr.sin_addr, f.seg[0] + 1 + 1 + 6 + 16 + 2, 4);
+	memcpy(&my_addr.sin_addr, f.seg[0] + 24, 4);
 	bytes_consume(&o->in, (size_t)n);
 
 	*step = "authenticating (auth none)";
@@ -743,7 +777,12 @@ static int mon_json(struct osdw *w, const char *cmd, json_object **out)
 
 	ret = rados_mon_command(w->cluster, cmds, 1, "", 0, &outbuf, &outlen, &outs, &outslen);
 	if (ret >= 0) {
-		*out = json_tokener_parse(outbuf ? outbuf : "");
+		/* (outbuf has outlen bytes and no terminating NUL) */
+		json_tokener *tok = json_tokener_new();
+
+		*out = tok && outbuf ? json_tokener_parse_ex(tok, outbuf, (int)outlen) : NULL;
+		if (tok)
+			json_tokener_free(tok);
 		if (!*out)
 			ret = -EBADMSG;
 	}
@@ -794,7 +833,10 @@ static int osd_addr_from_json(json_object *osd, struct sockaddr_in *sin, uint32_
 
 static void osd_disconnect(struct osdw *w, struct osdw_osd *o);
 
-/* Read the OSD map (epoch, pool, OSDs' addresses); a new epoch forgets the PGs' primaries. */
+/*
+ * Read the OSD map (epoch, pool, OSDs' addresses); a new epoch forgets the
+ * PGs' primaries. 1 if the epoch changed, 0 if not, or -errno.
+ */
 static int map_refresh(struct osdw *w)
 {
 	json_object *map, *pools, *osds, *p;
@@ -871,12 +913,12 @@ static int map_refresh(struct osdw *w)
 			o->nonce = nonce;
 		}
 	}
-	if (epoch != w->epoch)
+	ret = epoch != w->epoch;
+	if (ret)
 		for (i = 0; i < w->pg_num; i++)
 			w->primary[i] = -1;
 	w->epoch = epoch;
 	w->map_stale = false;
-	ret = 0;
 out:
 	json_object_put(map);
 	return ret;
@@ -910,6 +952,7 @@ static int pg_primary(struct osdw *w, uint32_t pg, const char *oid)
 	snprintf(want, sizeof(want), "%" PRId64 ".%" PRIx32, w->pool, pg);
 	if (!json_object_object_get_ex(reply, "pgid", &v) ||
 	    strcmp(json_object_get_string(v), want)) {
+		w->broken = true;
 		azbuse_log(
 			AZBUSE_LOG_ERR,
 			"engine rbd: %s: own RADOS path: %s placed in PG %s, the cluster says %s",
@@ -977,7 +1020,8 @@ static void osd_disconnect(struct osdw *w, struct osdw_osd *o)
 		close(o->fd);
 		o->fd = -1;
 	}
-	o->in.len = o->out.len = 0;
+	bytes_clear(&o->in);
+	bytes_clear(&o->out);
 	o->wants_out = false;
 	while ((op = o->ops)) {
 		op_unlink(&o->ops, op);
@@ -1010,17 +1054,21 @@ static int osd_connect(struct osdw *w, struct osdw_osd *o)
 	setsockopt(o->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	ret = connect(o->fd, (struct sockaddr *)&o->addr, sizeof(o->addr));
 	if (ret < 0 && errno == EINPROGRESS) {
-		socklen_t len = sizeof(ret);
+		socklen_t len = sizeof(int);
+
+		int soerr = 0;
 
 		ret = io_wait(o->fd, POLLOUT);
-		if (!ret && getsockopt(o->fd, SOL_SOCKET, SO_ERROR, &ret, &len) < 0)
-			ret = errno;
-		ret = -ret;
+		if (!ret && getsockopt(o->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+			soerr = errno;
+		if (!ret)
+			ret = -soerr;
 	} else if (ret < 0) {
 		ret = -errno;
 	}
 	o->out_seq = o->in_seq = 0;
-	o->in.len = o->out.len = 0;
+	bytes_clear(&o->in);
+	bytes_clear(&o->out);
 	if (!ret)
 		ret = osd_handshake(w, o, &step);
 	if (!ret) {
@@ -1065,7 +1113,7 @@ static int osd_send(struct osdw *w, struct osdw_osd *o, struct iovec *iov, int n
 
 	for (i = 0; i < nr; i++)
 		total += iov[i].iov_len;
-	if (!o->out.len) {
+	if (!bytes_size(&o->out)) {
 		struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)nr };
 
 		do
@@ -1096,8 +1144,9 @@ static int osd_flush_out(struct osdw *w, struct osdw_osd *o)
 {
 	ssize_t n;
 
-	while (o->out.len) {
-		n = send(o->fd, o->out.p, o->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (bytes_size(&o->out)) {
+		n = send(o->fd, bytes_data(&o->out), bytes_size(&o->out),
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN)
@@ -1173,6 +1222,8 @@ static size_t op_front_max(const struct osdw_op *op)
 	return 256 + op->oid_len + 8 * (size_t)op->nr_snaps;
 }
 
+static void op_end(struct osdw *w, struct osdw_op *op, int result);
+
 /* Send op to its PG's primary (connecting first); on failure it waits. */
 static void op_send(struct osdw *w, struct osdw_op *op)
 {
@@ -1187,6 +1238,10 @@ static void op_send(struct osdw *w, struct osdw_op *op)
 	int osd, ret;
 
 	osd = pg_primary(w, pg, op->oid);
+	if (osd == -EPROTO) {
+		op_end(w, op, -EPROTO); /* (for the caller to take elsewhere) */
+		return;
+	}
 	if (osd < 0 || !w->osds[osd].up)
 		goto wait;
 	o = &w->osds[osd];
@@ -1288,6 +1343,8 @@ static int handle_reply(struct osdw *w, struct osdw_osd *o, const struct frame *
 		w->map_stale = true;
 	if (!op)
 		return 0; /* (a reply to an earlier send of an op that ended) */
+	if (result >= 0 && !op->write && (outdata > f->len[3] || outdata > op->len))
+		return -EBADMSG; /* (the op stays on o: sent again with o's others) */
 	op_unlink(&o->ops, op);
 	if (result == -EAGAIN || result == -ESTALE) { /* (not here: the map moved) */
 		op->osd = -1;
@@ -1296,8 +1353,6 @@ static int handle_reply(struct osdw *w, struct osdw_osd *o, const struct frame *
 		return 0;
 	}
 	if (result >= 0 && !op->write) {
-		if (outdata > f->len[3] || outdata > op->len)
-			return -EBADMSG;
 		memcpy(op->buf, f->seg[3], outdata);
 		result = (int32_t)outdata;
 	} else if (result >= 0) {
@@ -1365,7 +1420,7 @@ static int osd_receive(struct osdw *w, struct osdw_osd *o)
 		o->in.len += (size_t)n;
 		more = o->in.len == o->in.cap; /* (a short read emptied the socket) */
 		for (;;) {
-			n = frame_parse((unsigned char *)o->in.p, o->in.len, &f);
+			n = frame_parse(bytes_data(&o->in), bytes_size(&o->in), &f);
 			if (n < 0)
 				return (int)n;
 			if (!n)
@@ -1382,8 +1437,15 @@ static int osd_receive(struct osdw *w, struct osdw_osd *o)
 	}
 }
 
-/* After a map change: send again each op whose PG's primary moved, and what waits. */
-static void resend_moved(struct osdw *w)
+/*
+ * After reading the map: send again what waits, and each op whose PG's
+ * primary moved or, with all (a new epoch), every op in flight. An OSD
+ * drops without a word an op that names an epoch older than its PG's last
+ * change of primary or split (this client says it resends on a split), so
+ * after a new epoch nothing is left to its first send; an OSD that got
+ * both answers the second from its log.
+ */
+static void resend_moved(struct osdw *w, bool all)
 {
 	struct osdw_op *op, *next, *list = w->waiting;
 	unsigned i;
@@ -1394,7 +1456,7 @@ static void resend_moved(struct osdw *w)
 			uint32_t pg = osdw_stable_mod(op->hash, w->pg_num, w->pg_mask);
 
 			next = op->next;
-			if (pg_primary(w, pg, op->oid) == (int)i)
+			if (!all && pg_primary(w, pg, op->oid) == (int)i)
 				continue;
 			op_unlink(&w->osds[i].ops, op);
 			op_push(&list, op);
@@ -1406,28 +1468,24 @@ static void resend_moved(struct osdw *w)
 	}
 }
 
-/* Every tick: ops unanswered too long go again (same tid), after a map read. */
+/*
+ * Every tick: an OSD that left an op unanswered for OSDW_OP_TIMEOUT_NS
+ * loses its connection (half-open, or its ops dropped), and its ops go
+ * again, same tids, on a new one after a map read. (Not again on the same
+ * connection: ops still queued there would be queued twice.)
+ */
 static void check_timeouts(struct osdw *w)
 {
 	uint64_t now = now_ns();
-	struct osdw_op *op, *next, *late = NULL;
+	struct osdw_op *op;
 	unsigned i;
 
 	for (i = 0; i < w->nr_osds; i++)
-		for (op = w->osds[i].ops; op; op = next) {
-			next = op->next;
-			if (now - op->sent_at < OSDW_OP_TIMEOUT_NS)
-				continue;
-			op_unlink(&w->osds[i].ops, op);
-			op_push(&late, op);
-		}
-	if (!late)
-		return;
-	w->map_stale = true;
-	while ((op = late)) {
-		op_unlink(&late, op);
-		op_push(&w->waiting, op);
-	}
+		for (op = w->osds[i].ops; op; op = op->next)
+			if (now - op->sent_at >= OSDW_OP_TIMEOUT_NS) {
+				osd_failed(w, &w->osds[i], "no reply in 10 s", -ETIMEDOUT);
+				break;
+			}
 }
 
 unsigned osdw_service(struct osdw *w)
@@ -1462,13 +1520,18 @@ unsigned osdw_service(struct osdw *w)
 		if (ret)
 			osd_failed(w, o, "receiving", ret);
 	}
-	if (w->map_stale) {
+	if (w->map_stale && now_ns() >= w->map_read_at) {
+		/* (at most once a tick: an OSD that stays down sets it at each try) */
+		w->map_read_at = now_ns() + OSDW_TICK_NS;
 		ret = map_refresh(w);
-		if (ret < 0)
-			azbuse_log(AZBUSE_LOG_WARN, "engine rbd: %s: reading the OSD map: %s",
+		if (ret < 0 && !w->map_failures++)
+			azbuse_log(AZBUSE_LOG_WARN,
+				   "engine rbd: %s: reading the OSD map: %s (ops go with the map "
+				   "they have; tried again)",
 				   w->name, strerror(-ret));
-		else
-			resend_moved(w);
+		if (ret >= 0)
+			w->map_failures = 0;
+		resend_moved(w, ret > 0);
 	} else if (w->waiting) {
 		struct osdw_op *op, *next, *list = w->waiting;
 
@@ -1494,7 +1557,7 @@ void osdw_flush(struct osdw *w)
 		if (o->fd < 0 || o->wants_out)
 			continue; /* (gone, or EPOLLOUT sends it) */
 		ret = osd_flush_out(w, o);
-		if (!ret && o->out.len)
+		if (!ret && bytes_size(&o->out))
 			ret = epoll_mod(w, o, true);
 		if (ret)
 			osd_failed(w, o, "sending", ret);
@@ -1535,8 +1598,8 @@ static void op_start(struct osdw *w, struct osdw_op *op)
 {
 	w->inflight++;
 	w->nr_ops++;
-	if (w->map_stale || w->waiting)
-		op_push(&w->waiting, op); /* (in order, after what waits) */
+	if (w->waiting)
+		op_push(&w->waiting, op); /* (after what waits) */
 	else
 		op_send(w, op);
 }
@@ -1578,6 +1641,11 @@ int osdw_write(struct osdw *w, const char *oid, uint64_t off, uint32_t len, cons
 	op->nr_snaps = nr_snaps;
 	op_start(w, op);
 	return 0;
+}
+
+bool osdw_broken(const struct osdw *w)
+{
+	return w->broken;
 }
 
 unsigned osdw_inflight(const struct osdw *w)

@@ -31,7 +31,11 @@
 
 struct osdw;
 
-/* An op ended: result is the bytes read, 0 for a write, or -errno. */
+/*
+ * An op ended: result is the bytes read, 0 for a write, or -errno
+ * (-EPROTO: not sent, see osdw_broken). May come from within osdw_read or
+ * osdw_write.
+ */
 typedef void (*osdw_done_fn)(void *cookie, int result);
 
 /*
@@ -72,6 +76,13 @@ void osdw_flush(struct osdw *w);
 bool osdw_take_watched(struct osdw *w);
 
 unsigned osdw_inflight(const struct osdw *w);
+
+/*
+ * The client found its placement of an object differs from the cluster's
+ * (a pool or hash it does not know): it ends such ops with -EPROTO, for
+ * the caller to send another way, and should be given no more.
+ */
+bool osdw_broken(const struct osdw *w);
 
 /* Exposed for the unit tests. */
 uint32_t osdw_crc32c(uint32_t crc, const void *data, size_t len);

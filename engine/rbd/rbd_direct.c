@@ -305,6 +305,17 @@ static void rbd_direct_wire_open(struct rbd_direct *d, const struct rbd_target *
 	ret = rbd_cluster_connect(t, &d->wire_cluster, &d->wire_ioctx, &step);
 	if (ret < 0)
 		goto fail;
+	/*
+	 * The worker asks the monitors where a PG went after a map change:
+	 * with no monitor to answer, it gives up after 5 s (its ops wait and
+	 * ask again) rather than stop serving its ring for good.
+	 */
+	ret = rados_conf_set(d->wire_cluster, "rados_mon_op_timeout", "5");
+	if (ret < 0) {
+		step = "setting rados_mon_op_timeout";
+		rbd_cluster_disconnect(d->wire_cluster, d->wire_ioctx);
+		goto fail;
+	}
 	d->wire =
 		osdw_open(d->wire_cluster, pool, t->client, rados_get_instance_id(d->wire_cluster),
 			  rbd_direct_wire_done, d->name, &ret);
@@ -492,26 +503,20 @@ bool rbd_direct_submit(struct rbd_direct *d, struct azbuse_io *io)
 	op->c = NULL;
 	snprintf(oid, sizeof(oid), "%s.%016" PRIx64, d->prefix, io->offset >> d->order);
 	within = io->offset & ((1ULL << d->order) - 1);
-	if (d->wire) {
+	d->inflight++; /* (first: an op of the own path may end within its call) */
+	if (d->wire && !osdw_broken(d->wire)) {
 		if (read)
 			ret = osdw_read(d->wire, oid, within, io->len, io->buf, op);
 		else
 			ret = osdw_write(d->wire, oid, within, io->len, io->buf, d->snap_seq,
 					 d->snaps, d->nr_snaps, op);
-		d->inflight++;
-		goto sent;
-	}
-	if (rados_aio_create_completion2(op, rbd_direct_ended, &op->c) < 0) {
-		op->next = d->free_ops;
-		d->free_ops = op;
-		return false;
-	}
-	if (read)
+	} else if (rados_aio_create_completion2(op, rbd_direct_ended, &op->c) < 0) {
+		ret = -ENOMEM;
+	} else if (read) {
 		ret = rados_aio_read(d->data_io, oid, op->c, io->buf, io->len, within);
-	else
+	} else {
 		ret = rados_aio_write(d->data_io, oid, op->c, io->buf, io->len, within);
-	d->inflight++;
-sent:
+	}
 	if (ret < 0) {
 		rbd_direct_put(d, op);
 		return false;
@@ -573,8 +578,16 @@ bool rbd_direct_serve(struct rbd_direct *d)
 static void rbd_direct_wire_done(void *cookie, int result)
 {
 	struct rbd_direct_op *op = cookie;
+	struct rbd_direct *d = op->d;
+	struct azbuse_io *io = op->io;
 
-	rbd_direct_finish(op->d, op, result);
+	if (result == -EPROTO) { /* (not sent: it could not place it) librbd takes it */
+		rbd_direct_put(d, op);
+		d->nr_handed_back++;
+		d->fallback(d->fallback_arg, io);
+		return;
+	}
+	rbd_direct_finish(d, op, result);
 }
 
 int rbd_direct_wait_fd(struct rbd_direct *d, int event_fd)

@@ -3,7 +3,7 @@
  * rbd_engine.c - the rbd engine: a Ceph RBD image as an azbuse device,
  * through librbd's C API (a faster rbd-nbd, with every request flag intact).
  *
- *   azbuse-engine-rbd ID --image POOL/IMAGE [-o id=CLIENT] [-o conf=FILE] [-o direct=on]
+ *   azbuse-engine-rbd ID --image POOL/IMAGE [-o id=CLIENT] [-o conf=FILE] [-o direct=on|wire]
  *   (azbusectl add ID --engine=rbd --image POOL/IMAGE runs it)
  *
  * Its own program, not one of azbusectl's built-in engines: librbd and
@@ -27,6 +27,14 @@
  * request (librados' objecter and messenger, which both paths share, are
  * the client's cost), so librbd, the reference client, keeps the data path
  * unless asked.
+ *
+ * With -o direct=wire, the object path skips librados too: osd_wire.c sends
+ * each such read or write to the object's primary OSD over Ceph's msgr2
+ * protocol from the worker's own thread (its sockets are waited on with the
+ * ring, through the fd rbd_direct_wait_fd gives), which is what removes the
+ * client's cost: in tests/bench-rbd-host.sh about krbd's CPU per request.
+ * Clusters without authentication only, for now (cephx is not spoken yet):
+ * elsewhere the object path goes through librados, and the log says why.
  *
  * librbd's cache is off (see rbd_cluster_connect): a write completes once RADOS has
  * it, and a worker that dies loses nothing it acknowledged. An image or pool
@@ -654,7 +662,8 @@ static const struct azbuse_engine_ops rbd_engine_ops = {
 	AZBUSE_ENGINE_INIT,
 	.name = "rbd",
 	.description = "a Ceph RBD image (--image POOL/IMAGE, -o id=CLIENT, -o conf=FILE, "
-		       "-o direct=on: the object path), librbd",
+		       "-o direct=on|wire: the object path through librados or over azbuse's own "
+		       "messenger), librbd",
 	.option_keys = rbd_option_keys,
 	.setup = rbd_setup,
 	.teardown = rbd_teardown,

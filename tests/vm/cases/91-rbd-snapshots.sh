@@ -13,7 +13,10 @@
 # with -o direct=on: the snapshot is taken while writes go to the objects
 # directly (the object path), which must carry the new snapshot context
 # from the next write on; the clone's reads of objects it never wrote are
-# handed to librbd.
+# handed to librbd. The clone, and the image after its rollback (resized
+# while served), take the object path over azbuse's own messenger
+# (-o direct=wire): the same hand-over of unwritten objects, and the size
+# it checks requests against follows the header.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -58,7 +61,7 @@ log "ok   snapshot of the served image holds exactly the writes before it; list 
 
 # --- a clone of it, served ------------------------------------------------------
 arbd clone rbd/snapvol@s1 rbd/clone1 >/dev/null || die "azbuse-rbd clone failed"
-dev2=$(azbusectl add 2 --engine=rbd --image rbd/clone1 --conf "$conf" --queues 2 -o direct=on) ||
+dev2=$(azbusectl add 2 --engine=rbd --image rbd/clone1 --conf "$conf" --queues 2 -o direct=wire) ||
 	die "serving the clone failed"
 cmp <(dd if="$dev2" bs=1M count=16 iflag=direct status=none) "$work/a" || die "the clone reads wrong"
 dd if="$work/b" of="$dev2" bs=1M seek=32 oflag=direct status=none
@@ -84,7 +87,7 @@ if arbd rollback rbd/snapvol s1 2>/dev/null; then
 fi
 remove_device 1
 arbd rollback rbd/snapvol s1 --yes >/dev/null || die "azbuse-rbd rollback failed"
-dev=$(azbusectl add 1 --engine=rbd --image rbd/snapvol --conf "$conf" --queues 2 -o direct=on) ||
+dev=$(azbusectl add 1 --engine=rbd --image rbd/snapvol --conf "$conf" --queues 2 -o direct=wire) ||
 	die "serving the image again failed"
 cmp <(dd if="$dev" bs=1M count=16 iflag=direct status=none) "$work/a" ||
 	die "after the rollback the image does not read as the snapshot"
