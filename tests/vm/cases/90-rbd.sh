@@ -39,42 +39,10 @@ cmp <(command rbd -c "$conf" export --no-progress rbd/vol1 - 2>/dev/null |
 	"$work/old" || die "the image itself does not hold what was written through the device"
 log "fio verify across a worker kill (new worker in $ms ms); the image holds the data"
 
-# ext4, then the whole daemon killed under fio and taken over
-mkfs.ext4 -q -F "$dev"
-mkdir -p "$mnt"
-mount "$dev" "$mnt"
-fio --name=recover --directory="$mnt" --ioengine=libaio --direct=1 --iodepth=8 --rw=randwrite \
-	--bs=4k --size=16M --numjobs=2 --fsync=32 --verify=crc32c --do_verify=1 --verify_fatal=1 \
-	--group_reporting >"$work/fio-recover.log" 2>&1 &
-fio_pid=$!
-sleep 3
-sup=$(supervisor_pids | head -1)
-[ -n "$sup" ] || die "no supervisor"
-kill -KILL -- "-$sup"
-wait_for 5 sh -c "! kill -0 $sup 2>/dev/null" || die "the supervisor survived SIGKILL"
-sleep 1
-dev2=$(azbusectl add 1 --recover) || die "azbusectl add 1 --recover failed"
-[ "$dev2" = "$dev" ] || die "--recover printed $dev2, not $dev"
-wait_fio "$fio_pid" "$work/fio-recover.log" "across the daemon's death and --recover"
-log "the daemon killed under fio on ext4, taken over by --recover: fio verified"
-
-# an OSD restarted under load: I/O waits for it, no error reaches ext4
-fio --name=osd --directory="$mnt" --ioengine=libaio --direct=1 --iodepth=8 --rw=randwrite \
-	--bs=4k --size=16M --numjobs=1 --fsync=16 --verify=crc32c --do_verify=1 --verify_fatal=1 \
-	--time_based --runtime=25 --group_reporting >"$work/fio-osd.log" 2>&1 &
-fio_pid=$!
-sleep 4
-osd_pid=$(cat "$CEPH_DIR/osd.0.pid")
-kill "$osd_pid"
-wait_for 60 sh -c "! kill -0 $osd_pid 2>/dev/null" || die "osd.0 did not stop"
-sleep 3
-ceph-osd -c "$conf" -i 0 2>/dev/null || die "osd.0 did not start again"
-log "osd.0 restarted under fio"
-wait_fio "$fio_pid" "$work/fio-osd.log" "across an OSD restart"
-umount "$mnt"
-e2fsck -fn "$dev" >"$work/fsck.log" 2>&1 || { cat "$work/fsck.log" >&2; die "fsck found errors"; }
-dmesg | grep -q 'I/O error, dev azbuse1' && die "an I/O error reached the block layer"
-log "fio verified across the OSD restart; fsck clean; no I/O error"
+# ext4, then the whole daemon killed under fio and taken over; then an OSD
+# restarted under load (I/O waits for it), no error reaching ext4
+rbd_recover_trial "$dev" "$mnt" "$work"
+rbd_osd_restart_trial "$dev" "$mnt" "$work" "$conf"
 remove_device 1
 read -r reads writes _ < <(rbd_object_path_counts rbd/vol1)
 if [ "$reads" = 0 ] || [ "$writes" = 0 ]; then

@@ -53,43 +53,10 @@ cmp <(command rbd -c "$conf" export --no-progress rbd/wire1@s1 - 2>/dev/null |
 	die "snapshot s1 changed after it was taken (the own path's writes missed its context)"
 log "a snapshot taken while served holds the writes before it, not those after"
 
-# ext4, then the whole daemon killed under fio and taken over
-mkfs.ext4 -q -F "$dev"
-mkdir -p "$mnt"
-mount "$dev" "$mnt"
-fio --name=recover --directory="$mnt" --ioengine=libaio --direct=1 --iodepth=8 --rw=randwrite \
-	--bs=4k --size=16M --numjobs=2 --fsync=32 --verify=crc32c --do_verify=1 --verify_fatal=1 \
-	--group_reporting >"$work/fio-recover.log" 2>&1 &
-fio_pid=$!
-sleep 3
-sup=$(supervisor_pids | head -1)
-[ -n "$sup" ] || die "no supervisor"
-kill -KILL -- "-$sup"
-wait_for 5 sh -c "! kill -0 $sup 2>/dev/null" || die "the supervisor survived SIGKILL"
-sleep 1
-dev2=$(azbusectl add 1 --recover) || die "azbusectl add 1 --recover failed"
-[ "$dev2" = "$dev" ] || die "--recover printed $dev2, not $dev"
-wait_fio "$fio_pid" "$work/fio-recover.log" "across the daemon's death and --recover"
-log "the daemon killed under fio on ext4, taken over by --recover: fio verified"
-
-# an OSD restarted under load: I/O waits for it (sent again to its new
-# address, with the same request ids), no error reaches ext4
-fio --name=osd --directory="$mnt" --ioengine=libaio --direct=1 --iodepth=8 --rw=randwrite \
-	--bs=4k --size=16M --numjobs=1 --fsync=16 --verify=crc32c --do_verify=1 --verify_fatal=1 \
-	--time_based --runtime=25 --group_reporting >"$work/fio-osd.log" 2>&1 &
-fio_pid=$!
-sleep 4
-osd_pid=$(cat "$CEPH_DIR/osd.0.pid")
-kill "$osd_pid"
-wait_for 60 sh -c "! kill -0 $osd_pid 2>/dev/null" || die "osd.0 did not stop"
-sleep 3
-ceph-osd -c "$conf" -i 0 2>/dev/null || die "osd.0 did not start again"
-log "osd.0 restarted under fio"
-wait_fio "$fio_pid" "$work/fio-osd.log" "across an OSD restart"
-umount "$mnt"
-e2fsck -fn "$dev" >"$work/fsck.log" 2>&1 || { cat "$work/fsck.log" >&2; die "fsck found errors"; }
-dmesg | grep -q 'I/O error, dev azbuse1' && die "an I/O error reached the block layer"
-log "fio verified across the OSD restart; fsck clean; no I/O error"
+# ext4, then the whole daemon killed under fio and taken over; then an OSD
+# restarted under load (I/O waits for it), no error reaching ext4
+rbd_recover_trial "$dev" "$mnt" "$work"
+rbd_osd_restart_trial "$dev" "$mnt" "$work" "$conf"
 remove_device 1
 
 ops=$(cat /run/azbuse/supervisor-*.log | awk '/rbd\/wire1: own RADOS path: / {

@@ -499,6 +499,55 @@ rbd_object_path_counts() {
 		} END { print r + 0, w + 0, h + 0 }'
 }
 
+# rbd_recover_trial DEV MNT WORK: ext4 on DEV (an rbd device of id 1),
+# mounted at MNT; fio verify on it while the whole daemon is SIGKILLed and
+# taken over by `azbusectl add 1 --recover`. Dies if fio fails or the
+# device comes back under another name.
+rbd_recover_trial() {
+	local dev=$1 mnt=$2 work=$3 fio_pid sup dev2
+	mkfs.ext4 -q -F "$dev"
+	mkdir -p "$mnt"
+	mount "$dev" "$mnt"
+	fio --name=recover --directory="$mnt" --ioengine=libaio --direct=1 --iodepth=8 --rw=randwrite \
+		--bs=4k --size=16M --numjobs=2 --fsync=32 --verify=crc32c --do_verify=1 --verify_fatal=1 \
+		--group_reporting >"$work/fio-recover.log" 2>&1 &
+	fio_pid=$!
+	sleep 3
+	sup=$(supervisor_pids | head -1)
+	[ -n "$sup" ] || die "no supervisor"
+	kill -KILL -- "-$sup"
+	wait_for 5 sh -c "! kill -0 $sup 2>/dev/null" || die "the supervisor survived SIGKILL"
+	sleep 1
+	dev2=$(azbusectl add 1 --recover) || die "azbusectl add 1 --recover failed"
+	[ "$dev2" = "$dev" ] || die "--recover printed $dev2, not $dev"
+	wait_fio "$fio_pid" "$work/fio-recover.log" "across the daemon's death and --recover"
+	log "the daemon killed under fio on ext4, taken over by --recover: fio verified"
+}
+
+# rbd_osd_restart_trial DEV MNT WORK CONF: with DEV's ext4 mounted at MNT,
+# fio verify while ceph_up's osd.0 is stopped and started again: I/O waits
+# for it and no error reaches ext4; then unmounts, and fsck must be clean
+# and the kernel must have logged no I/O error on DEV.
+rbd_osd_restart_trial() {
+	local dev=$1 mnt=$2 work=$3 conf=$4 fio_pid osd_pid
+	fio --name=osd --directory="$mnt" --ioengine=libaio --direct=1 --iodepth=8 --rw=randwrite \
+		--bs=4k --size=16M --numjobs=1 --fsync=16 --verify=crc32c --do_verify=1 --verify_fatal=1 \
+		--time_based --runtime=25 --group_reporting >"$work/fio-osd.log" 2>&1 &
+	fio_pid=$!
+	sleep 4
+	osd_pid=$(cat "$CEPH_DIR/osd.0.pid")
+	kill "$osd_pid"
+	wait_for 60 sh -c "! kill -0 $osd_pid 2>/dev/null" || die "osd.0 did not stop"
+	sleep 3
+	ceph-osd -c "$conf" -i 0 2>/dev/null || die "osd.0 did not start again"
+	log "osd.0 restarted under fio"
+	wait_fio "$fio_pid" "$work/fio-osd.log" "across an OSD restart"
+	umount "$mnt"
+	e2fsck -fn "$dev" >"$work/fsck.log" 2>&1 || { cat "$work/fsck.log" >&2; die "fsck found errors"; }
+	dmesg | grep -q "I/O error, dev ${dev#/dev/}" && die "an I/O error reached the block layer"
+	log "fio verified across the OSD restart; fsck clean; no I/O error"
+}
+
 # ceph_up: a Ceph cluster in this VM (tests/vm/ceph-cluster.sh), started by
 # the first case that needs it and shared by the later ones (one per boot:
 # its start is slow under emulation); prints its ceph.conf. Skips the case
