@@ -296,6 +296,7 @@ static void rbd_direct_wire_open(struct rbd_direct *d, const struct rbd_target *
 				 rados_ioctx_t ioctx)
 {
 	const char *step = "the image is in a namespace";
+	uint64_t gid;
 	char ns[8];
 	int ret;
 
@@ -316,13 +317,15 @@ static void rbd_direct_wire_open(struct rbd_direct *d, const struct rbd_target *
 		rbd_cluster_disconnect(d->wire_cluster, d->wire_ioctx);
 		goto fail;
 	}
-	d->wire =
-		osdw_open(d->wire_cluster, pool, t->client, rados_get_instance_id(d->wire_cluster),
-			  rbd_direct_wire_done, d->name, &ret);
+	gid = rados_get_instance_id(d->wire_cluster);
+	d->wire = osdw_open(d->wire_cluster, pool, t->client, gid, rbd_direct_wire_done, d->name,
+			    &ret);
 	if (d->wire) {
+		/* (the global id is also the nonce of its address: what a blocklist names) */
 		azbuse_log(AZBUSE_LOG_INFO,
-			   "engine rbd: %s: object path over azbuse's own RADOS messenger",
-			   d->name);
+			   "engine rbd: %s: object path over azbuse's own RADOS messenger "
+			   "(client.%s, global id %" PRIu64 ")",
+			   d->name, t->client, gid);
 		return;
 	}
 	rbd_cluster_disconnect(d->wire_cluster, d->wire_ioctx);

@@ -10,7 +10,8 @@
 # clean. Then snapshots stay exact: a snapshot taken while the device
 # serves holds what was written before it, not what came after (the own
 # path's writes carry the image's snapshot context, read again when the
-# header changes). And the path was taken: the workers' counts at close.
+# header changes). A blocklisted (fenced) own-path client cannot write.
+# And the path was taken: the workers' counts at close.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -58,6 +59,30 @@ log "a snapshot taken while served holds the writes before it, not those after"
 rbd_recover_trial "$dev" "$mnt" "$work"
 rbd_osd_restart_trial "$dev" "$mnt" "$work" "$conf"
 remove_device 1
+
+# fencing: an `osd blocklist` of the own path's client (its address as the
+# OSD sees it, its global id as the nonce) refuses its I/O, as for any
+# RADOS client: a fenced host cannot write on
+wire_line="rbd/wire1: object path over azbuse's own RADOS messenger"
+opened=$(cat /run/azbuse/supervisor-*.log | grep -c "$wire_line")
+dev=$(azbusectl add 1 --engine=rbd --image rbd/wire1 --conf "$conf" --queues 1 -o direct=wire) ||
+	die "serving rbd/wire1 again failed"
+wait_for 10 sh -c "[ \$(cat /run/azbuse/supervisor-*.log | grep -c \"$wire_line\") -gt $opened ]" ||
+	die "the new worker did not take the own messenger"
+gid=$(cat /run/azbuse/supervisor-*.log | grep "$wire_line" | tail -1 | sed -n 's/.*global id \([0-9]*\)).*/\1/p')
+[ -n "$gid" ] || die "no global id in the worker's log"
+dd if=/dev/urandom of="$dev" bs=4k count=1 seek=10 oflag=direct status=none ||
+	die "a write before the blocklist failed"
+command ceph -c "$conf" osd blocklist add "127.0.0.1:0/$gid" >/dev/null 2>&1 ||
+	die "ceph osd blocklist add failed"
+sleep 2 # (the OSD takes the new map)
+if dd if=/dev/urandom of="$dev" bs=4k count=1 seek=11 oflag=direct status=none 2>/dev/null; then
+	die "a write of the blocklisted client 127.0.0.1:0/$gid succeeded"
+fi
+command ceph -c "$conf" osd blocklist rm "127.0.0.1:0/$gid" >/dev/null 2>&1 ||
+	die "ceph osd blocklist rm failed"
+remove_device 1
+log "fenced: with 127.0.0.1:0/$gid on the OSD blocklist, the own path's write failed"
 
 ops=$(cat /run/azbuse/supervisor-*.log | awk '/rbd\/wire1: own RADOS path: / {
 	sub(/.*own RADOS path: /, ""); n += $1; r += $3 } END { print n + 0, r + 0 }')
