@@ -297,12 +297,14 @@ static void rbd_direct_wire_open(struct rbd_direct *d, const struct rbd_target *
 {
 	const char *step = "the image is in a namespace";
 	uint64_t gid;
-	char ns[8];
+	char ns[256];
 	int ret;
 
 	ret = rados_ioctx_get_namespace(ioctx, ns, sizeof(ns));
-	if (ret)
+	if (ret) {
+		ret = ret > 0 ? -EOPNOTSUPP : ret;
 		goto fail; /* (osd_wire.c places objects of no namespace) */
+	}
 	ret = rbd_cluster_connect(t, &d->wire_cluster, &d->wire_ioctx, &step);
 	if (ret < 0)
 		goto fail;
@@ -333,7 +335,7 @@ static void rbd_direct_wire_open(struct rbd_direct *d, const struct rbd_target *
 fail:
 	azbuse_log(AZBUSE_LOG_WARN,
 		   "engine rbd: %s: no own RADOS path (%s: %s): object path through librados",
-		   d->name, step, ret > 0 ? "namespace" : strerror(-ret));
+		   d->name, step, strerror(-ret));
 }
 
 struct rbd_direct *rbd_direct_open(rados_t cluster, rados_ioctx_t ioctx, rbd_image_t image,
