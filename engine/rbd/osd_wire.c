@@ -11,8 +11,16 @@
  *             1-3 has bytes, those and an epilogue (u8 0x0e, 3 x le32 crc:
  *             crc32c(-1) of each segment the frame counts, 0 past them)
  *   handshake HELLO both ways, AUTH_REQUEST (auth none: our name and
- *             global id) -> AUTH_DONE, AUTH_SIGNATURE both ways (zeros
- *             without a session key), CLIENT_IDENT -> SERVER_IDENT
+ *             global id; cephx: an authorizer with the OSD ticket, answered
+ *             by a challenge, AUTH_REQUEST_MORE with its answer) ->
+ *             AUTH_DONE, AUTH_SIGNATURE both ways (HMAC-SHA256 under the
+ *             session key of every byte the other end sent until then;
+ *             zeros without a key), CLIENT_IDENT -> SERVER_IDENT
+ *   cephx     tickets from a monitor: the same handshake to its msgr2
+ *             address, AUTH_REQUEST in mode "mon" (our name, global id 0
+ *             or the one to keep), its challenge, AUTH_REQUEST_MORE with
+ *             the proof of our key (cephx.c), AUTH_DONE with the tickets;
+ *             then the connection ends
  *   message   a MESSAGE frame: ceph_msg_header2 in segment 0, then front,
  *             middle, data
  * An op is an MOSDOp (v8) with one READ or WRITE; its MOSDOpReply names it
@@ -36,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
@@ -46,6 +55,7 @@
 
 #include <azbuse/engine.h>
 
+#include "cephx.h"
 #include "osd_wire.h"
 
 /* frame tags */
@@ -54,6 +64,7 @@ enum {
 	TAG_AUTH_REQUEST = 2,
 	TAG_AUTH_BAD_METHOD = 3,
 	TAG_AUTH_REPLY_MORE = 4,
+	TAG_AUTH_REQUEST_MORE = 5,
 	TAG_AUTH_DONE = 6,
 	TAG_AUTH_SIGNATURE = 7,
 	TAG_CLIENT_IDENT = 8,
@@ -72,11 +83,14 @@ enum {
 #define LATE_STATUS_COMPLETE 0x0e
 #define MSGR2_FEATURE_REVISION_1 1ULL
 
+#define ENTITY_TYPE_MON 1
 #define ENTITY_TYPE_OSD 4
 #define ENTITY_TYPE_CLIENT 8
 #define ADDR_TYPE_MSGR2 2
 #define ADDR_TYPE_ANY 3
 #define AUTH_NONE 1
+#define AUTH_CEPHX 2
+#define AUTH_MODE_MON 10
 #define CON_MODE_CRC 1
 
 #define MSG_OSD_MAP 41
@@ -159,6 +173,13 @@ struct osdw {
 	uint32_t pg_num, pg_mask;
 	char entity[64];
 	uint64_t gid;
+	bool cephx;			 /* authenticate: with osd_ticket */
+	struct cephx_key key;		 /* client.ENTITY's */
+	struct cephx_ticket auth_ticket; /* the monitors', for new tickets */
+	struct cephx_ticket osd_ticket;
+	uint64_t renew_at; /* get new tickets from then (CLOCK_MONOTONIC ns) */
+	unsigned renew_failures;
+	unsigned nr_logins;
 	osdw_done_fn done;
 	const char *name;
 
@@ -632,7 +653,32 @@ static ssize_t recv_frame(struct osdw_osd *o, struct frame *f)
 	}
 }
 
-static int send_control(struct osdw_osd *o, unsigned tag, const void *body, uint32_t len)
+/*
+ * A handshake in progress on o: until AUTH_DONE, every byte each way is
+ * kept, for the AUTH_SIGNATURE frames that prove both ends saw the same.
+ */
+struct handshake {
+	struct osdw_osd *o;
+	bool signing;
+	struct osdw_bytes sent, got;
+};
+
+static void hs_free(struct handshake *h)
+{
+	free(h->sent.p);
+	free(h->got.p);
+}
+
+static int hs_send(struct handshake *h, const void *buf, size_t len)
+{
+	int ret = send_all(h->o->fd, buf, len);
+
+	if (!ret && h->signing)
+		ret = bytes_append(&h->sent, buf, len);
+	return ret;
+}
+
+static int hs_control(struct handshake *h, unsigned tag, const void *body, uint32_t len)
 {
 	uint32_t lens[4] = { len, 0, 0, 0 };
 	unsigned char *buf = malloc(PREAMBLE_LEN + len + 4);
@@ -640,74 +686,101 @@ static int send_control(struct osdw_osd *o, unsigned tag, const void *body, uint
 
 	if (!buf)
 		return -ENOMEM;
-	ret = send_all(o->fd, buf, frame_head(buf, tag, lens, body));
+	ret = hs_send(h, buf, frame_head(buf, tag, lens, body));
 	free(buf);
 	return ret;
 }
 
-/* The msgr2 handshake on a connected socket; o->fd is blocking-free (O_NONBLOCK). */
-static int osd_handshake(struct osdw *w, struct osdw_osd *o, const char **step)
+/* Take the first n bytes of what came (a frame, or the banner). */
+static int hs_take(struct handshake *h, size_t n)
 {
-	unsigned char buf[512], me[64];
+	int ret = h->signing ? bytes_append(&h->got, bytes_data(&h->o->in), n) : 0;
+
+	bytes_consume(&h->o->in, n);
+	return ret;
+}
+
+/* Send a control frame and wait for the answer, left at the start of o->in. */
+static ssize_t hs_ask(struct handshake *h, unsigned tag, const void *body, uint32_t len,
+		      struct frame *f)
+{
+	int ret = hs_control(h, tag, body, len);
+
+	return ret ? ret : recv_frame(h->o, f);
+}
+
+static int hs_banner(struct handshake *h)
+{
+	unsigned char buf[26];
 	struct enc e = { buf };
-	struct sockaddr_in my_addr;
-	struct frame f;
-	ssize_t n;
 	uint64_t server_features, server_required;
+	size_t n;
 	int ret;
 
-	*step = "sending the banner";
 	memcpy(e.p, "ceph v2\n", 8);
 	e.p += 8;
 	put16(&e, 16);
 	put64(&e, MSGR2_FEATURE_REVISION_1);
 	put64(&e, MSGR2_FEATURE_REVISION_1);
-	ret = send_all(o->fd, buf, (size_t)(e.p - buf));
+	ret = hs_send(h, buf, (size_t)(e.p - buf));
+	if (!ret)
+		ret = recv_until(h->o, 10);
 	if (ret)
 		return ret;
-	*step = "reading the banner";
-	ret = recv_until(o, 10);
-	if (ret)
-		return ret;
-	if (memcmp(bytes_data(&o->in), "ceph v2\n", 8))
+	if (memcmp(bytes_data(&h->o->in), "ceph v2\n", 8))
 		return -EPROTO;
-	n = get16(bytes_data(&o->in) + 8);
+	n = get16(bytes_data(&h->o->in) + 8);
 	if (n < 16)
 		return -EPROTO;
-	ret = recv_until(o, 10 + (size_t)n);
+	ret = recv_until(h->o, 10 + n);
 	if (ret)
 		return ret;
-	server_features = get64(bytes_data(&o->in) + 10);
-	server_required = get64(bytes_data(&o->in) + 18);
-	bytes_consume(&o->in, 10 + (size_t)n);
+	server_features = get64(bytes_data(&h->o->in) + 10);
+	server_required = get64(bytes_data(&h->o->in) + 18);
+	ret = hs_take(h, 10 + n);
+	if (ret)
+		return ret;
 	if (!(server_features & MSGR2_FEATURE_REVISION_1) ||
 	    (server_required & ~MSGR2_FEATURE_REVISION_1))
 		return -EPROTONOSUPPORT;
+	return 0;
+}
 
-	*step = "hello";
-	e.p = buf;
+/* HELLO both ways: the peer is of peer_type, and says where it sees us (*my_addr). */
+static int hs_hello(struct handshake *h, unsigned peer_type, struct sockaddr_in *my_addr)
+{
+	unsigned char buf[64];
+	struct enc e = { buf };
+	struct frame f;
+	ssize_t n;
+
 	put8(&e, ENTITY_TYPE_CLIENT);
-	put_addr(&e, ADDR_TYPE_MSGR2, o->nonce, &o->addr);
-	ret = send_control(o, TAG_HELLO, buf, (uint32_t)(e.p - buf));
-	if (!ret)
-		n = recv_frame(o, &f);
-	if (ret || n < 0)
-		return ret ? ret : (int)n;
+	put_addr(&e, ADDR_TYPE_MSGR2, h->o->nonce, &h->o->addr);
+	n = hs_ask(h, TAG_HELLO, buf, (uint32_t)(e.p - buf), &f);
+	if (n < 0)
+		return (int)n;
 	/*
-	 * entity type, then the address the OSD sees us at (ours, with port 0):
+	 * entity type, then the address the peer sees us at (ours, with port 0):
 	 * marker 1, v1 encoding (3 + 4 bytes), type, nonce, sockaddr length,
 	 * family, port, IPv4 address at offset 24
 	 */
-	if (f.tag != TAG_HELLO || f.len[0] < 1 + 1 + 6 + 28 || f.seg[0][0] != ENTITY_TYPE_OSD ||
+	if (f.tag != TAG_HELLO || f.len[0] < 1 + 1 + 6 + 28 || f.seg[0][0] != peer_type ||
 	    f.seg[0][1] != 1 || get16(f.seg[0] + 20) != AF_INET)
 		return -EPROTO;
-	memset(&my_addr, 0, sizeof(my_addr));
-	my_addr.sin_family = AF_INET;
-	memcpy(&my_addr.sin_addr, f.seg[0] + 24, 4);
-	bytes_consume(&o->in, (size_t)n);
+	memset(my_addr, 0, sizeof(*my_addr));
+	my_addr->sin_family = AF_INET;
+	memcpy(&my_addr->sin_addr, f.seg[0] + 24, 4);
+	return hs_take(h, (size_t)n);
+}
 
-	*step = "authenticating (auth none)";
-	e.p = buf;
+/* Auth none: our name and global id. */
+static int hs_auth_none(struct osdw *w, struct handshake *h)
+{
+	unsigned char buf[128];
+	struct enc e = { buf };
+	struct frame f;
+	ssize_t n;
+
 	put32(&e, AUTH_NONE);
 	put32(&e, 1);
 	put32(&e, CON_MODE_CRC);
@@ -717,53 +790,203 @@ static int osd_handshake(struct osdw *w, struct osdw_osd *o, const char **step)
 	put32(&e, (uint32_t)strlen(w->entity));
 	putmem(&e, w->entity, strlen(w->entity));
 	put64(&e, w->gid);
-	ret = send_control(o, TAG_AUTH_REQUEST, buf, (uint32_t)(e.p - buf));
-	if (!ret)
-		n = recv_frame(o, &f);
-	if (ret || n < 0)
-		return ret ? ret : (int)n;
+	n = hs_ask(h, TAG_AUTH_REQUEST, buf, (uint32_t)(e.p - buf), &f);
+	if (n < 0)
+		return (int)n;
 	if (f.tag == TAG_AUTH_BAD_METHOD || f.tag == TAG_AUTH_REPLY_MORE)
 		return -EACCES; /* the cluster wants cephx */
 	if (f.tag != TAG_AUTH_DONE || f.len[0] < 12 || le32_at(f.seg[0] + 8) != CON_MODE_CRC)
 		return -EPROTO;
-	bytes_consume(&o->in, (size_t)n);
-	memset(buf, 0, 32); /* no session key: the signature is zeros */
-	ret = send_control(o, TAG_AUTH_SIGNATURE, buf, 32);
-	if (!ret)
-		n = recv_frame(o, &f);
-	if (ret || n < 0)
-		return ret ? ret : (int)n;
-	if (f.tag != TAG_AUTH_SIGNATURE)
-		return -EPROTO;
-	bytes_consume(&o->in, (size_t)n);
+	return hs_take(h, (size_t)n);
+}
 
-	*step = "identifying";
-	e.p = me;
-	put_addr(&e, ADDR_TYPE_ANY, (uint32_t)w->gid, &my_addr);
+/* The body of an AUTH_REQUEST (method cephx, crc mode) or, with more, an AUTH_REQUEST_MORE. */
+static uint32_t auth_request(unsigned char *buf, bool more, const void *payload, size_t len)
+{
+	struct enc e = { buf };
+
+	if (!more) {
+		put32(&e, AUTH_CEPHX);
+		put32(&e, 1);
+		put32(&e, CON_MODE_CRC);
+	}
+	put32(&e, (uint32_t)len);
+	putmem(&e, payload, len);
+	return (uint32_t)(e.p - buf);
+}
+
+/* A frame's auth payload (le32 length, then it) at p of the frame's segment 0. */
+static int auth_payload(const struct frame *f, size_t at, const unsigned char **p, size_t *len)
+{
+	if (f->len[0] < at + 4 || f->len[0] - at - 4 < le32_at(f->seg[0] + at))
+		return -EPROTO;
+	*len = le32_at(f->seg[0] + at);
+	*p = f->seg[0] + at + 4;
+	return 0;
+}
+
+/*
+ * Cephx to an OSD: the authorizer with the OSD ticket, answered with a
+ * challenge, then again with the challenge's answer; the OSD proves it
+ * could read it (our nonce + 1).
+ */
+static int hs_auth_cephx(struct osdw *w, struct handshake *h)
+{
+	unsigned char authorizer[2048], buf[2048 + 16];
+	const unsigned char *payload;
+	uint64_t nonce, challenge;
+	struct frame f;
+	size_t len;
+	ssize_t n, alen;
+	int ret;
+
+	if (getrandom(&nonce, sizeof(nonce), 0) != sizeof(nonce))
+		return -EIO;
+	alen = cephx_authorizer(&w->osd_ticket, w->gid, nonce, NULL, authorizer,
+				sizeof(authorizer));
+	if (alen < 0)
+		return (int)alen;
+	n = hs_ask(h, TAG_AUTH_REQUEST, buf, auth_request(buf, false, authorizer, (size_t)alen),
+		   &f);
+	if (n < 0)
+		return (int)n;
+	if (f.tag == TAG_AUTH_REPLY_MORE) {
+		ret = auth_payload(&f, 0, &payload, &len);
+		if (!ret)
+			ret = cephx_authorizer_challenge(&w->osd_ticket, payload, len, &challenge);
+		if (!ret)
+			ret = hs_take(h, (size_t)n);
+		if (ret)
+			return ret;
+		alen = cephx_authorizer(&w->osd_ticket, w->gid, nonce, &challenge, authorizer,
+					sizeof(authorizer));
+		if (alen < 0)
+			return (int)alen;
+		n = hs_ask(h, TAG_AUTH_REQUEST_MORE, buf,
+			   auth_request(buf, true, authorizer, (size_t)alen), &f);
+		if (n < 0)
+			return (int)n;
+	}
+	if (f.tag == TAG_AUTH_BAD_METHOD)
+		return -EACCES; /* (a ticket the OSD cannot read: too old, or another key) */
+	if (f.tag != TAG_AUTH_DONE || f.len[0] < 12 || le32_at(f.seg[0] + 8) != CON_MODE_CRC)
+		return -EPROTO;
+	ret = auth_payload(&f, 12, &payload, &len);
+	if (!ret)
+		ret = cephx_authorizer_reply(&w->osd_ticket, payload, len, nonce);
+	return ret ? ret : hs_take(h, (size_t)n);
+}
+
+/*
+ * AUTH_SIGNATURE both ways: an HMAC under the session key of what we got,
+ * and the peer's of what we sent (zeros for both without a key).
+ */
+static int hs_signature(struct handshake *h, const struct cephx_key *key)
+{
+	unsigned char mine[CEPHX_HMAC_LEN] = { 0 }, theirs[CEPHX_HMAC_LEN] = { 0 };
+	struct frame f;
+	ssize_t n;
+
+	h->signing = false;
+	if (key) {
+		cephx_hmac_sha256(key, bytes_data(&h->got), bytes_size(&h->got), mine);
+		cephx_hmac_sha256(key, bytes_data(&h->sent), bytes_size(&h->sent), theirs);
+	}
+	n = hs_ask(h, TAG_AUTH_SIGNATURE, mine, sizeof(mine), &f);
+	if (n < 0)
+		return (int)n;
+	if (f.tag != TAG_AUTH_SIGNATURE || f.len[0] != CEPHX_HMAC_LEN ||
+	    memcmp(f.seg[0], theirs, CEPHX_HMAC_LEN))
+		return -EPROTO;
+	return hs_take(h, (size_t)n);
+}
+
+static int hs_ident(struct osdw *w, struct handshake *h, const struct sockaddr_in *my_addr)
+{
+	unsigned char buf[256], me[64];
+	struct enc e = { me };
+	struct frame f;
+	ssize_t n;
+
+	put_addr(&e, ADDR_TYPE_ANY, (uint32_t)w->gid, my_addr);
 	e.p = buf;
 	put8(&e, 2); /* an addrvec of one */
 	put32(&e, 1);
 	putmem(&e, me, 1 + 6 + 28);
-	put_addr(&e, ADDR_TYPE_MSGR2, o->nonce, &o->addr);
+	put_addr(&e, ADDR_TYPE_MSGR2, h->o->nonce, &h->o->addr);
 	put64(&e, w->gid);
 	put64(&e, ++w->global_seq);
 	put64(&e, OSDW_FEATURES);
 	put64(&e, 0);	       /* required */
 	put64(&e, 0);	       /* flags */
 	put64(&e, w->gid | 1); /* cookie, not 0 */
-	ret = send_control(o, TAG_CLIENT_IDENT, buf, (uint32_t)(e.p - buf));
-	if (!ret)
-		n = recv_frame(o, &f);
-	if (ret || n < 0)
-		return ret ? ret : (int)n;
+	n = hs_ask(h, TAG_CLIENT_IDENT, buf, (uint32_t)(e.p - buf), &f);
+	if (n < 0)
+		return (int)n;
 	if (f.tag == TAG_IDENT_MISSING_FEATURES)
 		return -EPROTONOSUPPORT;
 	if (f.tag != TAG_SERVER_IDENT || f.len[0] < 6 * 8)
 		return -EPROTO;
 	/* addrvec, gid, global_seq, features, required, flags, cookie: the features */
-	o->peer_features = get64(f.seg[0] + f.len[0] - 4 * 8);
-	bytes_consume(&o->in, (size_t)n);
-	return 0;
+	h->o->peer_features = get64(f.seg[0] + f.len[0] - 4 * 8);
+	return hs_take(h, (size_t)n);
+}
+
+/* The msgr2 handshake with an OSD on a connected socket (O_NONBLOCK). */
+static int osd_handshake(struct osdw *w, struct osdw_osd *o, const char **step)
+{
+	struct handshake h = { .o = o, .signing = w->cephx };
+	struct sockaddr_in my_addr;
+	int ret;
+
+	*step = "the banner";
+	ret = hs_banner(&h);
+	if (!ret) {
+		*step = "hello";
+		ret = hs_hello(&h, ENTITY_TYPE_OSD, &my_addr);
+	}
+	if (!ret) {
+		*step = w->cephx ? "authenticating (cephx)" : "authenticating (auth none)";
+		ret = w->cephx ? hs_auth_cephx(w, &h) : hs_auth_none(w, &h);
+	}
+	if (!ret) {
+		*step = "signing the handshake";
+		ret = hs_signature(&h, w->cephx ? &w->osd_ticket.session_key : NULL);
+	}
+	if (!ret) {
+		*step = "identifying";
+		ret = hs_ident(w, &h, &my_addr);
+	}
+	hs_free(&h);
+	return ret;
+}
+
+static int tcp_connect(const struct sockaddr_in *addr)
+{
+	int fd, one = 1, ret;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	ret = connect(fd, (const struct sockaddr *)addr, sizeof(*addr));
+	if (ret < 0 && errno == EINPROGRESS) {
+		socklen_t len = sizeof(int);
+		int soerr = 0;
+
+		ret = io_wait(fd, POLLOUT);
+		if (!ret && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+			soerr = errno;
+		if (!ret)
+			ret = -soerr;
+	} else if (ret < 0) {
+		ret = -errno;
+	}
+	if (ret) {
+		close(fd);
+		return ret;
+	}
+	return fd;
 }
 
 /* the cluster map, through the monitors */
@@ -798,8 +1021,8 @@ static int64_t json_int(json_object *o, const char *key)
 	return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : -1;
 }
 
-/* An OSD's msgr2 address from its public_addrs. */
-static int osd_addr_from_json(json_object *osd, struct sockaddr_in *sin, uint32_t *nonce)
+/* An OSD's or a monitor's msgr2 address, from its public_addrs. */
+static int msgr2_addr_from_json(json_object *osd, struct sockaddr_in *sin, uint32_t *nonce)
 {
 	json_object *addrs, *vec, *a, *v;
 	char host[64], *colon;
@@ -832,6 +1055,175 @@ static int osd_addr_from_json(json_object *osd, struct sockaddr_in *sin, uint32_
 }
 
 static void osd_disconnect(struct osdw *w, struct osdw_osd *o);
+
+/* cephx: tickets from the monitors */
+
+/* client.ENTITY's key, from the configuration's key, keyfile or keyring. */
+static int cephx_load_key(struct osdw *w)
+{
+	char val[4096], name[96], *path, *save = NULL;
+	FILE *f;
+	int ret;
+
+	snprintf(name, sizeof(name), "client.%s", w->entity);
+	if (!rados_conf_get(w->cluster, "key", val, sizeof(val)) && *val)
+		return cephx_key_parse(val, &w->key);
+	if (!rados_conf_get(w->cluster, "keyfile", val, sizeof(val)) && *val) {
+		f = fopen(val, "r");
+		if (!f)
+			return -errno;
+		ret = fgets(val, sizeof(val), f) ? 0 : -EINVAL;
+		fclose(f);
+		val[strcspn(val, " \t\r\n")] = 0;
+		return ret ? ret : cephx_key_parse(val, &w->key);
+	}
+	if (rados_conf_get(w->cluster, "keyring", val, sizeof(val)))
+		return -ENOENT;
+	for (path = strtok_r(val, ",; \t", &save); path; path = strtok_r(NULL, ",; \t", &save)) {
+		ret = cephx_key_from_keyring(path, name, &w->key);
+		if (ret != -ENOENT)
+			return ret;
+	}
+	return -ENOENT;
+}
+
+/*
+ * Authenticate to the monitor at addr (msgr2, cephx, as client.ENTITY) and
+ * take its tickets: the auth ticket (kept to renew them under the same
+ * global id) and the OSD ticket. The connection ends there. 0 or -errno.
+ */
+static int mon_auth(struct osdw *w, const struct sockaddr_in *addr, uint32_t nonce,
+		    const char **step)
+{
+	struct osdw_osd mon = { .fd = -1, .addr = *addr, .nonce = nonce };
+	bool renewing = w->auth_ticket.service != 0;
+	struct handshake h = { .o = &mon };
+	unsigned char req[2048], buf[2048 + 16];
+	struct sockaddr_in my_addr;
+	const unsigned char *payload;
+	struct enc e = { req };
+	uint64_t challenge, gid;
+	struct frame f;
+	size_t len;
+	ssize_t n;
+	int ret;
+
+	*step = "connecting";
+	ret = tcp_connect(addr);
+	if (ret < 0)
+		return ret;
+	mon.fd = ret;
+	*step = "the banner";
+	ret = hs_banner(&h);
+	if (!ret) {
+		*step = "hello";
+		ret = hs_hello(&h, ENTITY_TYPE_MON, &my_addr);
+	}
+	if (ret)
+		goto out;
+
+	*step = "authenticating";
+	put8(&e, AUTH_MODE_MON);
+	put32(&e, ENTITY_TYPE_CLIENT);
+	put32(&e, (uint32_t)strlen(w->entity));
+	putmem(&e, w->entity, strlen(w->entity));
+	put64(&e, w->auth_ticket.service ? w->gid : 0); /* (0: a new one) */
+	n = hs_ask(&h, TAG_AUTH_REQUEST, buf, auth_request(buf, false, req, (size_t)(e.p - req)),
+		   &f);
+	ret = n < 0 ? (int)n : f.tag != TAG_AUTH_REPLY_MORE ? -EACCES : 0;
+	if (!ret)
+		ret = auth_payload(&f, 0, &payload, &len);
+	if (!ret)
+		ret = cephx_server_challenge(payload, len, &challenge);
+	if (!ret)
+		ret = hs_take(&h, (size_t)n);
+	if (ret)
+		goto out;
+	n = cephx_authenticate(&w->key, challenge, &w->auth_ticket, CEPHX_SERVICE_OSD, req,
+			       sizeof(req));
+	if (n >= 0)
+		n = hs_ask(&h, TAG_AUTH_REQUEST_MORE, buf, auth_request(buf, true, req, (size_t)n),
+			   &f);
+	/* (a key the monitor does not know, or a wrong one: AUTH_BAD_METHOD) */
+	ret = n < 0 ? (int)n : f.tag != TAG_AUTH_DONE ? -EACCES : f.len[0] < 12 ? -EPROTO : 0;
+	if (ret)
+		goto out;
+
+	*step = "reading the tickets";
+	gid = get64(f.seg[0]);
+	ret = auth_payload(&f, 12, &payload, &len);
+	if (!ret)
+		ret = cephx_tickets(&w->key, payload, len, &w->auth_ticket, &w->osd_ticket);
+	if (!ret && renewing && gid != w->gid) {
+		unsigned i;
+
+		/* (its auth ticket had expired: the OSDs must see one name per connection) */
+		azbuse_log(AZBUSE_LOG_WARN,
+			   "engine rbd: %s: own RADOS path: the monitors gave a new global id "
+			   "%" PRIu64 " (was %" PRIu64 ")",
+			   w->name, gid, w->gid);
+		for (i = 0; i < w->nr_osds; i++)
+			osd_disconnect(w, &w->osds[i]);
+	}
+	if (!ret)
+		w->gid = gid;
+out:
+	close(mon.fd);
+	free(mon.in.p);
+	free(mon.out.p);
+	hs_free(&h);
+	return ret;
+}
+
+/*
+ * Tickets from the first monitor that answers; renewed at three quarters
+ * of their life (sooner after an OSD refused one). 0 or -errno (logged).
+ */
+static int cephx_login(struct osdw *w)
+{
+	const char *step = "listing the monitors (mon dump)";
+	json_object *dump, *mons;
+	struct sockaddr_in sin;
+	uint32_t nonce, life;
+	size_t i;
+	int ret;
+
+	ret = mon_json(w, "{\"prefix\": \"mon dump\", \"format\": \"json\"}", &dump);
+	if (ret >= 0) {
+		ret = -ENOENT;
+		if (json_object_object_get_ex(dump, "mons", &mons))
+			for (i = 0; i < json_object_array_length(mons); i++) {
+				if (msgr2_addr_from_json(json_object_array_get_idx(mons, i), &sin,
+							 &nonce))
+					continue;
+				ret = mon_auth(w, &sin, nonce, &step);
+				if (!ret || ret == -EACCES)
+					break;
+			}
+		json_object_put(dump);
+	}
+	if (ret) {
+		/* (each try holds the worker's thread: fewer while the monitors are away) */
+		w->renew_at = now_ns() + (w->renew_failures < 4 ? 5ULL << w->renew_failures : 60) *
+						 1000000000ULL;
+		if (!w->renew_failures++ || w->renew_failures % 20 == 0)
+			azbuse_log(
+				AZBUSE_LOG_WARN,
+				"engine rbd: %s: own RADOS path: cephx tickets from the monitors: "
+				"%s: %s",
+				w->name, step, strerror(-ret));
+		return ret;
+	}
+	life = w->auth_ticket.validity_s < w->osd_ticket.validity_s ? w->auth_ticket.validity_s
+								    : w->osd_ticket.validity_s;
+	w->renew_at = now_ns() + (uint64_t)life * 750000000ULL;
+	w->renew_failures = 0;
+	azbuse_log(AZBUSE_LOG_INFO,
+		   "engine rbd: %s: own RADOS path: cephx tickets %s for %u s (global id %" PRIu64
+		   ")",
+		   w->name, w->nr_logins++ ? "renewed" : "from the monitors", life, w->gid);
+	return 0;
+}
 
 /*
  * Read the OSD map (epoch, pool, OSDs' addresses); a new epoch forgets the
@@ -904,7 +1296,7 @@ static int map_refresh(struct osdw *w)
 			w->nr_osds = (unsigned)id + 1;
 		}
 		o = &w->osds[id];
-		o->up = json_int(osd, "up") == 1 && !osd_addr_from_json(osd, &sin, &nonce);
+		o->up = json_int(osd, "up") == 1 && !msgr2_addr_from_json(osd, &sin, &nonce);
 		if (json_int(osd, "up") == 1 && !o->up)
 			w->unreachable++; /* (up, without an IPv4 msgr2 address) */
 		if (o->up && (memcmp(&sin, &o->addr, sizeof(sin)) || nonce != o->nonce)) {
@@ -1046,26 +1438,11 @@ static int osd_connect(struct osdw *w, struct osdw_osd *o)
 {
 	const char *step = "connecting";
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = (uint64_t)(o - w->osds) + 2 };
-	int one = 1, ret;
+	int ret;
 
-	o->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (o->fd < 0)
-		return -errno;
-	setsockopt(o->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	ret = connect(o->fd, (struct sockaddr *)&o->addr, sizeof(o->addr));
-	if (ret < 0 && errno == EINPROGRESS) {
-		socklen_t len = sizeof(int);
-
-		int soerr = 0;
-
-		ret = io_wait(o->fd, POLLOUT);
-		if (!ret && getsockopt(o->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
-			soerr = errno;
-		if (!ret)
-			ret = -soerr;
-	} else if (ret < 0) {
-		ret = -errno;
-	}
+	ret = tcp_connect(&o->addr);
+	o->fd = ret < 0 ? -1 : ret;
+	ret = ret < 0 ? ret : 0;
 	o->out_seq = o->in_seq = 0;
 	bytes_clear(&o->in);
 	bytes_clear(&o->out);
@@ -1076,6 +1453,8 @@ static int osd_connect(struct osdw *w, struct osdw_osd *o)
 		ret = epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, o->fd, &ev) ? -errno : 0;
 	}
 	if (ret) {
+		if (ret == -EACCES && w->cephx)
+			w->renew_at = 0; /* (a ticket it no longer takes: get new ones first) */
 		osd_failed(w, o, step, ret);
 		return ret;
 	}
@@ -1503,6 +1882,8 @@ unsigned osdw_service(struct osdw *w)
 				azbuse_log(AZBUSE_LOG_WARN, "engine rbd: reading a timerfd: %s",
 					   strerror(errno));
 			check_timeouts(w);
+			if (w->cephx && now_ns() >= w->renew_at)
+				cephx_login(w);
 			continue;
 		}
 		if (ev[i].data.u64 == 1) {
@@ -1665,14 +2046,15 @@ int osdw_watch_fd(struct osdw *w, int fd)
 	return epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
 }
 
-/* 0 if the client's configuration lets it in without authentication, or -EACCES. */
-static int osdw_auth_none(rados_t cluster)
+/* How the client's configuration has it authenticate (cephx if it may): 0 or -EACCES. */
+static int osdw_auth_method(struct osdw *w)
 {
 	char val[256];
 
-	if (rados_conf_get(cluster, "auth_client_required", val, sizeof(val)) < 0)
+	if (rados_conf_get(w->cluster, "auth_client_required", val, sizeof(val)) < 0)
 		return -EACCES;
-	return strcmp(val, "none") ? -EACCES : 0;
+	w->cephx = strstr(val, "cephx") != NULL;
+	return w->cephx || strstr(val, "none") ? 0 : -EACCES;
 }
 
 /*
@@ -1721,14 +2103,26 @@ struct osdw *osdw_open(rados_t cluster, int64_t pool_id, const char *entity, uin
 		ret = -errno;
 		goto fail_close;
 	}
-	step = "the cluster asks for authentication (auth_client_required)";
-	ret = osdw_auth_none(cluster);
+	step = "auth_client_required names neither cephx nor none";
+	ret = osdw_auth_method(w);
 	if (ret < 0)
 		goto fail_close;
+	step = "reading the key of the client (key, keyfile or keyring)";
+	if (w->cephx) {
+		ret = cephx_load_key(w);
+		if (ret < 0)
+			goto fail_close;
+	}
 	step = "reading the OSD map";
 	ret = map_refresh(w);
 	if (ret < 0)
 		goto fail_close;
+	step = "getting cephx tickets from the monitors";
+	if (w->cephx) {
+		ret = cephx_login(w);
+		if (ret < 0)
+			goto fail_close;
+	}
 	step = "an OSD has no IPv4 msgr2 address";
 	ret = -EAFNOSUPPORT;
 	if (w->unreachable)
@@ -1786,5 +2180,13 @@ void osdw_close(struct osdw *w)
 	free(w->osds);
 	free(w->corked);
 	free(w->primary);
+	cephx_ticket_clear(&w->auth_ticket);
+	cephx_ticket_clear(&w->osd_ticket);
+	explicit_bzero(&w->key, sizeof(w->key));
 	free(w);
+}
+
+uint64_t osdw_gid(const struct osdw *w)
+{
+	return w->gid;
 }

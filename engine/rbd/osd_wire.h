@@ -17,8 +17,10 @@
  * an OSD that already applied it answers from its log instead of applying
  * it twice, the rule every RADOS client follows.
  *
- * Only clusters without authentication (auth_client_required = none) for
- * now: osdw_open() says so and the caller keeps librados.
+ * Authentication: cephx (with the client's key from its configuration:
+ * tickets from the monitors, renewed as they age, shown to each OSD) or
+ * none, as the client's auth_client_required says; crc mode, not secure
+ * mode (msgr2's encryption on the wire).
  */
 #ifndef AZBUSE_OSD_WIRE_H
 #define AZBUSE_OSD_WIRE_H
@@ -42,7 +44,8 @@ typedef void (*osdw_done_fn)(void *cookie, int result);
  * A client for the objects of pool pool_id (no namespace), of the cluster
  * that cluster is connected to (for its monitor commands), speaking as
  * client.ENTITY with global id gid (one no other client uses: a librados
- * handle's rados_get_instance_id() that sends no OSD ops of its own).
+ * handle's rados_get_instance_id() that sends no OSD ops of its own);
+ * with cephx, the one the monitors give it instead (osdw_gid).
  * NULL and *err (-errno) if it cannot be set up; why is logged.
  */
 struct osdw *osdw_open(rados_t cluster, int64_t pool_id, const char *entity, uint64_t gid,
@@ -76,6 +79,9 @@ void osdw_flush(struct osdw *w);
 bool osdw_take_watched(struct osdw *w);
 
 unsigned osdw_inflight(const struct osdw *w);
+
+/* The global id it speaks as. */
+uint64_t osdw_gid(const struct osdw *w);
 
 /*
  * The client found its placement of an object differs from the cluster's

@@ -327,7 +327,7 @@ static void rbd_direct_wire_open(struct rbd_direct *d, const struct rbd_target *
 		azbuse_log(AZBUSE_LOG_INFO,
 			   "engine rbd: %s: object path over azbuse's own RADOS messenger "
 			   "(client.%s, global id %" PRIu64 ")",
-			   d->name, t->client, gid);
+			   d->name, t->client, osdw_gid(d->wire));
 		return;
 	}
 	rbd_cluster_disconnect(d->wire_cluster, d->wire_ioctx);

@@ -12,7 +12,7 @@ set -euo pipefail
 
 packages=(
 	build-essential cmake pkg-config clang-format
-	libjemalloc-dev libnuma-dev librocksdb-dev libcmocka-dev liburing-dev libsmartcols-dev libjson-c-dev
+	libjemalloc-dev libnuma-dev librocksdb-dev libcmocka-dev liburing-dev libsmartcols-dev libjson-c-dev libssl-dev
 	# the Rust binding (bindings/rust): Debian's rustc and cargo, no crates registry
 	rustc cargo
 	# tests/fresh-install.sh and tests/kmod-newest.sh: throw-away Debian roots
