@@ -3,7 +3,7 @@
 # ceph-cluster.sh: a single-machine Ceph cluster for the rbd engine's tests,
 # from Debian's packages: one monitor, one manager and one OSD on loopback,
 # the OSD's BlueStore in a file of DIR (it survives a restart of the OSD,
-# which memstore would not), no authentication, one replica. Made to
+# which memstore would not), cephx or no authentication, one replica. Made to
 # start fast (under QEMU's emulation too): no erasure-code plugins (jerasure
 # probes SIMD the emulated CPU lacks), no manager modules but what a pool
 # needs, few threads, a small store.
@@ -14,8 +14,13 @@
 # CEPH_CLUSTER_ADDR: the IPv4 address the daemons listen on (default
 # 127.0.0.1). Another one (the host's, for the test VM's clients through
 # QEMU's user network) lets clients of other machines in; they use
-# DIR/client.conf (the monitor's address and no authentication, nothing of
+# DIR/client.conf (the monitor's address and client.admin's key, nothing of
 # DIR).
+#
+# CEPH_CLUSTER_AUTH: cephx (default: what a real cluster runs; every
+# daemon and client.admin have keys in DIR/keyring, and service tickets
+# live CEPH_CLUSTER_TICKET_TTL seconds, default 3600, so that a test can
+# see clients renew them) or none.
 #
 # start creates the pool "rbd" (rbd pool init) and returns once a test image
 # can be written; the clients use `-c DIR/ceph.conf` (or CEPH_CONF). Prints
@@ -34,6 +39,10 @@ dir=${2:?usage: ceph-cluster.sh start|stop DIR [STORE_MB]}
 store_mb=${3:-1024}
 conf=$dir/ceph.conf
 addr=${CEPH_CLUSTER_ADDR:-127.0.0.1}
+auth=${CEPH_CLUSTER_AUTH:-cephx}
+ticket_ttl=${CEPH_CLUSTER_TICKET_TTL:-3600}
+[[ $auth = cephx || $auth = none ]] || die "CEPH_CLUSTER_AUTH: cephx or none, not $auth"
+[[ $ticket_ttl =~ ^[1-9][0-9]*$ ]] || die "CEPH_CLUSTER_TICKET_TTL: not a number of seconds: $ticket_ttl"
 [[ $addr =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "CEPH_CLUSTER_ADDR: not an IPv4 address: $addr"
 
 stop() {
@@ -72,10 +81,11 @@ fsid = $fsid
 mon host = v2:$addr:3300,v1:$addr:6789
 public network = $addr/32
 ms bind ipv6 = false
-auth cluster required = none
-auth service required = none
-auth client required = none
-auth allow insecure global id reclaim = true
+auth cluster required = $auth
+auth service required = $auth
+auth client required = $auth
+auth allow insecure global id reclaim = false
+auth service ticket ttl = $ticket_ttl
 osd pool default size = 1
 osd pool default min size = 1
 osd pool default pg autoscale mode = off
@@ -117,21 +127,26 @@ admin socket = $dir/osd.0.asok
 admin socket =
 CONF
 mkdir -p "$dir/no-ec-plugins"
+# every daemon's key and client.admin's, imported by the monitor's mkfs
+ceph-authtool --create-keyring "$dir/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
+ceph-authtool "$dir/keyring" --gen-key -n client.admin --cap mon 'allow *' --cap osd 'allow *' \
+	--cap mgr 'allow *' >/dev/null
+ceph-authtool "$dir/keyring" --gen-key -n mgr.x --cap mon 'allow profile mgr' --cap osd 'allow *' \
+	>/dev/null
+ceph-authtool "$dir/keyring" --gen-key -n osd.0 --cap mon 'allow profile osd' \
+	--cap mgr 'allow profile osd' --cap osd 'allow *' >/dev/null
 cat >"$dir/client.conf" <<CONF
 [global]
 fsid = $fsid
 mon host = v2:$addr:3300,v1:$addr:6789
-auth cluster required = none
-auth service required = none
-auth client required = none
+auth cluster required = $auth
+auth service required = $auth
+auth client required = $auth
+key = $(ceph-authtool "$dir/keyring" -n client.admin -p)
 ms bind ipv6 = false
 log file =
 admin socket =
 CONF
-
-ceph-authtool --create-keyring "$dir/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
-ceph-authtool "$dir/keyring" --gen-key -n client.admin --cap mon 'allow *' --cap osd 'allow *' \
-	--cap mgr 'allow *' >/dev/null
 monmaptool --create --fsid "$fsid" --addv a "[v2:$addr:3300,v1:$addr:6789]" "$dir/monmap" >/dev/null
 ceph-mon -c "$conf" -i a --mkfs --monmap "$dir/monmap" --keyring "$dir/keyring" ||
 	die "ceph-mon --mkfs failed"

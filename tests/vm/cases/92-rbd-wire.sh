@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # 92-rbd-wire: the rbd engine's object path over azbuse's own RADOS
-# messenger (-o direct=wire, engine/rbd/osd_wire.c: msgr2 straight to each
-# object's primary OSD from the worker's thread), on the cluster ceph_up
-# starts in this VM. The same trials as case 90's librados paths: fio
+# messenger (the default, -o direct=wire, engine/rbd/osd_wire.c: msgr2
+# straight to each object's primary OSD from the worker's thread, with
+# cephx), on the cluster ceph_up starts in this VM. The same trials as
+# case 90's librados paths: fio
 # verify across a worker's SIGKILL, with the image itself holding the data
 # (read back through librbd); ext4 across the whole daemon's SIGKILL and
 # `--recover`; an OSD restarted under fio, no error reaching ext4, fsck
 # clean. Then snapshots stay exact: a snapshot taken while the device
 # serves holds what was written before it, not what came after (the own
 # path's writes carry the image's snapshot context, read again when the
-# header changes). A blocklisted (fenced) own-path client cannot write.
+# header changes). The workers renew their cephx tickets as they age (the
+# cluster's last 60 s) and connect with the new ones (the OSD restart comes
+# after a renewal). A blocklisted (fenced) own-path client cannot write.
 # And the path was taken: the workers' counts at close.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -24,13 +27,15 @@ work=$(mktemp -d /tmp/rbdwire.XXXXXX)
 trap 'if mountpoint -q "$mnt"; then umount "$mnt"; fi' EXIT
 
 rbd create --size 512M --image-feature layering rbd/wire1 || die "rbd create failed"
-dev=$(azbusectl add 1 --engine=rbd --image rbd/wire1 --conf "$conf" --queues 2 -o direct=wire \
-	--recovery-timeout 60000) || die "azbusectl add -o direct=wire failed"
+dev=$(azbusectl add 1 --engine=rbd --image rbd/wire1 --conf "$conf" --queues 2 \
+	--recovery-timeout 60000) || die "azbusectl add --engine=rbd failed"
 wait_for 10 grep -q "rbd/wire1: object path over azbuse's own RADOS messenger" \
-	/run/azbuse/supervisor-*.log || die "rbd/wire1 did not take the own messenger"
+	/run/azbuse/supervisor-*.log || die "rbd/wire1 did not take the own messenger (the default)"
+grep -q "rbd/wire1: own RADOS path: cephx tickets from the monitors" /run/azbuse/supervisor-*.log ||
+	die "the own messenger did not get cephx tickets"
 wait_for 10 grep -q "rbd/wire1: object path for reads and writes" /run/azbuse/supervisor-*.log ||
 	die "rbd/wire1 (layering only) does not take the object path for reads and writes"
-log "rbd/wire1 on $dev, two queues, -o direct=wire: reads and writes over our own messenger"
+log "rbd/wire1 on $dev, two queues: reads and writes over our own messenger, cephx"
 
 # fio verify across a worker kill; the image (through librbd) holds the data
 head -c 16M /dev/urandom >"$work/old"
@@ -57,6 +62,11 @@ log "a snapshot taken while served holds the writes before it, not those after"
 # ext4, then the whole daemon killed under fio and taken over; then an OSD
 # restarted under load (I/O waits for it), no error reaching ext4
 rbd_recover_trial "$dev" "$mnt" "$work"
+renewed() { cat /run/azbuse/supervisor-*.log | grep -c "rbd/wire1: own RADOS path: cephx tickets renewed"; }
+before=$(renewed)
+wait_for 60 sh -c "[ \$(cat /run/azbuse/supervisor-*.log | grep -c 'rbd/wire1: own RADOS path: cephx tickets renewed') -gt $before ]" ||
+	die "the new workers did not renew their cephx tickets within 60 s"
+log "cephx tickets renewed ($(renewed) renewals so far): the OSD restart reconnects with them"
 rbd_osd_restart_trial "$dev" "$mnt" "$work" "$conf"
 remove_device 1
 

@@ -548,7 +548,7 @@ rbd_osd_restart_trial() {
 	log "fio verified across the OSD restart; fsck clean; no I/O error"
 }
 
-# ceph_up: a Ceph cluster in this VM (tests/vm/ceph-cluster.sh), started by
+# ceph_up: a Ceph cluster in this VM (tests/vm/ceph-cluster.sh, with cephx), started by
 # the first case that needs it and shared by the later ones (one per boot:
 # its start is slow under emulation); prints its ceph.conf. Skips the case
 # if Ceph's daemons are not installed.
@@ -561,7 +561,9 @@ ceph_up() {
 		return 0
 	fi
 	local start=$SECONDS
-	"$(dirname "${BASH_SOURCE[0]}")/../ceph-cluster.sh" start "$CEPH_DIR" 1024 >/dev/null 2>"$CEPH_DIR.log" ||
+	# (cephx, its service tickets short-lived: the clients renew them within a case)
+	CEPH_CLUSTER_TICKET_TTL=60 "$(dirname "${BASH_SOURCE[0]}")/../ceph-cluster.sh" start "$CEPH_DIR" 1024 \
+		>/dev/null 2>"$CEPH_DIR.log" ||
 		{ cat "$CEPH_DIR.log" >&2; die "the Ceph cluster did not start"; }
 	touch "$CEPH_DIR/ready"
 	log "Ceph cluster (mon, mgr, osd.0 on BlueStore) started in $((SECONDS - start)) s" >&2
