@@ -4,7 +4,7 @@
  * one RADOS object go to that object through librados, past librbd's
  * dispatch layers, as krbd does in the kernel; everything else, and every
  * image whose features ask more of a writer, stays with librbd. The rbd
- * engine takes it with -o direct=on (see rbd_engine.c for why not always).
+ * engine takes it unless -o direct=off (see rbd_engine.c).
  */
 #ifndef AZBUSE_RBD_DIRECT_H
 #define AZBUSE_RBD_DIRECT_H

@@ -3,7 +3,8 @@
  * rbd_engine.c - the rbd engine: a Ceph RBD image as an azbuse device,
  * through librbd's C API (a faster rbd-nbd, with every request flag intact).
  *
- *   azbuse-engine-rbd ID --image POOL/IMAGE [-o id=CLIENT] [-o conf=FILE] [-o direct=on|wire]
+ *   azbuse-engine-rbd ID --image POOL/IMAGE [-o id=CLIENT] [-o conf=FILE]
+ *                     [-o direct=wire|on|off]
  *   (azbusectl add ID --engine=rbd --image POOL/IMAGE runs it)
  *
  * Its own program, not one of azbusectl's built-in engines: librbd and
@@ -19,22 +20,19 @@
  * completes them on the worker's thread with rbd_poll_io_events: no
  * completion crosses a thread.
  *
- * With -o direct=on, a read or write that lies in one of the image's RADOS
- * objects goes to that object through librados (rbd_direct.c: the object
- * path, what krbd does in the kernel), where the image's features allow.
- * Off by default: measured beside the librbd path in tests/bench-rbd-host.sh
- * it gained nothing beyond the host's noise, at about the same CPU per
- * request (librados' objecter and messenger, which both paths share, are
- * the client's cost), so librbd, the reference client, keeps the data path
- * unless asked.
- *
- * With -o direct=wire, the object path skips librados too: osd_wire.c sends
- * each such read or write to the object's primary OSD over Ceph's msgr2
- * protocol from the worker's own thread (its sockets are waited on with the
- * ring, through the fd rbd_direct_wait_fd gives), which is what removes the
- * client's cost: in tests/bench-rbd-host.sh about krbd's CPU per request.
- * Clusters without authentication only, for now (cephx is not spoken yet):
- * elsewhere the object path goes through librados, and the log says why.
+ * A read or write that lies in one of the image's RADOS objects goes to
+ * that object directly (rbd_direct.c: the object path, what krbd does in
+ * the kernel), where the image's features allow. By default (-o
+ * direct=wire) over azbuse's own messenger: osd_wire.c sends it to the
+ * object's primary OSD over Ceph's msgr2 protocol (cephx or no auth) from
+ * the worker's own thread (its sockets are waited on with the ring, through
+ * the fd rbd_direct_wait_fd gives), which removes the client's cost, its
+ * objecter and messenger threads: in tests/bench-rbd-host.sh about krbd's
+ * CPU per request and IOPS, 2-3x rbd-nbd's. Where it cannot (the log says
+ * why) the object path goes through librados. -o direct=on takes librados
+ * from the start (measured beside the librbd path it gained nothing beyond
+ * the host's noise: librados' threads, which both share, are the cost);
+ * -o direct=off leaves everything to librbd, the reference client.
  *
  * librbd's cache is off (see rbd_cluster_connect): a write completes once RADOS has
  * it, and a worker that dies loses nothing it acknowledged. An image or pool
@@ -88,7 +86,7 @@ struct rbd_engine {
 	struct rbd_target t;
 	char name[sizeof(((struct rbd_target *)0)->pool) * 2 + 2]; /* POOL/IMAGE */
 	uint64_t size;
-	bool object_path; /* -o direct=on or wire */
+	bool object_path; /* -o direct=wire (the default) or on */
 	bool wire;	  /* -o direct=wire: the object path over our own messenger */
 };
 
@@ -197,16 +195,18 @@ static int rbd_parse(struct azbuse_engine_config *cfg, struct rbd_engine *e)
 		snprintf(cfg->error, cfg->error_size, "engine rbd: --image: %s", why);
 		return ret;
 	}
-	if (direct && strcmp(direct, "on") && strcmp(direct, "wire") && strcmp(direct, "off")) {
+	if (!direct)
+		direct = "wire";
+	if (strcmp(direct, "on") && strcmp(direct, "wire") && strcmp(direct, "off")) {
 		snprintf(cfg->error, cfg->error_size,
-			 "engine rbd: -o direct=%s: give on (the object path through librados), "
-			 "wire (the object path over azbuse's own RADOS messenger) or off "
-			 "(everything through librbd, the default)",
+			 "engine rbd: -o direct=%s: give wire (the object path over azbuse's own "
+			 "RADOS messenger, the default), on (the object path through librados) or "
+			 "off (everything through librbd)",
 			 direct);
 		return -EINVAL;
 	}
-	e->object_path = direct && strcmp(direct, "off");
-	e->wire = direct && !strcmp(direct, "wire");
+	e->object_path = strcmp(direct, "off");
+	e->wire = !strcmp(direct, "wire");
 	snprintf(e->name, sizeof(e->name), "%s/%s", e->t.pool, e->t.image);
 	return 0;
 }
@@ -661,9 +661,10 @@ static void rbd_unmap(void *queue, struct azbuse_io *io)
 static const struct azbuse_engine_ops rbd_engine_ops = {
 	AZBUSE_ENGINE_INIT,
 	.name = "rbd",
-	.description = "a Ceph RBD image (--image POOL/IMAGE, -o id=CLIENT, -o conf=FILE, "
-		       "-o direct=on|wire: the object path through librados or over azbuse's own "
-		       "messenger), librbd",
+	.description =
+		"a Ceph RBD image (--image POOL/IMAGE, -o id=CLIENT, -o conf=FILE, "
+		"-o direct=wire|on|off: the object path over azbuse's own messenger, through "
+		"librados, or none), librbd",
 	.option_keys = rbd_option_keys,
 	.setup = rbd_setup,
 	.teardown = rbd_teardown,

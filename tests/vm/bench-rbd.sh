@@ -5,14 +5,15 @@
 # rbd-nbd (librbd behind NBD) and krbd (the kernel's client, `rbd map`).
 # fio (libaio, O_DIRECT, time-based) 4k random read and write at depth 1 and
 # 32, and 1M sequential read and write at depth 8; each device writes the
-# image whole once before it is measured. azbuse-rbd-cache is azbuse-rbd
-# behind a RAM cache larger than the image (--cache, write-through): the
-# image is read once more before it is measured, so the reads hit.
-# azbuse-rbd-objects is azbuse-rbd with its object path on (-o direct=on):
-# a read or write within one RADOS object goes to it through librados,
-# past librbd's dispatch. azbuse-rbd-wire is the object path over azbuse's
-# own RADOS messenger (-o direct=wire, engine/rbd/osd_wire.c): no librados
-# objecter or messenger threads on the data path. Prints
+# image whole once before it is measured. azbuse-rbd is the engine with
+# everything through librbd (-o direct=off). azbuse-rbd-objects has its
+# object path through librados (-o direct=on): a read or write within one
+# RADOS object goes to it directly, past librbd's dispatch. azbuse-rbd-wire
+# is the default, the object path over azbuse's own RADOS messenger (-o
+# direct=wire, engine/rbd/osd_wire.c): no librados objecter or messenger
+# threads on the data path. azbuse-rbd-cache is the default behind a RAM
+# cache larger than the image (--cache, write-through): the image is read
+# once more before it is measured, so the reads hit. Prints
 # one line per run and a table with the ratios to rbd-nbd and krbd.
 #
 #   tests/vm/vm-run.sh --mem 3G -- tests/vm/bench-rbd.sh [SECONDS_PER_RUN] [IMAGE_MB]
@@ -133,7 +134,8 @@ for round in $(seq "${AZBUSE_RBD_REPEAT:-1}"); do
 		case $d in
 		azbuse-rbd)
 			# shellcheck disable=SC2086 # options, word by word
-			"$ctl" add 3 --engine=rbd --image rbd/bench --conf "$conf" ${AZBUSE_RBD_OPTS:-} >/dev/null
+			"$ctl" add 3 --engine=rbd --image rbd/bench --conf "$conf" -o direct=off \
+				${AZBUSE_RBD_OPTS:-} >/dev/null
 			measure azbuse-rbd /dev/azbuse3
 			"$ctl" remove 3
 			;;
