@@ -97,13 +97,13 @@ int cephx_key_parse(const char *base64, struct cephx_key *key)
 	if (n < 0 || (size_t)n < pad)
 		return -EINVAL;
 	d.end = raw + (size_t)n - pad;
-	if (dec_le(&d, 2) != CRYPTO_AES)
-		return -EINVAL;
-	dec_mem(&d, 8); /* created */
-	if (dec_le(&d, 2) != CEPHX_KEY_LEN || d.end - d.p != CEPHX_KEY_LEN)
-		return -EINVAL;
-	memcpy(key->secret, d.p, CEPHX_KEY_LEN);
-	return 0;
+	dec_le(&d, 2) == CRYPTO_AES ? (void)dec_mem(&d, 8) : (void)(d.bad = true); /* created */
+	if (!d.bad && dec_le(&d, 2) == CEPHX_KEY_LEN && d.end - d.p == CEPHX_KEY_LEN)
+		memcpy(key->secret, d.p, CEPHX_KEY_LEN);
+	else
+		d.bad = true;
+	explicit_bzero(raw, sizeof(raw));
+	return d.bad ? -EINVAL : 0;
 }
 
 static char *trim(char *s)
@@ -145,6 +145,7 @@ int cephx_key_from_keyring(const char *path, const char *entity, struct cephx_ke
 		ret = cephx_key_parse(trim(eq + 1), key);
 		break;
 	}
+	explicit_bzero(line, sizeof(line));
 	fclose(f);
 	return ret;
 }
@@ -212,13 +213,12 @@ ssize_t cephx_decrypt(const struct cephx_key *key, const unsigned char *in, size
 	return d.end - d.p;
 }
 
-void cephx_hmac_sha256(const struct cephx_key *key, const void *data, size_t len,
-		       unsigned char out[CEPHX_HMAC_LEN])
+int cephx_hmac_sha256(const struct cephx_key *key, const void *data, size_t len,
+		      unsigned char out[CEPHX_HMAC_LEN])
 {
 	unsigned int n = CEPHX_HMAC_LEN;
 
-	if (!HMAC(EVP_sha256(), key->secret, CEPHX_KEY_LEN, data, len, out, &n))
-		memset(out, 0, CEPHX_HMAC_LEN); /* (only out of memory: the peer refuses it) */
+	return HMAC(EVP_sha256(), key->secret, CEPHX_KEY_LEN, data, len, out, &n) ? 0 : -ENOMEM;
 }
 
 /* the monitor exchange */
@@ -273,115 +273,128 @@ ssize_t cephx_authenticate(const struct cephx_key *key, uint64_t server_challeng
 
 void cephx_ticket_clear(struct cephx_ticket *t)
 {
+	if (t->blob)
+		explicit_bzero(t->blob, t->blob_len);
 	free(t->blob);
-	memset(t, 0, sizeof(*t));
+	explicit_bzero(t, sizeof(*t));
 }
 
-/* One ticket of a reply, whose session key secret decrypts. */
-static int ticket_one(struct cx_dec *d, const struct cephx_key *secret, struct cephx_ticket *auth,
-		      struct cephx_ticket *osd)
+/* The service's blob of a ticket, at b: its secret id and bytes into t. */
+static int ticket_blob(struct cx_dec *b, struct cephx_ticket *t)
+{
+	const unsigned char *blob;
+	uint32_t len;
+
+	dec_le(b, 4);	       /* (the bufferlist's length: what follows) */
+	if (dec_le(b, 1) != 1) /* struct_v */
+		return -EPROTO;
+	t->secret_id = dec_le(b, 8);
+	len = (uint32_t)dec_le(b, 4);
+	blob = dec_mem(b, len);
+	if (!blob)
+		return -EPROTO;
+	t->blob = malloc(len ? len : 1);
+	if (!t->blob)
+		return -ENOMEM;
+	if (len)
+		memcpy(t->blob, blob, len);
+	t->blob_len = len;
+	return 0;
+}
+
+/*
+ * One ticket of a reply, its session key sealed under secret, into got[0]
+ * (auth) or got[1] (OSD), by its service; a blob sealed under the session
+ * key of the ticket held for that service (held[0], held[1]) is opened.
+ */
+static int ticket_one(struct cx_dec *d, const struct cephx_key *secret,
+		      const struct cephx_ticket *held, struct cephx_ticket *got)
 {
 	uint32_t type = (uint32_t)dec_le(d, 4), len;
-	struct cephx_ticket *t = type == CEPHX_SERVICE_AUTH  ? auth
-				 : type == CEPHX_SERVICE_OSD ? osd
-							     : NULL;
-	unsigned char plain[128], *opened = NULL, *blob;
+	int which = type == CEPHX_SERVICE_AUTH ? 0 : type == CEPHX_SERVICE_OSD ? 1 : -1;
+	struct cephx_ticket t = { .service = type };
+	unsigned char plain[128], *opened = NULL;
 	struct cx_dec p = { .p = plain, .end = plain }, b;
-	struct cephx_key session;
-	uint32_t validity;
-	uint64_t secret_id;
+	const unsigned char *sealed, *key;
 	ssize_t n;
+	int ret = -EPROTO;
 
-	dec_le(d, 1); /* struct_v */
-	len = (uint32_t)dec_le(d, 4);
-	b.p = dec_mem(d, len);
-	if (!b.p)
+	if (dec_le(d, 1) != 1) /* struct_v */
 		return -EPROTO;
-	n = cephx_decrypt(secret, b.p, len, plain, sizeof(plain));
+	len = (uint32_t)dec_le(d, 4);
+	sealed = dec_mem(d, len);
+	n = sealed ? cephx_decrypt(secret, sealed, len, plain, sizeof(plain)) : -EPROTO;
 	if (n < 0)
 		return -EPROTO;
 	p.end = plain + n;
-	dec_le(&p, 1); /* struct_v */
-	if (dec_le(&p, 2) != CRYPTO_AES)
-		return -EPROTO;
+	if (dec_le(&p, 1) != 1 || dec_le(&p, 2) != CRYPTO_AES) /* struct_v, key type */
+		goto out;
 	dec_mem(&p, 8); /* created */
-	if (dec_le(&p, 2) != CEPHX_KEY_LEN || !dec_mem(&p, 0))
-		return -EPROTO;
-	memcpy(session.secret, p.p, CEPHX_KEY_LEN);
-	dec_mem(&p, CEPHX_KEY_LEN);
-	validity = (uint32_t)dec_le(&p, 4);
+	key = dec_le(&p, 2) == CEPHX_KEY_LEN ? dec_mem(&p, CEPHX_KEY_LEN) : NULL;
+	if (!key)
+		goto out;
+	memcpy(t.session_key.secret, key, CEPHX_KEY_LEN);
+	t.validity_s = (uint32_t)dec_le(&p, 4);
 	if (p.bad)
-		return -EPROTO;
+		goto out;
 
 	/* the blob for the service: in the clear, or sealed under the ticket's last key */
 	if (dec_le(d, 1)) {
 		len = (uint32_t)dec_le(d, 4);
-		b.p = dec_mem(d, len);
-		opened = b.p && t && t->service ? malloc((size_t)len + 16) : NULL;
-		n = opened ? cephx_decrypt(&t->session_key, b.p, len, opened, (size_t)len + 16)
-			   : -EPROTO;
-		if (n < 0) {
-			free(opened);
-			return -EPROTO;
-		}
+		sealed = dec_mem(d, len);
+		if (!sealed || which < 0 || !held[which].service)
+			goto out;
+		opened = malloc((size_t)len + 16);
+		ret = -ENOMEM;
+		if (!opened)
+			goto out;
+		ret = -EPROTO;
+		n = cephx_decrypt(&held[which].session_key, sealed, len, opened, (size_t)len + 16);
+		if (n < 0)
+			goto out;
 		b = (struct cx_dec){ .p = opened, .end = opened + n };
+		ret = ticket_blob(&b, &t);
 	} else {
-		b = *d;
+		ret = ticket_blob(d, &t);
 	}
-	len = (uint32_t)dec_le(&b, 4);
-	dec_le(&b, 1); /* struct_v */
-	secret_id = dec_le(&b, 8);
-	len = (uint32_t)dec_le(&b, 4);
-	blob = (unsigned char *)dec_mem(&b, len);
-	if (!opened)
-		*d = b;
-	if (b.bad || d->bad) {
-		free(opened);
-		return -EPROTO;
+	if (!ret && which >= 0) {
+		cephx_ticket_clear(&got[which]);
+		got[which] = t;
+		t.blob = NULL;
 	}
-	if (t) {
-		unsigned char *copy = malloc(len ? len : 1);
-
-		if (!copy) {
-			free(opened);
-			return -ENOMEM;
-		}
-		memcpy(copy, blob, len);
-		free(t->blob);
-		t->blob = copy;
-		t->blob_len = len;
-		t->service = type;
-		t->session_key = session;
-		t->secret_id = secret_id;
-		t->validity_s = validity;
-	}
+out:
+	if (opened)
+		explicit_bzero(opened, (size_t)len + 16);
 	free(opened);
-	return 0;
+	cephx_ticket_clear(&t);
+	explicit_bzero(plain, sizeof(plain));
+	return ret;
 }
 
 /* A list of tickets (CephXServiceTicketReply), under secret. */
-static int ticket_list(struct cx_dec *d, const struct cephx_key *secret, struct cephx_ticket *auth,
-		       struct cephx_ticket *osd)
+static int ticket_list(struct cx_dec *d, const struct cephx_key *secret,
+		       const struct cephx_ticket *held, struct cephx_ticket *got)
 {
 	uint32_t n;
 	int ret;
 
-	dec_le(d, 1); /* struct_v */
+	if (dec_le(d, 1) != 1) /* struct_v */
+		return -EPROTO;
 	n = (uint32_t)dec_le(d, 4);
 	if (d->bad || n > 64)
 		return -EPROTO;
 	while (n--) {
-		ret = ticket_one(d, secret, auth, osd);
+		ret = ticket_one(d, secret, held, got);
 		if (ret)
 			return ret;
 	}
 	return 0;
 }
 
-int cephx_tickets(const struct cephx_key *key, const unsigned char *p, size_t len,
-		  struct cephx_ticket *auth, struct cephx_ticket *osd)
+static int tickets_decode(const struct cephx_key *key, const unsigned char *p, size_t len,
+			  const struct cephx_ticket *held, struct cephx_ticket *got)
 {
-	struct cx_dec d = { .p = p, .end = p + len }, extra;
+	struct cx_dec d = { .p = p, .end = p + len }, extra = { 0 };
 	uint32_t op, n;
 	int32_t result;
 	int ret;
@@ -392,7 +405,7 @@ int cephx_tickets(const struct cephx_key *key, const unsigned char *p, size_t le
 		return -EPROTO;
 	if (result < 0)
 		return -EACCES;
-	ret = ticket_list(&d, key, auth, osd);
+	ret = ticket_list(&d, key, held, got);
 	if (ret)
 		return ret;
 	/* then the connection secret (for secure mode: not ours), then the service tickets */
@@ -400,14 +413,31 @@ int cephx_tickets(const struct cephx_key *key, const unsigned char *p, size_t le
 	dec_mem(&d, n);
 	n = (uint32_t)dec_le(&d, 4);
 	extra.p = dec_mem(&d, n);
-	extra.end = extra.p + n;
-	extra.bad = false;
-	if (d.bad || auth->service != CEPHX_SERVICE_AUTH)
+	if (!extra.p || !got[0].service)
 		return -EPROTO;
-	ret = ticket_list(&extra, &auth->session_key, auth, osd);
+	extra.end = extra.p + n;
+	/* (sealed under the new auth ticket's session key) */
+	ret = ticket_list(&extra, &got[0].session_key, held, got);
 	if (ret)
 		return ret;
-	return osd->service == CEPHX_SERVICE_OSD ? 0 : -EPROTO;
+	return got[1].service ? 0 : -EPROTO;
+}
+
+int cephx_tickets(const struct cephx_key *key, const unsigned char *p, size_t len,
+		  const struct cephx_ticket *held_auth, const struct cephx_ticket *held_osd,
+		  struct cephx_ticket *auth, struct cephx_ticket *osd)
+{
+	struct cephx_ticket held[2] = { *held_auth, *held_osd }, got[2] = { { 0 } };
+	int ret = tickets_decode(key, p, len, held, got);
+
+	explicit_bzero(held, sizeof(held));
+	if (ret) {
+		cephx_ticket_clear(&got[0]);
+		cephx_ticket_clear(&got[1]);
+	}
+	*auth = got[0];
+	*osd = got[1];
+	return ret;
 }
 
 /* authorizers */

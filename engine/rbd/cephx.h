@@ -69,9 +69,9 @@ ssize_t cephx_encrypt(const struct cephx_key *key, const void *plain, size_t len
 ssize_t cephx_decrypt(const struct cephx_key *key, const unsigned char *in, size_t len,
 		      unsigned char *out, size_t cap);
 
-/* HMAC-SHA256 of data under key (msgr2's AUTH_SIGNATURE). */
-void cephx_hmac_sha256(const struct cephx_key *key, const void *data, size_t len,
-		       unsigned char out[CEPHX_HMAC_LEN]);
+/* HMAC-SHA256 of data under key (msgr2's AUTH_SIGNATURE): 0 or -ENOMEM. */
+int cephx_hmac_sha256(const struct cephx_key *key, const void *data, size_t len,
+		      unsigned char out[CEPHX_HMAC_LEN]);
 
 /* The monitor's first answer, its challenge: 0 or -EPROTO. */
 int cephx_server_challenge(const unsigned char *p, size_t len, uint64_t *challenge);
@@ -86,14 +86,17 @@ ssize_t cephx_authenticate(const struct cephx_key *key, uint64_t server_challeng
 			   size_t cap);
 
 /*
- * The monitor's last answer (the payload of its AUTH_DONE): the auth
- * ticket into *auth (whose session key decrypts what was encrypted under
- * the old one) and the OSD ticket into *osd. 0, -EACCES (the monitor
- * refused: its result) or -EPROTO.
+ * The monitor's last answer (the payload of its AUTH_DONE): new tickets
+ * into *auth and *osd, both required. held_auth, held_osd: the tickets
+ * held so far (empty at first), whose session keys open what a renewal
+ * seals under them. On failure *auth and *osd are empty. 0, -EACCES (the
+ * monitor refused: its result), -EPROTO or -ENOMEM.
  */
 int cephx_tickets(const struct cephx_key *key, const unsigned char *p, size_t len,
+		  const struct cephx_ticket *held_auth, const struct cephx_ticket *held_osd,
 		  struct cephx_ticket *auth, struct cephx_ticket *osd);
 
+/* Free and wipe a ticket. */
 void cephx_ticket_clear(struct cephx_ticket *t);
 
 /*

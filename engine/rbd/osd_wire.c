@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <openssl/crypto.h>
 
 #include <azbuse/engine.h>
 
@@ -124,6 +125,9 @@ enum {
 #define OSDW_IO_TIMEOUT_MS 5000 /* a handshake step */
 #define OSDW_MAX_OIDS 256
 #define OSDW_MAX_OSDS 65536
+#define OSDW_MAX_MONS 16
+#define OSDW_MIN_TICKET_S 10		    /* renew no more often than at 3/4 of this */
+#define OSDW_RELOGIN_NS (5 * 1000000000ULL) /* after an OSD refused a ticket */
 
 struct osdw_op {
 	uint64_t tid;
@@ -178,17 +182,22 @@ struct osdw {
 	struct cephx_ticket auth_ticket; /* the monitors', for new tickets */
 	struct cephx_ticket osd_ticket;
 	uint64_t renew_at; /* get new tickets from then (CLOCK_MONOTONIC ns) */
+	uint64_t auth_expires_at;
+	uint64_t login_tried_at;
 	unsigned renew_failures;
+	struct sockaddr_in mons[OSDW_MAX_MONS]; /* from the last `mon dump` */
+	uint32_t mon_nonces[OSDW_MAX_MONS];
+	unsigned nr_mons;
 	unsigned nr_logins;
 	osdw_done_fn done;
 	const char *name;
 
 	uint32_t epoch;
-	bool map_stale;		 /* read the map again at the next service */
-	uint64_t map_read_at;	 /* not before then (CLOCK_MONOTONIC ns) */
-	unsigned map_failures;	 /* reads of the map that failed in a row */
-	bool broken;		 /* our placement is not the cluster's: take no more ops */
-	int *primary;		 /* per PG: its primary OSD, -1 unknown (this epoch), -2 none */
+	bool map_stale;	       /* read the map again at the next service */
+	uint64_t map_read_at;  /* not before then (CLOCK_MONOTONIC ns) */
+	unsigned map_failures; /* reads of the map that failed in a row */
+	bool broken;  /* our placement is not the cluster's, or an OSD refuses us: no more ops */
+	int *primary; /* per PG: its primary OSD, -1 unknown (this epoch), -2 none */
 	uint64_t unserved_until; /* a PG had no primary: ask again from then */
 	unsigned unreachable;	 /* OSDs up in the map that we cannot address */
 	struct osdw_osd *osds;
@@ -773,6 +782,29 @@ static int hs_hello(struct handshake *h, unsigned peer_type, struct sockaddr_in 
 	return hs_take(h, (size_t)n);
 }
 
+/*
+ * What an AUTH_BAD_METHOD frame (le32 method, le32 result, the methods
+ * and modes the peer allows) says, as -errno: -EACCES for a refused key
+ * or ticket, -EPROTONOSUPPORT for a method or mode the peer does not
+ * allow (cephx or crc mode), -EAGAIN for a peer that cannot serve now
+ * (another monitor may); 0 for any other frame.
+ */
+static int bad_method(const struct frame *f)
+{
+	int32_t result;
+
+	if (f->tag != TAG_AUTH_BAD_METHOD)
+		return 0;
+	if (f->len[0] < 8)
+		return -EPROTO;
+	result = (int32_t)le32_at(f->seg[0] + 4);
+	if (result == -EACCES || result == -EPERM)
+		return -EACCES;
+	if (result == -EOPNOTSUPP)
+		return -EPROTONOSUPPORT;
+	return -EAGAIN;
+}
+
 /* Auth none: our name and global id. */
 static int hs_auth_none(struct osdw *w, struct handshake *h)
 {
@@ -794,7 +826,7 @@ static int hs_auth_none(struct osdw *w, struct handshake *h)
 	if (n < 0)
 		return (int)n;
 	if (f.tag == TAG_AUTH_BAD_METHOD || f.tag == TAG_AUTH_REPLY_MORE)
-		return -EACCES; /* the cluster wants cephx */
+		return -EACCES; /* the cluster wants cephx (EOPNOTSUPP: auth none not allowed) */
 	if (f.tag != TAG_AUTH_DONE || f.len[0] < 12 || le32_at(f.seg[0] + 8) != CON_MODE_CRC)
 		return -EPROTO;
 	return hs_take(h, (size_t)n);
@@ -832,49 +864,55 @@ static int auth_payload(const struct frame *f, size_t at, const unsigned char **
  */
 static int hs_auth_cephx(struct osdw *w, struct handshake *h)
 {
-	unsigned char authorizer[2048], buf[2048 + 16];
+	size_t cap = (size_t)w->osd_ticket.blob_len + 256;
+	unsigned char *authorizer = malloc(cap), *buf = malloc(cap + 16);
 	const unsigned char *payload;
 	uint64_t nonce, challenge;
 	struct frame f;
 	size_t len;
-	ssize_t n, alen;
-	int ret;
+	ssize_t n;
+	int ret = -ENOMEM;
 
+	if (!authorizer || !buf)
+		goto out;
+	ret = -EIO;
 	if (getrandom(&nonce, sizeof(nonce), 0) != sizeof(nonce))
-		return -EIO;
-	alen = cephx_authorizer(&w->osd_ticket, w->gid, nonce, NULL, authorizer,
-				sizeof(authorizer));
-	if (alen < 0)
-		return (int)alen;
-	n = hs_ask(h, TAG_AUTH_REQUEST, buf, auth_request(buf, false, authorizer, (size_t)alen),
-		   &f);
-	if (n < 0)
-		return (int)n;
-	if (f.tag == TAG_AUTH_REPLY_MORE) {
+		goto out;
+	n = cephx_authorizer(&w->osd_ticket, w->gid, nonce, NULL, authorizer, cap);
+	if (n >= 0)
+		n = hs_ask(h, TAG_AUTH_REQUEST, buf,
+			   auth_request(buf, false, authorizer, (size_t)n), &f);
+	if (n >= 0 && f.tag == TAG_AUTH_REPLY_MORE) {
 		ret = auth_payload(&f, 0, &payload, &len);
 		if (!ret)
 			ret = cephx_authorizer_challenge(&w->osd_ticket, payload, len, &challenge);
 		if (!ret)
 			ret = hs_take(h, (size_t)n);
 		if (ret)
-			return ret;
-		alen = cephx_authorizer(&w->osd_ticket, w->gid, nonce, &challenge, authorizer,
-					sizeof(authorizer));
-		if (alen < 0)
-			return (int)alen;
-		n = hs_ask(h, TAG_AUTH_REQUEST_MORE, buf,
-			   auth_request(buf, true, authorizer, (size_t)alen), &f);
-		if (n < 0)
-			return (int)n;
+			goto out;
+		n = cephx_authorizer(&w->osd_ticket, w->gid, nonce, &challenge, authorizer, cap);
+		if (n >= 0)
+			n = hs_ask(h, TAG_AUTH_REQUEST_MORE, buf,
+				   auth_request(buf, true, authorizer, (size_t)n), &f);
 	}
-	if (f.tag == TAG_AUTH_BAD_METHOD)
-		return -EACCES; /* (a ticket the OSD cannot read: too old, or another key) */
+	ret = (int)n;
+	if (n < 0)
+		goto out;
+	ret = bad_method(&f); /* (-EACCES: a ticket the OSD cannot read, too old) */
+	if (ret)
+		goto out;
+	ret = -EPROTO;
 	if (f.tag != TAG_AUTH_DONE || f.len[0] < 12 || le32_at(f.seg[0] + 8) != CON_MODE_CRC)
-		return -EPROTO;
+		goto out;
 	ret = auth_payload(&f, 12, &payload, &len);
 	if (!ret)
 		ret = cephx_authorizer_reply(&w->osd_ticket, payload, len, nonce);
-	return ret ? ret : hs_take(h, (size_t)n);
+	if (!ret)
+		ret = hs_take(h, (size_t)n);
+out:
+	free(authorizer);
+	free(buf);
+	return ret;
 }
 
 /*
@@ -888,15 +926,14 @@ static int hs_signature(struct handshake *h, const struct cephx_key *key)
 	ssize_t n;
 
 	h->signing = false;
-	if (key) {
-		cephx_hmac_sha256(key, bytes_data(&h->got), bytes_size(&h->got), mine);
-		cephx_hmac_sha256(key, bytes_data(&h->sent), bytes_size(&h->sent), theirs);
-	}
+	if (key && (cephx_hmac_sha256(key, bytes_data(&h->got), bytes_size(&h->got), mine) ||
+		    cephx_hmac_sha256(key, bytes_data(&h->sent), bytes_size(&h->sent), theirs)))
+		return -ENOMEM;
 	n = hs_ask(h, TAG_AUTH_SIGNATURE, mine, sizeof(mine), &f);
 	if (n < 0)
 		return (int)n;
 	if (f.tag != TAG_AUTH_SIGNATURE || f.len[0] != CEPHX_HMAC_LEN ||
-	    memcmp(f.seg[0], theirs, CEPHX_HMAC_LEN))
+	    CRYPTO_memcmp(f.seg[0], theirs, CEPHX_HMAC_LEN))
 		return -EPROTO;
 	return hs_take(h, (size_t)n);
 }
@@ -1062,56 +1099,60 @@ static void osd_disconnect(struct osdw *w, struct osdw_osd *o);
 static int cephx_load_key(struct osdw *w)
 {
 	char val[4096], name[96], *path, *save = NULL;
+	int ret = -ENOENT;
 	FILE *f;
-	int ret;
 
 	snprintf(name, sizeof(name), "client.%s", w->entity);
-	if (!rados_conf_get(w->cluster, "key", val, sizeof(val)) && *val)
-		return cephx_key_parse(val, &w->key);
-	if (!rados_conf_get(w->cluster, "keyfile", val, sizeof(val)) && *val) {
+	if (!rados_conf_get(w->cluster, "key", val, sizeof(val)) && *val) {
+		ret = cephx_key_parse(val, &w->key);
+	} else if (!rados_conf_get(w->cluster, "keyfile", val, sizeof(val)) && *val) {
 		f = fopen(val, "r");
-		if (!f)
-			return -errno;
-		ret = fgets(val, sizeof(val), f) ? 0 : -EINVAL;
-		fclose(f);
+		ret = f ? 0 : -errno;
+		if (f && !fgets(val, sizeof(val), f))
+			ret = -EINVAL;
+		if (f)
+			fclose(f);
 		val[strcspn(val, " \t\r\n")] = 0;
-		return ret ? ret : cephx_key_parse(val, &w->key);
+		if (!ret)
+			ret = cephx_key_parse(val, &w->key);
+	} else if (!rados_conf_get(w->cluster, "keyring", val, sizeof(val))) {
+		for (path = strtok_r(val, ",; \t", &save); path && ret == -ENOENT;
+		     path = strtok_r(NULL, ",; \t", &save))
+			ret = cephx_key_from_keyring(path, name, &w->key);
 	}
-	if (rados_conf_get(w->cluster, "keyring", val, sizeof(val)))
-		return -ENOENT;
-	for (path = strtok_r(val, ",; \t", &save); path; path = strtok_r(NULL, ",; \t", &save)) {
-		ret = cephx_key_from_keyring(path, name, &w->key);
-		if (ret != -ENOENT)
-			return ret;
-	}
-	return -ENOENT;
+	explicit_bzero(val, sizeof(val));
+	return ret;
 }
 
 /*
  * Authenticate to the monitor at addr (msgr2, cephx, as client.ENTITY) and
  * take its tickets: the auth ticket (kept to renew them under the same
- * global id) and the OSD ticket. The connection ends there. 0 or -errno.
+ * global id) and the OSD ticket. The connection ends there, without the
+ * AUTH_SIGNATURE exchange: the tickets are sealed under our key, and only
+ * the global id in AUTH_DONE goes unproven. 0 or -errno (-EACCES: the
+ * monitor refused our key or our auth ticket).
  */
 static int mon_auth(struct osdw *w, const struct sockaddr_in *addr, uint32_t nonce,
 		    const char **step)
 {
 	struct osdw_osd mon = { .fd = -1, .addr = *addr, .nonce = nonce };
-	bool renewing = w->auth_ticket.service != 0;
 	struct handshake h = { .o = &mon };
-	unsigned char req[2048], buf[2048 + 16];
+	size_t cap = (size_t)w->auth_ticket.blob_len + 256;
+	unsigned char *req = malloc(cap), *buf = malloc(cap + 16);
+	struct cephx_ticket auth, osd;
 	struct sockaddr_in my_addr;
 	const unsigned char *payload;
-	struct enc e = { req };
 	uint64_t challenge, gid;
+	struct enc e = { req };
 	struct frame f;
 	size_t len;
 	ssize_t n;
 	int ret;
 
 	*step = "connecting";
-	ret = tcp_connect(addr);
+	ret = req && buf ? tcp_connect(addr) : -ENOMEM;
 	if (ret < 0)
-		return ret;
+		goto out;
 	mon.fd = ret;
 	*step = "the banner";
 	ret = hs_banner(&h);
@@ -1130,7 +1171,9 @@ static int mon_auth(struct osdw *w, const struct sockaddr_in *addr, uint32_t non
 	put64(&e, w->auth_ticket.service ? w->gid : 0); /* (0: a new one) */
 	n = hs_ask(&h, TAG_AUTH_REQUEST, buf, auth_request(buf, false, req, (size_t)(e.p - req)),
 		   &f);
-	ret = n < 0 ? (int)n : f.tag != TAG_AUTH_REPLY_MORE ? -EACCES : 0;
+	ret = n < 0 ? (int)n : bad_method(&f);
+	if (!ret && f.tag != TAG_AUTH_REPLY_MORE)
+		ret = -EPROTO;
 	if (!ret)
 		ret = auth_payload(&f, 0, &payload, &len);
 	if (!ret)
@@ -1139,13 +1182,14 @@ static int mon_auth(struct osdw *w, const struct sockaddr_in *addr, uint32_t non
 		ret = hs_take(&h, (size_t)n);
 	if (ret)
 		goto out;
-	n = cephx_authenticate(&w->key, challenge, &w->auth_ticket, CEPHX_SERVICE_OSD, req,
-			       sizeof(req));
+	n = cephx_authenticate(&w->key, challenge, &w->auth_ticket, CEPHX_SERVICE_OSD, req, cap);
 	if (n >= 0)
 		n = hs_ask(&h, TAG_AUTH_REQUEST_MORE, buf, auth_request(buf, true, req, (size_t)n),
 			   &f);
-	/* (a key the monitor does not know, or a wrong one: AUTH_BAD_METHOD) */
-	ret = n < 0 ? (int)n : f.tag != TAG_AUTH_DONE ? -EACCES : f.len[0] < 12 ? -EPROTO : 0;
+	ret = n < 0 ? (int)n
+		    : bad_method(&f); /* (-EACCES: a wrong key, or an auth ticket refused) */
+	if (!ret && (f.tag != TAG_AUTH_DONE || f.len[0] < 12))
+		ret = -EPROTO;
 	if (ret)
 		goto out;
 
@@ -1153,8 +1197,11 @@ static int mon_auth(struct osdw *w, const struct sockaddr_in *addr, uint32_t non
 	gid = get64(f.seg[0]);
 	ret = auth_payload(&f, 12, &payload, &len);
 	if (!ret)
-		ret = cephx_tickets(&w->key, payload, len, &w->auth_ticket, &w->osd_ticket);
-	if (!ret && renewing && gid != w->gid) {
+		ret = cephx_tickets(&w->key, payload, len, &w->auth_ticket, &w->osd_ticket, &auth,
+				    &osd);
+	if (ret)
+		goto out;
+	if (w->gid && gid != w->gid) {
 		unsigned i;
 
 		/* (its auth ticket had expired: the OSDs must see one name per connection) */
@@ -1165,47 +1212,86 @@ static int mon_auth(struct osdw *w, const struct sockaddr_in *addr, uint32_t non
 		for (i = 0; i < w->nr_osds; i++)
 			osd_disconnect(w, &w->osds[i]);
 	}
-	if (!ret)
-		w->gid = gid;
+	cephx_ticket_clear(&w->auth_ticket);
+	cephx_ticket_clear(&w->osd_ticket);
+	w->auth_ticket = auth;
+	w->osd_ticket = osd;
+	w->gid = gid;
 out:
-	close(mon.fd);
+	if (mon.fd >= 0)
+		close(mon.fd);
 	free(mon.in.p);
 	free(mon.out.p);
 	hs_free(&h);
+	free(req);
+	free(buf);
+	return ret;
+}
+
+/* Whether a monitor's answer ends the search: granted, or refused for good. */
+static bool mon_final(int ret)
+{
+	return !ret || ret == -EACCES || ret == -EPROTONOSUPPORT;
+}
+
+/*
+ * Tickets from the first monitor that answers: those known from the last
+ * `mon dump` first (no monitor command while the monitors are away), then
+ * those of a new one.
+ */
+static int mon_auth_any(struct osdw *w, const char **step)
+{
+	json_object *dump, *mons;
+	unsigned i;
+	int ret = -ENOENT;
+
+	for (i = 0; i < w->nr_mons && !mon_final(ret); i++)
+		ret = mon_auth(w, &w->mons[i], w->mon_nonces[i], step);
+	if (mon_final(ret))
+		return ret;
+	*step = "listing the monitors (mon dump)";
+	ret = mon_json(w, "{\"prefix\": \"mon dump\", \"format\": \"json\"}", &dump);
+	if (ret < 0)
+		return ret;
+	w->nr_mons = 0;
+	if (json_object_object_get_ex(dump, "mons", &mons))
+		for (i = 0; i < json_object_array_length(mons) && w->nr_mons < OSDW_MAX_MONS; i++)
+			if (!msgr2_addr_from_json(json_object_array_get_idx(mons, i),
+						  &w->mons[w->nr_mons], &w->mon_nonces[w->nr_mons]))
+				w->nr_mons++;
+	json_object_put(dump);
+	*step = "no monitor with an IPv4 msgr2 address";
+	ret = -ENOENT;
+	for (i = 0; i < w->nr_mons && !mon_final(ret); i++)
+		ret = mon_auth(w, &w->mons[i], w->mon_nonces[i], step);
 	return ret;
 }
 
 /*
- * Tickets from the first monitor that answers; renewed at three quarters
- * of their life (sooner after an OSD refused one). 0 or -errno (logged).
+ * Get tickets, or new ones: renewed at three quarters of their life (sooner
+ * after an OSD refused one), under the same global id while the auth ticket
+ * lives and the monitors take it, else afresh. 0 or -errno (logged).
  */
 static int cephx_login(struct osdw *w)
 {
-	const char *step = "listing the monitors (mon dump)";
-	json_object *dump, *mons;
-	struct sockaddr_in sin;
-	uint32_t nonce, life;
-	size_t i;
+	const char *step = "no monitor with an IPv4 msgr2 address";
+	uint64_t now = now_ns();
+	uint32_t life;
 	int ret;
 
-	ret = mon_json(w, "{\"prefix\": \"mon dump\", \"format\": \"json\"}", &dump);
-	if (ret >= 0) {
-		ret = -ENOENT;
-		if (json_object_object_get_ex(dump, "mons", &mons))
-			for (i = 0; i < json_object_array_length(mons); i++) {
-				if (msgr2_addr_from_json(json_object_array_get_idx(mons, i), &sin,
-							 &nonce))
-					continue;
-				ret = mon_auth(w, &sin, nonce, &step);
-				if (!ret || ret == -EACCES)
-					break;
-			}
-		json_object_put(dump);
+	w->login_tried_at = now;
+	if (w->auth_ticket.service && now >= w->auth_expires_at)
+		cephx_ticket_clear(&w->auth_ticket); /* (expired: a new global id) */
+	ret = mon_auth_any(w, &step);
+	if (ret == -EACCES && w->auth_ticket.service) {
+		/* the monitors no longer take the auth ticket (its key retired): afresh */
+		cephx_ticket_clear(&w->auth_ticket);
+		ret = mon_auth_any(w, &step);
 	}
 	if (ret) {
 		/* (each try holds the worker's thread: fewer while the monitors are away) */
-		w->renew_at = now_ns() + (w->renew_failures < 4 ? 5ULL << w->renew_failures : 60) *
-						 1000000000ULL;
+		w->renew_at = now + (w->renew_failures < 4 ? 5ULL << w->renew_failures : 60) *
+					    1000000000ULL;
 		if (!w->renew_failures++ || w->renew_failures % 20 == 0)
 			azbuse_log(
 				AZBUSE_LOG_WARN,
@@ -1216,7 +1302,10 @@ static int cephx_login(struct osdw *w)
 	}
 	life = w->auth_ticket.validity_s < w->osd_ticket.validity_s ? w->auth_ticket.validity_s
 								    : w->osd_ticket.validity_s;
-	w->renew_at = now_ns() + (uint64_t)life * 750000000ULL;
+	if (life < OSDW_MIN_TICKET_S)
+		life = OSDW_MIN_TICKET_S;
+	w->renew_at = now + (uint64_t)life * 750000000ULL;
+	w->auth_expires_at = now + (uint64_t)w->auth_ticket.validity_s * 1000000000ULL;
 	w->renew_failures = 0;
 	azbuse_log(AZBUSE_LOG_INFO,
 		   "engine rbd: %s: own RADOS path: cephx tickets %s for %u s (global id %" PRIu64
@@ -1453,8 +1542,18 @@ static int osd_connect(struct osdw *w, struct osdw_osd *o)
 		ret = epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, o->fd, &ev) ? -errno : 0;
 	}
 	if (ret) {
-		if (ret == -EACCES && w->cephx)
-			w->renew_at = 0; /* (a ticket it no longer takes: get new ones first) */
+		if (ret == -EACCES && w->cephx && !w->renew_failures &&
+		    w->renew_at > w->login_tried_at + OSDW_RELOGIN_NS)
+			/* (a ticket it no longer takes: new ones first, not more than every 5 s) */
+			w->renew_at = w->login_tried_at + OSDW_RELOGIN_NS;
+		if (ret == -EPROTONOSUPPORT || (ret == -EACCES && !w->cephx)) {
+			if (!w->broken)
+				azbuse_log(AZBUSE_LOG_WARN,
+					   "engine rbd: %s: osd.%u refuses what the own RADOS path "
+					   "speaks (%s: %s): objects through librados from now",
+					   w->name, (unsigned)(o - w->osds), step, strerror(-ret));
+			w->broken = true;
+		}
 		osd_failed(w, o, step, ret);
 		return ret;
 	}
@@ -1616,7 +1715,7 @@ static void op_send(struct osdw *w, struct osdw_op *op)
 	size_t front_len;
 	int osd, ret;
 
-	osd = pg_primary(w, pg, op->oid);
+	osd = w->broken ? -EPROTO : pg_primary(w, pg, op->oid);
 	if (osd == -EPROTO) {
 		op_end(w, op, -EPROTO); /* (for the caller to take elsewhere) */
 		return;
@@ -2119,6 +2218,7 @@ struct osdw *osdw_open(rados_t cluster, int64_t pool_id, const char *entity, uin
 		goto fail_close;
 	step = "getting cephx tickets from the monitors";
 	if (w->cephx) {
+		w->gid = 0; /* (the monitors give one) */
 		ret = cephx_login(w);
 		if (ret < 0)
 			goto fail_close;

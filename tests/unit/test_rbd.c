@@ -300,7 +300,7 @@ static size_t put_reply(unsigned char *buf, const struct cephx_key *key, unsigne
  */
 static void test_cephx_tickets(void **state)
 {
-	struct cephx_ticket auth = { 0 }, osd = { 0 };
+	struct cephx_ticket none = { 0 }, auth, osd, auth2, osd2;
 	struct cephx_key key, old;
 	unsigned char buf[1024];
 	size_t len, cut;
@@ -308,7 +308,7 @@ static void test_cephx_tickets(void **state)
 	(void)state;
 	memset(key.secret, 0x11, CEPHX_KEY_LEN);
 	len = put_reply(buf, &key, 0x22, "abc", NULL);
-	assert_int_equal(cephx_tickets(&key, buf, len, &auth, &osd), 0);
+	assert_int_equal(cephx_tickets(&key, buf, len, &none, &none, &auth, &osd), 0);
 	assert_int_equal(auth.service, CEPHX_SERVICE_AUTH);
 	assert_int_equal(auth.secret_id, 7);
 	assert_int_equal(auth.blob_len, 3);
@@ -322,29 +322,33 @@ static void test_cephx_tickets(void **state)
 	assert_int_equal(osd.validity_s, 120);
 
 	/* renewed: the new auth blob sealed under the session key held */
-	old = auth.session_key;
-	len = put_reply(buf, &key, 0x33, "defg", &old);
-	assert_int_equal(cephx_tickets(&key, buf, len, &auth, &osd), 0);
-	assert_int_equal(auth.session_key.secret[0], 0x33);
-	assert_memory_equal(auth.blob, "defg", 4);
+	len = put_reply(buf, &key, 0x33, "defg", &auth.session_key);
+	assert_int_equal(cephx_tickets(&key, buf, len, &none, &none, &auth2, &osd2), -EPROTO);
+	assert_int_equal(auth2.service, 0);
+	assert_null(auth2.blob);
+	assert_int_equal(cephx_tickets(&key, buf, len, &auth, &osd, &auth2, &osd2), 0);
+	assert_int_equal(auth2.session_key.secret[0], 0x33);
+	assert_memory_equal(auth2.blob, "defg", 4);
+	assert_int_equal(osd2.secret_id, 9);
+	cephx_ticket_clear(&auth2);
+	cephx_ticket_clear(&osd2);
 
-	/* every truncation, a refusal (and no read past it: ASan) */
+	/* every truncation, a refusal that grants nothing (and no read past it: ASan) */
 	for (cut = 0; cut < len; cut++) {
-		struct cephx_ticket a = { 0 }, o = { 0 };
+		struct cephx_ticket a, o;
 		unsigned char *copy = malloc(cut ? cut : 1);
 
 		memcpy(copy, buf, cut);
-		assert_true(cephx_tickets(&key, copy, cut, &a, &o) < 0);
+		assert_true(cephx_tickets(&key, copy, cut, &auth, &osd, &a, &o) < 0);
+		assert_true(!a.service && !a.blob && !o.service && !o.blob);
 		free(copy);
-		cephx_ticket_clear(&a);
-		cephx_ticket_clear(&o);
 	}
 	/* another key; a refusal from the monitor */
 	memset(old.secret, 0x12, CEPHX_KEY_LEN);
-	assert_true(cephx_tickets(&old, buf, len, &auth, &osd) < 0);
+	assert_true(cephx_tickets(&old, buf, len, &auth, &osd, &auth2, &osd2) < 0);
 	buf[2] = 0xf3; /* result -13 */
 	buf[3] = buf[4] = buf[5] = 0xff;
-	assert_int_equal(cephx_tickets(&key, buf, len, &auth, &osd), -EACCES);
+	assert_int_equal(cephx_tickets(&key, buf, len, &auth, &osd, &auth2, &osd2), -EACCES);
 	cephx_ticket_clear(&auth);
 	cephx_ticket_clear(&osd);
 }
