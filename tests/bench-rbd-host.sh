@@ -11,7 +11,8 @@
 #
 # The cluster (tests/vm/ceph-cluster.sh) listens on the host's first global
 # IPv4 address (CEPH_CLUSTER_ADDR to choose another), keeps its files in
-# build/ceph-host and is stopped at the end. AZBUSE_* variables reach the
+# BUILD/ceph-host and is stopped at the end (BUILD: AZBUSE_BUILD_DIR, or
+# build/, the build the VM runs). AZBUSE_* variables reach the
 # guest (AZBUSE_RBD_DEVICES, AZBUSE_RBD_OPTS; AZBUSE_RBD_PROFILE=DIR: the
 # profiles land in DIR/profile). Output: bench-rbd.sh's lines and table, on
 # stdout.
@@ -21,14 +22,22 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
 runtime=${1:-10}
 mb=${2:-256}
-dir=$top/build/ceph-host
+# the build the VM runs (tests/vm/bench-rbd.sh takes AZBUSE_BUILD_DIR too):
+# named here, so that a stale build/ is not measured by mistake
+build=$(cd "${AZBUSE_BUILD_DIR:-build}" 2>/dev/null && pwd) || build=
+dir=${build:-$top/build}/ceph-host
 
 addr=${CEPH_CLUSTER_ADDR:-$(ip -4 -o addr show scope global | awk '{ sub("/.*", "", $4); print $4; exit }')}
 [ -n "$addr" ] || {
 	echo "bench-rbd-host.sh: the host has no global IPv4 address for the VM to reach (set CEPH_CLUSTER_ADDR)" >&2
 	exit 2
 }
-[ -f build/kmod/azbuse.ko ] || { echo "bench-rbd-host.sh: build first (no build/kmod/azbuse.ko)" >&2; exit 2; }
+if [ -z "$build" ] || [ ! -f "$build/kmod/azbuse.ko" ]; then
+	echo "bench-rbd-host.sh: build first (no ${AZBUSE_BUILD_DIR:-build}/kmod/azbuse.ko)" >&2
+	exit 2
+fi
+export AZBUSE_BUILD_DIR=$build
+echo "bench-rbd-host.sh: the build in $build ($(stat -c %y "$build/tools/azbusectl" | cut -d. -f1))"
 
 cleanup() { tests/vm/ceph-cluster.sh stop "$dir"; }
 cleanup # a cluster left by an interrupted run holds the ports
